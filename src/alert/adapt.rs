@@ -1,0 +1,401 @@
+//! Sender payloads to [`Alert`]s: detection, splitting, normalization and metadata.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::{Alert, Source, State};
+
+/// Why a payload could not be turned into alerts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdaptError {
+    /// The sender sends a JSON object, and this body is something else: `[1, 2]` to `/alerts/alibaba`.
+    NotAnObject {
+        /// The sender.
+        source: Source,
+    },
+    /// A grouped body without its `alerts` array: `{"version": "4"}` to `/alerts/alertmanager`.
+    MissingAlerts {
+        /// The sender.
+        source: Source,
+    },
+    /// An element of a grouped body that is not an object: `{"alerts": [1]}`.
+    BadElement {
+        /// The sender.
+        source: Source,
+        /// The element's index.
+        index: usize,
+    },
+    /// `POST /api/v2/alerts` takes an array of alerts: `{"labels": {}}`.
+    NotAnArray,
+}
+
+impl fmt::Display for AdaptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdaptError::NotAnObject { source } => write!(f, "a {source} alert must be a JSON object"),
+            AdaptError::MissingAlerts { source } => {
+                write!(f, "a {source} webhook body must have an `alerts` array")
+            }
+            AdaptError::BadElement { source, index } => {
+                write!(f, "element {index} of the {source} `alerts` array is not an object")
+            }
+            AdaptError::NotAnArray => write!(f, "the Alertmanager API takes a JSON array of alerts"),
+        }
+    }
+}
+
+impl std::error::Error for AdaptError {}
+
+/// Guesses the sender from a JSON body's shape, as `POST /alerts` does.
+///
+/// | shape | source |
+/// |---|---|
+/// | array of objects with `labels` | `prometheus` |
+/// | object with an `alerts` array and `version` `"4"` | `alertmanager` |
+/// | object with an `alerts` array and `version` `"1"` | `grafana` |
+/// | object with `alertId` and `alertStatus` or `status` | `yandex` |
+/// | object with `alertState` and `metricName` or `alertName`; or `eventTime`, `product`, `resourceId` | `alibaba` |
+/// | anything else | `generic` |
+pub fn detect_source(body: &Value) -> Source {
+    match body {
+        Value::Array(items) if !items.is_empty() && items.iter().all(|a| a.get("labels").is_some_and(Value::is_object)) => {
+            Source::Prometheus
+        }
+        Value::Object(m) => {
+            let has = |k: &str| m.contains_key(k);
+            if m.get("alerts").is_some_and(Value::is_array) {
+                match m.get("version").and_then(Value::as_str) {
+                    Some("4") => return Source::Alertmanager,
+                    Some("1") => return Source::Grafana,
+                    _ if has("orgId") || has("state") => return Source::Grafana,
+                    _ if has("groupKey") => return Source::Alertmanager,
+                    _ => {}
+                }
+            }
+            if has("alertId") && (has("alertStatus") || has("status")) {
+                Source::Yandex
+            } else if has("alertState") && (has("metricName") || has("alertName"))
+                || has("eventTime") && has("product") && has("resourceId")
+            {
+                Source::Alibaba
+            } else {
+                Source::Generic
+            }
+        }
+        _ => Source::Generic,
+    }
+}
+
+/// Turns one JSON body into alerts. Grouped bodies (Alertmanager and Grafana webhooks,
+/// Prometheus batches) give one alert per element; every other sender gives one alert.
+/// With `source` `None`, the sender is detected from the shape ([`detect_source`]).
+pub fn adapt_json(source: Option<Source>, body: Value) -> Result<Vec<Alert>, AdaptError> {
+    adapt_at(source, body, jiff::Timestamp::now())
+}
+
+pub(crate) fn adapt_at(source: Option<Source>, body: Value, now: jiff::Timestamp) -> Result<Vec<Alert>, AdaptError> {
+    let source = source.unwrap_or_else(|| detect_source(&body));
+    match source {
+        Source::Alibaba => alibaba(body).map(|a| vec![a]),
+        Source::Yandex => yandex(body).map(|a| vec![a]),
+        Source::Alertmanager | Source::Grafana => grouped(source, body),
+        Source::Prometheus => prometheus(body, now),
+        Source::Generic => Ok(vec![Alert::new(body)]),
+    }
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body into an object of strings, as
+/// Alibaba CloudMonitor sends its threshold callbacks. A repeated key keeps its last value.
+pub fn form_to_json(body: &[u8]) -> Value {
+    let mut map = Map::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        map.insert(k.into_owned(), Value::String(v.into_owned()));
+    }
+    Value::Object(map)
+}
+
+// ---- Alibaba ---------------------------------------------------------------------------
+
+fn alibaba(body: Value) -> Result<Alert, AdaptError> {
+    let Value::Object(mut m) = body else { return Err(AdaptError::NotAnObject { source: Source::Alibaba }) };
+    // Alibaba sends absent values as the text `null` (veaiops treats `""` alike).
+    m.retain(|_, v| !matches!(v.as_str(), Some("null")));
+    for key in ["dimensions", "customLabels"] {
+        if let Some(v) = m.get_mut(key) {
+            if let Some(obj) = key_values(v) {
+                *v = Value::Object(obj);
+            }
+        }
+    }
+    let get = |k: &str| m.get(k).and_then(Value::as_str);
+    let state = match get("alertState").map(str::to_ascii_uppercase).as_deref() {
+        Some("ALERT" | "ALARM") => State::Firing,
+        Some("OK") => State::Resolved,
+        Some("INSUFFICIENT_DATA") => State::Nodata,
+        _ => State::Unknown,
+    };
+    let name = get("alertName").or_else(|| get("name")).map(str::to_owned);
+    let id = match (get("ruleId"), m.get("dimensions")) {
+        (Some(rule), dims) => Some(format!("{rule}{}", canonical_labels(dims))),
+        (None, _) => get("id").map(str::to_owned),
+    };
+    let mut alert = Alert::new(Value::Object(m)).with_source(Source::Alibaba).with_state(state);
+    alert.name = name;
+    alert.id = id;
+    Ok(alert)
+}
+
+/// Alibaba `dimensions`: `{userId=12, instanceId=i-1}` (current docs), a JSON array of
+/// objects (legacy docs, `[{"instanceId":"i-1"}]`), or a JSON object in a string.
+fn key_values(v: &Value) -> Option<Map<String, Value>> {
+    match v {
+        Value::Object(_) => None,
+        Value::Array(items) => {
+            let mut out = Map::new();
+            for item in items {
+                if let Value::Object(o) = item {
+                    out.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+            Some(out)
+        }
+        Value::String(s) => {
+            let t = s.trim();
+            if t.starts_with('[') || t.starts_with("{\"") {
+                let parsed: Value = serde_json::from_str(t).ok()?;
+                return match parsed {
+                    Value::Object(o) => Some(o),
+                    other => key_values(&other),
+                };
+            }
+            // The current docs' sample ends `...}` or even `...})`; be lenient about both.
+            let inner = t.trim_start_matches('{').trim_end_matches(')').trim_end_matches('}');
+            let mut out = Map::new();
+            for pair in inner.split(',') {
+                if let Some((k, val)) = pair.split_once('=') {
+                    let k = k.trim();
+                    if !k.is_empty() {
+                        out.insert(k.to_owned(), Value::String(val.trim().to_owned()));
+                    }
+                }
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// `{k=v,k=v}` with keys sorted, or empty: a stable text for an identity.
+fn canonical_labels(v: Option<&Value>) -> String {
+    let Some(Value::Object(m)) = v else { return String::new() };
+    let mut pairs: Vec<(&String, String)> =
+        m.iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect();
+    pairs.sort();
+    let inner: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+// ---- Yandex ----------------------------------------------------------------------------
+
+fn yandex(body: Value) -> Result<Alert, AdaptError> {
+    let Value::Object(m) = body else { return Err(AdaptError::NotAnObject { source: Source::Yandex }) };
+    let get = |k: &str| m.get(k).and_then(Value::as_str);
+    // Doc revisions disagree on the key; prefer `alertStatus` when both are present.
+    let status = get("alertStatus").or_else(|| get("status")).map(str::to_ascii_uppercase);
+    let state = match status.as_deref() {
+        Some("ALARM") => State::Firing,
+        Some("OK") => State::Resolved,
+        Some("WARN" | "WARNING") => State::Warning,
+        Some("NO_DATA" | "NODATA") => State::Nodata,
+        Some("ERROR") => State::Error,
+        _ => State::Unknown,
+    };
+    let name = get("alertName").map(str::to_owned);
+    let id = get("alertId").map(|id| match m.get("labels") {
+        Some(l @ Value::Object(o)) if !o.is_empty() => format!("{id}{}", canonical_labels(Some(l))),
+        _ => id.to_owned(),
+    });
+    let mut alert = Alert::new(Value::Object(m)).with_source(Source::Yandex).with_state(state);
+    alert.name = name;
+    alert.id = id;
+    Ok(alert)
+}
+
+// ---- Alertmanager and Grafana webhooks -------------------------------------------------
+
+/// One alert per element of `alerts`; the group's fields (`receiver`, `groupKey`,
+/// `commonLabels`, ...) stay visible at the top level, under the element's own fields.
+fn grouped(source: Source, body: Value) -> Result<Vec<Alert>, AdaptError> {
+    let Value::Object(mut group) = body else { return Err(AdaptError::NotAnObject { source }) };
+    let Some(Value::Array(elements)) = group.remove("alerts") else {
+        return Err(AdaptError::MissingAlerts { source });
+    };
+    let mut out = Vec::with_capacity(elements.len());
+    for (index, el) in elements.into_iter().enumerate() {
+        let Value::Object(el) = el else { return Err(AdaptError::BadElement { source, index }) };
+        let mut merged = group.clone();
+        merged.extend(el);
+        out.push(labelled(source, merged, |m| {
+            match m.get("status").and_then(Value::as_str) {
+                Some("firing") => State::Firing,
+                Some("resolved") => State::Resolved,
+                _ => State::Unknown,
+            }
+        }));
+    }
+    Ok(out)
+}
+
+fn prometheus(body: Value, now: jiff::Timestamp) -> Result<Vec<Alert>, AdaptError> {
+    let Value::Array(elements) = body else { return Err(AdaptError::NotAnArray) };
+    let mut out = Vec::with_capacity(elements.len());
+    for (index, el) in elements.into_iter().enumerate() {
+        let Value::Object(el) = el else { return Err(AdaptError::BadElement { source: Source::Prometheus, index }) };
+        out.push(labelled(Source::Prometheus, el, |m| {
+            // No status field: firing while `endsAt` is absent or in the future.
+            let ends = m.get("endsAt").and_then(Value::as_str).and_then(|s| s.parse::<jiff::Timestamp>().ok());
+            match ends {
+                Some(t) if t <= now => State::Resolved,
+                _ => State::Firing,
+            }
+        }));
+    }
+    Ok(out)
+}
+
+fn labelled(source: Source, m: Map<String, Value>, state: impl Fn(&Map<String, Value>) -> State) -> Alert {
+    let state = state(&m);
+    let labels = m.get("labels").and_then(Value::as_object);
+    let name = labels.and_then(|l| l.get("alertname")).and_then(Value::as_str).map(str::to_owned);
+    let id = match m.get("fingerprint").and_then(Value::as_str) {
+        Some(f) if !f.is_empty() => Some(f.to_owned()),
+        _ => match (source, m.get("ruleUID").and_then(Value::as_str)) {
+            (Source::Grafana, Some(uid)) => Some(format!("{uid}{}", canonical_labels(m.get("labels")))),
+            _ => labels.map(|l| format!("{:016x}", fingerprint(l))),
+        },
+    };
+    let mut alert = Alert::new(Value::Object(m)).with_source(source).with_state(state);
+    alert.name = name;
+    alert.id = id;
+    alert
+}
+
+/// Alertmanager's fingerprint of a label set: FNV-1a 64 over the sorted names and values,
+/// each followed by the byte 0xff (prometheus/common `model/signature.go`).
+pub(crate) fn fingerprint(labels: &Map<String, Value>) -> u64 {
+    const OFFSET: u64 = 14_695_981_039_346_656_037;
+    const PRIME: u64 = 1_099_511_628_211;
+    let mut names: Vec<&String> = labels.keys().collect();
+    names.sort();
+    let mut h = OFFSET;
+    let mut add = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(PRIME);
+        }
+    };
+    for n in names {
+        add(n.as_bytes());
+        add(&[0xff]);
+        add(labels.get(n).and_then(Value::as_str).unwrap_or("").as_bytes());
+        add(&[0xff]);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(path: &str) -> String {
+        std::fs::read_to_string(format!("{}/../shared/fixtures/{path}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn alibaba_form_is_normalized() {
+        let body = form_to_json(fixture("alibaba/metric-alarm.form.txt").as_bytes());
+        assert_eq!(detect_source(&body), Source::Alibaba);
+        let a = adapt_json(None, body).unwrap().remove(0);
+        assert_eq!(a.state(), State::Firing);
+        assert!(a.body()["dimensions"].is_object(), "{:?}", a.body()["dimensions"]);
+        assert!(a.body().get("preTriggerLevel").is_none(), "the text `null` is missing");
+        assert!(a.id().unwrap().contains("instanceId="));
+    }
+
+    #[test]
+    fn alibaba_legacy_dimensions_array_becomes_object() {
+        let body: Value = serde_json::from_str(&fixture("alibaba/metric-alarm.legacy.json")).unwrap();
+        let a = adapt_json(Some(Source::Alibaba), body).unwrap().remove(0);
+        assert_eq!(a.state(), State::Firing);
+        assert!(a.body()["dimensions"]["instanceId"].is_string());
+    }
+
+    #[test]
+    fn alibaba_ok_is_resolved() {
+        let body = form_to_json(fixture("alibaba/metric-ok.form.txt").as_bytes());
+        let ok = adapt_json(None, body).unwrap().remove(0);
+        let alarm = adapt_json(None, form_to_json(fixture("alibaba/metric-alarm.form.txt").as_bytes())).unwrap().remove(0);
+        assert_eq!(ok.state(), State::Resolved);
+        assert_eq!(ok.id(), alarm.id(), "the same rule and object is the same alert");
+    }
+
+    #[test]
+    fn yandex_accepts_either_status_key() {
+        for f in ["yandex/function-alarm.json", "yandex/function-escalation.status.json"] {
+            let body: Value = serde_json::from_str(&fixture(f)).unwrap();
+            assert_eq!(detect_source(&body), Source::Yandex, "{f}");
+            let a = adapt_json(None, body).unwrap().remove(0);
+            assert_eq!(a.state(), State::Firing, "{f}");
+        }
+        let ok: Value = serde_json::from_str(&fixture("yandex/function-ok.json")).unwrap();
+        assert_eq!(adapt_json(None, ok).unwrap()[0].state(), State::Resolved);
+    }
+
+    #[test]
+    fn alertmanager_splits_and_keeps_group_fields() {
+        let body: Value = serde_json::from_str(&fixture("alertmanager/webhook-mixed.json")).unwrap();
+        assert_eq!(detect_source(&body), Source::Alertmanager);
+        let alerts = adapt_json(None, body).unwrap();
+        assert_eq!(alerts.len(), 3);
+        assert_eq!(alerts.iter().filter(|a| a.state() == State::Resolved).count(), 1);
+        for a in &alerts {
+            assert!(a.body().get("receiver").is_some());
+            assert!(a.body().get("alerts").is_none());
+            let labels = a.body()["labels"].as_object().unwrap();
+            assert_eq!(a.id().unwrap(), format!("{:016x}", fingerprint(labels)), "fixtures carry real fingerprints");
+        }
+    }
+
+    #[test]
+    fn prometheus_state_comes_from_ends_at() {
+        let body: Value = serde_json::from_str(&fixture("alertmanager/api-v2-alerts-resolved-and-minimal.json")).unwrap();
+        assert_eq!(detect_source(&body), Source::Prometheus);
+        let alerts = adapt_at(None, body, "2026-11-24T00:00:00Z".parse().unwrap()).unwrap();
+        let states: Vec<State> = alerts.iter().map(Alert::state).collect();
+        assert!(states.contains(&State::Resolved) && states.contains(&State::Firing), "{states:?}");
+    }
+
+    #[test]
+    fn grafana_is_detected_and_split() {
+        let body: Value = serde_json::from_str(&fixture("grafana/webhook-firing.json")).unwrap();
+        assert_eq!(detect_source(&body), Source::Grafana);
+        let alerts = adapt_json(None, body).unwrap();
+        assert_eq!(alerts.len(), 2);
+        assert!(alerts.iter().all(|a| a.state() == State::Firing && a.name().is_some()));
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors_not_panics() {
+        assert_eq!(adapt_json(Some(Source::Alibaba), json!([1])), Err(AdaptError::NotAnObject { source: Source::Alibaba }));
+        assert_eq!(
+            adapt_json(Some(Source::Alertmanager), json!({"version": "4"})),
+            Err(AdaptError::MissingAlerts { source: Source::Alertmanager })
+        );
+        assert!(adapt_json(Some(Source::Prometheus), json!({})).is_err());
+        assert!(adapt_json(Some(Source::Grafana), json!({"alerts": [1]})).is_err());
+    }
+}

@@ -1,0 +1,166 @@
+//! The alert as the engine sees it, and one adapter per sender.
+//!
+//! An [`Alert`] is the sender's payload as received (a JSON value) plus four metadata
+//! fields that let one rule cover every sender: `@source`, `@state`, `@name`, `@id`.
+//! `../docs/sources.md` says how each sender's metadata is derived; the adapters in this
+//! module are that document in code.
+
+mod adapt;
+
+use std::fmt;
+
+use serde_json::Value;
+
+pub use adapt::{AdaptError, adapt_json, detect_source, form_to_json};
+
+/// The sender an alert came from: the value of `@source`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// Alibaba Cloud CloudMonitor: threshold callbacks and system events.
+    Alibaba,
+    /// Yandex Monitoring, through a Cloud Function relay.
+    Yandex,
+    /// A Prometheus Alertmanager webhook (`version: "4"`), one alert per element of `alerts`.
+    Alertmanager,
+    /// Prometheus sending to the Alertmanager API (`POST /api/v2/alerts`).
+    Prometheus,
+    /// A Grafana webhook contact point (`version: "1"`).
+    Grafana,
+    /// Any other JSON.
+    Generic,
+}
+
+impl Source {
+    /// Every source, in documentation order.
+    pub const ALL: [Source; 6] =
+        [Source::Alibaba, Source::Yandex, Source::Alertmanager, Source::Prometheus, Source::Grafana, Source::Generic];
+
+    /// The name used in rules (`@source == "alibaba"`) and URLs (`/alerts/alibaba`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Alibaba => "alibaba",
+            Source::Yandex => "yandex",
+            Source::Alertmanager => "alertmanager",
+            Source::Prometheus => "prometheus",
+            Source::Grafana => "grafana",
+            Source::Generic => "generic",
+        }
+    }
+
+    /// The source with this name.
+    pub fn from_name(name: &str) -> Option<Source> {
+        Source::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The alert's state normalized across senders: the value of `@state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Alibaba `ALERT`/`ALARM`, Yandex `ALARM`, Alertmanager and Grafana `firing`.
+    Firing,
+    /// Alibaba and Yandex `OK`, Alertmanager and Grafana `resolved`.
+    Resolved,
+    /// Alibaba `INSUFFICIENT_DATA`, Yandex `NO_DATA`.
+    Nodata,
+    /// Yandex `WARN`.
+    Warning,
+    /// Yandex `ERROR`.
+    Error,
+    /// Anything else, or no state at all.
+    Unknown,
+}
+
+impl State {
+    /// Every state.
+    pub const ALL: [State; 6] = [State::Firing, State::Resolved, State::Nodata, State::Warning, State::Error, State::Unknown];
+
+    /// The name used in rules: `@state == "resolved"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Firing => "firing",
+            State::Resolved => "resolved",
+            State::Nodata => "nodata",
+            State::Warning => "warning",
+            State::Error => "error",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One alert: the payload as received, and its metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    body: Value,
+    source: Source,
+    state: State,
+    name: Option<String>,
+    id: Option<String>,
+}
+
+impl Alert {
+    /// An alert from a generic sender: `@source` is `generic`, `@state` `unknown`.
+    pub fn new(body: Value) -> Alert {
+        Alert { body, source: Source::Generic, state: State::Unknown, name: None, id: None }
+    }
+
+    /// Sets `@source`.
+    pub fn with_source(mut self, source: Source) -> Alert {
+        self.source = source;
+        self
+    }
+
+    /// Sets `@state`.
+    pub fn with_state(mut self, state: State) -> Alert {
+        self.state = state;
+        self
+    }
+
+    /// Sets `@name`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Alert {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets `@id`.
+    pub fn with_id(mut self, id: impl Into<String>) -> Alert {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The payload as received (after the sender's normalizations).
+    pub fn body(&self) -> &Value {
+        &self.body
+    }
+
+    /// `@source`
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// `@state`
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// `@name`, if the sender names its alerts.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// `@id`: a stable identity of "the same alert" for this sender.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}

@@ -1,0 +1,92 @@
+//! Fields each sender sends: a rule that says `@source == "alibaba"` and uses a field no
+//! Alibaba alert has gets a warning with a suggestion. The lists follow `docs/sources.md`.
+
+use super::Cx;
+use super::names::suggest;
+use crate::alert::Source;
+use crate::diagnostic::{Diagnostic, codes};
+use crate::syntax::ast::{CmpOp, Condition, FieldPath, LiteralKind, Rule};
+
+const ALIBABA: &[&str] = &[
+    // Threshold callbacks (documented, sample and observed fields).
+    "alertName", "alertState", "curValue", "dimensions", "expression", "instanceName", "metricName", "metricProject",
+    "namespace", "preTriggerLevel", "ruleId", "timestamp", "triggerLevel", "userId", "signature", "lastTime",
+    "rawMetricName", "groupId", "productGroupName", "regionId", "regionName", "customLabels", "transId", "unit",
+    // System events.
+    "eventTime", "id", "level", "name", "product", "resourceId", "ver", "content", "traceId", "status", "eventType",
+    "groupId", "instanceName",
+];
+
+const YANDEX: &[&str] = &["alertId", "alertName", "folderId", "cloudId", "status", "alertStatus", "annotations", "labels"];
+
+const ALERTMANAGER: &[&str] = &[
+    "status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint",
+    // Group fields, kept on every alert of the group.
+    "version", "groupKey", "truncatedAlerts", "receiver", "groupLabels", "commonLabels", "commonAnnotations",
+    "externalURL", "notification_reason", "routeLabels",
+];
+
+const PROMETHEUS: &[&str] = &["labels", "annotations", "startsAt", "endsAt", "generatorURL"];
+
+const GRAFANA_EXTRA: &[&str] = &[
+    "orgId", "state", "title", "message", "appVersion", "values", "valueString", "silenceURL", "dashboardURL", "panelURL",
+    "imageURL", "ruleUID", "enrichments",
+];
+
+/// The top-level fields a source's alerts may have; `None` for `generic`.
+pub(crate) fn known_fields(source: Source) -> Option<Vec<&'static str>> {
+    Some(match source {
+        Source::Alibaba => ALIBABA.to_vec(),
+        Source::Yandex => YANDEX.to_vec(),
+        Source::Alertmanager => ALERTMANAGER.to_vec(),
+        Source::Prometheus => PROMETHEUS.to_vec(),
+        Source::Grafana => ALERTMANAGER.iter().chain(GRAFANA_EXTRA).copied().collect(),
+        Source::Generic => return None,
+    })
+}
+
+/// The source a rule is constrained to: `@source == "x"` as the condition or one operand
+/// of its top-level `and`.
+fn constrained_source(c: &Condition) -> Option<Source> {
+    let is_source = |c: &Condition| match c {
+        Condition::Compare(cmp) if cmp.op == CmpOp::Eq && cmp.path.meta.as_deref() == Some("source") => match &cmp.value.kind {
+            LiteralKind::String(s) => Source::from_name(s),
+            _ => None,
+        },
+        _ => None,
+    };
+    match c {
+        Condition::All(cs) => cs.iter().find_map(is_source),
+        c => is_source(c),
+    }
+}
+
+fn paths<'a>(c: &'a Condition, out: &mut Vec<&'a FieldPath>) {
+    match c {
+        Condition::Any(cs) | Condition::All(cs) => cs.iter().for_each(|c| paths(c, out)),
+        Condition::Not(inner, _) => paths(inner, out),
+        Condition::Exists(p, _) => out.push(p),
+        Condition::Compare(cmp) => out.push(&cmp.path),
+    }
+}
+
+pub(crate) fn check_rule_fields(cx: &mut Cx<'_>, r: &Rule) {
+    let Some(source) = constrained_source(&r.condition) else { return };
+    let Some(known) = known_fields(source) else { return };
+    let mut ps = Vec::new();
+    paths(&r.condition, &mut ps);
+    for p in ps {
+        let Some(first) = p.first_key() else { continue };
+        if known.contains(&first) {
+            continue;
+        }
+        let d = Diagnostic::warning(codes::UNKNOWN_FIELD, format!("no {source} alert has a field `{first}`"))
+            .with_primary(p.span, format!("not a field of {source} alerts"))
+            .with_note(format!("this rule only matches alerts with `@source == \"{source}\"`; docs/sources.md lists their fields"));
+        let d = match suggest(first, known.iter().copied()) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None => d.with_help(format!("{source} alerts have {}", known.iter().take(8).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ") + ", ...")),
+        };
+        cx.report(d);
+    }
+}

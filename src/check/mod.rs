@@ -1,0 +1,287 @@
+//! Checking: names, types, target settings and fields, across every file of a folder.
+//!
+//! The check pass sees all files at once (a target declared in one file is used in
+//! another), collects every problem, and on success hands the engine plain, resolved data:
+//! target indices instead of names, environment variables substituted, regexes compiled.
+
+mod fields;
+mod names;
+mod targets;
+mod types;
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::alert::Source;
+use crate::diagnostic::{Diagnostic, SourceMap, Span, codes};
+use crate::syntax::ast::{self, Condition, Item};
+
+pub(crate) use targets::{BodyTemplate, Method, SecretText, TextPart};
+
+/// Where a rule set reads `${env.NAME}` from. The default reads the process environment.
+pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A rule, resolved.
+#[derive(Debug)]
+pub(crate) struct CheckedRule {
+    /// The rule's name, or `file:line`.
+    pub(crate) id: String,
+    /// `file:line` of the rule.
+    pub(crate) location: String,
+    pub(crate) condition: Condition,
+    /// Indices into `Checked::targets`, in action order.
+    pub(crate) posts: Vec<usize>,
+    pub(crate) stop: bool,
+    pub(crate) drop: bool,
+}
+
+/// A target, resolved.
+#[derive(Debug)]
+pub(crate) struct CheckedTarget {
+    pub(crate) name: String,
+    pub(crate) location: String,
+    pub(crate) url: SecretText,
+    pub(crate) method: Method,
+    pub(crate) headers: Vec<(String, SecretText)>,
+    pub(crate) body: Option<BodyTemplate>,
+    pub(crate) timeout_ms: u64,
+    pub(crate) retries: u32,
+}
+
+/// A test block, resolved.
+#[derive(Debug)]
+pub(crate) struct CheckedTest {
+    pub(crate) name: String,
+    pub(crate) location: String,
+    pub(crate) source: Option<Source>,
+    pub(crate) alert: Value,
+    pub(crate) expects: Vec<CheckedExpect>,
+}
+
+/// An expectation with the target resolved to an index.
+#[derive(Debug)]
+pub(crate) enum CheckedExpect {
+    Post(usize),
+    NoPost(usize),
+    Drop,
+    Unrouted,
+    Body(usize, Value),
+}
+
+/// Everything the engine needs from a checked folder.
+#[derive(Debug, Default)]
+pub(crate) struct Checked {
+    pub(crate) targets: Vec<CheckedTarget>,
+    pub(crate) rules: Vec<CheckedRule>,
+    pub(crate) tests: Vec<CheckedTest>,
+    /// Regexes compiled once here, by the span of their literal.
+    pub(crate) regexes: HashMap<Span, regex::Regex>,
+    pub(crate) warnings: Vec<Diagnostic>,
+}
+
+/// Checks parsed files, given in load order, as one rule set.
+pub(crate) fn check(files: &[ast::File], sources: &SourceMap, env: EnvLookup<'_>) -> Result<Checked, Vec<Diagnostic>> {
+    let mut cx = Cx { sources, errors: Vec::new(), warnings: Vec::new() };
+    let scope = names::Scope::collect(&mut cx, files);
+    let mut out = Checked::default();
+
+    for f in files {
+        for item in &f.items {
+            if let Item::Target(t) = item {
+                if let Some(t) = targets::check_target(&mut cx, t, &scope, env) {
+                    out.targets.push(t);
+                }
+            }
+        }
+    }
+    let mut posted = vec![false; scope.targets.len()];
+    for f in files {
+        for item in &f.items {
+            match item {
+                Item::Rule(r) => {
+                    types::check_condition(&mut cx, &r.condition, &mut out.regexes);
+                    fields::check_rule_fields(&mut cx, r);
+                    let mut posts = Vec::new();
+                    let (mut stop, mut drop) = (false, false);
+                    for a in &r.actions {
+                        match a {
+                            ast::Action::Post(t) => {
+                                if let Some(i) = scope.resolve_target(&mut cx, t) {
+                                    posted[i] = true;
+                                    if !posts.contains(&i) {
+                                        posts.push(i);
+                                    }
+                                }
+                            }
+                            ast::Action::Stop(_) => stop = true,
+                            ast::Action::Drop(_) => drop = true,
+                        }
+                    }
+                    let location = sources.file_line(r.span);
+                    let id = r.name.as_ref().map_or_else(|| location.clone(), |n| n.value.clone());
+                    out.rules.push(CheckedRule { id, location, condition: r.condition.clone(), posts, stop, drop });
+                }
+                Item::Test(t) => {
+                    if let Some(t) = check_test(&mut cx, t, &scope) {
+                        out.tests.push(t);
+                    }
+                }
+                Item::Target(_) => {}
+            }
+        }
+    }
+    for (i, used) in posted.iter().enumerate() {
+        if !used {
+            if let Some((name, span)) = scope.targets.get(i) {
+                cx.warnings.push(
+                    Diagnostic::warning(codes::UNUSED_TARGET, format!("target `{name}` is never posted to"))
+                        .with_primary(*span, "declared here")
+                        .with_help(format!("post to it from a rule (`when ... -> post {name}`), or remove it")),
+                );
+            }
+        }
+    }
+
+    if cx.errors.is_empty() {
+        out.warnings = cx.warnings;
+        Ok(out)
+    } else {
+        let mut all = cx.errors;
+        all.extend(cx.warnings);
+        Err(all)
+    }
+}
+
+/// The checker's context: where diagnostics go.
+pub(crate) struct Cx<'a> {
+    pub(crate) sources: &'a SourceMap,
+    pub(crate) errors: Vec<Diagnostic>,
+    pub(crate) warnings: Vec<Diagnostic>,
+}
+
+impl Cx<'_> {
+    pub(crate) fn report(&mut self, d: Diagnostic) {
+        match d.severity() {
+            crate::diagnostic::Severity::Error => self.errors.push(d),
+            crate::diagnostic::Severity::Warning => self.warnings.push(d),
+        }
+    }
+
+    /// `file:line:col` of a span, for "declared at" helps.
+    pub(crate) fn place(&self, span: Span) -> String {
+        match self.sources.get(span.file) {
+            Some(f) => {
+                let p = f.position(span.start);
+                format!("{}:{}:{}", f.name(), p.line, p.column)
+            }
+            None => String::from("<unknown>"),
+        }
+    }
+}
+
+fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Option<CheckedTest> {
+    let mut source = None;
+    let mut alert: Option<Value> = None;
+    let mut expects = Vec::new();
+    let mut ok = true;
+    for s in &t.statements {
+        match s {
+            ast::TestStatement::Source(name) => match Source::from_name(&name.name) {
+                Some(src) => source = Some(src),
+                None => {
+                    ok = false;
+                    cx.report(names::unknown_source(&name.name, name.span));
+                }
+            },
+            ast::TestStatement::Alert(a) => {
+                if alert.is_some() {
+                    ok = false;
+                    cx.report(
+                        Diagnostic::error(codes::BAD_TEST, "a test has more than one `alert`")
+                            .with_primary(template_span(a).unwrap_or(t.span), "second alert")
+                            .with_help("write one test block per alert"),
+                    );
+                }
+                match data_value(cx, a) {
+                    Some(v) => alert = Some(v),
+                    None => ok = false,
+                }
+            }
+            ast::TestStatement::Expect(e, _) => {
+                let resolved = match e {
+                    ast::Expect::Post(n) => scope.resolve_target(cx, n).map(CheckedExpect::Post),
+                    ast::Expect::NoPost(n) => scope.resolve_target(cx, n).map(CheckedExpect::NoPost),
+                    ast::Expect::Drop => Some(CheckedExpect::Drop),
+                    ast::Expect::Unrouted => Some(CheckedExpect::Unrouted),
+                    ast::Expect::Body(n, b) => {
+                        let target = scope.resolve_target(cx, n);
+                        let body = data_value(cx, b);
+                        target.zip(body).map(|(i, b)| CheckedExpect::Body(i, b))
+                    }
+                };
+                match resolved {
+                    Some(e) => expects.push(e),
+                    None => ok = false,
+                }
+            }
+        }
+    }
+    let Some(alert) = alert else {
+        cx.report(
+            Diagnostic::error(codes::BAD_TEST, format!("test `{}` has no `alert`", t.name.value))
+                .with_primary(t.name.span, "no alert to route")
+                .with_help("add the alert as the sender sends it: `alert { \"status\": \"ALARM\" }`"),
+        );
+        return None;
+    };
+    ok.then(|| CheckedTest {
+        name: t.name.value.clone(),
+        location: cx.sources.file_line(t.span),
+        source,
+        alert,
+        expects,
+    })
+}
+
+fn template_span(t: &ast::Template) -> Option<Span> {
+    match t {
+        ast::Template::String(s) => Some(s.span),
+        ast::Template::Path(p) => Some(p.span),
+        ast::Template::Array(_, s) | ast::Template::Object(_, s) => Some(*s),
+        _ => None,
+    }
+}
+
+/// Test data is plain JSON: a field path in it is an error.
+fn data_value(cx: &mut Cx<'_>, t: &ast::Template) -> Option<Value> {
+    Some(match t {
+        ast::Template::Null => Value::Null,
+        ast::Template::Bool(b) => Value::Bool(*b),
+        ast::Template::Number(n) => Value::Number(n.clone()),
+        ast::Template::String(s) => Value::String(s.as_plain().unwrap_or_default()),
+        ast::Template::Path(p) => {
+            cx.report(
+                Diagnostic::error(codes::BAD_TEST, format!("`{}` is a field path; test data is plain JSON", p.display()))
+                    .with_primary(p.span, "not a JSON value")
+                    .with_help(format!("quote it: `\"{}\"`", p.display())),
+            );
+            return None;
+        }
+        ast::Template::Array(items, _) => {
+            let mut out = Vec::with_capacity(items.len());
+            for i in items {
+                out.push(data_value(cx, i)?);
+            }
+            Value::Array(out)
+        }
+        ast::Template::Object(members, _) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in members {
+                let v = data_value(cx, v)?;
+                out.insert(k.value.clone(), v);
+            }
+            Value::Object(out)
+        }
+    })
+}

@@ -1,0 +1,223 @@
+//! Operator and literal rules: mixes that can never be meant are errors with a place.
+
+use std::collections::HashMap;
+
+use regex::{Regex, RegexBuilder};
+
+use super::Cx;
+use super::names::{suggest, unknown_source};
+use crate::alert::State;
+use crate::diagnostic::{Diagnostic, Span, codes};
+use crate::syntax::ast::{CmpOp, Comparison, Condition, FieldPath, LiteralKind};
+
+/// The longest field path accepted, in segments.
+pub(crate) const MAX_PATH_SEGMENTS: usize = 32;
+
+/// The largest compiled regex accepted, in bytes of the regex crate's program.
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// The metadata fields, without `@`.
+pub(crate) const META_FIELDS: [&str; 4] = ["source", "state", "name", "id"];
+
+pub(crate) fn check_condition(cx: &mut Cx<'_>, c: &Condition, regexes: &mut HashMap<Span, Regex>) {
+    match c {
+        Condition::Any(cs) | Condition::All(cs) => cs.iter().for_each(|c| check_condition(cx, c, regexes)),
+        Condition::Not(inner, _) => check_condition(cx, inner, regexes),
+        Condition::Exists(p, _) => check_path(cx, p),
+        Condition::Compare(cmp) => {
+            check_path(cx, &cmp.path);
+            check_comparison(cx, cmp, regexes);
+        }
+    }
+}
+
+pub(crate) fn check_path(cx: &mut Cx<'_>, p: &FieldPath) {
+    if p.segments.len() > MAX_PATH_SEGMENTS {
+        cx.report(
+            Diagnostic::error(codes::PATH_TOO_LONG, format!("field path has more than {MAX_PATH_SEGMENTS} steps"))
+                .with_primary(p.span, "too long")
+                .with_help("no sender nests fields this deep; check the path for a repeated part"),
+        );
+    }
+    if let Some(m) = &p.meta {
+        if !META_FIELDS.contains(&m.as_str()) {
+            let d = Diagnostic::error(codes::UNKNOWN_META, format!("unknown metadata field `@{m}`"))
+                .with_primary(p.span, "not a metadata field")
+                .with_note("the metadata fields are `@source`, `@state`, `@name` and `@id`");
+            let d = match suggest(m, META_FIELDS) {
+                Some(s) => d.with_help(format!("did you mean `@{s}`?")),
+                None => d.with_help(format!("for a field of the payload, drop the `@`: `{m}`")),
+            };
+            cx.report(d);
+        }
+    }
+}
+
+fn check_comparison(cx: &mut Cx<'_>, cmp: &Comparison, regexes: &mut HashMap<Span, Regex>) {
+    let op = cmp.op;
+    let v = &cmp.value;
+    let path = cmp.path.display();
+    let op_str = op.as_str();
+    let mismatch = |code, msg: String, label: &str| {
+        Diagnostic::error(code, msg)
+            .with_primary(v.span, format!("{} literal", v.kind.describe().trim_start_matches("a ").trim_start_matches("an ")))
+            .with_secondary(cmp.op_span, label.to_owned())
+    };
+    if let LiteralKind::Duration(_) = v.kind {
+        cx.report(
+            mismatch(codes::DURATION_IN_CONDITION, format!("a duration cannot be compared with `{path}`"), "comparison")
+                .with_help("durations are for target settings such as `timeout = 5s`; compare with a number of seconds")
+                .with_note("no sender sends durations in a form a rule could compare"),
+        );
+        return;
+    }
+    match op {
+        CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge => match &v.kind {
+            LiteralKind::Number(_) => {}
+            LiteralKind::String(s) => {
+                let mut d = mismatch(
+                    codes::ORDER_NEEDS_NUMBER,
+                    format!("`{op_str}` needs a number here, found the string `{}`", crate::syntax::print::quote(s)),
+                    "ordering comparison",
+                );
+                if crate::number::parse_number(s).is_some() {
+                    d = d.with_help(format!("drop the quotes to compare as a number: `{path} {op_str} {s}`"));
+                } else {
+                    d = d.with_help(format!("to compare text, use `==`, `in` or `=~`: `{path} == {}`", crate::syntax::print::quote(s)));
+                }
+                cx.report(d.with_note("a field that holds a numeric string (\"95\") already compares as a number"));
+            }
+            other => cx.report(
+                mismatch(codes::ORDER_NEEDS_NUMBER, format!("`{op_str}` needs a number here, found {}", other.describe()), "ordering comparison")
+                    .with_help(format!("compare with a number: `{path} {op_str} 90`")),
+            ),
+        },
+        CmpOp::Match | CmpOp::NotMatch => match &v.kind {
+            LiteralKind::Regex { pattern, flags } => compile_regex(cx, pattern, flags, v.span, regexes),
+            LiteralKind::String(s) => compile_regex(cx, s, "", v.span, regexes),
+            LiteralKind::Number(n) => cx.report(
+                mismatch(codes::REGEX_NEEDS_PATTERN, format!("`{op_str}` needs a regex, found the number `{n}`"), "regex match")
+                    .with_help(format!("to compare numbers use `==`: `{path} == {n}`; to match text write a regex: `{path} {op_str} /^{n}$/`")),
+            ),
+            other => cx.report(
+                mismatch(codes::REGEX_NEEDS_PATTERN, format!("`{op_str}` needs a regex, found {}", other.describe()), "regex match")
+                    .with_help(format!("write a regex: `{path} {op_str} /pattern/`")),
+            ),
+        },
+        CmpOp::In | CmpOp::NotIn => match &v.kind {
+            LiteralKind::List(items) => {
+                if cmp.path.meta.as_deref() == Some("source") {
+                    for i in items {
+                        check_source_literal(cx, &i.kind, i.span);
+                    }
+                }
+                if cmp.path.meta.as_deref() == Some("state") {
+                    for i in items {
+                        check_state_literal(cx, &i.kind, i.span);
+                    }
+                }
+            }
+            LiteralKind::String(s) => cx.report(
+                mismatch(codes::IN_NEEDS_LIST, format!("`{op_str}` needs a list, found a string"), "membership")
+                    .with_help(format!("write a list: `{path} {op_str} [{}]`", crate::syntax::print::quote(s)))
+                    .with_help(format!("or test for a substring: `{path} contains {}`", crate::syntax::print::quote(s))),
+            ),
+            other => cx.report(
+                mismatch(codes::IN_NEEDS_LIST, format!("`{op_str}` needs a list, found {}", other.describe()), "membership")
+                    .with_help(format!("write a list: `{path} {op_str} [{}]`", crate::syntax::print::literal(other))),
+            ),
+        },
+        CmpOp::Eq | CmpOp::Ne => match &v.kind {
+            LiteralKind::List(_) => cx.report(
+                mismatch(codes::EQ_NEEDS_SCALAR, format!("`{op_str}` compares with one value, found a list"), "equality")
+                    .with_help(format!(
+                        "to test membership use `{}`: `{path} {} {}`",
+                        if op == CmpOp::Eq { "in" } else { "not in" },
+                        if op == CmpOp::Eq { "in" } else { "not in" },
+                        crate::syntax::print::literal(&v.kind)
+                    )),
+            ),
+            LiteralKind::Regex { .. } => cx.report(
+                mismatch(codes::EQ_NEEDS_SCALAR, format!("`{op_str}` compares with one value, found a regex"), "equality")
+                    .with_help(format!(
+                        "to match a regex use `{}`: `{path} {} {}`",
+                        if op == CmpOp::Eq { "=~" } else { "!~" },
+                        if op == CmpOp::Eq { "=~" } else { "!~" },
+                        crate::syntax::print::literal(&v.kind)
+                    )),
+            ),
+            kind => {
+                if cmp.path.meta.as_deref() == Some("source") {
+                    check_source_literal(cx, kind, v.span);
+                }
+                if cmp.path.meta.as_deref() == Some("state") {
+                    check_state_literal(cx, kind, v.span);
+                }
+            }
+        },
+        CmpOp::Contains | CmpOp::StartsWith | CmpOp::EndsWith => {
+            if !matches!(v.kind, LiteralKind::String(_)) {
+                let shown = crate::syntax::print::literal(&v.kind);
+                cx.report(
+                    mismatch(codes::TEXT_NEEDS_STRING, format!("`{op_str}` needs a string, found {}", v.kind.describe()), "text test")
+                        .with_help(format!("quote it: `{path} {op_str} \"{}\"`", shown.trim_matches('"'))),
+                );
+            }
+        }
+    }
+}
+
+fn check_source_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
+    if let LiteralKind::String(s) = kind {
+        if crate::alert::Source::from_name(s).is_none() {
+            cx.report(unknown_source(s, span));
+        }
+    }
+}
+
+fn check_state_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
+    if let LiteralKind::String(s) = kind {
+        let all: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+        if !all.contains(&s.as_str()) {
+            let d = Diagnostic::warning(codes::UNKNOWN_STATE, format!("`@state` is never `{s}`"))
+                .with_primary(span, "no sender's alert has this state")
+                .with_note(format!("`@state` is one of {}", all.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")));
+            let d = match suggest(s, all.iter().copied()) {
+                Some(x) => d.with_help(format!("did you mean `{x}`?")),
+                None => d.with_help("to test the sender's own status field, name it: `status == \"ALARM\"`"),
+            };
+            cx.report(d);
+        }
+    }
+}
+
+fn compile_regex(cx: &mut Cx<'_>, pattern: &str, flags: &str, span: Span, regexes: &mut HashMap<Span, Regex>) {
+    let built = RegexBuilder::new(pattern)
+        .case_insensitive(flags.contains('i'))
+        .multi_line(flags.contains('m'))
+        .dot_matches_new_line(flags.contains('s'))
+        .ignore_whitespace(flags.contains('x'))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(2 * REGEX_SIZE_LIMIT)
+        .build();
+    match built {
+        Ok(re) => {
+            regexes.insert(span, re);
+        }
+        Err(regex::Error::CompiledTooBig(limit)) => cx.report(
+            Diagnostic::error(codes::BAD_REGEX, format!("regex is too large (over {} KiB compiled)", limit / 1024))
+                .with_primary(span, "too large")
+                .with_help("split it into several rules, or use `in [...]` for a list of exact values"),
+        ),
+        Err(e) => {
+            // The regex crate's message is a small diagram ending in `error: <what>`.
+            let text = e.to_string();
+            let what = text.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")).unwrap_or("invalid syntax").to_owned();
+            cx.report(
+                Diagnostic::error(codes::BAD_REGEX, format!("invalid regex: {what}"))
+                    .with_primary(span, "does not compile")
+                    .with_help("regexes use Rust syntax (https://docs.rs/regex); escape a literal `(`, `[`, `.` or `*` with `\\`"),
+            );
+        }
+    }
+}

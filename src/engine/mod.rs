@@ -1,0 +1,312 @@
+//! The compiled rule set and its evaluation: pure, no I/O, no clock.
+
+pub(crate) mod compile;
+mod explain;
+pub(crate) mod render;
+mod tests_runner;
+pub(crate) mod value;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::alert::Alert;
+use crate::check::{Checked, CheckedTest, Method, SecretText};
+use crate::diagnostic::{Diagnostics, SourceMap};
+use compile::{Compiler, Pred};
+
+pub use explain::{Explanation, PredicateTrace, RuleTrace};
+pub use tests_runner::{TestOutcome, TestReport};
+
+/// A compiled rule.
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) id: Box<str>,
+    pub(crate) location: Box<str>,
+    pub(crate) pred: Pred,
+    pub(crate) posts: Box<[u32]>,
+    pub(crate) stop: bool,
+    pub(crate) drop: bool,
+}
+
+/// A delivery target declared in the rules: where and how to send an alert.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub(crate) name: String,
+    pub(crate) location: String,
+    pub(crate) url: SecretText,
+    pub(crate) method: Method,
+    pub(crate) headers: Vec<(String, SecretText)>,
+    pub(crate) body: Option<render::Body>,
+    pub(crate) timeout: Duration,
+    pub(crate) retries: u32,
+}
+
+impl Target {
+    /// The target's name: `alarm_url`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `file:line` of its declaration.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The URL to send to, with `${env.NAME}` substituted. May hold a secret: do not log it.
+    pub fn url(&self) -> String {
+        self.url.value()
+    }
+
+    /// The URL as written, with `${env.NAME}` placeholders: safe to log.
+    pub fn url_display(&self) -> String {
+        self.url.display()
+    }
+
+    /// `POST` or `PUT`.
+    pub fn method(&self) -> &'static str {
+        self.method.as_str()
+    }
+
+    /// Header names and values, with `${env.NAME}` substituted. Values may be secrets.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, String)> {
+        self.headers.iter().map(|(k, v)| (k.as_str(), v.value()))
+    }
+
+    /// Header names and values as written: safe to log.
+    pub fn headers_display(&self) -> impl Iterator<Item = (&str, String)> {
+        self.headers.iter().map(|(k, v)| (k.as_str(), v.display()))
+    }
+
+    /// The per-attempt timeout (default 5 s).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Retries after the first attempt (default 3).
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// The body to send for an alert: the template filled from the alert, or the alert's
+    /// payload as received when the target has no `body`. Secrets are substituted.
+    pub fn render_body(&self, alert: &Alert) -> Value {
+        match &self.body {
+            Some(b) => render::render(b, alert, true),
+            None => alert.body().clone(),
+        }
+    }
+
+    /// The body as [`Target::render_body`] makes it, with `${env.NAME}` left in place: safe
+    /// to show.
+    pub fn render_body_display(&self, alert: &Alert) -> Value {
+        match &self.body {
+            Some(b) => render::render(b, alert, false),
+            None => alert.body().clone(),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) tests: Vec<CheckedTest>,
+    pub(crate) sources: Arc<SourceMap>,
+    pub(crate) warnings: Diagnostics,
+}
+
+/// A compiled, immutable rule set. Cheap to clone (one `Arc`), `Send + Sync`: share one
+/// between threads and swap in a new one on reload.
+///
+/// ```
+/// use switchyard::{Alert, RuleSet};
+/// let rules = RuleSet::from_files([(
+///     "cloud.rules",
+///     r#"target alarm_url { url = "https://example.test/alarm" }
+///        when alertState == "ALARM" and metricName == "CPUUtilization" -> post alarm_url"#,
+/// )])?;
+/// let alert = Alert::new(serde_json::json!({"alertState": "ALARM", "metricName": "CPUUtilization"}));
+/// let decision = rules.evaluate(&alert);
+/// assert_eq!(decision.target_names().collect::<Vec<_>>(), ["alarm_url"]);
+/// assert_eq!(decision.rule_ids().collect::<Vec<_>>(), ["cloud.rules:2"]);
+/// # Ok::<(), switchyard::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct RuleSet {
+    pub(crate) inner: Arc<Inner>,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RuleSet>();
+};
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.inner.rules.len())
+            .field("targets", &self.inner.targets.len())
+            .field("tests", &self.inner.tests.len())
+            .finish()
+    }
+}
+
+impl RuleSet {
+    pub(crate) fn compile(checked: Checked, sources: Arc<SourceMap>) -> RuleSet {
+        let mut compiler = Compiler::new(&checked);
+        let rules = checked.rules.iter().map(|r| compiler.rule(r)).collect();
+        let targets = checked.targets.iter().map(Compiler::target).collect();
+        let warnings = Diagnostics::new(sources.clone(), checked.warnings);
+        RuleSet { inner: Arc::new(Inner { rules, targets, tests: checked.tests, sources, warnings }) }
+    }
+
+    /// Evaluates an alert: every rule in order, all that match fire, until one says `stop`
+    /// or `drop`. Pure: the same alert and rule set always give the same decision.
+    pub fn evaluate(&self, alert: &Alert) -> Decision<'_> {
+        let mut d = Decision { set: self, targets: Vec::new(), rules: Vec::new(), dropped: false };
+        for (i, r) in self.inner.rules.iter().enumerate() {
+            if !r.pred.eval(alert) {
+                continue;
+            }
+            d.rules.push(i as u32);
+            for &t in r.posts.iter() {
+                if !d.targets.contains(&t) {
+                    d.targets.push(t);
+                }
+            }
+            if r.drop {
+                d.dropped = true;
+                break;
+            }
+            if r.stop {
+                break;
+            }
+        }
+        d
+    }
+
+    /// Evaluates an alert and records why: each rule tried, each predicate's outcome and the
+    /// values it saw. Delivers nothing.
+    pub fn explain(&self, alert: &Alert) -> Explanation {
+        explain::explain(self, alert)
+    }
+
+    /// Runs every `test` block of the folder.
+    pub fn run_tests(&self) -> TestReport {
+        tests_runner::run(self)
+    }
+
+    /// The targets, in declaration order.
+    pub fn targets(&self) -> &[Target] {
+        &self.inner.targets
+    }
+
+    /// The target with this name.
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.inner.targets.iter().find(|t| t.name == name)
+    }
+
+    /// How many rules the set has.
+    pub fn rule_count(&self) -> usize {
+        self.inner.rules.len()
+    }
+
+    /// How many `test` blocks the set has.
+    pub fn test_count(&self) -> usize {
+        self.inner.tests.len()
+    }
+
+    /// Warnings found while loading (the set loaded anyway).
+    pub fn warnings(&self) -> &Diagnostics {
+        &self.inner.warnings
+    }
+
+    /// The files the set was loaded from.
+    pub fn sources(&self) -> &SourceMap {
+        &self.inner.sources
+    }
+}
+
+/// What the rules decided for one alert.
+#[derive(Clone)]
+pub struct Decision<'r> {
+    set: &'r RuleSet,
+    targets: Vec<u32>,
+    rules: Vec<u32>,
+    dropped: bool,
+}
+
+impl<'r> Decision<'r> {
+    /// The targets to deliver to, in delivery order, each at most once.
+    pub fn targets(&self) -> impl Iterator<Item = &'r Target> + '_ {
+        self.targets.iter().filter_map(|&i| self.set.inner.targets.get(i as usize))
+    }
+
+    /// The names of [`Decision::targets`].
+    pub fn target_names(&self) -> impl Iterator<Item = &'r str> + '_ {
+        self.targets().map(Target::name)
+    }
+
+    /// The rules that fired, by name or `file:line`.
+    pub fn rule_ids(&self) -> impl Iterator<Item = &'r str> + '_ {
+        self.rules.iter().filter_map(|&i| self.set.inner.rules.get(i as usize)).map(|r| &*r.id)
+    }
+
+    /// True when a rule with `drop` fired.
+    pub fn dropped(&self) -> bool {
+        self.dropped
+    }
+
+    /// True when no rule matched: the alert is recorded as unrouted, never silently lost.
+    pub fn unrouted(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The decision as `{"targets":[...],"rules":[...],"dropped":false,"unrouted":false}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.summary()).unwrap_or(Value::Null)
+    }
+
+    /// The decision as plain owned data.
+    pub fn summary(&self) -> DecisionSummary {
+        DecisionSummary {
+            targets: self.target_names().map(str::to_owned).collect(),
+            rules: self.rule_ids().map(str::to_owned).collect(),
+            dropped: self.dropped,
+            unrouted: self.unrouted(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Decision<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.summary().fmt(f)
+    }
+}
+
+/// A decision as plain owned data, in the order `switchyard route` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DecisionSummary {
+    /// Target names, in delivery order.
+    pub targets: Vec<String>,
+    /// Fired rules, by name or `file:line`.
+    pub rules: Vec<String>,
+    /// A `drop` fired.
+    pub dropped: bool,
+    /// No rule matched.
+    pub unrouted: bool,
+}
+
+impl Pred {
+    /// Whether the condition holds for the alert.
+    pub(crate) fn eval(&self, alert: &Alert) -> bool {
+        match self {
+            Pred::All(ps) => ps.iter().all(|p| p.eval(alert)),
+            Pred::Any(ps) => ps.iter().any(|p| p.eval(alert)),
+            Pred::Not(p, _) => !p.eval(alert),
+            Pred::Test { path, test, negate, .. } => path.any(alert, &mut |v| test.holds(v)) != *negate,
+        }
+    }
+}

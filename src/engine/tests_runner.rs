@@ -1,0 +1,123 @@
+//! Runs the `test` blocks of a rules folder.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::RuleSet;
+use crate::alert::{Alert, adapt_json};
+use crate::check::CheckedExpect;
+
+/// The outcome of every `test` block.
+#[derive(Clone, Debug, Serialize)]
+pub struct TestReport {
+    /// One outcome per test, in file order.
+    pub tests: Vec<TestOutcome>,
+}
+
+impl TestReport {
+    /// How many tests failed.
+    pub fn failed(&self) -> usize {
+        self.tests.iter().filter(|t| !t.failures.is_empty()).count()
+    }
+
+    /// How many tests passed.
+    pub fn passed(&self) -> usize {
+        self.tests.len() - self.failed()
+    }
+}
+
+/// One test's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct TestOutcome {
+    /// The test's name.
+    pub name: String,
+    /// `file:line` of the test.
+    pub location: String,
+    /// Each expectation that did not hold; empty when the test passed.
+    pub failures: Vec<String>,
+    /// The rule trace, when the test failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+}
+
+pub(crate) fn run(set: &RuleSet) -> TestReport {
+    let mut tests = Vec::new();
+    for t in &set.inner.tests {
+        let mut failures = Vec::new();
+        let alert = match t.source {
+            Some(source) => match adapt_json(Some(source), t.alert.clone()) {
+                Ok(mut alerts) if !alerts.is_empty() => Some(alerts.remove(0)),
+                Ok(_) => {
+                    failures.push(format!("the {source} payload holds no alert"));
+                    None
+                }
+                Err(e) => {
+                    failures.push(format!("the alert is not a valid {source} payload: {e}"));
+                    None
+                }
+            },
+            None => Some(Alert::new(t.alert.clone())),
+        };
+        let mut trace = None;
+        if let Some(alert) = alert {
+            let d = set.evaluate(&alert);
+            let posted: Vec<&str> = d.target_names().collect();
+            let name = |i: usize| set.inner.targets.get(i).map_or("?", |t| t.name.as_str());
+            let shown = if posted.is_empty() { String::from("nothing") } else { posted.join(", ") };
+            for e in &t.expects {
+                match e {
+                    CheckedExpect::Post(i) if !posted.contains(&name(*i)) => {
+                        failures.push(format!("expected a post to `{}`, but the alert was posted to: {shown}", name(*i)));
+                    }
+                    CheckedExpect::NoPost(i) if posted.contains(&name(*i)) => {
+                        failures.push(format!("expected no post to `{}`, but it was posted there", name(*i)));
+                    }
+                    CheckedExpect::Drop if !d.dropped() => failures.push(String::from("expected the alert to be dropped, but no `drop` fired")),
+                    CheckedExpect::Unrouted if !d.unrouted() => failures.push(format!(
+                        "expected the alert to be unrouted, but rules fired: {}",
+                        d.rule_ids().collect::<Vec<_>>().join(", ")
+                    )),
+                    CheckedExpect::Body(i, expected) => match set.inner.targets.get(*i) {
+                        Some(target) if posted.contains(&target.name.as_str()) => {
+                            let body = target.render_body_display(&alert);
+                            if &body != expected {
+                                failures.push(format!("body for `{}` differs:\n    expected: {expected}\n    actual:   {body}", target.name));
+                            }
+                        }
+                        _ => failures.push(format!("expected a body for `{}`, but the alert was posted to: {shown}", name(*i))),
+                    },
+                    _ => {}
+                }
+            }
+            if !failures.is_empty() {
+                trace = Some(set.explain(&alert).to_string());
+            }
+        }
+        tests.push(TestOutcome { name: t.name.clone(), location: t.location.clone(), failures, trace });
+    }
+    TestReport { tests }
+}
+
+impl fmt::Display for TestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for t in &self.tests {
+            if t.failures.is_empty() {
+                writeln!(f, "test {} ... ok", t.name)?;
+            } else {
+                writeln!(f, "test {} ... FAILED ({})", t.name, t.location)?;
+                for fail in &t.failures {
+                    writeln!(f, "  - {fail}")?;
+                }
+                if let Some(trace) = &t.trace {
+                    for line in trace.lines() {
+                        writeln!(f, "    | {line}")?;
+                    }
+                }
+            }
+        }
+        writeln!(f)?;
+        let verdict = if self.failed() == 0 { "ok" } else { "FAILED" };
+        writeln!(f, "test result: {verdict}. {} passed; {} failed", self.passed(), self.failed())
+    }
+}

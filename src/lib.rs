@@ -1,0 +1,83 @@
+//! switchyard: an alert routing engine. Rules are written as files, checked like code,
+//! compiled to an immutable rule set, and evaluated against alerts from any sender.
+//!
+//! ```
+//! use switchyard::{Alert, RuleSet};
+//!
+//! let rules = RuleSet::from_files([(
+//!     "cloud.rules",
+//!     r#"
+//!     target alarm_url { url = "https://example.test/alarm" }
+//!     target ok_url    { url = "https://example.test/ok" }
+//!     when alertState == "ALARM" and curValue > 90 -> post alarm_url
+//!     when @state == "resolved" -> post ok_url
+//!     "#,
+//! )])?;
+//!
+//! // Alibaba sends numbers as strings: "95" > 90 holds.
+//! let alert = Alert::new(serde_json::json!({"alertState": "ALARM", "curValue": "95"}));
+//! let decision = rules.evaluate(&alert);
+//! assert_eq!(decision.target_names().collect::<Vec<_>>(), ["alarm_url"]);
+//! assert!(!decision.unrouted());
+//! # Ok::<(), switchyard::Error>(())
+//! ```
+//!
+//! - [`RuleSet::load_dir`] loads a folder of `*.rules` files; on error, [`Error::diagnostics`]
+//!   holds every problem of every file, ready to render as text or JSON.
+//! - [`RuleSet::evaluate`] is pure and allocation-light; [`RuleSet::explain`] says why.
+//! - [`adapt_json`] turns each sender's payload into [`Alert`]s with `@source`, `@state`,
+//!   `@name` and `@id` set.
+//!
+//! The engine needs no async runtime and no network crates: build with
+//! `default-features = false` to embed it alone.
+//!
+//! pest's process-wide error-detail switch is turned on the first time switchyard parses
+//! (it only costs when a parse fails); switchyard does not change pest's call limit, and
+//! bounds its own input before pest runs instead (8 MiB per file, 64 levels of nesting).
+
+mod alert;
+mod check;
+mod diagnostic;
+mod engine;
+mod error;
+mod load;
+mod number;
+mod syntax;
+
+pub use alert::{AdaptError, Alert, Source, State, adapt_json, detect_source, form_to_json};
+pub use diagnostic::{Code, Diagnostic, Diagnostics, Format, Position, Severity, SourceFile, SourceMap};
+pub use engine::{Decision, DecisionSummary, Explanation, PredicateTrace, RuleSet, RuleTrace, Target, TestOutcome, TestReport};
+pub use error::{Error, ErrorKind};
+pub use load::{Loader, MAX_FILES, MAX_TOTAL_BYTES};
+
+/// The stages between text and rule set, for tests and fuzz targets. Not a stable API.
+#[cfg(feature = "unstable-internals")]
+pub mod internals {
+    /// Parses one file to its canonical printed form, or `Err` with the rendered diagnostics.
+    pub fn parse_and_print(text: &str) -> Result<String, String> {
+        let ast = crate::syntax::parse_for_tests(text).map_err(|ds| render(text, ds))?;
+        Ok(crate::syntax::print::file(&ast))
+    }
+
+    /// Parses one file to its syntax tree as JSON (spans left out), or `Err` with the
+    /// rendered diagnostics.
+    pub fn parse_to_json(text: &str) -> Result<serde_json::Value, String> {
+        let ast = crate::syntax::parse_for_tests(text).map_err(|ds| render(text, ds))?;
+        serde_json::to_value(&ast).map_err(|e| e.to_string())
+    }
+
+    /// Every diagnostic of a file as `(line, column, end byte <= file length)`, for
+    /// checking that no diagnostic points outside its file.
+    pub fn diagnostic_spans(text: &str) -> Vec<(u32, u32)> {
+        match crate::syntax::parse_for_tests(text) {
+            Ok(_) => Vec::new(),
+            Err(ds) => ds.iter().flat_map(|d| d.labels.iter().map(|l| (l.span.start, l.span.end))).collect(),
+        }
+    }
+
+    fn render(text: &str, ds: Vec<crate::Diagnostic>) -> String {
+        let mut map = crate::SourceMap::default();
+        map.add("input.rules", text);
+        crate::Diagnostics::new(std::sync::Arc::new(map), ds).render(crate::Format::Text)
+    }
+}

@@ -1,0 +1,185 @@
+//! The pipeline: read the folder, parse every file, check them as one set, compile.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::check;
+use crate::diagnostic::{Diagnostic, Diagnostics, FileId, SourceMap, Span, codes};
+use crate::engine::RuleSet;
+use crate::error::Error;
+use crate::syntax::{self, MAX_FILE_BYTES};
+
+/// The most `.rules` files a folder may hold.
+pub const MAX_FILES: usize = 10_000;
+
+/// The most bytes all files of a folder may hold together.
+pub const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
+
+/// Loads rule sets, with options. [`RuleSet::load_dir`] is `Loader::new().load_dir(..)`.
+///
+/// ```
+/// use switchyard::Loader;
+/// let rules = Loader::new()
+///     .env(|name| (name == "TOKEN").then(|| String::from("secret")))
+///     .from_files([("a.rules", r#"target t { url = "https://example.test/${env.TOKEN}" }
+///                                 when status == "OK" -> post t"#)])?;
+/// assert_eq!(rules.target("t").unwrap().url_display(), "https://example.test/${env.TOKEN}");
+/// # Ok::<(), switchyard::Error>(())
+/// ```
+pub struct Loader<'e> {
+    env: Box<dyn Fn(&str) -> Option<String> + 'e>,
+}
+
+impl Default for Loader<'_> {
+    fn default() -> Self {
+        Loader::new()
+    }
+}
+
+impl<'e> Loader<'e> {
+    /// A loader that reads `${env.NAME}` from the process environment.
+    pub fn new() -> Loader<'e> {
+        Loader { env: Box::new(|name| std::env::var(name).ok()) }
+    }
+
+    /// Reads `${env.NAME}` from `lookup` instead of the process environment.
+    pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + 'e) -> Loader<'e> {
+        self.env = Box::new(lookup);
+        self
+    }
+
+    /// Loads every `*.rules` file of a folder, in file-name order.
+    pub fn load_dir(&self, dir: impl AsRef<Path>) -> Result<RuleSet, Error> {
+        let dir = dir.as_ref();
+        let paths = rule_files(dir)?;
+        let mut sources = SourceMap::default();
+        let mut texts: Vec<(FileId, Option<String>)> = Vec::new();
+        let mut problems = Vec::new();
+        let mut total = 0usize;
+        if paths.is_empty() {
+            let d = Diagnostic::error(codes::BAD_FILE, format!("no `.rules` files in `{}`", dir.display()))
+                .with_help(format!("add a rules file, such as `{}`", dir.join("00-targets.rules").display()));
+            return Err(Error::rules(Diagnostics::new(Arc::new(sources), vec![d])));
+        }
+        for path in paths {
+            let name = path.display().to_string();
+            let len = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+            if len > MAX_FILE_BYTES as u64 || total + len as usize > MAX_TOTAL_BYTES {
+                let id = sources.add(name, "");
+                let what = if len > MAX_FILE_BYTES as u64 {
+                    format!("rules file is too large ({len} bytes, the limit is {} MiB)", MAX_FILE_BYTES >> 20)
+                } else {
+                    format!("the rules folder holds more than {} MiB", MAX_TOTAL_BYTES >> 20)
+                };
+                problems.push(
+                    Diagnostic::error(codes::BAD_FILE, what)
+                        .with_primary(Span::new(id, 0, 0), "this file")
+                        .with_help("split the rules across fewer, smaller files, or move data out of the rules folder"),
+                );
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            total += bytes.len();
+            match String::from_utf8(bytes) {
+                Ok(text) => {
+                    let id = sources.add(name, text.clone());
+                    texts.push((id, Some(text)));
+                }
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to();
+                    let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                    let id = sources.add(name, lossy);
+                    problems.push(not_utf8(id, at));
+                    texts.push((id, None));
+                }
+            }
+        }
+        self.finish(sources, texts, problems)
+    }
+
+    /// Loads rules from `(file name, text)` pairs, in the order given.
+    pub fn from_files<N: Into<String>, T: Into<String>>(
+        &self,
+        files: impl IntoIterator<Item = (N, T)>,
+    ) -> Result<RuleSet, Error> {
+        let mut sources = SourceMap::default();
+        let mut texts = Vec::new();
+        for (name, text) in files {
+            let text: String = text.into();
+            let id = sources.add(name.into(), text.clone());
+            texts.push((id, Some(text)));
+        }
+        self.finish(sources, texts, Vec::new())
+    }
+
+    fn finish(&self, sources: SourceMap, texts: Vec<(FileId, Option<String>)>, mut problems: Vec<Diagnostic>) -> Result<RuleSet, Error> {
+        let mut files = Vec::with_capacity(texts.len());
+        for (id, text) in &texts {
+            let Some(text) = text else { continue };
+            match syntax::parse(text, *id) {
+                Ok(ast) => files.push(ast),
+                Err(ds) => problems.extend(ds),
+            }
+        }
+        let checked = check::check(&files, &sources, &*self.env);
+        let sources = Arc::new(sources);
+        match checked {
+            Ok(checked) if problems.is_empty() => Ok(RuleSet::compile(checked, sources)),
+            Ok(checked) => {
+                problems.extend(checked.warnings);
+                Err(Error::rules(Diagnostics::new(sources, problems)))
+            }
+            Err(ds) => {
+                problems.extend(ds);
+                Err(Error::rules(Diagnostics::new(sources, problems)))
+            }
+        }
+    }
+}
+
+fn not_utf8(file: FileId, at: usize) -> Diagnostic {
+    Diagnostic::error(codes::BAD_FILE, "rules file is not valid UTF-8")
+        .with_primary(Span::new(file, at, at + 1), "invalid byte here")
+        .with_help("save the file as UTF-8; rules files are text")
+}
+
+/// The `*.rules` files of a folder, sorted by file name. Hidden files (`.#x.rules`, `..data`)
+/// and anything that is not a file are skipped; links to files are followed, as a
+/// Kubernetes ConfigMap mount needs.
+fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') || !name.ends_with(".rules") {
+            continue;
+        }
+        let path = entry.path();
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            out.push(path);
+        }
+        if out.len() > MAX_FILES {
+            return Err(Error::io(
+                dir,
+                std::io::Error::other(format!("the folder holds more than {MAX_FILES} .rules files")),
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(out)
+}
+
+impl RuleSet {
+    /// Loads every `*.rules` file of a folder (in file-name order), checks them as one set,
+    /// and compiles them. `Err` carries every diagnostic of every file.
+    pub fn load_dir(dir: impl AsRef<Path>) -> Result<RuleSet, Error> {
+        Loader::new().load_dir(dir)
+    }
+
+    /// Loads rules from `(file name, text)` pairs, in the order given.
+    pub fn from_files<N: Into<String>, T: Into<String>>(files: impl IntoIterator<Item = (N, T)>) -> Result<RuleSet, Error> {
+        Loader::new().from_files(files)
+    }
+}

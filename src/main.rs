@@ -1,0 +1,199 @@
+//! The `switchyard` command line. Only argument handling and printing live here; everything
+//! a library user needs is in the library.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use switchyard::{Alert, Format, RuleSet, Source};
+
+/// Alert routing with rules written as files.
+#[derive(Parser)]
+#[command(name = "switchyard", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a rules folder; exit 0 when it loads (warnings allowed), 1 on errors, 2 on usage or I/O errors.
+    Check {
+        /// The rules folder.
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+        /// How to print diagnostics.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Route one alert (JSON) and print the decision as one line of JSON per alert.
+    Route {
+        /// The rules folder.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// The sender, which sets `@source` and normalizes the payload; detected from the shape if omitted.
+        #[arg(long, value_parser = parse_source)]
+        source: Option<Source>,
+        /// The alert file, or `-` for standard input.
+        file: PathBuf,
+    },
+    /// Run every `test` block of a rules folder; exit 1 if any fails.
+    Test {
+        /// The rules folder.
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+    },
+    /// Show how one alert is routed: each rule tried, each predicate and the values it saw.
+    Explain {
+        /// The rules folder.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// The sender, which sets `@source` and normalizes the payload; detected from the shape if omitted.
+        #[arg(long, value_parser = parse_source)]
+        source: Option<Source>,
+        /// Print the trace as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The alert file, or `-` for standard input.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+fn parse_source(s: &str) -> Result<Source, String> {
+    Source::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown source `{s}`; the sources are {}", names.join(", "))
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn diagnostics_format() -> Format {
+    if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() { Format::Color } else { Format::Text }
+}
+
+/// Loads a folder; rule errors are printed and become exit code 1.
+fn load(dir: &Path, format: OutputFormat) -> anyhow::Result<Result<RuleSet, ExitCode>> {
+    match RuleSet::load_dir(dir) {
+        Ok(set) => {
+            let w = set.warnings();
+            match format {
+                OutputFormat::Json => println!("{}", w.render(Format::Json)),
+                OutputFormat::Text => eprint!("{}", w.render(diagnostics_format())),
+            }
+            Ok(Ok(set))
+        }
+        Err(e) => match e.diagnostics() {
+            Some(d) => {
+                match format {
+                    OutputFormat::Json => println!("{}", d.render(Format::Json)),
+                    OutputFormat::Text => {
+                        eprint!("{}", d.render(diagnostics_format()));
+                        eprintln!("error: {}: {} error(s), {} warning(s)", dir.display(), d.error_count(), d.warning_count());
+                    }
+                }
+                Ok(Err(ExitCode::from(1)))
+            }
+            None => Err(anyhow::Error::new(e).context(format!("cannot load rules from `{}`", dir.display()))),
+        },
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { dir, format } => {
+            let set = match load(&dir, format)? {
+                Ok(set) => set,
+                Err(code) => return Ok(code),
+            };
+            if let OutputFormat::Text = format {
+                let w = set.warnings().warning_count();
+                eprintln!(
+                    "ok: {}: {} rules, {} targets, {} tests, {w} warning(s)",
+                    dir.display(),
+                    set.rule_count(),
+                    set.targets().len(),
+                    set.test_count()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Route { rules, source, file } => {
+            let set = match load(&rules, OutputFormat::Text)? {
+                Ok(set) => set,
+                Err(code) => return Ok(code),
+            };
+            for alert in read_alerts(&file, source)? {
+                println!("{}", set.evaluate(&alert).to_json());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { rules, source, json, file } => {
+            let set = match load(&rules, OutputFormat::Text)? {
+                Ok(set) => set,
+                Err(code) => return Ok(code),
+            };
+            for alert in read_alerts(&file, source)? {
+                let e = set.explain(&alert);
+                if json {
+                    println!("{}", serde_json::to_string(&e)?);
+                } else {
+                    print!("{e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { dir } => {
+            let set = match load(&dir, OutputFormat::Text)? {
+                Ok(set) => set,
+                Err(code) => return Ok(code),
+            };
+            let report = set.run_tests();
+            print!("{report}");
+            Ok(if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+/// The largest alert file `route` and `explain` read.
+const MAX_ALERT_BYTES: u64 = 16 * 1024 * 1024;
+
+fn read_alerts(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>> {
+    let mut bytes = Vec::new();
+    if file == Path::new("-") {
+        std::io::stdin().take(MAX_ALERT_BYTES + 1).read_to_end(&mut bytes).context("cannot read standard input")?;
+    } else {
+        std::fs::File::open(file)
+            .and_then(|f| f.take(MAX_ALERT_BYTES + 1).read_to_end(&mut bytes))
+            .with_context(|| format!("cannot read `{}`", file.display()))?;
+    }
+    if bytes.len() as u64 > MAX_ALERT_BYTES {
+        anyhow::bail!("the alert is larger than {} MiB", MAX_ALERT_BYTES >> 20);
+    }
+    let trimmed = bytes.trim_ascii_start();
+    // Alibaba CloudMonitor posts its callbacks form-encoded; accept a saved body as is.
+    let body = if !trimmed.starts_with(b"{") && !trimmed.starts_with(b"[") && trimmed.contains(&b'=') {
+        switchyard::form_to_json(trimmed)
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("the alert is not valid JSON: {e}"))?
+    };
+    let alerts = switchyard::adapt_json(source, body).map_err(anyhow::Error::new).context("cannot read the alert")?;
+    Ok(alerts)
+}

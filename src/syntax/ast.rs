@@ -1,0 +1,480 @@
+//! The typed syntax tree of a rules file. Plain data: no pest types.
+//!
+//! Every node carries a [`Span`]. Spans are skipped when a tree is serialized, so two trees
+//! that differ only in layout serialize alike; the round-trip test uses that to check
+//! `parse(print(ast)) == ast`.
+
+use serde::Serialize;
+
+use crate::diagnostic::Span;
+
+/// A parsed rules file.
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct File {
+    /// Items in source order.
+    pub items: Vec<Item>,
+}
+
+/// A top-level item.
+#[derive(Clone, Debug, Serialize)]
+pub enum Item {
+    /// `target alarm_url { ... }`
+    Target(TargetDecl),
+    /// `when ... -> ...`
+    Rule(Rule),
+    /// `test "..." { ... }`
+    Test(TestBlock),
+}
+
+/// A name with its place: a target name, a source name.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Ident {
+    /// The name.
+    pub name: String,
+    /// Where it is written.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// A string literal, decoded, with its place (quotes included).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Str {
+    /// The decoded text.
+    pub value: String,
+    /// Where it is written, quotes included.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// `rule "name" when <condition> -> <actions>`
+#[derive(Clone, Debug, Serialize)]
+pub struct Rule {
+    /// The name after `rule`, if any.
+    pub name: Option<Str>,
+    /// The condition after `when`.
+    pub condition: Condition,
+    /// The actions after `->`, in order.
+    pub actions: Vec<Action>,
+    /// The `when` keyword (or `rule`, when named): where the rule starts.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// An action of a rule.
+#[derive(Clone, Debug, Serialize)]
+pub enum Action {
+    /// `post alarm_url`
+    Post(Ident),
+    /// `drop`
+    Drop(#[serde(skip)] Span),
+    /// `stop`
+    Stop(#[serde(skip)] Span),
+}
+
+/// A condition.
+#[derive(Clone, Debug, Serialize)]
+pub enum Condition {
+    /// Two or more conditions joined by `or`.
+    Any(Vec<Condition>),
+    /// Two or more conditions joined by `and`.
+    All(Vec<Condition>),
+    /// `not <condition>`
+    Not(Box<Condition>, #[serde(skip)] Span),
+    /// `field <op> value`
+    Compare(Comparison),
+    /// `exists(field)`
+    Exists(FieldPath, #[serde(skip)] Span),
+}
+
+impl Condition {
+    /// The span the condition covers.
+    pub fn span(&self) -> Span {
+        match self {
+            Condition::Any(cs) | Condition::All(cs) => match (cs.first(), cs.last()) {
+                (Some(a), Some(b)) => a.span().to(b.span()),
+                _ => Span::default(),
+            },
+            Condition::Not(_, s) | Condition::Exists(_, s) => *s,
+            Condition::Compare(c) => c.span,
+        }
+    }
+}
+
+/// `field <op> value`
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// The field on the left.
+    pub path: FieldPath,
+    /// The operator.
+    pub op: CmpOp,
+    /// Where the operator is written.
+    #[serde(skip)]
+    pub op_span: Span,
+    /// The value on the right.
+    pub value: Literal,
+    /// The whole comparison.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// A comparison operator.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `=~`
+    Match,
+    /// `!~`
+    NotMatch,
+    /// `in`
+    In,
+    /// `not in`
+    NotIn,
+    /// `contains`
+    Contains,
+    /// `starts_with`
+    StartsWith,
+    /// `ends_with`
+    EndsWith,
+}
+
+impl CmpOp {
+    /// The operator as written in the language.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Match => "=~",
+            CmpOp::NotMatch => "!~",
+            CmpOp::In => "in",
+            CmpOp::NotIn => "not in",
+            CmpOp::Contains => "contains",
+            CmpOp::StartsWith => "starts_with",
+            CmpOp::EndsWith => "ends_with",
+        }
+    }
+
+    /// Parses an operator token; inner whitespace of `not in` may vary.
+    pub(crate) fn from_token(s: &str) -> Option<CmpOp> {
+        Some(match s {
+            "==" => CmpOp::Eq,
+            "!=" => CmpOp::Ne,
+            "<" => CmpOp::Lt,
+            "<=" => CmpOp::Le,
+            ">" => CmpOp::Gt,
+            ">=" => CmpOp::Ge,
+            "=~" => CmpOp::Match,
+            "!~" => CmpOp::NotMatch,
+            "in" => CmpOp::In,
+            "contains" => CmpOp::Contains,
+            "starts_with" => CmpOp::StartsWith,
+            "ends_with" => CmpOp::EndsWith,
+            _ if s.split_whitespace().eq(["not", "in"]) => CmpOp::NotIn,
+            _ => return None,
+        })
+    }
+
+    /// The positive operator this one negates, if it is a negation (`!=` negates `==`).
+    pub fn negated(self) -> Option<CmpOp> {
+        match self {
+            CmpOp::Ne => Some(CmpOp::Eq),
+            CmpOp::NotMatch => Some(CmpOp::Match),
+            CmpOp::NotIn => Some(CmpOp::In),
+            _ => None,
+        }
+    }
+
+    /// True for `<`, `<=`, `>`, `>=`.
+    pub fn is_ordering(self) -> bool {
+        matches!(self, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge)
+    }
+}
+
+/// The value side of a comparison. Equality ignores the span.
+#[derive(Clone, Debug, Serialize)]
+pub struct Literal {
+    /// What was written.
+    pub kind: LiteralKind,
+    /// Where.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// A literal value.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub enum LiteralKind {
+    /// `"text"`
+    String(String),
+    /// `90`, `-3.5`, `1e3`
+    Number(serde_json::Number),
+    /// `true`, `false`
+    Bool(bool),
+    /// `null`
+    Null,
+    /// `/pattern/flags`
+    Regex {
+        /// The pattern, with `\/` unescaped to `/`.
+        pattern: String,
+        /// Flags from `imsx`.
+        flags: String,
+    },
+    /// `5s`, `500ms`
+    Duration(Duration),
+    /// `[lit, lit, ...]`
+    List(Vec<Literal>),
+}
+
+impl PartialEq for Literal {
+    fn eq(&self, other: &Literal) -> bool {
+        self.kind == other.kind
+    }
+}
+
+impl LiteralKind {
+    /// How the kind is named in diagnostics: "the string `\"90\"`", "a list".
+    pub(crate) fn describe(&self) -> &'static str {
+        match self {
+            LiteralKind::String(_) => "a string",
+            LiteralKind::Number(_) => "a number",
+            LiteralKind::Bool(_) => "a boolean",
+            LiteralKind::Null => "`null`",
+            LiteralKind::Regex { .. } => "a regex",
+            LiteralKind::Duration(_) => "a duration",
+            LiteralKind::List(_) => "a list",
+        }
+    }
+}
+
+/// A duration literal as written: an amount and a unit.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Duration {
+    /// The number before the unit.
+    pub amount: u64,
+    /// The unit.
+    pub unit: DurationUnit,
+}
+
+/// The unit of a duration.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub enum DurationUnit {
+    /// `ms`
+    Millis,
+    /// `s`
+    Seconds,
+    /// `m`
+    Minutes,
+    /// `h`
+    Hours,
+    /// `d`
+    Days,
+}
+
+impl Duration {
+    /// The duration in milliseconds, if it fits.
+    pub fn as_millis(self) -> Option<u64> {
+        let factor = match self.unit {
+            DurationUnit::Millis => 1,
+            DurationUnit::Seconds => 1_000,
+            DurationUnit::Minutes => 60_000,
+            DurationUnit::Hours => 3_600_000,
+            DurationUnit::Days => 86_400_000,
+        };
+        self.amount.checked_mul(factor)
+    }
+
+    /// The unit's suffix.
+    pub fn suffix(self) -> &'static str {
+        match self.unit {
+            DurationUnit::Millis => "ms",
+            DurationUnit::Seconds => "s",
+            DurationUnit::Minutes => "m",
+            DurationUnit::Hours => "h",
+            DurationUnit::Days => "d",
+        }
+    }
+}
+
+/// A field of the alert: `labels.severity`, `dimensions[*].instanceId`, `@source`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FieldPath {
+    /// `@name` for a metadata field, else `None`.
+    pub meta: Option<String>,
+    /// The steps from the alert's root.
+    pub segments: Vec<Segment>,
+    /// Where the path is written.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// One step of a field path.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, Hash)]
+pub enum Segment {
+    /// `.name` or `."quoted name"` (or the first name).
+    Key(String),
+    /// `[3]`
+    Index(u32),
+    /// `[*]`
+    Any,
+}
+
+impl FieldPath {
+    /// The path as written in canonical form.
+    pub fn display(&self) -> String {
+        crate::syntax::print::field_path(self)
+    }
+
+    /// The first key, when the path starts with one.
+    pub fn first_key(&self) -> Option<&str> {
+        match self.segments.first() {
+            Some(Segment::Key(k)) if self.meta.is_none() => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// `target name { settings }`
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetDecl {
+    /// The target's name.
+    pub name: Ident,
+    /// Settings in source order.
+    pub settings: Vec<Setting>,
+    /// The whole declaration.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// `name = value` inside a target.
+#[derive(Clone, Debug, Serialize)]
+pub struct Setting {
+    /// `url`, `method`, ...
+    pub name: Ident,
+    /// The value.
+    pub value: SettingValue,
+    /// Where the value is written.
+    #[serde(skip)]
+    pub value_span: Span,
+}
+
+/// A setting's value.
+#[derive(Clone, Debug, Serialize)]
+pub enum SettingValue {
+    /// `5s`
+    Duration(Duration),
+    /// JSON in shape, with field paths.
+    Template(Template),
+}
+
+/// JSON in shape whose values may be field paths or strings with `${...}`.
+#[derive(Clone, Debug, Serialize)]
+pub enum Template {
+    /// `null`
+    Null,
+    /// `true`, `false`
+    Bool(bool),
+    /// `5`, `2.5`
+    Number(serde_json::Number),
+    /// `"text ${labels.x} ${env.TOKEN}"`
+    String(Interpolated),
+    /// `alertId`: the field's value, or `null` when missing.
+    Path(FieldPath),
+    /// `[ ... ]`
+    Array(Vec<Template>, #[serde(skip)] Span),
+    /// `{ "k": v, ... }`
+    Object(Vec<(Str, Template)>, #[serde(skip)] Span),
+}
+
+/// A string split into literal text and `${...}` interpolations.
+#[derive(Clone, Debug, Serialize)]
+pub struct Interpolated {
+    /// The parts in order.
+    pub parts: Vec<Part>,
+    /// The whole string literal, quotes included.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+impl Interpolated {
+    /// The text when the string has no interpolation.
+    pub fn as_plain(&self) -> Option<String> {
+        let mut s = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => s.push_str(t),
+                _ => return None,
+            }
+        }
+        Some(s)
+    }
+}
+
+/// A part of an [`Interpolated`] string.
+#[derive(Clone, Debug, Serialize)]
+pub enum Part {
+    /// Literal text.
+    Text(String),
+    /// `${env.NAME}` or `${env.NAME:-default}`.
+    Env {
+        /// The variable's name.
+        name: String,
+        /// The text after `:-`.
+        default: Option<String>,
+        /// Where `${...}` is written.
+        #[serde(skip)]
+        span: Span,
+    },
+    /// `${labels.severity}`
+    Path(FieldPath),
+}
+
+/// `test "name" { ... }`
+#[derive(Clone, Debug, Serialize)]
+pub struct TestBlock {
+    /// The test's name.
+    pub name: Str,
+    /// Statements in order.
+    pub statements: Vec<TestStatement>,
+    /// The `test` keyword.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// A statement of a test block.
+#[derive(Clone, Debug, Serialize)]
+pub enum TestStatement {
+    /// `source alibaba`
+    Source(Ident),
+    /// `alert { ... }`
+    Alert(Template),
+    /// `expect ...`
+    Expect(Expect, #[serde(skip)] Span),
+}
+
+/// An expectation of a test block.
+#[derive(Clone, Debug, Serialize)]
+pub enum Expect {
+    /// `expect post alarm_url`: the decision includes the target.
+    Post(Ident),
+    /// `expect no post ok_url`: the decision does not include the target.
+    NoPost(Ident),
+    /// `expect drop`: a `drop` action fired.
+    Drop,
+    /// `expect unrouted`: no rule matched.
+    Unrouted,
+    /// `expect body alarm_url { "alert_id": "x" }`: the rendered body equals the JSON.
+    Body(Ident, Template),
+}

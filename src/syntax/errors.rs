@@ -1,0 +1,235 @@
+//! Syntax errors in the language's own words.
+//!
+//! pest reports the grammar rules (and, with error detail on, the literal tokens) it tried
+//! at the furthest position it reached. Users never see rule names: each rule maps to the
+//! words `docs/language.md` uses, and common slips get a targeted hint with a fix.
+
+use std::sync::Once;
+
+use pest::error::{Error, ErrorVariant, InputLocation};
+
+use super::parser::Rule as R;
+use crate::diagnostic::{Code, Diagnostic, FileId, Span, codes};
+
+/// pest's error detail (the literal tokens it expected) is a process-wide switch. switchyard
+/// turns it on once, the first time it parses; it costs only when a parse fails.
+pub(super) fn enable_error_detail() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| pest::set_error_detail(true));
+}
+
+/// What the user would call a grammar rule. `None` hides the rule from messages.
+fn words(r: R) -> Option<&'static str> {
+    Some(match r {
+        R::EOI => "end of file",
+        R::kw_when | R::rule => "`when`",
+        R::kw_rule | R::rule_name => "`rule`",
+        R::kw_target | R::target_decl => "`target`",
+        R::kw_test | R::test_block => "`test`",
+        R::condition | R::conjunction | R::operand | R::group | R::exists | R::comparison | R::kw_not | R::kw_exists => {
+            "a condition"
+        }
+        R::field_path | R::key | R::meta_field | R::key_any => "a field path",
+        R::cmp_op => "a comparison operator",
+        R::arrow => "`->`",
+        R::kw_and => "`and`",
+        R::kw_or => "`or`",
+        R::actions | R::post_action | R::drop_action | R::stop_action | R::kw_post | R::kw_drop | R::kw_stop => {
+            "an action (`post <target>`, `drop` or `stop`)"
+        }
+        R::target_name => "a target name",
+        R::setting | R::setting_name => "a setting such as `url = \"https://...\"`",
+        R::source_name => "a source name",
+        R::test_source | R::kw_source | R::test_alert | R::kw_alert | R::expect | R::kw_expect => {
+            "`source`, `alert` or `expect`"
+        }
+        R::expect_post
+        | R::expect_no_post
+        | R::expect_drop
+        | R::expect_unrouted
+        | R::expect_body
+        | R::kw_no
+        | R::kw_unrouted
+        | R::kw_body => "`post`, `no post`, `drop`, `unrouted` or `body`",
+        R::member => "a `\"key\": value` member",
+        R::string => "a string",
+        R::number => "a number",
+        R::duration => "a duration",
+        R::boolean | R::null | R::list | R::regex | R::object | R::array => "a value",
+        R::index | R::wildcard => "an index or `*`",
+        R::escape => "a valid escape (`\\\"`, `\\\\`, `\\n`, `\\u00e9`, ...)",
+        _ => return None,
+    })
+}
+
+/// Punctuation the user may have left out; other literal tokens live inside named rules.
+const PUNCTUATION: &[&str] = &[")", "]", "}", ",", ":", "="];
+
+pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnostic {
+    let pos = match err.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    };
+    let pos = pos.min(text.len());
+    let mut expected: Vec<&'static str> = Vec::new();
+    let mut push = |w: &'static str| {
+        if !expected.contains(&w) {
+            expected.push(w);
+        }
+    };
+    if let ErrorVariant::ParsingError { positives, .. } = &err.variant {
+        for r in positives {
+            if let Some(w) = words(*r) {
+                push(w);
+            }
+        }
+    }
+    if let Some(attempts) = err.parse_attempts() {
+        if attempts.max_position == pos {
+            for t in attempts.expected_tokens() {
+                let t = t.to_string();
+                if let Some(p) = PUNCTUATION.iter().find(|p| **p == t) {
+                    push(match *p {
+                        ")" => "`)`",
+                        "]" => "`]`",
+                        "}" => "`}`",
+                        "," => "`,`",
+                        ":" => "`:`",
+                        _ => "`=`",
+                    });
+                }
+            }
+        }
+    }
+    // Collapse what a user would see as one thing.
+    if expected.contains(&"a value") || expected.contains(&"a string") && expected.contains(&"a number") {
+        expected.retain(|w| !matches!(*w, "a string" | "a number" | "a duration" | "a field path"));
+        if !expected.contains(&"a value") {
+            expected.insert(0, "a value");
+        }
+    }
+    if expected.contains(&"a condition") {
+        expected.retain(|w| *w != "a field path");
+    }
+    if expected.contains(&"`target`") && expected.contains(&"end of file") {
+        // At the start of an item: "end of file" is not something to write.
+        expected.retain(|w| *w != "end of file");
+        expected.sort_by_key(|w| ["`when`", "`rule`", "`target`", "`test`"].iter().position(|x| x == w));
+    }
+
+    let (found, found_len) = found_token(text, pos);
+    let span = Span::new(file, pos, pos + found_len);
+    let expected_text = join_or(&expected);
+    let message = if expected.is_empty() {
+        format!("unexpected {found}")
+    } else {
+        format!("expected {expected_text}, found {found}")
+    };
+    let label = if expected.is_empty() { String::from("unexpected here") } else { format!("expected {expected_text}") };
+    let mut code: Code = codes::SYNTAX;
+    let mut d_label = label;
+    let mut help: Vec<String> = Vec::new();
+    let line = line_around(text, pos);
+    let token = text.get(pos..pos + found_len).unwrap_or("");
+
+    if expected.contains(&"a comparison operator") {
+        code = codes::EXPECTED_COMPARISON;
+        d_label = String::from("expected `==`, `!=`, `<`, `<=`, `>`, `>=`, `=~`, `!~`, `in`, `not in`, `contains`, ...");
+        if token == "=" {
+            help.push(format!("use `==` to test equality: `{}`", fix_line(text, pos, 1, "==")));
+        } else if token == "<>" {
+            help.push(format!("use `!=` for \"not equal\": `{}`", fix_line(text, pos, 2, "!=")));
+        } else if token == "===" {
+            help.push(format!("use `==` to test equality: `{}`", fix_line(text, pos, 3, "==")));
+        } else if token == "is" || token == "eq" {
+            help.push(format!("use `==` to test equality: `{}`", fix_line(text, pos, token.len(), "==")));
+        }
+    }
+    if expected.contains(&"`->`") && matches!(token, "post" | "drop" | "stop") {
+        code = codes::MISSING_ARROW;
+        help.push(format!("put `->` between the condition and the actions: `{}`", fix_line(text, pos, 0, "-> ")));
+    }
+    if expected.contains(&"`->`") && token == "=>" {
+        code = codes::MISSING_ARROW;
+        help.push(format!("write the arrow as `->`: `{}`", fix_line(text, pos, 2, "->")));
+    }
+    if token == "&&" {
+        help.push(format!("write `and`: `{}`", fix_line(text, pos, 2, "and")));
+    } else if token == "||" {
+        help.push(format!("write `or`: `{}`", fix_line(text, pos, 2, "or")));
+    } else if token == "!" {
+        help.push(String::from("write `not` before a condition, or use `!=`, `!~`"));
+    }
+    if expected.contains(&"a value") && found.starts_with('`') && is_word(token) && !matches!(token, "true" | "false" | "null")
+    {
+        help.push(format!("put text in quotes: `\"{token}\"`"));
+        d_label.push_str("; a field cannot be compared with another field");
+    }
+    if expected.contains(&"`when`") && is_word(token) && line.contains("->") {
+        help.push(format!("a rule starts with `when`: `when {}`", line.trim()));
+    }
+    if token == ":" && expected.contains(&"`=`") {
+        help.push(format!("settings use `=`: `{}`", fix_line(text, pos, 1, " =").replace("  =", " =")));
+    }
+    let mut d = Diagnostic::error(code, message).with_primary(span, d_label);
+    for h in help {
+        d = d.with_help(h);
+    }
+    d
+}
+
+fn is_word(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+}
+
+/// The token at `pos`, described for a message, and its length in bytes.
+fn found_token(text: &str, pos: usize) -> (String, usize) {
+    let rest = text.get(pos..).unwrap_or("");
+    let Some(c) = rest.chars().next() else { return (String::from("end of file"), 0) };
+    let len = if c.is_alphanumeric() || c == '_' {
+        rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-')).unwrap_or(rest.len())
+    } else if "=<>!~&|-".contains(c) {
+        rest.find(|c: char| !"=<>!~&|-".contains(c)).unwrap_or(rest.len()).min(3)
+    } else if c == '"' {
+        rest.get(1..).and_then(|r| r.find('"')).map_or(1, |e| e + 2)
+    } else {
+        c.len_utf8()
+    };
+    let len = len.max(c.len_utf8());
+    let tok = rest.get(..len).unwrap_or("");
+    if c == '\n' || c == '\r' {
+        return (String::from("end of line"), 1);
+    }
+    if c.is_control() || c == '\u{fffd}' {
+        return (format!("the character U+{:04X}", c as u32), c.len_utf8());
+    }
+    let shown: String = tok.chars().take(40).collect();
+    let ellipsis = if tok.chars().count() > 40 { "..." } else { "" };
+    (format!("`{shown}{ellipsis}`"), len)
+}
+
+fn join_or(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {}", init.join(", "), last),
+    }
+}
+
+/// The source line around `pos`.
+fn line_around(text: &str, pos: usize) -> &str {
+    let start = text.get(..pos).and_then(|t| t.rfind('\n')).map_or(0, |i| i + 1);
+    let end = text.get(pos..).and_then(|t| t.find('\n')).map_or(text.len(), |i| pos + i);
+    text.get(start..end).unwrap_or("")
+}
+
+/// The line around `pos` with `len` bytes at `pos` replaced by `with`, trimmed, for a help.
+fn fix_line(text: &str, pos: usize, len: usize, with: &str) -> String {
+    let start = text.get(..pos).and_then(|t| t.rfind('\n')).map_or(0, |i| i + 1);
+    let line = line_around(text, pos);
+    let at = pos - start;
+    let (Some(before), Some(after)) = (line.get(..at), line.get(at + len..)) else { return line.trim().to_owned() };
+    let fixed = format!("{before}{with}{after}");
+    let fixed = fixed.trim();
+    if fixed.chars().count() > 100 { format!("{}...", fixed.chars().take(100).collect::<String>()) } else { fixed.to_owned() }
+}

@@ -1,0 +1,530 @@
+//! Pest pairs to the typed AST. pest stops here: nothing after this module sees a `Pair`.
+//!
+//! Lowering never fails on a shape the grammar allows; problems that only show once a
+//! token is decoded (a lone surrogate in a string, a number out of range, a malformed
+//! `${...}`) become diagnostics, and lowering goes on so that every one is reported.
+
+use pest::Parser as _;
+use pest::iterators::Pair;
+
+use super::ast::*;
+use super::parser::{RulesParser, Rule as R};
+use crate::diagnostic::{Diagnostic, FileId, Span, codes};
+
+/// The deepest nesting of groups and `not`s in one condition.
+pub(crate) const MAX_CONDITION_DEPTH: usize = 64;
+
+pub(crate) struct Lowerer {
+    file: FileId,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    depth: usize,
+}
+
+type P<'i> = Pair<'i, R>;
+
+impl Lowerer {
+    pub(crate) fn new(file: FileId) -> Lowerer {
+        Lowerer { file, diagnostics: Vec::new(), depth: 0 }
+    }
+
+    fn span(&self, p: &P<'_>) -> Span {
+        let s = p.as_span();
+        Span::new(self.file, s.start(), s.end())
+    }
+
+    fn error(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+    }
+
+    pub(crate) fn file(&mut self, pair: P<'_>) -> File {
+        let mut items = Vec::new();
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::target_decl => items.push(Item::Target(self.target(p))),
+                R::rule => items.push(Item::Rule(self.rule(p))),
+                R::test_block => items.push(Item::Test(self.test(p))),
+                R::EOI => {}
+                r => unreachable!("grammar: item is target, rule or test, got {r:?}"),
+            }
+        }
+        File { items }
+    }
+
+    // ---- rules -------------------------------------------------------------------------
+
+    fn rule(&mut self, pair: P<'_>) -> Rule {
+        let mut name = None;
+        let mut condition = None;
+        let mut actions = Vec::new();
+        let mut start: Option<Span> = None;
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::rule_name => {
+                    start.get_or_insert(self.span(&p));
+                    if let Some(s) = p.into_inner().find(|p| p.as_rule() == R::string) {
+                        name = Some(self.plain_string(s));
+                    }
+                }
+                R::kw_when => {
+                    start.get_or_insert(self.span(&p));
+                }
+                R::condition => condition = Some(self.condition(p)),
+                R::arrow => {}
+                R::actions => {
+                    for a in p.into_inner() {
+                        let span = self.span(&a);
+                        actions.push(match a.as_rule() {
+                            R::post_action => Action::Post(self.target_name_in(a)),
+                            R::drop_action => Action::Drop(span),
+                            R::stop_action => Action::Stop(span),
+                            r => unreachable!("grammar: action, got {r:?}"),
+                        });
+                    }
+                }
+                r => unreachable!("grammar: rule part, got {r:?}"),
+            }
+        }
+        Rule {
+            name,
+            condition: condition.unwrap_or(Condition::All(Vec::new())),
+            actions,
+            span: start.unwrap_or_default(),
+        }
+    }
+
+    fn target_name_in(&mut self, pair: P<'_>) -> Ident {
+        let span = self.span(&pair);
+        match pair.into_inner().find(|p| p.as_rule() == R::target_name) {
+            Some(t) => self.ident(&t),
+            None => Ident { name: String::new(), span },
+        }
+    }
+
+    fn ident(&self, p: &P<'_>) -> Ident {
+        Ident { name: p.as_str().to_owned(), span: self.span(p) }
+    }
+
+    fn condition(&mut self, pair: P<'_>) -> Condition {
+        let mut parts: Vec<Condition> = Vec::new();
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::conjunction => match self.conjunction(p) {
+                    Condition::Any(inner) => parts.extend(inner),
+                    c => parts.push(c),
+                },
+                R::kw_or => {}
+                r => unreachable!("grammar: condition part, got {r:?}"),
+            }
+        }
+        if parts.len() == 1 { parts.remove(0) } else { Condition::Any(parts) }
+    }
+
+    fn conjunction(&mut self, pair: P<'_>) -> Condition {
+        let mut parts: Vec<Condition> = Vec::new();
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::operand => match self.operand(p) {
+                    Condition::All(inner) => parts.extend(inner),
+                    c => parts.push(c),
+                },
+                R::kw_and => {}
+                r => unreachable!("grammar: conjunction part, got {r:?}"),
+            }
+        }
+        if parts.len() == 1 { parts.remove(0) } else { Condition::All(parts) }
+    }
+
+    fn operand(&mut self, pair: P<'_>) -> Condition {
+        let saved = self.depth;
+        let mut nots: Vec<Span> = Vec::new();
+        let mut inner = None;
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::kw_not => {
+                    self.depth += 1;
+                    if self.depth == MAX_CONDITION_DEPTH + 1 {
+                        self.too_deep(self.span(&p));
+                    }
+                    nots.push(self.span(&p));
+                }
+                R::group => {
+                    self.depth += 1;
+                    let span = self.span(&p);
+                    if self.depth == MAX_CONDITION_DEPTH + 1 {
+                        self.too_deep(span);
+                    }
+                    inner = p.into_inner().next().map(|c| self.condition(c));
+                }
+                R::exists => {
+                    let span = self.span(&p);
+                    let path = p.into_inner().find(|p| p.as_rule() == R::field_path).map(|p| self.field_path(p));
+                    inner = path.map(|path| Condition::Exists(path, span));
+                }
+                R::comparison => inner = Some(self.comparison(p)),
+                r => unreachable!("grammar: operand part, got {r:?}"),
+            }
+        }
+        self.depth = saved;
+        let mut c = inner.unwrap_or(Condition::All(Vec::new()));
+        if self.depth + nots.len() > MAX_CONDITION_DEPTH {
+            // Reported once above; keep the tree shallow so nothing downstream recurses deeply.
+            return c;
+        }
+        for span in nots.into_iter().rev() {
+            let span = span.to(c.span());
+            c = Condition::Not(Box::new(c), span);
+        }
+        c
+    }
+
+    fn too_deep(&mut self, span: Span) {
+        self.error(
+            Diagnostic::error(codes::TOO_DEEP, format!("condition nested more than {MAX_CONDITION_DEPTH} levels deep"))
+                .with_primary(span, "too deep")
+                .with_help("split the condition into several rules, or remove redundant parentheses and `not`s"),
+        );
+    }
+
+    fn comparison(&mut self, pair: P<'_>) -> Condition {
+        let span = self.span(&pair);
+        let mut it = pair.into_inner();
+        let (Some(path), Some(op), Some(value)) = (it.next(), it.next(), it.next()) else {
+            unreachable!("grammar: comparison is path, op, value")
+        };
+        let path = self.field_path(path);
+        let op_span = self.span(&op);
+        let Some(cmp) = CmpOp::from_token(op.as_str()) else {
+            unreachable!("grammar: cmp_op token {:?}", op.as_str())
+        };
+        let value = self.literal(value);
+        Condition::Compare(Comparison { path, op: cmp, op_span, value, span })
+    }
+
+    fn literal(&mut self, p: P<'_>) -> Literal {
+        let span = self.span(&p);
+        let kind = match p.as_rule() {
+            R::string => LiteralKind::String(self.plain_string(p).value),
+            R::number => match self.number(&p) {
+                Some(n) => LiteralKind::Number(n),
+                None => LiteralKind::Null,
+            },
+            R::boolean => LiteralKind::Bool(p.as_str() == "true"),
+            R::null => LiteralKind::Null,
+            R::duration => LiteralKind::Duration(self.duration(&p)),
+            R::regex => {
+                let text = p.as_str();
+                let close = text.rfind('/').unwrap_or(0);
+                let body = text.get(1..close).unwrap_or("");
+                let flags = text.get(close + 1..).unwrap_or("").to_owned();
+                LiteralKind::Regex { pattern: body.replace("\\/", "/"), flags }
+            }
+            R::list => LiteralKind::List(p.into_inner().map(|p| self.literal(p)).collect()),
+            r => unreachable!("grammar: literal, got {r:?}"),
+        };
+        Literal { kind, span }
+    }
+
+    fn number(&mut self, p: &P<'_>) -> Option<serde_json::Number> {
+        match serde_json::from_str::<serde_json::Number>(p.as_str()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.error(
+                    Diagnostic::error(codes::BAD_NUMBER, format!("number `{}` is out of range", p.as_str()))
+                        .with_primary(self.span(p), "too large to represent")
+                        .with_help("numbers must fit a 64-bit float"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, p: &P<'_>) -> Duration {
+        let text = p.as_str();
+        let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = match text.get(digits.len()..).unwrap_or("") {
+            "ms" => DurationUnit::Millis,
+            "s" => DurationUnit::Seconds,
+            "m" => DurationUnit::Minutes,
+            "h" => DurationUnit::Hours,
+            "d" => DurationUnit::Days,
+            u => unreachable!("grammar: duration unit {u:?}"),
+        };
+        let d = Duration { amount: digits.parse().unwrap_or(u64::MAX), unit };
+        if digits.parse::<u64>().is_err() || d.as_millis().is_none() {
+            self.error(
+                Diagnostic::error(codes::BAD_NUMBER, format!("duration `{text}` is out of range"))
+                    .with_primary(self.span(p), "too large")
+                    .with_help("write a shorter duration, such as `5s` or `1h`"),
+            );
+        }
+        d
+    }
+
+    // ---- field paths -------------------------------------------------------------------
+
+    pub(crate) fn field_path(&mut self, pair: P<'_>) -> FieldPath {
+        let span = self.span(&pair);
+        let mut meta = None;
+        let mut segments = Vec::new();
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::meta_field => meta = Some(p.as_str().trim_start_matches('@').to_owned()),
+                R::key | R::key_any => segments.push(Segment::Key(p.as_str().to_owned())),
+                R::string => segments.push(Segment::Key(self.plain_string(p).value)),
+                R::index => match p.as_str().parse::<u32>() {
+                    Ok(i) => segments.push(Segment::Index(i)),
+                    Err(_) => {
+                        self.error(
+                            Diagnostic::error(codes::BAD_NUMBER, format!("index `{}` is out of range", p.as_str()))
+                                .with_primary(self.span(&p), "too large")
+                                .with_help("an index must be below 4294967296"),
+                        );
+                        segments.push(Segment::Index(u32::MAX));
+                    }
+                },
+                R::wildcard => segments.push(Segment::Any),
+                r => unreachable!("grammar: path segment, got {r:?}"),
+            }
+        }
+        FieldPath { meta, segments, span }
+    }
+
+    // ---- strings -----------------------------------------------------------------------
+
+    /// A string literal decoded with JSON escapes; no interpolation.
+    fn plain_string(&mut self, p: P<'_>) -> Str {
+        let span = self.span(&p);
+        let raw = p.as_str();
+        let value = match serde_json::from_str::<String>(raw) {
+            Ok(v) => v,
+            Err(_) => {
+                self.error(
+                    Diagnostic::error(codes::BAD_STRING, "string has an invalid escape")
+                        .with_primary(span, "not valid JSON string text")
+                        .with_help("`\\u` escapes must form valid characters; write surrogate pairs in full (`\\ud83d\\ude00`)"),
+                );
+                String::new()
+            }
+        };
+        Str { value, span }
+    }
+
+    /// A string literal split on `${...}`. `$${` writes a literal `${`.
+    fn interpolated(&mut self, p: P<'_>) -> Interpolated {
+        let span = self.span(&p);
+        let raw = p.as_str();
+        let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or("");
+        let base = span.start as usize + 1;
+        let mut parts: Vec<Part> = Vec::new();
+        let mut text = String::new();
+        let mut i = 0;
+        let mut lit_start = 0;
+        let flush = |lw: &mut Lowerer, text: &mut String, from: usize, to: usize| {
+            let seg = inner.get(from..to).unwrap_or("");
+            match serde_json::from_str::<String>(&format!("\"{seg}\"")) {
+                Ok(s) => text.push_str(&s),
+                Err(_) => lw.error(
+                    Diagnostic::error(codes::BAD_STRING, "string has an invalid escape")
+                        .with_primary(Span::new(lw.file, base + from, base + to), "not valid JSON string text")
+                        .with_help("`\\u` escapes must form valid characters; write surrogate pairs in full"),
+                ),
+            }
+        };
+        let bytes = inner.as_bytes();
+        while i < bytes.len() {
+            if bytes[i] == b'\\' {
+                i += 2;
+                continue;
+            }
+            if bytes[i..].starts_with(b"$${") {
+                flush(self, &mut text, lit_start, i);
+                text.push_str("${");
+                i += 3;
+                lit_start = i;
+                continue;
+            }
+            if bytes[i..].starts_with(b"${") {
+                flush(self, &mut text, lit_start, i);
+                let open = i;
+                let Some(close_rel) = inner.get(i..).and_then(|r| r.find('}')) else {
+                    self.error(
+                        Diagnostic::error(codes::BAD_INTERPOLATION, "`${` is not closed")
+                            .with_primary(Span::new(self.file, base + open, base + inner.len()), "no `}` after this")
+                            .with_help("close it: `${env.NAME}`; write `$${` for a literal `${`"),
+                    );
+                    lit_start = inner.len();
+                    break;
+                };
+                let close = i + close_rel;
+                let body = inner.get(i + 2..close).unwrap_or("");
+                let part_span = Span::new(self.file, base + open, base + close + 1);
+                if !text.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                }
+                if let Some(part) = self.interpolation(body, base + i + 2, part_span) {
+                    parts.push(part);
+                }
+                i = close + 1;
+                lit_start = i;
+                continue;
+            }
+            i += 1;
+        }
+        flush(self, &mut text, lit_start, inner.len().max(lit_start));
+        if !text.is_empty() || parts.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Interpolated { parts, span }
+    }
+
+    fn interpolation(&mut self, body: &str, at: usize, span: Span) -> Option<Part> {
+        if let Some(rest) = body.strip_prefix("env.") {
+            let (name, default) = match rest.split_once(":-") {
+                Some((n, d)) => (n, Some(d.to_owned())),
+                None => (rest, None),
+            };
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                self.error(
+                    Diagnostic::error(codes::BAD_INTERPOLATION, format!("`{name}` is not a valid environment variable name"))
+                        .with_primary(span, "invalid name")
+                        .with_help("use letters, digits and `_`: `${env.WEBHOOK_TOKEN}`"),
+                );
+                return None;
+            }
+            return Some(Part::Env { name: name.to_owned(), default, span });
+        }
+        match RulesParser::parse(R::interpolated_path, body) {
+            Ok(mut pairs) => {
+                let path = pairs.next().and_then(|p| p.into_inner().find(|p| p.as_rule() == R::field_path))?;
+                let mut fp = self.field_path(path);
+                // Re-base spans: the path was parsed on its own.
+                fp.span = Span::new(self.file, at, at + body.len());
+                Some(Part::Path(fp))
+            }
+            Err(_) => {
+                self.error(
+                    Diagnostic::error(codes::BAD_INTERPOLATION, format!("`${{{body}}}` is not a field path or `env.NAME`"))
+                        .with_primary(span, "cannot interpolate this")
+                        .with_help("write a field path (`${labels.severity}`) or an environment variable (`${env.TOKEN}`); `$${` writes a literal `${`"),
+                );
+                None
+            }
+        }
+    }
+
+    // ---- templates ---------------------------------------------------------------------
+
+    /// JSON-shaped values; `interpolate` is false inside test blocks, where strings are data.
+    fn template(&mut self, p: P<'_>, interpolate: bool) -> Template {
+        let span = self.span(&p);
+        match p.as_rule() {
+            R::null => Template::Null,
+            R::boolean => Template::Bool(p.as_str() == "true"),
+            R::number => self.number(&p).map_or(Template::Null, Template::Number),
+            R::string if interpolate => Template::String(self.interpolated(p)),
+            R::string => {
+                let s = self.plain_string(p);
+                Template::String(Interpolated { parts: vec![Part::Text(s.value)], span: s.span })
+            }
+            R::field_path => Template::Path(self.field_path(p)),
+            R::array => Template::Array(p.into_inner().map(|p| self.template(p, interpolate)).collect(), span),
+            R::object => {
+                let mut members = Vec::new();
+                for m in p.into_inner() {
+                    let mut it = m.into_inner();
+                    let (Some(k), Some(v)) = (it.next(), it.next()) else {
+                        unreachable!("grammar: member is key and value")
+                    };
+                    let key = self.plain_string(k);
+                    members.push((key, self.template(v, interpolate)));
+                }
+                Template::Object(members, span)
+            }
+            r => unreachable!("grammar: template, got {r:?}"),
+        }
+    }
+
+    // ---- targets -----------------------------------------------------------------------
+
+    fn target(&mut self, pair: P<'_>) -> TargetDecl {
+        let span = self.span(&pair);
+        let mut name = None;
+        let mut settings = Vec::new();
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::kw_target => {}
+                R::target_name => name = Some(self.ident(&p)),
+                R::setting => {
+                    let mut it = p.into_inner();
+                    let (Some(n), Some(v)) = (it.next(), it.next()) else {
+                        unreachable!("grammar: setting is name and value")
+                    };
+                    let value_span = self.span(&v);
+                    let value = match v.as_rule() {
+                        R::duration => SettingValue::Duration(self.duration(&v)),
+                        _ => SettingValue::Template(self.template(v, true)),
+                    };
+                    settings.push(Setting { name: self.ident(&n), value, value_span });
+                }
+                r => unreachable!("grammar: target part, got {r:?}"),
+            }
+        }
+        TargetDecl { name: name.unwrap_or(Ident { name: String::new(), span }), settings, span }
+    }
+
+    // ---- tests -------------------------------------------------------------------------
+
+    fn test(&mut self, pair: P<'_>) -> TestBlock {
+        let mut span = self.span(&pair);
+        let mut name = None;
+        let mut statements = Vec::new();
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::kw_test => span = self.span(&p),
+                R::string => name = Some(self.plain_string(p)),
+                R::test_source => {
+                    if let Some(n) = p.into_inner().find(|p| p.as_rule() == R::source_name) {
+                        statements.push(TestStatement::Source(self.ident(&n)));
+                    }
+                }
+                R::test_alert => {
+                    if let Some(v) = p.into_inner().find(|p| p.as_rule() != R::kw_alert) {
+                        statements.push(TestStatement::Alert(self.template(v, false)));
+                    }
+                }
+                R::expect => {
+                    let espan = self.span(&p);
+                    let Some(e) = p.into_inner().find(|p| p.as_rule() != R::kw_expect) else {
+                        unreachable!("grammar: expect has a kind")
+                    };
+                    let kind = e.as_rule();
+                    let mut inner = e.into_inner().filter(|p| {
+                        !matches!(p.as_rule(), R::kw_post | R::kw_no | R::kw_drop | R::kw_unrouted | R::kw_body)
+                    });
+                    let expect = match kind {
+                        R::expect_post => inner.next().map(|t| Expect::Post(self.ident(&t))),
+                        R::expect_no_post => inner.next().map(|t| Expect::NoPost(self.ident(&t))),
+                        R::expect_drop => Some(Expect::Drop),
+                        R::expect_unrouted => Some(Expect::Unrouted),
+                        R::expect_body => match (inner.next(), inner.next()) {
+                            (Some(t), Some(v)) => {
+                                let target = self.ident(&t);
+                                Some(Expect::Body(target, self.template(v, false)))
+                            }
+                            _ => None,
+                        },
+                        r => unreachable!("grammar: expectation, got {r:?}"),
+                    };
+                    if let Some(expect) = expect {
+                        statements.push(TestStatement::Expect(expect, espan));
+                    }
+                }
+                r => unreachable!("grammar: test part, got {r:?}"),
+            }
+        }
+        let name = name.unwrap_or(Str { value: String::new(), span });
+        TestBlock { name, statements, span }
+    }
+}

@@ -1,0 +1,121 @@
+//! Parsing: rules file text to a typed AST with spans, or diagnostics.
+//!
+//! Input is bounded before pest runs ([`prescan`]): size, nesting depth of brackets, and
+//! strings or regexes left open on their line. pest 2.9 guards its own native stack, but a
+//! bound we choose gives a better message and keeps the lowering and every later stage
+//! shallow.
+
+pub(crate) mod ast;
+mod errors;
+mod lower;
+mod parser;
+pub(crate) mod print;
+
+use pest::Parser as _;
+
+use crate::diagnostic::{Diagnostic, FileId, Span, codes};
+use parser::{Rule, RulesParser};
+
+/// The largest rules file accepted, in bytes.
+pub(crate) const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The deepest nesting of `(`, `[` and `{` accepted in a file.
+pub(crate) const MAX_BRACKET_DEPTH: usize = 64;
+
+/// Parses one rules file. A file stops at its first syntax error; problems found while
+/// decoding tokens (escapes, number ranges, `${...}`) are all reported.
+pub(crate) fn parse(text: &str, file: FileId) -> Result<ast::File, Vec<Diagnostic>> {
+    errors::enable_error_detail();
+    prescan(text, file).map_err(|d| vec![d])?;
+    let mut pairs = RulesParser::parse(Rule::file, text).map_err(|e| vec![errors::syntax_error(&e, text, file)])?;
+    let Some(top) = pairs.next() else { unreachable!("grammar: file matched") };
+    let mut lw = lower::Lowerer::new(file);
+    let ast = lw.file(top);
+    if lw.diagnostics.is_empty() { Ok(ast) } else { Err(lw.diagnostics) }
+}
+
+/// Bounds the input before pest sees it: size, bracket depth, and strings or regexes not
+/// closed on their line (pest would only say "expected `\"`" at the end of the file).
+fn prescan(text: &str, file: FileId) -> Result<(), Diagnostic> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(Diagnostic::error(
+            codes::BAD_FILE,
+            format!("rules file is too large ({} bytes, the limit is {} MiB)", text.len(), MAX_FILE_BYTES >> 20),
+        )
+        .with_primary(Span::new(file, 0, 0), "file starts here")
+        .with_help("split the rules into several files"));
+    }
+    enum State {
+        Code,
+        Comment,
+        Str(usize),
+        Regex(usize),
+    }
+    let mut state = State::Code;
+    let mut depth: usize = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match state {
+            State::Code => match c {
+                '#' => state = State::Comment,
+                '"' => state = State::Str(i),
+                '/' => state = State::Regex(i),
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_BRACKET_DEPTH {
+                        return Err(Diagnostic::error(
+                            codes::TOO_DEEP,
+                            format!("brackets nested more than {MAX_BRACKET_DEPTH} levels deep"),
+                        )
+                        .with_primary(Span::new(file, i, i + 1), "too deep")
+                        .with_help("flatten the condition or the JSON; split it across several rules or fields"));
+                    }
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+            State::Comment => {
+                if c == '\n' {
+                    state = State::Code;
+                }
+            }
+            State::Str(start) | State::Regex(start) => {
+                let close = if matches!(state, State::Str(_)) { '"' } else { '/' };
+                if c == '\\' {
+                    if chars.peek().is_some_and(|&(_, n)| n != '\n') {
+                        chars.next();
+                    }
+                } else if c == close {
+                    state = State::Code;
+                } else if c == '\n' || c == '\r' {
+                    return Err(unclosed(matches!(state, State::Str(_)), file, start, i));
+                }
+            }
+        }
+    }
+    match state {
+        State::Str(start) => Err(unclosed(true, file, start, text.len())),
+        State::Regex(start) => Err(unclosed(false, file, start, text.len())),
+        _ => Ok(()),
+    }
+}
+
+fn unclosed(string: bool, file: FileId, start: usize, end: usize) -> Diagnostic {
+    if string {
+        Diagnostic::error(codes::UNCLOSED_STRING, "string is not closed on its line")
+            .with_primary(Span::new(file, start, start + 1), "this string starts here")
+            .with_secondary(Span::new(file, end, end), "the line ends here")
+            .with_help("add the closing `\"`; a string cannot span lines: write `\\n` for a line break")
+    } else {
+        Diagnostic::error(codes::UNCLOSED_REGEX, "regex is not closed on its line")
+            .with_primary(Span::new(file, start, start + 1), "this regex starts here")
+            .with_secondary(Span::new(file, end, end), "the line ends here")
+            .with_help("add the closing `/`; write `\\/` for a slash inside the regex")
+    }
+}
+
+/// Parses a file, for tests and fuzzing.
+#[cfg(any(test, feature = "unstable-internals"))]
+pub fn parse_for_tests(text: &str) -> Result<ast::File, Vec<Diagnostic>> {
+    parse(text, FileId(0))
+}

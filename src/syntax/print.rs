@@ -1,0 +1,217 @@
+//! AST to canonical rules text. `parse(print(ast))` gives back the same tree (spans aside).
+
+use std::fmt::Write as _;
+
+use super::ast::*;
+
+/// Prints a whole file in canonical layout.
+pub(crate) fn file(f: &File) -> String {
+    let mut out = String::new();
+    for (i, item) in f.items.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match item {
+            Item::Target(t) => target(&mut out, t),
+            Item::Rule(r) => rule(&mut out, r),
+            Item::Test(t) => test(&mut out, t),
+        }
+    }
+    out
+}
+
+fn rule(out: &mut String, r: &Rule) {
+    if let Some(n) = &r.name {
+        let _ = write!(out, "rule {} ", quote(&n.value));
+    }
+    out.push_str("when ");
+    out.push_str(&condition(&r.condition));
+    out.push_str(" -> ");
+    let actions: Vec<String> = r
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::Post(t) => format!("post {}", t.name),
+            Action::Drop(_) => String::from("drop"),
+            Action::Stop(_) => String::from("stop"),
+        })
+        .collect();
+    out.push_str(&actions.join(", "));
+    out.push('\n');
+}
+
+/// Prints a condition; parentheses only where precedence needs them.
+pub(crate) fn condition(c: &Condition) -> String {
+    match c {
+        Condition::Any(cs) => cs.iter().map(condition).collect::<Vec<_>>().join(" or "),
+        Condition::All(cs) => cs
+            .iter()
+            .map(|c| match c {
+                Condition::Any(_) => format!("({})", condition(c)),
+                _ => condition(c),
+            })
+            .collect::<Vec<_>>()
+            .join(" and "),
+        Condition::Not(inner, _) => match **inner {
+            Condition::Any(_) | Condition::All(_) => format!("not ({})", condition(inner)),
+            _ => format!("not {}", condition(inner)),
+        },
+        Condition::Compare(cmp) => {
+            format!("{} {} {}", field_path(&cmp.path), cmp.op.as_str(), literal(&cmp.value.kind))
+        }
+        Condition::Exists(p, _) => format!("exists({})", field_path(p)),
+    }
+}
+
+/// Prints a literal in canonical form.
+pub(crate) fn literal(l: &LiteralKind) -> String {
+    match l {
+        LiteralKind::String(s) => quote(s),
+        LiteralKind::Number(n) => n.to_string(),
+        LiteralKind::Bool(b) => b.to_string(),
+        LiteralKind::Null => String::from("null"),
+        LiteralKind::Regex { pattern, flags } => format!("/{}/{}", escape_regex(pattern), flags),
+        LiteralKind::Duration(d) => format!("{}{}", d.amount, d.suffix()),
+        LiteralKind::List(items) => {
+            format!("[{}]", items.iter().map(|l| literal(&l.kind)).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
+/// Escapes every unescaped `/` of a pattern, so it can sit between slashes.
+fn escape_regex(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    let mut escaped = false;
+    for c in p.chars() {
+        if c == '/' && !escaped {
+            out.push('\\');
+        }
+        escaped = c == '\\' && !escaped;
+        out.push(c);
+    }
+    out
+}
+
+/// A string literal with JSON escapes.
+pub(crate) fn quote(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+fn is_plain_key(k: &str, first: bool) -> bool {
+    let mut chars = k.chars();
+    let start_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let keyword = first && matches!(k, "and" | "or" | "not" | "in" | "true" | "false" | "null" | "exists");
+    let body_ok = k.split('-').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    start_ok && body_ok && !keyword
+}
+
+/// A field path in canonical form.
+pub(crate) fn field_path(p: &FieldPath) -> String {
+    let mut out = String::new();
+    if let Some(m) = &p.meta {
+        out.push('@');
+        out.push_str(m);
+    }
+    for (i, s) in p.segments.iter().enumerate() {
+        match s {
+            Segment::Key(k) if i == 0 && p.meta.is_none() => {
+                // The grammar has no quoted first key; the lowering never builds one.
+                out.push_str(k);
+            }
+            Segment::Key(k) if is_plain_key(k, false) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Segment::Key(k) => {
+                out.push('.');
+                out.push_str(&quote(k));
+            }
+            Segment::Index(i) => {
+                let _ = write!(out, "[{i}]");
+            }
+            Segment::Any => out.push_str("[*]"),
+        }
+    }
+    out
+}
+
+fn target(out: &mut String, t: &TargetDecl) {
+    let _ = writeln!(out, "target {} {{", t.name.name);
+    for s in &t.settings {
+        let value = match &s.value {
+            SettingValue::Duration(d) => format!("{}{}", d.amount, d.suffix()),
+            SettingValue::Template(t) => template(t, true),
+        };
+        let _ = writeln!(out, "    {} = {}", s.name.name, value);
+    }
+    out.push_str("}\n");
+}
+
+/// A template in canonical form, on one line. `interp` is false for test data, whose
+/// strings are never interpolated.
+pub(crate) fn template(t: &Template, interp: bool) -> String {
+    match t {
+        Template::Null => String::from("null"),
+        Template::Bool(b) => b.to_string(),
+        Template::Number(n) => n.to_string(),
+        Template::String(s) if interp => interpolated(s),
+        Template::String(s) => quote(&s.as_plain().unwrap_or_default()),
+        Template::Path(p) => field_path(p),
+        Template::Array(items, _) => format!("[{}]", items.iter().map(|t| template(t, interp)).collect::<Vec<_>>().join(", ")),
+        Template::Object(members, _) => {
+            if members.is_empty() {
+                return String::from("{}");
+            }
+            let inner: Vec<String> = members.iter().map(|(k, v)| format!("{}: {}", quote(&k.value), template(v, interp))).collect();
+            format!("{{ {} }}", inner.join(", "))
+        }
+    }
+}
+
+fn interpolated(s: &Interpolated) -> String {
+    let mut body = String::new();
+    for (i, p) in s.parts.iter().enumerate() {
+        match p {
+            Part::Text(t) => {
+                let q = quote(t);
+                let mut inner = q.get(1..q.len() - 1).unwrap_or("").replace("${", "$${");
+                // A `$` right before `${` would read as `$${`: write it as an escape.
+                let next_interpolates = matches!(s.parts.get(i + 1), Some(Part::Env { .. } | Part::Path(_)));
+                if next_interpolates && inner.ends_with('$') {
+                    inner.pop();
+                    inner.push_str("\\u0024");
+                }
+                body.push_str(&inner);
+            }
+            Part::Env { name, default, .. } => {
+                let _ = match default {
+                    Some(d) => write!(body, "${{env.{name}:-{d}}}"),
+                    None => write!(body, "${{env.{name}}}"),
+                };
+            }
+            Part::Path(p) => {
+                let _ = write!(body, "${{{}}}", field_path(p));
+            }
+        }
+    }
+    format!("\"{body}\"")
+}
+
+fn test(out: &mut String, t: &TestBlock) {
+    let _ = writeln!(out, "test {} {{", quote(&t.name.value));
+    for s in &t.statements {
+        let line = match s {
+            TestStatement::Source(n) => format!("source {}", n.name),
+            TestStatement::Alert(a) => format!("alert {}", template(a, false)),
+            TestStatement::Expect(e, _) => match e {
+                Expect::Post(t) => format!("expect post {}", t.name),
+                Expect::NoPost(t) => format!("expect no post {}", t.name),
+                Expect::Drop => String::from("expect drop"),
+                Expect::Unrouted => String::from("expect unrouted"),
+                Expect::Body(t, b) => format!("expect body {} {}", t.name, template(b, false)),
+            },
+        };
+        let _ = writeln!(out, "    {line}");
+    }
+    out.push_str("}\n");
+}
