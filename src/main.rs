@@ -141,7 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             for alert in read_alerts(&file, source)? {
-                println!("{}", set.evaluate(&alert).to_json());
+                println!("{}", serde_json::to_string(&set.evaluate(&alert).summary())?);
             }
             Ok(ExitCode::SUCCESS)
         }
