@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 
 /// Identifies one file of a [`SourceMap`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct FileId(pub(crate) u32);
+pub(crate) struct FileId(pub(crate) u32);
 
 /// A byte range in one source file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Span {
+pub(crate) struct Span {
     pub(crate) file: FileId,
     pub(crate) start: u32,
     pub(crate) end: u32,
@@ -24,12 +24,20 @@ pub struct Span {
 
 impl Span {
     pub(crate) fn new(file: FileId, start: usize, end: usize) -> Span {
-        Span { file, start: clamp_u32(start), end: clamp_u32(end.max(start)) }
+        Span {
+            file,
+            start: clamp_u32(start),
+            end: clamp_u32(end.max(start)),
+        }
     }
 
     /// The smallest span that covers both.
     pub(crate) fn to(self, other: Span) -> Span {
-        Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            file: self.file,
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 }
 
@@ -54,7 +62,12 @@ impl SourceFile {
                 line_starts.push(clamp_u32(i + 1));
             }
         }
-        SourceFile { name, short, text, line_starts }
+        SourceFile {
+            name,
+            short,
+            text,
+            line_starts,
+        }
     }
 
     /// The name shown in diagnostics, such as `rules/cloud.rules`.
@@ -85,7 +98,10 @@ impl SourceFile {
     /// The text of 0-based line `idx`, without its line break.
     fn line_text(&self, idx: usize) -> &str {
         let start = self.line_starts.get(idx).copied().unwrap_or(0) as usize;
-        let end = self.line_starts.get(idx + 1).map_or(self.text.len(), |&e| e as usize);
+        let end = self
+            .line_starts
+            .get(idx + 1)
+            .map_or(self.text.len(), |&e| e as usize);
         let line = self.text.get(start..end).unwrap_or("");
         line.trim_end_matches(['\n', '\r'])
     }
@@ -95,7 +111,10 @@ impl SourceFile {
         let offset = offset.min(clamp_u32(self.text.len()));
         let (idx, start) = self.line_of(offset);
         let prefix = self.text.get(start as usize..offset as usize).unwrap_or("");
-        Position { line: idx + 1, column: prefix.chars().count() + 1 }
+        Position {
+            line: idx + 1,
+            column: prefix.chars().count() + 1,
+        }
     }
 }
 
@@ -253,13 +272,13 @@ pub(crate) mod codes {
     pub(crate) const UNKNOWN_STATE: Code = Code("W0202");
     /// A target that no rule posts to.
     pub(crate) const UNUSED_TARGET: Code = Code("W0203");
-    /// A rule that can never be reached because an earlier rule always stops.
+    /// An action that does nothing: `post a, post a`, `drop, drop`, `stop` with `drop`.
     pub(crate) const REDUNDANT_ACTION: Code = Code("W0204");
 }
 
 /// A labelled span: the `^^^` (primary) or `---` (secondary) under some text.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Label {
+pub(crate) struct Label {
     pub(crate) span: Span,
     pub(crate) message: String,
     pub(crate) primary: bool,
@@ -297,12 +316,20 @@ impl Diagnostic {
     }
 
     pub(crate) fn with_primary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.labels.push(Label { span, message: message.into(), primary: true });
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+            primary: true,
+        });
         self
     }
 
     pub(crate) fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.labels.push(Label { span, message: message.into(), primary: false });
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+            primary: false,
+        });
         self
     }
 
@@ -343,7 +370,11 @@ impl Diagnostic {
 
     /// The primary span, where the diagnostic points.
     pub(crate) fn primary_span(&self) -> Option<Span> {
-        self.labels.iter().find(|l| l.primary).or(self.labels.first()).map(|l| l.span)
+        self.labels
+            .iter()
+            .find(|l| l.primary)
+            .or(self.labels.first())
+            .map(|l| l.span)
     }
 
     fn sort_key(&self) -> (FileId, u32, Severity) {
@@ -395,12 +426,18 @@ impl Diagnostics {
 
     /// How many are errors.
     pub fn error_count(&self) -> usize {
-        self.items.iter().filter(|d| d.severity == Severity::Error).count()
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     /// How many are warnings.
     pub fn warning_count(&self) -> usize {
-        self.items.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 
     /// The file and 1-based position a diagnostic points at.
@@ -512,7 +549,11 @@ fn render_text(out: &mut String, sources: &SourceMap, d: &Diagnostic, color: boo
         Severity::Error => BOLD_RED,
         Severity::Warning => BOLD_YELLOW,
     };
-    p.paint(out, sev_style, &format!("{}[{}]", d.severity.as_str(), d.code));
+    p.paint(
+        out,
+        sev_style,
+        &format!("{}[{}]", d.severity.as_str(), d.code),
+    );
     p.paint(out, BOLD, &format!(": {}", d.message));
     out.push('\n');
 
@@ -529,14 +570,18 @@ fn render_text(out: &mut String, sources: &SourceMap, d: &Diagnostic, color: boo
     let mut gutter = 1;
     let mut per_file: Vec<(&SourceFile, Vec<LineLabels<'_>>)> = Vec::new();
     for fid in files {
-        let Some(file) = sources.get(fid) else { continue };
+        let Some(file) = sources.get(fid) else {
+            continue;
+        };
         let mut lines: Vec<LineLabels<'_>> = Vec::new();
         for l in d.labels.iter().filter(|l| l.span.file == fid) {
             let start = file.position(l.span.start);
             let (line_idx, line_start) = file.line_of(l.span.start.min(clamp_u32(file.text.len())));
             let line_text = file.line_text(line_idx);
             let line_end = line_start as usize + line_text.len();
-            let end_off = (l.span.end as usize).min(line_end).max(l.span.start as usize);
+            let end_off = (l.span.end as usize)
+                .min(line_end)
+                .max(l.span.start as usize);
             let end_col = file
                 .text
                 .get(line_start as usize..end_off)
@@ -544,7 +589,10 @@ fn render_text(out: &mut String, sources: &SourceMap, d: &Diagnostic, color: boo
             let (s, e) = (start.column - 1, end_col.max(start.column));
             match lines.iter_mut().find(|ll| ll.line == start.line) {
                 Some(ll) => ll.labels.push((s, e, l)),
-                None => lines.push(LineLabels { line: start.line, labels: vec![(s, e, l)] }),
+                None => lines.push(LineLabels {
+                    line: start.line,
+                    labels: vec![(s, e, l)],
+                }),
             }
         }
         lines.sort_by_key(|ll| ll.line);
@@ -557,7 +605,11 @@ fn render_text(out: &mut String, sources: &SourceMap, d: &Diagnostic, color: boo
     let pad = " ".repeat(gutter);
     for (i, (file, lines)) in per_file.iter().enumerate() {
         let Some(first) = lines.first() else { continue };
-        let first_label = first.labels.iter().find(|(_, _, l)| l.primary).unwrap_or(&first.labels[0]);
+        let first_label = first
+            .labels
+            .iter()
+            .find(|(_, _, l)| l.primary)
+            .unwrap_or(&first.labels[0]);
         let arrow = if i == 0 { "-->" } else { ":::" };
         p.paint(out, BOLD_BLUE, &format!("{pad}{arrow}"));
         let _ = writeln!(out, " {}:{}:{}", file.name, first.line, first_label.0 + 1);
@@ -589,10 +641,27 @@ fn render_text(out: &mut String, sources: &SourceMap, d: &Diagnostic, color: boo
 
 /// Replaces characters that would break the layout of a rendered line.
 fn clean(s: &str) -> String {
-    s.chars().map(|c| if c == '\t' { ' ' } else if c.is_control() { '\u{fffd}' } else { c }).collect()
+    s.chars()
+        .map(|c| {
+            if c == '\t' {
+                ' '
+            } else if c.is_control() {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
-fn render_line(out: &mut String, p: &Painter, file: &SourceFile, ll: &LineLabels<'_>, gutter: usize, sev: &str) {
+fn render_line(
+    out: &mut String,
+    p: &Painter,
+    file: &SourceFile,
+    ll: &LineLabels<'_>,
+    gutter: usize,
+    sev: &str,
+) {
     let text: Vec<char> = clean(file.line_text(ll.line - 1)).chars().collect();
     // Cut long lines to a window around the labels.
     let lo = ll.labels.iter().map(|l| l.0).min().unwrap_or(0);
@@ -600,11 +669,17 @@ fn render_line(out: &mut String, p: &Painter, file: &SourceFile, ll: &LineLabels
     let (mut from, mut to) = (0, text.len());
     if text.len() > MAX_SHOWN_LINE {
         from = lo.saturating_sub(40);
-        to = (hi.max(lo + 1) + 40).min(text.len()).max(from + 1).min(from + MAX_SHOWN_LINE);
+        to = (hi.max(lo + 1) + 40)
+            .min(text.len())
+            .max(from + 1)
+            .min(from + MAX_SHOWN_LINE);
     }
     let prefix = if from > 0 { "..." } else { "" };
     let suffix = if to < text.len() { "..." } else { "" };
-    let shown: String = text.get(from..to).map(|s| s.iter().collect()).unwrap_or_default();
+    let shown: String = text
+        .get(from..to)
+        .map(|s| s.iter().collect())
+        .unwrap_or_default();
     let shift = |c: usize| c.saturating_sub(from).min(to - from) + prefix.len();
 
     p.paint(out, BOLD_BLUE, &format!("{:>gutter$} |", ll.line));
@@ -612,8 +687,11 @@ fn render_line(out: &mut String, p: &Painter, file: &SourceFile, ll: &LineLabels
     out.push_str(line.trim_end());
     out.push('\n');
 
-    let mut labels: Vec<(usize, usize, &Label)> =
-        ll.labels.iter().map(|&(s, e, l)| (shift(s), shift(e).max(shift(s) + 1), l)).collect();
+    let mut labels: Vec<(usize, usize, &Label)> = ll
+        .labels
+        .iter()
+        .map(|&(s, e, l)| (shift(s), shift(e).max(shift(s) + 1), l))
+        .collect();
     labels.sort_by_key(|l| (l.0, l.1));
     let pad = " ".repeat(gutter);
 
@@ -635,14 +713,21 @@ fn render_line(out: &mut String, p: &Painter, file: &SourceFile, ll: &LineLabels
     if let Some(&(_, _, last)) = labels.last() {
         if !last.message.is_empty() {
             out.push(' ');
-            p.paint(out, if last.primary { sev } else { BOLD_BLUE }, &clean(&last.message));
+            p.paint(
+                out,
+                if last.primary { sev } else { BOLD_BLUE },
+                &clean(&last.message),
+            );
         }
     }
     out.push('\n');
 
     // Every other label's message on its own line, hung from a `|` at its column.
-    let rest: Vec<&(usize, usize, &Label)> =
-        labels.iter().take(labels.len().saturating_sub(1)).filter(|l| !l.2.message.is_empty()).collect();
+    let rest: Vec<&(usize, usize, &Label)> = labels
+        .iter()
+        .take(labels.len().saturating_sub(1))
+        .filter(|l| !l.2.message.is_empty())
+        .collect();
     for (k, &&(s, _, l)) in rest.iter().enumerate().rev() {
         let connectors = |upto: usize| {
             let mut line = String::new();
@@ -681,10 +766,13 @@ mod tests {
     fn renders_secondary_label_below() {
         let src = "when curValue > \"90\" -> post alarm_url\n";
         let f = FileId(0);
-        let d = Diagnostic::error(codes::ORDER_NEEDS_NUMBER, "`>` needs a number here, found the string `\"90\"`")
-            .with_primary(Span::new(f, 16, 20), "string literal")
-            .with_secondary(Span::new(f, 14, 15), "ordering comparison")
-            .with_help("drop the quotes to compare as a number: `curValue > 90`");
+        let d = Diagnostic::error(
+            codes::ORDER_NEEDS_NUMBER,
+            "`>` needs a number here, found the string `\"90\"`",
+        )
+        .with_primary(Span::new(f, 16, 20), "string literal")
+        .with_secondary(Span::new(f, 14, 15), "ordering comparison")
+        .with_help("drop the quotes to compare as a number: `curValue > 90`");
         let text = one(src, d);
         let expected = "error[E0301]: `>` needs a number here, found the string `\"90\"`
  --> rules/a.rules:1:17
@@ -713,7 +801,8 @@ mod tests {
     fn long_lines_are_cut() {
         let mut src = "x".repeat(10_000);
         src.push_str(" == 1");
-        let d = Diagnostic::error(codes::SYNTAX, "bad").with_primary(Span::new(FileId(0), 10_001, 10_003), "here");
+        let d = Diagnostic::error(codes::SYNTAX, "bad")
+            .with_primary(Span::new(FileId(0), 10_001, 10_003), "here");
         let text = one(&src, d);
         assert!(text.lines().all(|l| l.len() < 200), "{text}");
         assert!(text.contains("...x"));

@@ -28,11 +28,18 @@ pub enum ErrorKind {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error { kind: ErrorKind::Io { path: path.into(), source } }
+        Error {
+            kind: ErrorKind::Io {
+                path: path.into(),
+                source,
+            },
+        }
     }
 
     pub(crate) fn rules(d: Diagnostics) -> Error {
-        Error { kind: ErrorKind::Rules(d) }
+        Error {
+            kind: ErrorKind::Rules(d),
+        }
     }
 
     /// What went wrong.
@@ -55,7 +62,11 @@ impl fmt::Display for Error {
             ErrorKind::Io { path, .. } => write!(f, "cannot read `{}`", path.display()),
             ErrorKind::Rules(d) => {
                 let n = d.error_count();
-                write!(f, "the rules have {n} error{}", if n == 1 { "" } else { "s" })
+                write!(
+                    f,
+                    "the rules have {n} error{}",
+                    if n == 1 { "" } else { "s" }
+                )
             }
         }
     }

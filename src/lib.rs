@@ -45,8 +45,13 @@ mod number;
 mod syntax;
 
 pub use alert::{AdaptError, Alert, Source, State, adapt_json, detect_source, form_to_json};
-pub use diagnostic::{Code, Diagnostic, Diagnostics, Format, Position, Severity, SourceFile, SourceMap};
-pub use engine::{Decision, DecisionSummary, Explanation, PredicateTrace, RuleSet, RuleTrace, Target, TestOutcome, TestReport};
+pub use diagnostic::{
+    Code, Diagnostic, Diagnostics, Format, Position, Severity, SourceFile, SourceMap,
+};
+pub use engine::{
+    Decision, DecisionSummary, Explanation, PredicateTrace, RuleSet, RuleTrace, Target,
+    TestOutcome, TestReport,
+};
 pub use error::{Error, ErrorKind};
 pub use load::{Loader, MAX_FILES, MAX_TOTAL_BYTES};
 
@@ -71,7 +76,10 @@ pub mod internals {
     pub fn diagnostic_spans(text: &str) -> Vec<(u32, u32)> {
         match crate::syntax::parse_for_tests(text) {
             Ok(_) => Vec::new(),
-            Err(ds) => ds.iter().flat_map(|d| d.labels.iter().map(|l| (l.span.start, l.span.end))).collect(),
+            Err(ds) => ds
+                .iter()
+                .flat_map(|d| d.labels.iter().map(|l| (l.span.start, l.span.end)))
+                .collect(),
         }
     }
 

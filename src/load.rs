@@ -39,7 +39,9 @@ impl Default for Loader<'_> {
 impl<'e> Loader<'e> {
     /// A loader that reads `${env.NAME}` from the process environment.
     pub fn new() -> Loader<'e> {
-        Loader { env: Box::new(|name| std::env::var(name).ok()) }
+        Loader {
+            env: Box::new(|name| std::env::var(name).ok()),
+        }
     }
 
     /// Reads `${env.NAME}` from `lookup` instead of the process environment.
@@ -52,49 +54,34 @@ impl<'e> Loader<'e> {
     pub fn load_dir(&self, dir: impl AsRef<Path>) -> Result<RuleSet, Error> {
         let dir = dir.as_ref();
         let paths = rule_files(dir)?;
-        let mut sources = SourceMap::default();
-        let mut texts: Vec<(FileId, Option<String>)> = Vec::new();
-        let mut problems = Vec::new();
-        let mut total = 0usize;
         if paths.is_empty() {
-            let d = Diagnostic::error(codes::BAD_FILE, format!("no `.rules` files in `{}`", dir.display()))
-                .with_help(format!("add a rules file, such as `{}`", dir.join("00-targets.rules").display()));
-            return Err(Error::rules(Diagnostics::new(Arc::new(sources), vec![d])));
+            let d = Diagnostic::error(
+                codes::BAD_FILE,
+                format!("no `.rules` files in `{}`", dir.display()),
+            )
+            .with_help(format!(
+                "add a rules file, such as `{}`",
+                dir.join("00-targets.rules").display()
+            ));
+            return Err(Error::rules(Diagnostics::new(
+                Arc::new(SourceMap::default()),
+                vec![d],
+            )));
         }
+        let mut files = Vec::with_capacity(paths.len());
         for path in paths {
-            let name = path.display().to_string();
-            let len = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
-            if len > MAX_FILE_BYTES as u64 || total + len as usize > MAX_TOTAL_BYTES {
-                let id = sources.add(name, "");
-                let what = if len > MAX_FILE_BYTES as u64 {
-                    format!("rules file is too large ({len} bytes, the limit is {} MiB)", MAX_FILE_BYTES >> 20)
-                } else {
-                    format!("the rules folder holds more than {} MiB", MAX_TOTAL_BYTES >> 20)
-                };
-                problems.push(
-                    Diagnostic::error(codes::BAD_FILE, what)
-                        .with_primary(Span::new(id, 0, 0), "this file")
-                        .with_help("split the rules across fewer, smaller files, or move data out of the rules folder"),
-                );
-                continue;
-            }
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            total += bytes.len();
-            match String::from_utf8(bytes) {
-                Ok(text) => {
-                    let id = sources.add(name, text.clone());
-                    texts.push((id, Some(text)));
-                }
-                Err(e) => {
-                    let at = e.utf8_error().valid_up_to();
-                    let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                    let id = sources.add(name, lossy);
-                    problems.push(not_utf8(id, at));
-                    texts.push((id, None));
-                }
-            }
+            let len = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
+            // Never read more than the limit: a too-large file is reported by its size.
+            let bytes = if len > MAX_FILE_BYTES as u64 {
+                vec![0; MAX_FILE_BYTES + 1]
+            } else {
+                std::fs::read(&path).map_err(|e| Error::io(&path, e))?
+            };
+            files.push((path.display().to_string(), bytes));
         }
-        self.finish(sources, texts, problems)
+        self.from_bytes(files)
     }
 
     /// Loads rules from `(file name, text)` pairs, in the order given.
@@ -102,26 +89,64 @@ impl<'e> Loader<'e> {
         &self,
         files: impl IntoIterator<Item = (N, T)>,
     ) -> Result<RuleSet, Error> {
-        let mut sources = SourceMap::default();
-        let mut texts = Vec::new();
-        for (name, text) in files {
-            let text: String = text.into();
-            let id = sources.add(name.into(), text.clone());
-            texts.push((id, Some(text)));
-        }
-        self.finish(sources, texts, Vec::new())
+        self.from_bytes(files.into_iter().map(|(n, t)| (n, t.into().into_bytes())))
     }
 
-    fn finish(&self, sources: SourceMap, texts: Vec<(FileId, Option<String>)>, mut problems: Vec<Diagnostic>) -> Result<RuleSet, Error> {
-        let mut files = Vec::with_capacity(texts.len());
-        for (id, text) in &texts {
-            let Some(text) = text else { continue };
-            match syntax::parse(text, *id) {
-                Ok(ast) => files.push(ast),
-                Err(ds) => problems.extend(ds),
+    /// Loads rules from `(file name, bytes)` pairs, in the order given, as a daemon that
+    /// receives its rules from elsewhere (a config store, a ConfigMap) would. Bytes that are
+    /// not UTF-8 or too large are diagnostics with a position, like any other problem.
+    pub fn from_bytes<N: Into<String>>(
+        &self,
+        files: impl IntoIterator<Item = (N, Vec<u8>)>,
+    ) -> Result<RuleSet, Error> {
+        let mut sources = SourceMap::default();
+        let mut texts = Vec::new();
+        let mut problems = Vec::new();
+        let mut total = 0usize;
+        for (name, bytes) in files {
+            let name = name.into();
+            total += bytes.len();
+            if bytes.len() > MAX_FILE_BYTES || total > MAX_TOTAL_BYTES {
+                let id = sources.add(name, "");
+                problems.push(too_large(id, bytes.len() > MAX_FILE_BYTES, bytes.len()));
+                continue;
+            }
+            match String::from_utf8(bytes) {
+                Ok(text) => {
+                    let id = sources.add(name, text);
+                    texts.push(id);
+                }
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to();
+                    let id = sources.add(name, String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    problems.push(not_utf8(id, at));
+                }
             }
         }
-        let checked = check::check(&files, &sources, &*self.env);
+        self.finish(sources, texts, problems)
+    }
+
+    fn finish(
+        &self,
+        sources: SourceMap,
+        texts: Vec<FileId>,
+        mut problems: Vec<Diagnostic>,
+    ) -> Result<RuleSet, Error> {
+        let mut files = Vec::with_capacity(texts.len());
+        let mut unparsed_targets = Vec::new();
+        for id in texts {
+            let Some(text) = sources.get(id).map(|f| f.text()) else {
+                continue;
+            };
+            match syntax::parse(text, id) {
+                Ok(ast) => files.push(ast),
+                Err(ds) => {
+                    problems.extend(ds);
+                    unparsed_targets.extend(syntax::declared_target_names(text));
+                }
+            }
+        }
+        let checked = check::check(&files, &unparsed_targets, &sources, &*self.env);
         let sources = Arc::new(sources);
         match checked {
             Ok(checked) if problems.is_empty() => Ok(RuleSet::compile(checked, sources)),
@@ -135,6 +160,23 @@ impl<'e> Loader<'e> {
             }
         }
     }
+}
+
+fn too_large(file: FileId, one_file: bool, len: usize) -> Diagnostic {
+    let what = if one_file {
+        format!(
+            "rules file is too large ({len} bytes, the limit is {} MiB)",
+            MAX_FILE_BYTES >> 20
+        )
+    } else {
+        format!(
+            "the rules folder holds more than {} MiB",
+            MAX_TOTAL_BYTES >> 20
+        )
+    };
+    Diagnostic::error(codes::BAD_FILE, what)
+        .with_primary(Span::new(file, 0, 0), "this file")
+        .with_help("split the rules across smaller files, and keep data out of the rules folder")
 }
 
 fn not_utf8(file: FileId, at: usize) -> Diagnostic {
@@ -163,7 +205,9 @@ fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         if out.len() > MAX_FILES {
             return Err(Error::io(
                 dir,
-                std::io::Error::other(format!("the folder holds more than {MAX_FILES} .rules files")),
+                std::io::Error::other(format!(
+                    "the folder holds more than {MAX_FILES} .rules files"
+                )),
             ));
         }
     }
@@ -179,7 +223,9 @@ impl RuleSet {
     }
 
     /// Loads rules from `(file name, text)` pairs, in the order given.
-    pub fn from_files<N: Into<String>, T: Into<String>>(files: impl IntoIterator<Item = (N, T)>) -> Result<RuleSet, Error> {
+    pub fn from_files<N: Into<String>, T: Into<String>>(
+        files: impl IntoIterator<Item = (N, T)>,
+    ) -> Result<RuleSet, Error> {
         Loader::new().from_files(files)
     }
 }

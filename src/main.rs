@@ -86,7 +86,11 @@ fn main() -> ExitCode {
 }
 
 fn diagnostics_format() -> Format {
-    if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() { Format::Color } else { Format::Text }
+    if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        Format::Color
+    } else {
+        Format::Text
+    }
 }
 
 /// Loads a folder; rule errors are printed and become exit code 1.
@@ -106,12 +110,18 @@ fn load(dir: &Path, format: OutputFormat) -> anyhow::Result<Result<RuleSet, Exit
                     OutputFormat::Json => println!("{}", d.render(Format::Json)),
                     OutputFormat::Text => {
                         eprint!("{}", d.render(diagnostics_format()));
-                        eprintln!("error: {}: {} error(s), {} warning(s)", dir.display(), d.error_count(), d.warning_count());
+                        eprintln!(
+                            "error: {}: {} error(s), {} warning(s)",
+                            dir.display(),
+                            d.error_count(),
+                            d.warning_count()
+                        );
                     }
                 }
                 Ok(Err(ExitCode::from(1)))
             }
-            None => Err(anyhow::Error::new(e).context(format!("cannot load rules from `{}`", dir.display()))),
+            None => Err(anyhow::Error::new(e)
+                .context(format!("cannot load rules from `{}`", dir.display()))),
         },
     }
 }
@@ -135,17 +145,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Route { rules, source, file } => {
+        Command::Route {
+            rules,
+            source,
+            file,
+        } => {
             let set = match load(&rules, OutputFormat::Text)? {
                 Ok(set) => set,
                 Err(code) => return Ok(code),
             };
             for alert in read_alerts(&file, source)? {
-                println!("{}", serde_json::to_string(&set.evaluate(&alert).summary())?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&set.evaluate(&alert).summary())?
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain { rules, source, json, file } => {
+        Command::Explain {
+            rules,
+            source,
+            json,
+            file,
+        } => {
             let set = match load(&rules, OutputFormat::Text)? {
                 Ok(set) => set,
                 Err(code) => return Ok(code),
@@ -167,7 +189,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let report = set.run_tests();
             print!("{report}");
-            Ok(if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.failed() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }
@@ -178,7 +204,10 @@ const MAX_ALERT_BYTES: u64 = 16 * 1024 * 1024;
 fn read_alerts(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>> {
     let mut bytes = Vec::new();
     if file == Path::new("-") {
-        std::io::stdin().take(MAX_ALERT_BYTES + 1).read_to_end(&mut bytes).context("cannot read standard input")?;
+        std::io::stdin()
+            .take(MAX_ALERT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
     } else {
         std::fs::File::open(file)
             .and_then(|f| f.take(MAX_ALERT_BYTES + 1).read_to_end(&mut bytes))
@@ -189,11 +218,15 @@ fn read_alerts(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>
     }
     let trimmed = bytes.trim_ascii_start();
     // Alibaba CloudMonitor posts its callbacks form-encoded; accept a saved body as is.
-    let body = if !trimmed.starts_with(b"{") && !trimmed.starts_with(b"[") && trimmed.contains(&b'=') {
-        switchyard::form_to_json(trimmed)
-    } else {
-        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("the alert is not valid JSON: {e}"))?
-    };
-    let alerts = switchyard::adapt_json(source, body).map_err(anyhow::Error::new).context("cannot read the alert")?;
+    let body =
+        if !trimmed.starts_with(b"{") && !trimmed.starts_with(b"[") && trimmed.contains(&b'=') {
+            switchyard::form_to_json(trimmed)
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("the alert is not valid JSON: {e}"))?
+        };
+    let alerts = switchyard::adapt_json(source, body)
+        .map_err(anyhow::Error::new)
+        .context("cannot read the alert")?;
     Ok(alerts)
 }

@@ -11,8 +11,14 @@ pub(crate) struct Numeric {
 
 impl Numeric {
     pub(crate) fn from_json(n: &serde_json::Number) -> Option<Numeric> {
-        let int = n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
-        Some(Numeric { float: n.as_f64()?, int })
+        let int = n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from));
+        Some(Numeric {
+            float: n.as_f64()?,
+            int,
+        })
     }
 
     pub(crate) fn cmp(&self, other: &Numeric) -> Option<std::cmp::Ordering> {
@@ -71,7 +77,11 @@ pub(crate) fn parse_number(s: &str) -> Option<Numeric> {
     if !float.is_finite() {
         return None;
     }
-    let int = if integral { s.parse::<i128>().ok() } else { None };
+    let int = if integral {
+        s.parse::<i128>().ok()
+    } else {
+        None
+    };
     Some(Numeric { float, int })
 }
 
@@ -81,12 +91,25 @@ mod tests {
 
     #[test]
     fn only_json_numbers_are_numbers() {
-        for ok in ["95", "-3", "97.39", "1e3", "0", "-0.5", "12345678901234567890"] {
+        for ok in [
+            "95",
+            "-3",
+            "97.39",
+            "1e3",
+            "0",
+            "-0.5",
+            "12345678901234567890",
+        ] {
             assert!(parse_number(ok).is_some(), "{ok}");
         }
-        for bad in ["", "-", "inf", "NaN", " 95", "95 ", "0x10", "1.", ".5", "1e", "+1", "1e999", "95%"] {
+        for bad in [
+            "", "-", "inf", "NaN", " 95", "95 ", "0x10", "1.", ".5", "1e", "+1", "1e999", "95%",
+        ] {
             assert!(parse_number(bad).is_none(), "{bad}");
         }
-        assert_eq!(parse_number("12345678901234567890").unwrap().int, Some(12_345_678_901_234_567_890));
+        assert_eq!(
+            parse_number("12345678901234567890").unwrap().int,
+            Some(12_345_678_901_234_567_890)
+        );
     }
 }

@@ -34,14 +34,21 @@ pub enum AdaptError {
 impl fmt::Display for AdaptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AdaptError::NotAnObject { source } => write!(f, "a {source} alert must be a JSON object"),
+            AdaptError::NotAnObject { source } => {
+                write!(f, "a {source} alert must be a JSON object")
+            }
             AdaptError::MissingAlerts { source } => {
                 write!(f, "a {source} webhook body must have an `alerts` array")
             }
             AdaptError::BadElement { source, index } => {
-                write!(f, "element {index} of the {source} `alerts` array is not an object")
+                write!(
+                    f,
+                    "element {index} of the {source} `alerts` array is not an object"
+                )
             }
-            AdaptError::NotAnArray => write!(f, "the Alertmanager API takes a JSON array of alerts"),
+            AdaptError::NotAnArray => {
+                write!(f, "the Alertmanager API takes a JSON array of alerts")
+            }
         }
     }
 }
@@ -60,7 +67,12 @@ impl std::error::Error for AdaptError {}
 /// | anything else | `generic` |
 pub fn detect_source(body: &Value) -> Source {
     match body {
-        Value::Array(items) if !items.is_empty() && items.iter().all(|a| a.get("labels").is_some_and(Value::is_object)) => {
+        Value::Array(items)
+            if !items.is_empty()
+                && items
+                    .iter()
+                    .all(|a| a.get("labels").is_some_and(Value::is_object)) =>
+        {
             Source::Prometheus
         }
         Value::Object(m) => {
@@ -95,7 +107,11 @@ pub fn adapt_json(source: Option<Source>, body: Value) -> Result<Vec<Alert>, Ada
     adapt_at(source, body, jiff::Timestamp::now())
 }
 
-pub(crate) fn adapt_at(source: Option<Source>, body: Value, now: jiff::Timestamp) -> Result<Vec<Alert>, AdaptError> {
+pub(crate) fn adapt_at(
+    source: Option<Source>,
+    body: Value,
+    now: jiff::Timestamp,
+) -> Result<Vec<Alert>, AdaptError> {
     let source = source.unwrap_or_else(|| detect_source(&body));
     match source {
         Source::Alibaba => alibaba(body).map(|a| vec![a]),
@@ -119,7 +135,11 @@ pub fn form_to_json(body: &[u8]) -> Value {
 // ---- Alibaba ---------------------------------------------------------------------------
 
 fn alibaba(body: Value) -> Result<Alert, AdaptError> {
-    let Value::Object(mut m) = body else { return Err(AdaptError::NotAnObject { source: Source::Alibaba }) };
+    let Value::Object(mut m) = body else {
+        return Err(AdaptError::NotAnObject {
+            source: Source::Alibaba,
+        });
+    };
     // Alibaba sends absent values as the text `null` (veaiops treats `""` alike).
     m.retain(|_, v| !matches!(v.as_str(), Some("null")));
     for key in ["dimensions", "customLabels"] {
@@ -141,7 +161,9 @@ fn alibaba(body: Value) -> Result<Alert, AdaptError> {
         (Some(rule), dims) => Some(format!("{rule}{}", canonical_labels(dims))),
         (None, _) => get("id").map(str::to_owned),
     };
-    let mut alert = Alert::new(Value::Object(m)).with_source(Source::Alibaba).with_state(state);
+    let mut alert = Alert::new(Value::Object(m))
+        .with_source(Source::Alibaba)
+        .with_state(state);
     alert.name = name;
     alert.id = id;
     Ok(alert)
@@ -171,7 +193,10 @@ fn key_values(v: &Value) -> Option<Map<String, Value>> {
                 };
             }
             // The current docs' sample ends `...}` or even `...})`; be lenient about both.
-            let inner = t.trim_start_matches('{').trim_end_matches(')').trim_end_matches('}');
+            let inner = t
+                .trim_start_matches('{')
+                .trim_end_matches(')')
+                .trim_end_matches('}');
             let mut out = Map::new();
             for pair in inner.split(',') {
                 if let Some((k, val)) = pair.split_once('=') {
@@ -189,9 +214,13 @@ fn key_values(v: &Value) -> Option<Map<String, Value>> {
 
 /// `{k=v,k=v}` with keys sorted, or empty: a stable text for an identity.
 fn canonical_labels(v: Option<&Value>) -> String {
-    let Some(Value::Object(m)) = v else { return String::new() };
-    let mut pairs: Vec<(&String, String)> =
-        m.iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect();
+    let Some(Value::Object(m)) = v else {
+        return String::new();
+    };
+    let mut pairs: Vec<(&String, String)> = m
+        .iter()
+        .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        .collect();
     pairs.sort();
     let inner: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!("{{{}}}", inner.join(","))
@@ -200,10 +229,16 @@ fn canonical_labels(v: Option<&Value>) -> String {
 // ---- Yandex ----------------------------------------------------------------------------
 
 fn yandex(body: Value) -> Result<Alert, AdaptError> {
-    let Value::Object(m) = body else { return Err(AdaptError::NotAnObject { source: Source::Yandex }) };
+    let Value::Object(m) = body else {
+        return Err(AdaptError::NotAnObject {
+            source: Source::Yandex,
+        });
+    };
     let get = |k: &str| m.get(k).and_then(Value::as_str);
     // Doc revisions disagree on the key; prefer `alertStatus` when both are present.
-    let status = get("alertStatus").or_else(|| get("status")).map(str::to_ascii_uppercase);
+    let status = get("alertStatus")
+        .or_else(|| get("status"))
+        .map(str::to_ascii_uppercase);
     let state = match status.as_deref() {
         Some("ALARM") => State::Firing,
         Some("OK") => State::Resolved,
@@ -217,7 +252,9 @@ fn yandex(body: Value) -> Result<Alert, AdaptError> {
         Some(l @ Value::Object(o)) if !o.is_empty() => format!("{id}{}", canonical_labels(Some(l))),
         _ => id.to_owned(),
     });
-    let mut alert = Alert::new(Value::Object(m)).with_source(Source::Yandex).with_state(state);
+    let mut alert = Alert::new(Value::Object(m))
+        .with_source(Source::Yandex)
+        .with_state(state);
     alert.name = name;
     alert.id = id;
     Ok(alert)
@@ -228,13 +265,17 @@ fn yandex(body: Value) -> Result<Alert, AdaptError> {
 /// One alert per element of `alerts`; the group's fields (`receiver`, `groupKey`,
 /// `commonLabels`, ...) stay visible at the top level, under the element's own fields.
 fn grouped(source: Source, body: Value) -> Result<Vec<Alert>, AdaptError> {
-    let Value::Object(mut group) = body else { return Err(AdaptError::NotAnObject { source }) };
+    let Value::Object(mut group) = body else {
+        return Err(AdaptError::NotAnObject { source });
+    };
     let Some(Value::Array(elements)) = group.remove("alerts") else {
         return Err(AdaptError::MissingAlerts { source });
     };
     let mut out = Vec::with_capacity(elements.len());
     for (index, el) in elements.into_iter().enumerate() {
-        let Value::Object(el) = el else { return Err(AdaptError::BadElement { source, index }) };
+        let Value::Object(el) = el else {
+            return Err(AdaptError::BadElement { source, index });
+        };
         let mut merged = group.clone();
         merged.extend(el);
         out.push(labelled(source, merged, |m| {
@@ -249,13 +290,23 @@ fn grouped(source: Source, body: Value) -> Result<Vec<Alert>, AdaptError> {
 }
 
 fn prometheus(body: Value, now: jiff::Timestamp) -> Result<Vec<Alert>, AdaptError> {
-    let Value::Array(elements) = body else { return Err(AdaptError::NotAnArray) };
+    let Value::Array(elements) = body else {
+        return Err(AdaptError::NotAnArray);
+    };
     let mut out = Vec::with_capacity(elements.len());
     for (index, el) in elements.into_iter().enumerate() {
-        let Value::Object(el) = el else { return Err(AdaptError::BadElement { source: Source::Prometheus, index }) };
+        let Value::Object(el) = el else {
+            return Err(AdaptError::BadElement {
+                source: Source::Prometheus,
+                index,
+            });
+        };
         out.push(labelled(Source::Prometheus, el, |m| {
             // No status field: firing while `endsAt` is absent or in the future.
-            let ends = m.get("endsAt").and_then(Value::as_str).and_then(|s| s.parse::<jiff::Timestamp>().ok());
+            let ends = m
+                .get("endsAt")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<jiff::Timestamp>().ok());
             match ends {
                 Some(t) if t <= now => State::Resolved,
                 _ => State::Firing,
@@ -265,18 +316,29 @@ fn prometheus(body: Value, now: jiff::Timestamp) -> Result<Vec<Alert>, AdaptErro
     Ok(out)
 }
 
-fn labelled(source: Source, m: Map<String, Value>, state: impl Fn(&Map<String, Value>) -> State) -> Alert {
+fn labelled(
+    source: Source,
+    m: Map<String, Value>,
+    state: impl Fn(&Map<String, Value>) -> State,
+) -> Alert {
     let state = state(&m);
     let labels = m.get("labels").and_then(Value::as_object);
-    let name = labels.and_then(|l| l.get("alertname")).and_then(Value::as_str).map(str::to_owned);
+    let name = labels
+        .and_then(|l| l.get("alertname"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let id = match m.get("fingerprint").and_then(Value::as_str) {
         Some(f) if !f.is_empty() => Some(f.to_owned()),
         _ => match (source, m.get("ruleUID").and_then(Value::as_str)) {
-            (Source::Grafana, Some(uid)) => Some(format!("{uid}{}", canonical_labels(m.get("labels")))),
+            (Source::Grafana, Some(uid)) => {
+                Some(format!("{uid}{}", canonical_labels(m.get("labels"))))
+            }
             _ => labels.map(|l| format!("{:016x}", fingerprint(l))),
         },
     };
-    let mut alert = Alert::new(Value::Object(m)).with_source(source).with_state(state);
+    let mut alert = Alert::new(Value::Object(m))
+        .with_source(source)
+        .with_state(state);
     alert.name = name;
     alert.id = id;
     alert
@@ -299,7 +361,11 @@ pub(crate) fn fingerprint(labels: &Map<String, Value>) -> u64 {
     for n in names {
         add(n.as_bytes());
         add(&[0xff]);
-        add(labels.get(n).and_then(Value::as_str).unwrap_or("").as_bytes());
+        add(labels
+            .get(n)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .as_bytes());
         add(&[0xff]);
     }
     h
@@ -311,8 +377,11 @@ mod tests {
     use serde_json::json;
 
     fn fixture(path: &str) -> String {
-        std::fs::read_to_string(format!("{}/../shared/fixtures/{path}", env!("CARGO_MANIFEST_DIR")))
-            .unwrap_or_else(|e| panic!("{path}: {e}"))
+        std::fs::read_to_string(format!(
+            "{}/../shared/fixtures/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     #[test]
@@ -321,14 +390,22 @@ mod tests {
         assert_eq!(detect_source(&body), Source::Alibaba);
         let a = adapt_json(None, body).unwrap().remove(0);
         assert_eq!(a.state(), State::Firing);
-        assert!(a.body()["dimensions"].is_object(), "{:?}", a.body()["dimensions"]);
-        assert!(a.body().get("preTriggerLevel").is_none(), "the text `null` is missing");
+        assert!(
+            a.body()["dimensions"].is_object(),
+            "{:?}",
+            a.body()["dimensions"]
+        );
+        assert!(
+            a.body().get("preTriggerLevel").is_none(),
+            "the text `null` is missing"
+        );
         assert!(a.id().unwrap().contains("instanceId="));
     }
 
     #[test]
     fn alibaba_legacy_dimensions_array_becomes_object() {
-        let body: Value = serde_json::from_str(&fixture("alibaba/metric-alarm.legacy.json")).unwrap();
+        let body: Value =
+            serde_json::from_str(&fixture("alibaba/metric-alarm.legacy.json")).unwrap();
         let a = adapt_json(Some(Source::Alibaba), body).unwrap().remove(0);
         assert_eq!(a.state(), State::Firing);
         assert!(a.body()["dimensions"]["instanceId"].is_string());
@@ -338,14 +415,26 @@ mod tests {
     fn alibaba_ok_is_resolved() {
         let body = form_to_json(fixture("alibaba/metric-ok.form.txt").as_bytes());
         let ok = adapt_json(None, body).unwrap().remove(0);
-        let alarm = adapt_json(None, form_to_json(fixture("alibaba/metric-alarm.form.txt").as_bytes())).unwrap().remove(0);
+        let alarm = adapt_json(
+            None,
+            form_to_json(fixture("alibaba/metric-alarm.form.txt").as_bytes()),
+        )
+        .unwrap()
+        .remove(0);
         assert_eq!(ok.state(), State::Resolved);
-        assert_eq!(ok.id(), alarm.id(), "the same rule and object is the same alert");
+        assert_eq!(
+            ok.id(),
+            alarm.id(),
+            "the same rule and object is the same alert"
+        );
     }
 
     #[test]
     fn yandex_accepts_either_status_key() {
-        for f in ["yandex/function-alarm.json", "yandex/function-escalation.status.json"] {
+        for f in [
+            "yandex/function-alarm.json",
+            "yandex/function-escalation.status.json",
+        ] {
             let body: Value = serde_json::from_str(&fixture(f)).unwrap();
             assert_eq!(detect_source(&body), Source::Yandex, "{f}");
             let a = adapt_json(None, body).unwrap().remove(0);
@@ -357,26 +446,43 @@ mod tests {
 
     #[test]
     fn alertmanager_splits_and_keeps_group_fields() {
-        let body: Value = serde_json::from_str(&fixture("alertmanager/webhook-mixed.json")).unwrap();
+        let body: Value =
+            serde_json::from_str(&fixture("alertmanager/webhook-mixed.json")).unwrap();
         assert_eq!(detect_source(&body), Source::Alertmanager);
         let alerts = adapt_json(None, body).unwrap();
         assert_eq!(alerts.len(), 3);
-        assert_eq!(alerts.iter().filter(|a| a.state() == State::Resolved).count(), 1);
+        assert_eq!(
+            alerts
+                .iter()
+                .filter(|a| a.state() == State::Resolved)
+                .count(),
+            1
+        );
         for a in &alerts {
             assert!(a.body().get("receiver").is_some());
             assert!(a.body().get("alerts").is_none());
             let labels = a.body()["labels"].as_object().unwrap();
-            assert_eq!(a.id().unwrap(), format!("{:016x}", fingerprint(labels)), "fixtures carry real fingerprints");
+            assert_eq!(
+                a.id().unwrap(),
+                format!("{:016x}", fingerprint(labels)),
+                "fixtures carry real fingerprints"
+            );
         }
     }
 
     #[test]
     fn prometheus_state_comes_from_ends_at() {
-        let body: Value = serde_json::from_str(&fixture("alertmanager/api-v2-alerts-resolved-and-minimal.json")).unwrap();
+        let body: Value = serde_json::from_str(&fixture(
+            "alertmanager/api-v2-alerts-resolved-and-minimal.json",
+        ))
+        .unwrap();
         assert_eq!(detect_source(&body), Source::Prometheus);
         let alerts = adapt_at(None, body, "2026-11-24T00:00:00Z".parse().unwrap()).unwrap();
         let states: Vec<State> = alerts.iter().map(Alert::state).collect();
-        assert!(states.contains(&State::Resolved) && states.contains(&State::Firing), "{states:?}");
+        assert!(
+            states.contains(&State::Resolved) && states.contains(&State::Firing),
+            "{states:?}"
+        );
     }
 
     #[test]
@@ -385,15 +491,26 @@ mod tests {
         assert_eq!(detect_source(&body), Source::Grafana);
         let alerts = adapt_json(None, body).unwrap();
         assert_eq!(alerts.len(), 2);
-        assert!(alerts.iter().all(|a| a.state() == State::Firing && a.name().is_some()));
+        assert!(
+            alerts
+                .iter()
+                .all(|a| a.state() == State::Firing && a.name().is_some())
+        );
     }
 
     #[test]
     fn wrong_shapes_are_errors_not_panics() {
-        assert_eq!(adapt_json(Some(Source::Alibaba), json!([1])), Err(AdaptError::NotAnObject { source: Source::Alibaba }));
+        assert_eq!(
+            adapt_json(Some(Source::Alibaba), json!([1])),
+            Err(AdaptError::NotAnObject {
+                source: Source::Alibaba
+            })
+        );
         assert_eq!(
             adapt_json(Some(Source::Alertmanager), json!({"version": "4"})),
-            Err(AdaptError::MissingAlerts { source: Source::Alertmanager })
+            Err(AdaptError::MissingAlerts {
+                source: Source::Alertmanager
+            })
         );
         assert!(adapt_json(Some(Source::Prometheus), json!({})).is_err());
         assert!(adapt_json(Some(Source::Grafana), json!({"alerts": [1]})).is_err());

@@ -32,8 +32,14 @@ pub enum Source {
 
 impl Source {
     /// Every source, in documentation order.
-    pub const ALL: [Source; 6] =
-        [Source::Alibaba, Source::Yandex, Source::Alertmanager, Source::Prometheus, Source::Grafana, Source::Generic];
+    pub const ALL: [Source; 6] = [
+        Source::Alibaba,
+        Source::Yandex,
+        Source::Alertmanager,
+        Source::Prometheus,
+        Source::Grafana,
+        Source::Generic,
+    ];
 
     /// The name used in rules (`@source == "alibaba"`) and URLs (`/alerts/alibaba`).
     pub fn as_str(self) -> &'static str {
@@ -78,7 +84,14 @@ pub enum State {
 
 impl State {
     /// Every state.
-    pub const ALL: [State; 6] = [State::Firing, State::Resolved, State::Nodata, State::Warning, State::Error, State::Unknown];
+    pub const ALL: [State; 6] = [
+        State::Firing,
+        State::Resolved,
+        State::Nodata,
+        State::Warning,
+        State::Error,
+        State::Unknown,
+    ];
 
     /// The name used in rules: `@state == "resolved"`.
     pub fn as_str(self) -> &'static str {
@@ -112,7 +125,13 @@ pub struct Alert {
 impl Alert {
     /// An alert from a generic sender: `@source` is `generic`, `@state` `unknown`.
     pub fn new(body: Value) -> Alert {
-        Alert { body, source: Source::Generic, state: State::Unknown, name: None, id: None }
+        Alert {
+            body,
+            source: Source::Generic,
+            state: State::Unknown,
+            name: None,
+            id: None,
+        }
     }
 
     /// Sets `@source`.

@@ -9,28 +9,100 @@ use crate::syntax::ast::{CmpOp, Condition, FieldPath, LiteralKind, Rule};
 
 const ALIBABA: &[&str] = &[
     // Threshold callbacks (documented, sample and observed fields).
-    "alertName", "alertState", "curValue", "dimensions", "expression", "instanceName", "metricName", "metricProject",
-    "namespace", "preTriggerLevel", "ruleId", "timestamp", "triggerLevel", "userId", "signature", "lastTime",
-    "rawMetricName", "groupId", "productGroupName", "regionId", "regionName", "customLabels", "transId", "unit",
+    "alertName",
+    "alertState",
+    "curValue",
+    "dimensions",
+    "expression",
+    "instanceName",
+    "metricName",
+    "metricProject",
+    "namespace",
+    "preTriggerLevel",
+    "ruleId",
+    "timestamp",
+    "triggerLevel",
+    "userId",
+    "signature",
+    "lastTime",
+    "rawMetricName",
+    "groupId",
+    "productGroupName",
+    "regionId",
+    "regionName",
+    "customLabels",
+    "transId",
+    "unit",
     // System events.
-    "eventTime", "id", "level", "name", "product", "resourceId", "ver", "content", "traceId", "status", "eventType",
-    "groupId", "instanceName",
+    "eventTime",
+    "id",
+    "level",
+    "name",
+    "product",
+    "resourceId",
+    "ver",
+    "content",
+    "traceId",
+    "status",
+    "eventType",
+    "groupId",
+    "instanceName",
 ];
 
-const YANDEX: &[&str] = &["alertId", "alertName", "folderId", "cloudId", "status", "alertStatus", "annotations", "labels"];
+const YANDEX: &[&str] = &[
+    "alertId",
+    "alertName",
+    "folderId",
+    "cloudId",
+    "status",
+    "alertStatus",
+    "annotations",
+    "labels",
+];
 
 const ALERTMANAGER: &[&str] = &[
-    "status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint",
+    "status",
+    "labels",
+    "annotations",
+    "startsAt",
+    "endsAt",
+    "generatorURL",
+    "fingerprint",
     // Group fields, kept on every alert of the group.
-    "version", "groupKey", "truncatedAlerts", "receiver", "groupLabels", "commonLabels", "commonAnnotations",
-    "externalURL", "notification_reason", "routeLabels",
+    "version",
+    "groupKey",
+    "truncatedAlerts",
+    "receiver",
+    "groupLabels",
+    "commonLabels",
+    "commonAnnotations",
+    "externalURL",
+    "notification_reason",
+    "routeLabels",
 ];
 
-const PROMETHEUS: &[&str] = &["labels", "annotations", "startsAt", "endsAt", "generatorURL"];
+const PROMETHEUS: &[&str] = &[
+    "labels",
+    "annotations",
+    "startsAt",
+    "endsAt",
+    "generatorURL",
+];
 
 const GRAFANA_EXTRA: &[&str] = &[
-    "orgId", "state", "title", "message", "appVersion", "values", "valueString", "silenceURL", "dashboardURL", "panelURL",
-    "imageURL", "ruleUID", "enrichments",
+    "orgId",
+    "state",
+    "title",
+    "message",
+    "appVersion",
+    "values",
+    "valueString",
+    "silenceURL",
+    "dashboardURL",
+    "panelURL",
+    "imageURL",
+    "ruleUID",
+    "enrichments",
 ];
 
 /// The top-level fields a source's alerts may have; `None` for `generic`.
@@ -49,10 +121,14 @@ pub(crate) fn known_fields(source: Source) -> Option<Vec<&'static str>> {
 /// of its top-level `and`.
 fn constrained_source(c: &Condition) -> Option<Source> {
     let is_source = |c: &Condition| match c {
-        Condition::Compare(cmp) if cmp.op == CmpOp::Eq && cmp.path.meta.as_deref() == Some("source") => match &cmp.value.kind {
-            LiteralKind::String(s) => Source::from_name(s),
-            _ => None,
-        },
+        Condition::Compare(cmp)
+            if cmp.op == CmpOp::Eq && cmp.path.meta.as_deref() == Some("source") =>
+        {
+            match &cmp.value.kind {
+                LiteralKind::String(s) => Source::from_name(s),
+                _ => None,
+            }
+        }
         _ => None,
     };
     match c {
@@ -71,8 +147,12 @@ fn paths<'a>(c: &'a Condition, out: &mut Vec<&'a FieldPath>) {
 }
 
 pub(crate) fn check_rule_fields(cx: &mut Cx<'_>, r: &Rule) {
-    let Some(source) = constrained_source(&r.condition) else { return };
-    let Some(known) = known_fields(source) else { return };
+    let Some(source) = constrained_source(&r.condition) else {
+        return;
+    };
+    let Some(known) = known_fields(source) else {
+        return;
+    };
     let mut ps = Vec::new();
     paths(&r.condition, &mut ps);
     for p in ps {
@@ -85,7 +165,16 @@ pub(crate) fn check_rule_fields(cx: &mut Cx<'_>, r: &Rule) {
             .with_note(format!("this rule only matches alerts with `@source == \"{source}\"`; docs/sources.md lists their fields"));
         let d = match suggest(first, known.iter().copied()) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help(format!("{source} alerts have {}", known.iter().take(8).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ") + ", ...")),
+            None => d.with_help(format!(
+                "{source} alerts have {}",
+                known
+                    .iter()
+                    .take(8)
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + ", ..."
+            )),
         };
         cx.report(d);
     }

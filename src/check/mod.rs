@@ -81,9 +81,22 @@ pub(crate) struct Checked {
 }
 
 /// Checks parsed files, given in load order, as one rule set.
-pub(crate) fn check(files: &[ast::File], sources: &SourceMap, env: EnvLookup<'_>) -> Result<Checked, Vec<Diagnostic>> {
-    let mut cx = Cx { sources, errors: Vec::new(), warnings: Vec::new() };
-    let scope = names::Scope::collect(&mut cx, files);
+///
+/// `unparsed_targets` are names declared in files that failed to parse: a `post` of one is
+/// not reported again (the syntax error already fails the load).
+pub(crate) fn check(
+    files: &[ast::File],
+    unparsed_targets: &[String],
+    sources: &SourceMap,
+    env: EnvLookup<'_>,
+) -> Result<Checked, Vec<Diagnostic>> {
+    let mut cx = Cx {
+        sources,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut scope = names::Scope::collect(&mut cx, files);
+    scope.unparsed = unparsed_targets.to_vec();
     let mut out = Checked::default();
 
     for f in files {
@@ -105,22 +118,85 @@ pub(crate) fn check(files: &[ast::File], sources: &SourceMap, env: EnvLookup<'_>
                     let mut posts = Vec::new();
                     let (mut stop, mut drop) = (false, false);
                     for a in &r.actions {
-                        match a {
-                            ast::Action::Post(t) => {
-                                if let Some(i) = scope.resolve_target(&mut cx, t) {
+                        let redundant = match a {
+                            ast::Action::Post(t) => match scope.resolve_target(&mut cx, t) {
+                                Some(i) => {
                                     posted[i] = true;
-                                    if !posts.contains(&i) {
+                                    let again = posts.contains(&i);
+                                    if !again {
                                         posts.push(i);
                                     }
+                                    again.then(|| {
+                                        (
+                                            t.span,
+                                            format!("`post {}` is given twice", t.name),
+                                            "a target gets an alert at most once",
+                                        )
+                                    })
                                 }
+                                None => None,
+                            },
+                            ast::Action::Stop(span) => {
+                                let again = stop;
+                                stop = true;
+                                again.then(|| {
+                                    (
+                                        *span,
+                                        String::from("`stop` is given twice"),
+                                        "one `stop` ends evaluation",
+                                    )
+                                })
                             }
-                            ast::Action::Stop(_) => stop = true,
-                            ast::Action::Drop(_) => drop = true,
+                            ast::Action::Drop(span) => {
+                                let again = drop;
+                                drop = true;
+                                again.then(|| {
+                                    (
+                                        *span,
+                                        String::from("`drop` is given twice"),
+                                        "one `drop` ends evaluation",
+                                    )
+                                })
+                            }
+                        };
+                        if let Some((span, what, why)) = redundant {
+                            cx.report(
+                                Diagnostic::warning(
+                                    codes::REDUNDANT_ACTION,
+                                    format!("redundant action: {what}"),
+                                )
+                                .with_primary(span, "remove this")
+                                .with_note(why),
+                            );
+                        }
+                    }
+                    if stop && drop {
+                        if let Some(ast::Action::Stop(span)) =
+                            r.actions.iter().find(|a| matches!(a, ast::Action::Stop(_)))
+                        {
+                            cx.report(
+                                Diagnostic::warning(
+                                    codes::REDUNDANT_ACTION,
+                                    "redundant action: `stop` with `drop`",
+                                )
+                                .with_primary(*span, "remove this")
+                                .with_note("`drop` already stops evaluation"),
+                            );
                         }
                     }
                     let location = sources.file_line(r.span);
-                    let id = r.name.as_ref().map_or_else(|| location.clone(), |n| n.value.clone());
-                    out.rules.push(CheckedRule { id, location, condition: r.condition.clone(), posts, stop, drop });
+                    let id = r
+                        .name
+                        .as_ref()
+                        .map_or_else(|| location.clone(), |n| n.value.clone());
+                    out.rules.push(CheckedRule {
+                        id,
+                        location,
+                        condition: r.condition.clone(),
+                        posts,
+                        stop,
+                        drop,
+                    });
                 }
                 Item::Test(t) => {
                     if let Some(t) = check_test(&mut cx, t, &scope) {
@@ -131,13 +207,20 @@ pub(crate) fn check(files: &[ast::File], sources: &SourceMap, env: EnvLookup<'_>
             }
         }
     }
+    // An unused target is worth a warning only when nothing else is wrong: a failed `post`
+    // would otherwise make its intended target look unused.
     for (i, used) in posted.iter().enumerate() {
-        if !used {
+        if !used && cx.errors.is_empty() {
             if let Some((name, span)) = scope.targets.get(i) {
                 cx.warnings.push(
-                    Diagnostic::warning(codes::UNUSED_TARGET, format!("target `{name}` is never posted to"))
-                        .with_primary(*span, "declared here")
-                        .with_help(format!("post to it from a rule (`when ... -> post {name}`), or remove it")),
+                    Diagnostic::warning(
+                        codes::UNUSED_TARGET,
+                        format!("target `{name}` is never posted to"),
+                    )
+                    .with_primary(*span, "declared here")
+                    .with_help(format!(
+                        "post to it from a rule (`when ... -> post {name}`), or remove it"
+                    )),
                 );
             }
         }
@@ -183,6 +266,7 @@ impl Cx<'_> {
 fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Option<CheckedTest> {
     let mut source = None;
     let mut alert: Option<Value> = None;
+    let mut wrote_alert = false;
     let mut expects = Vec::new();
     let mut ok = true;
     for s in &t.statements {
@@ -195,7 +279,7 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                 }
             },
             ast::TestStatement::Alert(a) => {
-                if alert.is_some() {
+                if wrote_alert {
                     ok = false;
                     cx.report(
                         Diagnostic::error(codes::BAD_TEST, "a test has more than one `alert`")
@@ -203,6 +287,7 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                             .with_help("write one test block per alert"),
                     );
                 }
+                wrote_alert = true;
                 match data_value(cx, a) {
                     Some(v) => alert = Some(v),
                     None => ok = false,
@@ -211,7 +296,9 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
             ast::TestStatement::Expect(e, _) => {
                 let resolved = match e {
                     ast::Expect::Post(n) => scope.resolve_target(cx, n).map(CheckedExpect::Post),
-                    ast::Expect::NoPost(n) => scope.resolve_target(cx, n).map(CheckedExpect::NoPost),
+                    ast::Expect::NoPost(n) => {
+                        scope.resolve_target(cx, n).map(CheckedExpect::NoPost)
+                    }
                     ast::Expect::Drop => Some(CheckedExpect::Drop),
                     ast::Expect::Unrouted => Some(CheckedExpect::Unrouted),
                     ast::Expect::Body(n, b) => {
@@ -228,10 +315,16 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
         }
     }
     let Some(alert) = alert else {
+        if wrote_alert {
+            return None;
+        }
         cx.report(
-            Diagnostic::error(codes::BAD_TEST, format!("test `{}` has no `alert`", t.name.value))
-                .with_primary(t.name.span, "no alert to route")
-                .with_help("add the alert as the sender sends it: `alert { \"status\": \"ALARM\" }`"),
+            Diagnostic::error(
+                codes::BAD_TEST,
+                format!("test `{}` has no `alert`", t.name.value),
+            )
+            .with_primary(t.name.span, "no alert to route")
+            .with_help("add the alert as the sender sends it: `alert { \"status\": \"ALARM\" }`"),
         );
         return None;
     };
@@ -262,9 +355,12 @@ fn data_value(cx: &mut Cx<'_>, t: &ast::Template) -> Option<Value> {
         ast::Template::String(s) => Value::String(s.as_plain().unwrap_or_default()),
         ast::Template::Path(p) => {
             cx.report(
-                Diagnostic::error(codes::BAD_TEST, format!("`{}` is a field path; test data is plain JSON", p.display()))
-                    .with_primary(p.span, "not a JSON value")
-                    .with_help(format!("quote it: `\"{}\"`", p.display())),
+                Diagnostic::error(
+                    codes::BAD_TEST,
+                    format!("`{}` is a field path; test data is plain JSON", p.display()),
+                )
+                .with_primary(p.span, "not a JSON value")
+                .with_help(format!("quote it: `\"{}\"`", p.display())),
             );
             return None;
         }

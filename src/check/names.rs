@@ -11,12 +11,18 @@ use crate::syntax::ast::{self, Ident, Item};
 pub(crate) struct Scope {
     pub(crate) targets: Vec<(String, Span)>,
     by_name: HashMap<String, usize>,
+    /// Names declared in files that did not parse.
+    pub(crate) unparsed: Vec<String>,
 }
 
 impl Scope {
     /// Collects target names and reports duplicate targets, rules and tests.
     pub(crate) fn collect(cx: &mut Cx<'_>, files: &[ast::File]) -> Scope {
-        let mut scope = Scope { targets: Vec::new(), by_name: HashMap::new() };
+        let mut scope = Scope {
+            targets: Vec::new(),
+            by_name: HashMap::new(),
+            unparsed: Vec::new(),
+        };
         let mut rules: HashMap<&str, Span> = HashMap::new();
         let mut tests: HashMap<&str, Span> = HashMap::new();
         for f in files {
@@ -25,16 +31,32 @@ impl Scope {
                     Item::Target(t) => {
                         if let Some(&i) = scope.by_name.get(&t.name.name) {
                             let first = scope.targets[i].1;
-                            cx.report(duplicate(codes::DUPLICATE_TARGET, "target", &t.name.name, t.name.span, first, cx));
+                            cx.report(duplicate(
+                                codes::DUPLICATE_TARGET,
+                                "target",
+                                &t.name.name,
+                                t.name.span,
+                                first,
+                                cx,
+                            ));
                         } else {
-                            scope.by_name.insert(t.name.name.clone(), scope.targets.len());
+                            scope
+                                .by_name
+                                .insert(t.name.name.clone(), scope.targets.len());
                             scope.targets.push((t.name.name.clone(), t.name.span));
                         }
                     }
                     Item::Rule(r) => {
                         if let Some(n) = &r.name {
                             if let Some(&first) = rules.get(n.value.as_str()) {
-                                cx.report(duplicate(codes::DUPLICATE_RULE, "rule", &n.value, n.span, first, cx));
+                                cx.report(duplicate(
+                                    codes::DUPLICATE_RULE,
+                                    "rule",
+                                    &n.value,
+                                    n.span,
+                                    first,
+                                    cx,
+                                ));
                             } else {
                                 rules.insert(&n.value, n.span);
                             }
@@ -42,7 +64,14 @@ impl Scope {
                     }
                     Item::Test(t) => {
                         if let Some(&first) = tests.get(t.name.value.as_str()) {
-                            cx.report(duplicate(codes::DUPLICATE_TEST, "test", &t.name.value, t.name.span, first, cx));
+                            cx.report(duplicate(
+                                codes::DUPLICATE_TEST,
+                                "test",
+                                &t.name.value,
+                                t.name.span,
+                                first,
+                                cx,
+                            ));
                         } else {
                             tests.insert(&t.name.value, t.name.span);
                         }
@@ -58,12 +87,29 @@ impl Scope {
         if let Some(&i) = self.by_name.get(&name.name) {
             return Some(i);
         }
-        let mut d = Diagnostic::error(codes::UNKNOWN_TARGET, format!("unknown target `{}`", name.name))
-            .with_primary(name.span, "not declared");
-        match suggest(&name.name, self.targets.iter().map(|(n, _)| n.as_str())) {
+        if self.unparsed.contains(&name.name) {
+            return None;
+        }
+        let mut d = Diagnostic::error(
+            codes::UNKNOWN_TARGET,
+            format!("unknown target `{}`", name.name),
+        )
+        .with_primary(name.span, "not declared");
+        let candidates = self
+            .targets
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(self.unparsed.iter().map(String::as_str));
+        match suggest(&name.name, candidates) {
             Some(s) => {
-                let span = self.by_name.get(s).and_then(|&i| self.targets.get(i)).map(|t| t.1);
-                let at = span.map(|sp| format!(" (declared at {})", cx.place(sp))).unwrap_or_default();
+                let span = self
+                    .by_name
+                    .get(s)
+                    .and_then(|&i| self.targets.get(i))
+                    .map(|t| t.1);
+                let at = span
+                    .map(|sp| format!(" (declared at {})", cx.place(sp)))
+                    .unwrap_or_default();
                 d = d.with_help(format!("did you mean `{s}`{at}?"));
             }
             None => {
@@ -78,16 +124,31 @@ impl Scope {
     }
 }
 
-fn duplicate(code: crate::diagnostic::Code, what: &str, name: &str, at: Span, first: Span, cx: &Cx<'_>) -> Diagnostic {
+fn duplicate(
+    code: crate::diagnostic::Code,
+    what: &str,
+    name: &str,
+    at: Span,
+    first: Span,
+    cx: &Cx<'_>,
+) -> Diagnostic {
     Diagnostic::error(code, format!("{what} `{name}` is declared twice"))
         .with_primary(at, "declared again here")
         .with_secondary(first, "first declared here")
-        .with_help(format!("rename one of them; the first is at {}", cx.place(first)))
-        .with_note(format!("a {what} name is unique across every file of the rules folder"))
+        .with_help(format!(
+            "rename one of them; the first is at {}",
+            cx.place(first)
+        ))
+        .with_note(format!(
+            "a {what} name is unique across every file of the rules folder"
+        ))
 }
 
 /// The closest candidate to `name`, if one is close enough to be a slip.
-pub(crate) fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(&str, f64)> = None;
     let lower = name.to_ascii_lowercase();
     for c in candidates {
@@ -95,7 +156,8 @@ pub(crate) fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a s
             continue;
         }
         let score = strsim::jaro_winkler(&lower, &c.to_ascii_lowercase());
-        let close = strsim::damerau_levenshtein(name, c) <= (name.chars().count() / 3).max(1) || score > 0.88;
+        let close = strsim::damerau_levenshtein(name, c) <= (name.chars().count() / 3).max(1)
+            || score > 0.88;
         if close && best.is_none_or(|(_, s)| score > s) {
             best = Some((c, score));
         }
@@ -106,9 +168,16 @@ pub(crate) fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a s
 /// `source alibab`, `@source == "alibab"`: an unknown sender, with a suggestion.
 pub(crate) fn unknown_source(name: &str, span: Span) -> Diagnostic {
     let all: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-    let d = Diagnostic::error(codes::UNKNOWN_SOURCE, format!("unknown source `{name}`")).with_primary(span, "not a sender");
+    let d = Diagnostic::error(codes::UNKNOWN_SOURCE, format!("unknown source `{name}`"))
+        .with_primary(span, "not a sender");
     match suggest(name, all.iter().copied()) {
         Some(s) => d.with_help(format!("did you mean `{s}`?")),
-        None => d.with_help(format!("the sources are {}", all.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))),
+        None => d.with_help(format!(
+            "the sources are {}",
+            all.iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }

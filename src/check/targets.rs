@@ -41,7 +41,10 @@ impl Method {
 pub(crate) enum TextPart {
     Text(String),
     /// An environment variable, resolved at load; shown as `${env.NAME}`.
-    Env { name: String, value: String },
+    Env {
+        name: String,
+        value: String,
+    },
     /// A field of the alert, read when the body is rendered.
     Path(FieldPath),
 }
@@ -102,7 +105,12 @@ pub(crate) enum BodyTemplate {
     Object(Vec<(String, BodyTemplate)>),
 }
 
-pub(crate) fn check_target(cx: &mut Cx<'_>, t: &TargetDecl, _scope: &super::names::Scope, env: EnvLookup<'_>) -> Option<CheckedTarget> {
+pub(crate) fn check_target(
+    cx: &mut Cx<'_>,
+    t: &TargetDecl,
+    _scope: &super::names::Scope,
+    env: EnvLookup<'_>,
+) -> Option<CheckedTarget> {
     let errors_before = cx.errors.len();
     let mut seen: Vec<(&str, Span)> = Vec::new();
     let mut url = None;
@@ -117,10 +125,13 @@ pub(crate) fn check_target(cx: &mut Cx<'_>, t: &TargetDecl, _scope: &super::name
         let name = s.name.name.as_str();
         if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
             cx.report(
-                Diagnostic::error(codes::BAD_SETTING, format!("setting `{name}` is given twice in target `{tname}`"))
-                    .with_primary(s.name.span, "given again here")
-                    .with_secondary(*first, "first given here")
-                    .with_help("remove one of them"),
+                Diagnostic::error(
+                    codes::BAD_SETTING,
+                    format!("setting `{name}` is given twice in target `{tname}`"),
+                )
+                .with_primary(s.name.span, "given again here")
+                .with_secondary(*first, "first given here")
+                .with_help("remove one of them"),
             );
             continue;
         }
@@ -137,7 +148,11 @@ pub(crate) fn check_target(cx: &mut Cx<'_>, t: &TargetDecl, _scope: &super::name
                 if let Some(resolved) = resolve(cx, text, env, "a URL") {
                     let value = resolved.value();
                     if !is_http_url(&value) {
-                        let shown = if resolved.has_secret() { resolved.display() } else { value };
+                        let shown = if resolved.has_secret() {
+                            resolved.display()
+                        } else {
+                            value
+                        };
                         cx.report(
                             Diagnostic::error(codes::BAD_URL, format!("`{shown}` is not an absolute http or https URL"))
                                 .with_primary(text.span, "not a URL")
@@ -150,7 +165,11 @@ pub(crate) fn check_target(cx: &mut Cx<'_>, t: &TargetDecl, _scope: &super::name
                 }
             }
             ("url", _) => wrong(cx, "a string", "\"https://alerts.example.com/hook\""),
-            ("method", SettingValue::Template(Template::String(text))) => match text.as_plain().map(|m| m.to_ascii_uppercase()).as_deref() {
+            ("method", SettingValue::Template(Template::String(text))) => match text
+                .as_plain()
+                .map(|m| m.to_ascii_uppercase())
+                .as_deref()
+            {
                 Some("POST") => method = Method::Post,
                 Some("PUT") => method = Method::Put,
                 _ => cx.report(
@@ -164,22 +183,34 @@ pub(crate) fn check_target(cx: &mut Cx<'_>, t: &TargetDecl, _scope: &super::name
                 for (k, v) in members {
                     if k.value.is_empty() || !k.value.bytes().all(is_tchar) {
                         cx.report(
-                            Diagnostic::error(codes::BAD_SETTING, format!("`{}` is not a valid header name", k.value))
-                                .with_primary(k.span, "invalid header name")
-                                .with_help("header names are letters, digits and `-`: `\"X-Api-Key\"`"),
+                            Diagnostic::error(
+                                codes::BAD_SETTING,
+                                format!("`{}` is not a valid header name", k.value),
+                            )
+                            .with_primary(k.span, "invalid header name")
+                            .with_help("header names are letters, digits and `-`: `\"X-Api-Key\"`"),
                         );
                         continue;
                     }
                     let Template::String(text) = v else {
                         cx.report(
-                            Diagnostic::error(codes::BAD_SETTING, format!("header `{}` must be a string", k.value))
-                                .with_primary(k.span.to(k.span), "not a string")
-                                .with_help(format!("quote it: `\"{}\": \"...\"`", k.value)),
+                            Diagnostic::error(
+                                codes::BAD_SETTING,
+                                format!("header `{}` must be a string", k.value),
+                            )
+                            .with_primary(k.span.to(k.span), "not a string")
+                            .with_help(format!("quote it: `\"{}\": \"...\"`", k.value)),
                         );
                         continue;
                     };
-                    let Some(resolved) = resolve(cx, text, env, "a header") else { continue };
-                    if resolved.value().bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    let Some(resolved) = resolve(cx, text, env, "a header") else {
+                        continue;
+                    };
+                    if resolved
+                        .value()
+                        .bytes()
+                        .any(|b| b == b'\r' || b == b'\n' || b == 0)
+                    {
                         cx.report(
                             Diagnostic::error(codes::BAD_SETTING, format!("header `{}` contains a line break or NUL byte", k.value))
                                 .with_primary(text.span, "invalid header value")
@@ -190,7 +221,11 @@ pub(crate) fn check_target(cx: &mut Cx<'_>, t: &TargetDecl, _scope: &super::name
                     headers.push((k.value.clone(), resolved));
                 }
             }
-            ("headers", _) => wrong(cx, "an object of strings", "{ \"Authorization\": \"Bearer ${env.TOKEN}\" }"),
+            ("headers", _) => wrong(
+                cx,
+                "an object of strings",
+                "{ \"Authorization\": \"Bearer ${env.TOKEN}\" }",
+            ),
             ("body", SettingValue::Template(tpl)) => body = body_template(cx, tpl, env),
             ("body", _) => wrong(cx, "a JSON template", "{ \"alert_id\": alertId }"),
             ("timeout", SettingValue::Duration(d)) => match d.as_millis() {
@@ -205,16 +240,29 @@ pub(crate) fn check_target(cx: &mut Cx<'_>, t: &TargetDecl, _scope: &super::name
             ("retries", SettingValue::Template(Template::Number(n))) => match n.as_u64() {
                 Some(r) if r <= u64::from(MAX_RETRIES) => retries = r as u32,
                 _ => cx.report(
-                    Diagnostic::error(codes::BAD_SETTING, format!("`retries` must be a whole number from 0 to {MAX_RETRIES}"))
-                        .with_primary(s.value_span, "out of range")
-                        .with_help("for example: `retries = 3` (at most 4 attempts)"),
+                    Diagnostic::error(
+                        codes::BAD_SETTING,
+                        format!("`retries` must be a whole number from 0 to {MAX_RETRIES}"),
+                    )
+                    .with_primary(s.value_span, "out of range")
+                    .with_help("for example: `retries = 3` (at most 4 attempts)"),
                 ),
             },
             ("retries", _) => wrong(cx, "a whole number", "3"),
             (other, _) => {
-                let d = Diagnostic::error(codes::BAD_SETTING, format!("target `{tname}` has no setting `{other}`"))
-                    .with_primary(s.name.span, "unknown setting")
-                    .with_note(format!("the settings are {}", SETTINGS.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")));
+                let d = Diagnostic::error(
+                    codes::BAD_SETTING,
+                    format!("target `{tname}` has no setting `{other}`"),
+                )
+                .with_primary(s.name.span, "unknown setting")
+                .with_note(format!(
+                    "the settings are {}",
+                    SETTINGS
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
                 cx.report(match suggest(other, SETTINGS) {
                     Some(x) => d.with_help(format!("did you mean `{x}`?")),
                     None => d.with_help("remove it"),
@@ -226,7 +274,9 @@ pub(crate) fn check_target(cx: &mut Cx<'_>, t: &TargetDecl, _scope: &super::name
         cx.report(
             Diagnostic::error(codes::BAD_SETTING, format!("target `{tname}` has no `url`"))
                 .with_primary(t.name.span, "declared without a url")
-                .with_help(format!("add one: `target {tname} {{ url = \"https://alerts.example.com/hook\" }}`")),
+                .with_help(format!(
+                    "add one: `target {tname} {{ url = \"https://alerts.example.com/hook\" }}`"
+                )),
         );
     }
     if cx.errors.len() > errors_before {
@@ -245,14 +295,26 @@ pub(crate) fn check_target(cx: &mut Cx<'_>, t: &TargetDecl, _scope: &super::name
 }
 
 /// Resolves `${env.NAME}`; `${path}` is refused where only fixed text may go (`what`).
-fn resolve(cx: &mut Cx<'_>, text: &Interpolated, env: EnvLookup<'_>, what: &str) -> Option<SecretText> {
+fn resolve(
+    cx: &mut Cx<'_>,
+    text: &Interpolated,
+    env: EnvLookup<'_>,
+    what: &str,
+) -> Option<SecretText> {
     let mut parts = Vec::new();
     let mut ok = true;
     for p in &text.parts {
         match p {
             Part::Text(t) => parts.push(TextPart::Text(t.clone())),
-            Part::Env { name, default, span } => match env(name).or_else(|| default.clone()) {
-                Some(value) => parts.push(TextPart::Env { name: name.clone(), value }),
+            Part::Env {
+                name,
+                default,
+                span,
+            } => match env(name).or_else(|| default.clone()) {
+                Some(value) => parts.push(TextPart::Env {
+                    name: name.clone(),
+                    value,
+                }),
                 None => {
                     ok = false;
                     cx.report(
@@ -295,7 +357,10 @@ fn body_template(cx: &mut Cx<'_>, t: &Template, env: EnvLookup<'_>) -> Option<Bo
                         parts.push(TextPart::Path(fp.clone()));
                     }
                     Part::Env { .. } => {
-                        let single = Interpolated { parts: vec![p.clone()], span: s.span };
+                        let single = Interpolated {
+                            parts: vec![p.clone()],
+                            span: s.span,
+                        };
                         parts.extend(resolve(cx, &single, env, "a body")?.parts);
                     }
                 }
@@ -325,11 +390,15 @@ fn body_template(cx: &mut Cx<'_>, t: &Template, env: EnvLookup<'_>) -> Option<Bo
 
 /// An absolute `http://` or `https://` URL with a host.
 fn is_http_url(s: &str) -> bool {
-    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
     let Some(rest) = rest else { return false };
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = host.rsplit('@').next().unwrap_or("");
-    !host.is_empty() && !host.starts_with(':') && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+    !host.is_empty()
+        && !host.starts_with(':')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// RFC 9110 token characters, for header names.

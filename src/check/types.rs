@@ -21,7 +21,9 @@ pub(crate) const META_FIELDS: [&str; 4] = ["source", "state", "name", "id"];
 
 pub(crate) fn check_condition(cx: &mut Cx<'_>, c: &Condition, regexes: &mut HashMap<Span, Regex>) {
     match c {
-        Condition::Any(cs) | Condition::All(cs) => cs.iter().for_each(|c| check_condition(cx, c, regexes)),
+        Condition::Any(cs) | Condition::All(cs) => {
+            cs.iter().for_each(|c| check_condition(cx, c, regexes))
+        }
         Condition::Not(inner, _) => check_condition(cx, inner, regexes),
         Condition::Exists(p, _) => check_path(cx, p),
         Condition::Compare(cmp) => {
@@ -34,16 +36,22 @@ pub(crate) fn check_condition(cx: &mut Cx<'_>, c: &Condition, regexes: &mut Hash
 pub(crate) fn check_path(cx: &mut Cx<'_>, p: &FieldPath) {
     if p.segments.len() > MAX_PATH_SEGMENTS {
         cx.report(
-            Diagnostic::error(codes::PATH_TOO_LONG, format!("field path has more than {MAX_PATH_SEGMENTS} steps"))
-                .with_primary(p.span, "too long")
-                .with_help("no sender nests fields this deep; check the path for a repeated part"),
+            Diagnostic::error(
+                codes::PATH_TOO_LONG,
+                format!("field path has more than {MAX_PATH_SEGMENTS} steps"),
+            )
+            .with_primary(p.span, "too long")
+            .with_help("no sender nests fields this deep; check the path for a repeated part"),
         );
     }
     if let Some(m) = &p.meta {
         if !META_FIELDS.contains(&m.as_str()) {
-            let d = Diagnostic::error(codes::UNKNOWN_META, format!("unknown metadata field `@{m}`"))
-                .with_primary(p.span, "not a metadata field")
-                .with_note("the metadata fields are `@source`, `@state`, `@name` and `@id`");
+            let d = Diagnostic::error(
+                codes::UNKNOWN_META,
+                format!("unknown metadata field `@{m}`"),
+            )
+            .with_primary(p.span, "not a metadata field")
+            .with_note("the metadata fields are `@source`, `@state`, `@name` and `@id`");
             let d = match suggest(m, META_FIELDS) {
                 Some(s) => d.with_help(format!("did you mean `@{s}`?")),
                 None => d.with_help(format!("for a field of the payload, drop the `@`: `{m}`")),
@@ -60,7 +68,16 @@ fn check_comparison(cx: &mut Cx<'_>, cmp: &Comparison, regexes: &mut HashMap<Spa
     let op_str = op.as_str();
     let mismatch = |code, msg: String, label: &str| {
         Diagnostic::error(code, msg)
-            .with_primary(v.span, format!("{} literal", v.kind.describe().trim_start_matches("a ").trim_start_matches("an ")))
+            .with_primary(
+                v.span,
+                format!(
+                    "{} literal",
+                    v.kind
+                        .describe()
+                        .trim_start_matches("a ")
+                        .trim_start_matches("an ")
+                ),
+            )
             .with_secondary(cmp.op_span, label.to_owned())
     };
     if let LiteralKind::Duration(_) = v.kind {
@@ -181,17 +198,31 @@ fn check_state_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
         if !all.contains(&s.as_str()) {
             let d = Diagnostic::warning(codes::UNKNOWN_STATE, format!("`@state` is never `{s}`"))
                 .with_primary(span, "no sender's alert has this state")
-                .with_note(format!("`@state` is one of {}", all.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")));
+                .with_note(format!(
+                    "`@state` is one of {}",
+                    all.iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             let d = match suggest(s, all.iter().copied()) {
                 Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                None => d.with_help("to test the sender's own status field, name it: `status == \"ALARM\"`"),
+                None => d.with_help(
+                    "to test the sender's own status field, name it: `status == \"ALARM\"`",
+                ),
             };
             cx.report(d);
         }
     }
 }
 
-fn compile_regex(cx: &mut Cx<'_>, pattern: &str, flags: &str, span: Span, regexes: &mut HashMap<Span, Regex>) {
+fn compile_regex(
+    cx: &mut Cx<'_>,
+    pattern: &str,
+    flags: &str,
+    span: Span,
+    regexes: &mut HashMap<Span, Regex>,
+) {
     let built = RegexBuilder::new(pattern)
         .case_insensitive(flags.contains('i'))
         .multi_line(flags.contains('m'))
@@ -205,14 +236,22 @@ fn compile_regex(cx: &mut Cx<'_>, pattern: &str, flags: &str, span: Span, regexe
             regexes.insert(span, re);
         }
         Err(regex::Error::CompiledTooBig(limit)) => cx.report(
-            Diagnostic::error(codes::BAD_REGEX, format!("regex is too large (over {} KiB compiled)", limit / 1024))
-                .with_primary(span, "too large")
-                .with_help("split it into several rules, or use `in [...]` for a list of exact values"),
+            Diagnostic::error(
+                codes::BAD_REGEX,
+                format!("regex is too large (over {} KiB compiled)", limit / 1024),
+            )
+            .with_primary(span, "too large")
+            .with_help("split it into several rules, or use `in [...]` for a list of exact values"),
         ),
         Err(e) => {
             // The regex crate's message is a small diagram ending in `error: <what>`.
             let text = e.to_string();
-            let what = text.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")).unwrap_or("invalid syntax").to_owned();
+            let what = text
+                .lines()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix("error: "))
+                .unwrap_or("invalid syntax")
+                .to_owned();
             cx.report(
                 Diagnostic::error(codes::BAD_REGEX, format!("invalid regex: {what}"))
                     .with_primary(span, "does not compile")

@@ -20,7 +20,12 @@ pub(crate) enum Pred {
     Any(Box<[Pred]>),
     Not(Box<Pred>, Span),
     /// `path <test>`; `negate` for `!=`, `!~`, `not in`, which are exactly `not` of the positive.
-    Test { path: Path, test: Test, negate: bool, span: Span },
+    Test {
+        path: Path,
+        test: Test,
+        negate: bool,
+        span: Span,
+    },
 }
 
 pub(crate) struct Compiler<'c> {
@@ -30,7 +35,10 @@ pub(crate) struct Compiler<'c> {
 
 impl<'c> Compiler<'c> {
     pub(crate) fn new(checked: &'c Checked) -> Compiler<'c> {
-        Compiler { checked_regexes: &checked.regexes, shared: HashMap::new() }
+        Compiler {
+            checked_regexes: &checked.regexes,
+            shared: HashMap::new(),
+        }
     }
 
     pub(crate) fn rule(&mut self, r: &CheckedRule) -> CompiledRule {
@@ -62,14 +70,24 @@ impl<'c> Compiler<'c> {
             Condition::Any(cs) => Pred::Any(cs.iter().map(|c| self.condition(c)).collect()),
             Condition::All(cs) => Pred::All(cs.iter().map(|c| self.condition(c)).collect()),
             Condition::Not(inner, span) => Pred::Not(Box::new(self.condition(inner)), *span),
-            Condition::Exists(p, span) => Pred::Test { path: path(p), test: Test::Exists, negate: false, span: *span },
+            Condition::Exists(p, span) => Pred::Test {
+                path: path(p),
+                test: Test::Exists,
+                negate: false,
+                span: *span,
+            },
             Condition::Compare(cmp) => {
                 let (op, negate) = match cmp.op.negated() {
                     Some(positive) => (positive, true),
                     None => (cmp.op, false),
                 };
                 let test = self.test(op, &cmp.value.kind, cmp.value.span);
-                Pred::Test { path: path(&cmp.path), test, negate, span: cmp.span }
+                Pred::Test {
+                    path: path(&cmp.path),
+                    test,
+                    negate,
+                    span: cmp.span,
+                }
             }
         }
     }
@@ -88,7 +106,10 @@ impl<'c> Compiler<'c> {
         match op {
             CmpOp::Eq | CmpOp::Ne => Test::Eq(scalar(v)),
             CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge => {
-                let n = number(v).unwrap_or(Numeric { float: f64::NAN, int: None });
+                let n = number(v).unwrap_or(Numeric {
+                    float: f64::NAN,
+                    int: None,
+                });
                 match op {
                     CmpOp::Lt => Test::Lt(n),
                     CmpOp::Le => Test::Le(n),
@@ -116,7 +137,9 @@ impl<'c> Compiler<'c> {
                 }
             }
             CmpOp::In | CmpOp::NotIn => match v {
-                LiteralKind::List(items) => Test::In(items.iter().map(|l| scalar(&l.kind)).collect()),
+                LiteralKind::List(items) => {
+                    Test::In(items.iter().map(|l| scalar(&l.kind)).collect())
+                }
                 _ => Test::In(Box::new([])),
             },
             CmpOp::Contains => Test::Contains(text(v)),

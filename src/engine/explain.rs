@@ -70,7 +70,13 @@ pub(crate) fn explain(set: &RuleSet, alert: &Alert) -> Explanation {
         if r.stop {
             actions.push(String::from("stop"));
         }
-        rules.push(RuleTrace { rule: r.id.to_string(), location: r.location.to_string(), matched, condition, actions });
+        rules.push(RuleTrace {
+            rule: r.id.to_string(),
+            location: r.location.to_string(),
+            matched,
+            condition,
+            actions,
+        });
         if matched && (r.drop || r.stop) {
             break;
         }
@@ -81,7 +87,11 @@ pub(crate) fn explain(set: &RuleSet, alert: &Alert) -> Explanation {
         "name": alert.name(),
         "id": alert.id(),
     });
-    Explanation { decision, metadata, rules }
+    Explanation {
+        decision,
+        metadata,
+        rules,
+    }
 }
 
 fn trace(set: &RuleSet, p: &Pred, alert: &Alert) -> PredicateTrace {
@@ -93,10 +103,28 @@ fn trace(set: &RuleSet, p: &Pred, alert: &Alert) -> PredicateTrace {
             } else {
                 children.iter().any(|c| c.result)
             };
-            let joiner = if matches!(p, Pred::All(_)) { " and " } else { " or " };
-            let text = children.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(joiner);
-            let kind = if matches!(p, Pred::All(_)) { "all" } else { "any" };
-            PredicateTrace { kind, text, result, seen: None, children }
+            let joiner = if matches!(p, Pred::All(_)) {
+                " and "
+            } else {
+                " or "
+            };
+            let text = children
+                .iter()
+                .map(|c| c.text.as_str())
+                .collect::<Vec<_>>()
+                .join(joiner);
+            let kind = if matches!(p, Pred::All(_)) {
+                "all"
+            } else {
+                "any"
+            };
+            PredicateTrace {
+                kind,
+                text,
+                result,
+                seen: None,
+                children,
+            }
         }
         Pred::Not(inner, span) => {
             let child = trace(set, inner, alert);
@@ -139,7 +167,11 @@ impl fmt::Display for Explanation {
         )?;
         for r in &self.rules {
             let verdict = if r.matched { "matched" } else { "no match" };
-            let actions = if r.matched && !r.actions.is_empty() { format!(" -> {}", r.actions.join(", ")) } else { String::new() };
+            let actions = if r.matched && !r.actions.is_empty() {
+                format!(" -> {}", r.actions.join(", "))
+            } else {
+                String::new()
+            };
             writeln!(f, "rule {} ({}): {verdict}{actions}", r.rule, r.location)?;
             let mut out = String::new();
             write_pred(&mut out, &r.condition, 1);
@@ -166,7 +198,10 @@ fn write_pred(out: &mut String, p: &PredicateTrace, depth: usize) {
             let saw = if seen.is_empty() {
                 String::from("field missing")
             } else {
-                format!("saw {}", seen.iter().map(short).collect::<Vec<_>>().join(", "))
+                format!(
+                    "saw {}",
+                    seen.iter().map(short).collect::<Vec<_>>().join(", ")
+                )
             };
             let _ = writeln!(out, "{pad}{mark}  {}  ({saw})", p.text);
         }
@@ -186,5 +221,9 @@ fn write_pred(out: &mut String, p: &PredicateTrace, depth: usize) {
 
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.chars().count() > 60 { format!("{}...", s.chars().take(60).collect::<String>()) } else { s }
+    if s.chars().count() > 60 {
+        format!("{}...", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
 }

@@ -159,13 +159,26 @@ impl RuleSet {
         let rules = checked.rules.iter().map(|r| compiler.rule(r)).collect();
         let targets = checked.targets.iter().map(Compiler::target).collect();
         let warnings = Diagnostics::new(sources.clone(), checked.warnings);
-        RuleSet { inner: Arc::new(Inner { rules, targets, tests: checked.tests, sources, warnings }) }
+        RuleSet {
+            inner: Arc::new(Inner {
+                rules,
+                targets,
+                tests: checked.tests,
+                sources,
+                warnings,
+            }),
+        }
     }
 
     /// Evaluates an alert: every rule in order, all that match fire, until one says `stop`
     /// or `drop`. Pure: the same alert and rule set always give the same decision.
     pub fn evaluate(&self, alert: &Alert) -> Decision<'_> {
-        let mut d = Decision { set: self, targets: Vec::new(), rules: Vec::new(), dropped: false };
+        let mut d = Decision {
+            set: self,
+            targets: Vec::new(),
+            rules: Vec::new(),
+            dropped: false,
+        };
         for (i, r) in self.inner.rules.iter().enumerate() {
             if !r.pred.eval(alert) {
                 continue;
@@ -241,7 +254,9 @@ pub struct Decision<'r> {
 impl<'r> Decision<'r> {
     /// The targets to deliver to, in delivery order, each at most once.
     pub fn targets(&self) -> impl Iterator<Item = &'r Target> + '_ {
-        self.targets.iter().filter_map(|&i| self.set.inner.targets.get(i as usize))
+        self.targets
+            .iter()
+            .filter_map(|&i| self.set.inner.targets.get(i as usize))
     }
 
     /// The names of [`Decision::targets`].
@@ -251,7 +266,10 @@ impl<'r> Decision<'r> {
 
     /// The rules that fired, by name or `file:line`.
     pub fn rule_ids(&self) -> impl Iterator<Item = &'r str> + '_ {
-        self.rules.iter().filter_map(|&i| self.set.inner.rules.get(i as usize)).map(|r| &*r.id)
+        self.rules
+            .iter()
+            .filter_map(|&i| self.set.inner.rules.get(i as usize))
+            .map(|r| &*r.id)
     }
 
     /// True when a rule with `drop` fired.
@@ -306,7 +324,9 @@ impl Pred {
             Pred::All(ps) => ps.iter().all(|p| p.eval(alert)),
             Pred::Any(ps) => ps.iter().any(|p| p.eval(alert)),
             Pred::Not(p, _) => !p.eval(alert),
-            Pred::Test { path, test, negate, .. } => path.any(alert, &mut |v| test.holds(v)) != *negate,
+            Pred::Test {
+                path, test, negate, ..
+            } => path.any(alert, &mut |v| test.holds(v)) != *negate,
         }
     }
 }

@@ -38,13 +38,21 @@ pub(crate) fn compile_body(t: &BodyTemplate) -> Body {
                 .iter()
                 .map(|p| match p {
                     TextPart::Text(t) => Piece::Text(t.clone()),
-                    TextPart::Env { name, value } => Piece::Secret { name: name.clone(), value: value.clone() },
+                    TextPart::Env { name, value } => Piece::Secret {
+                        name: name.clone(),
+                        value: value.clone(),
+                    },
                     TextPart::Path(fp) => Piece::Path(path(fp)),
                 })
                 .collect(),
         ),
         BodyTemplate::Array(items) => Body::Array(items.iter().map(compile_body).collect()),
-        BodyTemplate::Object(members) => Body::Object(members.iter().map(|(k, v)| (k.clone(), compile_body(v))).collect()),
+        BodyTemplate::Object(members) => Body::Object(
+            members
+                .iter()
+                .map(|(k, v)| (k.clone(), compile_body(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -73,7 +81,9 @@ pub(crate) fn render(b: &Body, alert: &Alert, reveal: bool) -> Value {
             }
             Value::String(s)
         }
-        Body::Array(items) => Value::Array(items.iter().map(|i| render(i, alert, reveal)).collect()),
+        Body::Array(items) => {
+            Value::Array(items.iter().map(|i| render(i, alert, reveal)).collect())
+        }
         Body::Object(members) => {
             let mut m = Map::new();
             for (k, v) in members.iter() {

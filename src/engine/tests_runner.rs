@@ -64,16 +64,28 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
             let d = set.evaluate(&alert);
             let posted: Vec<&str> = d.target_names().collect();
             let name = |i: usize| set.inner.targets.get(i).map_or("?", |t| t.name.as_str());
-            let shown = if posted.is_empty() { String::from("nothing") } else { posted.join(", ") };
+            let shown = if posted.is_empty() {
+                String::from("nothing")
+            } else {
+                posted.join(", ")
+            };
             for e in &t.expects {
                 match e {
                     CheckedExpect::Post(i) if !posted.contains(&name(*i)) => {
-                        failures.push(format!("expected a post to `{}`, but the alert was posted to: {shown}", name(*i)));
+                        failures.push(format!(
+                            "expected a post to `{}`, but the alert was posted to: {shown}",
+                            name(*i)
+                        ));
                     }
                     CheckedExpect::NoPost(i) if posted.contains(&name(*i)) => {
-                        failures.push(format!("expected no post to `{}`, but it was posted there", name(*i)));
+                        failures.push(format!(
+                            "expected no post to `{}`, but it was posted there",
+                            name(*i)
+                        ));
                     }
-                    CheckedExpect::Drop if !d.dropped() => failures.push(String::from("expected the alert to be dropped, but no `drop` fired")),
+                    CheckedExpect::Drop if !d.dropped() => failures.push(String::from(
+                        "expected the alert to be dropped, but no `drop` fired",
+                    )),
                     CheckedExpect::Unrouted if !d.unrouted() => failures.push(format!(
                         "expected the alert to be unrouted, but rules fired: {}",
                         d.rule_ids().collect::<Vec<_>>().join(", ")
@@ -85,7 +97,10 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
                                 failures.push(format!("body for `{}` differs:\n    expected: {expected}\n    actual:   {body}", target.name));
                             }
                         }
-                        _ => failures.push(format!("expected a body for `{}`, but the alert was posted to: {shown}", name(*i))),
+                        _ => failures.push(format!(
+                            "expected a body for `{}`, but the alert was posted to: {shown}",
+                            name(*i)
+                        )),
                     },
                     _ => {}
                 }
@@ -94,7 +109,12 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
                 trace = Some(set.explain(&alert).to_string());
             }
         }
-        tests.push(TestOutcome { name: t.name.clone(), location: t.location.clone(), failures, trace });
+        tests.push(TestOutcome {
+            name: t.name.clone(),
+            location: t.location.clone(),
+            failures,
+            trace,
+        });
     }
     TestReport { tests }
 }
@@ -118,6 +138,11 @@ impl fmt::Display for TestReport {
         }
         writeln!(f)?;
         let verdict = if self.failed() == 0 { "ok" } else { "FAILED" };
-        writeln!(f, "test result: {verdict}. {} passed; {} failed", self.passed(), self.failed())
+        writeln!(
+            f,
+            "test result: {verdict}. {} passed; {} failed",
+            self.passed(),
+            self.failed()
+        )
     }
 }

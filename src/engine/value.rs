@@ -101,7 +101,9 @@ impl Path {
 }
 
 fn walk<'a>(v: &'a Value, segs: &[Seg], f: &mut impl FnMut(Val<'a>) -> bool) -> bool {
-    let Some((first, rest)) = segs.split_first() else { return f(Val::of(v)) };
+    let Some((first, rest)) = segs.split_first() else {
+        return f(Val::of(v));
+    };
     match first {
         Seg::Key(k) => match v {
             Value::Object(m) => m.get(&**k).is_some_and(|v| walk(v, rest, f)),
@@ -124,7 +126,7 @@ fn walk<'a>(v: &'a Value, segs: &[Seg], f: &mut impl FnMut(Val<'a>) -> bool) -> 
 pub(crate) enum Scalar {
     /// A string, with its numeric reading when it holds a number.
     Str(Box<str>, Option<Numeric>),
-    Num(Numeric, serde_json::Number),
+    Num(Numeric),
     Bool(bool),
     Null,
 }
@@ -134,7 +136,7 @@ impl Scalar {
         match v {
             Value::String(s) => Scalar::Str(s.as_str().into(), parse_number(s)),
             Value::Number(n) => match Numeric::from_json(n) {
-                Some(x) => Scalar::Num(x, n.clone()),
+                Some(x) => Scalar::Num(x),
                 None => Scalar::Null,
             },
             Value::Bool(b) => Scalar::Bool(*b),
@@ -146,8 +148,12 @@ impl Scalar {
     pub(crate) fn matches(&self, v: Val<'_>) -> bool {
         match (self, v) {
             (Scalar::Str(s, _), Val::Str(x)) => **s == *x,
-            (Scalar::Str(_, Some(n)), Val::Num(x)) => Numeric::from_json(x).is_some_and(|x| x.cmp(n).is_some_and(|o| o.is_eq())),
-            (Scalar::Num(n, _), v @ (Val::Num(_) | Val::Str(_))) => v.numeric().is_some_and(|x| x.cmp(n).is_some_and(|o| o.is_eq())),
+            (Scalar::Str(_, Some(n)), Val::Num(x)) => {
+                Numeric::from_json(x).is_some_and(|x| x.cmp(n).is_some_and(|o| o.is_eq()))
+            }
+            (Scalar::Num(n), v @ (Val::Num(_) | Val::Str(_))) => v
+                .numeric()
+                .is_some_and(|x| x.cmp(n).is_some_and(|o| o.is_eq())),
             (Scalar::Bool(b), Val::Bool(x)) => *b == x,
             (Scalar::Null, Val::Null) => true,
             _ => false,
@@ -175,7 +181,9 @@ impl Test {
     /// Whether one value passes the test.
     pub(crate) fn holds(&self, v: Val<'_>) -> bool {
         use std::cmp::Ordering::*;
-        let order = |n: &Numeric, ok: &dyn Fn(std::cmp::Ordering) -> bool| v.numeric().and_then(|x| x.cmp(n)).is_some_and(ok);
+        let order = |n: &Numeric, ok: &dyn Fn(std::cmp::Ordering) -> bool| {
+            v.numeric().and_then(|x| x.cmp(n)).is_some_and(ok)
+        };
         match self {
             Test::Eq(s) => s.matches(v),
             Test::Lt(n) => order(n, &|o| o == Less),

@@ -10,14 +10,14 @@ use crate::diagnostic::Span;
 
 /// A parsed rules file.
 #[derive(Clone, Debug, Serialize, Default)]
-pub struct File {
+pub(crate) struct File {
     /// Items in source order.
-    pub items: Vec<Item>,
+    pub(crate) items: Vec<Item>,
 }
 
 /// A top-level item.
 #[derive(Clone, Debug, Serialize)]
-pub enum Item {
+pub(crate) enum Item {
     /// `target alarm_url { ... }`
     Target(TargetDecl),
     /// `when ... -> ...`
@@ -28,41 +28,41 @@ pub enum Item {
 
 /// A name with its place: a target name, a source name.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct Ident {
+pub(crate) struct Ident {
     /// The name.
-    pub name: String,
+    pub(crate) name: String,
     /// Where it is written.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 /// A string literal, decoded, with its place (quotes included).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct Str {
+pub(crate) struct Str {
     /// The decoded text.
-    pub value: String,
+    pub(crate) value: String,
     /// Where it is written, quotes included.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 /// `rule "name" when <condition> -> <actions>`
 #[derive(Clone, Debug, Serialize)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// The name after `rule`, if any.
-    pub name: Option<Str>,
+    pub(crate) name: Option<Str>,
     /// The condition after `when`.
-    pub condition: Condition,
+    pub(crate) condition: Condition,
     /// The actions after `->`, in order.
-    pub actions: Vec<Action>,
+    pub(crate) actions: Vec<Action>,
     /// The `when` keyword (or `rule`, when named): where the rule starts.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 /// An action of a rule.
 #[derive(Clone, Debug, Serialize)]
-pub enum Action {
+pub(crate) enum Action {
     /// `post alarm_url`
     Post(Ident),
     /// `drop`
@@ -73,7 +73,7 @@ pub enum Action {
 
 /// A condition.
 #[derive(Clone, Debug, Serialize)]
-pub enum Condition {
+pub(crate) enum Condition {
     /// Two or more conditions joined by `or`.
     Any(Vec<Condition>),
     /// Two or more conditions joined by `and`.
@@ -88,7 +88,7 @@ pub enum Condition {
 
 impl Condition {
     /// The span the condition covers.
-    pub fn span(&self) -> Span {
+    pub(crate) fn span(&self) -> Span {
         match self {
             Condition::Any(cs) | Condition::All(cs) => match (cs.first(), cs.last()) {
                 (Some(a), Some(b)) => a.span().to(b.span()),
@@ -102,24 +102,24 @@ impl Condition {
 
 /// `field <op> value`
 #[derive(Clone, Debug, Serialize)]
-pub struct Comparison {
+pub(crate) struct Comparison {
     /// The field on the left.
-    pub path: FieldPath,
+    pub(crate) path: FieldPath,
     /// The operator.
-    pub op: CmpOp,
+    pub(crate) op: CmpOp,
     /// Where the operator is written.
     #[serde(skip)]
-    pub op_span: Span,
+    pub(crate) op_span: Span,
     /// The value on the right.
-    pub value: Literal,
+    pub(crate) value: Literal,
     /// The whole comparison.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 /// A comparison operator.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash)]
-pub enum CmpOp {
+pub(crate) enum CmpOp {
     /// `==`
     Eq,
     /// `!=`
@@ -150,7 +150,7 @@ pub enum CmpOp {
 
 impl CmpOp {
     /// The operator as written in the language.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CmpOp::Eq => "==",
             CmpOp::Ne => "!=",
@@ -189,7 +189,7 @@ impl CmpOp {
     }
 
     /// The positive operator this one negates, if it is a negation (`!=` negates `==`).
-    pub fn negated(self) -> Option<CmpOp> {
+    pub(crate) fn negated(self) -> Option<CmpOp> {
         match self {
             CmpOp::Ne => Some(CmpOp::Eq),
             CmpOp::NotMatch => Some(CmpOp::Match),
@@ -197,26 +197,21 @@ impl CmpOp {
             _ => None,
         }
     }
-
-    /// True for `<`, `<=`, `>`, `>=`.
-    pub fn is_ordering(self) -> bool {
-        matches!(self, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge)
-    }
 }
 
 /// The value side of a comparison. Equality ignores the span.
 #[derive(Clone, Debug, Serialize)]
-pub struct Literal {
+pub(crate) struct Literal {
     /// What was written.
-    pub kind: LiteralKind,
+    pub(crate) kind: LiteralKind,
     /// Where.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 /// A literal value.
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub enum LiteralKind {
+pub(crate) enum LiteralKind {
     /// `"text"`
     String(String),
     /// `90`, `-3.5`, `1e3`
@@ -261,16 +256,16 @@ impl LiteralKind {
 
 /// A duration literal as written: an amount and a unit.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
-pub struct Duration {
+pub(crate) struct Duration {
     /// The number before the unit.
-    pub amount: u64,
+    pub(crate) amount: u64,
     /// The unit.
-    pub unit: DurationUnit,
+    pub(crate) unit: DurationUnit,
 }
 
 /// The unit of a duration.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
-pub enum DurationUnit {
+pub(crate) enum DurationUnit {
     /// `ms`
     Millis,
     /// `s`
@@ -285,7 +280,7 @@ pub enum DurationUnit {
 
 impl Duration {
     /// The duration in milliseconds, if it fits.
-    pub fn as_millis(self) -> Option<u64> {
+    pub(crate) fn as_millis(self) -> Option<u64> {
         let factor = match self.unit {
             DurationUnit::Millis => 1,
             DurationUnit::Seconds => 1_000,
@@ -297,7 +292,7 @@ impl Duration {
     }
 
     /// The unit's suffix.
-    pub fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self.unit {
             DurationUnit::Millis => "ms",
             DurationUnit::Seconds => "s",
@@ -310,19 +305,19 @@ impl Duration {
 
 /// A field of the alert: `labels.severity`, `dimensions[*].instanceId`, `@source`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct FieldPath {
+pub(crate) struct FieldPath {
     /// `@name` for a metadata field, else `None`.
-    pub meta: Option<String>,
+    pub(crate) meta: Option<String>,
     /// The steps from the alert's root.
-    pub segments: Vec<Segment>,
+    pub(crate) segments: Vec<Segment>,
     /// Where the path is written.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 /// One step of a field path.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq, Hash)]
-pub enum Segment {
+pub(crate) enum Segment {
     /// `.name` or `."quoted name"` (or the first name).
     Key(String),
     /// `[3]`
@@ -333,12 +328,12 @@ pub enum Segment {
 
 impl FieldPath {
     /// The path as written in canonical form.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         crate::syntax::print::field_path(self)
     }
 
     /// The first key, when the path starts with one.
-    pub fn first_key(&self) -> Option<&str> {
+    pub(crate) fn first_key(&self) -> Option<&str> {
         match self.segments.first() {
             Some(Segment::Key(k)) if self.meta.is_none() => Some(k),
             _ => None,
@@ -348,31 +343,28 @@ impl FieldPath {
 
 /// `target name { settings }`
 #[derive(Clone, Debug, Serialize)]
-pub struct TargetDecl {
+pub(crate) struct TargetDecl {
     /// The target's name.
-    pub name: Ident,
+    pub(crate) name: Ident,
     /// Settings in source order.
-    pub settings: Vec<Setting>,
-    /// The whole declaration.
-    #[serde(skip)]
-    pub span: Span,
+    pub(crate) settings: Vec<Setting>,
 }
 
 /// `name = value` inside a target.
 #[derive(Clone, Debug, Serialize)]
-pub struct Setting {
+pub(crate) struct Setting {
     /// `url`, `method`, ...
-    pub name: Ident,
+    pub(crate) name: Ident,
     /// The value.
-    pub value: SettingValue,
+    pub(crate) value: SettingValue,
     /// Where the value is written.
     #[serde(skip)]
-    pub value_span: Span,
+    pub(crate) value_span: Span,
 }
 
 /// A setting's value.
 #[derive(Clone, Debug, Serialize)]
-pub enum SettingValue {
+pub(crate) enum SettingValue {
     /// `5s`
     Duration(Duration),
     /// JSON in shape, with field paths.
@@ -381,7 +373,7 @@ pub enum SettingValue {
 
 /// JSON in shape whose values may be field paths or strings with `${...}`.
 #[derive(Clone, Debug, Serialize)]
-pub enum Template {
+pub(crate) enum Template {
     /// `null`
     Null,
     /// `true`, `false`
@@ -400,17 +392,17 @@ pub enum Template {
 
 /// A string split into literal text and `${...}` interpolations.
 #[derive(Clone, Debug, Serialize)]
-pub struct Interpolated {
+pub(crate) struct Interpolated {
     /// The parts in order.
-    pub parts: Vec<Part>,
+    pub(crate) parts: Vec<Part>,
     /// The whole string literal, quotes included.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 impl Interpolated {
     /// The text when the string has no interpolation.
-    pub fn as_plain(&self) -> Option<String> {
+    pub(crate) fn as_plain(&self) -> Option<String> {
         let mut s = String::new();
         for p in &self.parts {
             match p {
@@ -424,7 +416,7 @@ impl Interpolated {
 
 /// A part of an [`Interpolated`] string.
 #[derive(Clone, Debug, Serialize)]
-pub enum Part {
+pub(crate) enum Part {
     /// Literal text.
     Text(String),
     /// `${env.NAME}` or `${env.NAME:-default}`.
@@ -443,19 +435,19 @@ pub enum Part {
 
 /// `test "name" { ... }`
 #[derive(Clone, Debug, Serialize)]
-pub struct TestBlock {
+pub(crate) struct TestBlock {
     /// The test's name.
-    pub name: Str,
+    pub(crate) name: Str,
     /// Statements in order.
-    pub statements: Vec<TestStatement>,
+    pub(crate) statements: Vec<TestStatement>,
     /// The `test` keyword.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 /// A statement of a test block.
 #[derive(Clone, Debug, Serialize)]
-pub enum TestStatement {
+pub(crate) enum TestStatement {
     /// `source alibaba`
     Source(Ident),
     /// `alert { ... }`
@@ -466,7 +458,7 @@ pub enum TestStatement {
 
 /// An expectation of a test block.
 #[derive(Clone, Debug, Serialize)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// `expect post alarm_url`: the decision includes the target.
     Post(Ident),
     /// `expect no post ok_url`: the decision does not include the target.

@@ -26,17 +26,26 @@ fn words(r: R) -> Option<&'static str> {
         R::kw_rule | R::rule_name => "`rule`",
         R::kw_target | R::target_decl => "`target`",
         R::kw_test | R::test_block => "`test`",
-        R::condition | R::conjunction | R::operand | R::group | R::exists | R::comparison | R::kw_not | R::kw_exists => {
-            "a condition"
-        }
+        R::condition
+        | R::conjunction
+        | R::operand
+        | R::group
+        | R::exists
+        | R::comparison
+        | R::kw_not
+        | R::kw_exists => "a condition",
         R::field_path | R::key | R::meta_field | R::key_any => "a field path",
         R::cmp_op => "a comparison operator",
         R::arrow => "`->`",
         R::kw_and => "`and`",
         R::kw_or => "`or`",
-        R::actions | R::post_action | R::drop_action | R::stop_action | R::kw_post | R::kw_drop | R::kw_stop => {
-            "an action (`post <target>`, `drop` or `stop`)"
-        }
+        R::actions
+        | R::post_action
+        | R::drop_action
+        | R::stop_action
+        | R::kw_post
+        | R::kw_drop
+        | R::kw_stop => "an action (`post <target>`, `drop` or `stop`)",
         R::target_name => "a target name",
         R::setting | R::setting_name => "a setting such as `url = \"https://...\"`",
         R::source_name => "a source name",
@@ -70,39 +79,57 @@ pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnost
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
     };
-    let pos = pos.min(text.len());
+    let mut pos = pos.min(text.len());
     let mut expected: Vec<&'static str> = Vec::new();
-    let mut push = |w: &'static str| {
-        if !expected.contains(&w) {
-            expected.push(w);
+    let mut punctuation: Vec<&'static str> = Vec::new();
+    let attempts = err.parse_attempts();
+    // pest's rule-level position can trail its token-level one (`url: "..."` fails at `:`
+    // while the rules failed at `url`); the furthest position is where the user slipped.
+    let furthest = attempts
+        .as_ref()
+        .map(|a| a.max_position)
+        .filter(|&m| m > pos && m <= text.len());
+    if let (Some(m), Some(a)) = (furthest, &attempts) {
+        pos = m;
+        for stack in a.call_stacks() {
+            if let Some(w) = stack.parent.and_then(words) {
+                push_unique(&mut expected, w);
+            }
         }
-    };
-    if let ErrorVariant::ParsingError { positives, .. } = &err.variant {
+    } else if let ErrorVariant::ParsingError { positives, .. } = &err.variant {
         for r in positives {
             if let Some(w) = words(*r) {
-                push(w);
+                push_unique(&mut expected, w);
             }
         }
     }
-    if let Some(attempts) = err.parse_attempts() {
-        if attempts.max_position == pos {
-            for t in attempts.expected_tokens() {
+    if let Some(a) = &attempts {
+        if a.max_position == pos {
+            for t in a.expected_tokens() {
                 let t = t.to_string();
-                if let Some(p) = PUNCTUATION.iter().find(|p| **p == t) {
-                    push(match *p {
-                        ")" => "`)`",
-                        "]" => "`]`",
-                        "}" => "`}`",
-                        "," => "`,`",
-                        ":" => "`:`",
-                        _ => "`=`",
-                    });
+                if PUNCTUATION.contains(&t.as_str()) {
+                    push_unique(
+                        &mut punctuation,
+                        match t.as_str() {
+                            ")" => "`)`",
+                            "]" => "`]`",
+                            "}" => "`}`",
+                            "," => "`,`",
+                            ":" => "`:`",
+                            _ => "`=`",
+                        },
+                    );
                 }
             }
         }
     }
+    if expected.contains(&"`when`") && !expected.contains(&"`rule`") {
+        expected.push("`rule`");
+    }
     // Collapse what a user would see as one thing.
-    if expected.contains(&"a value") || expected.contains(&"a string") && expected.contains(&"a number") {
+    if expected.contains(&"a value")
+        || expected.contains(&"a string") && expected.contains(&"a number")
+    {
         expected.retain(|w| !matches!(*w, "a string" | "a number" | "a duration" | "a field path"));
         if !expected.contains(&"a value") {
             expected.insert(0, "a value");
@@ -111,11 +138,21 @@ pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnost
     if expected.contains(&"a condition") {
         expected.retain(|w| *w != "a field path");
     }
-    if expected.contains(&"`target`") && expected.contains(&"end of file") {
+    if expected.contains(&"`target`") {
         // At the start of an item: "end of file" is not something to write.
         expected.retain(|w| *w != "end of file");
-        expected.sort_by_key(|w| ["`when`", "`rule`", "`target`", "`test`"].iter().position(|x| x == w));
+        expected.sort_by_key(|w| {
+            ["`when`", "`rule`", "`target`", "`test`"]
+                .iter()
+                .position(|x| x == w)
+        });
     }
+    if expected.contains(&"a setting such as `url = \"https://...\"`")
+        && punctuation.contains(&"`=`")
+    {
+        expected.clear();
+    }
+    expected.extend(punctuation);
 
     let (found, found_len) = found_token(text, pos);
     let span = Span::new(file, pos, pos + found_len);
@@ -125,7 +162,11 @@ pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnost
     } else {
         format!("expected {expected_text}, found {found}")
     };
-    let label = if expected.is_empty() { String::from("unexpected here") } else { format!("expected {expected_text}") };
+    let label = if expected.is_empty() {
+        String::from("unexpected here")
+    } else {
+        format!("expected {expected_text}")
+    };
     let mut code: Code = codes::SYNTAX;
     let mut d_label = label;
     let mut help: Vec<String> = Vec::new();
@@ -134,33 +175,58 @@ pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnost
 
     if expected.contains(&"a comparison operator") {
         code = codes::EXPECTED_COMPARISON;
-        d_label = String::from("expected `==`, `!=`, `<`, `<=`, `>`, `>=`, `=~`, `!~`, `in`, `not in`, `contains`, ...");
+        d_label = String::from(
+            "expected `==`, `!=`, `<`, `<=`, `>`, `>=`, `=~`, `!~`, `in`, `not in`, `contains`, ...",
+        );
         if token == "=" {
-            help.push(format!("use `==` to test equality: `{}`", fix_line(text, pos, 1, "==")));
+            help.push(format!(
+                "use `==` to test equality: `{}`",
+                fix_line(text, pos, 1, "==")
+            ));
         } else if token == "<>" {
-            help.push(format!("use `!=` for \"not equal\": `{}`", fix_line(text, pos, 2, "!=")));
+            help.push(format!(
+                "use `!=` for \"not equal\": `{}`",
+                fix_line(text, pos, 2, "!=")
+            ));
         } else if token == "===" {
-            help.push(format!("use `==` to test equality: `{}`", fix_line(text, pos, 3, "==")));
+            help.push(format!(
+                "use `==` to test equality: `{}`",
+                fix_line(text, pos, 3, "==")
+            ));
         } else if token == "is" || token == "eq" {
-            help.push(format!("use `==` to test equality: `{}`", fix_line(text, pos, token.len(), "==")));
+            help.push(format!(
+                "use `==` to test equality: `{}`",
+                fix_line(text, pos, token.len(), "==")
+            ));
         }
     }
     if expected.contains(&"`->`") && matches!(token, "post" | "drop" | "stop") {
         code = codes::MISSING_ARROW;
-        help.push(format!("put `->` between the condition and the actions: `{}`", fix_line(text, pos, 0, "-> ")));
+        help.push(format!(
+            "put `->` between the condition and the actions: `{}`",
+            fix_line(text, pos, 0, "-> ")
+        ));
     }
     if expected.contains(&"`->`") && token == "=>" {
         code = codes::MISSING_ARROW;
-        help.push(format!("write the arrow as `->`: `{}`", fix_line(text, pos, 2, "->")));
+        help.push(format!(
+            "write the arrow as `->`: `{}`",
+            fix_line(text, pos, 2, "->")
+        ));
     }
     if token == "&&" {
         help.push(format!("write `and`: `{}`", fix_line(text, pos, 2, "and")));
     } else if token == "||" {
         help.push(format!("write `or`: `{}`", fix_line(text, pos, 2, "or")));
     } else if token == "!" {
-        help.push(String::from("write `not` before a condition, or use `!=`, `!~`"));
+        help.push(String::from(
+            "write `not` before a condition, or use `!=`, `!~`",
+        ));
     }
-    if expected.contains(&"a value") && found.starts_with('`') && is_word(token) && !matches!(token, "true" | "false" | "null")
+    if expected.contains(&"a value")
+        && found.starts_with('`')
+        && is_word(token)
+        && !matches!(token, "true" | "false" | "null")
     {
         help.push(format!("put text in quotes: `\"{token}\"`"));
         d_label.push_str("; a field cannot be compared with another field");
@@ -168,8 +234,14 @@ pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnost
     if expected.contains(&"`when`") && is_word(token) && line.contains("->") {
         help.push(format!("a rule starts with `when`: `when {}`", line.trim()));
     }
+    if expected.contains(&"`)`") && !expected.contains(&"a condition") {
+        help.push(String::from("close every `(` of the condition with a `)`"));
+    }
     if token == ":" && expected.contains(&"`=`") {
-        help.push(format!("settings use `=`: `{}`", fix_line(text, pos, 1, " =").replace("  =", " =")));
+        help.push(format!(
+            "settings use `=`: `{}`",
+            fix_line(text, pos, 1, " =").replace("  =", " =")
+        ));
     }
     let mut d = Diagnostic::error(code, message).with_primary(span, d_label);
     for h in help {
@@ -178,18 +250,31 @@ pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnost
     d
 }
 
+fn push_unique(v: &mut Vec<&'static str>, w: &'static str) {
+    if !v.contains(&w) {
+        v.push(w);
+    }
+}
+
 fn is_word(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
 }
 
 /// The token at `pos`, described for a message, and its length in bytes.
 fn found_token(text: &str, pos: usize) -> (String, usize) {
     let rest = text.get(pos..).unwrap_or("");
-    let Some(c) = rest.chars().next() else { return (String::from("end of file"), 0) };
+    let Some(c) = rest.chars().next() else {
+        return (String::from("end of file"), 0);
+    };
     let len = if c.is_alphanumeric() || c == '_' {
-        rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-')).unwrap_or(rest.len())
+        rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(rest.len())
     } else if "=<>!~&|-".contains(c) {
-        rest.find(|c: char| !"=<>!~&|-".contains(c)).unwrap_or(rest.len()).min(3)
+        rest.find(|c: char| !"=<>!~&|-".contains(c))
+            .unwrap_or(rest.len())
+            .min(3)
     } else if c == '"' {
         rest.get(1..).and_then(|r| r.find('"')).map_or(1, |e| e + 2)
     } else {
@@ -218,18 +303,33 @@ fn join_or(items: &[&str]) -> String {
 
 /// The source line around `pos`.
 fn line_around(text: &str, pos: usize) -> &str {
-    let start = text.get(..pos).and_then(|t| t.rfind('\n')).map_or(0, |i| i + 1);
-    let end = text.get(pos..).and_then(|t| t.find('\n')).map_or(text.len(), |i| pos + i);
+    let start = text
+        .get(..pos)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let end = text
+        .get(pos..)
+        .and_then(|t| t.find('\n'))
+        .map_or(text.len(), |i| pos + i);
     text.get(start..end).unwrap_or("")
 }
 
 /// The line around `pos` with `len` bytes at `pos` replaced by `with`, trimmed, for a help.
 fn fix_line(text: &str, pos: usize, len: usize, with: &str) -> String {
-    let start = text.get(..pos).and_then(|t| t.rfind('\n')).map_or(0, |i| i + 1);
+    let start = text
+        .get(..pos)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
     let line = line_around(text, pos);
     let at = pos - start;
-    let (Some(before), Some(after)) = (line.get(..at), line.get(at + len..)) else { return line.trim().to_owned() };
+    let (Some(before), Some(after)) = (line.get(..at), line.get(at + len..)) else {
+        return line.trim().to_owned();
+    };
     let fixed = format!("{before}{with}{after}");
     let fixed = fixed.trim();
-    if fixed.chars().count() > 100 { format!("{}...", fixed.chars().take(100).collect::<String>()) } else { fixed.to_owned() }
+    if fixed.chars().count() > 100 {
+        format!("{}...", fixed.chars().take(100).collect::<String>())
+    } else {
+        fixed.to_owned()
+    }
 }

@@ -8,7 +8,7 @@ use pest::Parser as _;
 use pest::iterators::Pair;
 
 use super::ast::*;
-use super::parser::{RulesParser, Rule as R};
+use super::parser::{Rule as R, RulesParser};
 use crate::diagnostic::{Diagnostic, FileId, Span, codes};
 
 /// The deepest nesting of groups and `not`s in one condition.
@@ -24,7 +24,11 @@ type P<'i> = Pair<'i, R>;
 
 impl Lowerer {
     pub(crate) fn new(file: FileId) -> Lowerer {
-        Lowerer { file, diagnostics: Vec::new(), depth: 0 }
+        Lowerer {
+            file,
+            diagnostics: Vec::new(),
+            depth: 0,
+        }
     }
 
     fn span(&self, p: &P<'_>) -> Span {
@@ -96,12 +100,18 @@ impl Lowerer {
         let span = self.span(&pair);
         match pair.into_inner().find(|p| p.as_rule() == R::target_name) {
             Some(t) => self.ident(&t),
-            None => Ident { name: String::new(), span },
+            None => Ident {
+                name: String::new(),
+                span,
+            },
         }
     }
 
     fn ident(&self, p: &P<'_>) -> Ident {
-        Ident { name: p.as_str().to_owned(), span: self.span(p) }
+        Ident {
+            name: p.as_str().to_owned(),
+            span: self.span(p),
+        }
     }
 
     fn condition(&mut self, pair: P<'_>) -> Condition {
@@ -116,7 +126,11 @@ impl Lowerer {
                 r => unreachable!("grammar: condition part, got {r:?}"),
             }
         }
-        if parts.len() == 1 { parts.remove(0) } else { Condition::Any(parts) }
+        if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Condition::Any(parts)
+        }
     }
 
     fn conjunction(&mut self, pair: P<'_>) -> Condition {
@@ -131,7 +145,11 @@ impl Lowerer {
                 r => unreachable!("grammar: conjunction part, got {r:?}"),
             }
         }
-        if parts.len() == 1 { parts.remove(0) } else { Condition::All(parts) }
+        if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Condition::All(parts)
+        }
     }
 
     fn operand(&mut self, pair: P<'_>) -> Condition {
@@ -157,7 +175,10 @@ impl Lowerer {
                 }
                 R::exists => {
                     let span = self.span(&p);
-                    let path = p.into_inner().find(|p| p.as_rule() == R::field_path).map(|p| self.field_path(p));
+                    let path = p
+                        .into_inner()
+                        .find(|p| p.as_rule() == R::field_path)
+                        .map(|p| self.field_path(p));
                     inner = path.map(|path| Condition::Exists(path, span));
                 }
                 R::comparison => inner = Some(self.comparison(p)),
@@ -197,7 +218,13 @@ impl Lowerer {
             unreachable!("grammar: cmp_op token {:?}", op.as_str())
         };
         let value = self.literal(value);
-        Condition::Compare(Comparison { path, op: cmp, op_span, value, span })
+        Condition::Compare(Comparison {
+            path,
+            op: cmp,
+            op_span,
+            value,
+            span,
+        })
     }
 
     fn literal(&mut self, p: P<'_>) -> Literal {
@@ -216,7 +243,10 @@ impl Lowerer {
                 let close = text.rfind('/').unwrap_or(0);
                 let body = text.get(1..close).unwrap_or("");
                 let flags = text.get(close + 1..).unwrap_or("").to_owned();
-                LiteralKind::Regex { pattern: body.replace("\\/", "/"), flags }
+                LiteralKind::Regex {
+                    pattern: body.replace("\\/", "/"),
+                    flags,
+                }
             }
             R::list => LiteralKind::List(p.into_inner().map(|p| self.literal(p)).collect()),
             r => unreachable!("grammar: literal, got {r:?}"),
@@ -229,9 +259,12 @@ impl Lowerer {
             Ok(n) => Some(n),
             Err(_) => {
                 self.error(
-                    Diagnostic::error(codes::BAD_NUMBER, format!("number `{}` is out of range", p.as_str()))
-                        .with_primary(self.span(p), "too large to represent")
-                        .with_help("numbers must fit a 64-bit float"),
+                    Diagnostic::error(
+                        codes::BAD_NUMBER,
+                        format!("number `{}` is out of range", p.as_str()),
+                    )
+                    .with_primary(self.span(p), "too large to represent")
+                    .with_help("numbers must fit a 64-bit float"),
                 );
                 None
             }
@@ -249,12 +282,18 @@ impl Lowerer {
             "d" => DurationUnit::Days,
             u => unreachable!("grammar: duration unit {u:?}"),
         };
-        let d = Duration { amount: digits.parse().unwrap_or(u64::MAX), unit };
+        let d = Duration {
+            amount: digits.parse().unwrap_or(u64::MAX),
+            unit,
+        };
         if digits.parse::<u64>().is_err() || d.as_millis().is_none() {
             self.error(
-                Diagnostic::error(codes::BAD_NUMBER, format!("duration `{text}` is out of range"))
-                    .with_primary(self.span(p), "too large")
-                    .with_help("write a shorter duration, such as `5s` or `1h`"),
+                Diagnostic::error(
+                    codes::BAD_NUMBER,
+                    format!("duration `{text}` is out of range"),
+                )
+                .with_primary(self.span(p), "too large")
+                .with_help("write a shorter duration, such as `5s` or `1h`"),
             );
         }
         d
@@ -275,9 +314,12 @@ impl Lowerer {
                     Ok(i) => segments.push(Segment::Index(i)),
                     Err(_) => {
                         self.error(
-                            Diagnostic::error(codes::BAD_NUMBER, format!("index `{}` is out of range", p.as_str()))
-                                .with_primary(self.span(&p), "too large")
-                                .with_help("an index must be below 4294967296"),
+                            Diagnostic::error(
+                                codes::BAD_NUMBER,
+                                format!("index `{}` is out of range", p.as_str()),
+                            )
+                            .with_primary(self.span(&p), "too large")
+                            .with_help("an index must be below 4294967296"),
                         );
                         segments.push(Segment::Index(u32::MAX));
                     }
@@ -286,7 +328,11 @@ impl Lowerer {
                 r => unreachable!("grammar: path segment, got {r:?}"),
             }
         }
-        FieldPath { meta, segments, span }
+        FieldPath {
+            meta,
+            segments,
+            span,
+        }
     }
 
     // ---- strings -----------------------------------------------------------------------
@@ -349,7 +395,10 @@ impl Lowerer {
                 let Some(close_rel) = inner.get(i..).and_then(|r| r.find('}')) else {
                     self.error(
                         Diagnostic::error(codes::BAD_INTERPOLATION, "`${` is not closed")
-                            .with_primary(Span::new(self.file, base + open, base + inner.len()), "no `}` after this")
+                            .with_primary(
+                                Span::new(self.file, base + open, base + inner.len()),
+                                "no `}` after this",
+                            )
                             .with_help("close it: `${env.NAME}`; write `$${` for a literal `${`"),
                     );
                     lit_start = inner.len();
@@ -383,21 +432,33 @@ impl Lowerer {
                 Some((n, d)) => (n, Some(d.to_owned())),
                 None => (rest, None),
             };
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 self.error(
-                    Diagnostic::error(codes::BAD_INTERPOLATION, format!("`{name}` is not a valid environment variable name"))
-                        .with_primary(span, "invalid name")
-                        .with_help("use letters, digits and `_`: `${env.WEBHOOK_TOKEN}`"),
+                    Diagnostic::error(
+                        codes::BAD_INTERPOLATION,
+                        format!("`{name}` is not a valid environment variable name"),
+                    )
+                    .with_primary(span, "invalid name")
+                    .with_help("use letters, digits and `_`: `${env.WEBHOOK_TOKEN}`"),
                 );
                 return None;
             }
-            return Some(Part::Env { name: name.to_owned(), default, span });
+            return Some(Part::Env {
+                name: name.to_owned(),
+                default,
+                span,
+            });
         }
         match RulesParser::parse(R::interpolated_path, body) {
             Ok(mut pairs) => {
-                let path = pairs.next().and_then(|p| p.into_inner().find(|p| p.as_rule() == R::field_path))?;
+                let path = pairs
+                    .next()
+                    .and_then(|p| p.into_inner().find(|p| p.as_rule() == R::field_path))?;
                 let mut fp = self.field_path(path);
                 // Re-base spans: the path was parsed on its own.
                 fp.span = Span::new(self.file, at, at + body.len());
@@ -426,10 +487,18 @@ impl Lowerer {
             R::string if interpolate => Template::String(self.interpolated(p)),
             R::string => {
                 let s = self.plain_string(p);
-                Template::String(Interpolated { parts: vec![Part::Text(s.value)], span: s.span })
+                Template::String(Interpolated {
+                    parts: vec![Part::Text(s.value)],
+                    span: s.span,
+                })
             }
             R::field_path => Template::Path(self.field_path(p)),
-            R::array => Template::Array(p.into_inner().map(|p| self.template(p, interpolate)).collect(), span),
+            R::array => Template::Array(
+                p.into_inner()
+                    .map(|p| self.template(p, interpolate))
+                    .collect(),
+                span,
+            ),
             R::object => {
                 let mut members = Vec::new();
                 for m in p.into_inner() {
@@ -466,12 +535,22 @@ impl Lowerer {
                         R::duration => SettingValue::Duration(self.duration(&v)),
                         _ => SettingValue::Template(self.template(v, true)),
                     };
-                    settings.push(Setting { name: self.ident(&n), value, value_span });
+                    settings.push(Setting {
+                        name: self.ident(&n),
+                        value,
+                        value_span,
+                    });
                 }
                 r => unreachable!("grammar: target part, got {r:?}"),
             }
         }
-        TargetDecl { name: name.unwrap_or(Ident { name: String::new(), span }), settings, span }
+        TargetDecl {
+            name: name.unwrap_or(Ident {
+                name: String::new(),
+                span,
+            }),
+            settings,
+        }
     }
 
     // ---- tests -------------------------------------------------------------------------
@@ -501,7 +580,10 @@ impl Lowerer {
                     };
                     let kind = e.as_rule();
                     let mut inner = e.into_inner().filter(|p| {
-                        !matches!(p.as_rule(), R::kw_post | R::kw_no | R::kw_drop | R::kw_unrouted | R::kw_body)
+                        !matches!(
+                            p.as_rule(),
+                            R::kw_post | R::kw_no | R::kw_drop | R::kw_unrouted | R::kw_body
+                        )
                     });
                     let expect = match kind {
                         R::expect_post => inner.next().map(|t| Expect::Post(self.ident(&t))),
@@ -524,7 +606,14 @@ impl Lowerer {
                 r => unreachable!("grammar: test part, got {r:?}"),
             }
         }
-        let name = name.unwrap_or(Str { value: String::new(), span });
-        TestBlock { name, statements, span }
+        let name = name.unwrap_or(Str {
+            value: String::new(),
+            span,
+        });
+        TestBlock {
+            name,
+            statements,
+            span,
+        }
     }
 }

@@ -27,11 +27,34 @@ pub(crate) const MAX_BRACKET_DEPTH: usize = 64;
 pub(crate) fn parse(text: &str, file: FileId) -> Result<ast::File, Vec<Diagnostic>> {
     errors::enable_error_detail();
     prescan(text, file).map_err(|d| vec![d])?;
-    let mut pairs = RulesParser::parse(Rule::file, text).map_err(|e| vec![errors::syntax_error(&e, text, file)])?;
-    let Some(top) = pairs.next() else { unreachable!("grammar: file matched") };
+    let mut pairs = RulesParser::parse(Rule::file, text)
+        .map_err(|e| vec![errors::syntax_error(&e, text, file)])?;
+    let Some(top) = pairs.next() else {
+        unreachable!("grammar: file matched")
+    };
     let mut lw = lower::Lowerer::new(file);
     let ast = lw.file(top);
-    if lw.diagnostics.is_empty() { Ok(ast) } else { Err(lw.diagnostics) }
+    if lw.diagnostics.is_empty() {
+        Ok(ast)
+    } else {
+        Err(lw.diagnostics)
+    }
+}
+
+/// Target names a file that did not parse seems to declare (`target name` at a line's
+/// start), so that other files' `post name` is not reported as unknown as well.
+pub(crate) fn declared_target_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("target "))
+        .filter_map(|rest| {
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect()
 }
 
 /// Bounds the input before pest sees it: size, bracket depth, and strings or regexes not
@@ -40,7 +63,11 @@ fn prescan(text: &str, file: FileId) -> Result<(), Diagnostic> {
     if text.len() > MAX_FILE_BYTES {
         return Err(Diagnostic::error(
             codes::BAD_FILE,
-            format!("rules file is too large ({} bytes, the limit is {} MiB)", text.len(), MAX_FILE_BYTES >> 20),
+            format!(
+                "rules file is too large ({} bytes, the limit is {} MiB)",
+                text.len(),
+                MAX_FILE_BYTES >> 20
+            ),
         )
         .with_primary(Span::new(file, 0, 0), "file starts here")
         .with_help("split the rules into several files"));
@@ -80,7 +107,11 @@ fn prescan(text: &str, file: FileId) -> Result<(), Diagnostic> {
                 }
             }
             State::Str(start) | State::Regex(start) => {
-                let close = if matches!(state, State::Str(_)) { '"' } else { '/' };
+                let close = if matches!(state, State::Str(_)) {
+                    '"'
+                } else {
+                    '/'
+                };
                 if c == '\\' {
                     if chars.peek().is_some_and(|&(_, n)| n != '\n') {
                         chars.next();
@@ -105,7 +136,9 @@ fn unclosed(string: bool, file: FileId, start: usize, end: usize) -> Diagnostic 
         Diagnostic::error(codes::UNCLOSED_STRING, "string is not closed on its line")
             .with_primary(Span::new(file, start, start + 1), "this string starts here")
             .with_secondary(Span::new(file, end, end), "the line ends here")
-            .with_help("add the closing `\"`; a string cannot span lines: write `\\n` for a line break")
+            .with_help(
+                "add the closing `\"`; a string cannot span lines: write `\\n` for a line break",
+            )
     } else {
         Diagnostic::error(codes::UNCLOSED_REGEX, "regex is not closed on its line")
             .with_primary(Span::new(file, start, start + 1), "this regex starts here")

@@ -1,4 +1,9 @@
 //! AST to canonical rules text. `parse(print(ast))` gives back the same tree (spans aside).
+//!
+//! The checker uses the pieces (`field_path`, `literal`, `quote`) in its messages; whole
+//! files are printed only by the round-trip tests and fuzz targets. Comments are not part
+//! of the tree, so this is not a formatter for users' files.
+#![cfg_attr(not(any(test, feature = "unstable-internals")), allow(dead_code))]
 
 use std::fmt::Write as _;
 
@@ -57,7 +62,12 @@ pub(crate) fn condition(c: &Condition) -> String {
             _ => format!("not {}", condition(inner)),
         },
         Condition::Compare(cmp) => {
-            format!("{} {} {}", field_path(&cmp.path), cmp.op.as_str(), literal(&cmp.value.kind))
+            format!(
+                "{} {} {}",
+                field_path(&cmp.path),
+                cmp.op.as_str(),
+                literal(&cmp.value.kind)
+            )
         }
         Condition::Exists(p, _) => format!("exists({})", field_path(p)),
     }
@@ -73,7 +83,14 @@ pub(crate) fn literal(l: &LiteralKind) -> String {
         LiteralKind::Regex { pattern, flags } => format!("/{}/{}", escape_regex(pattern), flags),
         LiteralKind::Duration(d) => format!("{}{}", d.amount, d.suffix()),
         LiteralKind::List(items) => {
-            format!("[{}]", items.iter().map(|l| literal(&l.kind)).collect::<Vec<_>>().join(", "))
+            format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(|l| literal(&l.kind))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         }
     }
 }
@@ -99,9 +116,17 @@ pub(crate) fn quote(s: &str) -> String {
 
 fn is_plain_key(k: &str, first: bool) -> bool {
     let mut chars = k.chars();
-    let start_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    let keyword = first && matches!(k, "and" | "or" | "not" | "in" | "true" | "false" | "null" | "exists");
-    let body_ok = k.split('-').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    let start_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let keyword = first
+        && matches!(
+            k,
+            "and" | "or" | "not" | "in" | "true" | "false" | "null" | "exists"
+        );
+    let body_ok = k
+        .split('-')
+        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
     start_ok && body_ok && !keyword
 }
 
@@ -157,12 +182,22 @@ pub(crate) fn template(t: &Template, interp: bool) -> String {
         Template::String(s) if interp => interpolated(s),
         Template::String(s) => quote(&s.as_plain().unwrap_or_default()),
         Template::Path(p) => field_path(p),
-        Template::Array(items, _) => format!("[{}]", items.iter().map(|t| template(t, interp)).collect::<Vec<_>>().join(", ")),
+        Template::Array(items, _) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|t| template(t, interp))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Template::Object(members, _) => {
             if members.is_empty() {
                 return String::from("{}");
             }
-            let inner: Vec<String> = members.iter().map(|(k, v)| format!("{}: {}", quote(&k.value), template(v, interp))).collect();
+            let inner: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("{}: {}", quote(&k.value), template(v, interp)))
+                .collect();
             format!("{{ {} }}", inner.join(", "))
         }
     }
@@ -176,7 +211,8 @@ fn interpolated(s: &Interpolated) -> String {
                 let q = quote(t);
                 let mut inner = q.get(1..q.len() - 1).unwrap_or("").replace("${", "$${");
                 // A `$` right before `${` would read as `$${`: write it as an escape.
-                let next_interpolates = matches!(s.parts.get(i + 1), Some(Part::Env { .. } | Part::Path(_)));
+                let next_interpolates =
+                    matches!(s.parts.get(i + 1), Some(Part::Env { .. } | Part::Path(_)));
                 if next_interpolates && inner.ends_with('$') {
                     inner.pop();
                     inner.push_str("\\u0024");
