@@ -11,8 +11,17 @@ target c { url = "https://x.test/c" }
 "#;
 
 fn set(rules: &str) -> RuleSet {
-    RuleSet::from_files([("00-targets.rules", TARGETS), ("10-rules.rules", rules)])
-        .unwrap_or_else(|e| panic!("{}\n{}", rules, e.diagnostics().map(|d| d.render(switchyard::Format::Text)).unwrap_or_default()))
+    RuleSet::from_files([("00-targets.rules", TARGETS), ("10-rules.rules", rules)]).unwrap_or_else(
+        |e| {
+            panic!(
+                "{}\n{}",
+                rules,
+                e.diagnostics()
+                    .map(|d| d.render(switchyard::Format::Text))
+                    .unwrap_or_default()
+            )
+        },
+    )
 }
 
 fn fires(condition: &str, alert: &Value) -> bool {
@@ -147,8 +156,17 @@ fn missing_fields_are_false_and_negations_true() {
     ] {
         assert!(!fires(positive, &al), "{positive} holds on a missing field");
     }
-    for negative in [r#"missing != "x""#, "missing != null", "missing !~ /x/", r#"missing not in ["x"]"#, "not exists(missing)"] {
-        assert!(fires(negative, &al), "{negative} is not the opposite of its positive");
+    for negative in [
+        r#"missing != "x""#,
+        "missing != null",
+        "missing !~ /x/",
+        r#"missing not in ["x"]"#,
+        "not exists(missing)",
+    ] {
+        assert!(
+            fires(negative, &al),
+            "{negative} is not the opposite of its positive"
+        );
     }
 }
 
@@ -179,7 +197,11 @@ fn negations_are_exact_opposites() {
         for (pos, neg) in pairs {
             let p = fires(pos, al);
             assert_eq!(fires(neg, al), !p, "{neg} on {al}");
-            assert_eq!(fires(&format!("not ({pos})"), al), !p, "not ({pos}) on {al}");
+            assert_eq!(
+                fires(&format!("not ({pos})"), al),
+                !p,
+                "not ({pos}) on {al}"
+            );
         }
     }
 }
@@ -216,7 +238,10 @@ fn all_match_in_order_with_dedup() {
     "#;
     let d = decide(rules, json!({"x": 1, "y": 2, "z": 3}));
     assert_eq!(d.targets, ["a", "b", "c"]);
-    assert_eq!(d.rules, ["10-rules.rules:2", "10-rules.rules:3", "10-rules.rules:4"]);
+    assert_eq!(
+        d.rules,
+        ["10-rules.rules:2", "10-rules.rules:3", "10-rules.rules:4"]
+    );
     assert!(!d.dropped && !d.unrouted);
 
     let d = decide(rules, json!({"y": 2}));
@@ -231,10 +256,17 @@ fn stop_and_drop() {
         rule "after" when exists(x) -> post c
     "#;
     let d = decide(rules, json!({"x": 1}));
-    assert_eq!((d.targets.clone(), d.rules.clone(), d.dropped), (vec!["a".to_owned()], vec!["first".to_owned()], false));
+    assert_eq!(
+        (d.targets.clone(), d.rules.clone(), d.dropped),
+        (vec!["a".to_owned()], vec!["first".to_owned()], false)
+    );
 
     let d = decide(rules, json!({"x": 2}));
-    assert_eq!(d.targets, ["b"], "a drop rule's own posts are delivered; nothing after it");
+    assert_eq!(
+        d.targets,
+        ["b"],
+        "a drop rule's own posts are delivered; nothing after it"
+    );
     assert_eq!(d.rules, ["dropper"]);
     assert!(d.dropped && !d.unrouted);
 
@@ -245,7 +277,10 @@ fn stop_and_drop() {
     assert!(d.unrouted && d.targets.is_empty() && d.rules.is_empty());
 
     // `stop` takes effect after the rule's other actions, wherever it is written.
-    let d = decide("when x == 1 -> stop, post a\nwhen x == 1 -> post b", json!({"x": 1}));
+    let d = decide(
+        "when x == 1 -> stop, post a\nwhen x == 1 -> post b",
+        json!({"x": 1}),
+    );
     assert_eq!(d.targets, ["a"]);
 }
 
@@ -261,7 +296,11 @@ fn a_rule_that_matches_with_no_posts_is_routed() {
 fn files_load_in_name_order() {
     let dir = tempdir();
     std::fs::write(dir.join("20-late.rules"), "when x == 1 -> post late").unwrap();
-    std::fs::write(dir.join("00-targets.rules"), "target early { url = \"https://x.test/e\" }\ntarget late { url = \"https://x.test/l\" }").unwrap();
+    std::fs::write(
+        dir.join("00-targets.rules"),
+        "target early { url = \"https://x.test/e\" }\ntarget late { url = \"https://x.test/l\" }",
+    )
+    .unwrap();
     std::fs::write(dir.join("10-early.rules"), "when x == 1 -> post early").unwrap();
     std::fs::write(dir.join("notes.txt"), "when this is not a rules file").unwrap();
     std::fs::write(dir.join(".#10-early.rules"), "editor lock file, ignored").unwrap();
@@ -279,13 +318,22 @@ fn metadata_fields() {
         when @state == "resolved" -> post b
         when @name starts_with "web" and exists(@id) -> post c
     "#);
-    let body = json!({"alertId": "id1", "alertName": "web-cpu", "folderId": "f", "status": "ALARM"});
+    let body =
+        json!({"alertId": "id1", "alertName": "web-cpu", "folderId": "f", "status": "ALARM"});
     let alert = adapt_json(Some(Source::Yandex), body).unwrap().remove(0);
     assert_eq!(set.evaluate(&alert).summary().targets, ["a", "c"]);
-    let ok = adapt_json(Some(Source::Yandex), json!({"alertId": "id1", "status": "OK"})).unwrap().remove(0);
+    let ok = adapt_json(
+        Some(Source::Yandex),
+        json!({"alertId": "id1", "status": "OK"}),
+    )
+    .unwrap()
+    .remove(0);
     assert_eq!(set.evaluate(&ok).summary().targets, ["b"]);
     let generic = Alert::new(json!({"status": "ALARM"}));
-    assert!(set.evaluate(&generic).unrouted(), "a generic alert has no name or id and state `unknown`");
+    assert!(
+        set.evaluate(&generic).unrouted(),
+        "a generic alert has no name or id and state `unknown`"
+    );
 }
 
 #[test]
@@ -304,17 +352,32 @@ fn body_templates_render_fields_and_keep_secrets_out_of_display() {
             when exists(alertId) -> post t, post raw"#,
         )])
         .unwrap();
-    let alert = Alert::new(json!({"alertId": "a1", "alertName": "cpu", "curValue": 95, "labels": {"sev": "high"}}));
+    let alert = Alert::new(
+        json!({"alertId": "a1", "alertName": "cpu", "curValue": 95, "labels": {"sev": "high"}}),
+    );
     let t = set.target("t").unwrap();
     assert_eq!(
         t.render_body(&alert),
         json!({"id": "a1", "text": "cpu at 95%", "missing": null, "nested": ["high", 1, true, null], "token": "s3cret", "lit": "${not}"})
     );
     assert_eq!(t.render_body_display(&alert)["token"], "${env.TOKEN}");
-    assert_eq!(t.headers().collect::<Vec<_>>(), [("Authorization", String::from("Bearer s3cret"))]);
-    assert_eq!(t.headers_display().collect::<Vec<_>>(), [("Authorization", String::from("Bearer ${env.TOKEN}"))]);
-    assert_eq!((t.method(), t.timeout().as_secs(), t.retries()), ("POST", 5, 3));
-    assert_eq!(set.target("raw").unwrap().render_body(&alert), *alert.body(), "no body: the alert as received");
+    assert_eq!(
+        t.headers().collect::<Vec<_>>(),
+        [("Authorization", String::from("Bearer s3cret"))]
+    );
+    assert_eq!(
+        t.headers_display().collect::<Vec<_>>(),
+        [("Authorization", String::from("Bearer ${env.TOKEN}"))]
+    );
+    assert_eq!(
+        (t.method(), t.timeout().as_secs(), t.retries()),
+        ("POST", 5, 3)
+    );
+    assert_eq!(
+        set.target("raw").unwrap().render_body(&alert),
+        *alert.body(),
+        "no body: the alert as received"
+    );
     let explained = serde_json::to_string(&set.explain(&alert)).unwrap();
     assert!(!explained.contains("s3cret"));
 }
@@ -331,7 +394,11 @@ fn explain_shows_each_predicate_and_the_values_seen() {
     assert_eq!(c.kind, "all");
     assert_eq!(c.children[1].text, "curValue > 90");
     assert_eq!(c.children[1].seen, Some(vec![json!("95")]));
-    assert_eq!(e.rules[1].condition.seen, Some(vec![]), "a missing field is shown as no value");
+    assert_eq!(
+        e.rules[1].condition.seen,
+        Some(vec![]),
+        "a missing field is shown as no value"
+    );
     let text = e.to_string();
     assert!(text.contains("curValue > 90  (saw \"95\")"), "{text}");
     assert!(text.contains("field missing"), "{text}");
@@ -346,7 +413,11 @@ fn evaluation_is_deterministic_and_shared_across_threads() {
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (set, alert) = (set.clone(), alert.clone());
-            std::thread::spawn(move || (0..100).map(|_| set.evaluate(&alert).summary()).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..100)
+                    .map(|_| set.evaluate(&alert).summary())
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
     for h in handles {
@@ -355,7 +426,11 @@ fn evaluation_is_deterministic_and_shared_across_threads() {
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("switchyard-eval-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-eval-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

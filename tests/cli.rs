@@ -1,0 +1,435 @@
+//! The built binary: exit codes, output formats, and hostile input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(p: &str) -> PathBuf {
+    root().join("../shared/fixtures").join(p)
+}
+
+fn run(args: &[&str]) -> Output {
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{args:?} took {:?}",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> &Self {
+        std::fs::write(self.0.join(name), contents).unwrap();
+        self
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn check_exit_codes() {
+    let ok = run(&["check", "rules"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(stderr(&ok).contains("ok: rules:"));
+
+    let bad = TempDir::new("check-bad");
+    bad.write(
+        "a.rules",
+        "target t { url = \"https://x.test\" }\nwhen a = 1 -> post t\nwhen b == 1 -> post u\n",
+    );
+    let out = run(&["check", bad.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error[E0103]") && err.contains("a.rules:2:8"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 error(s)"),
+        "a file stops at its first syntax error: {err}"
+    );
+
+    let missing = run(&["check", "does/not/exist"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("does/not/exist"));
+
+    let usage = run(&["check", "--format", "yaml"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn check_reports_every_file_and_warnings() {
+    let dir = TempDir::new("check-all");
+    dir.write("00-targets.rules", "target alarm_url { url = \"https://x.test\" }\ntarget spare { url = \"https://x.test/s\" }\n")
+        .write("10-a.rules", "when x == 1 -> post alarm_ulr\n")
+        .write("20-b.rules", "when curValue > \"90\" -> post alarm_url\n");
+    let out = run(&["check", dir.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let a = err.find("10-a.rules").unwrap();
+    let b = err.find("20-b.rules").unwrap();
+    assert!(a < b, "sorted by file: {err}");
+    assert!(err.contains("did you mean `alarm_url`"));
+
+    let warn = TempDir::new("check-warn");
+    warn.write("a.rules", "target t { url = \"https://x.test\" }\ntarget spare { url = \"https://x.test/s\" }\nwhen x == 1 -> post t\n");
+    let out = run(&["check", warn.path()]);
+    assert_eq!(out.status.code(), Some(0), "warnings do not fail check");
+    assert!(stderr(&out).contains("warning[W0203]"));
+}
+
+#[test]
+fn check_json_format() {
+    let dir = TempDir::new("check-json");
+    let line = "when name == \"é\" and curValue > \"90\" -> post t";
+    dir.write(
+        "a.rules",
+        format!("target t {{ url = \"https://x.test\" }}\n{line}\n"),
+    );
+    let column = line[..line.find("\"90\"").unwrap()].chars().count() as u64 + 1;
+    let out = run(&["check", dir.path(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let d = &v[0];
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["code"], "E0301");
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(2), Some(column)),
+        "columns count characters: {d}"
+    );
+    assert!(d["file"].as_str().unwrap().ends_with("a.rules"));
+    assert!(d["help"][0].as_str().unwrap().contains("curValue > 90"));
+    assert_eq!(d["labels"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn route_prints_one_json_line() {
+    let out = run(&[
+        "route",
+        "--rules",
+        "rules",
+        fixture("yandex/function-alarm.json").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "{\"targets\":[\"alarm_url\"],\"rules\":[\"yandex alarm\"],\"dropped\":false,\"unrouted\":false}\n"
+    );
+
+    let out = run(&[
+        "route",
+        "--rules",
+        "rules",
+        "--source",
+        "alibaba",
+        fixture("alibaba/metric-alarm.form.txt").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "{\"targets\":[\"ecs_critical\",\"web_team_chat\"],\"rules\":[\"ecs cpu critical\",\"web team instances\"],\"dropped\":false,\"unrouted\":false}\n"
+    );
+
+    let out = run(&[
+        "route",
+        "--rules",
+        "rules",
+        fixture("alibaba/metric-ok.form.txt").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout(&out).contains("\"targets\":[\"ecs_recovered\"]"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn route_reads_stdin_and_reports_unrouted() {
+    let mut child = Command::new(BIN)
+        .args(["route", "--rules", "rules", "-"])
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"hello": "world"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "{\"targets\":[],\"rules\":[],\"dropped\":false,\"unrouted\":true}\n"
+    );
+}
+
+#[test]
+fn route_refuses_bad_alerts_cleanly() {
+    let dir = TempDir::new("route-bad");
+    dir.write("bad.json", "{\"not json");
+    let out = run(&[
+        "route",
+        "--rules",
+        "rules",
+        &format!("{}/bad.json", dir.path()),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not valid JSON"), "{}", stderr(&out));
+
+    let out = run(&["route", "--rules", "rules", "--source", "nope", "x.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown source `nope`"));
+
+    dir.write("array.json", "[1, 2]");
+    let out = run(&[
+        "route",
+        "--rules",
+        "rules",
+        "--source",
+        "alibaba",
+        &format!("{}/array.json", dir.path()),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("must be a JSON object"),
+        "{}",
+        stderr(&out)
+    );
+
+    // JSON nested 100,000 deep is refused by the parser's depth limit, not the stack.
+    dir.write("deep.json", "[".repeat(100_000));
+    let out = run(&[
+        "route",
+        "--rules",
+        "rules",
+        &format!("{}/deep.json", dir.path()),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn test_command_reports_failures_with_trace() {
+    let ok = run(&["test", "rules"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains("0 failed"));
+
+    let dir = TempDir::new("test-fail");
+    dir.write(
+        "a.rules",
+        r#"target alarm_url { url = "https://x.test/a" }
+target ok_url { url = "https://x.test/o" }
+when status == "ALARM" -> post alarm_url
+test "wrong expectation" {
+    alert { "status": "ALARM" }
+    expect post ok_url
+}
+test "right expectation" {
+    alert { "status": "ALARM" }
+    expect post alarm_url
+}
+"#,
+    );
+    let out = run(&["test", dir.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("test wrong expectation ... FAILED"), "{text}");
+    assert!(
+        text.contains("expected a post to `ok_url`, but the alert was posted to: alarm_url"),
+        "{text}"
+    );
+    assert!(
+        text.contains("status == \"ALARM\"  (saw \"ALARM\")"),
+        "the failure shows the trace: {text}"
+    );
+    assert!(text.contains("test right expectation ... ok"));
+    assert!(text.contains("1 passed; 1 failed"));
+}
+
+#[test]
+fn explain_text_and_json() {
+    let f = fixture("alibaba/metric-alarm.form.txt");
+    let out = run(&["explain", "--rules", "rules", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(
+        text.contains("rule ecs cpu critical (20-alibaba.rules:5): matched -> post ecs_critical"),
+        "{text}"
+    );
+    assert!(text.contains("curValue >= 90  (saw \"93.75\")"), "{text}");
+    assert!(
+        text.contains("decision: post ecs_critical, web_team_chat"),
+        "{text}"
+    );
+
+    let out = run(&["explain", "--rules", "rules", "--json", f.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["metadata"]["source"], "alibaba");
+    assert_eq!(v["decision"]["targets"][0], "ecs_critical");
+}
+
+#[test]
+fn help_for_each_command() {
+    for cmd in ["check", "route", "test", "explain"] {
+        let out = run(&[cmd, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(stdout(&out).contains("Usage: switchyard"), "{cmd}");
+    }
+}
+
+/// Hostile rules files: each gets a diagnostic with a position or a clean refusal, in
+/// bounded time, never a panic or a crash.
+#[test]
+fn hostile_rules_files() {
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "garbage",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
+            "E0001",
+        ),
+        (
+            "invalid-utf8",
+            b"when a == \"\xc3\x28\" -> post t\n".to_vec(),
+            "E0001",
+        ),
+        ("nul-bytes", b"when a\0 == 1 -> post t\n".to_vec(), "E0103"),
+        (
+            "long-line",
+            format!(
+                "when a == \"{}\" and -> post t\n",
+                "x".repeat(3 * 1024 * 1024)
+            )
+            .into_bytes(),
+            "E0101",
+        ),
+        ("ten-mb", vec![b'#'; 10 * 1024 * 1024], "E0001"),
+        (
+            "parens",
+            format!(
+                "when {}a == 1{} -> post t",
+                "(".repeat(200_000),
+                ")".repeat(200_000)
+            )
+            .into_bytes(),
+            "E0105",
+        ),
+        (
+            "nots",
+            format!("when {}a == 1 -> post t", "not ".repeat(200_000)).into_bytes(),
+            "E0105",
+        ),
+        (
+            "ands",
+            format!(
+                "target t {{ url = \"https://x.test\" }}\nwhen a == 1{} -> post t",
+                " and a == 1".repeat(100_000)
+            )
+            .into_bytes(),
+            "ok",
+        ),
+        (
+            "json-nesting",
+            format!("test \"x\" {{ alert {} }}", "{\"a\": ".repeat(100_000)).into_bytes(),
+            "E0105",
+        ),
+        (
+            "huge-regex",
+            b"target t { url = \"https://x.test\" }\nwhen a =~ /(\\w{100}){100}/ -> post t\n"
+                .to_vec(),
+            "E0303",
+        ),
+    ];
+    for (name, bytes, expect) in cases {
+        let dir = TempDir::new(&format!("hostile-{name}"));
+        dir.write("a.rules", &bytes);
+        let out = run(&["check", dir.path()]);
+        let err = stderr(&out);
+        if expect == "ok" {
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{name}: {}",
+                &err[..err.len().min(2000)]
+            );
+        } else {
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{name}: {}",
+                &err[..err.len().min(2000)]
+            );
+            assert!(
+                err.contains(&format!("[{expect}]")),
+                "{name}: {}",
+                &err[..err.len().min(2000)]
+            );
+            assert!(
+                err.len() < 20_000,
+                "{name}: the report stays short ({} bytes)",
+                err.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn thousands_of_files() {
+    let dir = TempDir::new("many-files");
+    dir.write(
+        "0000-targets.rules",
+        "target t { url = \"https://x.test\" }\n",
+    );
+    for i in 1..3000 {
+        dir.write(
+            &format!("{i:04}.rules"),
+            format!("rule \"r{i}\" when n == {i} -> post t\n"),
+        );
+    }
+    let out = run(&["check", dir.path()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2999 rules"));
+}
