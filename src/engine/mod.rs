@@ -330,3 +330,6 @@ impl Pred {
         }
     }
 }
+
+#[cfg(test)]
+mod property_tests;

@@ -152,3 +152,6 @@ fn unclosed(string: bool, file: FileId, start: usize, end: usize) -> Diagnostic 
 pub fn parse_for_tests(text: &str) -> Result<ast::File, Vec<Diagnostic>> {
     parse(text, FileId(0))
 }
+
+#[cfg(test)]
+mod roundtrip_tests;
