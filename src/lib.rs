@@ -31,9 +31,11 @@
 //! The engine needs no async runtime and no network crates: build with
 //! `default-features = false` to embed it alone.
 //!
-//! pest's process-wide error-detail switch is turned on the first time switchyard parses
-//! (it only costs when a parse fails); switchyard does not change pest's call limit, and
-//! bounds its own input before pest runs instead (8 MiB per file, 64 levels of nesting).
+//! For embedders that use pest themselves: pest's error detail is a process-wide switch.
+//! switchyard turns it on only while it re-parses a rules file that failed (to name the
+//! tokens it expected), under a lock, and turns it off again. switchyard never changes
+//! pest's call limit; it bounds its own input before pest runs (8 MiB per file, 64 levels of
+//! nesting).
 
 mod alert;
 mod check;

@@ -168,6 +168,9 @@ pub(crate) fn path(p: &FieldPath) -> Path {
             _ => Meta::Id,
         });
     }
+    if let [Segment::Key(k)] = p.segments.as_slice() {
+        return Path::Key(k.as_str().into());
+    }
     Path::Fields(
         p.segments
             .iter()

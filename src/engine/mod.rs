@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use crate::alert::Alert;
 use crate::check::{Checked, CheckedTest, Method, SecretText};
@@ -175,8 +176,8 @@ impl RuleSet {
     pub fn evaluate(&self, alert: &Alert) -> Decision<'_> {
         let mut d = Decision {
             set: self,
-            targets: Vec::new(),
-            rules: Vec::new(),
+            targets: SmallVec::new(),
+            rules: SmallVec::new(),
             dropped: false,
         };
         for (i, r) in self.inner.rules.iter().enumerate() {
@@ -243,11 +244,14 @@ impl RuleSet {
 }
 
 /// What the rules decided for one alert.
+///
+/// Fired rules and targets live inline for the common case (a handful of each), so
+/// evaluating an alert allocates nothing.
 #[derive(Clone)]
 pub struct Decision<'r> {
     set: &'r RuleSet,
-    targets: Vec<u32>,
-    rules: Vec<u32>,
+    targets: SmallVec<[u32; 6]>,
+    rules: SmallVec<[u32; 6]>,
     dropped: bool,
 }
 

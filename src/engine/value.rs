@@ -34,6 +34,8 @@ pub(crate) enum Seg {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Path {
     Meta(Meta),
+    /// A top-level field, the most common path: looked up without walking.
+    Key(Box<str>),
     Fields(Box<[Seg]>),
 }
 
@@ -95,6 +97,10 @@ impl Path {
                 };
                 v.is_some_and(|s| f(Val::Str(s)))
             }
+            Path::Key(k) => match alert.body() {
+                Value::Object(m) => m.get(&**k).is_some_and(|v| f(Val::of(v))),
+                _ => false,
+            },
             Path::Fields(segs) => walk(alert.body(), segs, f),
         }
     }

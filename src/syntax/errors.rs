@@ -4,18 +4,30 @@
 //! at the furthest position it reached. Users never see rule names: each rule maps to the
 //! words `docs/language.md` uses, and common slips get a targeted hint with a fix.
 
-use std::sync::Once;
+use std::sync::Mutex;
 
+use pest::Parser as _;
 use pest::error::{Error, ErrorVariant, InputLocation};
 
-use super::parser::Rule as R;
+use super::parser::{Rule as R, RulesParser};
 use crate::diagnostic::{Code, Diagnostic, FileId, Span, codes};
 
-/// pest's error detail (the literal tokens it expected) is a process-wide switch. switchyard
-/// turns it on once, the first time it parses; it costs only when a parse fails.
-pub(super) fn enable_error_detail() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| pest::set_error_detail(true));
+/// Parses a file that failed once more with pest's error detail on, for the literal tokens
+/// (`)`, `,`, `=`) it expected. The detail is a process-wide switch that slows every parse
+/// by about 40%, so it is on only for this second parse of a failed file, under a lock,
+/// and off again afterwards. The original error is used if the second parse disagrees.
+pub(super) fn detailed_error(text: &str, first: Error<R>) -> Error<R> {
+    static DETAIL: Mutex<()> = Mutex::new(());
+    let _guard = DETAIL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pest::set_error_detail(true);
+    let again = RulesParser::parse(R::file, text);
+    pest::set_error_detail(false);
+    match again {
+        Err(e) => e,
+        Ok(_) => first,
+    }
 }
 
 /// What the user would call a grammar rule. `None` hides the rule from messages.

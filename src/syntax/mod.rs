@@ -25,10 +25,14 @@ pub(crate) const MAX_BRACKET_DEPTH: usize = 64;
 /// Parses one rules file. A file stops at its first syntax error; problems found while
 /// decoding tokens (escapes, number ranges, `${...}`) are all reported.
 pub(crate) fn parse(text: &str, file: FileId) -> Result<ast::File, Vec<Diagnostic>> {
-    errors::enable_error_detail();
     prescan(text, file).map_err(|d| vec![d])?;
-    let mut pairs = RulesParser::parse(Rule::file, text)
-        .map_err(|e| vec![errors::syntax_error(&e, text, file)])?;
+    let mut pairs = RulesParser::parse(Rule::file, text).map_err(|e| {
+        vec![errors::syntax_error(
+            &errors::detailed_error(text, e),
+            text,
+            file,
+        )]
+    })?;
     let Some(top) = pairs.next() else {
         unreachable!("grammar: file matched")
     };
