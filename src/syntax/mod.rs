@@ -153,7 +153,7 @@ fn unclosed(string: bool, file: FileId, start: usize, end: usize) -> Diagnostic 
 
 /// Parses a file, for tests and fuzzing.
 #[cfg(any(test, feature = "unstable-internals"))]
-pub fn parse_for_tests(text: &str) -> Result<ast::File, Vec<Diagnostic>> {
+pub(crate) fn parse_for_tests(text: &str) -> Result<ast::File, Vec<Diagnostic>> {
     parse(text, FileId(0))
 }
 
