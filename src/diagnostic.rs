@@ -710,15 +710,15 @@ fn render_line(
     p.paint(out, BOLD_BLUE, &format!("{pad} |"));
     out.push(' ');
     p.paint(out, sev, &marks);
-    if let Some(&(_, _, last)) = labels.last() {
-        if !last.message.is_empty() {
-            out.push(' ');
-            p.paint(
-                out,
-                if last.primary { sev } else { BOLD_BLUE },
-                &clean(&last.message),
-            );
-        }
+    if let Some(&(_, _, last)) = labels.last()
+        && !last.message.is_empty()
+    {
+        out.push(' ');
+        p.paint(
+            out,
+            if last.primary { sev } else { BOLD_BLUE },
+            &clean(&last.message),
+        );
     }
     out.push('\n');
 

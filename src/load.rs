@@ -27,8 +27,11 @@ pub const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 /// # Ok::<(), switchyard::Error>(())
 /// ```
 pub struct Loader<'e> {
-    env: Box<dyn Fn(&str) -> Option<String> + 'e>,
+    env: Box<EnvFn<'e>>,
 }
+
+/// Reads one environment variable by name.
+type EnvFn<'e> = dyn Fn(&str) -> Option<String> + 'e;
 
 impl Default for Loader<'_> {
     fn default() -> Self {

@@ -1,5 +1,8 @@
 //! The built binary: exit codes, output formats, and hostile input.
 
+// A failed unwrap in a test helper is a loud test failure, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! Evaluation, table-driven: (condition, alert) -> fires or not; and whole rule sets ->
 //! decisions. DSL.md's "Evaluation" and "Conditions" sections are the contract.
 
+// A failed unwrap in a test helper is a loud test failure, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 use serde_json::{Value, json};
 use switchyard::{Alert, DecisionSummary, RuleSet, Source, adapt_json};
 

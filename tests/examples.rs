@@ -1,5 +1,8 @@
 //! The example folder `rules/` loads cleanly and its `test` blocks pass.
 
+// A failed unwrap in a test helper is a loud test failure, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 use switchyard::RuleSet;
 
 #[test]

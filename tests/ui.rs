@@ -2,6 +2,9 @@
 //! loaded, its diagnostics rendered as text, and the text snapshotted. `err_*` cases must
 //! fail to load; `warn_*` cases must load with warnings.
 
+// A failed unwrap in a test helper is a loud test failure, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use switchyard::{Format, Loader};

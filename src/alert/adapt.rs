@@ -143,10 +143,10 @@ fn alibaba(body: Value) -> Result<Alert, AdaptError> {
     // Alibaba sends absent values as the text `null` (veaiops treats `""` alike).
     m.retain(|_, v| !matches!(v.as_str(), Some("null")));
     for key in ["dimensions", "customLabels"] {
-        if let Some(v) = m.get_mut(key) {
-            if let Some(obj) = key_values(v) {
-                *v = Value::Object(obj);
-            }
+        if let Some(v) = m.get_mut(key)
+            && let Some(obj) = key_values(v)
+        {
+            *v = Value::Object(obj);
         }
     }
     let get = |k: &str| m.get(k).and_then(Value::as_str);

@@ -101,10 +101,10 @@ pub(crate) fn check(
 
     for f in files {
         for item in &f.items {
-            if let Item::Target(t) = item {
-                if let Some(t) = targets::check_target(&mut cx, t, &scope, env) {
-                    out.targets.push(t);
-                }
+            if let Item::Target(t) = item
+                && let Some(t) = targets::check_target(&mut cx, t, &scope, env)
+            {
+                out.targets.push(t);
             }
         }
     }
@@ -170,19 +170,19 @@ pub(crate) fn check(
                             );
                         }
                     }
-                    if stop && drop {
-                        if let Some(ast::Action::Stop(span)) =
+                    if stop
+                        && drop
+                        && let Some(ast::Action::Stop(span)) =
                             r.actions.iter().find(|a| matches!(a, ast::Action::Stop(_)))
-                        {
-                            cx.report(
-                                Diagnostic::warning(
-                                    codes::REDUNDANT_ACTION,
-                                    "redundant action: `stop` with `drop`",
-                                )
-                                .with_primary(*span, "remove this")
-                                .with_note("`drop` already stops evaluation"),
-                            );
-                        }
+                    {
+                        cx.report(
+                            Diagnostic::warning(
+                                codes::REDUNDANT_ACTION,
+                                "redundant action: `stop` with `drop`",
+                            )
+                            .with_primary(*span, "remove this")
+                            .with_note("`drop` already stops evaluation"),
+                        );
                     }
                     let location = sources.file_line(r.span);
                     let id = r
@@ -210,19 +210,20 @@ pub(crate) fn check(
     // An unused target is worth a warning only when nothing else is wrong: a failed `post`
     // would otherwise make its intended target look unused.
     for (i, used) in posted.iter().enumerate() {
-        if !used && cx.errors.is_empty() {
-            if let Some((name, span)) = scope.targets.get(i) {
-                cx.warnings.push(
-                    Diagnostic::warning(
-                        codes::UNUSED_TARGET,
-                        format!("target `{name}` is never posted to"),
-                    )
-                    .with_primary(*span, "declared here")
-                    .with_help(format!(
-                        "post to it from a rule (`when ... -> post {name}`), or remove it"
-                    )),
-                );
-            }
+        if !used
+            && cx.errors.is_empty()
+            && let Some((name, span)) = scope.targets.get(i)
+        {
+            cx.warnings.push(
+                Diagnostic::warning(
+                    codes::UNUSED_TARGET,
+                    format!("target `{name}` is never posted to"),
+                )
+                .with_primary(*span, "declared here")
+                .with_help(format!(
+                    "post to it from a rule (`when ... -> post {name}`), or remove it"
+                )),
+            );
         }
     }
 

@@ -310,12 +310,14 @@ fn resolve(
                 name,
                 default,
                 span,
-            } => match env(name).or_else(|| default.clone()) {
-                Some(value) => parts.push(TextPart::Env {
+            } => match (env(name), default) {
+                (Some(value), _) => parts.push(TextPart::Env {
                     name: name.clone(),
                     value,
                 }),
-                None => {
+                // A default is written in the rules, so it is no secret: shown as it is.
+                (None, Some(d)) => parts.push(TextPart::Text(d.clone())),
+                (None, None) => {
                     ok = false;
                     cx.report(
                         Diagnostic::error(codes::MISSING_ENV, format!("environment variable `{name}` is not set"))

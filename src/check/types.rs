@@ -44,20 +44,20 @@ pub(crate) fn check_path(cx: &mut Cx<'_>, p: &FieldPath) {
             .with_help("no sender nests fields this deep; check the path for a repeated part"),
         );
     }
-    if let Some(m) = &p.meta {
-        if !META_FIELDS.contains(&m.as_str()) {
-            let d = Diagnostic::error(
-                codes::UNKNOWN_META,
-                format!("unknown metadata field `@{m}`"),
-            )
-            .with_primary(p.span, "not a metadata field")
-            .with_note("the metadata fields are `@source`, `@state`, `@name` and `@id`");
-            let d = match suggest(m, META_FIELDS) {
-                Some(s) => d.with_help(format!("did you mean `@{s}`?")),
-                None => d.with_help(format!("for a field of the payload, drop the `@`: `{m}`")),
-            };
-            cx.report(d);
-        }
+    if let Some(m) = &p.meta
+        && !META_FIELDS.contains(&m.as_str())
+    {
+        let d = Diagnostic::error(
+            codes::UNKNOWN_META,
+            format!("unknown metadata field `@{m}`"),
+        )
+        .with_primary(p.span, "not a metadata field")
+        .with_note("the metadata fields are `@source`, `@state`, `@name` and `@id`");
+        let d = match suggest(m, META_FIELDS) {
+            Some(s) => d.with_help(format!("did you mean `@{s}`?")),
+            None => d.with_help(format!("for a field of the payload, drop the `@`: `{m}`")),
+        };
+        cx.report(d);
     }
 }
 
@@ -185,10 +185,10 @@ fn check_comparison(cx: &mut Cx<'_>, cmp: &Comparison, regexes: &mut HashMap<Spa
 }
 
 fn check_source_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
-    if let LiteralKind::String(s) = kind {
-        if crate::alert::Source::from_name(s).is_none() {
-            cx.report(unknown_source(s, span));
-        }
+    if let LiteralKind::String(s) = kind
+        && crate::alert::Source::from_name(s).is_none()
+    {
+        cx.report(unknown_source(s, span));
     }
 }
 

@@ -115,23 +115,23 @@ pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnost
             }
         }
     }
-    if let Some(a) = &attempts {
-        if a.max_position == pos {
-            for t in a.expected_tokens() {
-                let t = t.to_string();
-                if PUNCTUATION.contains(&t.as_str()) {
-                    push_unique(
-                        &mut punctuation,
-                        match t.as_str() {
-                            ")" => "`)`",
-                            "]" => "`]`",
-                            "}" => "`}`",
-                            "," => "`,`",
-                            ":" => "`:`",
-                            _ => "`=`",
-                        },
-                    );
-                }
+    if let Some(a) = &attempts
+        && a.max_position == pos
+    {
+        for t in a.expected_tokens() {
+            let t = t.to_string();
+            if PUNCTUATION.contains(&t.as_str()) {
+                push_unique(
+                    &mut punctuation,
+                    match t.as_str() {
+                        ")" => "`)`",
+                        "]" => "`]`",
+                        "}" => "`}`",
+                        "," => "`,`",
+                        ":" => "`:`",
+                        _ => "`=`",
+                    },
+                );
             }
         }
     }
