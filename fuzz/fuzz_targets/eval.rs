@@ -93,12 +93,16 @@ impl Cond {
 
     /// The same condition with each negatable comparison written as `not` of its positive.
     fn desugared(&self, depth: usize) -> String {
+        // Cut off exactly where `text` does, so both spell the same condition.
+        if depth > 8 {
+            return self.text(depth);
+        }
         match self {
             Cond::Ne(p, l) => format!("not ({} == {})", p.text(), l.text()),
             Cond::NotIn(p, l) => format!("not ({} in [{}])", p.text(), l.iter().take(4).map(Lit::text).collect::<Vec<_>>().join(", ")),
-            Cond::Not(c) if depth <= 8 => format!("not ({})", c.desugared(depth + 1)),
-            Cond::And(a, b) if depth <= 8 => format!("({}) and ({})", a.desugared(depth + 1), b.desugared(depth + 1)),
-            Cond::Or(a, b) if depth <= 8 => format!("({}) or ({})", a.desugared(depth + 1), b.desugared(depth + 1)),
+            Cond::Not(c) => format!("not ({})", c.desugared(depth + 1)),
+            Cond::And(a, b) => format!("({}) and ({})", a.desugared(depth + 1), b.desugared(depth + 1)),
+            Cond::Or(a, b) => format!("({}) or ({})", a.desugared(depth + 1), b.desugared(depth + 1)),
             other => other.text(depth),
         }
     }
