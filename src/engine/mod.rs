@@ -336,4 +336,4 @@ impl Pred {
 }
 
 #[cfg(test)]
-mod property_tests;
+mod property_test;

@@ -158,4 +158,4 @@ pub(crate) fn parse_for_tests(text: &str) -> Result<ast::File, Vec<Diagnostic>> 
 }
 
 #[cfg(test)]
-mod roundtrip_tests;
+mod roundtrip_test;

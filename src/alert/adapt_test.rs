@@ -1,0 +1,142 @@
+//! Unit tests of `adapt.rs`.
+
+use super::*;
+use serde_json::json;
+
+fn fixture(path: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../shared/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn alibaba_form_is_normalized() {
+    let body = form_to_json(fixture("alibaba/metric-alarm.form.txt").as_bytes());
+    assert_eq!(detect_source(&body), Source::Alibaba);
+    let a = adapt_json(None, body).unwrap().remove(0);
+    assert_eq!(a.state(), State::Firing);
+    assert!(
+        a.body()["dimensions"].is_object(),
+        "{:?}",
+        a.body()["dimensions"]
+    );
+    assert!(
+        a.body().get("preTriggerLevel").is_none(),
+        "the text `null` is missing"
+    );
+    assert!(a.id().unwrap().contains("instanceId="));
+}
+
+#[test]
+fn alibaba_legacy_dimensions_array_becomes_object() {
+    let body: Value = serde_json::from_str(&fixture("alibaba/metric-alarm.legacy.json")).unwrap();
+    let a = adapt_json(Some(Source::Alibaba), body).unwrap().remove(0);
+    assert_eq!(a.state(), State::Firing);
+    assert!(a.body()["dimensions"]["instanceId"].is_string());
+}
+
+#[test]
+fn alibaba_ok_is_resolved() {
+    let body = form_to_json(fixture("alibaba/metric-ok.form.txt").as_bytes());
+    let ok = adapt_json(None, body).unwrap().remove(0);
+    let alarm = adapt_json(
+        None,
+        form_to_json(fixture("alibaba/metric-alarm.form.txt").as_bytes()),
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(ok.state(), State::Resolved);
+    assert_eq!(
+        ok.id(),
+        alarm.id(),
+        "the same rule and object is the same alert"
+    );
+}
+
+#[test]
+fn yandex_accepts_either_status_key() {
+    for f in [
+        "yandex/function-alarm.json",
+        "yandex/function-escalation.status.json",
+    ] {
+        let body: Value = serde_json::from_str(&fixture(f)).unwrap();
+        assert_eq!(detect_source(&body), Source::Yandex, "{f}");
+        let a = adapt_json(None, body).unwrap().remove(0);
+        assert_eq!(a.state(), State::Firing, "{f}");
+    }
+    let ok: Value = serde_json::from_str(&fixture("yandex/function-ok.json")).unwrap();
+    assert_eq!(adapt_json(None, ok).unwrap()[0].state(), State::Resolved);
+}
+
+#[test]
+fn alertmanager_splits_and_keeps_group_fields() {
+    let body: Value = serde_json::from_str(&fixture("alertmanager/webhook-mixed.json")).unwrap();
+    assert_eq!(detect_source(&body), Source::Alertmanager);
+    let alerts = adapt_json(None, body).unwrap();
+    assert_eq!(alerts.len(), 3);
+    assert_eq!(
+        alerts
+            .iter()
+            .filter(|a| a.state() == State::Resolved)
+            .count(),
+        1
+    );
+    for a in &alerts {
+        assert!(a.body().get("receiver").is_some());
+        assert!(a.body().get("alerts").is_none());
+        let labels = a.body()["labels"].as_object().unwrap();
+        assert_eq!(
+            a.id().unwrap(),
+            format!("{:016x}", fingerprint(labels)),
+            "fixtures carry real fingerprints"
+        );
+    }
+}
+
+#[test]
+fn prometheus_state_comes_from_ends_at() {
+    let body: Value = serde_json::from_str(&fixture(
+        "alertmanager/api-v2-alerts-resolved-and-minimal.json",
+    ))
+    .unwrap();
+    assert_eq!(detect_source(&body), Source::Prometheus);
+    let alerts = adapt_at(None, body, "2026-11-24T00:00:00Z".parse().unwrap()).unwrap();
+    let states: Vec<State> = alerts.iter().map(Alert::state).collect();
+    assert!(
+        states.contains(&State::Resolved) && states.contains(&State::Firing),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn grafana_is_detected_and_split() {
+    let body: Value = serde_json::from_str(&fixture("grafana/webhook-firing.json")).unwrap();
+    assert_eq!(detect_source(&body), Source::Grafana);
+    let alerts = adapt_json(None, body).unwrap();
+    assert_eq!(alerts.len(), 2);
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a.state() == State::Firing && a.name().is_some())
+    );
+}
+
+#[test]
+fn wrong_shapes_are_errors_not_panics() {
+    assert_eq!(
+        adapt_json(Some(Source::Alibaba), json!([1])),
+        Err(AdaptError::NotAnObject {
+            source: Source::Alibaba
+        })
+    );
+    assert_eq!(
+        adapt_json(Some(Source::Alertmanager), json!({"version": "4"})),
+        Err(AdaptError::MissingAlerts {
+            source: Source::Alertmanager
+        })
+    );
+    assert!(adapt_json(Some(Source::Prometheus), json!({})).is_err());
+    assert!(adapt_json(Some(Source::Grafana), json!({"alerts": [1]})).is_err());
+}
