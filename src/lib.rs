@@ -40,6 +40,8 @@
 mod alert;
 mod check;
 mod diagnostic;
+#[cfg(feature = "dispatch")]
+mod dispatch;
 mod engine;
 mod error;
 mod load;
@@ -49,6 +51,10 @@ mod syntax;
 pub use alert::{AdaptError, Alert, Source, State, adapt_json, detect_source, form_to_json};
 pub use diagnostic::{
     Code, Diagnostic, Diagnostics, Format, Position, Severity, SourceFile, SourceMap,
+};
+#[cfg(feature = "dispatch")]
+pub use dispatch::{
+    Backoff, DeadLetter, DispatchError, Outbox, Router, RouterBuilder, RouterStats, Submitted,
 };
 pub use engine::{
     Decision, DecisionSummary, Explanation, PredicateTrace, RuleSet, RuleTrace, Target,

@@ -47,6 +47,8 @@ pub(crate) struct CheckedTarget {
     pub(crate) body: Option<BodyTemplate>,
     pub(crate) timeout_ms: u64,
     pub(crate) retries: u32,
+    /// The target (index) that receives what this one cannot take, and where it is named.
+    pub(crate) fallback: Option<(usize, Span)>,
 }
 
 /// A test block, resolved.
@@ -108,7 +110,15 @@ pub(crate) fn check(
             }
         }
     }
+    check_fallback_cycles(&mut cx, &out.targets, &scope);
     let mut posted = vec![false; scope.targets.len()];
+    for t in &out.targets {
+        if let Some((i, _)) = t.fallback
+            && let Some(p) = posted.get_mut(i)
+        {
+            *p = true;
+        }
+    }
     for f in files {
         for item in &f.items {
             match item {
@@ -234,6 +244,40 @@ pub(crate) fn check(
         let mut all = cx.errors;
         all.extend(cx.warnings);
         Err(all)
+    }
+}
+
+/// A fallback chain that comes back to where it started would pass a delivery around forever.
+fn check_fallback_cycles(cx: &mut Cx<'_>, targets: &[CheckedTarget], scope: &names::Scope) {
+    let index_of = |name: &str| targets.iter().position(|t| t.name == name);
+    for (start, t) in targets.iter().enumerate() {
+        let mut seen = vec![start];
+        let mut cur = t;
+        while let Some((next, span)) = cur.fallback {
+            let Some(next_name) = scope.targets.get(next).map(|(n, _)| n.as_str()) else {
+                break;
+            };
+            let Some(ni) = index_of(next_name) else { break };
+            // Report a cycle once, from its first-declared target.
+            if ni == start && seen.iter().all(|&i| i >= start) {
+                cx.report(
+                    Diagnostic::error(
+                        codes::BAD_SETTING,
+                        format!("fallbacks of target `{}` go round in a circle", t.name),
+                    )
+                    .with_primary(span, "leads back to the start")
+                    .with_help(
+                        "end the chain at a target without `fallback`, such as a dead-letter hook",
+                    ),
+                );
+                break;
+            }
+            if ni == start || seen.contains(&ni) {
+                break;
+            }
+            seen.push(ni);
+            cur = &targets[ni];
+        }
     }
 }
 

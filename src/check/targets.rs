@@ -9,7 +9,9 @@ use crate::diagnostic::{Diagnostic, Span, codes};
 use crate::syntax::ast::{FieldPath, Interpolated, Part, SettingValue, TargetDecl, Template};
 
 /// The settings a target accepts.
-pub(crate) const SETTINGS: [&str; 6] = ["url", "method", "headers", "body", "timeout", "retries"];
+pub(crate) const SETTINGS: [&str; 7] = [
+    "url", "method", "headers", "body", "timeout", "retries", "fallback",
+];
 
 /// The default per-attempt timeout.
 pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 5_000;
@@ -108,7 +110,7 @@ pub(crate) enum BodyTemplate {
 pub(crate) fn check_target(
     cx: &mut Cx<'_>,
     t: &TargetDecl,
-    _scope: &super::names::Scope,
+    scope: &super::names::Scope,
     env: EnvLookup<'_>,
 ) -> Option<CheckedTarget> {
     let errors_before = cx.errors.len();
@@ -119,6 +121,7 @@ pub(crate) fn check_target(
     let mut body = None;
     let mut timeout_ms = DEFAULT_TIMEOUT_MS;
     let mut retries = DEFAULT_RETRIES;
+    let mut fallback = None;
     let tname = &t.name.name;
 
     for s in &t.settings {
@@ -249,6 +252,27 @@ pub(crate) fn check_target(
                 ),
             },
             ("retries", _) => wrong(cx, "a whole number", "3"),
+            ("fallback", SettingValue::Template(Template::Path(p)))
+                if p.meta.is_none() && p.segments.len() == 1 =>
+            {
+                let name = crate::syntax::ast::Ident {
+                    name: p.display(),
+                    span: p.span,
+                };
+                if name.name == *tname {
+                    cx.report(
+                        Diagnostic::error(
+                            codes::BAD_SETTING,
+                            format!("target `{tname}` cannot fall back to itself"),
+                        )
+                        .with_primary(p.span, "the same target")
+                        .with_help("name another target, or remove `fallback`"),
+                    );
+                } else if let Some(i) = scope.resolve_target(cx, &name) {
+                    fallback = Some((i, p.span));
+                }
+            }
+            ("fallback", _) => wrong(cx, "a target name", "ops_backup"),
             (other, _) => {
                 let d = Diagnostic::error(
                     codes::BAD_SETTING,
@@ -291,6 +315,7 @@ pub(crate) fn check_target(
         body,
         timeout_ms,
         retries,
+        fallback,
     })
 }
 

@@ -52,8 +52,12 @@ impl<'c> Compiler<'c> {
         }
     }
 
-    pub(crate) fn target(t: &CheckedTarget) -> Target {
+    pub(crate) fn target(t: &CheckedTarget, all: &[CheckedTarget]) -> Target {
         Target {
+            fallback: t
+                .fallback
+                .and_then(|(i, _)| all.get(i))
+                .map(|f| f.name.clone()),
             name: t.name.clone(),
             location: t.location.clone(),
             url: t.url.clone(),

@@ -43,6 +43,7 @@ pub struct Target {
     pub(crate) body: Option<render::Body>,
     pub(crate) timeout: Duration,
     pub(crate) retries: u32,
+    pub(crate) fallback: Option<String>,
 }
 
 impl Target {
@@ -89,6 +90,11 @@ impl Target {
     /// Retries after the first attempt (default 3).
     pub fn retries(&self) -> u32 {
         self.retries
+    }
+
+    /// The target that receives what this one cannot take (`fallback = other_target`).
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// The body to send for an alert: the template filled from the alert, or the alert's
@@ -158,7 +164,11 @@ impl RuleSet {
     pub(crate) fn compile(checked: Checked, sources: Arc<SourceMap>) -> RuleSet {
         let mut compiler = Compiler::new(&checked);
         let rules = checked.rules.iter().map(|r| compiler.rule(r)).collect();
-        let targets = checked.targets.iter().map(Compiler::target).collect();
+        let targets = checked
+            .targets
+            .iter()
+            .map(|t| Compiler::target(t, &checked.targets))
+            .collect();
         let warnings = Diagnostics::new(sources.clone(), checked.warnings);
         RuleSet {
             inner: Arc::new(Inner {

@@ -1,0 +1,633 @@
+//! Delivery that never loses an alert: a [`Router`] evaluates each alert, writes every
+//! delivery to a durable outbox before it answers, and sends them with retries.
+//!
+//! - `submit` returns only after the deliveries are committed to disk (fsync); concurrent
+//!   submits share one commit (group commit).
+//! - Each target has its own worker and in-flight limit; the outbox, not memory, holds a
+//!   dead or slow target's backlog.
+//! - 2xx is success. Connection errors, timeouts, 408, 429 and 5xx are retried with
+//!   exponential backoff and full jitter (`Retry-After` honoured); other 4xx are final.
+//!   A delivery out of retries goes to the target's `fallback`, else becomes a dead letter.
+//! - Every request carries `Idempotency-Key`, the same on every attempt of a delivery.
+
+mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::alert::Alert;
+use crate::engine::{DecisionSummary, RuleSet, Target};
+pub use store::DeadLetter;
+use store::{Outcome, Record, Spec, Store};
+
+/// Why a router could not start or accept an alert.
+#[derive(Debug)]
+pub struct DispatchError {
+    what: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl DispatchError {
+    fn store(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> DispatchError {
+        DispatchError {
+            what: format!("outbox `{}`", path.display()),
+            source: Some(e.into()),
+        }
+    }
+
+    fn other(what: impl Into<String>) -> DispatchError {
+        DispatchError {
+            what: what.into(),
+            source: None,
+        }
+    }
+}
+
+impl fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "{}: {s}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl std::error::Error for DispatchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The retry schedule: attempt n waits a random time in `[0, min(cap, base * 2^n))`.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    /// The first retry's upper bound (default 500 ms).
+    pub base: Duration,
+    /// The largest wait (default 5 min); also caps a `Retry-After`.
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX));
+        let bound = exp.min(self.cap);
+        let jitter = Duration::from_millis(fastrand::u64(0..=bound.as_millis() as u64));
+        match retry_after {
+            Some(ra) => ra.min(self.cap).max(jitter),
+            None => jitter,
+        }
+    }
+}
+
+/// Builds a [`Router`].
+pub struct RouterBuilder {
+    rules: Option<RuleSet>,
+    data_dir: PathBuf,
+    in_flight: usize,
+    backoff: Backoff,
+    connect_timeout: Duration,
+}
+
+impl RouterBuilder {
+    /// The rule set to route with.
+    pub fn rules(mut self, rules: RuleSet) -> Self {
+        self.rules = Some(rules);
+        self
+    }
+
+    /// The folder of the outbox file (`outbox.redb`); created if missing. Default `./data`.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        self
+    }
+
+    /// Requests in flight per target (default 32).
+    pub fn in_flight_per_target(mut self, n: usize) -> Self {
+        self.in_flight = n.max(1);
+        self
+    }
+
+    /// The retry schedule.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Opens the outbox, builds the HTTP client, and resumes every pending delivery.
+    pub async fn build(self) -> Result<Router, DispatchError> {
+        let rules = self
+            .rules
+            .ok_or_else(|| DispatchError::other("a router needs a rule set"))?;
+        let dir = self.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .map_err(|e| DispatchError::other(format!("cannot open the outbox: {e}")))??;
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| DispatchError {
+                what: String::from("cannot build the HTTP client"),
+                source: Some(Box::new(e)),
+            })?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            rules: Mutex::new(rules),
+            store,
+            client,
+            in_flight: self.in_flight,
+            backoff: self.backoff,
+            workers: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(JoinSet::new()),
+            shutdown: shutdown_rx,
+            shutdown_tx,
+            stats: Stats::default(),
+        });
+        let router = Router { inner };
+        for target in router.inner.store.pending_targets()? {
+            router.inner.wake(&target);
+        }
+        Ok(router)
+    }
+}
+
+/// Counters of what the router did, for metrics.
+#[derive(Default, Debug)]
+struct Stats {
+    submitted: AtomicU64,
+    unrouted: AtomicU64,
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    dead: AtomicU64,
+    fell_back: AtomicU64,
+}
+
+/// A snapshot of the router's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Alerts submitted.
+    pub submitted: u64,
+    /// Alerts no rule matched.
+    pub unrouted: u64,
+    /// Deliveries a target accepted (2xx).
+    pub delivered: u64,
+    /// Attempts that failed and were scheduled again.
+    pub retried: u64,
+    /// Deliveries that became dead letters.
+    pub dead: u64,
+    /// Deliveries handed to a fallback target.
+    pub fell_back: u64,
+    /// Deliveries waiting in the outbox (in flight included).
+    pub pending: u64,
+    /// Dead letters kept.
+    pub dead_letters: u64,
+}
+
+struct Inner {
+    rules: Mutex<RuleSet>,
+    store: Store,
+    client: reqwest::Client,
+    in_flight: usize,
+    backoff: Backoff,
+    workers: Mutex<HashMap<String, Arc<Notify>>>,
+    tasks: Mutex<JoinSet<()>>,
+    shutdown: watch::Receiver<bool>,
+    shutdown_tx: watch::Sender<bool>,
+    stats: Stats,
+}
+
+/// What `submit` did with one alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    /// The decision the rules made.
+    pub decision: DecisionSummary,
+    /// The ids of the deliveries now in the outbox, one per target.
+    pub deliveries: Vec<u64>,
+}
+
+/// Routes alerts and delivers them durably. Cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+impl Router {
+    /// A builder with the defaults: data in `./data`, 32 requests in flight per target,
+    /// retries waiting up to 500 ms * 2^attempt (full jitter), at most 5 minutes.
+    pub fn builder() -> RouterBuilder {
+        RouterBuilder {
+            rules: None,
+            data_dir: PathBuf::from("data"),
+            in_flight: 32,
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The rule set in use.
+    pub fn rules(&self) -> RuleSet {
+        self.inner
+            .rules
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Routes with a new rule set from now on. Deliveries already in the outbox keep the
+    /// target definition they were queued with.
+    pub fn set_rules(&self, rules: RuleSet) {
+        match self.inner.rules.lock() {
+            Ok(mut r) => *r = rules,
+            Err(p) => *p.into_inner() = rules,
+        }
+    }
+
+    /// Evaluates an alert and writes its deliveries to the outbox. Returns once they are
+    /// on disk: from then on each is delivered, or kept as a dead letter.
+    pub async fn submit(&self, alert: &Alert) -> Result<Submitted, DispatchError> {
+        let mut batch = self.submit_many(std::slice::from_ref(alert)).await?;
+        batch.pop().ok_or_else(|| DispatchError::other("no result"))
+    }
+
+    /// [`Router::submit`] for several alerts, in one commit.
+    pub async fn submit_many(&self, alerts: &[Alert]) -> Result<Vec<Submitted>, DispatchError> {
+        let rules = self.rules();
+        let now = now_ms();
+        let mut records = Vec::new();
+        let mut per_alert = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            let d = rules.evaluate(alert);
+            let summary = d.summary();
+            let n = d.targets().count();
+            for t in d.targets() {
+                records.push(Record {
+                    id: 0,
+                    spec: spec(&rules, t, 0),
+                    body: t.render_body(alert).to_string(),
+                    alert_id: alert.id().map(str::to_owned),
+                    attempts: 0,
+                    next_at_ms: now,
+                    last_error: None,
+                    created_ms: now,
+                    fallback_from: None,
+                });
+            }
+            self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
+            if summary.unrouted {
+                self.inner.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(alert_id = alert.id().unwrap_or("-"), source = %alert.source(), "unrouted: no rule matched");
+            }
+            per_alert.push((summary, n));
+        }
+        let targets: HashSet<String> = records.iter().map(|r| r.spec.target.clone()).collect();
+        let ids = self.inner.store.append(records).await?;
+        for t in targets {
+            self.inner.wake(&t);
+        }
+        let mut ids = ids.into_iter();
+        Ok(per_alert
+            .into_iter()
+            .map(|(decision, n)| Submitted {
+                decision,
+                deliveries: ids.by_ref().take(n).collect(),
+            })
+            .collect())
+    }
+
+    /// The router's counters and the outbox's depth.
+    pub fn stats(&self) -> RouterStats {
+        let s = &self.inner.stats;
+        let (pending, dead_letters) = self.inner.store.depth().unwrap_or((0, 0));
+        RouterStats {
+            submitted: s.submitted.load(Ordering::Relaxed),
+            unrouted: s.unrouted.load(Ordering::Relaxed),
+            delivered: s.delivered.load(Ordering::Relaxed),
+            retried: s.retried.load(Ordering::Relaxed),
+            dead: s.dead.load(Ordering::Relaxed),
+            fell_back: s.fell_back.load(Ordering::Relaxed),
+            pending,
+            dead_letters,
+        }
+    }
+
+    /// Dead letters, oldest first.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
+        self.inner.store.dead_letters(limit)
+    }
+
+    /// Sends a dead letter again, with its attempts reset. False if there is no such id.
+    pub async fn retry_dead_letter(&self, id: u64) -> Result<bool, DispatchError> {
+        let r = self.inner.store.replay(id, now_ms()).await?;
+        if let Some(r) = &r {
+            self.inner.wake(&r.spec.target);
+        }
+        Ok(r.is_some())
+    }
+
+    /// Deletes one dead letter, or all with `None`; returns how many.
+    pub async fn purge_dead_letters(&self, id: Option<u64>) -> Result<usize, DispatchError> {
+        self.inner.store.purge(id).await
+    }
+
+    /// Stops sending: requests in flight get `grace` to finish; everything not delivered
+    /// stays in the outbox for the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.inner.shutdown_tx.send(true);
+        let mut tasks = match self.inner.tasks.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "shutdown grace period over; undelivered deliveries stay in the outbox"
+            );
+            tasks.abort_all();
+        }
+    }
+
+    /// Where the outbox file is.
+    pub fn outbox_path(&self) -> &Path {
+        self.inner.store.path()
+    }
+}
+
+/// A target's request definition, with its fallback chain resolved now (cycles cut).
+fn spec(rules: &RuleSet, t: &Target, depth: usize) -> Spec {
+    let fallback = t
+        .fallback
+        .as_deref()
+        .filter(|_| depth < 8)
+        .and_then(|name| rules.target(name))
+        .map(|fb| Box::new(spec(rules, fb, depth + 1)));
+    Spec {
+        target: t.name().to_owned(),
+        url: t.url(),
+        method: t.method().to_owned(),
+        headers: t.headers().map(|(k, v)| (k.to_owned(), v)).collect(),
+        timeout_ms: t.timeout().as_millis() as u64,
+        retries: t.retries(),
+        fallback,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Inner {
+    /// Wakes the target's worker, starting it if it is not running.
+    fn wake(self: &Arc<Self>, target: &str) {
+        let notify = {
+            let mut workers = match self.workers.lock() {
+                Ok(w) => w,
+                Err(p) => p.into_inner(),
+            };
+            if let Some(n) = workers.get(target) {
+                n.clone()
+            } else {
+                let n = Arc::new(Notify::new());
+                workers.insert(target.to_owned(), n.clone());
+                let inner = self.clone();
+                let (t, n2) = (target.to_owned(), n.clone());
+                if let Ok(mut tasks) = self.tasks.lock() {
+                    tasks.spawn(async move { worker(inner, t, n2).await });
+                }
+                n
+            }
+        };
+        notify.notify_one();
+    }
+}
+
+/// One target's worker: reads its due deliveries from the outbox and sends them, at most
+/// `in_flight` at a time.
+async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
+    let mut in_flight: HashSet<u64> = HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::channel::<(Record, Outcome)>(inner.in_flight.max(1));
+    let mut shutdown = inner.shutdown.clone();
+    let mut sends = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let free = inner.in_flight.saturating_sub(in_flight.len());
+        if free > 0 {
+            let skip = |id: u64| in_flight.contains(&id);
+            match inner.store.due(&target, now_ms(), free, &skip) {
+                Ok(batch) => {
+                    for r in batch {
+                        in_flight.insert(r.id);
+                        let (client, backoff, tx) =
+                            (inner.client.clone(), inner.backoff, done_tx.clone());
+                        let store_id = inner.store.store_id();
+                        sends.spawn(async move {
+                            let outcome = attempt(&client, &r, store_id, backoff).await;
+                            let _ = tx.send((r, outcome)).await;
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(target = %target, error = %e, "cannot read the outbox"),
+            }
+        }
+        let skip = |id: u64| in_flight.contains(&id);
+        let next = if in_flight.len() < inner.in_flight {
+            inner.store.next_due(&target, &skip).ok().flatten()
+        } else {
+            None
+        };
+        let sleep = match next {
+            Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.changed() => {}
+            Some((r, outcome)) = done_rx.recv() => {
+                in_flight.remove(&r.id);
+                record(&inner, r, outcome).await;
+                // Take every other finished attempt before reading the outbox again.
+                while let Ok((r, outcome)) = done_rx.try_recv() {
+                    in_flight.remove(&r.id);
+                    record(&inner, r, outcome).await;
+                }
+            }
+        }
+    }
+    // Shutting down: let requests in flight finish (the router bounds how long).
+    drop(done_tx);
+    while let Some((r, outcome)) = done_rx.recv().await {
+        record(&inner, r, outcome).await;
+    }
+    while sends.join_next().await.is_some() {}
+}
+
+async fn record(inner: &Arc<Inner>, r: Record, outcome: Outcome) {
+    let stats = &inner.stats;
+    match &outcome {
+        Outcome::Delivered => {
+            stats.delivered.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(delivery = r.id, target = %r.spec.target, attempt = r.attempts + 1, "delivered");
+        }
+        Outcome::Retry {
+            attempts,
+            error,
+            next_at_ms,
+        } => {
+            stats.retried.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(delivery = r.id, target = %r.spec.target, attempt = attempts, error = %error, retry_in_ms = next_at_ms.saturating_sub(now_ms()), "attempt failed; will retry");
+        }
+        Outcome::GiveUp {
+            attempts, error, ..
+        } => {
+            if r.spec.fallback.is_some() {
+                stats.fell_back.fetch_add(1, Ordering::Relaxed);
+            } else {
+                stats.dead.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!(delivery = r.id, target = %r.spec.target, attempts = attempts, error = %error, fallback = r.spec.fallback.as_ref().map(|f| f.target.as_str()), "delivery given up");
+        }
+    }
+    match inner.store.finish(r.id, outcome).await {
+        Ok(Some(created)) => inner.wake(&created.spec.target),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(delivery = r.id, error = %e, "cannot record a delivery's outcome; it will be sent again")
+        }
+    }
+}
+
+/// One attempt at a delivery, and what to do next.
+async fn attempt(client: &reqwest::Client, r: &Record, store_id: u64, backoff: Backoff) -> Outcome {
+    let method = if r.spec.method == "PUT" {
+        reqwest::Method::PUT
+    } else {
+        reqwest::Method::POST
+    };
+    let mut req = client
+        .request(method, &r.spec.url)
+        .timeout(Duration::from_millis(r.spec.timeout_ms))
+        .header("content-type", "application/json")
+        .header("idempotency-key", format!("{store_id:016x}-{:016x}", r.id));
+    for (k, v) in &r.spec.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let attempts = r.attempts + 1;
+    let (retryable, error, retry_after) = match req.body(r.body.clone()).send().await {
+        Ok(resp) if resp.status().is_success() => return Outcome::Delivered,
+        Ok(resp) => {
+            let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let retryable =
+                status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
+            (retryable, format!("HTTP {status}"), retry_after)
+        }
+        // Never show the URL: it may hold a secret.
+        Err(e) if e.is_timeout() => (
+            true,
+            format!("timed out after {} ms", r.spec.timeout_ms),
+            None,
+        ),
+        Err(e) if e.is_connect() => (true, String::from("connection failed"), None),
+        Err(e) => (true, format!("request failed: {}", e.without_url()), None),
+    };
+    if retryable && attempts <= r.spec.retries {
+        let wait = backoff.delay(attempts - 1, retry_after);
+        Outcome::Retry {
+            attempts,
+            next_at_ms: now_ms() + wait.as_millis() as u64,
+            error,
+        }
+    } else {
+        Outcome::GiveUp {
+            attempts,
+            error,
+            now_ms: now_ms(),
+        }
+    }
+}
+
+/// `Retry-After: 120` or `Retry-After: Fri, 31 Dec 1999 23:59:59 GMT`.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
+    let now = jiff::Timestamp::now();
+    let secs = (at.as_second() - now.as_second()).max(0);
+    Some(Duration::from_secs(secs as u64))
+}
+
+/// Offline access to an outbox, for the `dead-letters` command while the server is stopped.
+pub struct Outbox {
+    store: Store,
+}
+
+impl Outbox {
+    /// Opens the outbox under a data directory.
+    pub fn open(data_dir: &Path) -> Result<Outbox, DispatchError> {
+        Ok(Outbox {
+            store: Store::open(data_dir)?,
+        })
+    }
+
+    /// Dead letters, oldest first.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
+        self.store.dead_letters(limit)
+    }
+
+    /// One dead letter.
+    pub fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
+        self.store.dead_letter(id)
+    }
+
+    /// Queues a dead letter again, due now; the next router start sends it.
+    pub async fn retry(&self, id: u64) -> Result<bool, DispatchError> {
+        Ok(self.store.replay(id, now_ms()).await?.is_some())
+    }
+
+    /// Deletes one dead letter, or all with `None`.
+    pub async fn purge(&self, id: Option<u64>) -> Result<usize, DispatchError> {
+        self.store.purge(id).await
+    }
+
+    /// Pending deliveries and dead letters.
+    pub fn depth(&self) -> Result<(u64, u64), DispatchError> {
+        self.store.depth()
+    }
+}
+
+#[cfg(test)]
+#[path = "dispatch_test.rs"]
+mod tests;

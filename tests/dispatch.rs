@@ -1,0 +1,363 @@
+//! Delivery against a real receiver on 127.0.0.1: what arrives, with which headers and
+//! body, and how many attempts were made.
+
+// A failed unwrap in a test helper is a loud test failure, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::receiver::Receiver;
+use switchyard::{Alert, Backoff, Loader, Router, RuleSet};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new(name: &str) -> DataDir {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-dispatch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        DataDir(dir)
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rules(text: &str) -> RuleSet {
+    Loader::new()
+        .env(|n| (n == "HOOK_TOKEN").then(|| String::from("s3cret")))
+        .from_files([("t.rules", text)])
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}",
+                e.diagnostics()
+                    .map(|d| d.render(switchyard::Format::Text))
+                    .unwrap_or_default()
+            )
+        })
+}
+
+async fn router(rules: RuleSet, dir: &DataDir) -> Router {
+    Router::builder()
+        .rules(rules)
+        .data_dir(&dir.0)
+        .backoff(Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+        })
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn alert() -> Alert {
+    Alert::new(json!({"alertId": "a1", "status": "ALARM", "value": 95})).with_id("a1")
+}
+
+#[tokio::test]
+async fn delivers_body_headers_and_an_idempotency_key() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("deliver");
+    let set = rules(&format!(
+        r#"target t {{
+            url = "{}"
+            method = "PUT"
+            headers = {{ "Authorization": "OAuth ${{env.HOOK_TOKEN}}", "X-Team": "web" }}
+            body = {{ "alert_id": alertId, "text": "value ${{value}}" }}
+        }}
+        target raw {{ url = "{}" }}
+        when status == "ALARM" -> post t, post raw"#,
+        rx.url("/ok"),
+        rx.url("/raw")
+    ));
+    let r = router(set, &dir).await;
+    let submitted = r.submit(&alert()).await.unwrap();
+    assert_eq!(submitted.decision.targets, ["t", "raw"]);
+    assert_eq!(submitted.deliveries.len(), 2);
+
+    let got = rx.wait_for("/ok", 1, WAIT).await;
+    let raw = rx.wait_for("/raw", 1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    let req = &got[0];
+    assert_eq!(req.method, "PUT");
+    assert_eq!(req.headers["authorization"], "OAuth s3cret");
+    assert_eq!(req.headers["x-team"], "web");
+    assert_eq!(req.headers["content-type"], "application/json");
+    assert!(req.headers["idempotency-key"].len() >= 16);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&req.body).unwrap(),
+        json!({"alert_id": "a1", "text": "value 95"})
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&raw[0].body).unwrap(),
+        *alert().body(),
+        "no body: the alert as received"
+    );
+    assert_eq!(raw[0].method, "POST");
+    assert_ne!(
+        raw[0].headers["idempotency-key"], req.headers["idempotency-key"],
+        "one key per delivery"
+    );
+
+    wait_until(WAIT, || r.stats().delivered == 2 && r.stats().pending == 0).await;
+    let s = r.stats();
+    assert_eq!(
+        (s.submitted, s.delivered, s.pending, s.dead_letters),
+        (1, 2, 0, 0),
+        "{s:?}"
+    );
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn retries_5xx_with_the_same_idempotency_key() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("retry5xx");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" retries = 3 }} when exists(status) -> post t"#,
+        rx.url("/fail/2")
+    ));
+    let r = router(set, &dir).await;
+    r.submit(&alert()).await.unwrap();
+    let got = rx.wait_for("/fail/2", 3, WAIT).await;
+    assert_eq!(got.len(), 3, "two 500s, then a 200");
+    let keys: std::collections::HashSet<&str> = got
+        .iter()
+        .map(|g| g.headers["idempotency-key"].as_str())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "every attempt of a delivery carries the same key"
+    );
+    wait_until(WAIT, || r.stats().delivered == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.count("/fail/2"), 3, "no attempt after the success");
+    let s = r.stats();
+    assert_eq!((s.delivered, s.retried, s.dead), (1, 2, 0));
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn honours_retry_after_on_429() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("retryafter");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" }} when exists(status) -> post t"#,
+        rx.url("/busy/1")
+    ));
+    let r = Router::builder()
+        .rules(set)
+        .data_dir(&dir.0)
+        .backoff(Backoff {
+            base: Duration::from_millis(1),
+            cap: Duration::from_secs(5),
+        })
+        .build()
+        .await
+        .unwrap();
+    r.submit(&alert()).await.unwrap();
+    let got = rx.wait_for("/busy/1", 2, WAIT).await;
+    assert_eq!(got.len(), 2);
+    let waited = got[1].at - got[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "Retry-After: 1 was honoured ({waited:?})"
+    );
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_4xx_is_final_and_becomes_a_dead_letter_that_can_be_replayed() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("dead");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" retries = 5 }} when exists(status) -> post t"#,
+        rx.url("/bad")
+    ));
+    let r = router(set, &dir).await;
+    r.submit(&alert()).await.unwrap();
+    wait_until(WAIT, || r.stats().dead_letters == 1).await;
+    assert_eq!(rx.count("/bad"), 1, "a 400 is not retried");
+    let dead = r.dead_letters(10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].target, "t");
+    assert_eq!(dead[0].attempts, 1);
+    assert!(dead[0].error.contains("400"), "{}", dead[0].error);
+    assert_eq!(dead[0].alert_id.as_deref(), Some("a1"));
+
+    assert!(r.retry_dead_letter(dead[0].id).await.unwrap());
+    rx.wait_for("/bad", 2, WAIT).await;
+    wait_until(WAIT, || {
+        r.stats().dead_letters == 1 && r.stats().pending == 0
+    })
+    .await;
+    assert_eq!(rx.count("/bad"), 2, "replayed once, refused again");
+    assert_eq!(r.purge_dead_letters(None).await.unwrap(), 1);
+    assert_eq!(r.stats().dead_letters, 0);
+    assert!(!r.retry_dead_letter(999).await.unwrap());
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_timeout_is_retried_then_given_up() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("timeout");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" timeout = 200ms retries = 1 }} when exists(status) -> post t"#,
+        rx.url("/hang")
+    ));
+    let r = router(set, &dir).await;
+    let started = Instant::now();
+    r.submit(&alert()).await.unwrap();
+    wait_until(WAIT, || r.stats().dead_letters == 1).await;
+    assert_eq!(rx.count("/hang"), 2, "first attempt and one retry");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let dead = r.dead_letters(1).unwrap();
+    assert!(dead[0].error.contains("timed out"), "{}", dead[0].error);
+    r.shutdown(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn a_refused_connection_goes_to_the_fallback() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("fallback");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let set = rules(&format!(
+        r#"target primary {{ url = "http://{closed}/hook" retries = 1 fallback = backup }}
+           target backup {{ url = "{}" }}
+           when exists(status) -> post primary"#,
+        rx.url("/backup")
+    ));
+    let r = router(set, &dir).await;
+    r.submit(&alert()).await.unwrap();
+    let got = rx.wait_for("/backup", 1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&got[0].body).unwrap(),
+        *alert().body()
+    );
+    wait_until(WAIT, || r.stats().delivered == 1).await;
+    let s = r.stats();
+    assert_eq!(
+        (s.fell_back, s.delivered, s.dead_letters, s.pending),
+        (1, 1, 0, 0),
+        "{s:?}"
+    );
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_slow_target_does_not_delay_another() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("isolation");
+    let set = rules(&format!(
+        r#"target slow {{ url = "{}" timeout = 20s }}
+           target fast {{ url = "{}" }}
+           when kind == "slow" -> post slow
+           when kind == "fast" -> post fast"#,
+        rx.url("/hang"),
+        rx.url("/fast")
+    ));
+    let r = Router::builder()
+        .rules(set)
+        .data_dir(&dir.0)
+        .in_flight_per_target(4)
+        .build()
+        .await
+        .unwrap();
+    let slow: Vec<Alert> = (0..200)
+        .map(|_| Alert::new(json!({"kind": "slow"})))
+        .collect();
+    r.submit_many(&slow).await.unwrap();
+    let started = Instant::now();
+    r.submit(&Alert::new(json!({"kind": "fast"})))
+        .await
+        .unwrap();
+    let got = rx.wait_for("/fast", 1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the fast target waited {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        rx.count("/hang") <= 4,
+        "the slow target has at most its in-flight limit open: {}",
+        rx.count("/hang")
+    );
+    assert_eq!(r.stats().pending, 200, "the backlog is in the outbox");
+    r.shutdown(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn pending_deliveries_survive_a_restart() {
+    let dir = DataDir::new("restart");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let set = rules(&format!(
+        r#"target t {{ url = "http://127.0.0.1:{port}/later" retries = 50 }} when exists(status) -> post t"#
+    ));
+    {
+        let r = router(set.clone(), &dir).await;
+        let alerts: Vec<Alert> = (0..20)
+            .map(|i| Alert::new(json!({"status": "ALARM", "n": i})))
+            .collect();
+        r.submit_many(&alerts).await.unwrap();
+        wait_until(WAIT, || r.stats().retried >= 20).await;
+        assert!(
+            r.stats().retried >= 20,
+            "every delivery failed at least once"
+        );
+        r.shutdown(Duration::from_millis(200)).await;
+    }
+    let rx = Receiver::start_on(&format!("127.0.0.1:{port}")).await;
+    // A rule set without the target: deliveries keep the definition they were queued with.
+    let r = router(
+        rules(r#"target other { url = "http://127.0.0.1:9/x" } when never == 1 -> post other"#),
+        &dir,
+    )
+    .await;
+    let got = rx.wait_for("/later", 20, WAIT).await;
+    assert_eq!(
+        got.len(),
+        20,
+        "every pending delivery resumed after the restart"
+    );
+    let mut ns: Vec<i64> = got
+        .iter()
+        .map(|g| {
+            serde_json::from_str::<serde_json::Value>(&g.body).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..20).collect::<Vec<_>>());
+    wait_until(WAIT, || r.stats().pending == 0).await;
+    assert_eq!(r.stats().pending, 0);
+    r.shutdown(Duration::from_secs(1)).await;
+}
