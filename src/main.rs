@@ -45,6 +45,15 @@ enum Command {
         #[arg(default_value = "rules")]
         dir: PathBuf,
     },
+    /// Inspect, replay and purge the deliveries that could not be made (stop the server first).
+    #[cfg(feature = "dispatch")]
+    DeadLetters {
+        /// The data directory holding the outbox.
+        #[arg(long, default_value = "data", global = true)]
+        data: PathBuf,
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Show how one alert is routed: each rule tried, each predicate and the values it saw.
     Explain {
         /// The rules folder.
@@ -58,6 +67,40 @@ enum Command {
         json: bool,
         /// The alert file, or `-` for standard input.
         file: PathBuf,
+    },
+}
+
+/// What to do with dead letters.
+#[cfg(feature = "dispatch")]
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// List dead letters, oldest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter in full, body included.
+    Show {
+        /// The dead letter's id.
+        id: u64,
+    },
+    /// Queue a dead letter again, due now; the next `serve` sends it.
+    Retry {
+        /// The dead letter's id.
+        id: u64,
+    },
+    /// Delete one dead letter, or all with `--all`.
+    Purge {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "all")]
+        id: Option<u64>,
+        /// Delete every dead letter.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
     },
 }
 
@@ -182,6 +225,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "dispatch")]
+        Command::DeadLetters { data, action } => dead_letters(&data, action),
         Command::Test { dir } => {
             let set = match load(&dir, OutputFormat::Text)? {
                 Ok(set) => set,
@@ -229,4 +274,75 @@ fn read_alerts(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>
         .map_err(anyhow::Error::new)
         .context("cannot read the alert")?;
     Ok(alerts)
+}
+
+#[cfg(feature = "dispatch")]
+fn dead_letters(data: &Path, action: DeadLetterAction) -> anyhow::Result<ExitCode> {
+    if !data.join("outbox.redb").exists() {
+        anyhow::bail!(
+            "no outbox in `{}` (is this the data directory of a switchyard server?)",
+            data.display()
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outbox = switchyard::Outbox::open(data)?;
+    match action {
+        DeadLetterAction::List { limit, json } => {
+            let dead = outbox.dead_letters(limit)?;
+            if json {
+                for d in &dead {
+                    println!(
+                        "{}",
+                        serde_json::json!({"id": d.id, "target": d.target, "alert_id": d.alert_id, "attempts": d.attempts, "error": d.error, "created_ms": d.created_ms, "dead_ms": d.dead_ms})
+                    );
+                }
+            } else {
+                println!(
+                    "{:>8}  {:<24}  {:>8}  {:<24}  error",
+                    "id", "target", "attempts", "alert"
+                );
+                for d in &dead {
+                    println!(
+                        "{:>8}  {:<24}  {:>8}  {:<24}  {}",
+                        d.id,
+                        d.target,
+                        d.attempts,
+                        d.alert_id.as_deref().unwrap_or("-"),
+                        d.error
+                    );
+                }
+                let (pending, total) = outbox.depth()?;
+                eprintln!(
+                    "{} shown; {total} dead letter(s), {pending} pending deliveries",
+                    dead.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeadLetterAction::Show { id } => match outbox.dead_letter(id)? {
+            Some(d) => {
+                let body: serde_json::Value = serde_json::from_str(&d.body)
+                    .unwrap_or(serde_json::Value::String(d.body.clone()));
+                let shown = serde_json::json!({"id": d.id, "target": d.target, "method": d.method(), "alert_id": d.alert_id, "attempts": d.attempts, "error": d.error, "created_ms": d.created_ms, "dead_ms": d.dead_ms, "body": body});
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            None => anyhow::bail!("no dead letter {id} in `{}`", data.display()),
+        },
+        DeadLetterAction::Retry { id } => {
+            if rt.block_on(outbox.retry(id))? {
+                eprintln!("dead letter {id} queued again; the next `switchyard serve` sends it");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                anyhow::bail!("no dead letter {id} in `{}`", data.display())
+            }
+        }
+        DeadLetterAction::Purge { id, all } => {
+            let n = rt.block_on(outbox.purge(if all { None } else { id }))?;
+            eprintln!("{n} dead letter(s) deleted");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -361,3 +361,77 @@ async fn pending_deliveries_survive_a_restart() {
     assert_eq!(r.stats().pending, 0);
     r.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn dead_letters_from_the_command_line() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("cli");
+    {
+        let set = rules(&format!(
+            r#"target hook {{ url = "{}" }} when exists(status) -> post hook"#,
+            rx.url("/bad")
+        ));
+        let r = router(set, &dir).await;
+        r.submit(&alert()).await.unwrap();
+        r.submit(&alert()).await.unwrap();
+        wait_until(WAIT, || r.stats().dead_letters == 2).await;
+        r.shutdown(Duration::from_secs(1)).await;
+    }
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let data = dir.0.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["dead-letters", "list", "--data", data]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("hook") && out.contains("HTTP 400"), "{out}");
+    assert!(err.contains("2 dead letter(s)"), "{err}");
+
+    let (_, out, _) = run(&["dead-letters", "list", "--json", "--data", data]);
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let id = first["id"].as_u64().unwrap().to_string();
+
+    let (code, out, _) = run(&["dead-letters", "show", &id, "--data", data]);
+    assert_eq!(code, Some(0));
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["body"], *alert().body());
+    assert_eq!(shown["attempts"], 1);
+
+    let (code, _, err) = run(&["dead-letters", "retry", &id, "--data", data]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&["dead-letters", "show", &id, "--data", data]);
+    assert_eq!(
+        code,
+        Some(2),
+        "a replayed letter is pending again, not dead: {err}"
+    );
+    let (code, _, err) = run(&["dead-letters", "purge", "--all", "--data", data]);
+    assert_eq!(code, Some(0));
+    assert!(err.contains("1 dead letter(s) deleted"), "{err}");
+
+    let (code, _, err) = run(&["dead-letters", "list", "--data", "/nonexistent/dir"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no outbox"), "{err}");
+
+    // The replayed delivery is sent by the next router to start on this data directory.
+    let r = router(
+        rules(r#"target x { url = "http://127.0.0.1:9/x" } when never == 1 -> post x"#),
+        &dir,
+    )
+    .await;
+    rx.wait_for("/bad", 3, WAIT).await;
+    assert_eq!(rx.count("/bad"), 3);
+    // While a router holds the outbox, the command says so instead of failing obscurely.
+    let (code, _, err) = run(&["dead-letters", "list", "--data", data]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("in use by another switchyard process"),
+        "{err}"
+    );
+    r.shutdown(Duration::from_secs(1)).await;
+}

@@ -145,7 +145,16 @@ impl Store {
     pub(crate) fn open(dir: &Path) -> Result<Store, DispatchError> {
         std::fs::create_dir_all(dir).map_err(|e| DispatchError::store(dir, e))?;
         let path = dir.join("outbox.redb");
-        let db = Database::create(&path).map_err(|e| DispatchError::store(&path, e))?;
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(DispatchError::store(
+                    &path,
+                    "in use by another switchyard process; stop it first, or use its HTTP API",
+                ));
+            }
+            Err(e) => return Err(DispatchError::store(&path, e)),
+        };
         restrict_permissions(&path);
         let store_id = init(&db).map_err(|e| DispatchError::store(&path, e))?;
         let db = Arc::new(db);
