@@ -32,7 +32,10 @@ async fn router(port: u16, dir: &str) -> Router {
     Router::builder()
         .rules(rules(port))
         .data_dir(dir)
-        .backoff(Backoff { base: Duration::from_millis(20), cap: Duration::from_millis(300) })
+        .backoff(Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(300),
+        })
         .build()
         .await
         .unwrap()
@@ -41,7 +44,10 @@ async fn router(port: u16, dir: &str) -> Router {
 /// The child: submit every alert (each durable when `submit` returns), say so, then wait.
 #[tokio::test]
 async fn crash_child() {
-    let (Ok(dir), Ok(port)) = (std::env::var("SWITCHYARD_CRASH_CHILD"), std::env::var("SWITCHYARD_CRASH_PORT")) else {
+    let (Ok(dir), Ok(port)) = (
+        std::env::var("SWITCHYARD_CRASH_CHILD"),
+        std::env::var("SWITCHYARD_CRASH_PORT"),
+    ) else {
         return; // run as a normal test: nothing to do
     };
     let r = router(port.parse().unwrap(), &dir).await;
@@ -50,7 +56,9 @@ async fn crash_child() {
         let r = r.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..ALERTS / 10 {
-                r.submit(&Alert::new(json!({"n": chunk * (ALERTS / 10) + i}))).await.unwrap();
+                r.submit(&Alert::new(json!({"n": chunk * (ALERTS / 10) + i})))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -68,7 +76,11 @@ async fn every_alert_arrives_after_kill_9() {
     }
     let dir = std::env::temp_dir().join(format!("switchyard-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
 
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
@@ -101,7 +113,9 @@ async fn every_alert_arrives_after_kill_9() {
     while started.elapsed() < Duration::from_secs(60) {
         seen.clear();
         for g in rx.received() {
-            let n = serde_json::from_str::<serde_json::Value>(&g.body).unwrap()["n"].as_i64().unwrap();
+            let n = serde_json::from_str::<serde_json::Value>(&g.body).unwrap()["n"]
+                .as_i64()
+                .unwrap();
             *seen.entry(n).or_insert(0) += 1;
         }
         if seen.len() == ALERTS && r.stats().pending == 0 {
@@ -110,8 +124,16 @@ async fn every_alert_arrives_after_kill_9() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let duplicates: usize = seen.values().map(|c| c - 1).sum();
-    println!("after kill -9: {} of {ALERTS} alerts arrived, {duplicates} duplicates, in {:?}", seen.len(), started.elapsed());
-    assert_eq!(seen.len(), ALERTS, "every accepted alert arrived at least once");
+    println!(
+        "after kill -9: {} of {ALERTS} alerts arrived, {duplicates} duplicates, in {:?}",
+        seen.len(),
+        started.elapsed()
+    );
+    assert_eq!(
+        seen.len(),
+        ALERTS,
+        "every accepted alert arrived at least once"
+    );
     assert_eq!(r.stats().pending, 0, "the outbox ends empty");
     assert_eq!(r.stats().dead_letters, 0);
     r.shutdown(Duration::from_secs(1)).await;

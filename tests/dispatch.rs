@@ -151,6 +151,18 @@ async fn retries_5xx_with_the_same_idempotency_key() {
     assert_eq!(rx.count("/fail/2"), 3, "no attempt after the success");
     let s = r.stats();
     assert_eq!((s.delivered, s.retried, s.dead), (1, 2, 0));
+    let m = r.metrics_text();
+    for line in [
+        r#"switchyard_deliveries_total{target="t",outcome="retried"} 2"#,
+        r#"switchyard_deliveries_total{target="t",outcome="delivered"} 1"#,
+        r#"switchyard_delivery_attempts_total{target="t"} 3"#,
+        r#"switchyard_delivery_attempt_seconds_count{target="t"} 3"#,
+        "switchyard_alerts_submitted_total 1",
+        "switchyard_outbox_pending 0",
+        "switchyard_dead_letters 0",
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing `{line}` in:\n{m}");
+    }
     r.shutdown(Duration::from_secs(1)).await;
 }
 

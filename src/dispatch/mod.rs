@@ -10,6 +10,7 @@
 //!   A delivery out of retries goes to the target's `fallback`, else becomes a dead letter.
 //! - Every request carries `Idempotency-Key`, the same on every attempt of a delivery.
 
+mod metrics;
 mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -163,6 +164,7 @@ impl RouterBuilder {
             shutdown: shutdown_rx,
             shutdown_tx,
             stats: Stats::default(),
+            metrics: metrics::Metrics::default(),
         });
         let router = Router { inner };
         for target in router.inner.store.pending_targets()? {
@@ -215,6 +217,7 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
     stats: Stats,
+    metrics: metrics::Metrics,
 }
 
 /// What `submit` did with one alert.
@@ -272,6 +275,7 @@ impl Router {
 
     /// [`Router::submit`] for several alerts, in one commit.
     pub async fn submit_many(&self, alerts: &[Alert]) -> Result<Vec<Submitted>, DispatchError> {
+        let started = std::time::Instant::now();
         let rules = self.rules();
         let now = now_ms();
         let mut records = Vec::new();
@@ -294,14 +298,20 @@ impl Router {
                 });
             }
             self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
+            self.inner.metrics.submitted.inc();
             if summary.unrouted {
                 self.inner.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+                self.inner.metrics.unrouted.inc();
                 tracing::info!(alert_id = alert.id().unwrap_or("-"), source = %alert.source(), "unrouted: no rule matched");
             }
             per_alert.push((summary, n));
         }
         let targets: HashSet<String> = records.iter().map(|r| r.spec.target.clone()).collect();
         let ids = self.inner.store.append(records).await?;
+        self.inner
+            .metrics
+            .submit_seconds
+            .observe(started.elapsed().as_secs_f64());
         for t in targets {
             self.inner.wake(&t);
         }
@@ -329,6 +339,39 @@ impl Router {
             pending,
             dead_letters,
         }
+    }
+
+    /// Registers the router's metrics (`switchyard_deliveries_total{target,outcome}`,
+    /// attempt latency by target, outbox depth, dead letters, ...) into a registry that a
+    /// server exports. Call [`Router::refresh_gauges`] before each scrape.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.metrics.register(registry);
+    }
+
+    /// Reads the outbox depth and dead-letter count into their gauges.
+    pub fn refresh_gauges(&self) {
+        if let Ok((pending, dead)) = self.inner.store.depth() {
+            self.inner
+                .metrics
+                .pending
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            self.inner
+                .metrics
+                .dead_letters
+                .set(i64::try_from(dead).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The router's metrics in the Prometheus text format (OpenMetrics).
+    pub fn metrics_text(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        self.register_metrics(&mut registry);
+        self.refresh_gauges();
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            tracing::error!("cannot encode the metrics");
+        }
+        out
     }
 
     /// Dead letters, oldest first.
@@ -446,8 +489,17 @@ async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
                         let (client, backoff, tx) =
                             (inner.client.clone(), inner.backoff, done_tx.clone());
                         let store_id = inner.store.store_id();
+                        let m = inner.metrics.clone();
                         sends.spawn(async move {
+                            let label = metrics::TargetLabel {
+                                target: r.spec.target.clone(),
+                            };
+                            let started = std::time::Instant::now();
                             let outcome = attempt(&client, &r, store_id, backoff).await;
+                            m.attempts.get_or_create(&label).inc();
+                            m.attempt_seconds
+                                .get_or_create(&label)
+                                .observe(started.elapsed().as_secs_f64());
                             let _ = tx.send((r, outcome)).await;
                         });
                     }
@@ -490,10 +542,24 @@ async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
 
 async fn record(inner: &Arc<Inner>, r: Record, outcome: Outcome) {
     let stats = &inner.stats;
+    let label = match &outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry { .. } => "retried",
+        Outcome::GiveUp { .. } if r.spec.fallback.is_some() => "fallback",
+        Outcome::GiveUp { .. } => "dead",
+    };
+    inner
+        .metrics
+        .deliveries
+        .get_or_create(&metrics::Outcome {
+            target: r.spec.target.clone(),
+            outcome: label,
+        })
+        .inc();
     match &outcome {
         Outcome::Delivered => {
             stats.delivered.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(delivery = r.id, target = %r.spec.target, attempt = r.attempts + 1, "delivered");
+            tracing::debug!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempt = r.attempts + 1, "delivered");
         }
         Outcome::Retry {
             attempts,
@@ -501,7 +567,7 @@ async fn record(inner: &Arc<Inner>, r: Record, outcome: Outcome) {
             next_at_ms,
         } => {
             stats.retried.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(delivery = r.id, target = %r.spec.target, attempt = attempts, error = %error, retry_in_ms = next_at_ms.saturating_sub(now_ms()), "attempt failed; will retry");
+            tracing::info!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempt = attempts, error = %error, retry_in_ms = next_at_ms.saturating_sub(now_ms()), "attempt failed; will retry");
         }
         Outcome::GiveUp {
             attempts, error, ..
@@ -511,7 +577,7 @@ async fn record(inner: &Arc<Inner>, r: Record, outcome: Outcome) {
             } else {
                 stats.dead.fetch_add(1, Ordering::Relaxed);
             }
-            tracing::warn!(delivery = r.id, target = %r.spec.target, attempts = attempts, error = %error, fallback = r.spec.fallback.as_ref().map(|f| f.target.as_str()), "delivery given up");
+            tracing::warn!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempts = attempts, error = %error, fallback = r.spec.fallback.as_ref().map(|f| f.target.as_str()), "delivery given up");
         }
     }
     match inner.store.finish(r.id, outcome).await {

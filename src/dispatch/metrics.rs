@@ -1,0 +1,102 @@
+//! Delivery metrics in the Prometheus data model, ready for the server's `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a delivery outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Outcome {
+    pub(crate) target: String,
+    /// `delivered`, `retried`, `fallback`, `dead`.
+    pub(crate) outcome: &'static str,
+}
+
+/// Labels of a target.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TargetLabel {
+    pub(crate) target: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~33 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every metric of the delivery path. Clones share the same series.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    pub(crate) submitted: Counter,
+    pub(crate) unrouted: Counter,
+    pub(crate) deliveries: Family<Outcome, Counter>,
+    pub(crate) attempts: Family<TargetLabel, Counter>,
+    pub(crate) attempt_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    pub(crate) submit_seconds: Histogram,
+    pub(crate) pending: Gauge,
+    pub(crate) dead_letters: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            submitted: Counter::default(),
+            unrouted: Counter::default(),
+            deliveries: Family::default(),
+            attempts: Family::default(),
+            attempt_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            submit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            pending: Gauge::default(),
+            dead_letters: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers every series under the `switchyard` prefix.
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("switchyard");
+        r.register(
+            "alerts_submitted",
+            "Alerts submitted to the router",
+            self.submitted.clone(),
+        );
+        r.register(
+            "alerts_unrouted",
+            "Alerts no rule matched",
+            self.unrouted.clone(),
+        );
+        r.register(
+            "deliveries",
+            "Delivery attempts by target and outcome (delivered, retried, fallback, dead)",
+            self.deliveries.clone(),
+        );
+        r.register(
+            "delivery_attempts",
+            "HTTP requests made, by target",
+            self.attempts.clone(),
+        );
+        r.register(
+            "delivery_attempt_seconds",
+            "Time of one delivery attempt, by target",
+            self.attempt_seconds.clone(),
+        );
+        r.register(
+            "submit_seconds",
+            "Time from submit to deliveries durable in the outbox",
+            self.submit_seconds.clone(),
+        );
+        r.register(
+            "outbox_pending",
+            "Deliveries waiting in the outbox, in flight included",
+            self.pending.clone(),
+        );
+        r.register(
+            "dead_letters",
+            "Deliveries given up and kept for an operator",
+            self.dead_letters.clone(),
+        );
+    }
+}
