@@ -10,6 +10,9 @@
 //! Every request is recorded (method, path, headers, body, arrival time). The server stops
 //! when the receiver is dropped.
 
+// Each test crate that includes this module uses a different part of it.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
