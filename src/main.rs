@@ -278,7 +278,7 @@ fn read_alerts(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>
 
 #[cfg(feature = "dispatch")]
 fn dead_letters(data: &Path, action: DeadLetterAction) -> anyhow::Result<ExitCode> {
-    if !data.join("outbox.redb").exists() {
+    if !data.join("outbox.sqlite3").exists() {
         anyhow::bail!(
             "no outbox in `{}` (is this the data directory of a switchyard server?)",
             data.display()

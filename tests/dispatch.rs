@@ -447,3 +447,43 @@ async fn dead_letters_from_the_command_line() {
     );
     r.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn the_outbox_does_not_grow_with_delivered_alerts() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("growth");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" }} when exists(n) -> post t"#,
+        rx.url("/ok")
+    ));
+    let r = router(set, &dir).await;
+    let size = || -> u64 {
+        ["outbox.sqlite3", "outbox.sqlite3-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.0.join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let mut sizes = Vec::new();
+    for round in 0..2 {
+        let alerts: Vec<Alert> = (0..3_000)
+            .map(|i| Alert::new(json!({"n": i, "pad": "x".repeat(300)})))
+            .collect();
+        for chunk in alerts.chunks(250) {
+            r.submit_many(chunk).await.unwrap();
+        }
+        wait_until(Duration::from_secs(60), || r.stats().pending == 0).await;
+        assert_eq!(r.stats().pending, 0, "round {round}: everything delivered");
+        sizes.push(size());
+    }
+    assert_eq!(rx.count("/ok"), 6_000);
+    // Delivered entries are deleted and their pages reused: a second round of the same size
+    // does not grow the files much beyond the first.
+    assert!(
+        sizes[1] <= sizes[0] + sizes[0] / 2,
+        "the outbox grew from {} to {} bytes",
+        sizes[0],
+        sizes[1]
+    );
+    r.shutdown(Duration::from_secs(1)).await;
+}

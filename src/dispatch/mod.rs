@@ -116,7 +116,7 @@ impl RouterBuilder {
         self
     }
 
-    /// The folder of the outbox file (`outbox.redb`); created if missing. Default `./data`.
+    /// The folder of the outbox (`outbox.sqlite3`); created if missing. Default `./data`.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = dir.into();
         self

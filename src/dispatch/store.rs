@@ -1,30 +1,40 @@
-//! The embedded outbox: one redb file under the data directory.
+//! The embedded outbox: one SQLite database under the data directory, in WAL mode with
+//! `synchronous=FULL`, so a commit is on disk when it returns.
 //!
 //! Tables:
-//! - `deliveries`: id -> the pending delivery (request, attempts, next attempt time);
-//! - `queue`: (target, next attempt ms, id) -> (), so a target's due deliveries are one
-//!   range read and a dead target's backlog never slows another target's reads;
+//! - `deliveries`: id, target, next attempt ms, and the pending delivery (request, attempts)
+//!   as JSON; an index on (target, next attempt, id) makes a target's due deliveries one
+//!   range read, so a dead target's backlog never slows another target's reads;
 //! - `dead`: id -> a delivery that ran out of retries, with its last error;
 //! - `meta`: the next id and this store's random id (for idempotency keys).
 //!
 //! Every write goes through one writer thread. It takes every operation waiting in its
 //! channel and commits them in one transaction, with one fsync (group commit): durability
-//! costs one fsync per batch, not per alert.
+//! costs one fsync per batch, not per alert. Reads use a second connection, which WAL lets
+//! run while the writer commits. `benches/outbox-stores` measured SQLite against redb for
+//! this write pattern (docs/delivery.md).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::DispatchError;
 
-const DELIVERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("deliveries");
-const QUEUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("queue");
-const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS deliveries (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        next_at INTEGER NOT NULL,
+        record BLOB NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (target, next_at, id);
+    CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
 
 /// The most operations one group commit takes.
 const MAX_BATCH: usize = 4096;
@@ -119,10 +129,13 @@ enum Op {
 
 /// The outbox: reads from any thread, writes through the group-commit thread.
 pub(crate) struct Store {
-    db: Arc<Database>,
+    /// The read connection; WAL lets it read while the writer commits.
+    reader: std::sync::Mutex<Connection>,
     /// `None` only while dropping.
     ops: Option<mpsc::Sender<Op>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Held for the store's life: one process per outbox.
+    _lock: std::fs::File,
     store_id: u64,
     path: PathBuf,
 }
@@ -140,37 +153,61 @@ impl Drop for Store {
     }
 }
 
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
+    )?;
+    Ok(conn)
+}
+
 impl Store {
-    /// Opens (or creates) `<dir>/outbox.redb` and starts the writer thread.
+    /// Opens (or creates) `<dir>/outbox.sqlite3` and starts the writer thread.
     pub(crate) fn open(dir: &Path) -> Result<Store, DispatchError> {
         std::fs::create_dir_all(dir).map_err(|e| DispatchError::store(dir, e))?;
-        let path = dir.join("outbox.redb");
-        let db = match Database::create(&path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(DispatchError::store(
-                    &path,
-                    "in use by another switchyard process; stop it first, or use its HTTP API",
-                ));
-            }
-            Err(e) => return Err(DispatchError::store(&path, e)),
-        };
+        let path = dir.join("outbox.sqlite3");
+        let lock_path = dir.join("outbox.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| DispatchError::store(&lock_path, e))?;
+        if lock.try_lock().is_err() {
+            return Err(DispatchError::store(
+                &path,
+                "in use by another switchyard process; stop it first, or use its HTTP API",
+            ));
+        }
+        let writer_conn = connect(&path).map_err(|e| DispatchError::store(&path, e))?;
         restrict_permissions(&path);
-        let store_id = init(&db).map_err(|e| DispatchError::store(&path, e))?;
-        let db = Arc::new(db);
+        let store_id = init(&writer_conn).map_err(|e| DispatchError::store(&path, e))?;
+        let reader = connect(&path).map_err(|e| DispatchError::store(&path, e))?;
         let (tx, rx) = mpsc::channel::<Op>();
-        let writer_db = db.clone();
         let handle = std::thread::Builder::new()
             .name(String::from("switchyard-outbox"))
-            .spawn(move || writer(&writer_db, &rx))
+            .spawn(move || writer(writer_conn, &rx))
             .map_err(|e| DispatchError::store(&path, e))?;
         Ok(Store {
-            db,
+            reader: std::sync::Mutex::new(reader),
             ops: Some(tx),
             writer: Some(handle),
+            _lock: lock,
             store_id,
             path,
         })
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DispatchError> {
+        let conn = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&conn).map_err(|e| DispatchError::store(&self.path, e))
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -252,20 +289,19 @@ impl Store {
         limit: usize,
         skip: &dyn Fn(u64) -> bool,
     ) -> Result<Vec<Record>, DispatchError> {
-        let read = || -> Result<Vec<Record>, redb::Error> {
-            let txn = self.db.begin_read()?;
-            let queue = txn.open_table(QUEUE)?;
-            let deliveries = txn.open_table(DELIVERIES)?;
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, record FROM deliveries WHERE target = ?1 AND next_at <= ?2 ORDER BY next_at, id",
+            )?;
+            let mut rows = stmt.query(params![target, to_i64(now_ms)])?;
             let mut out = Vec::new();
-            for entry in queue.range((target, 0u64, 0u64)..=(target, now_ms, u64::MAX))? {
-                let (key, _) = entry?;
-                let (_, _, id) = key.value();
+            while let Some(row) = rows.next()? {
+                let id = from_i64(row.get(0)?);
                 if skip(id) {
                     continue;
                 }
-                if let Some(bytes) = deliveries.get(id)?
-                    && let Ok(mut r) = serde_json::from_slice::<Record>(bytes.value())
-                {
+                let bytes: Vec<u8> = row.get(1)?;
+                if let Ok(mut r) = serde_json::from_slice::<Record>(&bytes) {
                     r.id = id;
                     out.push(r);
                 }
@@ -274,8 +310,7 @@ impl Store {
                 }
             }
             Ok(out)
-        };
-        read().map_err(|e| DispatchError::store(&self.path, e))
+        })
     }
 
     /// When the next delivery for `target` is due (not in flight), if any.
@@ -284,119 +319,98 @@ impl Store {
         target: &str,
         skip: &dyn Fn(u64) -> bool,
     ) -> Result<Option<u64>, DispatchError> {
-        let read = || -> Result<Option<u64>, redb::Error> {
-            let txn = self.db.begin_read()?;
-            let queue = txn.open_table(QUEUE)?;
-            for entry in queue.range((target, 0u64, 0u64)..=(target, u64::MAX, u64::MAX))? {
-                let (key, _) = entry?;
-                let (_, at, id) = key.value();
-                if !skip(id) {
-                    return Ok(Some(at));
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, next_at FROM deliveries WHERE target = ?1 ORDER BY next_at, id",
+            )?;
+            let mut rows = stmt.query(params![target])?;
+            while let Some(row) = rows.next()? {
+                if !skip(from_i64(row.get(0)?)) {
+                    return Ok(Some(from_i64(row.get(1)?)));
                 }
             }
             Ok(None)
-        };
-        read().map_err(|e| DispatchError::store(&self.path, e))
+        })
     }
 
     /// Every target with pending deliveries, for resuming at start.
     pub(crate) fn pending_targets(&self) -> Result<Vec<String>, DispatchError> {
-        let read = || -> Result<Vec<String>, redb::Error> {
-            let txn = self.db.begin_read()?;
-            let queue = txn.open_table(QUEUE)?;
-            let mut out: Vec<String> = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                // Skip from one target to the next without reading its whole backlog.
-                let start = match &cursor {
-                    Some(t) => {
-                        let mut next = t.clone();
-                        next.push('\u{0}');
-                        next
-                    }
-                    None => String::new(),
-                };
-                let mut range = queue.range((start.as_str(), 0u64, 0u64)..)?;
-                match range.next() {
-                    Some(entry) => {
-                        let (key, _) = entry?;
-                        let t = key.value().0.to_owned();
-                        out.push(t.clone());
-                        cursor = Some(t);
-                    }
-                    None => break,
-                }
-            }
-            Ok(out)
-        };
-        read().map_err(|e| DispatchError::store(&self.path, e))
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT DISTINCT target FROM deliveries")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })
     }
 
     /// How many deliveries are pending and how many are dead.
     pub(crate) fn depth(&self) -> Result<(u64, u64), DispatchError> {
-        let read = || -> Result<(u64, u64), redb::Error> {
-            let txn = self.db.begin_read()?;
-            Ok((
-                txn.open_table(DELIVERIES)?.len()?,
-                txn.open_table(DEAD)?.len()?,
-            ))
-        };
-        read().map_err(|e| DispatchError::store(&self.path, e))
+        self.read(|c| {
+            let pending: i64 = c.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))?;
+            let dead: i64 = c.query_row("SELECT count(*) FROM dead", [], |r| r.get(0))?;
+            Ok((from_i64(pending), from_i64(dead)))
+        })
     }
 
     /// Dead letters, oldest first, at most `limit`.
     pub(crate) fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
-        let read = || -> Result<Vec<DeadLetter>, redb::Error> {
-            let txn = self.db.begin_read()?;
-            let dead = txn.open_table(DEAD)?;
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT record FROM dead ORDER BY id LIMIT ?1")?;
+            let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?;
             let mut out = Vec::new();
-            for entry in dead.iter()? {
-                let (_, v) = entry?;
-                if let Ok(d) = serde_json::from_slice::<DeadLetter>(v.value()) {
+            for bytes in rows {
+                if let Ok(d) = serde_json::from_slice::<DeadLetter>(&bytes?) {
                     out.push(d);
-                }
-                if out.len() >= limit {
-                    break;
                 }
             }
             Ok(out)
-        };
-        read().map_err(|e| DispatchError::store(&self.path, e))
+        })
     }
 
     /// One dead letter.
     pub(crate) fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
-        let read = || -> Result<Option<DeadLetter>, redb::Error> {
-            let txn = self.db.begin_read()?;
-            let dead = txn.open_table(DEAD)?;
-            Ok(dead
-                .get(id)?
-                .and_then(|v| serde_json::from_slice(v.value()).ok()))
-        };
-        read().map_err(|e| DispatchError::store(&self.path, e))
+        self.read(|c| {
+            let bytes: Option<Vec<u8>> = c
+                .query_row(
+                    "SELECT record FROM dead WHERE id = ?1",
+                    params![to_i64(id)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+        })
     }
 }
 
-fn init(db: &Database) -> Result<u64, redb::Error> {
-    let txn = db.begin_write()?;
-    let store_id;
-    {
-        txn.open_table(DELIVERIES)?;
-        txn.open_table(QUEUE)?;
-        txn.open_table(DEAD)?;
-        let mut meta = txn.open_table(META)?;
-        let existing = meta.get("store_id")?.map(|v| v.value());
-        store_id = match existing {
-            Some(id) => id,
-            None => {
-                let id = fastrand::u64(..);
-                meta.insert("store_id", id)?;
-                id
-            }
-        };
+/// SQLite integers are signed; ids and times stay far below 2^63.
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn from_i64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn init(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.execute_batch(SCHEMA)?;
+    let existing: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match existing {
+        Some(id) => Ok(id as u64),
+        None => {
+            let id = fastrand::u64(..);
+            // Stored as the same 64 bits, read back with `as`.
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('store_id', ?1)",
+                params![id as i64],
+            )?;
+            Ok(id)
+        }
     }
-    txn.commit()?;
-    Ok(store_id)
 }
 
 #[cfg(unix)]
@@ -412,7 +426,7 @@ fn restrict_permissions(path: &Path) {
 fn restrict_permissions(_: &Path) {}
 
 /// The group-commit loop: one transaction per batch of waiting operations.
-fn writer(db: &Arc<Database>, rx: &mpsc::Receiver<Op>) {
+fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -421,70 +435,86 @@ fn writer(db: &Arc<Database>, rx: &mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        commit(db, batch);
+        commit(&mut conn, batch);
     }
 }
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 
-fn commit(db: &Arc<Database>, batch: Vec<Op>) {
+fn put(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
+    let bytes = serde_json::to_vec(r).unwrap_or_default();
+    txn.prepare_cached(
+        "INSERT OR REPLACE INTO deliveries (id, target, next_at, record) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        to_i64(r.id),
+        r.spec.target,
+        to_i64(r.next_at_ms),
+        bytes
+    ])?;
+    Ok(())
+}
+
+fn take_delivery(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<Option<Record>> {
+    let bytes: Option<Vec<u8>> = txn
+        .prepare_cached("SELECT record FROM deliveries WHERE id = ?1")?
+        .query_row(params![to_i64(id)], |r| r.get(0))
+        .optional()?;
+    txn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
+        .execute(params![to_i64(id)])?;
+    Ok(bytes
+        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+        .map(|mut r| {
+            r.id = id;
+            r
+        }))
+}
+
+fn commit(conn: &mut Connection, batch: Vec<Op>) {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
-    let result = (|| -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
-        {
-            let mut deliveries = txn.open_table(DELIVERIES)?;
-            let mut queue = txn.open_table(QUEUE)?;
-            let mut dead = txn.open_table(DEAD)?;
-            let mut meta = txn.open_table(META)?;
-            let mut next_id = meta.get("next_id")?.map_or(1, |v| v.value());
-            let put = |deliveries: &mut redb::Table<u64, &[u8]>,
-                       queue: &mut redb::Table<(&str, u64, u64), ()>,
-                       r: &Record|
-             -> Result<(), redb::Error> {
-                let bytes = serde_json::to_vec(r).unwrap_or_default();
-                deliveries.insert(r.id, bytes.as_slice())?;
-                queue.insert((r.spec.target.as_str(), r.next_at_ms, r.id), ())?;
-                Ok(())
-            };
-            for op in batch {
-                match op {
-                    Op::Append(records, tx) => {
-                        let mut ids = Vec::with_capacity(records.len());
-                        for mut r in records {
-                            r.id = next_id;
-                            next_id += 1;
-                            put(&mut deliveries, &mut queue, &r)?;
-                            ids.push(r.id);
-                        }
-                        replies.push(Box::new(move |res| {
-                            let _ = tx.send(res.map(|()| ids));
-                        }));
+    let result = (|| -> rusqlite::Result<()> {
+        let txn = conn.transaction()?;
+        let mut next_id: u64 = txn
+            .query_row("SELECT value FROM meta WHERE key = 'next_id'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map_or(1, from_i64);
+        for op in batch {
+            match op {
+                Op::Append(records, tx) => {
+                    let mut ids = Vec::with_capacity(records.len());
+                    for mut r in records {
+                        r.id = next_id;
+                        next_id += 1;
+                        put(&txn, &r)?;
+                        ids.push(r.id);
                     }
-                    Op::Finish(id, outcome, tx) => {
-                        let existing = deliveries
-                            .remove(id)?
-                            .and_then(|v| serde_json::from_slice::<Record>(v.value()).ok());
-                        let mut created = None;
-                        if let Some(mut r) = existing {
-                            r.id = id;
-                            queue.remove((r.spec.target.as_str(), r.next_at_ms, id))?;
-                            match outcome {
-                                Outcome::Delivered => {}
-                                Outcome::Retry {
-                                    attempts,
-                                    next_at_ms,
-                                    error,
-                                } => {
-                                    r.attempts = attempts;
-                                    r.next_at_ms = next_at_ms;
-                                    r.last_error = Some(error);
-                                    put(&mut deliveries, &mut queue, &r)?;
-                                }
-                                Outcome::GiveUp {
-                                    attempts,
-                                    error,
-                                    now_ms,
-                                } => match r.spec.fallback.take() {
+                    replies.push(Box::new(move |res| {
+                        let _ = tx.send(res.map(|()| ids));
+                    }));
+                }
+                Op::Finish(id, outcome, tx) => {
+                    let mut created = None;
+                    if let Some(mut r) = take_delivery(&txn, id)? {
+                        match outcome {
+                            Outcome::Delivered => {}
+                            Outcome::Retry {
+                                attempts,
+                                next_at_ms,
+                                error,
+                            } => {
+                                r.attempts = attempts;
+                                r.next_at_ms = next_at_ms;
+                                r.last_error = Some(error);
+                                put(&txn, &r)?;
+                            }
+                            Outcome::GiveUp {
+                                attempts,
+                                error,
+                                now_ms,
+                            } => {
+                                match r.spec.fallback.take() {
                                     Some(fb) => {
                                         let from = r.spec.target.clone();
                                         let nr = Record {
@@ -499,7 +529,7 @@ fn commit(db: &Arc<Database>, batch: Vec<Op>) {
                                             fallback_from: Some(from),
                                         };
                                         next_id += 1;
-                                        put(&mut deliveries, &mut queue, &nr)?;
+                                        put(&txn, &nr)?;
                                         created = Some(nr);
                                     }
                                     None => {
@@ -515,58 +545,64 @@ fn commit(db: &Arc<Database>, batch: Vec<Op>) {
                                             spec: r.spec,
                                         };
                                         let bytes = serde_json::to_vec(&d).unwrap_or_default();
-                                        dead.insert(id, bytes.as_slice())?;
+                                        txn.prepare_cached("INSERT OR REPLACE INTO dead (id, record) VALUES (?1, ?2)")?
+                                        .execute(params![to_i64(id), bytes])?;
                                     }
-                                },
+                                }
                             }
                         }
-                        replies.push(Box::new(move |res| {
-                            let _ = tx.send(res.map(|()| created));
-                        }));
                     }
-                    Op::Replay(id, now_ms, tx) => {
-                        let d = dead
-                            .remove(id)?
-                            .and_then(|v| serde_json::from_slice::<DeadLetter>(v.value()).ok());
-                        let mut created = None;
-                        if let Some(d) = d {
-                            let r = Record {
-                                id,
-                                spec: d.spec,
-                                body: d.body,
-                                alert_id: d.alert_id,
-                                attempts: 0,
-                                next_at_ms: now_ms,
-                                last_error: Some(d.error),
-                                created_ms: d.created_ms,
-                                fallback_from: None,
-                            };
-                            put(&mut deliveries, &mut queue, &r)?;
-                            created = Some(r);
-                        }
-                        replies.push(Box::new(move |res| {
-                            let _ = tx.send(res.map(|()| created));
-                        }));
-                    }
-                    Op::Purge(id, tx) => {
-                        let n = match id {
-                            Some(id) => usize::from(dead.remove(id)?.is_some()),
-                            None => {
-                                let n = dead.len()? as usize;
-                                dead.retain(|_, _| false)?;
-                                n
-                            }
+                    replies.push(Box::new(move |res| {
+                        let _ = tx.send(res.map(|()| created));
+                    }));
+                }
+                Op::Replay(id, now_ms, tx) => {
+                    let bytes: Option<Vec<u8>> = txn
+                        .prepare_cached("SELECT record FROM dead WHERE id = ?1")?
+                        .query_row(params![to_i64(id)], |r| r.get(0))
+                        .optional()?;
+                    txn.prepare_cached("DELETE FROM dead WHERE id = ?1")?
+                        .execute(params![to_i64(id)])?;
+                    let mut created = None;
+                    if let Some(d) =
+                        bytes.and_then(|b| serde_json::from_slice::<DeadLetter>(&b).ok())
+                    {
+                        let r = Record {
+                            id,
+                            spec: d.spec,
+                            body: d.body,
+                            alert_id: d.alert_id,
+                            attempts: 0,
+                            next_at_ms: now_ms,
+                            last_error: Some(d.error),
+                            created_ms: d.created_ms,
+                            fallback_from: None,
                         };
-                        replies.push(Box::new(move |res| {
-                            let _ = tx.send(res.map(|()| n));
-                        }));
+                        put(&txn, &r)?;
+                        created = Some(r);
                     }
+                    replies.push(Box::new(move |res| {
+                        let _ = tx.send(res.map(|()| created));
+                    }));
+                }
+                Op::Purge(id, tx) => {
+                    let n = match id {
+                        Some(id) => {
+                            txn.execute("DELETE FROM dead WHERE id = ?1", params![to_i64(id)])?
+                        }
+                        None => txn.execute("DELETE FROM dead", [])?,
+                    };
+                    replies.push(Box::new(move |res| {
+                        let _ = tx.send(res.map(|()| n));
+                    }));
                 }
             }
-            meta.insert("next_id", next_id)?;
         }
-        txn.commit()?;
-        Ok(())
+        txn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?1)",
+            params![to_i64(next_id)],
+        )?;
+        txn.commit()
     })();
     let result = result.map_err(|e| e.to_string());
     if let Err(e) = &result {
