@@ -45,6 +45,28 @@ enum Command {
         #[arg(default_value = "rules")]
         dir: PathBuf,
     },
+    /// Route alerts and deliver them durably without a server: queue every delivery in the
+    /// outbox (on disk before anything is sent), then send until the outbox is empty or
+    /// `--wait` runs out; what is left stays queued for the next run. Without FILE, only
+    /// delivers what is already pending. Exit 0 when everything was delivered, 3 when some
+    /// deliveries are still pending, 1 on rule errors, 2 on usage or I/O errors.
+    #[cfg(feature = "dispatch")]
+    Send {
+        /// The rules folder.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// The data directory holding the outbox.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// The sender; detected from each payload's shape if omitted.
+        #[arg(long, value_parser = parse_source)]
+        source: Option<Source>,
+        /// How long to keep delivering, in seconds.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+        /// Alerts: one JSON document, or one per line; `-` for standard input.
+        file: Option<PathBuf>,
+    },
     /// Inspect, replay and purge the deliveries that could not be made (stop the server first).
     #[cfg(feature = "dispatch")]
     DeadLetters {
@@ -227,6 +249,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         #[cfg(feature = "dispatch")]
         Command::DeadLetters { data, action } => dead_letters(&data, action),
+        #[cfg(feature = "dispatch")]
+        Command::Send {
+            rules,
+            data,
+            source,
+            wait,
+            file,
+        } => {
+            let set = match load(&rules, OutputFormat::Text)? {
+                Ok(set) => set,
+                Err(code) => return Ok(code),
+            };
+            let alerts = match &file {
+                Some(f) => read_alert_stream(f, source)?,
+                None => Vec::new(),
+            };
+            send(set, &data, &alerts, std::time::Duration::from_secs(wait))
+        }
         Command::Test { dir } => {
             let set = match load(&dir, OutputFormat::Text)? {
                 Ok(set) => set,
@@ -246,7 +286,68 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The largest alert file `route` and `explain` read.
 const MAX_ALERT_BYTES: u64 = 16 * 1024 * 1024;
 
-fn read_alerts(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>> {
+/// Reads a file of alerts: one JSON document, or one per line (JSON Lines).
+#[cfg(feature = "dispatch")]
+fn read_alert_stream(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>> {
+    let bytes = read_limited(file)?;
+    let mut alerts = Vec::new();
+    for (i, doc) in serde_json::Deserializer::from_slice(&bytes)
+        .into_iter::<serde_json::Value>()
+        .enumerate()
+    {
+        let doc = doc.map_err(|e| anyhow::anyhow!("document {} is not valid JSON: {e}", i + 1))?;
+        alerts.extend(switchyard::adapt_json(source, doc).map_err(anyhow::Error::new)?);
+    }
+    Ok(alerts)
+}
+
+#[cfg(feature = "dispatch")]
+fn send(
+    set: RuleSet,
+    data: &Path,
+    alerts: &[Alert],
+    wait: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let router = switchyard::Router::builder()
+            .rules(set)
+            .data_dir(data)
+            .build()
+            .await?;
+        for chunk in alerts.chunks(1024) {
+            for s in router.submit_many(chunk).await? {
+                println!("{}", serde_json::to_string(&s.decision)?);
+            }
+        }
+        if !alerts.is_empty() {
+            eprintln!(
+                "queued: {} alert(s), durable in {}",
+                alerts.len(),
+                router.outbox_path().display()
+            );
+        }
+        let started = std::time::Instant::now();
+        while router.stats().pending > 0 && started.elapsed() < wait {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        router.shutdown(std::time::Duration::from_secs(5)).await;
+        let s = router.stats();
+        eprintln!(
+            "delivered: {}, pending: {}, dead letters: {}",
+            s.delivered, s.pending, s.dead_letters
+        );
+        Ok(if s.pending == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        })
+    })
+}
+
+fn read_limited(file: &Path) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     if file == Path::new("-") {
         std::io::stdin()
@@ -259,8 +360,13 @@ fn read_alerts(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>
             .with_context(|| format!("cannot read `{}`", file.display()))?;
     }
     if bytes.len() as u64 > MAX_ALERT_BYTES {
-        anyhow::bail!("the alert is larger than {} MiB", MAX_ALERT_BYTES >> 20);
+        anyhow::bail!("the input is larger than {} MiB", MAX_ALERT_BYTES >> 20);
     }
+    Ok(bytes)
+}
+
+fn read_alerts(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>> {
+    let bytes = read_limited(file)?;
     let trimmed = bytes.trim_ascii_start();
     // Alibaba CloudMonitor posts its callbacks form-encoded; accept a saved body as is.
     let body =

@@ -487,3 +487,47 @@ async fn the_outbox_does_not_grow_with_delivered_alerts() {
     );
     r.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn send_exits_3_while_deliveries_are_pending() {
+    let dir = DataDir::new("send-pending");
+    let rules_dir = dir.0.join("rules");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(rules_dir.join("a.rules"), format!("target t {{ url = \"http://{closed}/x\" retries = 50 }}\nwhen exists(status) -> post t\n")).unwrap();
+    std::fs::write(
+        dir.0.join("alerts.json"),
+        r#"{"status": "ALARM"} {"status": "OK"}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "send",
+            "--wait",
+            "1",
+            "--rules",
+            rules_dir.to_str().unwrap(),
+            "--data",
+            dir.0.join("data").to_str().unwrap(),
+        ])
+        .arg(dir.0.join("alerts.json"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(
+        stdout.lines().count(),
+        2,
+        "one decision per alert: {stdout}"
+    );
+    assert!(
+        stderr.contains("queued: 2 alert(s)") && stderr.contains("pending: 2"),
+        "{stderr}"
+    );
+}
