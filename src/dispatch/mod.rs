@@ -490,18 +490,28 @@ async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
                             (inner.client.clone(), inner.backoff, done_tx.clone());
                         let store_id = inner.store.store_id();
                         let m = inner.metrics.clone();
-                        sends.spawn(async move {
-                            let label = metrics::TargetLabel {
-                                target: r.spec.target.clone(),
-                            };
-                            let started = std::time::Instant::now();
-                            let outcome = attempt(&client, &r, store_id, backoff).await;
-                            m.attempts.get_or_create(&label).inc();
-                            m.attempt_seconds
-                                .get_or_create(&label)
-                                .observe(started.elapsed().as_secs_f64());
-                            let _ = tx.send((r, outcome)).await;
-                        });
+                        let span = tracing::info_span!(
+                            "delivery",
+                            delivery = r.id,
+                            alert_id = r.alert_id.as_deref().unwrap_or("-"),
+                            target = %r.spec.target,
+                            attempt = r.attempts + 1
+                        );
+                        sends.spawn(tracing::Instrument::instrument(
+                            async move {
+                                let label = metrics::TargetLabel {
+                                    target: r.spec.target.clone(),
+                                };
+                                let started = std::time::Instant::now();
+                                let outcome = attempt(&client, &r, store_id, backoff).await;
+                                m.attempts.get_or_create(&label).inc();
+                                m.attempt_seconds
+                                    .get_or_create(&label)
+                                    .observe(started.elapsed().as_secs_f64());
+                                let _ = tx.send((r, outcome)).await;
+                            },
+                            span,
+                        ));
                     }
                 }
                 Err(e) => tracing::error!(target = %target, error = %e, "cannot read the outbox"),
