@@ -46,6 +46,8 @@ mod engine;
 mod error;
 mod load;
 mod number;
+#[cfg(feature = "server")]
+pub mod server;
 mod syntax;
 
 pub use alert::{AdaptError, Alert, Source, State, adapt_json, detect_source, form_to_json};

@@ -19,6 +19,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP server: senders post alerts, the rules route them, the outbox delivers.
+    /// With no flags and no config file: rules from `rules/`, the outbox in `./data`,
+    /// listening on 127.0.0.1:9095.
+    #[cfg(feature = "server")]
+    Serve {
+        /// A YAML configuration file (docs/server.md lists every key).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The address to listen on (overrides the config file).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// The rules folder (overrides the config file).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// The data directory, holding the outbox (overrides the config file).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Check a rules folder; exit 0 when it loads (warnings allowed), 1 on errors, 2 on usage or I/O errors.
     Check {
         /// The rules folder.
@@ -193,6 +211,13 @@ fn load(dir: &Path, format: OutputFormat) -> anyhow::Result<Result<RuleSet, Exit
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        #[cfg(feature = "server")]
+        Command::Serve {
+            config,
+            listen,
+            rules,
+            data,
+        } => serve(config, listen, rules, data),
         Command::Check { dir, format } => {
             let set = match load(&dir, format)? {
                 Ok(set) => set,
@@ -451,4 +476,105 @@ fn dead_letters(data: &Path, action: DeadLetterAction) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[cfg(feature = "server")]
+fn serve(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    rules: Option<PathBuf>,
+    data: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use switchyard::server::{AppState, Config, LogFormat};
+
+    let mut cfg = match &config {
+        Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Config::default(),
+    };
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    if let Some(r) = rules {
+        cfg.rules = r;
+    }
+    if let Some(d) = data {
+        cfg.data = d;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.logging.level))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "logging.level `{}` is not a valid filter: {e}",
+                cfg.logging.level
+            )
+        })?;
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.logging.format {
+        LogFormat::Json => fmt.json().init(),
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+    let set = match load(&cfg.rules, OutputFormat::Text)? {
+        Ok(set) => set,
+        Err(code) => return Ok(code),
+    };
+    let auth = cfg
+        .ingest_auth(&|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let router = switchyard::Router::builder()
+            .rules(set)
+            .data_dir(&cfg.data)
+            .in_flight_per_target(cfg.delivery.in_flight_per_target)
+            .build()
+            .await?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let state = std::sync::Arc::new(AppState::new(router.clone(), Some(cfg.rules.clone()), cfg.limits.clone(), auth));
+        let app = switchyard::server::app(state.clone());
+        tracing::info!(listen = %addr, rules = %cfg.rules.display(), data = %cfg.data.display(), "switchyard is listening");
+        eprintln!("listening on http://{addr}");
+        switchyard::server::serve(listener, app, &cfg.limits, shutdown_signal(), std::time::Duration::from_secs(10)).await?;
+        state.set_ready(false);
+        tracing::info!("stopping: delivering what is in flight");
+        router.shutdown(std::time::Duration::from_secs(5)).await;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+#[cfg(feature = "server")]
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
 }

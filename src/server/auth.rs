@@ -1,0 +1,129 @@
+//! Ingest credentials: per sender, a bearer token, basic auth, or a token in the query
+//! string (for senders that cannot set headers, such as Alibaba's callback URL). Secrets
+//! are compared in constant time and never logged or shown.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+use crate::alert::Source;
+
+/// A secret value: compared in constant time; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    fn matches(&self, candidate: &str) -> bool {
+        // Lengths differ for a wrong guess anyway; `ct_eq` keeps equal-length guesses flat.
+        self.0.len() == candidate.len() && bool::from(self.0.as_bytes().ct_eq(candidate.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One accepted way to authenticate.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// `Authorization: Bearer <token>`.
+    Bearer(Secret),
+    /// `Authorization: Basic <base64(user:password)>`.
+    Basic {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: Secret,
+    },
+    /// `?token=<token>` in the URL.
+    QueryToken(Secret),
+}
+
+/// Which credentials each sender must present. A sender with no entry (and no `*` entry)
+/// needs none.
+#[derive(Clone, Debug, Default)]
+pub struct IngestAuth {
+    rules: Vec<(Option<Source>, Vec<Credential>)>,
+}
+
+impl IngestAuth {
+    /// No credentials required.
+    pub fn none() -> IngestAuth {
+        IngestAuth::default()
+    }
+
+    /// Requires one of `credentials` from `source` (`None`: every sender without its own entry).
+    pub fn require(mut self, source: Option<Source>, credentials: Vec<Credential>) -> IngestAuth {
+        self.rules.push((source, credentials));
+        self
+    }
+
+    /// True when some sender needs credentials.
+    pub fn is_enabled(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    fn credentials_for(&self, source: Option<Source>) -> Option<&[Credential]> {
+        let own = source.and_then(|s| self.rules.iter().find(|(r, _)| *r == Some(s)));
+        own.or_else(|| self.rules.iter().find(|(r, _)| r.is_none()))
+            .map(|(_, c)| c.as_slice())
+    }
+
+    /// Checks a request from `source` (`None`: not yet known, the `*` entry applies).
+    pub(crate) fn check(
+        &self,
+        source: Option<Source>,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let Some(creds) = self.credentials_for(source) else {
+            return Ok(());
+        };
+        let authz = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let ok = creds.iter().any(|c| match c {
+            Credential::Bearer(t) => authz
+                .strip_prefix("Bearer ")
+                .is_some_and(|tok| t.matches(tok.trim())),
+            Credential::Basic { user, password } => authz
+                .strip_prefix("Basic ")
+                .and_then(|b| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b.trim())
+                        .ok()
+                })
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .and_then(|pair| {
+                    pair.split_once(':')
+                        .map(|(u, p)| (u.to_owned(), p.to_owned()))
+                })
+                .is_some_and(|(u, p)| {
+                    bool::from(u.as_bytes().ct_eq(user.as_bytes())) & password.matches(&p)
+                }),
+            Credential::QueryToken(t) => query_token.is_some_and(|q| t.matches(q)),
+        });
+        if ok {
+            Ok(())
+        } else {
+            let what = source.map_or_else(
+                || String::from("this endpoint"),
+                |s| format!("source `{s}`"),
+            );
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("missing or wrong credentials for {what}"),
+            ))
+        }
+    }
+}

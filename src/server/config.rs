@@ -1,0 +1,271 @@
+//! `switchyard.yaml`: the server's own settings (routing lives only in the rules folder).
+//! Unknown keys and wrong types are refused at start with the file, line and a hint.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::auth::{Credential, IngestAuth, Secret};
+use crate::alert::Source;
+
+/// The default listen address: loopback only, so a fresh start exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9095";
+
+/// The whole configuration file. Every key is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where to listen (`127.0.0.1:9095`).
+    pub listen: SocketAddr,
+    /// The rules folder (`rules`).
+    pub rules: PathBuf,
+    /// The data directory, holding the outbox (`data`).
+    pub data: PathBuf,
+    /// Request limits.
+    pub limits: Limits,
+    /// Credentials senders must present.
+    pub ingest: Ingest,
+    /// Log format and level.
+    pub logging: Logging,
+    /// Requests in flight per target.
+    pub delivery: Delivery,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9095))),
+            rules: PathBuf::from("rules"),
+            data: PathBuf::from("data"),
+            limits: Limits::default(),
+            ingest: Ingest::default(),
+            logging: Logging::default(),
+            delivery: Delivery::default(),
+        }
+    }
+}
+
+/// Limits that keep bad input from hurting the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The largest request body, in bytes (1 MiB).
+    pub max_body_bytes: usize,
+    /// The most alerts in one request (1,000).
+    pub max_alerts_per_request: usize,
+    /// The largest request head (request line and headers), in bytes (16 KiB).
+    pub max_header_bytes: usize,
+    /// The longest a request may take to arrive, headers and body, in seconds (10).
+    pub request_timeout_secs: u64,
+    /// The most requests handled at once (1,024); more wait.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_alerts_per_request: 1_000,
+            max_header_bytes: 16 << 10,
+            request_timeout_secs: 10,
+            max_concurrent_requests: 1_024,
+        }
+    }
+}
+
+impl Limits {
+    /// `request_timeout_secs` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+}
+
+/// Delivery settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// Requests in flight per target (32).
+    pub in_flight_per_target: usize,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            in_flight_per_target: 32,
+        }
+    }
+}
+
+/// Ingest credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    /// One entry per sender (or `*`), each listing accepted credentials.
+    pub auth: Vec<AuthEntry>,
+}
+
+/// Credentials for some senders.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthEntry {
+    /// Sender names, or `*` for every sender without its own entry.
+    pub sources: Vec<String>,
+    /// `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub bearer: Option<SecretRef>,
+    /// `Authorization: Basic`, with this user and password.
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// `?token=<token>`, for senders that cannot set headers.
+    #[serde(default)]
+    pub query_token: Option<SecretRef>,
+}
+
+/// Basic-auth credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: SecretRef,
+}
+
+/// Where a secret comes from: never written in the config file itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// An environment variable's name.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// A file's path (its content, trailing newline removed).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logging {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `switchyard=debug`, ...
+    pub level: String,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            format: LogFormat::Text,
+            level: String::from("info"),
+        }
+    }
+}
+
+/// The log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads a configuration file. Errors name the file, the line and what to fix.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read `{}`: {e}", path.display())))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses configuration text; `name` is shown in errors.
+    pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_saphyr::from_str::<Config>(text).map_err(|e| {
+            ConfigError(format!(
+                "{name}: {e}\n  = help: the keys are listed, one by one, in docs/server.md; a value's type must match its default"
+            ))
+        })
+    }
+
+    /// The ingest credentials, with secrets read from the environment or files.
+    pub fn ingest_auth(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<IngestAuth, ConfigError> {
+        let mut auth = IngestAuth::none();
+        for (i, entry) in self.ingest.auth.iter().enumerate() {
+            let mut creds = Vec::new();
+            let read = |what: &str, r: &SecretRef| -> Result<Secret, ConfigError> {
+                match (&r.env, &r.file) {
+                    (Some(name), None) => env(name)
+                        .filter(|v| !v.is_empty())
+                        .map(Secret::new)
+                        .ok_or_else(|| {
+                            ConfigError(format!(
+                                "ingest.auth[{i}].{what}: environment variable `{name}` is not set"
+                            ))
+                        }),
+                    (None, Some(file)) => std::fs::read_to_string(file)
+                        .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
+                        .map_err(|e| {
+                            ConfigError(format!(
+                                "ingest.auth[{i}].{what}: cannot read `{}`: {e}",
+                                file.display()
+                            ))
+                        }),
+                    _ => Err(ConfigError(format!(
+                        "ingest.auth[{i}].{what}: give exactly one of `env` or `file`"
+                    ))),
+                }
+            };
+            if let Some(b) = &self.ingest.auth[i].bearer {
+                creds.push(Credential::Bearer(read("bearer", b)?));
+            }
+            if let Some(b) = &entry.basic {
+                creds.push(Credential::Basic {
+                    user: b.user.clone(),
+                    password: read("basic.password", &b.password)?,
+                });
+            }
+            if let Some(q) = &entry.query_token {
+                creds.push(Credential::QueryToken(read("query_token", q)?));
+            }
+            if creds.is_empty() {
+                return Err(ConfigError(format!(
+                    "ingest.auth[{i}]: give at least one of `bearer`, `basic`, `query_token`"
+                )));
+            }
+            for s in &entry.sources {
+                let source = match s.as_str() {
+                    "*" => None,
+                    name => Some(Source::from_name(name).ok_or_else(|| {
+                        ConfigError(format!("ingest.auth[{i}].sources: unknown source `{name}` (alibaba, yandex, alertmanager, prometheus, grafana, generic, or *)"))
+                    })?),
+                };
+                auth = auth.require(source, creds.clone());
+            }
+        }
+        Ok(auth)
+    }
+}

@@ -1,0 +1,551 @@
+//! The HTTP server (feature `server`): every sender in, decisions out.
+//!
+//! [`app`] builds the whole service from an [`AppState`]; a daemon can mount it in its own
+//! axum or hyper service, and `switchyard serve` is one user of it ([`serve`]). Handlers
+//! turn every failure into one JSON error type ([`ApiError`]) with a status that says what
+//! was wrong: 400 malformed, 401 credentials, 404 unknown source, 413 too large, 415 content
+//! type, 422 rejected rules, 503 not ready.
+
+mod auth;
+mod config;
+mod error;
+mod run;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::alert::{Source, adapt_json, form_to_json};
+use crate::dispatch::Router;
+use crate::engine::RuleSet;
+pub use auth::{Credential, IngestAuth, Secret};
+pub use config::{Config, ConfigError, DEFAULT_LISTEN, Limits, LogFormat, Logging};
+pub use error::ApiError;
+pub use run::serve;
+
+/// What the service needs: the router (rules and delivery), limits, credentials.
+pub struct AppState {
+    router: Router,
+    rules_dir: Option<PathBuf>,
+    limits: Limits,
+    auth: IngestAuth,
+    ready: AtomicBool,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    alerts: Family<SourceLabel, Counter>,
+    rejected_reload: std::sync::Mutex<Option<Value>>,
+    permits: tokio::sync::Semaphore,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RequestLabels {
+    source: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+impl AppState {
+    /// State for a router. `rules_dir` is what `POST /-/reload` reloads (none: reload is refused).
+    pub fn new(
+        router: Router,
+        rules_dir: Option<PathBuf>,
+        limits: Limits,
+        auth: IngestAuth,
+    ) -> AppState {
+        let limits_for_permits = limits.clone();
+        let mut registry = Registry::default();
+        router.register_metrics(&mut registry);
+        let requests = Family::<RequestLabels, Counter>::default();
+        let alerts = Family::<SourceLabel, Counter>::default();
+        let sub = registry.sub_registry_with_prefix("switchyard");
+        sub.register(
+            "http_ingest_requests",
+            "Ingest requests by source and status",
+            requests.clone(),
+        );
+        sub.register(
+            "alerts_received",
+            "Alerts received, by source",
+            alerts.clone(),
+        );
+        AppState {
+            router,
+            rules_dir,
+            limits,
+            auth,
+            ready: AtomicBool::new(true),
+            registry,
+            requests,
+            alerts,
+            rejected_reload: std::sync::Mutex::new(None),
+            permits: tokio::sync::Semaphore::new(limits_permits(&limits_for_permits)),
+        }
+    }
+
+    /// Marks the service ready or not (`GET /readyz`, and ingest answers 503 when not).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// The router behind the service.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+}
+
+fn limits_permits(l: &Limits) -> usize {
+    l.max_concurrent_requests
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
+}
+
+/// Builds the service: every endpoint of `docs/server.md`.
+pub fn app(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new()
+        .route("/alerts", post(ingest_detect))
+        .route("/alerts/{source}", post(ingest_source).put(ingest_source))
+        .route("/api/v2/alerts", post(ingest_prometheus))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/explain", post(explain))
+        .route("/api/rules", get(rules))
+        .route("/api/dead-letters", get(dead_letters))
+        .route("/api/dead-letters/{id}/retry", post(retry_dead_letter))
+        .route("/-/reload", post(reload))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see docs/server.md",
+            )
+        })
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct SourceQuery {
+    source: Option<String>,
+    token: Option<String>,
+}
+
+async fn ingest_detect(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<SourceQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest(&s, None, &q, &headers, body).await
+}
+
+async fn ingest_prometheus(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<SourceQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest(&s, Some(Source::Prometheus), &q, &headers, body).await
+}
+
+async fn ingest_source(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<SourceQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match Source::from_name(&name) {
+        Some(source) => ingest(&s, Some(source), &q, &headers, body).await,
+        None => {
+            let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_source",
+                format!(
+                    "unknown source `{name}`; the sources are {}",
+                    names.join(", ")
+                ),
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn ingest(
+    s: &AppState,
+    source: Option<Source>,
+    q: &SourceQuery,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let label = source.map_or("detect", Source::as_str).to_owned();
+    let result = accept(s, source, q, headers, body).await;
+    let response = match result {
+        Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    };
+    s.requests
+        .get_or_create(&RequestLabels {
+            source: label,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn accept(
+    s: &AppState,
+    source: Option<Source>,
+    q: &SourceQuery,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, ApiError> {
+    if !s.ready.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "switchyard is starting or stopping; retry shortly",
+        ));
+    }
+    // More requests than the limit wait here: the limit bounds memory, and waiting is
+    // better than refusing alerts.
+    let _permit =
+        s.permits.acquire().await.map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "shutting down")
+        })?;
+    s.auth.check(source, headers, q.token.as_deref())?;
+    let bytes = tokio::time::timeout(
+        s.limits.request_timeout(),
+        read_body(body, s.limits.max_body_bytes),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the body did not arrive in time",
+        )
+    })??;
+    let value = parse_payload(headers, &bytes)?;
+    let explicit = source.or_else(|| q.source.as_deref().and_then(Source::from_name));
+    let alerts = adapt_json(explicit, value)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "wrong_shape", e.to_string()))?;
+    if explicit.is_none() {
+        // A detected sender must still present that sender's credentials.
+        for a in &alerts {
+            s.auth
+                .check(Some(a.source()), headers, q.token.as_deref())?;
+        }
+    }
+    if alerts.len() > s.limits.max_alerts_per_request {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_alerts",
+            format!(
+                "{} alerts in one request; the limit is {}",
+                alerts.len(),
+                s.limits.max_alerts_per_request
+            ),
+        ));
+    }
+    for a in &alerts {
+        s.alerts
+            .get_or_create(&SourceLabel {
+                source: a.source().as_str().to_owned(),
+            })
+            .inc();
+    }
+    let submitted = s.router.submit_many(&alerts).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot queue the alerts");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outbox_unavailable",
+            "the alerts could not be stored; nothing was accepted, retry",
+        )
+    })?;
+    let per_alert: Vec<Value> = alerts
+        .iter()
+        .zip(submitted)
+        .map(|(a, sub)| {
+            json!({
+                "source": a.source().as_str(),
+                "state": a.state().as_str(),
+                "id": a.id(),
+                "targets": sub.decision.targets,
+                "rules": sub.decision.rules,
+                "dropped": sub.decision.dropped,
+                "unrouted": sub.decision.unrouted,
+                "deliveries": sub.deliveries,
+            })
+        })
+        .collect();
+    Ok(json!({ "accepted": per_alert.len(), "alerts": per_alert }))
+}
+
+/// Reads at most `limit` bytes; a larger body is refused (413) without reading it all.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    })
+}
+
+/// JSON, or form-encoded (Alibaba CloudMonitor); the content type decides, and a body
+/// without one is read as JSON if it looks like JSON, else as a form.
+fn parse_payload(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    let trimmed = bytes.trim_ascii_start();
+    let form = match mime {
+        "application/x-www-form-urlencoded" => true,
+        "application/json" | "text/json" => false,
+        m if m.ends_with("+json") => false,
+        "" | "text/plain" | "application/octet-stream" => {
+            !(trimmed.starts_with(b"{") || trimmed.starts_with(b"["))
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "content type `{other}` is not accepted; send application/json or application/x-www-form-urlencoded"
+                ),
+            ));
+        }
+    };
+    if form {
+        if std::str::from_utf8(bytes).is_err() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                "the form body is not valid UTF-8",
+            ));
+        }
+        return Ok(form_to_json(bytes));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if s.ready.load(Ordering::SeqCst) {
+        let rules = s.router.rules();
+        Json(json!({"status": "ready", "rules": rules.rule_count(), "targets": rules.targets().len()})).into_response()
+    } else {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "not ready").into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    s.router.refresh_gauges();
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &s.registry).is_err() {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics",
+            "cannot encode the metrics",
+        )
+        .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+async fn explain(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<SourceQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let run = async {
+        s.auth.check(None, &headers, q.token.as_deref())?;
+        let bytes = read_body(body, s.limits.max_body_bytes).await?;
+        let value = parse_payload(&headers, &bytes)?;
+        let source = match q.source.as_deref() {
+            Some(name) => Some(Source::from_name(name).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_source",
+                    format!("unknown source `{name}`"),
+                )
+            })?),
+            None => None,
+        };
+        let alerts = adapt_json(source, value)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "wrong_shape", e.to_string()))?;
+        let rules = s.router.rules();
+        let explained: Vec<Value> = alerts
+            .iter()
+            .map(|a| serde_json::to_value(rules.explain(a)).unwrap_or(Value::Null))
+            .collect();
+        Ok::<Value, ApiError>(json!({ "alerts": explained }))
+    };
+    match run.await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn rules_summary(rules: &RuleSet) -> Value {
+    let files: Vec<Value> = rules
+        .sources()
+        .files()
+        .map(|f| json!({"file": f.name(), "bytes": f.text().len(), "hash": format!("{:016x}", fnv(f.text().as_bytes()))}))
+        .collect();
+    json!({
+        "rules": rules.rule_count(),
+        "targets": rules.targets().iter().map(|t| t.name()).collect::<Vec<_>>(),
+        "tests": rules.test_count(),
+        "files": files,
+        "warnings": rules.warnings().to_json(),
+    })
+}
+
+/// FNV-1a 64: a content hash for `GET /api/rules`, stable across runs.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+async fn rules(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let mut v = rules_summary(&s.router.rules());
+    let rejected = s.rejected_reload.lock().ok().and_then(|r| r.clone());
+    v["rejected_reload"] = rejected.unwrap_or(Value::Null);
+    Json(v)
+}
+
+async fn reload(State(s): State<Arc<AppState>>) -> Response {
+    let Some(dir) = s.rules_dir.clone() else {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "no_rules_dir",
+            "this service was not started from a rules folder",
+        )
+        .into_response();
+    };
+    match tokio::task::spawn_blocking(move || RuleSet::load_dir(&dir)).await {
+        Ok(Ok(set)) => {
+            let summary = rules_summary(&set);
+            s.router.set_rules(set);
+            if let Ok(mut r) = s.rejected_reload.lock() {
+                *r = None;
+            }
+            tracing::info!("rules reloaded");
+            (
+                StatusCode::OK,
+                Json(json!({"status": "reloaded", "rules": summary})),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => {
+            let diagnostics = e
+                .diagnostics()
+                .map(crate::Diagnostics::to_json)
+                .unwrap_or_else(|| json!([{"message": e.to_string()}]));
+            if let Some(d) = e.diagnostics() {
+                tracing::warn!(
+                    errors = d.error_count(),
+                    "reload rejected; the running rules stay:\n{}",
+                    d.render(crate::Format::Text)
+                );
+            }
+            if let Ok(mut r) = s.rejected_reload.lock() {
+                *r = Some(diagnostics.clone());
+            }
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"status": "rejected", "message": "the new rules have errors; the running rules stay", "diagnostics": diagnostics})),
+            )
+                .into_response()
+        }
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "reload", e.to_string())
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn dead_letters(State(s): State<Arc<AppState>>, Query(l): Query<Limit>) -> Response {
+    match s.router.dead_letters(l.limit.unwrap_or(100).min(10_000)) {
+        Ok(list) => {
+            let items: Vec<Value> = list
+                .iter()
+                .map(|d| {
+                    let body: Value = serde_json::from_str(&d.body).unwrap_or_else(|_| Value::String(d.body.clone()));
+                    json!({"id": d.id, "target": d.target, "alert_id": d.alert_id, "attempts": d.attempts, "error": d.error,
+                           "created_ms": d.created_ms, "dead_ms": d.dead_ms, "body": body})
+                })
+                .collect();
+            Json(json!({"dead_letters": items})).into_response()
+        }
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outbox_unavailable",
+            e.to_string(),
+        )
+        .into_response(),
+    }
+}
+
+async fn retry_dead_letter(State(s): State<Arc<AppState>>, Path(id): Path<u64>) -> Response {
+    match s.router.retry_dead_letter(id).await {
+        Ok(true) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "queued", "id": id})),
+        )
+            .into_response(),
+        Ok(false) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_dead_letter",
+            format!("no dead letter {id}"),
+        )
+        .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outbox_unavailable",
+            e.to_string(),
+        )
+        .into_response(),
+    }
+}
