@@ -150,7 +150,13 @@ impl<'e> Loader<'e> {
                 }
             }
         }
-        let checked = check::check(&files, &unparsed_targets, &sources, &*self.env);
+        let checked = check::check(
+            &files,
+            &unparsed_targets,
+            !problems.is_empty(),
+            &sources,
+            &*self.env,
+        );
         let sources = Arc::new(sources);
         match checked {
             Ok(checked) if problems.is_empty() => Ok(RuleSet::compile(checked, sources)),

@@ -85,10 +85,12 @@ pub(crate) struct Checked {
 /// Checks parsed files, given in load order, as one rule set.
 ///
 /// `unparsed_targets` are names declared in files that failed to parse: a `post` of one is
-/// not reported again (the syntax error already fails the load).
+/// not reported again (the syntax error already fails the load). With `any_file_failed`,
+/// no target is reported as unused: its posts may be in the file that failed.
 pub(crate) fn check(
     files: &[ast::File],
     unparsed_targets: &[String],
+    any_file_failed: bool,
     sources: &SourceMap,
     env: EnvLookup<'_>,
 ) -> Result<Checked, Vec<Diagnostic>> {
@@ -217,11 +219,12 @@ pub(crate) fn check(
             }
         }
     }
-    // An unused target is worth a warning only when nothing else is wrong: a failed `post`
-    // would otherwise make its intended target look unused.
+    // An unused target is worth a warning only when nothing else is wrong: a failed `post`,
+    // or a file that did not parse, would otherwise make its intended target look unused.
+    let complete = cx.errors.is_empty() && !any_file_failed;
     for (i, used) in posted.iter().enumerate() {
         if !used
-            && cx.errors.is_empty()
+            && complete
             && let Some((name, span)) = scope.targets.get(i)
         {
             cx.warnings.push(

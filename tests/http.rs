@@ -1,0 +1,601 @@
+//! The service in-process (no socket): every endpoint, status code and sender, with built
+//! requests sent through `tower::ServiceExt::oneshot`.
+
+// A failed unwrap in a test helper is a loud test failure, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use switchyard::server::{AppState, Credential, IngestAuth, Limits, Secret, app};
+use switchyard::{Router, RuleSet, Source};
+use tower::ServiceExt;
+
+struct Fixture {
+    state: Arc<AppState>,
+    dir: PathBuf,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn shared(p: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures")
+            .join(p),
+    )
+    .unwrap()
+}
+
+/// The example rules, with every target pointing at a closed local port (nothing is sent
+/// anywhere real), and a rules folder the service can reload.
+async fn fixture(name: &str, limits: Limits, auth: IngestAuth) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("switchyard-http-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rules_dir = dir.join("rules");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, rules_dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let set = RuleSet::load_dir(&rules_dir).unwrap();
+    let router = Router::builder()
+        .rules(set)
+        .data_dir(dir.join("data"))
+        .build()
+        .await
+        .unwrap();
+    let state = Arc::new(AppState::new(router, Some(rules_dir), limits, auth));
+    Fixture { state, dir }
+}
+
+async fn send(f: &Fixture, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app(f.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, v)
+}
+
+fn post(uri: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+fn targets(v: &Value, i: usize) -> Vec<String> {
+    v["alerts"][i]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded; charset=UTF-8";
+
+#[tokio::test]
+async fn every_sender_is_routed() {
+    let f = fixture("senders", Limits::default(), IngestAuth::none()).await;
+
+    let (s, v) = send(
+        &f,
+        post(
+            "/alerts/alibaba",
+            FORM,
+            shared("alibaba/metric-alarm.form.txt"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(targets(&v, 0), ["ecs_critical", "web_team_chat"]);
+    assert_eq!(v["alerts"][0]["state"], "firing");
+    assert_eq!(v["alerts"][0]["deliveries"].as_array().unwrap().len(), 2);
+
+    // Form bodies are detected on /alerts too.
+    let (s, v) = send(
+        &f,
+        post("/alerts", FORM, shared("alibaba/metric-ok.form.txt")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(
+        (v["alerts"][0]["source"].as_str(), targets(&v, 0)),
+        (Some("alibaba"), vec![String::from("ecs_recovered")])
+    );
+
+    let (_, v) = send(
+        &f,
+        post(
+            "/alerts/alibaba",
+            JSON,
+            shared("alibaba/metric-alarm.legacy.json"),
+        ),
+    )
+    .await;
+    assert_eq!(targets(&v, 0), ["ecs_critical"]);
+
+    for (file, expected) in [
+        ("yandex/function-alarm.json", "alarm_url"),
+        ("yandex/function-escalation.status.json", "alarm_url"),
+        ("yandex/function-ok.json", "ok_url"),
+    ] {
+        let (s, v) = send(&f, post("/alerts/yandex", JSON, shared(file))).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{file}");
+        assert_eq!(targets(&v, 0), [expected], "{file}");
+        let (_, v) = send(&f, post("/alerts", JSON, shared(file))).await;
+        assert_eq!(v["alerts"][0]["source"], "yandex", "{file} detected");
+    }
+
+    let (s, v) = send(
+        &f,
+        post(
+            "/alerts/alertmanager",
+            JSON,
+            shared("alertmanager/webhook-mixed.json"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(
+        v["accepted"], 3,
+        "every alert of the group is routed on its own"
+    );
+    let (_, v) = send(
+        &f,
+        post(
+            "/alerts",
+            JSON,
+            shared("alertmanager/captured-alertmanager-0.25-webhook.json"),
+        ),
+    )
+    .await;
+    assert_eq!(v["alerts"][0]["source"], "alertmanager");
+
+    let (s, v) = send(
+        &f,
+        post(
+            "/alerts/grafana",
+            JSON,
+            shared("grafana/webhook-firing.json"),
+        ),
+    )
+    .await;
+    assert_eq!((s, v["accepted"].as_u64()), (StatusCode::ACCEPTED, Some(2)));
+    let (_, v) = send(
+        &f,
+        post("/alerts", JSON, shared("grafana/webhook-resolved.json")),
+    )
+    .await;
+    assert_eq!(
+        (
+            v["alerts"][0]["source"].as_str(),
+            v["alerts"][0]["state"].as_str()
+        ),
+        (Some("grafana"), Some("resolved"))
+    );
+
+    let (s, v) = send(
+        &f,
+        post(
+            "/api/v2/alerts",
+            JSON,
+            shared("alertmanager/captured-prometheus-2.42-api-v2.json"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["alerts"][0]["source"], "prometheus");
+
+    let (s, v) = send(&f, post("/alerts/generic", JSON, r#"{"anything": 1}"#)).await;
+    assert_eq!(
+        (s, v["alerts"][0]["unrouted"].as_bool()),
+        (StatusCode::ACCEPTED, Some(true))
+    );
+    // PUT is accepted as Grafana can send it.
+    let req = Request::put("/alerts/grafana")
+        .header("content-type", JSON)
+        .body(Body::from(shared("grafana/webhook-firing.json")))
+        .unwrap();
+    assert_eq!(send(&f, req).await.0, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_json_error_with_the_right_status() {
+    let limits = Limits {
+        max_body_bytes: 64 * 1024,
+        max_alerts_per_request: 2,
+        ..Limits::default()
+    };
+    let f = fixture("errors", limits, IngestAuth::none()).await;
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            post("/alerts", JSON, "{not json"),
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        (
+            post("/alerts/alibaba", JSON, "[1, 2]"),
+            StatusCode::BAD_REQUEST,
+            "wrong_shape",
+        ),
+        (
+            post("/alerts/alertmanager", JSON, r#"{"version": "4"}"#),
+            StatusCode::BAD_REQUEST,
+            "wrong_shape",
+        ),
+        (
+            post("/api/v2/alerts", JSON, r#"{"labels": {}}"#),
+            StatusCode::BAD_REQUEST,
+            "wrong_shape",
+        ),
+        (
+            post("/alerts", JSON, "[".repeat(100_000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            post("/alerts", JSON, "[".repeat(50_000)),
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        (
+            post("/alerts", JSON, vec![b' '; 70_000]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            post(
+                "/alerts/alertmanager",
+                JSON,
+                shared("alertmanager/webhook-mixed.json"),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_alerts",
+        ),
+        (
+            post("/alerts", "text/xml", "<alert/>"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            post("/alerts/nope", JSON, "{}"),
+            StatusCode::NOT_FOUND,
+            "unknown_source",
+        ),
+        (
+            post("/nowhere", JSON, "{}"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            post("/alerts", JSON, b"{\"a\": \"\xff\"}".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let uri = req.uri().to_string();
+        let (s, v) = send(&f, req).await;
+        assert_eq!(s, status, "{uri}: {v}");
+        assert_eq!(v["error"]["code"], code, "{uri}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    f.state.set_ready(false);
+    let (s, v) = send(&f, post("/alerts", JSON, "{}")).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready"))
+    );
+    let (s, _) = send(&f, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let (s, _) = send(&f, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "alive while not ready");
+}
+
+#[tokio::test]
+async fn credentials_per_source() {
+    let auth = IngestAuth::none()
+        .require(
+            Some(Source::Alibaba),
+            vec![Credential::QueryToken(Secret::new("q-secret"))],
+        )
+        .require(
+            None,
+            vec![
+                Credential::Bearer(Secret::new("b-secret")),
+                Credential::Basic {
+                    user: String::from("am"),
+                    password: Secret::new("pw"),
+                },
+            ],
+        );
+    let f = fixture("auth", Limits::default(), auth).await;
+    let form = shared("alibaba/metric-alarm.form.txt");
+    let yandex = shared("yandex/function-alarm.json");
+    let with = |uri: &str, ct: &str, body: &[u8], authz: Option<&str>| {
+        let mut b = Request::post(uri).header("content-type", ct);
+        if let Some(a) = authz {
+            b = b.header("authorization", a);
+        }
+        b.body(Body::from(body.to_vec())).unwrap()
+    };
+    let basic = format!("Basic {}", base64_encode("am:pw"));
+    let cases = [
+        (
+            with("/alerts/alibaba", FORM, &form, None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("/alerts/alibaba?token=wrong", FORM, &form, None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("/alerts/alibaba?token=q-secret", FORM, &form, None),
+            StatusCode::ACCEPTED,
+        ),
+        (
+            with("/alerts/alibaba", FORM, &form, Some("Bearer b-secret")),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("/alerts/yandex", JSON, &yandex, None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("/alerts/yandex", JSON, &yandex, Some("Bearer nope")),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("/alerts/yandex", JSON, &yandex, Some("Bearer b-secret")),
+            StatusCode::ACCEPTED,
+        ),
+        (
+            with("/alerts/yandex", JSON, &yandex, Some(&basic)),
+            StatusCode::ACCEPTED,
+        ),
+        (
+            with("/alerts/yandex", JSON, &yandex, Some("Basic bm9wZTpub3Bl")),
+            StatusCode::UNAUTHORIZED,
+        ),
+        // Detection cannot bypass a sender's own credentials.
+        (
+            with(
+                "/alerts?token=q-secret",
+                FORM,
+                &form,
+                Some("Bearer b-secret"),
+            ),
+            StatusCode::ACCEPTED,
+        ),
+        (
+            with("/alerts", FORM, &form, Some("Bearer b-secret")),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (i, (req, status)) in cases.into_iter().enumerate() {
+        let (s, v) = send(&f, req).await;
+        assert_eq!(s, status, "case {i}: {v}");
+        if s == StatusCode::UNAUTHORIZED {
+            let text = v.to_string();
+            assert!(
+                !text.contains("secret") && !text.contains("pw"),
+                "no secret in the answer: {text}"
+            );
+        }
+    }
+}
+
+fn base64_encode(s: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = s.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let f = fixture("ops", Limits::default(), IngestAuth::none()).await;
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+
+    let (s, v) = send(&f, get("/healthz")).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, v) = send(&f, get("/readyz")).await;
+    assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(7)));
+
+    // Explain routes without delivering.
+    let before = f.state.router().stats().submitted;
+    let (s, v) = send(
+        &f,
+        post(
+            "/api/explain?source=yandex",
+            JSON,
+            shared("yandex/function-alarm.json"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["alerts"][0]["decision"]["targets"][0], "alarm_url");
+    assert!(v["alerts"][0]["rules"][0]["condition"]["children"].is_array());
+    assert_eq!(
+        f.state.router().stats().submitted,
+        before,
+        "explain delivers nothing"
+    );
+    let (s, _) = send(&f, post("/api/explain?source=nope", JSON, "{}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, v) = send(&f, get("/api/rules")).await;
+    assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(7)));
+    assert_eq!(v["files"].as_array().unwrap().len(), 4);
+    assert!(v["files"][0]["hash"].as_str().unwrap().len() == 16);
+
+    send(
+        &f,
+        post("/alerts/yandex", JSON, shared("yandex/function-alarm.json")),
+    )
+    .await;
+    let (s, text) = send(&f, get("/metrics")).await;
+    let text = text.as_str().unwrap().to_owned();
+    assert_eq!(s, StatusCode::OK);
+    for needle in [
+        r#"switchyard_http_ingest_requests_total{source="yandex",status="202"} 1"#,
+        r#"switchyard_alerts_received_total{source="yandex"} 1"#,
+        "switchyard_alerts_submitted_total 1",
+        "switchyard_outbox_pending",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+
+    let (s, v) = send(&f, get("/api/dead-letters")).await;
+    assert_eq!(
+        (s, v["dead_letters"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
+    let (s, v) = send(&f, post("/api/dead-letters/424242/retry", JSON, "")).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_such_dead_letter"))
+    );
+}
+
+#[tokio::test]
+async fn reload_takes_a_good_folder_and_keeps_the_old_rules_on_errors() {
+    let f = fixture("reload", Limits::default(), IngestAuth::none()).await;
+    let rules_dir = f.dir.join("rules");
+    let yandex = shared("yandex/function-alarm.json");
+
+    // A broken edit: rejected with diagnostics, the old rules keep routing.
+    std::fs::write(
+        rules_dir.join("10-yandex.rules"),
+        "when status = \"ALARM\" -> post alarm_url\n",
+    )
+    .unwrap();
+    let (s, v) = send(&f, post("/-/reload", JSON, "")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["diagnostics"][0]["code"], "E0103");
+    assert!(
+        v["diagnostics"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("10-yandex.rules")
+    );
+    let (_, r) = send(&f, Request::get("/api/rules").body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        r["rejected_reload"][0]["code"], "E0103",
+        "the pending diagnostics are visible"
+    );
+    let (_, v) = send(&f, post("/alerts/yandex", JSON, yandex.clone())).await;
+    assert_eq!(targets(&v, 0), ["alarm_url"], "the old rules still route");
+
+    // A good edit: taken.
+    std::fs::write(
+        rules_dir.join("10-yandex.rules"),
+        "when @source == \"yandex\" -> post ok_url\n",
+    )
+    .unwrap();
+    let (s, v) = send(&f, post("/-/reload", JSON, "")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "reloaded");
+    let (_, v) = send(&f, post("/alerts/yandex", JSON, yandex)).await;
+    assert_eq!(targets(&v, 0), ["ok_url"], "the new rules route");
+    let (_, r) = send(&f, Request::get("/api/rules").body(Body::empty()).unwrap()).await;
+    assert!(r["rejected_reload"].is_null());
+}
+
+#[test]
+fn config_files_are_checked_with_a_place_and_a_hint() {
+    use switchyard::server::Config;
+    let ok = Config::parse("listen: 127.0.0.1:9999\nrules: r\nlimits:\n  max_body_bytes: 2048\nlogging:\n  format: json\n", "s.yaml").unwrap();
+    assert_eq!(ok.listen.port(), 9999);
+    assert_eq!(ok.limits.max_body_bytes, 2048);
+    assert_eq!(
+        ok.limits.max_alerts_per_request, 1_000,
+        "unset keys keep their defaults"
+    );
+
+    let unknown = Config::parse("listen: 127.0.0.1:9999\nlisen: oops\n", "s.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.contains("s.yaml") && unknown.contains("lisen") && unknown.contains("line 2"),
+        "{unknown}"
+    );
+    let wrong = Config::parse("limits:\n  max_body_bytes: lots\n", "s.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        wrong.contains("s.yaml") && wrong.contains("line 2"),
+        "{wrong}"
+    );
+    let bad_addr = Config::parse("listen: nowhere\n", "s.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(bad_addr.contains("line 1"), "{bad_addr}");
+
+    let with_auth = Config::parse(
+        "ingest:\n  auth:\n    - sources: [alibaba]\n      query_token: { env: ALI_TOKEN }\n",
+        "s.yaml",
+    )
+    .unwrap();
+    assert!(
+        with_auth
+            .ingest_auth(&|_| None)
+            .unwrap_err()
+            .to_string()
+            .contains("ALI_TOKEN")
+    );
+    assert!(
+        with_auth
+            .ingest_auth(&|n| (n == "ALI_TOKEN").then(|| String::from("t")))
+            .unwrap()
+            .is_enabled()
+    );
+    let bad_source = Config::parse(
+        "ingest:\n  auth:\n    - sources: [alibab]\n      bearer: { env: X }\n",
+        "s.yaml",
+    )
+    .unwrap();
+    assert!(
+        bad_source
+            .ingest_auth(&|_| Some(String::from("v")))
+            .unwrap_err()
+            .to_string()
+            .contains("alibab")
+    );
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("switchyard.example.yaml"),
+    )
+    .unwrap();
+    Config::parse(&example, "switchyard.example.yaml").unwrap();
+}
