@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchyard::server::{AppState, Credential, IngestAuth, Limits, Secret, app};
 use switchyard::{Router, RuleSet, Source};
 use tower::ServiceExt;
