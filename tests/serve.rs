@@ -1,0 +1,131 @@
+//! The real binary: `switchyard serve` on 127.0.0.1 with a port from the OS, senders
+//! posting their fixtures, a real receiver getting the deliveries, and SIGTERM.
+
+// A failed unwrap in a test helper is a loud test failure, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::receiver::Receiver;
+
+fn fixture(p: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures")
+            .join(p),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn serve_routes_real_senders_to_a_real_receiver_and_stops_on_sigterm() {
+    let rx = Receiver::start().await;
+    let dir = std::env::temp_dir().join(format!("switchyard-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("r.rules"),
+        format!(
+            r#"target alarm_url {{ url = "{}" headers = {{ "Authorization": "OAuth ${{env.T:-tok}}" }} body = {{ "alert_id": alertId }} }}
+               target ecs {{ url = "{}" }}
+               when @source == "yandex" and @state == "firing" -> post alarm_url
+               when @source == "alibaba" and curValue > 90 -> post ecs"#,
+            rx.url("/alarm"),
+            rx.url("/ecs")
+        ),
+    )
+    .unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--data",
+            dir.join("data").to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, addr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on ") {
+                let _ = tx.send(a.to_owned());
+            }
+        }
+    });
+    let base = addr
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server reports its address");
+    let client = reqwest::Client::new();
+
+    let resp = client
+        .post(format!("{base}/alerts/yandex"))
+        .header("content-type", "application/json")
+        .body(fixture("yandex/function-alarm.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(body["alerts"][0]["targets"][0], "alarm_url");
+
+    let resp = client
+        .post(format!("{base}/alerts/alibaba"))
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        )
+        .body(fixture("alibaba/metric-alarm.form.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+
+    let got = rx.wait_for("/alarm", 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].headers["authorization"], "OAuth tok");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&got[0].body).unwrap(),
+        serde_json::json!({"alert_id": "fjo3k9a1b2c3d4e5f6g7"})
+    );
+    let ecs = rx.wait_for("/ecs", 1, Duration::from_secs(10)).await;
+    let delivered: serde_json::Value = serde_json::from_str(&ecs[0].body).unwrap();
+    assert_eq!(
+        delivered["curValue"], "93.75",
+        "the alert as received, normalized"
+    );
+    assert_eq!(
+        delivered["dimensions"]["instanceId"],
+        "i-bp1a2b3c4d5e6f7g8h9i"
+    );
+
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+
+    // SIGTERM: a graceful stop, exit 0.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
