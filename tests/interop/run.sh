@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Interoperability with the real senders: Debian's Prometheus and Alertmanager send to
+# switchyard, and switchyard's rules deliver to a receiver.
+#
+#   Prometheus (always-firing rule) --/api/v2/alerts-------------------> switchyard -> receiver /prom
+#   Prometheus -> Alertmanager --webhook /alerts/alertmanager----------> switchyard -> receiver /am
+#
+# Every process listens on 127.0.0.1 only, is stopped by its own PID, and the whole run is
+# bounded in time. Installs the two Debian packages when they are missing (needs root).
+# Usage: tests/interop/run.sh [path/to/switchyard]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+BIN="${1:-target/debug/switchyard}"
+LIMIT="${INTEROP_SECONDS:-120}"
+[ -x "$BIN" ] || cargo build --quiet --bin switchyard
+
+if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then
+    echo "interop: installing prometheus and prometheus-alertmanager"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+fi
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RECV_PORT=$(free_port); SY_PORT=$(free_port); AM_PORT=$(free_port); PROM_PORT=$(free_port)
+
+# The receiver: appends one line per request (path and body) to a file.
+python3 -u - "$RECV_PORT" "$WORK/received" <<'PY' &
+import http.server, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        with open(out, "a") as f:
+            f.write(self.path + " " + body.decode(errors="replace").replace("\n", " ") + "\n")
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+PIDS+=($!)
+
+mkdir -p "$WORK/rules"
+cat > "$WORK/rules/interop.rules" <<RULES
+target prom_sink { url = "http://127.0.0.1:$RECV_PORT/prom" }
+target am_sink   { url = "http://127.0.0.1:$RECV_PORT/am" }
+when @source == "prometheus" and labels.alertname == "InteropAlways" and @state == "firing" -> post prom_sink
+when @source == "alertmanager" and labels.alertname == "InteropAlways" -> post am_sink
+RULES
+"$BIN" serve --listen "127.0.0.1:$SY_PORT" --rules "$WORK/rules" --data "$WORK/data" >"$WORK/switchyard.log" 2>&1 &
+PIDS+=($!)
+
+cat > "$WORK/am.yml" <<AM
+route:
+  receiver: switchyard
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1m
+receivers:
+  - name: switchyard
+    webhook_configs:
+      - url: http://127.0.0.1:$SY_PORT/alerts/alertmanager
+AM
+prometheus-alertmanager --config.file="$WORK/am.yml" --storage.path="$WORK/am" \
+    --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= >"$WORK/am.log" 2>&1 &
+PIDS+=($!)
+
+cat > "$WORK/prom.yml" <<PROM
+global:
+  evaluation_interval: 1s
+rule_files: ["$WORK/alerts.yml"]
+alerting:
+  alertmanagers:
+    - static_configs: [{ targets: ["127.0.0.1:$SY_PORT"] }]
+    - static_configs: [{ targets: ["127.0.0.1:$AM_PORT"] }]
+PROM
+cat > "$WORK/alerts.yml" <<'RULE'
+groups:
+  - name: interop
+    rules:
+      - alert: InteropAlways
+        expr: vector(1)
+        labels: { severity: test }
+RULE
+# Prometheus drops its first batch when no Alertmanager is known yet and resends every
+# resend-delay (1 m by default): 1 s keeps the test short.
+prometheus --config.file="$WORK/prom.yml" --storage.tsdb.path="$WORK/tsdb" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" --rules.alert.resend-delay=1s >"$WORK/prom.log" 2>&1 &
+PIDS+=($!)
+
+start=$SECONDS
+while (( SECONDS - start < LIMIT )); do
+    if grep -q '^/prom ' "$WORK/received" 2>/dev/null && grep -q '^/am ' "$WORK/received" 2>/dev/null; then
+        echo "interop: Prometheus -> switchyard and Prometheus -> Alertmanager -> switchyard delivered in $((SECONDS - start))s"
+        grep -m1 '^/prom ' "$WORK/received" | cut -c1-200
+        grep -m1 '^/am ' "$WORK/received" | cut -c1-200
+        exit 0
+    fi
+    sleep 1
+done
+echo "interop: FAILED, not everything arrived within ${LIMIT}s" >&2
+echo "--- received"; cat "$WORK/received" 2>/dev/null || true
+echo "--- switchyard"; tail -20 "$WORK/switchyard.log"
+echo "--- alertmanager"; tail -20 "$WORK/am.log"
+echo "--- prometheus"; tail -20 "$WORK/prom.log"
+exit 1
