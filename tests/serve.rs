@@ -129,3 +129,119 @@ async fn serve_routes_real_senders_to_a_real_receiver_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts `serve` with a config file; returns the child and its base URL.
+fn start_with_config(dir: &Path, config: &str) -> (std::process::Child, String) {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("r.rules"),
+        "target t { url = \"http://127.0.0.1:9/x\" }\nwhen never == 1 -> post t\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("s.yaml"), config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "serve",
+            "--config",
+            dir.join("s.yaml").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--rules",
+            rules.to_str().unwrap(),
+            "--data",
+            dir.join("data").to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, addr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on ") {
+                let _ = tx.send(a.to_owned());
+            }
+        }
+    });
+    let base = addr
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server reports its address");
+    (child, base)
+}
+
+#[tokio::test]
+async fn slow_and_oversized_requests_are_cut_off_without_slowing_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = std::env::temp_dir().join(format!("switchyard-serve-limits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut child, base) = start_with_config(
+        &dir,
+        "limits:\n  request_timeout_secs: 1\n  max_header_bytes: 8192\n",
+    );
+    let addr = base.trim_start_matches("http://").to_owned();
+
+    // A head that drips: the connection is closed after the timeout.
+    let mut drip = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    drip.write_all(b"POST /alerts HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A body that drips: 408 with a JSON error.
+    let mut slow_body = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow_body
+        .write_all(b"POST /alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":")
+        .await
+        .unwrap();
+
+    // Meanwhile the server answers others at once.
+    let started = std::time::Instant::now();
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "others were slowed: {:?}",
+        started.elapsed()
+    );
+
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), drip.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "a dripping head is cut off within the request timeout"
+    );
+
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), slow_body.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+
+    // A head over the limit is refused (hyper answers 431).
+    let mut big = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let _ = big.write_all(head.as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), big.read_to_end(&mut buf)).await;
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains("200 OK"),
+        "an oversized head is never served"
+    );
+
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
