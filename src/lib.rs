@@ -46,6 +46,8 @@ mod engine;
 mod error;
 mod load;
 mod number;
+#[cfg(feature = "reload")]
+pub mod reload;
 #[cfg(feature = "server")]
 pub mod server;
 mod syntax;
@@ -60,7 +62,7 @@ pub use dispatch::{
 };
 pub use engine::{
     Decision, DecisionSummary, Explanation, PredicateTrace, RuleSet, RuleTrace, Target,
-    TestOutcome, TestReport,
+    TestOutcome, TestReport, content_hash,
 };
 pub use error::{Error, ErrorKind};
 pub use load::{Loader, MAX_FILES, MAX_TOTAL_BYTES};

@@ -537,6 +537,38 @@ fn serve(
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let addr = listener.local_addr()?;
         let state = std::sync::Arc::new(AppState::new(router.clone(), Some(cfg.rules.clone()), cfg.limits.clone(), auth));
+        state.note_loaded(&router.rules());
+        // Reload on every change of the folder (debounced), and on SIGHUP.
+        let watch_state = state.clone();
+        let _reloader = match switchyard::reload::Reloader::watch(&cfg.rules, router.rules().content_hash(), move |outcome| {
+            watch_state.apply_reload(outcome, "watch");
+        }) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the rules folder; reload with SIGHUP or POST /-/reload");
+                None
+            }
+        };
+        #[cfg(unix)]
+        {
+            let (hup_state, dir) = (state.clone(), cfg.rules.clone());
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(mut hup) => {
+                    tokio::spawn(async move {
+                        while hup.recv().await.is_some() {
+                            let dir = dir.clone();
+                            let outcome = match tokio::task::spawn_blocking(move || RuleSet::load_dir(&dir)).await {
+                                Ok(Ok(set)) => switchyard::reload::Outcome::Loaded(set),
+                                Ok(Err(e)) => switchyard::reload::Outcome::Rejected(e),
+                                Err(e) => switchyard::reload::Outcome::WatchError(e.to_string()),
+                            };
+                            hup_state.apply_reload(outcome, "sighup");
+                        }
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "cannot listen for SIGHUP"),
+            }
+        }
         let app = switchyard::server::app(state.clone());
         tracing::info!(listen = %addr, rules = %cfg.rules.display(), data = %cfg.data.display(), "switchyard is listening");
         eprintln!("listening on http://{addr}");

@@ -154,7 +154,7 @@ impl RouterBuilder {
             })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let inner = Arc::new(Inner {
-            rules: Mutex::new(rules),
+            rules: arc_swap::ArcSwap::from_pointee(rules),
             store,
             client,
             in_flight: self.in_flight,
@@ -207,7 +207,8 @@ pub struct RouterStats {
 }
 
 struct Inner {
-    rules: Mutex<RuleSet>,
+    /// Swapped whole on reload: an alert is evaluated against exactly one complete set.
+    rules: arc_swap::ArcSwap<RuleSet>,
     store: Store,
     client: reqwest::Client,
     in_flight: usize,
@@ -250,20 +251,13 @@ impl Router {
 
     /// The rule set in use.
     pub fn rules(&self) -> RuleSet {
-        self.inner
-            .rules
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        RuleSet::clone(&self.inner.rules.load())
     }
 
     /// Routes with a new rule set from now on. Deliveries already in the outbox keep the
     /// target definition they were queued with.
     pub fn set_rules(&self, rules: RuleSet) {
-        match self.inner.rules.lock() {
-            Ok(mut r) => *r = rules,
-            Err(p) => *p.into_inner() = rules,
-        }
+        self.inner.rules.store(Arc::new(rules));
     }
 
     /// Evaluates an alert and writes its deliveries to the outbox. Returns once they are

@@ -251,6 +251,34 @@ impl RuleSet {
     pub fn sources(&self) -> &SourceMap {
         &self.inner.sources
     }
+
+    /// A hash of the files' names and contents (FNV-1a 64): the same folder content gives
+    /// the same hash, so a reload can tell whether anything changed.
+    pub fn content_hash(&self) -> u64 {
+        content_hash(
+            self.inner
+                .sources
+                .files()
+                .map(|f| (f.short_name(), f.text().as_bytes())),
+        )
+    }
+}
+
+/// FNV-1a 64 over `(name, 0xff, content, 0xff)` of each file, in order.
+pub fn content_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut add = |bytes: &[u8]| {
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (name, text) in files {
+        add(name.as_bytes());
+        add(&[0xff]);
+        add(text);
+        add(&[0xff]);
+    }
+    h
 }
 
 /// What the rules decided for one alert.

@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -47,6 +48,22 @@ pub struct AppState {
     alerts: Family<SourceLabel, Counter>,
     rejected_reload: std::sync::Mutex<Option<Value>>,
     permits: tokio::sync::Semaphore,
+    reloads: Family<OutcomeLabel, Counter>,
+    last_reload_ok: Gauge,
+    last_reload_success_seconds: Gauge,
+    rules_loaded: Gauge,
+    targets_loaded: Gauge,
+    rules_hash: Family<HashLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct HashLabel {
+    hash: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -84,6 +101,44 @@ impl AppState {
             "Alerts received, by source",
             alerts.clone(),
         );
+        let reloads = Family::<OutcomeLabel, Counter>::default();
+        let (last_reload_ok, last_reload_success_seconds, rules_loaded, targets_loaded) = (
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+        );
+        let rules_hash = Family::<HashLabel, Gauge>::default();
+        sub.register(
+            "reloads",
+            "Rule reloads by outcome (loaded, rejected, unchanged, watch_error)",
+            reloads.clone(),
+        );
+        sub.register(
+            "reload_last_success",
+            "1 if the last reload attempt loaded, 0 if it was rejected",
+            last_reload_ok.clone(),
+        );
+        sub.register(
+            "reload_last_success_timestamp_seconds",
+            "When rules were last loaded, Unix time",
+            last_reload_success_seconds.clone(),
+        );
+        sub.register(
+            "rules_loaded",
+            "Rules in the set in use",
+            rules_loaded.clone(),
+        );
+        sub.register(
+            "targets_loaded",
+            "Targets in the set in use",
+            targets_loaded.clone(),
+        );
+        sub.register(
+            "rules_content_hash",
+            "The content hash of the set in use, as a label (value 1)",
+            rules_hash.clone(),
+        );
         AppState {
             router,
             rules_dir,
@@ -95,6 +150,12 @@ impl AppState {
             alerts,
             rejected_reload: std::sync::Mutex::new(None),
             permits: tokio::sync::Semaphore::new(limits_permits(&limits_for_permits)),
+            reloads,
+            last_reload_ok,
+            last_reload_success_seconds,
+            rules_loaded,
+            targets_loaded,
+            rules_hash,
         }
     }
 
@@ -106,6 +167,105 @@ impl AppState {
     /// The router behind the service.
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// Records the set in use (at start and after each reload) in the metrics.
+    pub fn note_loaded(&self, set: &RuleSet) {
+        self.last_reload_ok.set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_reload_success_seconds
+            .set(i64::try_from(now).unwrap_or(i64::MAX));
+        self.rules_loaded
+            .set(i64::try_from(set.rule_count()).unwrap_or(i64::MAX));
+        self.targets_loaded
+            .set(i64::try_from(set.targets().len()).unwrap_or(i64::MAX));
+        self.rules_hash.clear();
+        self.rules_hash
+            .get_or_create(&HashLabel {
+                hash: format!("{:016x}", set.content_hash()),
+            })
+            .set(1);
+    }
+
+    /// Applies the outcome of a reload, from any trigger (watcher, SIGHUP, `POST /-/reload`):
+    /// a loaded set is swapped in whole; a rejected one leaves the running set and its
+    /// diagnostics are logged and kept for `GET /api/rules`. Returns the HTTP answer.
+    pub fn apply_reload(
+        &self,
+        outcome: crate::reload::Outcome,
+        trigger: &str,
+    ) -> (StatusCode, Value) {
+        use crate::reload::Outcome;
+        match outcome {
+            Outcome::Loaded(set) => {
+                let summary = rules_summary(&set);
+                self.note_loaded(&set);
+                tracing::info!(trigger, rules = set.rule_count(), targets = set.targets().len(), hash = %format!("{:016x}", set.content_hash()), "rules reloaded");
+                self.router.set_rules(set);
+                if let Ok(mut r) = self.rejected_reload.lock() {
+                    *r = None;
+                }
+                self.reloads
+                    .get_or_create(&OutcomeLabel { outcome: "loaded" })
+                    .inc();
+                (
+                    StatusCode::OK,
+                    json!({"status": "reloaded", "rules": summary}),
+                )
+            }
+            Outcome::Rejected(e) => {
+                let diagnostics = e
+                    .diagnostics()
+                    .map(crate::Diagnostics::to_json)
+                    .unwrap_or_else(|| json!([{"message": e.to_string()}]));
+                match e.diagnostics() {
+                    Some(d) => tracing::warn!(
+                        trigger,
+                        errors = d.error_count(),
+                        "reload rejected; the running rules stay:\n{}",
+                        d.render(crate::Format::Text)
+                    ),
+                    None => {
+                        tracing::warn!(trigger, error = %e, "reload rejected; the running rules stay")
+                    }
+                }
+                if let Ok(mut r) = self.rejected_reload.lock() {
+                    *r = Some(diagnostics.clone());
+                }
+                self.last_reload_ok.set(0);
+                self.reloads
+                    .get_or_create(&OutcomeLabel {
+                        outcome: "rejected",
+                    })
+                    .inc();
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"status": "rejected", "message": "the new rules have errors; the running rules stay", "diagnostics": diagnostics}),
+                )
+            }
+            Outcome::Unchanged => {
+                self.reloads
+                    .get_or_create(&OutcomeLabel {
+                        outcome: "unchanged",
+                    })
+                    .inc();
+                (StatusCode::OK, json!({"status": "unchanged"}))
+            }
+            Outcome::WatchError(e) => {
+                tracing::error!(error = %e, "the rules watcher failed; edits may not be picked up until SIGHUP or POST /-/reload");
+                self.reloads
+                    .get_or_create(&OutcomeLabel {
+                        outcome: "watch_error",
+                    })
+                    .inc();
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"status": "watch_error", "message": e}),
+                )
+            }
+        }
     }
 }
 
@@ -462,39 +622,13 @@ async fn reload(State(s): State<Arc<AppState>>) -> Response {
         .into_response();
     };
     match tokio::task::spawn_blocking(move || RuleSet::load_dir(&dir)).await {
-        Ok(Ok(set)) => {
-            let summary = rules_summary(&set);
-            s.router.set_rules(set);
-            if let Ok(mut r) = s.rejected_reload.lock() {
-                *r = None;
-            }
-            tracing::info!("rules reloaded");
-            (
-                StatusCode::OK,
-                Json(json!({"status": "reloaded", "rules": summary})),
-            )
-                .into_response()
-        }
-        Ok(Err(e)) => {
-            let diagnostics = e
-                .diagnostics()
-                .map(crate::Diagnostics::to_json)
-                .unwrap_or_else(|| json!([{"message": e.to_string()}]));
-            if let Some(d) = e.diagnostics() {
-                tracing::warn!(
-                    errors = d.error_count(),
-                    "reload rejected; the running rules stay:\n{}",
-                    d.render(crate::Format::Text)
-                );
-            }
-            if let Ok(mut r) = s.rejected_reload.lock() {
-                *r = Some(diagnostics.clone());
-            }
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"status": "rejected", "message": "the new rules have errors; the running rules stay", "diagnostics": diagnostics})),
-            )
-                .into_response()
+        Ok(result) => {
+            let outcome = match result {
+                Ok(set) => crate::reload::Outcome::Loaded(set),
+                Err(e) => crate::reload::Outcome::Rejected(e),
+            };
+            let (status, body) = s.apply_reload(outcome, "http");
+            (status, Json(body)).into_response()
         }
         Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "reload", e.to_string())
             .into_response(),

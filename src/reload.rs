@@ -1,0 +1,201 @@
+//! Hot reload (feature `reload`): watch a rules folder, and when its content changes, build
+//! the whole new rule set before anything uses it.
+//!
+//! - File events are debounced: a save (or a burst of writes) is one reload.
+//! - Editors' temporary and backup files (`.swp`, `~`, `.#x`, `4913`, anything not ending in
+//!   `.rules`) are ignored; atomic saves by rename work; so does a folder mounted the way
+//!   Kubernetes mounts a ConfigMap (its `..data` link swapped to a new directory).
+//! - A reload that finds the same content as the loaded set (a touch, an editor's
+//!   write-rename dance) is reported as `Unchanged`, not as a reload.
+//! - The callback gets every outcome: a new set to swap in, or the diagnostics of a rejected
+//!   edit while the old set stays. Watcher errors are reported too, never dropped.
+//!
+//! ```no_run
+//! use switchyard::reload::{Outcome, Reloader};
+//! use switchyard::RuleSet;
+//!
+//! let current = RuleSet::load_dir("rules")?;
+//! let reloader = Reloader::watch("rules", current.content_hash(), |outcome| match outcome {
+//!     Outcome::Loaded(set) => println!("now {} rules", set.rule_count()),
+//!     Outcome::Rejected(e) => eprintln!("kept the old rules: {e}"),
+//!     Outcome::Unchanged => {}
+//!     Outcome::WatchError(e) => eprintln!("watcher: {e}"),
+//! })?;
+//! reloader.trigger(); // reload now, as SIGHUP does
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+
+use crate::engine::{RuleSet, content_hash};
+use crate::error::Error;
+
+/// How long the folder must be quiet before a reload: one save is one reload.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// The longest a stream of events can delay a reload.
+pub const MAX_DELAY: Duration = Duration::from_millis(1000);
+
+/// What a reload found.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The folder changed and the new set loaded: swap it in.
+    Loaded(RuleSet),
+    /// The folder changed and the new set has errors: keep the old one.
+    Rejected(Error),
+    /// Something happened in the folder, but the rules files are as loaded.
+    Unchanged,
+    /// The watcher failed (a folder removed, an inotify limit): reloads may be missed.
+    WatchError(String),
+}
+
+enum Signal {
+    Event,
+    Now,
+    Error(String),
+}
+
+/// Watches a rules folder until dropped.
+pub struct Reloader {
+    tx: mpsc::Sender<Signal>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+/// Why watching could not start.
+#[derive(Debug)]
+pub struct WatchError(String);
+
+impl std::fmt::Display for WatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WatchError {}
+
+impl Reloader {
+    /// Starts watching `dir`. `loaded_hash` is [`RuleSet::content_hash`] of the set in use;
+    /// `on_change` runs on the reloader's own thread for every outcome.
+    pub fn watch(
+        dir: impl Into<PathBuf>,
+        loaded_hash: u64,
+        on_change: impl FnMut(Outcome) + Send + 'static,
+    ) -> Result<Reloader, WatchError> {
+        let dir = dir.into();
+        let (tx, rx) = mpsc::channel::<Signal>();
+        let events = tx.clone();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let signal = match res {
+                Ok(ev) if relevant(&ev) => Signal::Event,
+                Ok(_) => return,
+                Err(e) => Signal::Error(e.to_string()),
+            };
+            // The reloader thread has stopped only when the Reloader is gone.
+            let _ = events.send(signal);
+        })
+        .map_err(|e| WatchError(format!("cannot watch `{}`: {e}", dir.display())))?;
+        watcher
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map_err(|e| WatchError(format!("cannot watch `{}`: {e}", dir.display())))?;
+        let thread_dir = dir.clone();
+        std::thread::Builder::new()
+            .name(String::from("switchyard-reload"))
+            .spawn(move || run(&thread_dir, loaded_hash, &rx, on_change))
+            .map_err(|e| WatchError(format!("cannot start the reload thread: {e}")))?;
+        Ok(Reloader {
+            tx,
+            _watcher: watcher,
+        })
+    }
+
+    /// Reloads now (SIGHUP), even if the content looks unchanged.
+    pub fn trigger(&self) {
+        let _ = self.tx.send(Signal::Now);
+    }
+}
+
+fn run(
+    dir: &Path,
+    mut loaded: u64,
+    rx: &mpsc::Receiver<Signal>,
+    mut on_change: impl FnMut(Outcome),
+) {
+    while let Ok(first) = rx.recv() {
+        let mut forced = matches!(first, Signal::Now);
+        if let Signal::Error(e) = first {
+            on_change(Outcome::WatchError(e));
+            continue;
+        }
+        // Debounce: wait until the folder is quiet, but not forever.
+        let started = Instant::now();
+        loop {
+            let left = MAX_DELAY.saturating_sub(started.elapsed());
+            match rx.recv_timeout(DEBOUNCE.min(left)) {
+                Ok(Signal::Now) => forced = true,
+                Ok(Signal::Event) => {}
+                Ok(Signal::Error(e)) => on_change(Outcome::WatchError(e)),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if started.elapsed() >= MAX_DELAY {
+                break;
+            }
+        }
+        if !forced && folder_hash(dir) == Some(loaded) {
+            on_change(Outcome::Unchanged);
+            continue;
+        }
+        match RuleSet::load_dir(dir) {
+            Ok(set) => {
+                loaded = set.content_hash();
+                on_change(Outcome::Loaded(set));
+            }
+            Err(e) => on_change(Outcome::Rejected(e)),
+        }
+    }
+}
+
+/// The content hash of the folder's rules files as [`RuleSet::content_hash`] computes it,
+/// or `None` if the folder cannot be read.
+pub fn folder_hash(dir: &Path) -> Option<u64> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        let name = entry.file_name().to_str()?.to_owned();
+        if name.starts_with('.')
+            || !name.ends_with(".rules")
+            || !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+        {
+            continue;
+        }
+        files.push((name, std::fs::read(entry.path()).ok()?));
+    }
+    files.sort();
+    Some(content_hash(
+        files.iter().map(|(n, b)| (n.as_str(), b.as_slice())),
+    ))
+}
+
+/// Whether an event can change the rule set: a `.rules` file, or a ConfigMap's `..data`
+/// link and timestamped folders; not an editor's temporary or backup file.
+fn relevant(ev: &notify::Event) -> bool {
+    if matches!(ev.kind, EventKind::Access(_)) {
+        return false;
+    }
+    ev.paths.iter().any(|p| {
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            return false;
+        };
+        let editor_temp = name.ends_with(".swp")
+            || name.ends_with(".swx")
+            || name.ends_with('~')
+            || name.starts_with(".#")
+            || name.starts_with('#')
+            || name == "4913";
+        !editor_temp && (name.ends_with(".rules") || name.starts_with(".."))
+    })
+}
