@@ -35,7 +35,11 @@ use crate::engine::{RuleSet, content_hash};
 use crate::error::Error;
 
 /// How long the folder must be quiet before a reload: one save is one reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// How far apart two reads of the folder must agree before it is loaded: a file caught
+/// between its truncation and its new content is not loaded.
+pub const SETTLE: Duration = Duration::from_millis(20);
 
 /// The longest a stream of events can delay a reload.
 pub const MAX_DELAY: Duration = Duration::from_millis(1000);
@@ -145,11 +149,46 @@ fn run(
                 break;
             }
         }
-        if !forced && folder_hash(dir) == Some(loaded) {
+        // Settle: two reads SETTLE apart must agree, and no file may be empty (a writer
+        // truncates before it writes). A file that stays empty is loaded after the cap.
+        let mut snap = snapshot(dir);
+        let settle_started = Instant::now();
+        loop {
+            std::thread::sleep(SETTLE);
+            let again = snapshot(dir);
+            let stable = again == snap
+                && again
+                    .as_ref()
+                    .is_some_and(|files| files.iter().all(|(_, b)| !b.is_empty()));
+            snap = again;
+            if stable || settle_started.elapsed() >= 2 * MAX_DELAY {
+                break;
+            }
+        }
+        let files = match snap {
+            Some(files) if !files.is_empty() => files,
+            // Unreadable or no rules files: the loader's own error says which.
+            _ => {
+                on_change(match RuleSet::load_dir(dir) {
+                    Ok(set) => {
+                        loaded = set.content_hash();
+                        Outcome::Loaded(set)
+                    }
+                    Err(e) => Outcome::Rejected(e),
+                });
+                continue;
+            }
+        };
+        let hash = content_hash(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
+        if !forced && hash == loaded {
             on_change(Outcome::Unchanged);
             continue;
         }
-        match RuleSet::load_dir(dir) {
+        // Build from the bytes that were checked, not from a second read of the files.
+        let named = files
+            .into_iter()
+            .map(|(n, b)| (dir.join(n).display().to_string(), b));
+        match crate::Loader::new().from_bytes(named) {
             Ok(set) => {
                 loaded = set.content_hash();
                 on_change(Outcome::Loaded(set));
@@ -159,22 +198,38 @@ fn run(
     }
 }
 
-/// The content hash of the folder's rules files as [`RuleSet::content_hash`] computes it,
-/// or `None` if the folder cannot be read.
-pub fn folder_hash(dir: &Path) -> Option<u64> {
+/// The folder's `.rules` files (name, bytes), sorted by name, as `load_dir` would read
+/// them; `None` if the folder cannot be read.
+fn snapshot(dir: &Path) -> Option<Vec<(String, Vec<u8>)>> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     for entry in std::fs::read_dir(dir).ok()? {
         let entry = entry.ok()?;
-        let name = entry.file_name().to_str()?.to_owned();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
         if name.starts_with('.')
             || !name.ends_with(".rules")
             || !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
         {
             continue;
         }
-        files.push((name, std::fs::read(entry.path()).ok()?));
+        // A file removed between the listing and the read: the next event reloads again.
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        files.push((name, bytes));
+        if files.len() > crate::MAX_FILES {
+            return None;
+        }
     }
     files.sort();
+    Some(files)
+}
+
+/// The content hash of the folder's rules files as [`RuleSet::content_hash`] computes it,
+/// or `None` if the folder cannot be read.
+pub fn folder_hash(dir: &Path) -> Option<u64> {
+    let files = snapshot(dir)?;
     Some(content_hash(
         files.iter().map(|(n, b)| (n.as_str(), b.as_slice())),
     ))

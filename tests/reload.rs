@@ -213,3 +213,29 @@ fn trigger_reloads_now() {
         "a forced reload loads even if unchanged: {outcome:?}"
     );
 }
+
+/// Regression: found by the reload load test. A writer truncates before it writes; a reload
+/// that read the file in between loaded an empty, valid rule set, and every alert was
+/// unrouted until the next reload.
+#[test]
+fn a_file_caught_empty_mid_write_is_not_loaded() {
+    let f = folder("truncated", |d| {
+        std::fs::write(d.join("a.rules"), rules(2)).unwrap()
+    });
+    std::fs::write(f.dir.join("a.rules"), "").unwrap();
+    std::thread::sleep(Duration::from_millis(120)); // longer than the debounce
+    std::fs::write(f.dir.join("a.rules"), rules(3)).unwrap();
+    let outcomes = f.quiet(Duration::from_millis(1500));
+    let counts: Vec<usize> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Loaded(s) => Some(s.rule_count()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [3],
+        "the empty moment was never loaded: {outcomes:?}"
+    );
+}
