@@ -284,6 +284,31 @@ async fn bad_input_gets_a_json_error_with_the_right_status() {
             StatusCode::BAD_REQUEST,
             "malformed",
         ),
+        (
+            post("/alerts", JSON, b"{\"a\": \"x\0y\"}".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        (
+            post(
+                "/alerts",
+                JSON,
+                (0..4096u32)
+                    .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                    .collect::<Vec<u8>>(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        (
+            post(
+                "/alerts/alibaba",
+                FORM,
+                b"alertState=\xff\xfe&x=\0".to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
     ];
     for (req, status, code) in cases {
         let uri = req.uri().to_string();

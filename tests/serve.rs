@@ -222,6 +222,27 @@ async fn slow_and_oversized_requests_are_cut_off_without_slowing_others() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
 
+    // A body that says it is 100 MB: refused after the first MiB, not read to the end.
+    let mut huge = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    huge.write_all(b"POST /alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..32 {
+        if huge.write_all(&chunk).await.is_err() {
+            break; // the server stopped reading: fine
+        }
+    }
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), huge.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200, "still serving");
+
     // A head over the limit is refused (hyper answers 431).
     let mut big = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
