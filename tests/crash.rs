@@ -8,8 +8,8 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::receiver::Receiver;
@@ -40,35 +40,21 @@ async fn every_alert_arrives_after_kill_9() {
     drop(alerts);
 
     // The receiver is down: `send` queues everything, then keeps retrying until killed.
-    let mut child = Command::new(BIN)
-        .args([
-            "send",
-            "--wait",
-            "300",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ])
-        .arg(dir.join("alerts.jsonl"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, queued) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with("queued:") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let ok = queued.recv_timeout(Duration::from_secs(60)).is_ok();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "send",
+        "--wait",
+        "300",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ])
+    .arg(dir.join("alerts.jsonl"));
+    let (mut child, _) = support::process::spawn_until(cmd, "queued:", Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(300)); // a few failed attempts, mid-retry
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
-    assert!(ok, "`switchyard send` did not report the alerts queued");
 
     let rx = Receiver::start_on(&format!("127.0.0.1:{port}")).await;
     let started = Instant::now();

@@ -9,8 +9,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,31 +36,18 @@ async fn rewrites_every_100ms_under_load_lose_nothing_and_never_mix() {
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("a.rules"), version(1, &rx)).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--data",
-            dir.join("data").to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, addr) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("listening on ") {
-                let _ = tx.send(a.to_owned());
-            }
-        }
-    });
-    let base = addr.recv_timeout(Duration::from_secs(30)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--rules",
+        rules.to_str().unwrap(),
+    ])
+    .args(["--data", dir.join("data").to_str().unwrap()])
+    .env("RUST_LOG", "warn");
+    let (mut child, base) =
+        support::process::spawn_until(cmd, "listening on ", Duration::from_secs(30));
 
     let deadline = Instant::now() + Duration::from_secs(seconds);
     // Writes: (time, version written).

@@ -6,9 +6,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::receiver::Receiver;
@@ -42,32 +41,14 @@ async fn serve_routes_real_senders_to_a_real_receiver_and_stops_on_sigterm() {
     )
     .unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--data",
-            dir.join("data").to_str().unwrap(),
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, addr) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("listening on ") {
-                let _ = tx.send(a.to_owned());
-            }
-        }
-    });
-    let base = addr
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server reports its address");
+    let (mut child, base) = support::process::serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        dir.join("data").to_str().unwrap(),
+    ]);
     let client = reqwest::Client::new();
 
     let resp = client
@@ -140,37 +121,16 @@ fn start_with_config(dir: &Path, config: &str) -> (std::process::Child, String) 
     )
     .unwrap();
     std::fs::write(dir.join("s.yaml"), config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "serve",
-            "--config",
-            dir.join("s.yaml").to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--rules",
-            rules.to_str().unwrap(),
-            "--data",
-            dir.join("data").to_str().unwrap(),
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, addr) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("listening on ") {
-                let _ = tx.send(a.to_owned());
-            }
-        }
-    });
-    let base = addr
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server reports its address");
-    (child, base)
+    support::process::serve(&[
+        "--config",
+        dir.join("s.yaml").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        dir.join("data").to_str().unwrap(),
+    ])
 }
 
 #[tokio::test]

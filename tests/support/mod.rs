@@ -1,1 +1,2 @@
+pub(crate) mod process;
 pub(crate) mod receiver;

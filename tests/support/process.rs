@@ -1,0 +1,45 @@
+//! Starting the switchyard binary in a test and reading what it reports on stderr.
+
+// Each test crate that includes this module uses a different part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Spawns `cmd` (stderr piped, stdout discarded) and waits, at most `within`, for a stderr
+/// line starting with `prefix`; returns the child and the rest of that line.
+pub(crate) fn spawn_until(
+    mut cmd: Command,
+    prefix: &'static str,
+    within: Duration,
+) -> (Child, String) {
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                let _ = tx.send(rest.to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(within) {
+        Ok(rest) => (child, rest),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("the process did not report `{prefix}` within {within:?}");
+        }
+    }
+}
+
+/// `switchyard serve` with `args`; returns the child and its base URL (`http://127.0.0.1:port`).
+pub(crate) fn serve(args: &[&str]) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.arg("serve").args(args);
+    spawn_until(cmd, "listening on ", Duration::from_secs(30))
+}
