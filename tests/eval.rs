@@ -438,3 +438,12 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Regression: found by the parse fuzzer. A literal and an alert value with the same text
+/// must be the same number, which needs correctly rounded float parsing on both sides.
+#[test]
+fn fuzz_the_same_long_decimal_is_equal_in_a_rule_and_an_alert() {
+    let alert: Value = serde_json::from_str(r#"{"x": 484444444454444444444846.440}"#).unwrap();
+    assert!(fires("x == 484444444454444444444846.440", &alert));
+    assert!(fires("x >= 484444444454444444444846.440 and x <= 484444444454444444444846.440", &alert));
+}
