@@ -445,5 +445,8 @@ fn tempdir() -> std::path::PathBuf {
 fn fuzz_the_same_long_decimal_is_equal_in_a_rule_and_an_alert() {
     let alert: Value = serde_json::from_str(r#"{"x": 484444444454444444444846.440}"#).unwrap();
     assert!(fires("x == 484444444454444444444846.440", &alert));
-    assert!(fires("x >= 484444444454444444444846.440 and x <= 484444444454444444444846.440", &alert));
+    assert!(fires(
+        "x >= 484444444454444444444846.440 and x <= 484444444454444444444846.440",
+        &alert
+    ));
 }

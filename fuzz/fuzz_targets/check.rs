@@ -10,8 +10,13 @@ fuzz_target!(|files: Vec<(String, String)>| {
     if files.len() > 8 {
         return;
     }
-    let loader = Loader::new().env(|name| (name.len() % 2 == 0).then(|| format!("value-of-{name}")));
-    let named: Vec<(String, String)> = files.into_iter().enumerate().map(|(i, (_, t))| (format!("{i:02}.rules"), t)).collect();
+    let loader =
+        Loader::new().env(|name| (name.len() % 2 == 0).then(|| format!("value-of-{name}")));
+    let named: Vec<(String, String)> = files
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, t))| (format!("{i:02}.rules"), t))
+        .collect();
     match loader.from_files(named.clone()) {
         Ok(set) => {
             let _ = set.evaluate(&Alert::new(serde_json::json!({})));
@@ -23,8 +28,16 @@ fuzz_target!(|files: Vec<(String, String)>| {
             assert!(d.error_count() > 0, "a failed load reports an error");
             for diag in d.iter() {
                 if let Some((file, pos)) = d.location(diag) {
-                    let text = &named.iter().find(|(n, _)| n == file).expect("a known file").1;
-                    assert!(pos.line <= text.split('\n').count(), "line {} outside {file}", pos.line);
+                    let text = &named
+                        .iter()
+                        .find(|(n, _)| n == file)
+                        .expect("a known file")
+                        .1;
+                    assert!(
+                        pos.line <= text.split('\n').count(),
+                        "line {} outside {file}",
+                        pos.line
+                    );
                 }
             }
             let _ = d.render(Format::Text);

@@ -43,7 +43,10 @@ enum Lit {
 impl Lit {
     fn text(&self) -> String {
         match self {
-            Lit::Str(n) => format!("\"{}\"", ["x", "95", "ALARM", "", "-3", "1e2", "generic"][*n as usize % 7]),
+            Lit::Str(n) => format!(
+                "\"{}\"",
+                ["x", "95", "ALARM", "", "-3", "1e2", "generic"][*n as usize % 7]
+            ),
             Lit::Int(n) => n.to_string(),
             Lit::Float(n) => format!("{}.5", n),
             Lit::Bool(b) => b.to_string(),
@@ -81,8 +84,24 @@ impl Cond {
             Cond::Lt(p, n) => format!("{} < {n}", p.text()),
             Cond::Ge(p, n) => format!("{} >= {n}", p.text()),
             Cond::Regex(p, w) => format!("{} =~ /^{}/", p.text(), WORDS[*w as usize % 4]),
-            Cond::In(p, l) => format!("{} in [{}]", p.text(), l.iter().take(4).map(Lit::text).collect::<Vec<_>>().join(", ")),
-            Cond::NotIn(p, l) => format!("{} not in [{}]", p.text(), l.iter().take(4).map(Lit::text).collect::<Vec<_>>().join(", ")),
+            Cond::In(p, l) => format!(
+                "{} in [{}]",
+                p.text(),
+                l.iter()
+                    .take(4)
+                    .map(Lit::text)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Cond::NotIn(p, l) => format!(
+                "{} not in [{}]",
+                p.text(),
+                l.iter()
+                    .take(4)
+                    .map(Lit::text)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Cond::Contains(p, w) => format!("{} contains \"{}\"", p.text(), WORDS[*w as usize % 4]),
             Cond::Exists(p) => format!("exists({})", p.text()),
             Cond::Not(c) => format!("not ({})", c.text(depth + 1)),
@@ -99,10 +118,26 @@ impl Cond {
         }
         match self {
             Cond::Ne(p, l) => format!("not ({} == {})", p.text(), l.text()),
-            Cond::NotIn(p, l) => format!("not ({} in [{}])", p.text(), l.iter().take(4).map(Lit::text).collect::<Vec<_>>().join(", ")),
+            Cond::NotIn(p, l) => format!(
+                "not ({} in [{}])",
+                p.text(),
+                l.iter()
+                    .take(4)
+                    .map(Lit::text)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Cond::Not(c) => format!("not ({})", c.desugared(depth + 1)),
-            Cond::And(a, b) => format!("({}) and ({})", a.desugared(depth + 1), b.desugared(depth + 1)),
-            Cond::Or(a, b) => format!("({}) or ({})", a.desugared(depth + 1), b.desugared(depth + 1)),
+            Cond::And(a, b) => format!(
+                "({}) and ({})",
+                a.desugared(depth + 1),
+                b.desugared(depth + 1)
+            ),
+            Cond::Or(a, b) => format!(
+                "({}) or ({})",
+                a.desugared(depth + 1),
+                b.desugared(depth + 1)
+            ),
             other => other.text(depth),
         }
     }
@@ -125,13 +160,21 @@ impl Val {
             return Value::Null;
         }
         match self {
-            Val::Str(n) => json!(["x", "95", "ALARM", "", "-3", "1e2", "9x", "AL"][*n as usize % 8]),
+            Val::Str(n) => {
+                json!(["x", "95", "ALARM", "", "-3", "1e2", "9x", "AL"][*n as usize % 8])
+            }
             Val::Int(n) => json!(n),
             Val::Float(n) => json!(f64::from(*n) + 0.5),
             Val::Bool(b) => json!(b),
             Val::Null => Value::Null,
             Val::Arr(v) => Value::Array(v.iter().take(4).map(|v| v.json(depth + 1)).collect()),
-            Val::Obj(v) => Value::Object(v.iter().take(2).enumerate().map(|(i, v)| (["b", "c"][i].to_owned(), v.json(depth + 1))).collect()),
+            Val::Obj(v) => Value::Object(
+                v.iter()
+                    .take(2)
+                    .enumerate()
+                    .map(|(i, v)| (["b", "c"][i].to_owned(), v.json(depth + 1)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -164,7 +207,10 @@ fuzz_target!(|input: Input| {
     let p = first.targets.iter().any(|t| t == "p");
     let q = first.targets.iter().any(|t| t == "q");
     let r = first.targets.iter().any(|t| t == "r");
-    assert_ne!(p, q, "`not ({c})` must fire exactly when `{c}` does not, on {body}");
+    assert_ne!(
+        p, q,
+        "`not ({c})` must fire exactly when `{c}` does not, on {body}"
+    );
     assert_eq!(p, r, "`{c}` and `{d}` must agree on {body}");
     let explained = set.explain(&alert);
     assert_eq!(explained.decision, first, "explain agrees with evaluate");

@@ -11,11 +11,16 @@ use switchyard::{RuleSet, Source, adapt_json, detect_source, form_to_json};
 
 fn rules() -> &'static RuleSet {
     static RULES: OnceLock<RuleSet> = OnceLock::new();
-    RULES.get_or_init(|| RuleSet::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules")).expect("the example rules load"))
+    RULES.get_or_init(|| {
+        RuleSet::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"))
+            .expect("the example rules load")
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else { return };
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
     let value = if selector & 1 == 0 {
         match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(v) => v,
@@ -24,13 +29,19 @@ fuzz_target!(|data: &[u8]| {
     } else {
         form_to_json(body)
     };
-    let explicit = Source::ALL.get(usize::from(selector >> 1) % (Source::ALL.len() + 1)).copied();
+    let explicit = Source::ALL
+        .get(usize::from(selector >> 1) % (Source::ALL.len() + 1))
+        .copied();
     let first = adapt_json(explicit, value.clone());
     let second = adapt_json(explicit, value.clone());
     assert_eq!(first, second, "adapting is deterministic");
     if explicit.is_none() {
         let detected = detect_source(&value);
-        assert_eq!(adapt_json(Some(detected), value.clone()), first, "detection agrees with the detected source");
+        assert_eq!(
+            adapt_json(Some(detected), value.clone()),
+            first,
+            "detection agrees with the detected source"
+        );
     }
     let Ok(alerts) = first else { return };
     for alert in &alerts {
@@ -38,7 +49,15 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(alert.source(), s, "an explicit sender sets @source");
         }
         let d = rules().evaluate(alert).summary();
-        assert_eq!(rules().evaluate(alert).summary(), d, "evaluation is deterministic");
-        assert_eq!(rules().explain(alert).decision, d, "explain agrees with evaluate");
+        assert_eq!(
+            rules().evaluate(alert).summary(),
+            d,
+            "evaluation is deterministic"
+        );
+        assert_eq!(
+            rules().explain(alert).decision,
+            d,
+            "explain agrees with evaluate"
+        );
     }
 });

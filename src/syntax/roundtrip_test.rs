@@ -186,7 +186,12 @@ fn the_card_line_parses_exactly_as_written() {
 /// correctly rounded, so a long decimal literal changed value when printed and parsed again.
 #[test]
 fn fuzz_long_decimal_literals_round_trip_exactly() {
-    for lit in ["484444444454444444444846.440", "0.30000000000000004", "1.7976931348623157e308", "9007199254740993.5"] {
+    for lit in [
+        "484444444454444444444846.440",
+        "0.30000000000000004",
+        "1.7976931348623157e308",
+        "9007199254740993.5",
+    ] {
         let text = format!("when curValue > {lit} -> post t");
         let tree = ast_json(&text);
         let printed = print::file(&parse_for_tests(&text).unwrap());
