@@ -147,13 +147,7 @@ fn a_burst_of_50_writes_is_one_reload() {
     }
     std::fs::write(f.dir.join("a.rules"), rules(9)).unwrap();
     let outcomes = f.quiet(Duration::from_millis(1500));
-    let loaded: Vec<usize> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::Loaded(s) => Some(s.rule_count()),
-            _ => None,
-        })
-        .collect();
+    let loaded = loaded_counts(&outcomes);
     assert_eq!(
         loaded,
         [9],
@@ -226,16 +220,21 @@ fn a_file_caught_empty_mid_write_is_not_loaded() {
     std::thread::sleep(Duration::from_millis(120)); // longer than the debounce
     std::fs::write(f.dir.join("a.rules"), rules(3)).unwrap();
     let outcomes = f.quiet(Duration::from_millis(1500));
-    let counts: Vec<usize> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::Loaded(s) => Some(s.rule_count()),
-            _ => None,
-        })
-        .collect();
+    let counts = loaded_counts(&outcomes);
     assert_eq!(
         counts,
         [3],
         "the empty moment was never loaded: {outcomes:?}"
     );
+}
+
+/// The rule counts of the sets that loaded, in order.
+fn loaded_counts(outcomes: &[Outcome]) -> Vec<usize> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Loaded(s) => Some(s.rule_count()),
+            _ => None,
+        })
+        .collect()
 }

@@ -262,20 +262,10 @@ async fn sighup_reloads_and_metrics_say_so() {
             .unwrap()
             .success()
     );
-    let mut loaded = None;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        loaded = metric(&text, "switchyard_reloads_total{outcome=\"loaded\"}");
-        if loaded.is_some() {
-            break;
-        }
-    }
+    let loaded = poll_metric(&base, "switchyard_reloads_total{outcome=\"loaded\"}", |v| {
+        v.is_some()
+    })
+    .await;
     assert_eq!(
         loaded,
         Some(1.0),
@@ -284,20 +274,7 @@ async fn sighup_reloads_and_metrics_say_so() {
 
     // A broken edit through the watcher: rejected, the last-success gauge drops to 0.
     std::fs::write(dir.join("rules/r.rules"), "when x = 1 -> post t\n").unwrap();
-    let mut ok = None;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        ok = metric(&text, "switchyard_reload_last_success ");
-        if ok == Some(0.0) {
-            break;
-        }
-    }
+    let ok = poll_metric(&base, "switchyard_reload_last_success ", |v| v == Some(0.0)).await;
     assert_eq!(ok, Some(0.0));
     let rules: serde_json::Value = serde_json::from_str(
         &reqwest::get(format!("{base}/api/rules"))
@@ -316,4 +293,27 @@ async fn sighup_reloads_and_metrics_say_so() {
         .status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reads a metric from `/metrics` every 100 ms (at most 5 s) until `done` accepts its value.
+async fn poll_metric(base: &str, name: &str, done: impl Fn(Option<f64>) -> bool) -> Option<f64> {
+    let mut value = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        value = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok());
+        if done(value) {
+            break;
+        }
+    }
+    value
 }
