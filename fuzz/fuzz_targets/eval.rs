@@ -1,6 +1,7 @@
 //! A structured rule set and alert. Invariants: evaluation is deterministic; `a != x` is
 //! exactly `not (a == x)` and `a not in L` exactly `not (a in L)`; `not (C)` fires exactly
-//! when `C` does not; explain agrees with evaluate.
+//! when `C` does not; explain agrees with evaluate; the indexed evaluation agrees with the
+//! plain rule-by-rule scan.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -204,6 +205,11 @@ fuzz_target!(|input: Input| {
     let alert = Alert::new(body.clone());
     let first = set.evaluate(&alert).summary();
     assert_eq!(set.evaluate(&alert).summary(), first, "deterministic");
+    assert_eq!(
+        set.evaluate_unindexed(&alert).summary(),
+        first,
+        "the index and the plain scan agree on `{c}` and {body}"
+    );
     let p = first.targets.iter().any(|t| t == "p");
     let q = first.targets.iter().any(|t| t == "q");
     let r = first.targets.iter().any(|t| t == "r");

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use regex::Regex;
+use rustc_hash::FxHashMap;
 
 use super::value::{Meta, Path, Scalar, Seg, Test};
 use super::{CompiledRule, Target};
@@ -13,24 +14,54 @@ use crate::diagnostic::Span;
 use crate::number::Numeric;
 use crate::syntax::ast::{CmpOp, Condition, FieldPath, LiteralKind, Segment};
 
-/// A compiled condition.
+/// A compiled condition. Its tests are [`Atom`]s of the rule set, shared by every rule
+/// that writes the same test on the same field.
 #[derive(Clone, Debug)]
 pub(crate) enum Pred {
     All(Box<[Pred]>),
     Any(Box<[Pred]>),
     Not(Box<Pred>, Span),
-    /// `path <test>`; `negate` for `!=`, `!~`, `not in`, which are exactly `not` of the positive.
+    /// Atom `atom` of the set; `negate` for `!=`, `!~`, `not in`, which are exactly `not`
+    /// of the positive.
     Test {
-        path: Path,
-        test: Test,
+        atom: u32,
         negate: bool,
         span: Span,
     },
 }
 
+/// No memo slot: the atom is used once in the whole set, so remembering it gains nothing.
+pub(crate) const NO_MEMO: u32 = u32::MAX;
+
+/// A test on one field (`path <test>`), compiled once for the whole set.
+#[derive(Debug)]
+pub(crate) struct Atom {
+    /// Index into the set's path table.
+    pub(crate) path: u32,
+    pub(crate) test: Test,
+    /// Slot of the per-alert memo when several rules use this atom, else [`NO_MEMO`].
+    pub(crate) memo: u32,
+}
+
+/// What the compiler produced besides the rules.
+pub(crate) struct Tables {
+    pub(crate) paths: Box<[Path]>,
+    pub(crate) atoms: Box<[Atom]>,
+    pub(crate) memo_slots: u32,
+    /// For regex atoms whose language is a short list of strings: that list.
+    pub(crate) regex_literals: FxHashMap<u32, Vec<String>>,
+}
+
 pub(crate) struct Compiler<'c> {
     checked_regexes: &'c HashMap<Span, Regex>,
     shared: HashMap<(String, String), Arc<Regex>>,
+    paths: Vec<Path>,
+    path_ids: HashMap<Path, u32>,
+    atoms: Vec<Atom>,
+    /// `None` for `exists`.
+    atom_ids: HashMap<(u32, Option<CmpOp>, &'c LiteralKind), u32>,
+    uses: Vec<u32>,
+    regex_literals: FxHashMap<u32, Vec<String>>,
 }
 
 impl<'c> Compiler<'c> {
@@ -38,17 +69,41 @@ impl<'c> Compiler<'c> {
         Compiler {
             checked_regexes: &checked.regexes,
             shared: HashMap::new(),
+            paths: Vec::new(),
+            path_ids: HashMap::new(),
+            atoms: Vec::new(),
+            atom_ids: HashMap::new(),
+            uses: Vec::new(),
+            regex_literals: FxHashMap::default(),
         }
     }
 
-    pub(crate) fn rule(&mut self, r: &CheckedRule) -> CompiledRule {
+    pub(crate) fn rule(&mut self, r: &'c CheckedRule) -> CompiledRule {
         CompiledRule {
-            id: r.id.clone().into_boxed_str(),
+            name: (r.id != r.location).then(|| r.id.clone().into_boxed_str()),
             location: r.location.clone().into_boxed_str(),
             pred: self.condition(&r.condition),
             posts: r.posts.iter().map(|&i| i as u32).collect(),
             stop: r.stop,
             drop: r.drop,
+        }
+    }
+
+    /// The path and atom tables; atoms used more than once get a memo slot.
+    pub(crate) fn finish(self) -> Tables {
+        let mut atoms = self.atoms;
+        let mut memo_slots = 0u32;
+        for (atom, &uses) in atoms.iter_mut().zip(&self.uses) {
+            if uses > 1 {
+                atom.memo = memo_slots;
+                memo_slots += 1;
+            }
+        }
+        Tables {
+            paths: self.paths.into_boxed_slice(),
+            atoms: atoms.into_boxed_slice(),
+            memo_slots,
+            regex_literals: self.regex_literals,
         }
     }
 
@@ -69,31 +124,79 @@ impl<'c> Compiler<'c> {
         }
     }
 
-    fn condition(&mut self, c: &Condition) -> Pred {
+    fn condition(&mut self, c: &'c Condition) -> Pred {
         match c {
             Condition::Any(cs) => Pred::Any(cs.iter().map(|c| self.condition(c)).collect()),
             Condition::All(cs) => Pred::All(cs.iter().map(|c| self.condition(c)).collect()),
             Condition::Not(inner, span) => Pred::Not(Box::new(self.condition(inner)), *span),
-            Condition::Exists(p, span) => Pred::Test {
-                path: path(p),
-                test: Test::Exists,
-                negate: false,
-                span: *span,
-            },
+            Condition::Exists(p, span) => {
+                let path = self.path_id(p);
+                let atom = self.atom(path, None, &LiteralKind::Null, *span);
+                Pred::Test {
+                    atom,
+                    negate: false,
+                    span: *span,
+                }
+            }
             Condition::Compare(cmp) => {
                 let (op, negate) = match cmp.op.negated() {
                     Some(positive) => (positive, true),
                     None => (cmp.op, false),
                 };
-                let test = self.test(op, &cmp.value.kind, cmp.value.span);
+                let path = self.path_id(&cmp.path);
+                let atom = self.atom(path, Some(op), &cmp.value.kind, cmp.value.span);
                 Pred::Test {
-                    path: path(&cmp.path),
-                    test,
+                    atom,
                     negate,
                     span: cmp.span,
                 }
             }
         }
+    }
+
+    fn path_id(&mut self, p: &FieldPath) -> u32 {
+        let path = path(p);
+        if let Some(&id) = self.path_ids.get(&path) {
+            return id;
+        }
+        let id = self.paths.len() as u32;
+        self.paths.push(path.clone());
+        self.path_ids.insert(path, id);
+        id
+    }
+
+    fn atom(&mut self, path: u32, op: Option<CmpOp>, v: &'c LiteralKind, span: Span) -> u32 {
+        if let Some(&id) = self.atom_ids.get(&(path, op, v)) {
+            if let Some(n) = self.uses.get_mut(id as usize) {
+                *n += 1;
+            }
+            return id;
+        }
+        let test = match op {
+            None => Test::Exists,
+            Some(op) => self.test(op, v, span),
+        };
+        let id = self.atoms.len() as u32;
+        if matches!(test, Test::Regex(_)) {
+            let literals = match v {
+                LiteralKind::Regex { pattern, flags } => {
+                    super::index::regex_literals(pattern, flags)
+                }
+                LiteralKind::String(s) => super::index::regex_literals(s, ""),
+                _ => None,
+            };
+            if let Some(l) = literals {
+                self.regex_literals.insert(id, l);
+            }
+        }
+        self.atoms.push(Atom {
+            path,
+            test,
+            memo: NO_MEMO,
+        });
+        self.uses.push(1);
+        self.atom_ids.insert((path, op, v), id);
+        id
     }
 
     fn test(&mut self, op: CmpOp, v: &LiteralKind, span: Span) -> Test {

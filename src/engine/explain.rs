@@ -71,7 +71,7 @@ pub(crate) fn explain(set: &RuleSet, alert: &Alert) -> Explanation {
             actions.push(String::from("stop"));
         }
         rules.push(RuleTrace {
-            rule: r.id.to_string(),
+            rule: r.id().to_string(),
             location: r.location.to_string(),
             matched,
             condition,
@@ -136,18 +136,25 @@ fn trace(set: &RuleSet, p: &Pred, alert: &Alert) -> PredicateTrace {
                 children: vec![child],
             }
         }
-        Pred::Test { path, span, .. } => {
+        Pred::Test { atom, span, .. } => {
             let mut seen = Vec::new();
-            path.any(alert, &mut |v| {
-                if seen.len() < 16 {
-                    seen.push(v.to_json());
-                }
-                false
-            });
+            let path = set
+                .inner
+                .atoms
+                .get(*atom as usize)
+                .and_then(|a| set.inner.paths.get(a.path as usize));
+            if let Some(path) = path {
+                path.any(alert, &mut |v| {
+                    if seen.len() < 16 {
+                        seen.push(v.to_json());
+                    }
+                    false
+                });
+            }
             PredicateTrace {
                 kind: "test",
                 text: set.inner.sources.snippet(*span).to_owned(),
-                result: p.eval(alert),
+                result: p.eval(&set.inner, alert),
                 seen: Some(seen),
                 children: Vec::new(),
             }

@@ -1,7 +1,9 @@
 //! The compiled rule set and its evaluation: pure, no I/O, no clock.
 
 pub(crate) mod compile;
+mod eval;
 mod explain;
+mod index;
 pub(crate) mod render;
 mod tests_runner;
 pub(crate) mod value;
@@ -16,7 +18,8 @@ use smallvec::SmallVec;
 use crate::alert::Alert;
 use crate::check::{Checked, CheckedTest, Method, SecretText};
 use crate::diagnostic::{Diagnostics, SourceMap};
-use compile::{Compiler, Pred};
+use compile::{Atom, Compiler, Pred};
+use index::Index;
 
 pub use explain::{Explanation, PredicateTrace, RuleTrace};
 pub use tests_runner::{TestOutcome, TestReport};
@@ -24,7 +27,8 @@ pub use tests_runner::{TestOutcome, TestReport};
 /// A compiled rule.
 #[derive(Debug)]
 pub(crate) struct CompiledRule {
-    pub(crate) id: Box<str>,
+    /// `rule "name"`, when given; the rule's id is otherwise its location.
+    pub(crate) name: Option<Box<str>>,
     pub(crate) location: Box<str>,
     pub(crate) pred: Pred,
     pub(crate) posts: Box<[u32]>,
@@ -116,8 +120,22 @@ impl Target {
     }
 }
 
+impl CompiledRule {
+    /// The rule's name, or `file:line`.
+    pub(crate) fn id(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.location)
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) rules: Vec<CompiledRule>,
+    /// Every field path the rules read, once.
+    pub(crate) paths: Box<[value::Path]>,
+    /// Every distinct test, once.
+    pub(crate) atoms: Box<[Atom]>,
+    /// How many atoms several rules share (and so are remembered per alert).
+    pub(crate) memo_slots: u32,
+    pub(crate) index: Index,
     pub(crate) targets: Vec<Target>,
     pub(crate) tests: Vec<CheckedTest>,
     pub(crate) sources: Arc<SourceMap>,
@@ -163,7 +181,13 @@ impl std::fmt::Debug for RuleSet {
 impl RuleSet {
     pub(crate) fn compile(checked: Checked, sources: Arc<SourceMap>) -> RuleSet {
         let mut compiler = Compiler::new(&checked);
-        let rules = checked.rules.iter().map(|r| compiler.rule(r)).collect();
+        let rules: Vec<CompiledRule> = checked.rules.iter().map(|r| compiler.rule(r)).collect();
+        let tables = compiler.finish();
+        let index = Index::build(
+            rules.iter().map(|r| &r.pred),
+            &tables.atoms,
+            &tables.regex_literals,
+        );
         let targets = checked
             .targets
             .iter()
@@ -173,6 +197,10 @@ impl RuleSet {
         RuleSet {
             inner: Arc::new(Inner {
                 rules,
+                paths: tables.paths,
+                atoms: tables.atoms,
+                memo_slots: tables.memo_slots,
+                index,
                 targets,
                 tests: checked.tests,
                 sources,
@@ -183,32 +211,64 @@ impl RuleSet {
 
     /// Evaluates an alert: every rule in order, all that match fire, until one says `stop`
     /// or `drop`. Pure: the same alert and rule set always give the same decision.
+    ///
+    /// Rules guarded by an equality, `in` or literal-list regex test are found through an
+    /// index, so only the rules that can match are tried; each field is read once per
+    /// alert and a test several rules share runs once. The decision is exactly that of
+    /// [`RuleSet::evaluate_unindexed`].
     pub fn evaluate(&self, alert: &Alert) -> Decision<'_> {
-        let mut d = Decision {
-            set: self,
-            targets: SmallVec::new(),
-            rules: SmallVec::new(),
-            dropped: false,
-        };
-        for (i, r) in self.inner.rules.iter().enumerate() {
-            if !r.pred.eval(alert) {
-                continue;
-            }
-            d.rules.push(i as u32);
-            for &t in r.posts.iter() {
-                if !d.targets.contains(&t) {
-                    d.targets.push(t);
+        let inner = &*self.inner;
+        let mut d = Decision::new(self);
+        let mut cx = eval::Ctx::new(inner, alert);
+        let mut lists: SmallVec<[&[u32]; 8]> = SmallVec::new();
+        inner.index.candidates(&mut cx, &mut lists);
+        let mut heads: SmallVec<[usize; 8]> = SmallVec::from_elem(0, lists.len());
+        let mut last = None;
+        loop {
+            // The smallest next rule number among the lists: rule order.
+            let mut next: Option<(u32, usize)> = None;
+            for (i, list) in lists.iter().enumerate() {
+                if let Some(&r) = heads.get(i).and_then(|&h| list.get(h))
+                    && next.is_none_or(|(best, _)| r < best)
+                {
+                    next = Some((r, i));
                 }
             }
-            if r.drop {
-                d.dropped = true;
-                break;
+            let Some((r, i)) = next else { break };
+            if let Some(h) = heads.get_mut(i) {
+                *h += 1;
             }
-            if r.stop {
+            if last == Some(r) {
+                continue;
+            }
+            last = Some(r);
+            let Some(rule) = inner.rules.get(r as usize) else {
+                continue;
+            };
+            if rule.pred.eval_in(&mut cx) && d.fire(r, rule) {
                 break;
             }
         }
         d
+    }
+
+    /// Evaluates an alert the plain way: every rule tried in order, each test reading its
+    /// field itself. The reference semantics of [`RuleSet::evaluate`], which gives the same
+    /// decision faster; kept for tests, benchmarks and embedders that want to check that.
+    pub fn evaluate_unindexed(&self, alert: &Alert) -> Decision<'_> {
+        let inner = &*self.inner;
+        let mut d = Decision::new(self);
+        for (i, rule) in inner.rules.iter().enumerate() {
+            if rule.pred.eval(inner, alert) && d.fire(i as u32, rule) {
+                break;
+            }
+        }
+        d
+    }
+
+    /// How many rules the index serves; the others are tried for every alert.
+    pub fn indexed_rule_count(&self) -> usize {
+        self.inner.index.indexed_rules(self.inner.rules.len())
     }
 
     /// Evaluates an alert and records why: each rule tried, each predicate's outcome and the
@@ -294,6 +354,29 @@ pub struct Decision<'r> {
 }
 
 impl<'r> Decision<'r> {
+    fn new(set: &'r RuleSet) -> Decision<'r> {
+        Decision {
+            set,
+            targets: SmallVec::new(),
+            rules: SmallVec::new(),
+            dropped: false,
+        }
+    }
+
+    /// Records that rule `i` fired; true when it ends evaluation (`stop` or `drop`).
+    fn fire(&mut self, i: u32, r: &CompiledRule) -> bool {
+        self.rules.push(i);
+        for &t in r.posts.iter() {
+            if !self.targets.contains(&t) {
+                self.targets.push(t);
+            }
+        }
+        if r.drop {
+            self.dropped = true;
+        }
+        r.drop || r.stop
+    }
+
     /// The targets to deliver to, in delivery order, each at most once.
     pub fn targets(&self) -> impl Iterator<Item = &'r Target> + '_ {
         self.targets
@@ -311,7 +394,7 @@ impl<'r> Decision<'r> {
         self.rules
             .iter()
             .filter_map(|&i| self.set.inner.rules.get(i as usize))
-            .map(|r| &*r.id)
+            .map(CompiledRule::id)
     }
 
     /// True when a rule with `drop` fired.
@@ -359,19 +442,8 @@ pub struct DecisionSummary {
     pub unrouted: bool,
 }
 
-impl Pred {
-    /// Whether the condition holds for the alert.
-    pub(crate) fn eval(&self, alert: &Alert) -> bool {
-        match self {
-            Pred::All(ps) => ps.iter().all(|p| p.eval(alert)),
-            Pred::Any(ps) => ps.iter().any(|p| p.eval(alert)),
-            Pred::Not(p, _) => !p.eval(alert),
-            Pred::Test {
-                path, test, negate, ..
-            } => path.any(alert, &mut |v| test.holds(v)) != *negate,
-        }
-    }
-}
-
 #[cfg(test)]
 mod property_test;
+
+#[cfg(test)]
+mod index_test;

@@ -84,6 +84,14 @@ impl<'a> Val<'a> {
 }
 
 impl Path {
+    /// True when the path reaches at most one value (it has no `[*]`).
+    pub(crate) fn is_single(&self) -> bool {
+        match self {
+            Path::Meta(_) | Path::Key(_) => true,
+            Path::Fields(segs) => !segs.iter().any(|s| matches!(s, Seg::Any)),
+        }
+    }
+
     /// Calls `f` on each value the path reaches until `f` returns true; returns whether it did.
     /// A missing field reaches nothing, so `f` is not called and the result is false.
     pub(crate) fn any<'a>(&self, alert: &'a Alert, f: &mut impl FnMut(Val<'a>) -> bool) -> bool {

@@ -210,7 +210,7 @@ pub(crate) struct Literal {
 }
 
 /// A literal value.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, Hash)]
 pub(crate) enum LiteralKind {
     /// `"text"`
     String(String),
@@ -239,6 +239,15 @@ impl PartialEq for Literal {
     }
 }
 
+impl Eq for Literal {}
+
+/// Hashes what was written, not where: two equal lists in different places hash alike.
+impl std::hash::Hash for Literal {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.kind.hash(state);
+    }
+}
+
 impl LiteralKind {
     /// How the kind is named in diagnostics: "the string `\"90\"`", "a list".
     pub(crate) fn describe(&self) -> &'static str {
@@ -255,7 +264,7 @@ impl LiteralKind {
 }
 
 /// A duration literal as written: an amount and a unit.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash)]
 pub(crate) struct Duration {
     /// The number before the unit.
     pub(crate) amount: u64,
@@ -264,7 +273,7 @@ pub(crate) struct Duration {
 }
 
 /// The unit of a duration.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash)]
 pub(crate) enum DurationUnit {
     /// `ms`
     Millis,

@@ -1,0 +1,137 @@
+//! Evaluating conditions against one alert.
+//!
+//! Two ways, which must always agree (a property test and the `eval` fuzzer check it):
+//!
+//! - [`Pred::eval`], the plain reading of DSL.md: each test looks its field up and runs.
+//!   `explain` and [`super::RuleSet::evaluate_unindexed`] use it.
+//! - [`Ctx`], what [`super::RuleSet::evaluate`] uses: each field is resolved at most once
+//!   per alert (not once per rule), and a test that several rules share (the same regex on
+//!   the same field, say) runs at most once per alert.
+
+use smallvec::SmallVec;
+
+use super::Inner;
+use super::compile::{Atom, NO_MEMO, Pred};
+use super::value::{Path, Val};
+use crate::alert::Alert;
+
+impl Pred {
+    /// Whether the condition holds for the alert, evaluated plainly.
+    pub(crate) fn eval(&self, set: &Inner, alert: &Alert) -> bool {
+        match self {
+            Pred::All(ps) => ps.iter().all(|p| p.eval(set, alert)),
+            Pred::Any(ps) => ps.iter().any(|p| p.eval(set, alert)),
+            Pred::Not(p, _) => !p.eval(set, alert),
+            Pred::Test { atom, negate, .. } => match set.atoms.get(*atom as usize) {
+                Some(a) => atom_holds(set, a, alert) != *negate,
+                None => false,
+            },
+        }
+    }
+
+    /// Whether the condition holds, with fields and shared tests remembered in `cx`.
+    pub(crate) fn eval_in(&self, cx: &mut Ctx<'_>) -> bool {
+        match self {
+            Pred::All(ps) => ps.iter().all(|p| p.eval_in(cx)),
+            Pred::Any(ps) => ps.iter().any(|p| p.eval_in(cx)),
+            Pred::Not(p, _) => !p.eval_in(cx),
+            Pred::Test { atom, negate, .. } => cx.atom(*atom) != *negate,
+        }
+    }
+}
+
+/// The positive test of an atom, plainly.
+pub(crate) fn atom_holds(set: &Inner, a: &Atom, alert: &Alert) -> bool {
+    match set.paths.get(a.path as usize) {
+        Some(path) => path.any(alert, &mut |v| a.test.holds(v)),
+        None => false,
+    }
+}
+
+/// A field as resolved for one alert.
+#[derive(Clone, Copy)]
+pub(crate) enum Slot<'a> {
+    /// Not looked up yet.
+    Todo,
+    /// The path reaches nothing.
+    Absent,
+    /// The path reaches exactly this value.
+    One(Val<'a>),
+    /// The path has `[*]` and may reach several values: walked at each use.
+    Many,
+}
+
+/// Per-alert evaluation state: resolved fields and remembered test outcomes. Lives on the
+/// stack for sets with a handful of fields and shared tests.
+pub(crate) struct Ctx<'a> {
+    pub(crate) set: &'a Inner,
+    pub(crate) alert: &'a Alert,
+    slots: SmallVec<[Slot<'a>; 8]>,
+    /// Per memo slot: 0 unknown, 1 false, 2 true.
+    memo: SmallVec<[u8; 32]>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(set: &'a Inner, alert: &'a Alert) -> Ctx<'a> {
+        Ctx {
+            set,
+            alert,
+            slots: SmallVec::from_elem(Slot::Todo, set.paths.len()),
+            memo: SmallVec::from_elem(0, set.memo_slots as usize),
+        }
+    }
+
+    /// The field at path `id`, looked up on first use.
+    pub(crate) fn field(&mut self, id: u32) -> Slot<'a> {
+        let Some(slot) = self.slots.get_mut(id as usize) else {
+            return Slot::Absent;
+        };
+        if let Slot::Todo = slot {
+            *slot = match self.set.paths.get(id as usize) {
+                Some(path) if path.is_single() => {
+                    let mut found = Slot::Absent;
+                    path.any(self.alert, &mut |v| {
+                        found = Slot::One(v);
+                        true
+                    });
+                    found
+                }
+                Some(_) => Slot::Many,
+                None => Slot::Absent,
+            };
+        }
+        *slot
+    }
+
+    /// Calls `f` on each value path `id` reaches, until it returns true.
+    pub(crate) fn each_value(&mut self, id: u32, f: &mut impl FnMut(Val<'a>) -> bool) -> bool {
+        match self.field(id) {
+            Slot::One(v) => f(v),
+            Slot::Many => self
+                .set
+                .paths
+                .get(id as usize)
+                .is_some_and(|p: &Path| p.any(self.alert, f)),
+            Slot::Absent | Slot::Todo => false,
+        }
+    }
+
+    /// The positive outcome of atom `id`, remembered when several rules use it.
+    fn atom(&mut self, id: u32) -> bool {
+        let set = self.set;
+        let Some(a) = set.atoms.get(id as usize) else {
+            return false;
+        };
+        if a.memo != NO_MEMO
+            && let Some(&m) = self.memo.get(a.memo as usize)
+            && m != 0
+        {
+            return m == 2;
+        }
+        let result = self.each_value(a.path, &mut |v| a.test.holds(v));
+        if let Some(m) = self.memo.get_mut(a.memo as usize) {
+            *m = 1 + u8::from(result);
+        }
+        result
+    }
+}
