@@ -51,8 +51,6 @@ pub(crate) fn atom_holds(set: &Inner, a: &Atom, alert: &Alert) -> bool {
 /// A field as resolved for one alert.
 #[derive(Clone, Copy)]
 pub(crate) enum Slot<'a> {
-    /// Not looked up yet.
-    Todo,
     /// The path reaches nothing.
     Absent,
     /// The path reaches exactly this value.
@@ -61,14 +59,19 @@ pub(crate) enum Slot<'a> {
     Many,
 }
 
-/// Per-alert evaluation state: resolved fields and remembered test outcomes. Lives on the
-/// stack for sets with a handful of fields and shared tests.
+/// Fields past this many are looked up at each use instead of remembered.
+const CACHED_PATHS: u32 = 64;
+
+/// Per-alert evaluation state: resolved fields and remembered test outcomes. Starts empty
+/// and grows on first use, so a small rule set pays next to nothing for it.
 pub(crate) struct Ctx<'a> {
     pub(crate) set: &'a Inner,
     pub(crate) alert: &'a Alert,
-    slots: SmallVec<[Slot<'a>; 8]>,
+    /// Bit i: `slots[i]` holds path i.
+    resolved: u64,
+    slots: SmallVec<[Slot<'a>; 4]>,
     /// Per memo slot: 0 unknown, 1 false, 2 true.
-    memo: SmallVec<[u8; 32]>,
+    memo: SmallVec<[u8; 16]>,
 }
 
 impl<'a> Ctx<'a> {
@@ -76,31 +79,47 @@ impl<'a> Ctx<'a> {
         Ctx {
             set,
             alert,
-            slots: SmallVec::from_elem(Slot::Todo, set.paths.len()),
-            memo: SmallVec::from_elem(0, set.memo_slots as usize),
+            resolved: 0,
+            slots: SmallVec::new(),
+            memo: SmallVec::new(),
+        }
+    }
+
+    fn resolve(&self, id: u32) -> Slot<'a> {
+        match self.set.paths.get(id as usize) {
+            Some(path) if path.is_single() => {
+                let mut found = Slot::Absent;
+                path.any(self.alert, &mut |v| {
+                    found = Slot::One(v);
+                    true
+                });
+                found
+            }
+            Some(_) => Slot::Many,
+            None => Slot::Absent,
         }
     }
 
     /// The field at path `id`, looked up on first use.
     pub(crate) fn field(&mut self, id: u32) -> Slot<'a> {
-        let Some(slot) = self.slots.get_mut(id as usize) else {
-            return Slot::Absent;
-        };
-        if let Slot::Todo = slot {
-            *slot = match self.set.paths.get(id as usize) {
-                Some(path) if path.is_single() => {
-                    let mut found = Slot::Absent;
-                    path.any(self.alert, &mut |v| {
-                        found = Slot::One(v);
-                        true
-                    });
-                    found
-                }
-                Some(_) => Slot::Many,
-                None => Slot::Absent,
-            };
+        if id >= CACHED_PATHS {
+            return self.resolve(id);
         }
-        *slot
+        let bit = 1u64 << id;
+        if self.resolved & bit != 0
+            && let Some(s) = self.slots.get(id as usize)
+        {
+            return *s;
+        }
+        let found = self.resolve(id);
+        if self.slots.len() <= id as usize {
+            self.slots.resize(id as usize + 1, Slot::Absent);
+        }
+        if let Some(s) = self.slots.get_mut(id as usize) {
+            *s = found;
+            self.resolved |= bit;
+        }
+        found
     }
 
     /// Calls `f` on each value path `id` reaches, until it returns true.
@@ -112,7 +131,7 @@ impl<'a> Ctx<'a> {
                 .paths
                 .get(id as usize)
                 .is_some_and(|p: &Path| p.any(self.alert, f)),
-            Slot::Absent | Slot::Todo => false,
+            Slot::Absent => false,
         }
     }
 
@@ -129,8 +148,14 @@ impl<'a> Ctx<'a> {
             return m == 2;
         }
         let result = self.each_value(a.path, &mut |v| a.test.holds(v));
-        if let Some(m) = self.memo.get_mut(a.memo as usize) {
-            *m = 1 + u8::from(result);
+        if a.memo != NO_MEMO {
+            let i = a.memo as usize;
+            if self.memo.len() <= i {
+                self.memo.resize(i + 1, 0);
+            }
+            if let Some(m) = self.memo.get_mut(i) {
+                *m = 1 + u8::from(result);
+            }
         }
         result
     }

@@ -286,7 +286,7 @@ impl Index {
 
     /// The lists of candidate rules for the alert in `cx`, each ascending; their merge is
     /// the candidates in rule order (a rule may appear in several lists).
-    pub(crate) fn candidates<'s>(&'s self, cx: &mut Ctx<'_>, out: &mut SmallVec<[&'s [u32]; 8]>) {
+    pub(crate) fn candidates<'s>(&'s self, cx: &mut Ctx<'_>, out: &mut SmallVec<[&'s [u32]; 4]>) {
         if !self.always.is_empty() {
             out.push(&self.always);
         }
@@ -300,7 +300,7 @@ impl Index {
 }
 
 impl FieldIndex {
-    fn lookup<'s>(&'s self, v: Val<'_>, ids: &'s [u32], out: &mut SmallVec<[&'s [u32]; 8]>) {
+    fn lookup<'s>(&'s self, v: Val<'_>, ids: &'s [u32], out: &mut SmallVec<[&'s [u32]; 4]>) {
         let mut add = |b: Option<&Bucket>| {
             if let Some(b) = b
                 && b.len > 0
