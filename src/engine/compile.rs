@@ -47,7 +47,6 @@ pub(crate) struct Atom {
 pub(crate) struct Tables {
     pub(crate) paths: Box<[Path]>,
     pub(crate) atoms: Box<[Atom]>,
-    pub(crate) memo_slots: u32,
     /// For regex atoms whose language is a short list of strings: that list.
     pub(crate) regex_literals: FxHashMap<u32, Vec<String>>,
 }
@@ -102,7 +101,6 @@ impl<'c> Compiler<'c> {
         Tables {
             paths: self.paths.into_boxed_slice(),
             atoms: atoms.into_boxed_slice(),
-            memo_slots,
             regex_literals: self.regex_literals,
         }
     }

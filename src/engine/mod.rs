@@ -137,8 +137,6 @@ pub(crate) struct Inner {
     pub(crate) paths: Box<[value::Path]>,
     /// Every distinct test, once.
     pub(crate) atoms: Box<[Atom]>,
-    /// How many atoms several rules share (and so are remembered per alert).
-    pub(crate) memo_slots: u32,
     pub(crate) index: Index,
     pub(crate) targets: Vec<Target>,
     pub(crate) tests: Vec<CheckedTest>,
@@ -203,7 +201,6 @@ impl RuleSet {
                 rules,
                 paths: tables.paths,
                 atoms: tables.atoms,
-                memo_slots: tables.memo_slots,
                 index,
                 targets,
                 tests: checked.tests,
