@@ -530,8 +530,12 @@ fn serve(
             .rules(set)
             .data_dir(&cfg.data)
             .in_flight_per_target(cfg.delivery.in_flight_per_target)
+            .hold_deliveries(cfg.delivery.hold)
             .build()
             .await?;
+        if cfg.delivery.hold {
+            tracing::warn!("delivery.hold is set: deliveries are stored in the outbox, not sent");
+        }
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;

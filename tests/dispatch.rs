@@ -531,3 +531,34 @@ async fn send_exits_3_while_deliveries_are_pending() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn held_deliveries_stay_in_the_outbox_until_a_router_without_hold() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("hold");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" }} when exists(status) -> post t"#,
+        rx.url("/held")
+    ));
+    {
+        let r = Router::builder()
+            .rules(set.clone())
+            .data_dir(&dir.0)
+            .hold_deliveries(true)
+            .build()
+            .await
+            .unwrap();
+        let alerts: Vec<Alert> = (0..10)
+            .map(|i| Alert::new(json!({"status": "ALARM", "n": i})))
+            .collect();
+        r.submit_many(&alerts).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(rx.count("/held"), 0, "nothing is sent while held");
+        assert_eq!(r.stats().pending, 10, "every delivery is stored");
+        r.shutdown(Duration::from_millis(100)).await;
+    }
+    let r = router(set, &dir).await;
+    assert_eq!(rx.wait_for("/held", 10, WAIT).await.len(), 10);
+    wait_until(WAIT, || r.stats().pending == 0).await;
+    r.shutdown(Duration::from_secs(1)).await;
+}

@@ -90,12 +90,16 @@ impl Limits {
 pub struct Delivery {
     /// Requests in flight per target (32).
     pub in_flight_per_target: usize,
+    /// Store deliveries without sending them (false): for a downstream in maintenance, or
+    /// to measure ingest alone. They go out once the server runs without it.
+    pub hold: bool,
 }
 
 impl Default for Delivery {
     fn default() -> Self {
         Delivery {
             in_flight_per_target: 32,
+            hold: false,
         }
     }
 }
