@@ -56,3 +56,55 @@ fn retry_after_forms() {
     );
     assert_eq!(parse_retry_after("soon"), None);
 }
+
+fn record(n: u64) -> super::store::Record {
+    super::store::Record {
+        id: 0,
+        spec: super::store::Spec {
+            target: String::from("t"),
+            url: String::from("http://127.0.0.1:9/x"),
+            method: String::from("POST"),
+            headers: Vec::new(),
+            timeout_ms: 1000,
+            retries: 0,
+            fallback: None,
+        },
+        body: format!("{{\"n\":{n}}}"),
+        alert_id: None,
+        attempts: 0,
+        next_at_ms: 0,
+        last_error: None,
+        created_ms: 0,
+        fallback_from: None,
+    }
+}
+
+/// Ids come from reserved blocks: they keep growing within a store and across reopening
+/// it, even once every earlier delivery is gone (idempotency keys depend on it).
+#[tokio::test]
+async fn delivery_ids_stay_unique_across_reopening() {
+    let dir = std::env::temp_dir().join(format!("switchyard-ids-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut seen = Vec::new();
+    for round in 0..3u64 {
+        let store = super::store::Store::open(&dir).unwrap();
+        for k in 0..3u64 {
+            let ids = store
+                .append((0..5).map(|i| record(round * 100 + k * 10 + i)).collect())
+                .await
+                .unwrap();
+            seen.extend(ids);
+        }
+        drop(store);
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        seen.len(),
+        "no id is handed out twice: {seen:?}"
+    );
+    assert_eq!(sorted, seen, "ids grow: {seen:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -541,28 +541,52 @@ async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
             _ = notify.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
             _ = shutdown.changed() => {}
-            Some((r, outcome)) = done_rx.recv() => {
-                in_flight.remove(&r.id);
-                record(&inner, r, outcome).await;
-                // Take every other finished attempt before reading the outbox again.
-                while let Ok((r, outcome)) = done_rx.try_recv() {
-                    in_flight.remove(&r.id);
-                    record(&inner, r, outcome).await;
+            Some(first) = done_rx.recv() => {
+                // Take every finished attempt, record them in one commit, and only then
+                // let the outbox be read again (so none of them is read back and resent).
+                let mut done = vec![first];
+                while let Ok(more) = done_rx.try_recv() {
+                    done.push(more);
+                }
+                let ids: Vec<u64> = done.iter().map(|(r, _)| r.id).collect();
+                record(&inner, done).await;
+                for id in ids {
+                    in_flight.remove(&id);
                 }
             }
         }
     }
     // Shutting down: let requests in flight finish (the router bounds how long).
     drop(done_tx);
-    while let Some((r, outcome)) = done_rx.recv().await {
-        record(&inner, r, outcome).await;
+    while let Some(done) = done_rx.recv().await {
+        record(&inner, vec![done]).await;
     }
     while sends.join_next().await.is_some() {}
 }
 
-async fn record(inner: &Arc<Inner>, r: Record, outcome: Outcome) {
+/// Counts, logs and durably records finished attempts, all in one outbox commit.
+async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) {
+    let mut items = Vec::with_capacity(done.len());
+    for (r, outcome) in done {
+        note(inner, &r, &outcome);
+        items.push((r.id, outcome));
+    }
+    let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
+    for (id, result) in ids.into_iter().zip(inner.store.finish_many(items).await) {
+        match result {
+            Ok(Some(created)) => inner.wake(&created.spec.target),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(delivery = id, error = %e, "cannot record a delivery's outcome; it will be sent again")
+            }
+        }
+    }
+}
+
+/// Counts and logs one finished attempt.
+fn note(inner: &Arc<Inner>, r: &Record, outcome: &Outcome) {
     let stats = &inner.stats;
-    let label = match &outcome {
+    let label = match outcome {
         Outcome::Delivered => "delivered",
         Outcome::Retry { .. } => "retried",
         Outcome::GiveUp { .. } if r.spec.fallback.is_some() => "fallback",
@@ -576,7 +600,7 @@ async fn record(inner: &Arc<Inner>, r: Record, outcome: Outcome) {
             outcome: label,
         })
         .inc();
-    match &outcome {
+    match outcome {
         Outcome::Delivered => {
             stats.delivered.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempt = r.attempts + 1, "delivered");
@@ -598,13 +622,6 @@ async fn record(inner: &Arc<Inner>, r: Record, outcome: Outcome) {
                 stats.dead.fetch_add(1, Ordering::Relaxed);
             }
             tracing::warn!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempts = attempts, error = %error, fallback = r.spec.fallback.as_ref().map(|f| f.target.as_str()), "delivery given up");
-        }
-    }
-    match inner.store.finish(r.id, outcome).await {
-        Ok(Some(created)) => inner.wake(&created.spec.target),
-        Ok(None) => {}
-        Err(e) => {
-            tracing::error!(delivery = r.id, error = %e, "cannot record a delivery's outcome; it will be sent again")
         }
     }
 }

@@ -231,17 +231,28 @@ impl Store {
             .map_err(|e| self.failed(e))
     }
 
-    /// Records an attempt's outcome. For a give-up with a fallback, returns the new record.
-    pub(crate) async fn finish(
+    /// Records several attempts' outcomes in one commit: every operation is queued before
+    /// any is awaited, so the writer takes them as one batch (one fsync).
+    pub(crate) async fn finish_many(
         &self,
-        id: u64,
-        outcome: Outcome,
-    ) -> Result<Option<Record>, DispatchError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Op::Finish(id, outcome, tx))?;
-        rx.await
-            .map_err(|_| self.closed())?
-            .map_err(|e| self.failed(e))
+        items: Vec<(u64, Outcome)>,
+    ) -> Vec<Result<Option<Record>, DispatchError>> {
+        let mut waiting = Vec::with_capacity(items.len());
+        for (id, outcome) in items {
+            let (tx, rx) = oneshot::channel();
+            waiting.push(self.send(Op::Finish(id, outcome, tx)).map(|()| rx));
+        }
+        let mut out = Vec::with_capacity(waiting.len());
+        for w in waiting {
+            out.push(match w {
+                Ok(rx) => rx
+                    .await
+                    .map_err(|_| self.closed())
+                    .and_then(|r| r.map_err(|e| self.failed(e))),
+                Err(e) => Err(e),
+            });
+        }
+        out
     }
 
     /// Moves a dead letter back to the queue, due now, with its attempts reset.
@@ -426,7 +437,20 @@ fn restrict_permissions(path: &Path) {
 fn restrict_permissions(_: &Path) {}
 
 /// The group-commit loop: one transaction per batch of waiting operations.
+/// Delivery ids are handed out from blocks reserved in `meta.next_id`, so a commit
+/// writes the meta row once per [`ID_BLOCK`] ids instead of every time. After a restart
+/// numbering resumes at the end of the last reserved block: ids stay unique (the
+/// idempotency keys depend on it), some are skipped.
+const ID_BLOCK: u64 = 4096;
+
+#[derive(Clone, Copy)]
+struct Ids {
+    next: u64,
+    reserved: u64,
+}
+
 fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>) {
+    let mut ids: Option<Ids> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -435,7 +459,7 @@ fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        commit(&mut conn, batch);
+        commit(&mut conn, batch, &mut ids);
     }
 }
 
@@ -470,16 +494,27 @@ fn take_delivery(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<O
         }))
 }
 
-fn commit(conn: &mut Connection, batch: Vec<Op>) {
+fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>) {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    let before = *ids;
     let result = (|| -> rusqlite::Result<()> {
         let txn = conn.transaction()?;
-        let mut next_id: u64 = txn
-            .query_row("SELECT value FROM meta WHERE key = 'next_id'", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()?
-            .map_or(1, from_i64);
+        let start = match *ids {
+            Some(i) => i,
+            None => {
+                let stored = txn
+                    .query_row("SELECT value FROM meta WHERE key = 'next_id'", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()?
+                    .map_or(1, from_i64);
+                Ids {
+                    next: stored,
+                    reserved: stored,
+                }
+            }
+        };
+        let mut next_id = start.next;
         for op in batch {
             match op {
                 Op::Append(records, tx) => {
@@ -598,12 +633,25 @@ fn commit(conn: &mut Connection, batch: Vec<Op>) {
                 }
             }
         }
-        txn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?1)",
-            params![to_i64(next_id)],
-        )?;
-        txn.commit()
+        let mut reserved = start.reserved;
+        if next_id > reserved {
+            reserved = next_id + ID_BLOCK;
+            txn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?1)",
+                params![to_i64(reserved)],
+            )?;
+        }
+        txn.commit()?;
+        *ids = Some(Ids {
+            next: next_id,
+            reserved,
+        });
+        Ok(())
     })();
+    if result.is_err() {
+        // Nothing of the batch was written: neither were its ids nor its reservation.
+        *ids = before;
+    }
     let result = result.map_err(|e| e.to_string());
     if let Err(e) = &result {
         tracing::error!(error = %e, "outbox commit failed; the batch's submits are refused");
