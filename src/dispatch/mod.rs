@@ -295,7 +295,7 @@ impl Router {
                 records.push(Record {
                     id: 0,
                     spec: spec(&rules, t, 0),
-                    body: t.render_body(alert).to_string(),
+                    body: t.render_body_text(alert),
                     alert_id: alert.id().map(str::to_owned),
                     attempts: 0,
                     next_at_ms: now,
@@ -489,8 +489,14 @@ async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
         if *shutdown.borrow() {
             break;
         }
+        // Read the outbox when a quarter of the slots are free (or all are): one query
+        // fills several slots instead of one query per finished attempt.
+        let may_read = |busy: usize| {
+            let free = inner.in_flight.saturating_sub(busy);
+            free > 0 && (busy == 0 || free >= inner.in_flight.div_ceil(4))
+        };
         let free = inner.in_flight.saturating_sub(in_flight.len());
-        if free > 0 {
+        if may_read(in_flight.len()) {
             let skip = |id: u64| in_flight.contains(&id);
             match inner.store.due(&target, now_ms(), free, &skip) {
                 Ok(batch) => {
@@ -528,7 +534,7 @@ async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
             }
         }
         let skip = |id: u64| in_flight.contains(&id);
-        let next = if in_flight.len() < inner.in_flight {
+        let next = if may_read(in_flight.len()) {
             inner.store.next_due(&target, &skip).ok().flatten()
         } else {
             None
@@ -550,6 +556,8 @@ async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
                 }
                 let ids: Vec<u64> = done.iter().map(|(r, _)| r.id).collect();
                 record(&inner, done).await;
+                // Free the finished send tasks: a JoinSet keeps each until it is joined.
+                while sends.try_join_next().is_some() {}
                 for id in ids {
                     in_flight.remove(&id);
                 }

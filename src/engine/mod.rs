@@ -114,6 +114,15 @@ impl Target {
         }
     }
 
+    /// The body as [`Target::render_body`] makes it, serialized: what is sent. The alert
+    /// as received is written straight from the alert, without a copy.
+    pub fn render_body_text(&self, alert: &Alert) -> String {
+        match &self.body {
+            Some(b) => render::render(b, alert, true).to_string(),
+            None => alert.body().to_string(),
+        }
+    }
+
     /// The body as [`Target::render_body`] makes it, with `${env.NAME}` left in place: safe
     /// to show.
     pub fn render_body_display(&self, alert: &Alert) -> Value {
