@@ -4,6 +4,9 @@
 //!
 //! Counted with dhat's allocator, so this file is its own test binary.
 
+// A failed unwrap in a test helper is a loud test failure, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
