@@ -16,6 +16,8 @@ pub(crate) const MAX_CONDITION_DEPTH: usize = 64;
 
 pub(crate) struct Lowerer {
     file: FileId,
+    /// Where the text pest saw starts in the file (an item parsed on its own).
+    pub(crate) offset: usize,
     pub(crate) diagnostics: Vec<Diagnostic>,
     depth: usize,
 }
@@ -26,6 +28,7 @@ impl Lowerer {
     pub(crate) fn new(file: FileId) -> Lowerer {
         Lowerer {
             file,
+            offset: 0,
             diagnostics: Vec::new(),
             depth: 0,
         }
@@ -33,7 +36,7 @@ impl Lowerer {
 
     fn span(&self, p: &P<'_>) -> Span {
         let s = p.as_span();
-        Span::new(self.file, s.start(), s.end())
+        Span::new(self.file, self.offset + s.start(), self.offset + s.end())
     }
 
     fn error(&mut self, d: Diagnostic) {
@@ -43,15 +46,20 @@ impl Lowerer {
     pub(crate) fn file(&mut self, pair: P<'_>) -> File {
         let mut items = Vec::new();
         for p in pair.into_inner() {
-            match p.as_rule() {
-                R::target_decl => items.push(Item::Target(self.target(p))),
-                R::rule => items.push(Item::Rule(self.rule(p))),
-                R::test_block => items.push(Item::Test(self.test(p))),
-                R::EOI => {}
-                r => unreachable!("grammar: item is target, rule or test, got {r:?}"),
-            }
+            self.item(p, &mut items);
         }
         File { items }
+    }
+
+    /// One item (or `EOI`, which adds nothing).
+    pub(crate) fn item(&mut self, p: P<'_>, items: &mut Vec<Item>) {
+        match p.as_rule() {
+            R::target_decl => items.push(Item::Target(self.target(p))),
+            R::rule => items.push(Item::Rule(self.rule(p))),
+            R::test_block => items.push(Item::Test(self.test(p))),
+            R::EOI => {}
+            r => unreachable!("grammar: item is target, rule or test, got {r:?}"),
+        }
     }
 
     // ---- rules -------------------------------------------------------------------------
@@ -459,7 +467,9 @@ impl Lowerer {
                 let path = pairs
                     .next()
                     .and_then(|p| p.into_inner().find(|p| p.as_rule() == R::field_path))?;
+                let offset = std::mem::replace(&mut self.offset, 0);
                 let mut fp = self.field_path(path);
+                self.offset = offset;
                 // Re-base spans: the path was parsed on its own.
                 fp.span = Span::new(self.file, at, at + body.len());
                 Some(Part::Path(fp))

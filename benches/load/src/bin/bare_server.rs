@@ -24,7 +24,11 @@ async fn handle(parse: bool, req: Request<Incoming>) -> Result<Response<Full<Byt
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let mut status = if path_ok { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let mut status = if path_ok {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     if parse && path_ok && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
         status = StatusCode::BAD_REQUEST;
     }
@@ -42,20 +46,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match a.as_str() {
             "--port" => port = args.next().ok_or("--port needs a value")?.parse()?,
             "--no-parse" => parse = false,
-            "--max-seconds" => max_seconds = args.next().ok_or("--max-seconds needs a value")?.parse()?,
+            "--max-seconds" => {
+                max_seconds = args.next().ok_or("--max-seconds needs a value")?.parse()?
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let serve = async {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(parse, req));
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         };

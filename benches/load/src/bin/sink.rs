@@ -123,7 +123,8 @@ impl Stats {
             if n == 0 {
                 return None;
             }
-            let i = ((p / 100.0 * n as f64 + 0.5).round_ties_even() as i64 - 1).clamp(0, n as i64 - 1);
+            let i =
+                ((p / 100.0 * n as f64 + 0.5).round_ties_even() as i64 - 1).clamp(0, n as i64 - 1);
             lat.get(i as usize).copied()
         };
         let mean = (n > 0).then(|| lat.iter().sum::<f64>() / n as f64);
@@ -222,17 +223,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--host" => host = args.next().ok_or("--host needs a value")?,
             "--port" => port = args.next().ok_or("--port needs a value")?.parse()?,
             "--no-parse" => parse = false,
-            "--max-seconds" => max_seconds = args.next().ok_or("--max-seconds needs a value")?.parse()?,
+            "--max-seconds" => {
+                max_seconds = args.next().ok_or("--max-seconds needs a value")?.parse()?
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     if !matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1") {
         return Err("refusing to listen on a non-loopback address".into());
     }
-    let host = if host == "localhost" { String::from("127.0.0.1") } else { host };
+    let host = if host == "localhost" {
+        String::from("127.0.0.1")
+    } else {
+        host
+    };
     let addr: SocketAddr = format!("{host}:{port}").parse()?;
     // One thread: the sink shares a core with the load generators and must not take more.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         println!("sink listening on http://{addr} parse={parse}");
@@ -242,7 +251,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         let serve = async {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 tokio::spawn(async move {
