@@ -46,7 +46,11 @@ fn routed(set: &RuleSet, labels: serde_json::Value) -> Vec<String> {
 fn each_route_takes_its_alerts_and_only_those() {
     let set = rules();
     assert_eq!(set.rule_count(), ROUTES + 1);
-    assert_eq!(set.indexed_rule_count(), ROUTES + 1, "every rule is indexed");
+    assert_eq!(
+        set.indexed_rule_count(),
+        ROUTES + 1,
+        "every rule is indexed"
+    );
     // The harness's alerts: alertState ALERT, metricName cpu_usage.
     for k in 0..ROUTES + 10 {
         let labels = json!({"alertname": format!("Rule_{k}"), "metricName": "cpu_usage",
