@@ -57,42 +57,24 @@ pub(crate) fn parse(text: &str, file: FileId) -> Result<ast::File, Vec<Diagnosti
 fn parse_by_item(text: &str, file: FileId) -> Option<Result<ast::File, Vec<Diagnostic>>> {
     let mut lw = lower::Lowerer::new(file);
     let mut items = Vec::new();
-    let mut pos = skip_trivia(text, 0);
-    while pos < text.len() {
+    let mut pos = 0;
+    loop {
         let rest = text.get(pos..)?;
         let mut pairs = RulesParser::parse(Rule::one_item, rest).ok()?;
         let item = pairs.next()?.into_inner().next()?;
+        if item.as_rule() == Rule::EOI {
+            break;
+        }
         let end = item.as_span().end();
         lw.offset = pos;
         lw.item(item, &mut items);
-        pos = skip_trivia(text, pos + end);
+        pos += end;
     }
     Some(if lw.diagnostics.is_empty() {
         Ok(ast::File { items })
     } else {
         Err(lw.diagnostics)
     })
-}
-
-/// The end of the whitespace and comments from `pos` (the grammar's `WHITESPACE` and
-/// `COMMENT`).
-fn skip_trivia(text: &str, mut pos: usize) -> usize {
-    let b = text.as_bytes();
-    loop {
-        match b.get(pos) {
-            Some(b' ' | b'\t' | b'\r' | b'\n') => pos += 1,
-            Some(0xef) if text.get(pos..).is_some_and(|r| r.starts_with('\u{feff}')) => pos += 3,
-            Some(b'#') => {
-                while let Some(&c) = b.get(pos) {
-                    if c == b'\n' || c == b'\r' {
-                        break;
-                    }
-                    pos += 1;
-                }
-            }
-            _ => return pos,
-        }
-    }
 }
 
 /// Target names a file that did not parse seems to declare (`target name` at a line's
