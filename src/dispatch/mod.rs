@@ -554,13 +554,11 @@ async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
                 while let Ok(more) = done_rx.try_recv() {
                     done.push(more);
                 }
-                let ids: Vec<u64> = done.iter().map(|(r, _)| r.id).collect();
-                record(&inner, done).await;
-                // Free the finished send tasks: a JoinSet keeps each until it is joined.
-                while sends.try_join_next().is_some() {}
-                for id in ids {
+                for id in record(&inner, done).await {
                     in_flight.remove(&id);
                 }
+                // Free the finished send tasks: a JoinSet keeps each until it is joined.
+                while sends.try_join_next().is_some() {}
             }
         }
     }
@@ -572,15 +570,18 @@ async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
     while sends.join_next().await.is_some() {}
 }
 
-/// Counts, logs and durably records finished attempts, all in one outbox commit.
-async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) {
+/// Counts, logs and durably records finished attempts, all in one outbox commit; returns
+/// their ids once the commit is done.
+async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) -> Vec<u64> {
     let mut items = Vec::with_capacity(done.len());
     for (r, outcome) in done {
         note(inner, &r, &outcome);
         items.push((r.id, outcome));
     }
-    let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
-    for (id, result) in ids.into_iter().zip(inner.store.finish_many(items).await) {
+    let results = inner.store.finish_many(items).await;
+    let mut ids = Vec::with_capacity(results.len());
+    for (id, result) in results {
+        ids.push(id);
         match result {
             Ok(Some(created)) => inner.wake(&created.spec.target),
             Ok(None) => {}
@@ -589,6 +590,7 @@ async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) {
             }
         }
     }
+    ids
 }
 
 /// Counts and logs one finished attempt.

@@ -232,25 +232,27 @@ impl Store {
     }
 
     /// Records several attempts' outcomes in one commit: every operation is queued before
-    /// any is awaited, so the writer takes them as one batch (one fsync).
+    /// any is awaited, so the writer takes them as one batch (one fsync). Returns each id
+    /// with its result (for a give-up with a fallback, the new record).
     pub(crate) async fn finish_many(
         &self,
         items: Vec<(u64, Outcome)>,
-    ) -> Vec<Result<Option<Record>, DispatchError>> {
+    ) -> Vec<(u64, Result<Option<Record>, DispatchError>)> {
         let mut waiting = Vec::with_capacity(items.len());
         for (id, outcome) in items {
             let (tx, rx) = oneshot::channel();
-            waiting.push(self.send(Op::Finish(id, outcome, tx)).map(|()| rx));
+            waiting.push((id, self.send(Op::Finish(id, outcome, tx)).map(|()| rx)));
         }
         let mut out = Vec::with_capacity(waiting.len());
-        for w in waiting {
-            out.push(match w {
+        for (id, w) in waiting {
+            let result = match w {
                 Ok(rx) => rx
                     .await
                     .map_err(|_| self.closed())
                     .and_then(|r| r.map_err(|e| self.failed(e))),
                 Err(e) => Err(e),
-            });
+            };
+            out.push((id, result));
         }
         out
     }

@@ -26,7 +26,7 @@ pub use tests_runner::{TestOutcome, TestReport};
 
 /// Sets of at most this many rules are scanned: trying two rules costs less than one
 /// index lookup and the per-alert field cache (measured in `benches/engine.rs`).
-const SCAN_BELOW: usize = 2;
+const SCAN_UP_TO: usize = 2;
 
 /// A compiled rule.
 #[derive(Debug)]
@@ -228,7 +228,7 @@ impl RuleSet {
     /// [`RuleSet::evaluate_unindexed`].
     pub fn evaluate(&self, alert: &Alert) -> Decision<'_> {
         let inner = &*self.inner;
-        if inner.rules.len() <= SCAN_BELOW {
+        if inner.rules.len() <= SCAN_UP_TO {
             return self.evaluate_unindexed(alert);
         }
         let mut d = Decision::new(self);
