@@ -74,6 +74,15 @@ enum Cond {
 
 const WORDS: [&str; 4] = ["x", "9", "AL", ""];
 
+/// The items of an `in` list, at most four.
+fn list_text(l: &[Lit]) -> String {
+    l.iter()
+        .take(4)
+        .map(Lit::text)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Cond {
     fn text(&self, depth: usize) -> String {
         if depth > 8 {
@@ -85,24 +94,8 @@ impl Cond {
             Cond::Lt(p, n) => format!("{} < {n}", p.text()),
             Cond::Ge(p, n) => format!("{} >= {n}", p.text()),
             Cond::Regex(p, w) => format!("{} =~ /^{}/", p.text(), WORDS[*w as usize % 4]),
-            Cond::In(p, l) => format!(
-                "{} in [{}]",
-                p.text(),
-                l.iter()
-                    .take(4)
-                    .map(Lit::text)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Cond::NotIn(p, l) => format!(
-                "{} not in [{}]",
-                p.text(),
-                l.iter()
-                    .take(4)
-                    .map(Lit::text)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Cond::In(p, l) => format!("{} in [{}]", p.text(), list_text(l)),
+            Cond::NotIn(p, l) => format!("{} not in [{}]", p.text(), list_text(l)),
             Cond::Contains(p, w) => format!("{} contains \"{}\"", p.text(), WORDS[*w as usize % 4]),
             Cond::Exists(p) => format!("exists({})", p.text()),
             Cond::Not(c) => format!("not ({})", c.text(depth + 1)),
@@ -119,15 +112,7 @@ impl Cond {
         }
         match self {
             Cond::Ne(p, l) => format!("not ({} == {})", p.text(), l.text()),
-            Cond::NotIn(p, l) => format!(
-                "not ({} in [{}])",
-                p.text(),
-                l.iter()
-                    .take(4)
-                    .map(Lit::text)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Cond::NotIn(p, l) => format!("not ({} in [{}])", p.text(), list_text(l)),
             Cond::Not(c) => format!("not ({})", c.desugared(depth + 1)),
             Cond::And(a, b) => format!(
                 "({}) and ({})",
