@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use switchyard_load::{Error, value};
+
 fn cpu_seconds() -> f64 {
     // utime + stime of this process, from /proc (Linux), in clock ticks of 100 Hz.
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -19,16 +21,16 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Error> {
     let mut url = String::from("http://127.0.0.1:19094/hook/bare");
     let mut in_flight: usize = 32;
     let mut seconds: f64 = 10.0;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--url" => url = args.next().ok_or("--url needs a value")?,
-            "--in-flight" => in_flight = args.next().ok_or("--in-flight needs a value")?.parse()?,
-            "--seconds" => seconds = args.next().ok_or("--seconds needs a value")?.parse()?,
+            "--url" => url = value(&mut args, "--url")?,
+            "--in-flight" => in_flight = value(&mut args, "--in-flight")?,
+            "--seconds" => seconds = value(&mut args, "--seconds")?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -86,6 +88,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ok as f64 / wall,
             if ok > 0 { cpu * 1e6 / ok as f64 } else { 0.0 }
         );
-        Ok::<(), Box<dyn std::error::Error>>(())
+        Ok::<(), Error>(())
     })
 }

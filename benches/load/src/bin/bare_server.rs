@@ -8,15 +8,12 @@
 //! Worker threads follow the CPU affinity (`taskset -c 1` gives one).
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use switchyard_load::{Error, serve_for, value};
 
 async fn handle(parse: bool, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path_ok = req.uri().path() != "/-/ready";
@@ -37,18 +34,16 @@ async fn handle(parse: bool, req: Request<Incoming>) -> Result<Response<Full<Byt
     Ok(r)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Error> {
     let mut port: u16 = 19093;
     let mut parse = true;
     let mut max_seconds: f64 = 900.0;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--port" => port = args.next().ok_or("--port needs a value")?.parse()?,
+            "--port" => port = value(&mut args, "--port")?,
             "--no-parse" => parse = false,
-            "--max-seconds" => {
-                max_seconds = args.next().ok_or("--max-seconds needs a value")?.parse()?
-            }
+            "--max-seconds" => max_seconds = value(&mut args, "--max-seconds")?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -57,24 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let serve = async {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(parse, req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        };
-        tokio::select! {
-            _ = serve => {}
-            () = tokio::time::sleep(Duration::from_secs_f64(max_seconds)) => {}
-        }
-        Ok::<(), Box<dyn std::error::Error>>(())
+        serve_for(listener, max_seconds, move |req| handle(parse, req)).await;
+        Ok(())
     })
 }

@@ -14,16 +14,14 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use switchyard_load::{Error, serve_for, value};
 
 fn now() -> f64 {
     SystemTime::now()
@@ -212,7 +210,7 @@ async fn handle(
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Error> {
     let mut host = String::from("127.0.0.1");
     let mut port: u16 = 19094;
     let mut parse = true;
@@ -220,12 +218,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--host" => host = args.next().ok_or("--host needs a value")?,
-            "--port" => port = args.next().ok_or("--port needs a value")?.parse()?,
+            "--host" => host = value(&mut args, "--host")?,
+            "--port" => port = value(&mut args, "--port")?,
             "--no-parse" => parse = false,
-            "--max-seconds" => {
-                max_seconds = args.next().ok_or("--max-seconds needs a value")?.parse()?
-            }
+            "--max-seconds" => max_seconds = value(&mut args, "--max-seconds")?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -249,29 +245,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stats: Mutex::new(Stats::new()),
             parse,
         });
-        let serve = async {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(shared.clone(), req));
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        };
         // Bounded life, as sink.py: it stops by itself after max_seconds.
-        tokio::select! {
-            _ = serve => {}
-            () = tokio::time::sleep(Duration::from_secs_f64(max_seconds)) => {
-                println!("sink: max lifetime reached, exiting");
-            }
-        }
-        Ok::<(), Box<dyn std::error::Error>>(())
+        serve_for(listener, max_seconds, move |req| {
+            handle(shared.clone(), req)
+        })
+        .await;
+        println!("sink: max lifetime reached, exiting");
+        Ok(())
     })
 }
