@@ -59,17 +59,13 @@ pub(crate) enum Slot<'a> {
     Many,
 }
 
-/// Fields past this many are looked up at each use instead of remembered.
-const CACHED_PATHS: u32 = 64;
-
 /// Per-alert evaluation state: resolved fields and remembered test outcomes. Starts empty
 /// and grows on first use, so a small rule set pays next to nothing for it.
 pub(crate) struct Ctx<'a> {
     pub(crate) set: &'a Inner,
     pub(crate) alert: &'a Alert,
-    /// Bit i: `slots[i]` holds path i.
-    resolved: u64,
-    slots: SmallVec<[Slot<'a>; 4]>,
+    /// Path i's value once looked up; grows to the highest path used.
+    slots: SmallVec<[Option<Slot<'a>>; 4]>,
     /// Per memo slot: 0 unknown, 1 false, 2 true.
     memo: SmallVec<[u8; 16]>,
 }
@@ -79,7 +75,6 @@ impl<'a> Ctx<'a> {
         Ctx {
             set,
             alert,
-            resolved: 0,
             slots: SmallVec::new(),
             memo: SmallVec::new(),
         }
@@ -102,22 +97,16 @@ impl<'a> Ctx<'a> {
 
     /// The field at path `id`, looked up on first use.
     pub(crate) fn field(&mut self, id: u32) -> Slot<'a> {
-        if id >= CACHED_PATHS {
-            return self.resolve(id);
-        }
-        let bit = 1u64 << id;
-        if self.resolved & bit != 0
-            && let Some(s) = self.slots.get(id as usize)
-        {
+        let i = id as usize;
+        if let Some(Some(s)) = self.slots.get(i) {
             return *s;
         }
         let found = self.resolve(id);
-        if self.slots.len() <= id as usize {
-            self.slots.resize(id as usize + 1, Slot::Absent);
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, None);
         }
-        if let Some(s) = self.slots.get_mut(id as usize) {
-            *s = found;
-            self.resolved |= bit;
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = Some(found);
         }
         found
     }
