@@ -35,20 +35,25 @@ fn hand_one(v: &Value) -> bool {
 }
 
 fn rule_set_text(n: usize) -> String {
-    let mut s = String::from(TARGET);
-    for i in 0..n {
-        s.push_str(&format!("when metricName == \"metric_{i}\" and alertState == \"ALARM\" and curValue > {} -> post alarm_url\n", i % 100));
-    }
-    s
+    rules_text(n, |i| format!("metricName == \"metric_{i}\""))
 }
 
 /// The same rules written so that the index cannot use `metricName`
 /// (`not (metricName != ...)` means `metricName == ...`, but the index does not look
 /// inside `not`): every rule is tried, as in an engine without an index.
 fn unindexable_text(n: usize) -> String {
+    rules_text(n, |i| format!("not (metricName != \"metric_{i}\")"))
+}
+
+/// Rule i is `<name test i> and alertState == "ALARM" and curValue > i%100`.
+fn rules_text(n: usize, name_test: impl Fn(usize) -> String) -> String {
     let mut s = String::from(TARGET);
     for i in 0..n {
-        s.push_str(&format!("when not (metricName != \"metric_{i}\") and alertState == \"ALARM\" and curValue > {} -> post alarm_url\n", i % 100));
+        s.push_str(&format!(
+            "when {} and alertState == \"ALARM\" and curValue > {} -> post alarm_url\n",
+            name_test(i),
+            i % 100
+        ));
     }
     s
 }
