@@ -8,6 +8,10 @@
 //!    stream of 512 alerts; one iteration is one alert, every rule evaluated.
 //!
 //! Run: `cargo bench --bench engine`. Results and ratios: `docs/benchmarks.md`.
+//!
+//! The bench runs on mimalloc, the allocator the `switchyard` binary ships with, so that
+//! its figures are the server's and `switchyard check`'s. Loading rules allocates a lot;
+//! with the system allocator (glibc) it takes about 25% longer, also in docs/benchmarks.md.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -15,6 +19,9 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 use switchyard::{Alert, RuleSet};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SAMPLE: &str = r#"{"userId":"12345","alertName":"putNewAlarm_group_a37cd898-ea6b-4b7b-a8a8-de017a8327f6","timestamp":"1508136760","alertState":"ALARM","dimensions":[{"userId":"12345","instanceId":"i-12345"}],"expression":"[{\"expression\":\"$Average>90\",\"level\":4,\"times\":2}]","curValue":"95","metricName":"CPUUtilization","metricProject":"acs_ecs_dashboard"}"#;
 

@@ -95,6 +95,15 @@ pub mod internals {
         }
     }
 
+    /// Whether parsing `text` cut into pieces of at least `piece_bytes`, on two threads,
+    /// gives exactly the tree, spans and diagnostics of parsing it whole.
+    pub fn pieces_parse_as_whole(text: &str, piece_bytes: usize) -> bool {
+        let id = crate::diagnostic::FileId(0);
+        let whole = crate::syntax::parse_for_tests(text);
+        let pieces = crate::syntax::parse_files(&[(id, text), (id, "")], 2, piece_bytes.max(1));
+        format!("{:?}", [whole, crate::syntax::parse_for_tests("")]) == format!("{pieces:?}")
+    }
+
     fn render(text: &str, ds: Vec<crate::Diagnostic>) -> String {
         let mut map = crate::SourceMap::default();
         map.add("input.rules", text);

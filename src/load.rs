@@ -29,6 +29,7 @@ pub const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 /// ```
 pub struct Loader<'e> {
     env: Box<EnvFn<'e>>,
+    threads: usize,
 }
 
 /// Reads one environment variable by name.
@@ -45,7 +46,17 @@ impl<'e> Loader<'e> {
     pub fn new() -> Loader<'e> {
         Loader {
             env: Box::new(|name| std::env::var(name).ok()),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
+    }
+
+    /// Parses on at most `n` threads, the calling one included (default: the CPUs
+    /// available, at most 8; `1` parses on the calling thread only). Large files are cut at
+    /// item boundaries and parsed side by side; a folder under 64 KiB is parsed on the
+    /// calling thread. The result does not depend on `n`.
+    pub fn threads(mut self, n: usize) -> Loader<'e> {
+        self.threads = n.max(1);
+        self
     }
 
     /// Reads `${env.NAME}` from `lookup` instead of the process environment.
@@ -136,13 +147,15 @@ impl<'e> Loader<'e> {
         texts: Vec<FileId>,
         mut problems: Vec<Diagnostic>,
     ) -> Result<RuleSet, Error> {
+        let texts: Vec<(FileId, &str)> = texts
+            .into_iter()
+            .filter_map(|id| sources.get(id).map(|f| (id, f.text())))
+            .collect();
         let mut files = Vec::with_capacity(texts.len());
         let mut unparsed_targets = Vec::new();
-        for id in texts {
-            let Some(text) = sources.get(id).map(|f| f.text()) else {
-                continue;
-            };
-            match syntax::parse(text, id) {
+        let parsed = syntax::parse_files(&texts, self.threads, syntax::PIECE_BYTES);
+        for ((_, text), result) in texts.iter().zip(parsed) {
+            match result {
                 Ok(ast) => files.push(ast),
                 Err(ds) => {
                     problems.extend(ds);
@@ -151,7 +164,7 @@ impl<'e> Loader<'e> {
             }
         }
         let checked = check::check(
-            &files,
+            files,
             &unparsed_targets,
             !problems.is_empty(),
             &sources,

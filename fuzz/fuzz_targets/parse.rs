@@ -1,6 +1,7 @@
 //! Arbitrary bytes as a rules file. Invariants: no panic; every diagnostic points inside
-//! the file; a file that parses prints to text that parses to the same tree, and printing
-//! that again changes nothing.
+//! the file; cut into pieces at item lines and parsed on two threads, the file gives
+//! exactly what parsing it whole gives; a file that parses prints to text that parses to
+//! the same tree, and printing that again changes nothing.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +18,11 @@ fuzz_target!(|data: &[u8]| {
             text.len()
         );
     }
+    let piece_bytes = usize::from(data.first().copied().unwrap_or(1) % 64);
+    assert!(
+        internals::pieces_parse_as_whole(text, piece_bytes),
+        "parsing in pieces of {piece_bytes} bytes differs:\n{text}"
+    );
     let Ok(printed) = internals::parse_and_print(text) else {
         return;
     };

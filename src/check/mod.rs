@@ -88,7 +88,7 @@ pub(crate) struct Checked {
 /// not reported again (the syntax error already fails the load). With `any_file_failed`,
 /// no target is reported as unused: its posts may be in the file that failed.
 pub(crate) fn check(
-    files: &[ast::File],
+    files: Vec<ast::File>,
     unparsed_targets: &[String],
     any_file_failed: bool,
     sources: &SourceMap,
@@ -99,11 +99,11 @@ pub(crate) fn check(
         errors: Vec::new(),
         warnings: Vec::new(),
     };
-    let mut scope = names::Scope::collect(&mut cx, files);
+    let mut scope = names::Scope::collect(&mut cx, &files);
     scope.unparsed = unparsed_targets.to_vec();
     let mut out = Checked::default();
 
-    for f in files {
+    for f in &files {
         for item in &f.items {
             if let Item::Target(t) = item
                 && let Some(t) = targets::check_target(&mut cx, t, &scope, env)
@@ -121,12 +121,13 @@ pub(crate) fn check(
             *p = true;
         }
     }
+    // The rules' conditions move into the result: a clone would cost as much as the check.
     for f in files {
-        for item in &f.items {
+        for item in f.items {
             match item {
                 Item::Rule(r) => {
                     types::check_condition(&mut cx, &r.condition, &mut out.regexes);
-                    fields::check_rule_fields(&mut cx, r);
+                    fields::check_rule_fields(&mut cx, &r);
                     let mut posts = Vec::new();
                     let (mut stop, mut drop) = (false, false);
                     for a in &r.actions {
@@ -204,14 +205,14 @@ pub(crate) fn check(
                     out.rules.push(CheckedRule {
                         id,
                         location,
-                        condition: r.condition.clone(),
+                        condition: r.condition,
                         posts,
                         stop,
                         drop,
                     });
                 }
                 Item::Test(t) => {
-                    if let Some(t) = check_test(&mut cx, t, &scope) {
+                    if let Some(t) = check_test(&mut cx, &t, &scope) {
                         out.tests.push(t);
                     }
                 }

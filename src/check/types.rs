@@ -64,7 +64,8 @@ pub(crate) fn check_path(cx: &mut Cx<'_>, p: &FieldPath) {
 fn check_comparison(cx: &mut Cx<'_>, cmp: &Comparison, regexes: &mut HashMap<Span, Regex>) {
     let op = cmp.op;
     let v = &cmp.value;
-    let path = cmp.path.display();
+    // Shown in messages only: printed when a message is made, not for every comparison.
+    let path = &cmp.path;
     let op_str = op.as_str();
     let mismatch = |code, msg: String, label: &str| {
         Diagnostic::error(code, msg)

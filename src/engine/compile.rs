@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 
 use super::value::{Meta, Path, Scalar, Seg, Test};
 use super::{CompiledRule, Target};
-use crate::check::{Checked, CheckedRule, CheckedTarget};
+use crate::check::{CheckedRule, CheckedTarget};
 use crate::diagnostic::Span;
 use crate::number::Numeric;
 use crate::syntax::ast::{CmpOp, Condition, FieldPath, LiteralKind, Segment};
@@ -53,35 +53,41 @@ pub(crate) struct Tables {
 
 pub(crate) struct Compiler<'c> {
     checked_regexes: &'c HashMap<Span, Regex>,
-    shared: HashMap<(String, String), Arc<Regex>>,
+    shared: FxHashMap<(String, String), Arc<Regex>>,
     paths: Vec<Path>,
-    path_ids: HashMap<Path, u32>,
+    path_ids: FxHashMap<Path, u32>,
+    /// The ids of one-key paths (most paths), found without building a [`Path`].
+    key_ids: FxHashMap<Box<str>, u32>,
     atoms: Vec<Atom>,
-    /// `None` for `exists`.
-    atom_ids: HashMap<(u32, Option<CmpOp>, &'c LiteralKind), u32>,
+    /// `None` for `exists`. The literal moves here from the rule it came from.
+    atom_ids: FxHashMap<(u32, Option<CmpOp>, LiteralKind), u32>,
     uses: Vec<u32>,
     regex_literals: FxHashMap<u32, Vec<String>>,
 }
 
 impl<'c> Compiler<'c> {
-    pub(crate) fn new(checked: &'c Checked) -> Compiler<'c> {
+    /// A compiler for rules whose regexes the checker compiled into `regexes`.
+    pub(crate) fn new(regexes: &'c HashMap<Span, Regex>) -> Compiler<'c> {
         Compiler {
-            checked_regexes: &checked.regexes,
-            shared: HashMap::new(),
+            checked_regexes: regexes,
+            shared: FxHashMap::default(),
             paths: Vec::new(),
-            path_ids: HashMap::new(),
+            path_ids: FxHashMap::default(),
+            key_ids: FxHashMap::default(),
             atoms: Vec::new(),
-            atom_ids: HashMap::new(),
+            atom_ids: FxHashMap::default(),
             uses: Vec::new(),
             regex_literals: FxHashMap::default(),
         }
     }
 
-    pub(crate) fn rule(&mut self, r: &'c CheckedRule) -> CompiledRule {
+    /// Compiles a rule, consuming it: each condition is freed as soon as it is compiled,
+    /// and its memory serves the next rule's.
+    pub(crate) fn rule(&mut self, r: CheckedRule) -> CompiledRule {
         CompiledRule {
-            name: (r.id != r.location).then(|| r.id.clone().into_boxed_str()),
-            location: r.location.clone().into_boxed_str(),
-            pred: self.condition(&r.condition),
+            name: (r.id != r.location).then(|| r.id.into_boxed_str()),
+            location: r.location.into_boxed_str(),
+            pred: self.condition(r.condition),
             posts: r.posts.iter().map(|&i| i as u32).collect(),
             stop: r.stop,
             drop: r.drop,
@@ -122,18 +128,18 @@ impl<'c> Compiler<'c> {
         }
     }
 
-    fn condition(&mut self, c: &'c Condition) -> Pred {
+    fn condition(&mut self, c: Condition) -> Pred {
         match c {
-            Condition::Any(cs) => Pred::Any(cs.iter().map(|c| self.condition(c)).collect()),
-            Condition::All(cs) => Pred::All(cs.iter().map(|c| self.condition(c)).collect()),
-            Condition::Not(inner, span) => Pred::Not(Box::new(self.condition(inner)), *span),
+            Condition::Any(cs) => Pred::Any(cs.into_iter().map(|c| self.condition(c)).collect()),
+            Condition::All(cs) => Pred::All(cs.into_iter().map(|c| self.condition(c)).collect()),
+            Condition::Not(inner, span) => Pred::Not(Box::new(self.condition(*inner)), span),
             Condition::Exists(p, span) => {
-                let path = self.path_id(p);
-                let atom = self.atom(path, None, &LiteralKind::Null, *span);
+                let path = self.path_id(&p);
+                let atom = self.atom(path, None, LiteralKind::Null, span);
                 Pred::Test {
                     atom,
                     negate: false,
-                    span: *span,
+                    span,
                 }
             }
             Condition::Compare(cmp) => {
@@ -142,7 +148,7 @@ impl<'c> Compiler<'c> {
                     None => (cmp.op, false),
                 };
                 let path = self.path_id(&cmp.path);
-                let atom = self.atom(path, Some(op), &cmp.value.kind, cmp.value.span);
+                let atom = self.atom(path, Some(op), cmp.value.kind, cmp.value.span);
                 Pred::Test {
                     atom,
                     negate,
@@ -153,23 +159,33 @@ impl<'c> Compiler<'c> {
     }
 
     fn path_id(&mut self, p: &FieldPath) -> u32 {
+        if let (None, [Segment::Key(k)]) = (&p.meta, p.segments.as_slice())
+            && let Some(&id) = self.key_ids.get(k.as_str())
+        {
+            return id;
+        }
         let path = path(p);
         if let Some(&id) = self.path_ids.get(&path) {
             return id;
         }
         let id = self.paths.len() as u32;
+        if let Path::Key(k) = &path {
+            self.key_ids.insert(k.clone(), id);
+        }
         self.paths.push(path.clone());
         self.path_ids.insert(path, id);
         id
     }
 
-    fn atom(&mut self, path: u32, op: Option<CmpOp>, v: &'c LiteralKind, span: Span) -> u32 {
-        if let Some(&id) = self.atom_ids.get(&(path, op, v)) {
+    fn atom(&mut self, path: u32, op: Option<CmpOp>, v: LiteralKind, span: Span) -> u32 {
+        let key = (path, op, v);
+        if let Some(&id) = self.atom_ids.get(&key) {
             if let Some(n) = self.uses.get_mut(id as usize) {
                 *n += 1;
             }
             return id;
         }
+        let v = &key.2;
         let test = match op {
             None => Test::Exists,
             Some(op) => self.test(op, v, span),
@@ -193,7 +209,7 @@ impl<'c> Compiler<'c> {
             memo: NO_MEMO,
         });
         self.uses.push(1);
-        self.atom_ids.insert((path, op, v), id);
+        self.atom_ids.insert(key, id);
         id
     }
 

@@ -190,9 +190,12 @@ impl std::fmt::Debug for RuleSet {
 }
 
 impl RuleSet {
-    pub(crate) fn compile(checked: Checked, sources: Arc<SourceMap>) -> RuleSet {
-        let mut compiler = Compiler::new(&checked);
-        let rules: Vec<CompiledRule> = checked.rules.iter().map(|r| compiler.rule(r)).collect();
+    pub(crate) fn compile(mut checked: Checked, sources: Arc<SourceMap>) -> RuleSet {
+        let mut compiler = Compiler::new(&checked.regexes);
+        let rules: Vec<CompiledRule> = std::mem::take(&mut checked.rules)
+            .into_iter()
+            .map(|r| compiler.rule(r))
+            .collect();
         let tables = compiler.finish();
         let index = Index::build(
             rules.iter().map(|r| &r.pred),

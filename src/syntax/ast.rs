@@ -335,6 +335,13 @@ pub(crate) enum Segment {
     Any,
 }
 
+impl std::fmt::Display for FieldPath {
+    /// The path as written in canonical form.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::syntax::print::field_path(self))
+    }
+}
+
 impl FieldPath {
     /// The path as written in canonical form.
     pub(crate) fn display(&self) -> String {

@@ -8,12 +8,16 @@
 pub(crate) mod ast;
 mod errors;
 mod lower;
+mod parallel;
 mod parser;
 pub(crate) mod print;
+
+use std::ops::Range;
 
 use pest::Parser as _;
 
 use crate::diagnostic::{Diagnostic, FileId, Span, codes};
+pub(crate) use parallel::{PIECE_BYTES, parse_files};
 use parser::{Rule, RulesParser};
 
 /// The largest rules file accepted, in bytes.
@@ -48,33 +52,45 @@ pub(crate) fn parse(text: &str, file: FileId) -> Result<ast::File, Vec<Diagnosti
     }
 }
 
-/// Parses a file one item at a time, each with its own small pest token queue: on a file
-/// of 10,000 rules, one queue for the whole file outgrows the CPU caches and parsing
+/// Parses a file a few items at a time, each with its own small pest token queue: on a
+/// file of 10,000 rules, one queue for the whole file outgrows the CPU caches and parsing
 /// slows down per rule. Gives the same AST and spans as parsing the whole file (items are
 /// separated by whitespace and comments only, and no rule looks behind an item's start),
 /// and `None` as soon as an item does not parse, so that the whole-file parse reports the
 /// error exactly as always.
 fn parse_by_item(text: &str, file: FileId) -> Option<Result<ast::File, Vec<Diagnostic>>> {
-    let mut lw = lower::Lowerer::new(file);
-    let mut items = Vec::new();
-    let mut pos = 0;
-    loop {
-        let rest = text.get(pos..)?;
-        let mut pairs = RulesParser::parse(Rule::one_item, rest).ok()?;
-        let item = pairs.next()?.into_inner().next()?;
-        if item.as_rule() == Rule::EOI {
-            break;
-        }
-        let end = item.as_span().end();
-        lw.offset = pos;
-        lw.item(item, &mut items);
-        pos += end;
-    }
-    Some(if lw.diagnostics.is_empty() {
+    let (items, diagnostics) = parse_items(text, 0..text.len(), file)?;
+    Some(if diagnostics.is_empty() {
         Ok(ast::File { items })
     } else {
-        Err(lw.diagnostics)
+        Err(diagnostics)
     })
+}
+
+/// The items of `text[range]` parsed one by one, with spans in the whole text, and the
+/// diagnostics of lowering them; `None` as soon as an item does not parse.
+fn parse_items(
+    text: &str,
+    range: Range<usize>,
+    file: FileId,
+) -> Option<(Vec<ast::Item>, Vec<Diagnostic>)> {
+    let mut lw = lower::Lowerer::new(file);
+    let mut items = Vec::new();
+    let mut pos = range.start;
+    loop {
+        let rest = text.get(pos..range.end)?;
+        let pairs = RulesParser::parse(Rule::some_items, rest).ok()?;
+        let mut end = 0;
+        lw.offset = pos;
+        for item in pairs.into_iter().next()?.into_inner() {
+            if item.as_rule() == Rule::EOI {
+                return Some((items, lw.diagnostics));
+            }
+            end = item.as_span().end();
+            lw.item(item, &mut items);
+        }
+        pos += end;
+    }
 }
 
 /// Target names a file that did not parse seems to declare (`target name` at a line's
@@ -189,5 +205,7 @@ pub(crate) fn parse_for_tests(text: &str) -> Result<ast::File, Vec<Diagnostic>> 
     parse(text, FileId(0))
 }
 
+#[cfg(test)]
+mod parallel_test;
 #[cfg(test)]
 mod roundtrip_test;

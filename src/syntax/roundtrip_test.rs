@@ -124,7 +124,7 @@ fn template() -> impl Strategy<Value = String> {
     })
 }
 
-fn item() -> impl Strategy<Value = String> {
+pub(super) fn item() -> impl Strategy<Value = String> {
     let actions = prop::collection::vec(
         prop_oneof![
             ident().prop_map(|t| format!("post {t}")),

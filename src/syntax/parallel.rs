@@ -1,0 +1,141 @@
+//! Parsing a folder on several threads: each file is cut into pieces at lines that start
+//! an item, and the pieces are parsed side by side.
+//!
+//! Why the result is the sequential parse's: a piece boundary is a line starting with
+//! `when`, `rule`, `target` or `test`. No item can go on with such a word once it is
+//! complete (a rule ends with its actions, which only `,` continues; targets and tests end
+//! with `}`), so where every piece parses to its end, item by item, the items and their
+//! spans are those of parsing the whole file. Where a boundary falls inside an item (a
+//! template line starting with the field `when`, say), the piece before it ends in an
+//! unfinished item and fails; then that whole file is parsed sequentially, so its
+//! diagnostics are always those of [`super::parse`]. `parallel_test.rs` checks the
+//! equality on random files cut into many pieces.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::ast::{File, Item};
+use super::{parse, parse_items, prescan};
+use crate::diagnostic::{Diagnostic, FileId};
+
+/// The smallest piece worth a hand-off to another thread. A piece is a whole number of
+/// items, so pieces are at least this long but end at the next item after it.
+pub(crate) const PIECE_BYTES: usize = 64 * 1024;
+
+/// The most threads a load uses, the calling one included.
+const MAX_THREADS: usize = 8;
+
+/// Parses every file, on up to `threads` threads (the calling one included). Gives, file by
+/// file, exactly what [`parse`] gives.
+pub(crate) fn parse_files(
+    files: &[(FileId, &str)],
+    threads: usize,
+    piece_bytes: usize,
+) -> Vec<Result<File, Vec<Diagnostic>>> {
+    let threads = threads.clamp(1, MAX_THREADS);
+    // Files that fail the prescan are parsed (and reported) sequentially.
+    let pieces: Vec<(usize, Range<usize>)> = files
+        .iter()
+        .enumerate()
+        .filter(|(_, (id, text))| prescan(text, *id).is_ok())
+        .flat_map(|(i, (_, text))| pieces(text, piece_bytes).into_iter().map(move |r| (i, r)))
+        .collect();
+    let total: usize = files.iter().map(|(_, text)| text.len()).sum();
+    if threads == 1 || pieces.len() < 2 || total < piece_bytes {
+        return files.iter().map(|(id, text)| parse(text, *id)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            let Some((i, range)) = pieces.get(n) else {
+                break;
+            };
+            let (id, text) = files[*i];
+            done.push((n, parse_items(text, range.clone(), id)));
+        }
+        done
+    };
+    let mut results: Vec<Option<Piece>> = (0..pieces.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads.min(pieces.len()))
+            .map(|_| s.spawn(work))
+            .collect();
+        let mut all = work();
+        for h in helpers {
+            // A helper that panicked leaves its pieces without a result: their files are
+            // parsed again below, on this thread.
+            all.extend(h.join().unwrap_or_default());
+        }
+        for (n, piece) in all {
+            results[n] = Some(piece);
+        }
+    });
+    let mut out: Vec<Option<Result<File, Vec<Diagnostic>>>> = Vec::new();
+    out.resize_with(files.len(), || Some(Ok(File { items: Vec::new() })));
+    for ((i, _), piece) in pieces.iter().zip(results) {
+        let slot = &mut out[*i];
+        match (slot.as_mut(), piece.flatten()) {
+            (None, _) => {}
+            (Some(_), None) => *slot = None,
+            (Some(Ok(file)), Some((items, ds))) if ds.is_empty() => file.items.extend(items),
+            (Some(acc), Some((_, ds))) => match acc {
+                Ok(_) => *acc = Err(ds),
+                Err(all) => all.extend(ds),
+            },
+        }
+    }
+    out.into_iter()
+        .zip(files)
+        .map(|(r, (id, text))| match r {
+            Some(r) => r,
+            None => parse(text, *id),
+        })
+        .collect()
+}
+
+/// A piece's items and diagnostics, or `None` when it does not parse item by item.
+type Piece = Option<(Vec<Item>, Vec<Diagnostic>)>;
+
+/// Cuts `text` into ranges of at least `piece_bytes` (all of it if shorter), each ending
+/// just before a line that starts an item.
+pub(crate) fn pieces(text: &str, piece_bytes: usize) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut from = piece_bytes.max(1);
+    while from < bytes.len() {
+        let Some(cut) = next_item_line(bytes, from) else {
+            break;
+        };
+        out.push(start..cut);
+        start = cut;
+        from = cut + piece_bytes.max(1);
+    }
+    out.push(start..bytes.len());
+    out
+}
+
+/// The first position at or after `from` that starts a line beginning with an item's
+/// first word.
+fn next_item_line(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while at < bytes.len() {
+        let nl = at + bytes.get(at..)?.iter().position(|&b| b == b'\n')?;
+        let line = nl + 1;
+        if starts_item(bytes.get(line..)?) {
+            return Some(line);
+        }
+        at = line;
+    }
+    None
+}
+
+fn starts_item(line: &[u8]) -> bool {
+    ["when", "rule", "target", "test"].iter().any(|w| {
+        line.strip_prefix(w.as_bytes())
+            .and_then(|rest| rest.first())
+            .is_some_and(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    })
+}
