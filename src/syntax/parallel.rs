@@ -25,6 +25,10 @@ pub(crate) const PIECE_BYTES: usize = 64 * 1024;
 /// The most threads a load uses, the calling one included.
 const MAX_THREADS: usize = 8;
 
+/// A helper's stack: as much as a main thread's, for the deepest file the pre-scan lets
+/// through.
+const STACK_BYTES: usize = 8 * 1024 * 1024;
+
 /// Parses every file, on up to `threads` threads (the calling one included). Gives, file by
 /// file, exactly what [`parse`] gives.
 pub(crate) fn parse_files(
@@ -59,8 +63,15 @@ pub(crate) fn parse_files(
     };
     let mut results: Vec<Option<Piece>> = (0..pieces.len()).map(|_| None).collect();
     std::thread::scope(|s| {
+        // A thread the system refuses is no error: this thread parses what is left.
         let helpers: Vec<_> = (1..threads.min(pieces.len()))
-            .map(|_| s.spawn(work))
+            .map_while(|_| {
+                std::thread::Builder::new()
+                    .name(String::from("switchyard-parse"))
+                    .stack_size(STACK_BYTES)
+                    .spawn_scoped(s, work)
+                    .ok()
+            })
             .collect();
         let mut all = work();
         for h in helpers {

@@ -101,3 +101,21 @@ fn a_large_file_parses_in_pieces_as_a_whole() {
     let parallel = format!("{:?}", parse_files(&files, 4, super::PIECE_BYTES));
     assert_eq!(parallel, sequential(&files));
 }
+
+/// The deepest nesting the pre-scan accepts parses on a helper thread as on this one.
+#[test]
+fn deep_nesting_parses_in_pieces() {
+    let depth = super::MAX_BRACKET_DEPTH;
+    let deep = format!(
+        "when {}a == 1{} -> post t\n",
+        "not (".repeat(depth),
+        ")".repeat(depth)
+    );
+    let mut text = String::from("target t { url = \"https://x.test\" }\n");
+    while text.len() < 4 * super::PIECE_BYTES {
+        text.push_str(&deep);
+    }
+    let files = [(FileId(0), text.as_str())];
+    let parallel = format!("{:?}", parse_files(&files, 4, super::PIECE_BYTES));
+    assert_eq!(parallel, sequential(&files));
+}
