@@ -54,6 +54,25 @@ impl<'e> Loader<'e> {
     /// available, at most 8; `1` parses on the calling thread only). Large files are cut at
     /// item boundaries and parsed side by side; a folder under 64 KiB is parsed on the
     /// calling thread. The result does not depend on `n`.
+    ///
+    /// ```
+    /// use switchyard::Loader;
+    /// let mut text = String::from("target t { url = \"https://example.test\" }\n");
+    /// for i in 0..2_000 {
+    ///     text.push_str(&format!("when metricName == \"m_{i}\" -> post t\n"));
+    /// }
+    /// let one = Loader::new().threads(1).from_files([("a.rules", text.as_str())])?;
+    /// let four = Loader::new().threads(4).from_files([("a.rules", text.as_str())])?;
+    /// assert_eq!(one.rule_count(), 2_000);
+    /// assert_eq!(four.rule_count(), one.rule_count());
+    /// let alert = switchyard::Alert::new(serde_json::json!({"metricName": "m_1999"}));
+    /// let fired = |set: &switchyard::RuleSet| {
+    ///     set.evaluate(&alert).rule_ids().map(String::from).collect::<Vec<_>>()
+    /// };
+    /// assert_eq!(fired(&four), ["a.rules:2001"]);
+    /// assert_eq!(fired(&four), fired(&one));
+    /// # Ok::<(), switchyard::Error>(())
+    /// ```
     pub fn threads(mut self, n: usize) -> Loader<'e> {
         self.threads = n.max(1);
         self

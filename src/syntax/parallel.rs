@@ -37,6 +37,11 @@ pub(crate) fn parse_files(
     piece_bytes: usize,
 ) -> Vec<Result<File, Vec<Diagnostic>>> {
     let threads = threads.clamp(1, MAX_THREADS);
+    let sequential = || files.iter().map(|(id, text)| parse(text, *id)).collect();
+    let total: usize = files.iter().map(|(_, text)| text.len()).sum();
+    if threads == 1 || total < piece_bytes {
+        return sequential();
+    }
     // Files that fail the prescan are parsed (and reported) sequentially.
     let pieces: Vec<(usize, Range<usize>)> = files
         .iter()
@@ -44,9 +49,8 @@ pub(crate) fn parse_files(
         .filter(|(_, (id, text))| prescan(text, *id).is_ok())
         .flat_map(|(i, (_, text))| pieces(text, piece_bytes).into_iter().map(move |r| (i, r)))
         .collect();
-    let total: usize = files.iter().map(|(_, text)| text.len()).sum();
-    if threads == 1 || pieces.len() < 2 || total < piece_bytes {
-        return files.iter().map(|(id, text)| parse(text, *id)).collect();
+    if pieces.len() < 2 {
+        return sequential();
     }
     let next = AtomicUsize::new(0);
     let work = || {
