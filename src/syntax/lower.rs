@@ -349,7 +349,17 @@ impl Lowerer {
     fn plain_string(&mut self, p: P<'_>) -> Str {
         let span = self.span(&p);
         let raw = p.as_str();
-        let value = match serde_json::from_str::<String>(raw) {
+        // Without a backslash the text between the quotes is the value (the grammar admits no
+        // quote or control character there): most strings skip the JSON decoder.
+        let plain = raw
+            .strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+            .filter(|inner| !inner.contains('\\'));
+        let decoded = match plain {
+            Some(inner) => Ok(inner.to_owned()),
+            None => serde_json::from_str::<String>(raw),
+        };
+        let value = match decoded {
             Ok(v) => v,
             Err(_) => {
                 self.error(
