@@ -102,6 +102,7 @@ pub(crate) fn check(
     let mut scope = names::Scope::collect(&mut cx, &files);
     scope.unparsed = unparsed_targets.to_vec();
     let mut out = Checked::default();
+    out.rules.reserve(files.iter().map(|f| f.items.len()).sum());
 
     for f in &files {
         for item in &f.items {

@@ -87,8 +87,21 @@ pub(crate) fn parse_files(
             results[n] = Some(piece);
         }
     });
-    let mut out: Vec<Option<Result<File, Vec<Diagnostic>>>> = Vec::new();
-    out.resize_with(files.len(), || Some(Ok(File { items: Vec::new() })));
+    // Each file's items are moved once, into a vector of the right size.
+    let mut sizes = vec![0; files.len()];
+    for ((i, _), piece) in pieces.iter().zip(&results) {
+        if let Some(Some((items, _))) = piece {
+            sizes[*i] += items.len();
+        }
+    }
+    let mut out: Vec<Option<Result<File, Vec<Diagnostic>>>> = sizes
+        .into_iter()
+        .map(|n| {
+            Some(Ok(File {
+                items: Vec::with_capacity(n),
+            }))
+        })
+        .collect();
     for ((i, _), piece) in pieces.iter().zip(results) {
         let slot = &mut out[*i];
         match (slot.as_mut(), piece.flatten()) {
