@@ -407,10 +407,10 @@ fn data_value(cx: &mut Cx<'_>, t: &ast::Template) -> Option<Value> {
             cx.report(
                 Diagnostic::error(
                     codes::BAD_TEST,
-                    format!("`{}` is a field path; test data is plain JSON", p.display()),
+                    format!("`{}` is a field path; test data is plain JSON", p),
                 )
                 .with_primary(p.span, "not a JSON value")
-                .with_help(format!("quote it: `\"{}\"`", p.display())),
+                .with_help(format!("quote it: `\"{}\"`", p)),
             );
             return None;
         }

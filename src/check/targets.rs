@@ -84,7 +84,7 @@ impl SecretText {
                 }
                 TextPart::Path(p) => {
                     s.push_str("${");
-                    s.push_str(&p.display());
+                    s.push_str(&p.to_string());
                     s.push('}');
                 }
             }
@@ -256,7 +256,7 @@ pub(crate) fn check_target(
                 if p.meta.is_none() && p.segments.len() == 1 =>
             {
                 let name = crate::syntax::ast::Ident {
-                    name: p.display(),
+                    name: p.to_string(),
                     span: p.span,
                 };
                 if name.name == *tname {
@@ -354,7 +354,7 @@ fn resolve(
             Part::Path(fp) => {
                 ok = false;
                 cx.report(
-                    Diagnostic::error(codes::PATH_NOT_ALLOWED, format!("{what} cannot contain alert data (`${{{}}}`)", fp.display()))
+                    Diagnostic::error(codes::PATH_NOT_ALLOWED, format!("{what} cannot contain alert data (`${{{}}}`)", fp))
                         .with_primary(fp.span, "a field of the alert")
                         .with_help("use field paths in `body`; a URL or header is fixed by the rules (`${env.NAME}` is allowed)")
                         .with_note("alert data must never choose where an alert goes or which credentials it carries"),

@@ -343,11 +343,6 @@ impl std::fmt::Display for FieldPath {
 }
 
 impl FieldPath {
-    /// The path as written in canonical form.
-    pub(crate) fn display(&self) -> String {
-        crate::syntax::print::field_path(self)
-    }
-
     /// The first key, when the path starts with one.
     pub(crate) fn first_key(&self) -> Option<&str> {
         match self.segments.first() {
