@@ -55,9 +55,10 @@ pub(crate) struct Compiler<'c> {
     checked_regexes: &'c HashMap<Span, Regex>,
     shared: FxHashMap<(String, String), Arc<Regex>>,
     paths: Vec<Path>,
-    path_ids: FxHashMap<Path, u32>,
     /// The ids of one-key paths (most paths), found without building a [`Path`].
     key_ids: FxHashMap<Box<str>, u32>,
+    /// The ids of every other path.
+    path_ids: FxHashMap<Path, u32>,
     atoms: Vec<Atom>,
     /// `None` for `exists`. The literal moves here from the rule it came from.
     atom_ids: FxHashMap<(u32, Option<CmpOp>, LiteralKind), u32>,
@@ -72,8 +73,8 @@ impl<'c> Compiler<'c> {
             checked_regexes: regexes,
             shared: FxHashMap::default(),
             paths: Vec::new(),
-            path_ids: FxHashMap::default(),
             key_ids: FxHashMap::default(),
+            path_ids: FxHashMap::default(),
             atoms: Vec::new(),
             atom_ids: FxHashMap::default(),
             uses: Vec::new(),
@@ -159,21 +160,20 @@ impl<'c> Compiler<'c> {
     }
 
     fn path_id(&mut self, p: &FieldPath) -> u32 {
-        if let (None, [Segment::Key(k)]) = (&p.meta, p.segments.as_slice())
-            && let Some(&id) = self.key_ids.get(k.as_str())
-        {
-            return id;
-        }
-        let path = path(p);
-        if let Some(&id) = self.path_ids.get(&path) {
-            return id;
-        }
         let id = self.paths.len() as u32;
-        if let Path::Key(k) = &path {
-            self.key_ids.insert(k.clone(), id);
+        if let (None, [Segment::Key(k)]) = (&p.meta, p.segments.as_slice()) {
+            if let Some(&known) = self.key_ids.get(k.as_str()) {
+                return known;
+            }
+            self.key_ids.insert(k.as_str().into(), id);
+        } else {
+            let path = path(p);
+            if let Some(&known) = self.path_ids.get(&path) {
+                return known;
+            }
+            self.path_ids.insert(path, id);
         }
-        self.paths.push(path.clone());
-        self.path_ids.insert(path, id);
+        self.paths.push(path(p));
         id
     }
 
