@@ -29,7 +29,8 @@ pub const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 /// ```
 pub struct Loader<'e> {
     env: Box<EnvFn<'e>>,
-    threads: usize,
+    /// `None`: the CPUs available, asked only when a folder is large enough to use them.
+    threads: Option<usize>,
 }
 
 /// Reads one environment variable by name.
@@ -46,7 +47,7 @@ impl<'e> Loader<'e> {
     pub fn new() -> Loader<'e> {
         Loader {
             env: Box::new(|name| std::env::var(name).ok()),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: None,
         }
     }
 
@@ -74,7 +75,7 @@ impl<'e> Loader<'e> {
     /// # Ok::<(), switchyard::Error>(())
     /// ```
     pub fn threads(mut self, n: usize) -> Loader<'e> {
-        self.threads = n.max(1);
+        self.threads = Some(n.max(1));
         self
     }
 

@@ -29,17 +29,22 @@ const MAX_THREADS: usize = 8;
 /// through.
 const STACK_BYTES: usize = 8 * 1024 * 1024;
 
-/// Parses every file, on up to `threads` threads (the calling one included). Gives, file by
-/// file, exactly what [`parse`] gives.
+/// Parses every file, on up to `threads` threads (the calling one included; `None`: the
+/// CPUs available). Gives, file by file, exactly what [`parse`] gives.
 pub(crate) fn parse_files(
     files: &[(FileId, &str)],
-    threads: usize,
+    threads: Option<usize>,
     piece_bytes: usize,
 ) -> Vec<Result<File, Vec<Diagnostic>>> {
-    let threads = threads.clamp(1, MAX_THREADS);
     let sequential = || files.iter().map(|(id, text)| parse(text, *id)).collect();
     let total: usize = files.iter().map(|(_, text)| text.len()).sum();
-    if threads == 1 || total < piece_bytes {
+    if total < piece_bytes {
+        return sequential();
+    }
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, MAX_THREADS);
+    if threads == 1 {
         return sequential();
     }
     // Files that fail the prescan are parsed (and reported) sequentially.
@@ -65,7 +70,7 @@ pub(crate) fn parse_files(
         }
         done
     };
-    let mut results: Vec<Option<Piece>> = (0..pieces.len()).map(|_| None).collect();
+    let mut results: Vec<Piece> = (0..pieces.len()).map(|_| None).collect();
     std::thread::scope(|s| {
         // A thread the system refuses is no error: this thread parses what is left.
         let helpers: Vec<_> = (1..threads.min(pieces.len()))
@@ -84,43 +89,39 @@ pub(crate) fn parse_files(
             all.extend(h.join().unwrap_or_default());
         }
         for (n, piece) in all {
-            results[n] = Some(piece);
+            results[n] = piece;
         }
     });
-    // Each file's items are moved once, into a vector of the right size.
-    let mut sizes = vec![0; files.len()];
-    for ((i, _), piece) in pieces.iter().zip(&results) {
-        if let Some(Some((items, _))) = piece {
-            sizes[*i] += items.len();
-        }
-    }
-    let mut out: Vec<Option<Result<File, Vec<Diagnostic>>>> = sizes
-        .into_iter()
-        .map(|n| {
-            Some(Ok(File {
-                items: Vec::with_capacity(n),
-            }))
-        })
-        .collect();
+    let mut by_file: Vec<Vec<Piece>> = files.iter().map(|_| Vec::new()).collect();
     for ((i, _), piece) in pieces.iter().zip(results) {
-        let slot = &mut out[*i];
-        match (slot.as_mut(), piece.flatten()) {
-            (None, _) => {}
-            (Some(_), None) => *slot = None,
-            (Some(Ok(file)), Some((items, ds))) if ds.is_empty() => file.items.extend(items),
-            (Some(acc), Some((_, ds))) => match acc {
-                Ok(_) => *acc = Err(ds),
-                Err(all) => all.extend(ds),
-            },
-        }
+        by_file[*i].push(piece);
     }
-    out.into_iter()
-        .zip(files)
-        .map(|(r, (id, text))| match r {
-            Some(r) => r,
-            None => parse(text, *id),
-        })
+    files
+        .iter()
+        .zip(by_file)
+        .map(|((id, text), pieces)| join(pieces).unwrap_or_else(|| parse(text, *id)))
         .collect()
+}
+
+/// A file from its pieces, in order; `None` (parse it whole) when it has none (it failed
+/// the prescan) or one of them did not parse.
+fn join(pieces: Vec<Piece>) -> Option<Result<File, Vec<Diagnostic>>> {
+    let pieces: Vec<(Vec<Item>, Vec<Diagnostic>)> = pieces.into_iter().collect::<Option<_>>()?;
+    if pieces.is_empty() {
+        return None;
+    }
+    // Each item moves once, into a vector of the right size.
+    let mut items = Vec::with_capacity(pieces.iter().map(|(items, _)| items.len()).sum());
+    let mut diagnostics = Vec::new();
+    for (part, ds) in pieces {
+        items.extend(part);
+        diagnostics.extend(ds);
+    }
+    Some(if diagnostics.is_empty() {
+        Ok(File { items })
+    } else {
+        Err(diagnostics)
+    })
 }
 
 /// A piece's items and diagnostics, or `None` when it does not parse item by item.

@@ -57,7 +57,7 @@ proptest! {
     ) {
         let files: Vec<(FileId, &str)> =
             texts.iter().enumerate().map(|(i, t)| (FileId(i as u32), t.as_str())).collect();
-        let parallel = format!("{:?}", parse_files(&files, threads, piece_bytes));
+        let parallel = format!("{:?}", parse_files(&files, Some(threads), piece_bytes));
         prop_assert_eq!(parallel, sequential(&files));
     }
 }
@@ -98,7 +98,7 @@ fn a_large_file_parses_in_pieces_as_a_whole() {
     }
     let files = [(FileId(0), text.as_str())];
     assert!(pieces(&text, super::PIECE_BYTES).len() > 2);
-    let parallel = format!("{:?}", parse_files(&files, 4, super::PIECE_BYTES));
+    let parallel = format!("{:?}", parse_files(&files, Some(4), super::PIECE_BYTES));
     assert_eq!(parallel, sequential(&files));
 }
 
@@ -116,6 +116,6 @@ fn deep_nesting_parses_in_pieces() {
         text.push_str(&deep);
     }
     let files = [(FileId(0), text.as_str())];
-    let parallel = format!("{:?}", parse_files(&files, 4, super::PIECE_BYTES));
+    let parallel = format!("{:?}", parse_files(&files, Some(4), super::PIECE_BYTES));
     assert_eq!(parallel, sequential(&files));
 }
