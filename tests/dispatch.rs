@@ -562,3 +562,61 @@ async fn held_deliveries_stay_in_the_outbox_until_a_router_without_hold() {
     wait_until(WAIT, || r.stats().pending == 0).await;
     r.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Under concurrent submits, with retries interleaved and a queue memory so small that
+/// most new deliveries are queued by id and read back, every delivery succeeds exactly
+/// once: none is both handed over in memory and read back from the outbox.
+#[tokio::test]
+async fn every_delivery_succeeds_exactly_once_under_load() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("exactly-once");
+    let set = rules(&format!(
+        r#"target ok {{ url = "{}" }}
+target flaky {{ url = "{}" retries = 20 }}
+when exists(n) -> post ok, post flaky"#,
+        rx.url("/ok"),
+        rx.url("/fail/200")
+    ));
+    let r = Router::builder()
+        .rules(set)
+        .data_dir(&dir.0)
+        .in_flight_per_target(8)
+        .queue_memory(4096)
+        .backoff(Backoff {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(50),
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..15 {
+        let r = r.clone();
+        tasks.spawn(async move {
+            for i in 0..100 {
+                r.submit(&Alert::new(json!({"n": t * 100 + i})))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    wait_until(Duration::from_secs(60), || r.stats().pending == 0).await;
+    assert_eq!(r.stats().pending, 0, "everything delivered");
+    let got = rx.received();
+    for (path, failed) in [("/ok", 0), ("/fail/200", 200)] {
+        let keys: Vec<&str> = got
+            .iter()
+            .filter(|x| x.path == path)
+            .skip(failed)
+            .map(|x| x.headers["idempotency-key"].as_str())
+            .collect();
+        let distinct: std::collections::HashSet<&str> = keys.iter().copied().collect();
+        assert_eq!(keys.len(), 1_500, "{path}: successful requests");
+        assert_eq!(distinct.len(), 1_500, "{path}: no delivery succeeded twice");
+    }
+    assert_eq!(r.stats().delivered, 3_000);
+    r.shutdown(Duration::from_secs(1)).await;
+}

@@ -108,3 +108,87 @@ async fn delivery_ids_stay_unique_across_reopening() {
     assert_eq!(sorted, seen, "ids grow: {seen:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A new delivery is in the `fresh` table and handed to the sink once committed; a retry
+/// moves it to the table of attempted deliveries, where `due` finds it; a success removes
+/// it from whichever table holds it. `depth` counts both.
+#[tokio::test]
+async fn fresh_deliveries_go_to_the_sink_and_retries_to_the_due_table() {
+    use std::sync::{Arc, Mutex};
+    let dir = std::env::temp_dir().join(format!("switchyard-fresh-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sunk: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let sink_seen = sunk.clone();
+    let store = super::store::Store::open_with(
+        &dir,
+        Some(Box::new(move |rs: Vec<super::store::Record>| {
+            sink_seen.lock().unwrap().extend(rs.iter().map(|r| r.id));
+        })),
+    )
+    .unwrap();
+    let ids = store.append((0..4).map(record).collect()).await.unwrap();
+    assert_eq!(
+        *sunk.lock().unwrap(),
+        ids,
+        "handed over before the reply, in order"
+    );
+    assert_eq!(store.depth().unwrap(), (4, 0));
+    let none = |_: u64| false;
+    assert!(
+        store.due("t", u64::MAX, 10, &none).unwrap().is_empty(),
+        "fresh deliveries are not read back"
+    );
+    assert_eq!(store.fresh_pending().unwrap().len(), 4);
+    let read = store.fresh_records(&[ids[2], ids[0], 999_999]).unwrap();
+    assert_eq!(
+        read.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [ids[2], ids[0]]
+    );
+    assert_eq!(read[0].body, "{\"n\":2}");
+
+    let results = store
+        .finish_many(vec![
+            (ids[0], super::store::Outcome::Delivered),
+            (
+                ids[1],
+                super::store::Outcome::Retry {
+                    attempts: 1,
+                    next_at_ms: 5_000,
+                    error: String::from("HTTP 503"),
+                },
+            ),
+        ])
+        .await;
+    assert!(results.iter().all(|(_, r)| r.is_ok()));
+    assert_eq!(store.depth().unwrap(), (3, 0));
+    let fresh: Vec<u64> = store
+        .fresh_pending()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(fresh, [ids[2], ids[3]]);
+    assert!(store.due("t", 4_999, 10, &none).unwrap().is_empty());
+    let due = store.due("t", 5_000, 10, &none).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].id, due[0].attempts), (ids[1], 1));
+    assert_eq!(store.next_due("t", &none).unwrap(), Some(5_000));
+    // Success from either table removes it.
+    store
+        .finish_many(vec![
+            (ids[1], super::store::Outcome::Delivered),
+            (ids[2], super::store::Outcome::Delivered),
+        ])
+        .await;
+    assert_eq!(store.depth().unwrap(), (1, 0));
+    assert_eq!(store.next_due("t", &none).unwrap(), None);
+    drop(store);
+    // Reopened, the last fresh delivery is still listed for the queues.
+    let store = super::store::Store::open(&dir).unwrap();
+    assert_eq!(
+        store.fresh_pending().unwrap(),
+        [(ids[3], String::from("t"))]
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

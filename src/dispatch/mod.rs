@@ -3,20 +3,23 @@
 //!
 //! - `submit` returns only after the deliveries are committed to disk (fsync); concurrent
 //!   submits share one commit (group commit).
-//! - Each target has its own worker and in-flight limit; the outbox, not memory, holds a
-//!   dead or slow target's backlog.
+//! - Each target has its own worker and in-flight limit. A new delivery reaches the worker
+//!   in memory once it is committed (`lanes.rs`, within a memory budget; by id beyond it);
+//!   retries are read back from the outbox when due. The outbox, not memory, holds a dead
+//!   or slow target's backlog.
 //! - 2xx is success. Connection errors, timeouts, 408, 429 and 5xx are retried with
 //!   exponential backoff and full jitter (`Retry-After` honoured); other 4xx are final.
 //!   A delivery out of retries goes to the target's `fallback`, else becomes a dead letter.
 //! - Every request carries `Idempotency-Key`, the same on every attempt of a delivery.
 
+mod lanes;
 mod metrics;
 mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::alert::Alert;
 use crate::engine::{DecisionSummary, RuleSet, Target};
+use lanes::Lanes;
 pub use store::DeadLetter;
 use store::{Outcome, Record, Spec, Store};
 
@@ -108,6 +112,7 @@ pub struct RouterBuilder {
     backoff: Backoff,
     connect_timeout: Duration,
     hold: bool,
+    queue_memory: usize,
 }
 
 impl RouterBuilder {
@@ -131,6 +136,15 @@ impl RouterBuilder {
         self
     }
 
+    /// How many bytes of new deliveries are kept in memory for their targets' workers
+    /// (default 64 MiB, all targets together). Every delivery is on disk before it is
+    /// queued; beyond the budget a queued delivery keeps only its id (16 bytes), and its
+    /// worker reads it back from the outbox when its turn comes.
+    pub fn queue_memory(mut self, bytes: usize) -> Self {
+        self.queue_memory = bytes;
+        self
+    }
+
     /// Requests in flight per target (default 32).
     pub fn in_flight_per_target(mut self, n: usize) -> Self {
         self.in_flight = n.max(1);
@@ -149,7 +163,15 @@ impl RouterBuilder {
             .rules
             .ok_or_else(|| DispatchError::other("a router needs a rule set"))?;
         let dir = self.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        let lanes = Arc::new(Lanes::new(self.queue_memory));
+        // Held deliveries are not queued: they stay in the outbox for a router without hold.
+        let sink: Option<store::FreshSink> = if self.hold {
+            None
+        } else {
+            let lanes = lanes.clone();
+            Some(Box::new(move |records| lanes.push(records)))
+        };
+        let store = tokio::task::spawn_blocking(move || Store::open_with(&dir, sink))
             .await
             .map_err(|e| DispatchError::other(format!("cannot open the outbox: {e}")))??;
         let client = reqwest::Client::builder()
@@ -165,6 +187,7 @@ impl RouterBuilder {
         let inner = Arc::new(Inner {
             rules: arc_swap::ArcSwap::from_pointee(rules),
             store,
+            lanes,
             client,
             in_flight: self.in_flight,
             backoff: self.backoff,
@@ -177,8 +200,16 @@ impl RouterBuilder {
             metrics: metrics::Metrics::default(),
         });
         let router = Router { inner };
+        if !router.inner.hold {
+            let fresh = router.inner.store.fresh_pending()?;
+            let targets: HashSet<String> = fresh.iter().map(|(_, t)| t.clone()).collect();
+            router.inner.lanes.push_ids(fresh);
+            for target in targets {
+                router.inner.wake(&target);
+            }
+        }
         for target in router.inner.store.pending_targets()? {
-            router.inner.wake(&target);
+            router.inner.wake_table(&target);
         }
         Ok(router)
     }
@@ -220,12 +251,14 @@ struct Inner {
     /// Swapped whole on reload: an alert is evaluated against exactly one complete set.
     rules: arc_swap::ArcSwap<RuleSet>,
     store: Store,
+    /// New deliveries, per target, handed over by the outbox writer.
+    lanes: Arc<Lanes>,
     client: reqwest::Client,
     in_flight: usize,
     backoff: Backoff,
     /// Deliveries are stored, not sent ([`RouterBuilder::hold_deliveries`]).
     hold: bool,
-    workers: Mutex<HashMap<String, Arc<Notify>>>,
+    workers: Mutex<HashMap<String, Arc<Signal>>>,
     tasks: Mutex<JoinSet<()>>,
     shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
@@ -259,6 +292,7 @@ impl Router {
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
             hold: false,
+            queue_memory: 64 << 20,
         }
     }
 
@@ -390,7 +424,7 @@ impl Router {
     pub async fn retry_dead_letter(&self, id: u64) -> Result<bool, DispatchError> {
         let r = self.inner.store.replay(id, now_ms()).await?;
         if let Some(r) = &r {
-            self.inner.wake(&r.spec.target);
+            self.inner.wake_table(&r.spec.target);
         }
         Ok(r.is_some())
     }
@@ -450,13 +484,31 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// How a worker is woken.
+#[derive(Default)]
+struct Signal {
+    notify: Notify,
+    /// Set when the outbox's table of attempted deliveries got one for this target (a
+    /// fallback, a replay): the worker reads the table again.
+    table: AtomicBool,
+}
+
 impl Inner {
-    /// Wakes the target's worker, starting it if it is not running.
+    /// Wakes the target's worker for new deliveries in its queue, starting it if needed.
     fn wake(self: &Arc<Self>, target: &str) {
+        self.signal(target, false);
+    }
+
+    /// Wakes the target's worker for a delivery in the outbox's table of attempted ones.
+    fn wake_table(self: &Arc<Self>, target: &str) {
+        self.signal(target, true);
+    }
+
+    fn signal(self: &Arc<Self>, target: &str, table: bool) {
         if self.hold {
             return;
         }
-        let notify = {
+        let signal = {
             let mut workers = match self.workers.lock() {
                 Ok(w) => w,
                 Err(p) => p.into_inner(),
@@ -464,7 +516,7 @@ impl Inner {
             if let Some(n) = workers.get(target) {
                 n.clone()
             } else {
-                let n = Arc::new(Notify::new());
+                let n = Arc::new(Signal::default());
                 workers.insert(target.to_owned(), n.clone());
                 let inner = self.clone();
                 let (t, n2) = (target.to_owned(), n.clone());
@@ -474,85 +526,92 @@ impl Inner {
                 n
             }
         };
-        notify.notify_one();
+        if table {
+            signal.table.store(true, Ordering::Release);
+        }
+        signal.notify.notify_one();
     }
 }
 
-/// One target's worker: reads its due deliveries from the outbox and sends them, at most
-/// `in_flight` at a time.
-async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
+/// One target's worker: takes its new deliveries from its in-memory queue and its due
+/// retries from the outbox, and sends them, at most `in_flight` at a time.
+async fn worker(inner: Arc<Inner>, target: String, signal: Arc<Signal>) {
     let mut in_flight: HashSet<u64> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::channel::<(Record, Outcome)>(inner.in_flight.max(1));
     let mut shutdown = inner.shutdown.clone();
     let mut sends = JoinSet::new();
+    // When the outbox's table of attempted deliveries may next have one due for this
+    // target: read it at start, then when its next row is due, when this worker schedules
+    // a retry, or when told of a fallback or replay (`Signal::table`).
+    let mut table_at: u64 = 0;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        // Read the outbox when a quarter of the slots are free (or all are): one query
+        if signal.table.swap(false, Ordering::AcqRel) {
+            table_at = 0;
+        }
+        let mut batch = Vec::new();
+        let free = inner.in_flight.saturating_sub(in_flight.len());
+        if free > 0 {
+            match take_fresh(&inner, &target, free) {
+                Ok(fresh) => batch = fresh,
+                Err(e) => {
+                    tracing::error!(target = %target, error = %e, "cannot read the outbox");
+                    table_at = table_at.min(now_ms() + 1000);
+                }
+            }
+            in_flight.extend(batch.iter().map(|r| r.id));
+        }
+        // Read the table when a quarter of the slots are free (or all are): one query
         // fills several slots instead of one query per finished attempt.
         let may_read = |busy: usize| {
             let free = inner.in_flight.saturating_sub(busy);
             free > 0 && (busy == 0 || free >= inner.in_flight.div_ceil(4))
         };
-        let free = inner.in_flight.saturating_sub(in_flight.len());
-        if may_read(in_flight.len()) {
+        let now = now_ms();
+        if table_at <= now && may_read(in_flight.len()) {
+            let free = inner.in_flight.saturating_sub(in_flight.len());
             let skip = |id: u64| in_flight.contains(&id);
-            match inner.store.due(&target, now_ms(), free, &skip) {
-                Ok(batch) => {
-                    for r in batch {
-                        in_flight.insert(r.id);
-                        let (client, backoff, tx) =
-                            (inner.client.clone(), inner.backoff, done_tx.clone());
-                        let store_id = inner.store.store_id();
-                        let m = inner.metrics.clone();
-                        let span = tracing::info_span!(
-                            "delivery",
-                            delivery = r.id,
-                            alert_id = r.alert_id.as_deref().unwrap_or("-"),
-                            target = %r.spec.target,
-                            attempt = r.attempts + 1
-                        );
-                        sends.spawn(tracing::Instrument::instrument(
-                            async move {
-                                let label = metrics::TargetLabel {
-                                    target: r.spec.target.clone(),
-                                };
-                                let started = std::time::Instant::now();
-                                let outcome = attempt(&client, &r, store_id, backoff).await;
-                                m.attempts.get_or_create(&label).inc();
-                                m.attempt_seconds
-                                    .get_or_create(&label)
-                                    .observe(started.elapsed().as_secs_f64());
-                                let _ = tx.send((r, outcome)).await;
-                            },
-                            span,
-                        ));
-                    }
+            match inner.store.due(&target, now, free, &skip) {
+                Ok(due) => {
+                    in_flight.extend(due.iter().map(|r| r.id));
+                    batch.extend(due);
+                    let skip = |id: u64| in_flight.contains(&id);
+                    table_at = match inner.store.next_due(&target, &skip) {
+                        Ok(next) => next.unwrap_or(u64::MAX),
+                        Err(_) => now + 1000,
+                    };
                 }
-                Err(e) => tracing::error!(target = %target, error = %e, "cannot read the outbox"),
+                Err(e) => {
+                    tracing::error!(target = %target, error = %e, "cannot read the outbox");
+                    table_at = now + 1000;
+                }
             }
         }
-        let skip = |id: u64| in_flight.contains(&id);
-        let next = if may_read(in_flight.len()) {
-            inner.store.next_due(&target, &skip).ok().flatten()
+        for r in batch {
+            send(&inner, r, &done_tx, &mut sends);
+        }
+        let sleep = if table_at == u64::MAX || !may_read(in_flight.len()) {
+            Duration::from_secs(3600)
         } else {
-            None
-        };
-        let sleep = match next {
-            Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
-            None => Duration::from_secs(3600),
+            Duration::from_millis(table_at.saturating_sub(now_ms()))
         };
         tokio::select! {
-            _ = notify.notified() => {}
+            _ = signal.notify.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
             _ = shutdown.changed() => {}
             Some(first) = done_rx.recv() => {
                 // Take every finished attempt, record them in one commit, and only then
-                // let the outbox be read again (so none of them is read back and resent).
+                // free their slots (so none of them is read back and resent).
                 let mut done = vec![first];
                 while let Ok(more) = done_rx.try_recv() {
                     done.push(more);
+                }
+                for (_, outcome) in &done {
+                    if let Outcome::Retry { next_at_ms, .. } = outcome {
+                        table_at = table_at.min(*next_at_ms);
+                    }
                 }
                 for id in record(&inner, done).await {
                     in_flight.remove(&id);
@@ -570,6 +629,66 @@ async fn worker(inner: Arc<Inner>, target: String, notify: Arc<Notify>) {
     while sends.join_next().await.is_some() {}
 }
 
+/// Up to `n` new deliveries from `target`'s queue; those queued by id alone are read from
+/// the outbox. On a failed read they go back to the queue.
+fn take_fresh(inner: &Arc<Inner>, target: &str, n: usize) -> Result<Vec<Record>, DispatchError> {
+    let entries = inner.lanes.take(target, n);
+    let taken: Vec<u64> = entries.iter().map(|e| e.id).collect();
+    let mut out = Vec::with_capacity(entries.len());
+    let mut by_id = Vec::new();
+    for e in entries {
+        match e.record {
+            Some(r) => out.push(*r),
+            None => by_id.push(e.id),
+        }
+    }
+    if !by_id.is_empty() {
+        match inner.store.fresh_records(&by_id) {
+            Ok(read) => out.extend(read),
+            Err(e) => {
+                // Every one of them is in the outbox: queue them again, by id.
+                inner.lanes.put_back(target, &taken);
+                return Err(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Starts one attempt; its outcome comes back on `done`.
+fn send(
+    inner: &Arc<Inner>,
+    r: Record,
+    done: &mpsc::Sender<(Record, Outcome)>,
+    sends: &mut JoinSet<()>,
+) {
+    let (client, backoff, tx) = (inner.client.clone(), inner.backoff, done.clone());
+    let store_id = inner.store.store_id();
+    let m = inner.metrics.clone();
+    let span = tracing::info_span!(
+        "delivery",
+        delivery = r.id,
+        alert_id = r.alert_id.as_deref().unwrap_or("-"),
+        target = %r.spec.target,
+        attempt = r.attempts + 1
+    );
+    sends.spawn(tracing::Instrument::instrument(
+        async move {
+            let label = metrics::TargetLabel {
+                target: r.spec.target.clone(),
+            };
+            let started = std::time::Instant::now();
+            let outcome = attempt(&client, &r, store_id, backoff).await;
+            m.attempts.get_or_create(&label).inc();
+            m.attempt_seconds
+                .get_or_create(&label)
+                .observe(started.elapsed().as_secs_f64());
+            let _ = tx.send((r, outcome)).await;
+        },
+        span,
+    ));
+}
+
 /// Counts, logs and durably records finished attempts, all in one outbox commit; returns
 /// their ids once the commit is done.
 async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) -> Vec<u64> {
@@ -583,7 +702,7 @@ async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) -> Vec<u64> {
     for (id, result) in results {
         ids.push(id);
         match result {
-            Ok(Some(created)) => inner.wake(&created.spec.target),
+            Ok(Some(created)) => inner.wake_table(&created.spec.target),
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(delivery = id, error = %e, "cannot record a delivery's outcome; it will be sent again")

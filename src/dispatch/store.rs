@@ -2,9 +2,16 @@
 //! `synchronous=FULL`, so a commit is on disk when it returns.
 //!
 //! Tables:
-//! - `deliveries`: id, target, next attempt ms, and the pending delivery (request, attempts)
-//!   as JSON; an index on (target, next attempt, id) makes a target's due deliveries one
-//!   range read, so a dead target's backlog never slows another target's reads;
+//! - `fresh`: id, target, and a delivery not yet attempted, as JSON. New deliveries go here:
+//!   the table has no secondary index, so a commit appends to its last pages only, however
+//!   many targets the batch touches. After each commit the writer hands the new records to
+//!   the [`FreshSink`] (the router's in-memory queues, `lanes.rs`), which is the only way
+//!   they are found while the process runs; at start [`Store::fresh_pending`] lists them.
+//! - `deliveries`: id, target, next attempt ms, and a delivery that was attempted (a retry),
+//!   fell back, or was replayed, as JSON; an index on (target, next attempt, id) makes a
+//!   target's due deliveries one range read, so a dead target's backlog never slows another
+//!   target's reads. A delivery is in exactly one of the two tables: a retry moves it from
+//!   `fresh` to `deliveries` in the commit that records the attempt.
 //! - `dead`: id -> a delivery that ran out of retries, with its last error;
 //! - `meta`: the next id and this store's random id (for idempotency keys).
 //!
@@ -32,6 +39,11 @@ const SCHEMA: &str = "
         record BLOB NOT NULL
     );
     CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (target, next_at, id);
+    CREATE TABLE IF NOT EXISTS fresh (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        record BLOB NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
@@ -127,6 +139,10 @@ enum Op {
     Purge(Option<u64>, oneshot::Sender<Result<usize, String>>),
 }
 
+/// Takes the deliveries a commit has just made durable (ids set), on the writer thread,
+/// before the submitters are answered.
+pub(crate) type FreshSink = Box<dyn Fn(Vec<Record>) + Send>;
+
 /// The outbox: reads from any thread, writes through the group-commit thread.
 pub(crate) struct Store {
     /// The read connection; WAL lets it read while the writer commits.
@@ -163,8 +179,14 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 impl Store {
-    /// Opens (or creates) `<dir>/outbox.sqlite3` and starts the writer thread.
+    /// Opens (or creates) `<dir>/outbox.sqlite3` and starts the writer thread. New
+    /// deliveries are only stored, not handed on ([`Store::open_with`]).
     pub(crate) fn open(dir: &Path) -> Result<Store, DispatchError> {
+        Store::open_with(dir, None)
+    }
+
+    /// [`Store::open`], with `sink` taking every commit's new deliveries.
+    pub(crate) fn open_with(dir: &Path, sink: Option<FreshSink>) -> Result<Store, DispatchError> {
         std::fs::create_dir_all(dir).map_err(|e| DispatchError::store(dir, e))?;
         let path = dir.join("outbox.sqlite3");
         let lock_path = dir.join("outbox.lock");
@@ -187,7 +209,7 @@ impl Store {
         let (tx, rx) = mpsc::channel::<Op>();
         let handle = std::thread::Builder::new()
             .name(String::from("switchyard-outbox"))
-            .spawn(move || writer(writer_conn, &rx))
+            .spawn(move || writer(writer_conn, &rx, sink.as_ref()))
             .map_err(|e| DispatchError::store(&path, e))?;
         Ok(Store {
             reader: std::sync::Mutex::new(reader),
@@ -294,7 +316,8 @@ impl Store {
         DispatchError::store(&self.path, e)
     }
 
-    /// Up to `limit` deliveries for `target` due at `now_ms`, skipping `skip` (in flight).
+    /// Up to `limit` attempted deliveries (retries, fallbacks, replays) for `target` due at
+    /// `now_ms`, skipping `skip` (in flight). Fresh ones come from the [`FreshSink`].
     pub(crate) fn due(
         &self,
         target: &str,
@@ -326,7 +349,7 @@ impl Store {
         })
     }
 
-    /// When the next delivery for `target` is due (not in flight), if any.
+    /// When the next attempted delivery for `target` is due (not in flight), if any.
     pub(crate) fn next_due(
         &self,
         target: &str,
@@ -346,7 +369,36 @@ impl Store {
         })
     }
 
-    /// Every target with pending deliveries, for resuming at start.
+    /// Fresh deliveries by id (those the in-memory queue kept only the id of); an id that
+    /// is no longer fresh is left out.
+    pub(crate) fn fresh_records(&self, ids: &[u64]) -> Result<Vec<Record>, DispatchError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT record FROM fresh WHERE id = ?1")?;
+            let mut out = Vec::with_capacity(ids.len());
+            for &id in ids {
+                let bytes: Option<Vec<u8>> = stmt
+                    .query_row(params![to_i64(id)], |r| r.get(0))
+                    .optional()?;
+                if let Some(mut r) = bytes.and_then(|b| serde_json::from_slice::<Record>(&b).ok()) {
+                    r.id = id;
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every fresh delivery's id and target, oldest first: what a start hands to the
+    /// in-memory queues.
+    pub(crate) fn fresh_pending(&self) -> Result<Vec<(u64, String)>, DispatchError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, target FROM fresh ORDER BY id")?;
+            let rows = stmt.query_map([], |r| Ok((from_i64(r.get(0)?), r.get::<_, String>(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Every target with attempted deliveries pending, for resuming at start.
     pub(crate) fn pending_targets(&self) -> Result<Vec<String>, DispatchError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT DISTINCT target FROM deliveries")?;
@@ -358,7 +410,11 @@ impl Store {
     /// How many deliveries are pending and how many are dead.
     pub(crate) fn depth(&self) -> Result<(u64, u64), DispatchError> {
         self.read(|c| {
-            let pending: i64 = c.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))?;
+            let pending: i64 = c.query_row(
+                "SELECT (SELECT count(*) FROM deliveries) + (SELECT count(*) FROM fresh)",
+                [],
+                |r| r.get(0),
+            )?;
             let dead: i64 = c.query_row("SELECT count(*) FROM dead", [], |r| r.get(0))?;
             Ok((from_i64(pending), from_i64(dead)))
         })
@@ -451,7 +507,7 @@ struct Ids {
     reserved: u64,
 }
 
-fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>) {
+fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>, sink: Option<&FreshSink>) {
     let mut ids: Option<Ids> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -461,7 +517,7 @@ fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        commit(&mut conn, batch, &mut ids);
+        commit(&mut conn, batch, &mut ids, sink);
     }
 }
 
@@ -481,13 +537,39 @@ fn put(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn take_delivery(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<Option<Record>> {
-    let bytes: Option<Vec<u8>> = txn
-        .prepare_cached("SELECT record FROM deliveries WHERE id = ?1")?
-        .query_row(params![to_i64(id)], |r| r.get(0))
-        .optional()?;
-    txn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
+fn put_fresh(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
+    let bytes = serde_json::to_vec(r).unwrap_or_default();
+    txn.prepare_cached("INSERT OR REPLACE INTO fresh (id, target, record) VALUES (?1, ?2, ?3)")?
+        .execute(params![to_i64(r.id), r.spec.target, bytes])?;
+    Ok(())
+}
+
+/// Deletes a delivery from whichever table holds it.
+fn remove(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<()> {
+    let n = txn
+        .prepare_cached("DELETE FROM fresh WHERE id = ?1")?
         .execute(params![to_i64(id)])?;
+    if n == 0 {
+        txn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
+            .execute(params![to_i64(id)])?;
+    }
+    Ok(())
+}
+
+/// Reads and deletes a delivery from whichever table holds it.
+fn take_delivery(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<Option<Record>> {
+    let mut bytes: Option<Vec<u8>> = None;
+    for table in ["fresh", "deliveries"] {
+        bytes = txn
+            .prepare_cached(&format!("SELECT record FROM {table} WHERE id = ?1"))?
+            .query_row(params![to_i64(id)], |r| r.get(0))
+            .optional()?;
+        if bytes.is_some() {
+            txn.prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?
+                .execute(params![to_i64(id)])?;
+            break;
+        }
+    }
     Ok(bytes
         .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
         .map(|mut r| {
@@ -496,8 +578,9 @@ fn take_delivery(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<O
         }))
 }
 
-fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>) {
+fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Option<&FreshSink>) {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    let mut fresh: Vec<Record> = Vec::new();
     let before = *ids;
     let result = (|| -> rusqlite::Result<()> {
         let txn = conn.transaction()?;
@@ -524,17 +607,27 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>) {
                     for mut r in records {
                         r.id = next_id;
                         next_id += 1;
-                        put(&txn, &r)?;
+                        put_fresh(&txn, &r)?;
                         ids.push(r.id);
+                        if sink.is_some() {
+                            fresh.push(r);
+                        }
                     }
                     replies.push(Box::new(move |res| {
                         let _ = tx.send(res.map(|()| ids));
+                    }));
+                }
+                Op::Finish(id, Outcome::Delivered, tx) => {
+                    remove(&txn, id)?;
+                    replies.push(Box::new(move |res| {
+                        let _ = tx.send(res.map(|()| None));
                     }));
                 }
                 Op::Finish(id, outcome, tx) => {
                     let mut created = None;
                     if let Some(mut r) = take_delivery(&txn, id)? {
                         match outcome {
+                            // Handled by the arm above.
                             Outcome::Delivered => {}
                             Outcome::Retry {
                                 attempts,
@@ -657,6 +750,14 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>) {
     let result = result.map_err(|e| e.to_string());
     if let Err(e) = &result {
         tracing::error!(error = %e, "outbox commit failed; the batch's submits are refused");
+    }
+    // The new deliveries go to the sink before anyone is answered: a submitter that wakes
+    // a worker after its reply finds them queued.
+    if result.is_ok()
+        && let Some(sink) = sink
+        && !fresh.is_empty()
+    {
+        sink(fresh);
     }
     for reply in replies {
         reply(result.clone());
