@@ -172,8 +172,13 @@ impl Drop for Store {
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Checkpoints every 256 WAL pages (SQLite's default: 1,000). New deliveries fill new
+    // pages, so a checkpoint copies about as many pages as the WAL holds, and the commit
+    // that runs it waits for that: smaller, more frequent checkpoints halve ingest's p99
+    // (5 -> 2.7 ms) at the same throughput (docs/benchmarks.md).
     conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;
+         PRAGMA wal_autocheckpoint=256;",
     )?;
     Ok(conn)
 }
