@@ -537,6 +537,7 @@ fn serve(
             .data_dir(&cfg.data)
             .in_flight_per_target(cfg.delivery.in_flight_per_target)
             .hold_deliveries(cfg.delivery.hold)
+            .queue_memory(cfg.delivery.queue_memory_mb.saturating_mul(1 << 20))
             .build()
             .await?;
         if cfg.delivery.hold {

@@ -568,6 +568,9 @@ fn config_files_are_checked_with_a_place_and_a_hint() {
         ok.limits.max_alerts_per_request, 1_000,
         "unset keys keep their defaults"
     );
+    assert_eq!(ok.delivery.queue_memory_mb, 64);
+    let queue = Config::parse("delivery:\n  queue_memory_mb: 0\n", "s.yaml").unwrap();
+    assert_eq!(queue.delivery.queue_memory_mb, 0, "0: queue ids only");
 
     let unknown = Config::parse("listen: 127.0.0.1:9999\nlisen: oops\n", "s.yaml")
         .unwrap_err()

@@ -93,6 +93,10 @@ pub struct Delivery {
     /// Store deliveries without sending them (false): for a downstream in maintenance, or
     /// to measure ingest alone. They go out once the server runs without it.
     pub hold: bool,
+    /// MiB of new deliveries kept in memory for their targets' workers, all targets
+    /// together (64); beyond it a queued delivery keeps only its id and is read back from
+    /// the outbox when sent.
+    pub queue_memory_mb: usize,
 }
 
 impl Default for Delivery {
@@ -100,6 +104,7 @@ impl Default for Delivery {
         Delivery {
             in_flight_per_target: 32,
             hold: false,
+            queue_memory_mb: 64,
         }
     }
 }
