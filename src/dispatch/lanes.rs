@@ -90,14 +90,16 @@ impl Lanes {
         }
     }
 
-    /// Queues deliveries by id alone (at start, from the outbox), oldest first.
-    pub(crate) fn push_ids(&self, ids: impl IntoIterator<Item = (u64, String)>) {
+    /// Queues a delivery by id alone (at start, from the outbox), behind those queued.
+    pub(crate) fn push_id(&self, id: u64, target: &str) {
         let mut q = self.lock();
-        for (id, target) in ids {
-            q.by_target
-                .entry(target)
-                .or_default()
-                .push_back(Entry { id, record: None });
+        if let Some(lane) = q.by_target.get_mut(target) {
+            lane.push_back(Entry { id, record: None });
+        } else {
+            q.by_target.insert(
+                target.to_owned(),
+                VecDeque::from([Entry { id, record: None }]),
+            );
         }
     }
 

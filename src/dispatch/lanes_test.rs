@@ -82,7 +82,8 @@ fn beyond_the_budget_only_ids_are_kept() {
 #[test]
 fn ids_from_the_outbox_queue_behind_nothing_and_ahead_of_new_ones() {
     let lanes = Lanes::new(1 << 20);
-    lanes.push_ids([(1, String::from("a")), (2, String::from("b"))]);
+    lanes.push_id(1, "a");
+    lanes.push_id(2, "b");
     lanes.push(vec![record(3, "a", 1)]);
     let a = lanes.take("a", 10);
     assert_eq!(a.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 3]);

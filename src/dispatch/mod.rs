@@ -201,9 +201,14 @@ impl RouterBuilder {
         });
         let router = Router { inner };
         if !router.inner.hold {
-            let fresh = router.inner.store.fresh_pending()?;
-            let targets: HashSet<String> = fresh.iter().map(|(_, t)| t.clone()).collect();
-            router.inner.lanes.push_ids(fresh);
+            let mut targets: HashSet<String> = HashSet::new();
+            let lanes = &router.inner.lanes;
+            router.inner.store.fresh_pending(&mut |id, target| {
+                lanes.push_id(id, target);
+                if !targets.contains(target) {
+                    targets.insert(target.to_owned());
+                }
+            })?;
             for target in targets {
                 router.inner.wake(&target);
             }

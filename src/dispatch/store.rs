@@ -393,13 +393,21 @@ impl Store {
         })
     }
 
-    /// Every fresh delivery's id and target, oldest first: what a start hands to the
-    /// in-memory queues.
-    pub(crate) fn fresh_pending(&self) -> Result<Vec<(u64, String)>, DispatchError> {
+    /// Calls `each` with every fresh delivery's id and target, oldest first: what a start
+    /// hands to the in-memory queues. Rows are streamed, not collected.
+    pub(crate) fn fresh_pending(
+        &self,
+        each: &mut dyn FnMut(u64, &str),
+    ) -> Result<(), DispatchError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT id, target FROM fresh ORDER BY id")?;
-            let rows = stmt.query_map([], |r| Ok((from_i64(r.get(0)?), r.get::<_, String>(1)?)))?;
-            rows.collect()
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let id = from_i64(row.get(0)?);
+                let target = row.get_ref(1)?.as_str()?;
+                each(id, target);
+            }
+            Ok(())
         })
     }
 
