@@ -58,25 +58,7 @@ fn retry_after_forms() {
 }
 
 fn record(n: u64) -> super::store::Record {
-    super::store::Record {
-        id: 0,
-        spec: super::store::Spec {
-            target: String::from("t"),
-            url: String::from("http://127.0.0.1:9/x"),
-            method: String::from("POST"),
-            headers: Vec::new(),
-            timeout_ms: 1000,
-            retries: 0,
-            fallback: None,
-        },
-        body: format!("{{\"n\":{n}}}"),
-        alert_id: None,
-        attempts: 0,
-        next_at_ms: 0,
-        last_error: None,
-        created_ms: 0,
-        fallback_from: None,
-    }
+    super::store::Record::for_test("t", format!("{{\"n\":{n}}}"))
 }
 
 /// Ids come from reserved blocks: they keep growing within a store and across reopening

@@ -1,28 +1,12 @@
 //! Unit tests of the in-memory queues.
 
 use super::Lanes;
-use crate::dispatch::store::{Record, Spec};
+use crate::dispatch::store::Record;
 
 fn record(id: u64, target: &str, body: usize) -> Record {
-    Record {
-        id,
-        spec: Spec {
-            target: target.to_owned(),
-            url: String::from("http://127.0.0.1:9/x"),
-            method: String::from("POST"),
-            headers: Vec::new(),
-            timeout_ms: 1000,
-            retries: 0,
-            fallback: None,
-        },
-        body: "x".repeat(body),
-        alert_id: None,
-        attempts: 0,
-        next_at_ms: 0,
-        last_error: None,
-        created_ms: 0,
-        fallback_from: None,
-    }
+    let mut r = Record::for_test(target, "x".repeat(body));
+    r.id = id;
+    r
 }
 
 #[test]

@@ -81,6 +81,32 @@ pub(crate) struct Record {
     pub(crate) fallback_from: Option<String>,
 }
 
+#[cfg(test)]
+impl Record {
+    /// A new delivery to `target` (a local URL nobody listens on), for unit tests.
+    pub(crate) fn for_test(target: &str, body: String) -> Record {
+        Record {
+            id: 0,
+            spec: Spec {
+                target: target.to_owned(),
+                url: String::from("http://127.0.0.1:9/x"),
+                method: String::from("POST"),
+                headers: Vec::new(),
+                timeout_ms: 1000,
+                retries: 0,
+                fallback: None,
+            },
+            body,
+            alert_id: None,
+            attempts: 0,
+            next_at_ms: 0,
+            last_error: None,
+            created_ms: 0,
+            fallback_from: None,
+        }
+    }
+}
+
 /// A delivery that could not be made, kept for an operator.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DeadLetter {
