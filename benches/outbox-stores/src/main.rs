@@ -4,6 +4,14 @@
 //! group-commit batch: 1 (one submitter), 32, 256. Prints records/s and commit latency.
 //!
 //! Run: `cargo run --release` in this folder (needs a C compiler for SQLite).
+//!
+//! `cargo run --release -- hot-path` measures instead what one group commit of the outbox's
+//! hot path costs in CPU time (user + system, from `/proc/self/stat`): 15 new deliveries of
+//! ~535 bytes for 100 targets per commit, durable, on four candidates in alternating rounds:
+//! SQLite with the outbox's first schema (an index on target, next attempt, id), SQLite with
+//! the rows in an unindexed table (the `fresh` table it has now), and an append-only file,
+//! grown by each commit or preallocated, with `fdatasync` (`docs/benchmarks.md`, "The
+//! outbox's hot path").
 
 use std::time::{Duration, Instant};
 
@@ -76,9 +84,128 @@ fn sqlite_run(dir: &std::path::Path, batch: u64, commits: u64) -> Duration {
     start.elapsed()
 }
 
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime, in clock ticks of 1/100 s on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+const HOT_BATCH: u64 = 15;
+const HOT_COMMITS: u64 = 4_000;
+
+fn target_of(id: u64) -> String {
+    format!("t{}", (id * 7919) % 100)
+}
+
+fn hot_sqlite(dir: &std::path::Path, indexed: bool) {
+    let path = dir.join("hot.sqlite");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+    }
+    let mut conn = rusqlite::Connection::open(&path).expect("sqlite");
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+         CREATE TABLE d (id INTEGER PRIMARY KEY, target TEXT NOT NULL, next_at INTEGER NOT NULL, record BLOB NOT NULL);",
+    )
+    .expect("schema");
+    if indexed {
+        conn.execute_batch("CREATE INDEX d_due ON d (target, next_at, id);")
+            .expect("index");
+    }
+    let mut id = 0u64;
+    for _ in 0..HOT_COMMITS {
+        let txn = conn.transaction().expect("txn");
+        {
+            let mut ins = txn
+                .prepare_cached(
+                    "INSERT INTO d (id, target, next_at, record) VALUES (?1, ?2, ?1, ?3)",
+                )
+                .expect("prepare");
+            for _ in 0..HOT_BATCH {
+                id += 1;
+                ins.execute(rusqlite::params![id as i64, target_of(id), record(id)])
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+}
+
+fn hot_log(dir: &std::path::Path, preallocate: bool) {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("hot.log");
+    let _ = std::fs::remove_file(&path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("log");
+    if preallocate {
+        // Written zeros, so a commit overwrites allocated blocks and changes no size.
+        let zeros = vec![0u8; 1 << 20];
+        let total = HOT_COMMITS * HOT_BATCH * 700 + (1 << 20);
+        let mut at = 0;
+        while at < total {
+            file.write_all_at(&zeros, at).expect("preallocate");
+            at += zeros.len() as u64;
+        }
+        file.sync_all().expect("sync");
+    }
+    let (mut id, mut at) = (0u64, 0u64);
+    for _ in 0..HOT_COMMITS {
+        let mut group = Vec::new();
+        for _ in 0..HOT_BATCH {
+            id += 1;
+            group.extend_from_slice(&record(id));
+        }
+        file.write_all_at(&group, at).expect("append");
+        at += group.len() as u64;
+        file.sync_data().expect("fdatasync");
+    }
+}
+
+fn hot_path(dir: &std::path::Path) {
+    println!("store\tround\tCPU per commit of {HOT_BATCH}\twall per commit");
+    for round in 0..3 {
+        for store in [
+            "sqlite-indexed",
+            "sqlite-unindexed",
+            "log-grown",
+            "log-preallocated",
+        ] {
+            let (t, c) = (Instant::now(), cpu_seconds());
+            match store {
+                "sqlite-indexed" => hot_sqlite(dir, true),
+                "sqlite-unindexed" => hot_sqlite(dir, false),
+                "log-grown" => hot_log(dir, false),
+                _ => hot_log(dir, true),
+            }
+            let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+            println!(
+                "{store}\t{round}{}\t{:.0} us\t{:.0} us",
+                if round == 0 { " (warm-up)" } else { "" },
+                cpu * 1e6 / HOT_COMMITS as f64,
+                wall * 1e6 / HOT_COMMITS as f64
+            );
+        }
+    }
+}
+
 fn main() {
     let dir = std::env::temp_dir().join(format!("outbox-stores-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
+    if std::env::args().nth(1).as_deref() == Some("hot-path") {
+        hot_path(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     println!("batch\tstore\tcommits\trecords/s\tmean commit");
     for (batch, commits) in [(1u64, 2_000u64), (32, 1_000), (256, 300)] {
         // Alternate the stores so drift on a shared machine hits both alike.
