@@ -367,9 +367,7 @@ impl Store {
                 if skip(id) {
                     continue;
                 }
-                let bytes: Vec<u8> = row.get(1)?;
-                if let Ok(mut r) = serde_json::from_slice::<Record>(&bytes) {
-                    r.id = id;
+                if let Some(r) = decode(id, row.get_ref(1)?.as_blob()?) {
                     out.push(r);
                 }
                 if out.len() >= limit {
@@ -410,8 +408,7 @@ impl Store {
                 let bytes: Option<Vec<u8>> = stmt
                     .query_row(params![to_i64(id)], |r| r.get(0))
                     .optional()?;
-                if let Some(mut r) = bytes.and_then(|b| serde_json::from_slice::<Record>(&b).ok()) {
-                    r.id = id;
+                if let Some(r) = bytes.and_then(|b| decode(id, &b)) {
                     out.push(r);
                 }
             }
@@ -583,38 +580,28 @@ fn put_fresh(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()
     Ok(())
 }
 
-/// Deletes a delivery from whichever table holds it.
-fn remove(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<()> {
-    let n = txn
-        .prepare_cached("DELETE FROM fresh WHERE id = ?1")?
-        .execute(params![to_i64(id)])?;
-    if n == 0 {
-        txn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
-            .execute(params![to_i64(id)])?;
-    }
-    Ok(())
-}
-
-/// Reads and deletes a delivery from whichever table holds it.
-fn take_delivery(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<Option<Record>> {
-    let mut bytes: Option<Vec<u8>> = None;
-    for table in ["fresh", "deliveries"] {
-        bytes = txn
-            .prepare_cached(&format!("SELECT record FROM {table} WHERE id = ?1"))?
+/// Deletes a delivery from whichever table holds it; returns its stored record.
+fn take(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<Option<Vec<u8>>> {
+    for delete in [
+        "DELETE FROM fresh WHERE id = ?1 RETURNING record",
+        "DELETE FROM deliveries WHERE id = ?1 RETURNING record",
+    ] {
+        let bytes: Option<Vec<u8>> = txn
+            .prepare_cached(delete)?
             .query_row(params![to_i64(id)], |r| r.get(0))
             .optional()?;
         if bytes.is_some() {
-            txn.prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?
-                .execute(params![to_i64(id)])?;
-            break;
+            return Ok(bytes);
         }
     }
-    Ok(bytes
-        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-        .map(|mut r| {
-            r.id = id;
-            r
-        }))
+    Ok(None)
+}
+
+/// A stored record, with its id (which is not in the JSON).
+fn decode(id: u64, bytes: &[u8]) -> Option<Record> {
+    let mut r = serde_json::from_slice::<Record>(bytes).ok()?;
+    r.id = id;
+    Some(r)
 }
 
 fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Option<&FreshSink>) {
@@ -656,33 +643,31 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Op
                         let _ = tx.send(res.map(|()| ids));
                     }));
                 }
-                Op::Finish(id, Outcome::Delivered, tx) => {
-                    remove(&txn, id)?;
-                    replies.push(Box::new(move |res| {
-                        let _ = tx.send(res.map(|()| None));
-                    }));
-                }
                 Op::Finish(id, outcome, tx) => {
+                    // A success is the delete alone; the record is decoded only when it
+                    // is written again.
+                    let taken = take(&txn, id)?;
                     let mut created = None;
-                    if let Some(mut r) = take_delivery(&txn, id)? {
-                        match outcome {
-                            // Handled by the arm above.
-                            Outcome::Delivered => {}
-                            Outcome::Retry {
-                                attempts,
-                                next_at_ms,
-                                error,
-                            } => {
+                    match outcome {
+                        Outcome::Delivered => {}
+                        Outcome::Retry {
+                            attempts,
+                            next_at_ms,
+                            error,
+                        } => {
+                            if let Some(mut r) = taken.and_then(|b| decode(id, &b)) {
                                 r.attempts = attempts;
                                 r.next_at_ms = next_at_ms;
                                 r.last_error = Some(error);
                                 put(&txn, &r)?;
                             }
-                            Outcome::GiveUp {
-                                attempts,
-                                error,
-                                now_ms,
-                            } => {
+                        }
+                        Outcome::GiveUp {
+                            attempts,
+                            error,
+                            now_ms,
+                        } => {
+                            if let Some(mut r) = taken.and_then(|b| decode(id, &b)) {
                                 match r.spec.fallback.take() {
                                     Some(fb) => {
                                         let from = r.spec.target.clone();
