@@ -31,6 +31,18 @@ struct Queues {
     bytes: usize,
 }
 
+impl Queues {
+    /// `target`'s queue, created empty on first use, so the name is copied only then.
+    /// Always `Some`: returning the queue found by a first lookup, else inserting, is a
+    /// borrow the checker refuses, hence a second lookup.
+    fn lane(&mut self, target: &str) -> Option<&mut VecDeque<Entry>> {
+        if !self.by_target.contains_key(target) {
+            self.by_target.insert(target.to_owned(), VecDeque::new());
+        }
+        self.by_target.get_mut(target)
+    }
+}
+
 /// Every target's queue of fresh deliveries.
 pub(crate) struct Lanes {
     queues: Mutex<Queues>,
@@ -72,15 +84,12 @@ impl Lanes {
         let mut q = self.lock();
         let q = &mut *q;
         for r in records {
-            if !q.by_target.contains_key(r.spec.target.as_str()) {
-                q.by_target.insert(r.spec.target.clone(), VecDeque::new());
-            }
             let w = weight(&r);
             let keep = q.bytes + w <= self.budget;
             if keep {
                 q.bytes += w;
             }
-            if let Some(lane) = q.by_target.get_mut(r.spec.target.as_str()) {
+            if let Some(lane) = q.lane(&r.spec.target) {
                 let id = r.id;
                 lane.push_back(Entry {
                     id,
@@ -92,15 +101,14 @@ impl Lanes {
 
     /// Queues a delivery by id alone (at start, from the outbox), behind those queued.
     pub(crate) fn push_id(&self, id: u64, target: &str) {
-        let mut q = self.lock();
-        if let Some(lane) = q.by_target.get_mut(target) {
+        if let Some(lane) = self.lock().lane(target) {
             lane.push_back(Entry { id, record: None });
-        } else {
-            q.by_target.insert(
-                target.to_owned(),
-                VecDeque::from([Entry { id, record: None }]),
-            );
         }
+    }
+
+    /// The targets that have had a queue.
+    pub(crate) fn targets(&self) -> Vec<String> {
+        self.lock().by_target.keys().cloned().collect()
     }
 
     /// Takes up to `n` deliveries from the front of `target`'s queue.
@@ -122,10 +130,10 @@ impl Lanes {
 
     /// Puts ids back at the front of `target`'s queue, in their order (a failed read).
     pub(crate) fn put_back(&self, target: &str, ids: &[u64]) {
-        let mut q = self.lock();
-        let lane = q.by_target.entry(target.to_owned()).or_default();
-        for &id in ids.iter().rev() {
-            lane.push_front(Entry { id, record: None });
+        if let Some(lane) = self.lock().lane(target) {
+            for &id in ids.iter().rev() {
+                lane.push_front(Entry { id, record: None });
+            }
         }
     }
 

@@ -201,15 +201,13 @@ impl RouterBuilder {
         });
         let router = Router { inner };
         if !router.inner.hold {
-            let mut targets: HashSet<String> = HashSet::new();
             let lanes = &router.inner.lanes;
-            router.inner.store.fresh_pending(&mut |id, target| {
-                lanes.push_id(id, target);
-                if !targets.contains(target) {
-                    targets.insert(target.to_owned());
-                }
-            })?;
-            for target in targets {
+            router
+                .inner
+                .store
+                .fresh_pending(&mut |id, target| lanes.push_id(id, target))?;
+            // Before any submit, so these are exactly the targets with fresh deliveries.
+            for target in lanes.targets() {
                 router.inner.wake(&target);
             }
         }
