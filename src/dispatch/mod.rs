@@ -545,7 +545,8 @@ async fn worker(inner: Arc<Inner>, target: String, signal: Arc<Signal>) {
     let mut sends = JoinSet::new();
     // When the outbox's table of attempted deliveries may next have one due for this
     // target: read it at start, then when its next row is due, when this worker schedules
-    // a retry, or when told of a fallback or replay (`Signal::table`).
+    // a retry, or when told of a fallback or replay (`Signal::table`). After a failed
+    // read (of the table or of queued ids) it is also the wake-up to try again.
     let mut table_at: u64 = 0;
     loop {
         if *shutdown.borrow() {

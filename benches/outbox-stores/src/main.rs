@@ -49,18 +49,26 @@ fn redb_run(dir: &std::path::Path, batch: u64, commits: u64) -> Duration {
     start.elapsed()
 }
 
-fn sqlite_run(dir: &std::path::Path, batch: u64, commits: u64) -> Duration {
-    let path = dir.join("bench.sqlite");
+/// A new SQLite database at `path` (any earlier one and its WAL removed), in WAL mode with
+/// `synchronous=FULL`, with `schema` applied.
+fn new_sqlite(path: &std::path::Path, schema: &str) -> rusqlite::Connection {
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
     }
-    let mut conn = rusqlite::Connection::open(&path).expect("sqlite");
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
-         CREATE TABLE deliveries (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
-         CREATE TABLE queue (target TEXT NOT NULL, next_at INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (target, next_at, id)) WITHOUT ROWID;",
-    )
+    let conn = rusqlite::Connection::open(path).expect("sqlite");
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; {schema}"
+    ))
     .expect("schema");
+    conn
+}
+
+fn sqlite_run(dir: &std::path::Path, batch: u64, commits: u64) -> Duration {
+    let mut conn = new_sqlite(
+        &dir.join("bench.sqlite"),
+        "CREATE TABLE deliveries (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
+         CREATE TABLE queue (target TEXT NOT NULL, next_at INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (target, next_at, id)) WITHOUT ROWID;",
+    );
     let start = Instant::now();
     let mut id = 0i64;
     for _ in 0..commits {
@@ -103,16 +111,10 @@ fn target_of(id: u64) -> String {
 }
 
 fn hot_sqlite(dir: &std::path::Path, indexed: bool) {
-    let path = dir.join("hot.sqlite");
-    for ext in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
-    }
-    let mut conn = rusqlite::Connection::open(&path).expect("sqlite");
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
-         CREATE TABLE d (id INTEGER PRIMARY KEY, target TEXT NOT NULL, next_at INTEGER NOT NULL, record BLOB NOT NULL);",
-    )
-    .expect("schema");
+    let mut conn = new_sqlite(
+        &dir.join("hot.sqlite"),
+        "CREATE TABLE d (id INTEGER PRIMARY KEY, target TEXT NOT NULL, next_at INTEGER NOT NULL, record BLOB NOT NULL);",
+    );
     if indexed {
         conn.execute_batch("CREATE INDEX d_due ON d (target, next_at, id);")
             .expect("index");
