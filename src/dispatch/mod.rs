@@ -12,6 +12,7 @@
 //!   A delivery out of retries goes to the target's `fallback`, else becomes a dead letter.
 //! - Every request carries `Idempotency-Key`, the same on every attempt of a delivery.
 
+mod gather;
 mod lanes;
 mod metrics;
 mod store;

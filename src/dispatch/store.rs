@@ -17,7 +17,8 @@
 //!
 //! Every write goes through one writer thread. It takes every operation waiting in its
 //! channel and commits them in one transaction, with one fsync (group commit): durability
-//! costs one fsync per batch, not per alert. Reads use a second connection, which WAL lets
+//! costs one fsync per batch, not per alert. Operations reach the channel through
+//! [`Gather`], which hands over those of one scheduler round together. Reads use a second connection, which WAL lets
 //! run while the writer commits. `benches/outbox-stores` measured SQLite against redb for
 //! this write pattern (docs/delivery.md).
 
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::DispatchError;
+use super::gather::Gather;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS deliveries (
@@ -173,8 +175,7 @@ pub(crate) type FreshSink = Box<dyn Fn(Vec<Record>) + Send>;
 pub(crate) struct Store {
     /// The read connection; WAL lets it read while the writer commits.
     reader: std::sync::Mutex<Connection>,
-    /// `None` only while dropping.
-    ops: Option<mpsc::Sender<Op>>,
+    ops: Gather<Op>,
     writer: Option<std::thread::JoinHandle<()>>,
     /// Held for the store's life: one process per outbox.
     _lock: std::fs::File,
@@ -186,7 +187,7 @@ impl Drop for Store {
     /// Closes the database before returning, so the file can be opened again at once (a
     /// restart in the same process, a test): the writer finishes its last batch and exits.
     fn drop(&mut self) {
-        self.ops.take();
+        self.ops.close();
         if let Some(w) = self.writer.take()
             && w.join().is_err()
         {
@@ -237,14 +238,14 @@ impl Store {
         restrict_permissions(&path);
         let store_id = init(&writer_conn).map_err(|e| DispatchError::store(&path, e))?;
         let reader = connect(&path).map_err(|e| DispatchError::store(&path, e))?;
-        let (tx, rx) = mpsc::channel::<Op>();
+        let (tx, rx) = mpsc::channel::<Vec<Op>>();
         let handle = std::thread::Builder::new()
             .name(String::from("switchyard-outbox"))
             .spawn(move || writer(writer_conn, &rx, sink.as_ref()))
             .map_err(|e| DispatchError::store(&path, e))?;
         Ok(Store {
             reader: std::sync::Mutex::new(reader),
-            ops: Some(tx),
+            ops: Gather::new(tx),
             writer: Some(handle),
             _lock: lock,
             store_id,
@@ -333,10 +334,7 @@ impl Store {
     }
 
     fn send(&self, op: Op) -> Result<(), DispatchError> {
-        match &self.ops {
-            Some(ops) => ops.send(op).map_err(|_| self.closed()),
-            None => Err(self.closed()),
-        }
+        self.ops.push(op).map_err(|_| self.closed())
     }
 
     fn closed(&self) -> DispatchError {
@@ -543,13 +541,12 @@ struct Ids {
     reserved: u64,
 }
 
-fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>, sink: Option<&FreshSink>) {
+fn writer(mut conn: Connection, rx: &mpsc::Receiver<Vec<Op>>, sink: Option<&FreshSink>) {
     let mut ids: Option<Ids> = None;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+    while let Ok(mut batch) = rx.recv() {
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(ops) => batch.extend(ops),
                 Err(_) => break,
             }
         }
