@@ -1,8 +1,8 @@
-//! Unit tests of the retry schedule.
+//! Unit tests of the retry schedule and the worker's parsed URL.
 
 use std::time::Duration;
 
-use super::{Backoff, parse_retry_after};
+use super::{Backoff, LastUrl, parse_retry_after};
 
 #[test]
 fn backoff_is_full_jitter_under_an_exponential_cap() {
@@ -176,4 +176,21 @@ fn fresh_pending(store: &super::store::Store) -> Vec<(u64, String)> {
         .fresh_pending(&mut |id, t| out.push((id, t.to_owned())))
         .unwrap();
     out
+}
+
+#[test]
+fn the_last_url_is_parsed_once_and_again_when_it_changes() {
+    let mut last = LastUrl::default();
+    let a = "https://hooks.example/a?token=x";
+    assert_eq!(last.parse(a).map(String::from), Some(String::from(a)));
+    assert_eq!(last.0.as_ref().map(|(text, _)| text.as_str()), Some(a));
+    assert_eq!(last.parse(a).map(String::from), Some(String::from(a)));
+    // Another URL (a reload changed the target) replaces it.
+    let b = "http://127.0.0.1:9/b";
+    assert_eq!(last.parse(b).map(String::from), Some(String::from(b)));
+    assert_eq!(last.0.as_ref().map(|(text, _)| text.as_str()), Some(b));
+    // One that does not parse is left to reqwest, which fails the request with its error;
+    // the cache keeps the last good one.
+    assert_eq!(last.parse("not a url"), None);
+    assert_eq!(last.0.as_ref().map(|(text, _)| text.as_str()), Some(b));
 }

@@ -118,8 +118,10 @@ impl Target {
     /// as received is written straight from the alert, without a copy.
     pub fn render_body_text(&self, alert: &Alert) -> String {
         match &self.body {
-            Some(b) => render::render(b, alert, true).to_string(),
-            None => alert.body().to_string(),
+            // `serde_json::to_string`, not `Display`: Display writes through a `fmt::Write`
+            // adapter call by call. Writing a `Value` cannot fail: its keys are strings.
+            Some(b) => serde_json::to_string(&render::render(b, alert, true)).unwrap_or_default(),
+            None => serde_json::to_string(alert.body()).unwrap_or_default(),
         }
     }
 
