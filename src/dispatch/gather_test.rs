@@ -1,6 +1,6 @@
 use std::sync::{Arc, mpsc};
 
-use super::{Gather, MAX_GATHERED};
+use super::{Gather, MAX_WEIGHT};
 
 /// Waits (yielding to the runtime, at most 100 rounds) for the next hand-over.
 async fn next<T>(rx: &mpsc::Receiver<Vec<T>>) -> Vec<T> {
@@ -19,11 +19,11 @@ async fn the_pushes_of_one_round_are_handed_over_together_in_order() {
     let gather = Arc::new(Gather::new(tx));
     for i in 0..20 {
         let g = Arc::clone(&gather);
-        tokio::spawn(async move { g.push(i).map_err(|_| "closed") });
+        tokio::spawn(async move { g.push(i, 1).map_err(|_| "closed") });
     }
     assert_eq!(next(&rx).await, (0..20).collect::<Vec<_>>());
     // A later push starts a new round.
-    assert!(gather.push(20).is_ok());
+    assert!(gather.push(20, 1).is_ok());
     assert_eq!(next(&rx).await, vec![20]);
     assert!(rx.try_recv().is_err());
 }
@@ -32,8 +32,8 @@ async fn the_pushes_of_one_round_are_handed_over_together_in_order() {
 fn outside_a_runtime_each_push_is_handed_over_at_once() {
     let (tx, rx) = mpsc::channel();
     let gather = Gather::new(tx);
-    assert!(gather.push(1).is_ok());
-    assert!(gather.push(2).is_ok());
+    assert!(gather.push(1, 1).is_ok());
+    assert!(gather.push(2, 1).is_ok());
     assert_eq!(rx.try_recv().ok(), Some(vec![1]));
     assert_eq!(rx.try_recv().ok(), Some(vec![2]));
 }
@@ -42,22 +42,27 @@ fn outside_a_runtime_each_push_is_handed_over_at_once() {
 async fn a_full_round_is_handed_over_without_waiting() {
     let (tx, rx) = mpsc::channel();
     let gather = Gather::new(tx);
-    for i in 0..MAX_GATHERED {
-        assert!(gather.push(i).is_ok());
+    for i in 0..MAX_WEIGHT {
+        assert!(gather.push(i, 1).is_ok());
     }
     // No yield yet: the round's task has not run.
-    assert_eq!(rx.try_recv().map(|v| v.len()).ok(), Some(MAX_GATHERED));
+    assert_eq!(rx.try_recv().map(|v| v.len()).ok(), Some(MAX_WEIGHT));
+    // Heavy items go sooner: two of half the weight, with nothing in between.
+    assert!(gather.push(1000, MAX_WEIGHT / 2).is_ok());
+    assert!(rx.try_recv().is_err());
+    assert!(gather.push(1001, MAX_WEIGHT / 2).is_ok());
+    assert_eq!(rx.try_recv().ok(), Some(vec![1000, 1001]));
 }
 
 #[tokio::test]
 async fn close_hands_over_what_waits_and_refuses_later_pushes() {
     let (tx, rx) = mpsc::channel();
     let gather = Gather::new(tx);
-    assert!(gather.push("a").is_ok());
-    assert!(gather.push("b").is_ok());
+    assert!(gather.push("a", 1).is_ok());
+    assert!(gather.push("b", 1).is_ok());
     gather.close();
     assert_eq!(rx.try_recv().ok(), Some(vec!["a", "b"]));
-    assert_eq!(gather.push("c"), Err("c"));
+    assert_eq!(gather.push("c", 1), Err("c"));
     // The sender is gone: the receiver sees the end, though the round's task still lives.
     assert!(matches!(
         rx.try_recv(),
@@ -72,7 +77,7 @@ fn a_runtime_dropped_before_its_round_ends_still_hands_over() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");
-    runtime.block_on(async { assert!(gather.push(7).is_ok()) });
+    runtime.block_on(async { assert!(gather.push(7, 1).is_ok()) });
     assert!(rx.try_recv().is_err(), "the round has not ended yet");
     drop(runtime);
     assert_eq!(rx.try_recv().ok(), Some(vec![7]));

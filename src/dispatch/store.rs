@@ -334,7 +334,11 @@ impl Store {
     }
 
     fn send(&self, op: Op) -> Result<(), DispatchError> {
-        self.ops.push(op).map_err(|_| self.closed())
+        let weight = match &op {
+            Op::Append(records, _) => records.len(),
+            _ => 1,
+        };
+        self.ops.push(op, weight).map_err(|_| self.closed())
     }
 
     fn closed(&self) -> DispatchError {

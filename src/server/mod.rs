@@ -25,7 +25,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::alert::{Source, adapt_json, form_to_json};
@@ -374,7 +374,7 @@ async fn accept(
     q: &SourceQuery,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Value, ApiError> {
+) -> Result<Accepted, ApiError> {
     if !s.ready.load(Ordering::SeqCst) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -438,23 +438,45 @@ async fn accept(
             "the alerts could not be stored; nothing was accepted, retry",
         )
     })?;
-    let per_alert: Vec<Value> = alerts
+    let per_alert: Vec<AcceptedAlert> = alerts
         .iter()
         .zip(submitted)
-        .map(|(a, sub)| {
-            json!({
-                "source": a.source().as_str(),
-                "state": a.state().as_str(),
-                "id": a.id(),
-                "targets": sub.decision.targets,
-                "rules": sub.decision.rules,
-                "dropped": sub.decision.dropped,
-                "unrouted": sub.decision.unrouted,
-                "deliveries": sub.deliveries,
-            })
+        .map(|(a, sub)| AcceptedAlert {
+            deliveries: sub.deliveries,
+            dropped: sub.decision.dropped,
+            id: a.id().map(str::to_owned),
+            rules: sub.decision.rules,
+            source: a.source().as_str(),
+            state: a.state().as_str(),
+            targets: sub.decision.targets,
+            unrouted: sub.decision.unrouted,
         })
         .collect();
-    Ok(json!({ "accepted": per_alert.len(), "alerts": per_alert }))
+    Ok(Accepted {
+        accepted: per_alert.len(),
+        alerts: per_alert,
+    })
+}
+
+/// The 202 answer to an ingest request. Written straight from these structs (building a
+/// `serde_json::Value` first cost a map insert per key); fields in alphabetical order, the
+/// order the `Value` answer had, so the bytes are unchanged.
+#[derive(Serialize)]
+struct Accepted {
+    accepted: usize,
+    alerts: Vec<AcceptedAlert>,
+}
+
+#[derive(Serialize)]
+struct AcceptedAlert {
+    deliveries: Vec<u64>,
+    dropped: bool,
+    id: Option<String>,
+    rules: Vec<String>,
+    source: &'static str,
+    state: &'static str,
+    targets: Vec<String>,
+    unrouted: bool,
 }
 
 /// Reads at most `limit` bytes; a larger body is refused (413) without reading it all.
