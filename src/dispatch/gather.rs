@@ -9,14 +9,16 @@
 //! brings no new operation (at most [`ROUNDS`]); every task that was ready, and every
 //! socket that became readable, has then had its turn, and the gathered operations go to
 //! the writer together. The wait is a few scheduler rounds, microseconds when the runtime
-//! is idle. Measured on one core (docs/benchmarks.md): commits of about 19 operations,
-//! ingest +15-25%, and end to end 0.85x the CPU per alert with a lower p99.
+//! is idle. Measured on one core (docs/benchmarks.md): commits of about 19 operations
+//! instead of 11, ingest 1.14-1.37x, and end to end about 0.7x the CPU per alert with a
+//! lower p99.
 //!
 //! Outside a tokio runtime, or once the waiting operations weigh [`MAX_WEIGHT`] (an
 //! operation weighs the deliveries it writes, at least 1), they are handed over at once: a
 //! commit that large already shares its fsync widely, and making it wait for the round to
 //! end would leave the writer idle while the runtime parses large requests (ingest of 100
-//! alerts per request lost 20% that way). Nothing waits here unseen: [`Gather::close`] hands over what is
+//! alerts per request lost 20% that way). Nothing waits here unseen: a round's task hands
+//! over when it is dropped, even unfinished, and [`Gather::close`] hands over what is
 //! gathered before it closes the channel.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};

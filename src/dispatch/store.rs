@@ -18,9 +18,9 @@
 //! Every write goes through one writer thread. It takes every operation waiting in its
 //! channel and commits them in one transaction, with one fsync (group commit): durability
 //! costs one fsync per batch, not per alert. Operations reach the channel through
-//! [`Gather`], which hands over those of one scheduler round together. Reads use a second connection, which WAL lets
-//! run while the writer commits. `benches/outbox-stores` measured SQLite against redb for
-//! this write pattern (docs/delivery.md).
+//! [`Gather`], which hands over those of one scheduler round together. Reads use a second
+//! connection, which WAL lets run while the writer commits. `benches/outbox-stores`
+//! measured SQLite against redb for this write pattern (docs/delivery.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
