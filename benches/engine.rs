@@ -1,4 +1,4 @@
-//! The two engine workloads of `shared/bench/README.md`, with the hand-written baseline
+//! The two engine workloads of `benches/load/harness/BENCH-WORKLOADS.md`, with the hand-written baseline
 //! measured in the same run:
 //!
 //! 1. one rule, `alertState == "ALARM" and metricName == "CPUUtilization"`, against the
@@ -88,7 +88,7 @@ fn stream(n: usize) -> Vec<Value> {
 
 /// The floor for rule sets: every rule evaluated by hand, all-match, in order, each rule
 /// reading its own fields as an engine that scans rules does (as the peers' floor in
-/// `shared/bench/README.md` does).
+/// `benches/load/harness/BENCH-WORKLOADS.md` does).
 fn hand_set(rules: &[(String, f64)], v: &Value, fired: &mut Vec<usize>) {
     fired.clear();
     for (i, (name, threshold)) in rules.iter().enumerate() {

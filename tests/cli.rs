@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn fixture(p: &str) -> PathBuf {
-    root().join("../shared/fixtures").join(p)
-}
+use support::fixtures::path as fixture;
 
 fn run(args: &[&str]) -> Output {
     let started = Instant::now();

@@ -56,7 +56,7 @@ async fn router(rules: RuleSet, dir: &DataDir) -> Router {
         })
         .build()
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
@@ -268,7 +268,13 @@ async fn a_refused_connection_goes_to_the_fallback() {
         serde_json::from_str::<serde_json::Value>(&got[0].body).unwrap(),
         *alert().body()
     );
-    wait_until(WAIT, || r.stats().delivered == 1).await;
+    // The counters move after the outcome is committed, and `pending` is read from the
+    // outbox: wait for the whole state the test asserts, not one field of it.
+    wait_until(WAIT, || {
+        let s = r.stats();
+        (s.fell_back, s.delivered, s.dead_letters, s.pending) == (1, 1, 0, 0)
+    })
+    .await;
     let s = r.stats();
     assert_eq!(
         (s.fell_back, s.delivered, s.dead_letters, s.pending),
@@ -532,6 +538,30 @@ async fn send_exits_3_while_deliveries_are_pending() {
     );
 }
 
+/// Found as a flaky restart under load: a child process forked by another thread keeps a
+/// copy of the outbox's lock until it starts its program, so a router opened right after
+/// the previous one closed was refused as "in use". Opening waits briefly for the holder.
+#[tokio::test]
+async fn a_restart_waits_for_a_lock_that_a_forked_child_still_holds_briefly() {
+    let dir = DataDir::new("lock-wait");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.0.join("outbox.lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    let set = rules(r#"target t { url = "http://127.0.0.1:9/x" } when never == 1 -> post t"#);
+    let r = router(set, &dir).await;
+    release.join().unwrap();
+    r.shutdown(Duration::from_millis(100)).await;
+}
+
 #[tokio::test]
 async fn held_deliveries_stay_in_the_outbox_until_a_router_without_hold() {
     let rx = Receiver::start().await;
@@ -603,7 +633,10 @@ when exists(n) -> post ok, post flaky"#,
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
-    wait_until(Duration::from_secs(60), || r.stats().pending == 0).await;
+    wait_until(Duration::from_secs(60), || {
+        r.stats().pending == 0 && r.stats().delivered == 3_000
+    })
+    .await;
     assert_eq!(r.stats().pending, 0, "everything delivered");
     let got = rx.received();
     for (path, failed) in [("/ok", 0), ("/fail/200", 200)] {

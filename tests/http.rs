@@ -15,6 +15,8 @@ use switchyard::server::{AppState, Credential, IngestAuth, Limits, Secret, app};
 use switchyard::{Router, RuleSet, Source};
 use tower::ServiceExt;
 
+mod support;
+
 struct Fixture {
     state: Arc<AppState>,
     dir: PathBuf,
@@ -26,14 +28,7 @@ impl Drop for Fixture {
     }
 }
 
-fn shared(p: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures")
-            .join(p),
-    )
-    .unwrap()
-}
+use support::fixtures::read as payload;
 
 /// The example rules, with every target pointing at a closed local port (nothing is sent
 /// anywhere real), and a rules folder the service can reload.
@@ -85,6 +80,33 @@ fn targets(v: &Value, i: usize) -> Vec<String> {
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded; charset=UTF-8";
 
+/// The Prometheus fixtures were written on one day; Prometheus sends no status, so once
+/// their `endsAt` passed, every "critical" example read as resolved and went unrouted. Sent
+/// as if now, they page; as written, they are resolved (the clock decides, not the file).
+#[tokio::test]
+async fn prometheus_fixtures_sent_now_page_instead_of_reading_as_expired() {
+    let f = fixture("expiry", Limits::default(), IngestAuth::none()).await;
+    let now =
+        support::fixtures::sent_now("alertmanager/api-v2-alerts.json", "2026-11-20T08:12:05Z");
+    let (s, v) = send(&f, post("/api/v2/alerts", JSON, now)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    for i in 0..2 {
+        assert_eq!(v["alerts"][i]["state"], "firing", "{v}");
+        assert_eq!(targets(&v, i), ["oncall_pager"], "{v}");
+    }
+    let (_, v) = send(
+        &f,
+        post(
+            "/api/v2/alerts",
+            JSON,
+            payload("alertmanager/api-v2-alerts.json"),
+        ),
+    )
+    .await;
+    assert_eq!(v["alerts"][0]["state"], "resolved", "{v}");
+    assert_eq!(v["alerts"][0]["unrouted"], true, "{v}");
+}
+
 /// The 202 answer is written from typed structs; its keys keep the order the earlier
 /// `Value` answer had (alphabetical), compact, so clients that compare bytes see no change.
 #[tokio::test]
@@ -93,7 +115,7 @@ async fn the_202_answer_has_alphabetical_keys_and_compact_json() {
     let req = post(
         "/alerts/alibaba",
         FORM,
-        shared("alibaba/metric-alarm.form.txt"),
+        payload("alibaba/metric-alarm.form.txt"),
     );
     let resp = app(f.state.clone()).oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
@@ -127,7 +149,7 @@ async fn every_sender_is_routed() {
         post(
             "/alerts/alibaba",
             FORM,
-            shared("alibaba/metric-alarm.form.txt"),
+            payload("alibaba/metric-alarm.form.txt"),
         ),
     )
     .await;
@@ -139,7 +161,7 @@ async fn every_sender_is_routed() {
     // Form bodies are detected on /alerts too.
     let (s, v) = send(
         &f,
-        post("/alerts", FORM, shared("alibaba/metric-ok.form.txt")),
+        post("/alerts", FORM, payload("alibaba/metric-ok.form.txt")),
     )
     .await;
     assert_eq!(s, StatusCode::ACCEPTED);
@@ -153,7 +175,7 @@ async fn every_sender_is_routed() {
         post(
             "/alerts/alibaba",
             JSON,
-            shared("alibaba/metric-alarm.legacy.json"),
+            payload("alibaba/metric-alarm.legacy.json"),
         ),
     )
     .await;
@@ -164,10 +186,10 @@ async fn every_sender_is_routed() {
         ("yandex/function-escalation.status.json", "alarm_url"),
         ("yandex/function-ok.json", "ok_url"),
     ] {
-        let (s, v) = send(&f, post("/alerts/yandex", JSON, shared(file))).await;
+        let (s, v) = send(&f, post("/alerts/yandex", JSON, payload(file))).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{file}");
         assert_eq!(targets(&v, 0), [expected], "{file}");
-        let (_, v) = send(&f, post("/alerts", JSON, shared(file))).await;
+        let (_, v) = send(&f, post("/alerts", JSON, payload(file))).await;
         assert_eq!(v["alerts"][0]["source"], "yandex", "{file} detected");
     }
 
@@ -176,7 +198,7 @@ async fn every_sender_is_routed() {
         post(
             "/alerts/alertmanager",
             JSON,
-            shared("alertmanager/webhook-mixed.json"),
+            payload("alertmanager/webhook-mixed.json"),
         ),
     )
     .await;
@@ -190,7 +212,7 @@ async fn every_sender_is_routed() {
         post(
             "/alerts",
             JSON,
-            shared("alertmanager/captured-alertmanager-0.25-webhook.json"),
+            payload("alertmanager/captured-alertmanager-0.25-webhook.json"),
         ),
     )
     .await;
@@ -201,14 +223,14 @@ async fn every_sender_is_routed() {
         post(
             "/alerts/grafana",
             JSON,
-            shared("grafana/webhook-firing.json"),
+            payload("grafana/webhook-firing.json"),
         ),
     )
     .await;
     assert_eq!((s, v["accepted"].as_u64()), (StatusCode::ACCEPTED, Some(2)));
     let (_, v) = send(
         &f,
-        post("/alerts", JSON, shared("grafana/webhook-resolved.json")),
+        post("/alerts", JSON, payload("grafana/webhook-resolved.json")),
     )
     .await;
     assert_eq!(
@@ -224,12 +246,16 @@ async fn every_sender_is_routed() {
         post(
             "/api/v2/alerts",
             JSON,
-            shared("alertmanager/captured-prometheus-2.42-api-v2.json"),
+            support::fixtures::sent_now(
+                "alertmanager/captured-prometheus-2.42-api-v2.json",
+                "2026-11-24T14:36:45Z",
+            ),
         ),
     )
     .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["alerts"][0]["source"], "prometheus");
+    assert_eq!(v["alerts"][0]["state"], "firing");
 
     let (s, v) = send(&f, post("/alerts/generic", JSON, r#"{"anything": 1}"#)).await;
     assert_eq!(
@@ -239,7 +265,7 @@ async fn every_sender_is_routed() {
     // PUT is accepted as Grafana can send it.
     let req = Request::put("/alerts/grafana")
         .header("content-type", JSON)
-        .body(Body::from(shared("grafana/webhook-firing.json")))
+        .body(Body::from(payload("grafana/webhook-firing.json")))
         .unwrap();
     assert_eq!(send(&f, req).await.0, StatusCode::ACCEPTED);
 }
@@ -292,7 +318,7 @@ async fn bad_input_gets_a_json_error_with_the_right_status() {
             post(
                 "/alerts/alertmanager",
                 JSON,
-                shared("alertmanager/webhook-mixed.json"),
+                payload("alertmanager/webhook-mixed.json"),
             ),
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_alerts",
@@ -384,8 +410,8 @@ async fn credentials_per_source() {
             ],
         );
     let f = fixture("auth", Limits::default(), auth).await;
-    let form = shared("alibaba/metric-alarm.form.txt");
-    let yandex = shared("yandex/function-alarm.json");
+    let form = payload("alibaba/metric-alarm.form.txt");
+    let yandex = payload("yandex/function-alarm.json");
     let with = |uri: &str, ct: &str, body: &[u8], authz: Option<&str>| {
         let mut b = Request::post(uri).header("content-type", ct);
         if let Some(a) = authz {
@@ -498,7 +524,7 @@ async fn operations_endpoints() {
         post(
             "/api/explain?source=yandex",
             JSON,
-            shared("yandex/function-alarm.json"),
+            payload("yandex/function-alarm.json"),
         ),
     )
     .await;
@@ -520,7 +546,11 @@ async fn operations_endpoints() {
 
     send(
         &f,
-        post("/alerts/yandex", JSON, shared("yandex/function-alarm.json")),
+        post(
+            "/alerts/yandex",
+            JSON,
+            payload("yandex/function-alarm.json"),
+        ),
     )
     .await;
     let (s, text) = send(&f, get("/metrics")).await;
@@ -551,7 +581,7 @@ async fn operations_endpoints() {
 async fn reload_takes_a_good_folder_and_keeps_the_old_rules_on_errors() {
     let f = fixture("reload", Limits::default(), IngestAuth::none()).await;
     let rules_dir = f.dir.join("rules");
-    let yandex = shared("yandex/function-alarm.json");
+    let yandex = payload("yandex/function-alarm.json");
 
     // A broken edit: rejected with diagnostics, the old rules keep routing.
     std::fs::write(

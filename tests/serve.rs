@@ -12,14 +12,7 @@ use std::time::Duration;
 
 use support::receiver::Receiver;
 
-fn fixture(p: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures")
-            .join(p),
-    )
-    .unwrap()
-}
+use support::fixtures::read as fixture;
 
 #[tokio::test]
 async fn serve_routes_real_senders_to_a_real_receiver_and_stops_on_sigterm() {

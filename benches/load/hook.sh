@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SERVER_HOOK for the Alertmanager load harness (shared/bench/alertmanager/run.sh):
+# SERVER_HOOK for the Alertmanager load harness (benches/load/harness/run.sh):
 # starts switchyard with rules equivalent to the harness's N routes.
 #
 #   hook.sh start <workdir> <port> <routes> <profile> <sink_url>

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Head-to-head load benchmark: switchyard and Prometheus Alertmanager through the team's
-# harness (shared/bench/alertmanager/run.sh), in one run, pinned (server alone on CPU 1)
+# harness (benches/load/harness/run.sh), in one run, pinned (server alone on CPU 1)
 # and unpinned, plus the bare ceilings of this machine measured in the same run: a bare
 # hyper server (read + parse the body, 202) under the same wrk load, and one reqwest
 # client pushing webhooks to the sink.
@@ -14,7 +14,7 @@
 # Rust sink of this folder (src/bin/sink.rs, same flags, same /stats). Everything listens
 # on 127.0.0.1, every process is stopped by its PID, every loop is bounded.
 #
-# Knobs: HARNESS (default ../shared/bench/alertmanager beside the repository), OUT
+# Knobs: HARNESS (default benches/load/harness, the team's harness copied in), OUT
 # (default benches/load/results/latest), PINS ("1 0"), SERVERS ("alertmanager switchyard"),
 # PHASES ("ceiling harness soak"), SOAK_SECONDS (300), SOAK_RATE (5000), INSTALL=1
 # (apt-get install wrk and prometheus-alertmanager when missing), QUICK=1.
@@ -22,7 +22,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-HARNESS=${HARNESS:-$repo/../shared/bench/alertmanager}
+HARNESS=${HARNESS:-$here/harness}
 OUT=${OUT:-$here/results/latest}
 PINS=${PINS:-"1 0"}
 SERVERS=${SERVERS:-"alertmanager switchyard"}

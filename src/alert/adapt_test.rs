@@ -5,7 +5,7 @@ use serde_json::json;
 
 fn fixture(path: &str) -> String {
     std::fs::read_to_string(format!(
-        "{}/../shared/fixtures/{path}",
+        "{}/tests/fixtures/{path}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap_or_else(|e| panic!("{path}: {e}"))

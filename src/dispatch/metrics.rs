@@ -31,6 +31,7 @@ fn latency_histogram() -> Histogram {
 pub(crate) struct Metrics {
     pub(crate) submitted: Counter,
     pub(crate) unrouted: Counter,
+    pub(crate) dropped: Counter,
     pub(crate) deliveries: Family<Outcome, Counter>,
     pub(crate) attempts: Family<TargetLabel, Counter>,
     pub(crate) attempt_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
@@ -44,6 +45,7 @@ impl Default for Metrics {
         Metrics {
             submitted: Counter::default(),
             unrouted: Counter::default(),
+            dropped: Counter::default(),
             deliveries: Family::default(),
             attempts: Family::default(),
             attempt_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
@@ -69,8 +71,13 @@ impl Metrics {
             self.unrouted.clone(),
         );
         r.register(
+            "alerts_dropped",
+            "Alerts a rule's drop action stopped",
+            self.dropped.clone(),
+        );
+        r.register(
             "deliveries",
-            "Delivery attempts by target and outcome (delivered, retried, fallback, dead)",
+            "Recorded delivery outcomes by target: delivered, fallback and dead once per delivery; retried once per failed attempt that will be tried again",
             self.deliveries.clone(),
         );
         r.register(

@@ -224,6 +224,7 @@ impl RouterBuilder {
 struct Stats {
     submitted: AtomicU64,
     unrouted: AtomicU64,
+    dropped: AtomicU64,
     delivered: AtomicU64,
     retried: AtomicU64,
     dead: AtomicU64,
@@ -237,6 +238,8 @@ pub struct RouterStats {
     pub submitted: u64,
     /// Alerts no rule matched.
     pub unrouted: u64,
+    /// Alerts a rule's `drop` stopped (deliveries chosen before the `drop` still go out).
+    pub dropped: u64,
     /// Deliveries a target accepted (2xx).
     pub delivered: u64,
     /// Attempts that failed and were scheduled again.
@@ -342,6 +345,12 @@ impl Router {
                     fallback_from: None,
                 });
             }
+            per_alert.push((summary, n));
+        }
+        let targets: HashSet<String> = records.iter().map(|r| r.spec.target.clone()).collect();
+        let ids = self.inner.store.append(records).await?;
+        // Counted once the deliveries are on disk: an alert refused with 503 is not counted.
+        for (alert, (summary, _)) in alerts.iter().zip(&per_alert) {
             self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
             self.inner.metrics.submitted.inc();
             if summary.unrouted {
@@ -349,10 +358,12 @@ impl Router {
                 self.inner.metrics.unrouted.inc();
                 tracing::info!(alert_id = alert.id().unwrap_or("-"), source = %alert.source(), "unrouted: no rule matched");
             }
-            per_alert.push((summary, n));
+            if summary.dropped {
+                self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.inner.metrics.dropped.inc();
+                tracing::debug!(alert_id = alert.id().unwrap_or("-"), source = %alert.source(), rules = ?summary.rules, "dropped by a rule");
+            }
         }
-        let targets: HashSet<String> = records.iter().map(|r| r.spec.target.clone()).collect();
-        let ids = self.inner.store.append(records).await?;
         self.inner
             .metrics
             .submit_seconds
@@ -377,6 +388,7 @@ impl Router {
         RouterStats {
             submitted: s.submitted.load(Ordering::Relaxed),
             unrouted: s.unrouted.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
             delivered: s.delivered.load(Ordering::Relaxed),
             retried: s.retried.load(Ordering::Relaxed),
             dead: s.dead.load(Ordering::Relaxed),
@@ -454,6 +466,10 @@ impl Router {
                 "shutdown grace period over; undelivered deliveries stay in the outbox"
             );
             tasks.abort_all();
+            // Wait until the aborted workers are dropped: each holds the router's insides,
+            // and the outbox closes (and its lock is free for the next router) only when the
+            // last of them is gone. Aborted tasks end at their next await point.
+            while tasks.join_next().await.is_some() {}
         }
     }
 
@@ -716,21 +732,31 @@ fn send(
     ));
 }
 
-/// Counts, logs and durably records finished attempts, all in one outbox commit; returns
-/// their ids once the commit is done.
+/// Logs and durably records finished attempts, all in one outbox commit, then counts those
+/// whose outcome is on disk; returns their ids once the commit is done.
+///
+/// The counters move only after the commit, so that whoever reads them (`stats()`,
+/// `/metrics`, a test) never sees a delivery counted as delivered while the outbox still
+/// holds it as pending.
 async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) -> Vec<u64> {
     let mut items = Vec::with_capacity(done.len());
+    let mut kinds = Vec::with_capacity(done.len());
     for (r, outcome) in done {
-        note(inner, &r, &outcome);
+        log_outcome(&r, &outcome);
+        kinds.push((r.spec.target.clone(), Counted::of(&r, &outcome)));
         items.push((r.id, outcome));
     }
     let results = inner.store.finish_many(items).await;
     let mut ids = Vec::with_capacity(results.len());
-    for (id, result) in results {
+    for ((id, result), (target, kind)) in results.into_iter().zip(kinds) {
         ids.push(id);
         match result {
-            Ok(Some(created)) => inner.wake_table(&created.spec.target),
-            Ok(None) => {}
+            Ok(created) => {
+                count(inner, target, kind);
+                if let Some(created) = created {
+                    inner.wake_table(&created.spec.target);
+                }
+            }
             Err(e) => {
                 tracing::error!(delivery = id, error = %e, "cannot record a delivery's outcome; it will be sent again")
             }
@@ -739,26 +765,50 @@ async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) -> Vec<u64> {
     ids
 }
 
-/// Counts and logs one finished attempt.
-fn note(inner: &Arc<Inner>, r: &Record, outcome: &Outcome) {
+/// What a finished attempt counts as.
+#[derive(Clone, Copy)]
+enum Counted {
+    Delivered,
+    Retried,
+    FellBack,
+    Dead,
+}
+
+impl Counted {
+    fn of(r: &Record, outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Delivered => Self::Delivered,
+            Outcome::Retry { .. } => Self::Retried,
+            Outcome::GiveUp { .. } if r.spec.fallback.is_some() => Self::FellBack,
+            Outcome::GiveUp { .. } => Self::Dead,
+        }
+    }
+}
+
+/// Counts one finished attempt whose outcome is committed.
+fn count(inner: &Arc<Inner>, target: String, kind: Counted) {
     let stats = &inner.stats;
-    let label = match outcome {
-        Outcome::Delivered => "delivered",
-        Outcome::Retry { .. } => "retried",
-        Outcome::GiveUp { .. } if r.spec.fallback.is_some() => "fallback",
-        Outcome::GiveUp { .. } => "dead",
+    let (counter, label) = match kind {
+        Counted::Delivered => (&stats.delivered, "delivered"),
+        Counted::Retried => (&stats.retried, "retried"),
+        Counted::FellBack => (&stats.fell_back, "fallback"),
+        Counted::Dead => (&stats.dead, "dead"),
     };
+    counter.fetch_add(1, Ordering::Relaxed);
     inner
         .metrics
         .deliveries
         .get_or_create(&metrics::Outcome {
-            target: r.spec.target.clone(),
+            target,
             outcome: label,
         })
         .inc();
+}
+
+/// Logs one finished attempt.
+fn log_outcome(r: &Record, outcome: &Outcome) {
     match outcome {
         Outcome::Delivered => {
-            stats.delivered.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempt = r.attempts + 1, "delivered");
         }
         Outcome::Retry {
@@ -766,17 +816,11 @@ fn note(inner: &Arc<Inner>, r: &Record, outcome: &Outcome) {
             error,
             next_at_ms,
         } => {
-            stats.retried.fetch_add(1, Ordering::Relaxed);
             tracing::info!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempt = attempts, error = %error, retry_in_ms = next_at_ms.saturating_sub(now_ms()), "attempt failed; will retry");
         }
         Outcome::GiveUp {
             attempts, error, ..
         } => {
-            if r.spec.fallback.is_some() {
-                stats.fell_back.fetch_add(1, Ordering::Relaxed);
-            } else {
-                stats.dead.fetch_add(1, Ordering::Relaxed);
-            }
             tracing::warn!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempts = attempts, error = %error, fallback = r.spec.fallback.as_ref().map(|f| f.target.as_str()), "delivery given up");
         }
     }

@@ -196,6 +196,25 @@ impl Drop for Store {
     }
 }
 
+/// How long opening waits for another holder of the outbox lock to let go: a process that
+/// is still exiting, or a child process just forked from this one (a fork holds a copy of
+/// every open file, the lock's included, until it starts its own program).
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Takes the lock on `file`, trying again for up to `wait`.
+fn lock_within(file: &std::fs::File, wait: Duration) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        if file.try_lock().is_ok() {
+            return true;
+        }
+        if started.elapsed() >= wait {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
@@ -228,7 +247,7 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(|e| DispatchError::store(&lock_path, e))?;
-        if lock.try_lock().is_err() {
+        if !lock_within(&lock, LOCK_WAIT) {
             return Err(DispatchError::store(
                 &path,
                 "in use by another switchyard process; stop it first, or use its HTTP API",

@@ -1,2 +1,3 @@
+pub(crate) mod fixtures;
 pub(crate) mod process;
 pub(crate) mod receiver;
