@@ -61,7 +61,7 @@ pub use dispatch::{
     Backoff, DeadLetter, DispatchError, Outbox, Router, RouterBuilder, RouterStats, Submitted,
 };
 pub use engine::{
-    Decision, DecisionSummary, Explanation, PredicateTrace, RuleSet, RuleTrace, Target,
+    Decision, DecisionSummary, Explanation, PredicateTrace, RuleInfo, RuleSet, RuleTrace, Target,
     TestOutcome, TestReport, content_hash,
 };
 pub use error::{Error, ErrorKind};

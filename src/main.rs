@@ -1,7 +1,7 @@
 //! The `switchyard` command line. Only argument handling and printing live here; everything
 //! a library user needs is in the library.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -73,7 +73,8 @@ enum Command {
     /// outbox (on disk before anything is sent), then send until the outbox is empty or
     /// `--wait` runs out; what is left stays queued for the next run. Without FILE, only
     /// delivers what is already pending. Exit 0 when everything was delivered, 3 when some
-    /// deliveries are still pending, 1 on rule errors, 2 on usage or I/O errors.
+    /// deliveries are still pending, 4 when none is pending but some became dead letters,
+    /// 1 on rule errors, 2 on usage or I/O errors.
     #[cfg(feature = "dispatch")]
     Send {
         /// The rules folder.
@@ -163,15 +164,41 @@ fn parse_source(s: &str) -> Result<Source, String> {
     })
 }
 
+/// Writes a line to standard output; a failed write is an error of the command (see
+/// [`closed_pipe`]), never a panic as `println!` would make it.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
+/// Writes to standard output without a newline; see [`outln`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // `switchyard explain --json | head`: the reader has what it wanted. Exit quietly,
+        // as cargo and ripgrep do.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether an error is standard output's reader having gone away.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn diagnostics_format() -> Format {
@@ -188,7 +215,7 @@ fn load(dir: &Path, format: OutputFormat) -> anyhow::Result<Result<RuleSet, Exit
         Ok(set) => {
             let w = set.warnings();
             match format {
-                OutputFormat::Json => println!("{}", w.render(Format::Json)),
+                OutputFormat::Json => outln!("{}", w.render(Format::Json)),
                 OutputFormat::Text => eprint!("{}", w.render(diagnostics_format())),
             }
             Ok(Ok(set))
@@ -196,7 +223,7 @@ fn load(dir: &Path, format: OutputFormat) -> anyhow::Result<Result<RuleSet, Exit
         Err(e) => match e.diagnostics() {
             Some(d) => {
                 match format {
-                    OutputFormat::Json => println!("{}", d.render(Format::Json)),
+                    OutputFormat::Json => outln!("{}", d.render(Format::Json)),
                     OutputFormat::Text => {
                         eprint!("{}", d.render(diagnostics_format()));
                         eprintln!(
@@ -251,7 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             for alert in read_alerts(&file, source)? {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string(&set.evaluate(&alert).summary())?
                 );
@@ -271,9 +298,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for alert in read_alerts(&file, source)? {
                 let e = set.explain(&alert);
                 if json {
-                    println!("{}", serde_json::to_string(&e)?);
+                    outln!("{}", serde_json::to_string(&e)?);
                 } else {
-                    print!("{e}");
+                    out!("{e}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -304,7 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let report = set.run_tests();
-            print!("{report}");
+            out!("{report}");
             Ok(if report.failed() == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -332,6 +359,14 @@ fn read_alert_stream(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<
     Ok(alerts)
 }
 
+/// `send`: some deliveries are still pending when `--wait` ran out (kept for the next run).
+#[cfg(feature = "dispatch")]
+const EXIT_PENDING: u8 = 3;
+
+/// `send`: nothing is pending, but some deliveries of this run became dead letters.
+#[cfg(feature = "dispatch")]
+const EXIT_DEAD_LETTERED: u8 = 4;
+
 #[cfg(feature = "dispatch")]
 fn send(
     set: RuleSet,
@@ -350,7 +385,7 @@ fn send(
             .await?;
         for chunk in alerts.chunks(1024) {
             for s in router.submit_many(chunk).await? {
-                println!("{}", serde_json::to_string(&s.decision)?);
+                outln!("{}", serde_json::to_string(&s.decision)?);
             }
         }
         if !alerts.is_empty() {
@@ -367,13 +402,15 @@ fn send(
         router.shutdown(std::time::Duration::from_secs(5)).await;
         let s = router.stats();
         eprintln!(
-            "delivered: {}, pending: {}, dead letters: {}",
-            s.delivered, s.pending, s.dead_letters
+            "delivered: {}, pending: {}, dead-lettered now: {}, dead letters kept: {}",
+            s.delivered, s.pending, s.dead, s.dead_letters
         );
-        Ok(if s.pending == 0 {
-            ExitCode::SUCCESS
+        Ok(if s.pending > 0 {
+            ExitCode::from(EXIT_PENDING)
+        } else if s.dead > 0 {
+            ExitCode::from(EXIT_DEAD_LETTERED)
         } else {
-            ExitCode::from(3)
+            ExitCode::SUCCESS
         })
     })
 }
@@ -430,18 +467,21 @@ fn dead_letters(data: &Path, action: DeadLetterAction) -> anyhow::Result<ExitCod
             let dead = outbox.dead_letters(limit)?;
             if json {
                 for d in &dead {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({"id": d.id, "target": d.target, "alert_id": d.alert_id, "attempts": d.attempts, "error": d.error, "created_ms": d.created_ms, "dead_ms": d.dead_ms})
                     );
                 }
             } else {
-                println!(
+                outln!(
                     "{:>8}  {:<24}  {:>8}  {:<24}  error",
-                    "id", "target", "attempts", "alert"
+                    "id",
+                    "target",
+                    "attempts",
+                    "alert"
                 );
                 for d in &dead {
-                    println!(
+                    outln!(
                         "{:>8}  {:<24}  {:>8}  {:<24}  {}",
                         d.id,
                         d.target,
@@ -463,7 +503,7 @@ fn dead_letters(data: &Path, action: DeadLetterAction) -> anyhow::Result<ExitCod
                 let body: serde_json::Value = serde_json::from_str(&d.body)
                     .unwrap_or(serde_json::Value::String(d.body.clone()));
                 let shown = serde_json::json!({"id": d.id, "target": d.target, "method": d.method(), "alert_id": d.alert_id, "attempts": d.attempts, "error": d.error, "created_ms": d.created_ms, "dead_ms": d.dead_ms, "body": body});
-                println!("{}", serde_json::to_string_pretty(&shown)?);
+                outln!("{}", serde_json::to_string_pretty(&shown)?);
                 Ok(ExitCode::SUCCESS)
             }
             None => anyhow::bail!("no dead letter {id} in `{}`", data.display()),

@@ -436,3 +436,92 @@ fn thousands_of_files() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("2999 rules"));
 }
+
+/// Found by a user: `send` exited 0 when every delivery became a dead letter, so a script
+/// could not tell "delivered" from "given up". That is now exit 4.
+#[test]
+fn send_exits_4_when_deliveries_became_dead_letters() {
+    let dir = TempDir::new("send-dead");
+    std::fs::create_dir_all(dir.0.join("rules")).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    dir.write(
+        "rules/r.rules",
+        format!(
+            r#"target t {{ url = "http://{closed}/x" retries = 0 }}
+               when exists(status) -> post t"#
+        ),
+    )
+    .write("alert.json", r#"{"status": "ALARM"}"#);
+    let rules = format!("{}/rules", dir.path());
+    let data = format!("{}/data", dir.path());
+    let alert = format!("{}/alert.json", dir.path());
+    let out = run(&[
+        "send", "--rules", &rules, "--data", &data, "--wait", "20", &alert,
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pending: 0, dead-lettered now: 1"),
+        "{}",
+        stderr(&out)
+    );
+    // A later run with nothing new to send has nothing dead-lettered in it: exit 0.
+    let out = run(&["send", "--rules", &rules, "--data", &data, "--wait", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// Found by a user: `explain --json | head -c 600` panicked on the closed pipe. A reader
+/// that goes away ends the command quietly, with exit 0, as cargo and ripgrep do.
+#[test]
+fn explain_into_a_closed_pipe_exits_quietly() {
+    use std::io::Read as _;
+    // 2,000 alerts: far more output than a pipe holds, so the writes meet the closed end.
+    let alerts: Vec<serde_json::Value> = (0..2_000)
+        .map(|i| serde_json::json!({"labels": {"alertname": format!("a{i}"), "severity": "critical"}}))
+        .collect();
+    let dir = TempDir::new("pipe");
+    dir.write("alerts.json", serde_json::to_vec(&alerts).unwrap());
+    let file = format!("{}/alerts.json", dir.path());
+    for json in [true, false] {
+        let mut args = vec!["explain", "--rules", "rules", &file];
+        if json {
+            args.push("--json");
+        }
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut head = [0u8; 600];
+        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+        // The read end is dropped here: the rest of the output meets a closed pipe.
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "json={json}: {err}");
+        assert!(err.is_empty(), "json={json}: nothing on stderr, got: {err}");
+    }
+}
+
+/// `explain --json` prints a condition with the parentheses its precedence needs.
+#[test]
+fn explain_json_prints_conditions_with_their_parentheses() {
+    let dir = TempDir::new("explain-parens");
+    dir.write(
+        "a.json",
+        r#"{"alertId":"a1","alertName":"cpu","folderId":"f1","status":"ALARM"}"#,
+    );
+    let file = format!("{}/a.json", dir.path());
+    let out = run(&[
+        "explain", "--rules", "rules", "--source", "yandex", "--json", &file,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        v["rules"][0]["condition"]["text"],
+        r#"@source == "yandex" and (status == "ALARM" or alertStatus == "ALARM")"#
+    );
+}

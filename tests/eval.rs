@@ -450,3 +450,56 @@ fn fuzz_the_same_long_decimal_is_equal_in_a_rule_and_an_alert() {
         &alert
     ));
 }
+
+/// Found by a user: explain printed `a and (b or c)` as `a and b or c`, which by the
+/// language's precedence is another condition. The trace's text now parses back to a
+/// condition that decides every alert as the original does.
+#[test]
+fn explain_keeps_the_parentheses_that_precedence_needs() {
+    let cases = [
+        (
+            r#"@source == "yandex" and (status == "ALARM" or alertStatus == "ALARM")"#,
+            r#"@source == "yandex" and (status == "ALARM" or alertStatus == "ALARM")"#,
+        ),
+        ("a == 1 or b == 2 and c == 3", "a == 1 or b == 2 and c == 3"),
+        (
+            "(a == 1 or b == 2) and (c == 3 or d == 4)",
+            "(a == 1 or b == 2) and (c == 3 or d == 4)",
+        ),
+        (
+            "not (a == 1 or b == 2) and c == 3",
+            "not (a == 1 or b == 2) and c == 3",
+        ),
+    ];
+    let alerts: Vec<Value> = (0..32)
+        .map(|bits: u32| {
+            let mut m = serde_json::Map::new();
+            for (i, k) in ["a", "b", "c", "d", "status"].iter().enumerate() {
+                if bits & (1 << i) != 0 {
+                    m.insert((*k).to_owned(), json!(i + 1));
+                }
+            }
+            if bits & 16 != 0 {
+                m.insert("status".to_owned(), json!("ALARM"));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    for (condition, expected) in cases {
+        let original = set(&format!("when {condition} -> post a"));
+        let text = original.explain(&Alert::new(json!({}))).rules[0]
+            .condition
+            .text
+            .clone();
+        assert_eq!(text, expected, "{condition}");
+        let again = set(&format!("when {text} -> post a"));
+        for alert in &alerts {
+            let a = Alert::new(alert.clone()).with_source(Source::Yandex);
+            assert_eq!(
+                original.evaluate(&a).unrouted(),
+                again.evaluate(&a).unrouted(),
+                "{condition} / {text} on {alert}"
+            );
+        }
+    }
+}

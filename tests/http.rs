@@ -543,6 +543,17 @@ async fn operations_endpoints() {
     assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(7)));
     assert_eq!(v["files"].as_array().unwrap().len(), 4);
     assert!(v["files"][0]["hash"].as_str().unwrap().len() == 16);
+    // Found by a user: the listing had counts but no rule names.
+    let list = v["rule_list"].as_array().unwrap();
+    assert_eq!(list.len(), 7);
+    assert_eq!(list[0]["name"], "yandex alarm");
+    assert_eq!(list[0]["actions"][0], "post alarm_url");
+    assert!(
+        list[0]["location"]
+            .as_str()
+            .unwrap()
+            .contains("10-yandex.rules:")
+    );
 
     send(
         &f,
@@ -619,6 +630,44 @@ async fn reload_takes_a_good_folder_and_keeps_the_old_rules_on_errors() {
     assert_eq!(targets(&v, 0), ["ok_url"], "the new rules route");
     let (_, r) = send(&f, Request::get("/api/rules").body(Body::empty()).unwrap()).await;
     assert!(r["rejected_reload"].is_null());
+}
+
+/// Found by a user: an edit rejected, then reverted (the folder back to the running
+/// content), counted `unchanged` and left `reload_last_success` at 0 and the stale
+/// diagnostics in `/api/rules`. The running set matching the folder is a success.
+#[tokio::test]
+async fn a_reverted_bad_edit_is_a_successful_reload() {
+    let f = fixture("revert", Limits::default(), IngestAuth::none()).await;
+    let rules_dir = f.dir.join("rules");
+    let good = std::fs::read(rules_dir.join("10-yandex.rules")).unwrap();
+    std::fs::write(
+        rules_dir.join("10-yandex.rules"),
+        "when status = 1 -> post alarm_url\n",
+    )
+    .unwrap();
+    let (s, _) = send(&f, post("/-/reload", JSON, "")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let metric = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("switchyard_reload_last_success "))
+            .map(str::to_owned)
+    };
+    let (_, m) = send(&f, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(metric(m.as_str().unwrap()).as_deref(), Some("0"));
+
+    // The watcher sees the folder back at the running content: `Unchanged`.
+    std::fs::write(rules_dir.join("10-yandex.rules"), good).unwrap();
+    let (s, v) = f
+        .state
+        .apply_reload(switchyard::reload::Outcome::Unchanged, "watch");
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("unchanged"))
+    );
+    let (_, m) = send(&f, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(metric(m.as_str().unwrap()).as_deref(), Some("1"));
+    let (_, r) = send(&f, Request::get("/api/rules").body(Body::empty()).unwrap()).await;
+    assert!(r["rejected_reload"].is_null(), "{r}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::compile::Pred;
 use super::{DecisionSummary, RuleSet};
 use crate::alert::Alert;
+use crate::syntax::print::{Joiner, join};
 
 /// Why an alert was routed as it was.
 #[derive(Clone, Debug, Serialize)]
@@ -58,18 +59,7 @@ pub(crate) fn explain(set: &RuleSet, alert: &Alert) -> Explanation {
     for r in &set.inner.rules {
         let condition = trace(set, &r.pred, alert);
         let matched = condition.result;
-        let mut actions: Vec<String> = r
-            .posts
-            .iter()
-            .filter_map(|&i| set.inner.targets.get(i as usize))
-            .map(|t| format!("post {}", t.name))
-            .collect();
-        if r.drop {
-            actions.push(String::from("drop"));
-        }
-        if r.stop {
-            actions.push(String::from("stop"));
-        }
+        let actions = r.actions(&set.inner.targets);
         rules.push(RuleTrace {
             rule: r.id().to_string(),
             location: r.location.to_string(),
@@ -104,15 +94,14 @@ fn trace(set: &RuleSet, p: &Pred, alert: &Alert) -> PredicateTrace {
                 children.iter().any(|c| c.result)
             };
             let joiner = if matches!(p, Pred::All(_)) {
-                " and "
+                Joiner::And
             } else {
-                " or "
+                Joiner::Or
             };
-            let text = children
-                .iter()
-                .map(|c| c.text.as_str())
-                .collect::<Vec<_>>()
-                .join(joiner);
+            let text = join(
+                joiner,
+                children.iter().map(|c| (c.kind == "any", c.text.clone())),
+            );
             let kind = if matches!(p, Pred::All(_)) {
                 "all"
             } else {

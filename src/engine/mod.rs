@@ -140,6 +140,34 @@ impl CompiledRule {
     pub(crate) fn id(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.location)
     }
+
+    /// The rule's actions as written: `post alarm_url`, `drop`, `stop`.
+    pub(crate) fn actions(&self, targets: &[Target]) -> Vec<String> {
+        let mut actions: Vec<String> = self
+            .posts
+            .iter()
+            .filter_map(|&i| targets.get(i as usize))
+            .map(|t| format!("post {}", t.name))
+            .collect();
+        if self.drop {
+            actions.push(String::from("drop"));
+        }
+        if self.stop {
+            actions.push(String::from("stop"));
+        }
+        actions
+    }
+}
+
+/// One rule of a set, for listings (`GET /api/rules`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RuleInfo {
+    /// `rule "name"`, when the rule has one.
+    pub name: Option<String>,
+    /// `file:line` of the rule.
+    pub location: String,
+    /// The rule's actions: `post alarm_url`, `drop`, `stop`.
+    pub actions: Vec<String>,
 }
 
 pub(crate) struct Inner {
@@ -320,6 +348,15 @@ impl RuleSet {
     /// The target with this name.
     pub fn target(&self, name: &str) -> Option<&Target> {
         self.inner.targets.iter().find(|t| t.name == name)
+    }
+
+    /// The rules, in evaluation order.
+    pub fn rules(&self) -> impl Iterator<Item = RuleInfo> + '_ {
+        self.inner.rules.iter().map(|r| RuleInfo {
+            name: r.name.as_deref().map(str::to_owned),
+            location: r.location.to_string(),
+            actions: r.actions(&self.inner.targets),
+        })
     }
 
     /// How many rules the set has.

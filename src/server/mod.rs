@@ -170,14 +170,23 @@ impl AppState {
         &self.router
     }
 
-    /// Records the set in use (at start and after each reload) in the metrics.
-    pub fn note_loaded(&self, set: &RuleSet) {
+    /// Records a successful reload attempt: the running set matches the folder. Clears a
+    /// rejected edit's diagnostics (the edit is gone or fixed).
+    fn note_success(&self) {
         self.last_reload_ok.set(1);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.last_reload_success_seconds
             .set(i64::try_from(now).unwrap_or(i64::MAX));
+        if let Ok(mut r) = self.rejected_reload.lock() {
+            *r = None;
+        }
+    }
+
+    /// Records the set in use (at start and after each reload) in the metrics.
+    pub fn note_loaded(&self, set: &RuleSet) {
+        self.note_success();
         self.rules_loaded
             .set(i64::try_from(set.rule_count()).unwrap_or(i64::MAX));
         self.targets_loaded
@@ -205,9 +214,6 @@ impl AppState {
                 self.note_loaded(&set);
                 tracing::info!(trigger, rules = set.rule_count(), targets = set.targets().len(), hash = %format!("{:016x}", set.content_hash()), "rules reloaded");
                 self.router.set_rules(set);
-                if let Ok(mut r) = self.rejected_reload.lock() {
-                    *r = None;
-                }
                 self.reloads
                     .get_or_create(&OutcomeLabel { outcome: "loaded" })
                     .inc();
@@ -247,6 +253,9 @@ impl AppState {
                 )
             }
             Outcome::Unchanged => {
+                // The running set matches the folder: a success, also after a rejected edit
+                // was reverted.
+                self.note_success();
                 self.reloads
                     .get_or_create(&OutcomeLabel {
                         outcome: "unchanged",
@@ -614,6 +623,7 @@ fn rules_summary(rules: &RuleSet) -> Value {
         .collect();
     json!({
         "rules": rules.rule_count(),
+        "rule_list": rules.rules().collect::<Vec<_>>(),
         "targets": rules.targets().iter().map(|t| t.name()).collect::<Vec<_>>(),
         "tests": rules.test_count(),
         "files": files,

@@ -164,6 +164,7 @@ impl Lowerer {
         let saved = self.depth;
         let mut nots: Vec<Span> = Vec::new();
         let mut inner = None;
+        let mut group_span = None;
         for p in pair.into_inner() {
             match p.as_rule() {
                 R::kw_not => {
@@ -180,6 +181,8 @@ impl Lowerer {
                         self.too_deep(span);
                     }
                     inner = p.into_inner().next().map(|c| self.condition(c));
+                    // A `not` before a group covers its closing parenthesis too.
+                    group_span = Some(span);
                 }
                 R::exists => {
                     let span = self.span(&p);
@@ -199,8 +202,9 @@ impl Lowerer {
             // Reported once above; keep the tree shallow so nothing downstream recurses deeply.
             return c;
         }
+        let operand_span = group_span.unwrap_or_else(|| c.span());
         for span in nots.into_iter().rev() {
-            let span = span.to(c.span());
+            let span = span.to(operand_span);
             c = Condition::Not(Box::new(c), span);
         }
         c

@@ -48,15 +48,16 @@ fn rule(out: &mut String, r: &Rule) {
 /// Prints a condition; parentheses only where precedence needs them.
 pub(crate) fn condition(c: &Condition) -> String {
     match c {
-        Condition::Any(cs) => cs.iter().map(condition).collect::<Vec<_>>().join(" or "),
-        Condition::All(cs) => cs
-            .iter()
-            .map(|c| match c {
-                Condition::Any(_) => format!("({})", condition(c)),
-                _ => condition(c),
-            })
-            .collect::<Vec<_>>()
-            .join(" and "),
+        Condition::Any(cs) => join(
+            Joiner::Or,
+            cs.iter()
+                .map(|c| (matches!(c, Condition::Any(_)), condition(c))),
+        ),
+        Condition::All(cs) => join(
+            Joiner::And,
+            cs.iter()
+                .map(|c| (matches!(c, Condition::Any(_)), condition(c))),
+        ),
         Condition::Not(inner, _) => match **inner {
             Condition::Any(_) | Condition::All(_) => format!("not ({})", condition(inner)),
             _ => format!("not {}", condition(inner)),
@@ -71,6 +72,37 @@ pub(crate) fn condition(c: &Condition) -> String {
         }
         Condition::Exists(p, _) => format!("exists({})", field_path(p)),
     }
+}
+
+/// `and` or `or`.
+#[derive(Clone, Copy)]
+pub(crate) enum Joiner {
+    And,
+    Or,
+}
+
+/// Joins printed parts with `and` or `or`, parenthesizing the parts that need it: an `or`
+/// inside an `and` (`or` binds loosest). Each part comes with whether it is an `or`. The
+/// one place the language's precedence is applied to printing, for the rules printer and
+/// for explain's trace of a compiled condition.
+pub(crate) fn join(joiner: Joiner, parts: impl Iterator<Item = (bool, String)>) -> String {
+    let mut out = String::new();
+    for (i, (is_or, text)) in parts.enumerate() {
+        if i > 0 {
+            out.push_str(match joiner {
+                Joiner::And => " and ",
+                Joiner::Or => " or ",
+            });
+        }
+        if is_or && matches!(joiner, Joiner::And) {
+            out.push('(');
+            out.push_str(&text);
+            out.push(')');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// Prints a literal in canonical form.

@@ -38,10 +38,10 @@ fn shift_times(v: &mut Value, by: jiff::SignedDuration) {
             for (k, v) in m.iter_mut() {
                 match v {
                     Value::String(s) if k == "startsAt" || k == "endsAt" => {
-                        if let Ok(t) = s.parse::<jiff::Timestamp>() {
-                            if t.as_second() > 0 {
-                                *s = (t + by).to_string();
-                            }
+                        if let Ok(t) = s.parse::<jiff::Timestamp>()
+                            && t.as_second() > 0
+                        {
+                            *s = (t + by).to_string();
                         }
                     }
                     _ => shift_times(v, by),
