@@ -26,20 +26,21 @@ pub(crate) const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
 /// The deepest nesting of `(`, `[` and `{` accepted in a file.
 pub(crate) const MAX_BRACKET_DEPTH: usize = 64;
 
-/// Parses one rules file. A file stops at its first syntax error; problems found while
-/// decoding tokens (escapes, number ranges, `${...}`) are all reported.
+/// The most syntax errors reported for one file: past a few dozen, the rest are likely
+/// echoes of the first.
+pub(crate) const MAX_SYNTAX_ERRORS: usize = 30;
+
+/// Parses one rules file. Every syntax error is reported, one per item at most: after an
+/// error, parsing resumes at the next line that starts an item (`when`, `rule`, `target`,
+/// `test` at a line's start). Problems found while decoding tokens (escapes, number
+/// ranges, `${...}`) are all reported.
 pub(crate) fn parse(text: &str, file: FileId) -> Result<ast::File, Vec<Diagnostic>> {
     prescan(text, file).map_err(|d| vec![d])?;
     if let Some(result) = parse_by_item(text, file) {
         return result;
     }
-    let mut pairs = RulesParser::parse(Rule::file, text).map_err(|e| {
-        vec![errors::syntax_error(
-            &errors::detailed_error(text, e),
-            text,
-            file,
-        )]
-    })?;
+    let mut pairs = RulesParser::parse(Rule::file, text)
+        .map_err(|first| syntax_errors(text, file, first))?;
     let Some(top) = pairs.next() else {
         unreachable!("grammar: file matched")
     };
@@ -91,6 +92,54 @@ fn parse_items(
         }
         pos += end;
     }
+}
+
+/// Every syntax error of a file, from its first one: after each error, the text before
+/// the next item's line is blanked out (newlines kept, so every position and line number
+/// stays that of the file) and parsed again.
+fn syntax_errors(text: &str, file: FileId, first: pest::error::Error<Rule>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut masked: Option<String> = None;
+    let mut err = first;
+    loop {
+        let source = masked.as_deref().unwrap_or(text);
+        let d = errors::syntax_error(&errors::detailed_error(source, err), source, file);
+        let at = d.primary_span().map_or(text.len(), |s| s.start as usize);
+        out.push(d);
+        if out.len() >= MAX_SYNTAX_ERRORS {
+            break;
+        }
+        let Some(resume) = parallel::next_item_line(text.as_bytes(), at) else {
+            break;
+        };
+        let blanked = blank_before(text, resume);
+        match RulesParser::parse(Rule::file, &blanked) {
+            Ok(_) => break,
+            Err(e) => {
+                err = e;
+                masked = Some(blanked);
+            }
+        }
+    }
+    out
+}
+
+/// `text` with every byte before `end` that is not a newline replaced by a space: the same
+/// length and line structure, with nothing to parse before `end`.
+fn blank_before(text: &str, end: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        if i >= end {
+            out.push_str(text.get(i..).unwrap_or_default());
+            break;
+        }
+        if c == '\n' {
+            out.push('\n');
+        } else {
+            out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+        }
+    }
+    out
 }
 
 /// Target names a file that did not parse seems to declare (`target name` at a line's

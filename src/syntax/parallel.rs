@@ -148,7 +148,7 @@ pub(crate) fn pieces(text: &str, piece_bytes: usize) -> Vec<Range<usize>> {
 
 /// The first position at or after `from` that starts a line beginning with an item's
 /// first word.
-fn next_item_line(bytes: &[u8], from: usize) -> Option<usize> {
+pub(super) fn next_item_line(bytes: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
     while at < bytes.len() {
         let nl = at + bytes.get(at..)?.iter().position(|&b| b == b'\n')?;
