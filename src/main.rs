@@ -58,7 +58,7 @@ enum Command {
         #[arg(long, default_value = "rules")]
         rules: PathBuf,
         /// The sender, which sets `@source` and normalizes the payload; detected from the shape if omitted.
-        #[arg(long, value_parser = parse_source)]
+        #[arg(long, value_parser = source_parser())]
         source: Option<Source>,
         /// The alert file, or `-` for standard input.
         file: PathBuf,
@@ -84,7 +84,7 @@ enum Command {
         #[arg(long, default_value = "data")]
         data: PathBuf,
         /// The sender; detected from each payload's shape if omitted.
-        #[arg(long, value_parser = parse_source)]
+        #[arg(long, value_parser = source_parser())]
         source: Option<Source>,
         /// How long to keep delivering, in seconds.
         #[arg(long, default_value_t = 30)]
@@ -107,7 +107,7 @@ enum Command {
         #[arg(long, default_value = "rules")]
         rules: PathBuf,
         /// The sender, which sets `@source` and normalizes the payload; detected from the shape if omitted.
-        #[arg(long, value_parser = parse_source)]
+        #[arg(long, value_parser = source_parser())]
         source: Option<Source>,
         /// Print the trace as JSON.
         #[arg(long)]
@@ -135,7 +135,7 @@ enum DeadLetterAction {
         /// The dead letter's id.
         id: u64,
     },
-    /// Queue a dead letter again, due now; the next `serve` sends it.
+    /// Queue a dead letter again, due now; the next `serve` or `send` on this data directory sends it.
     Retry {
         /// The dead letter's id.
         id: u64,
@@ -157,11 +157,11 @@ enum OutputFormat {
     Json,
 }
 
-fn parse_source(s: &str) -> Result<Source, String> {
-    Source::from_name(s).ok_or_else(|| {
-        let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-        format!("unknown source `{s}`; the sources are {}", names.join(", "))
-    })
+/// `--source`: one of the senders' names, listed in `--help` and in the error for others.
+fn source_parser() -> impl clap::builder::TypedValueParser<Value = Source> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Source::ALL.iter().map(|s| s.as_str()))
+        .try_map(|name| Source::from_name(&name).ok_or("unknown source"))
 }
 
 /// Writes a line to standard output; a failed write is an error of the command (see
@@ -187,10 +187,28 @@ fn main() -> ExitCode {
         // as cargo and ripgrep do.
         Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes on one line, `outer: cause: cause`. Many errors already print
+/// their cause in their own message; a cause whose text the line already ends with is not
+/// said twice.
+fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Whether an error is standard output's reader having gone away.

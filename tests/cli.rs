@@ -224,7 +224,14 @@ fn route_refuses_bad_alerts_cleanly() {
 
     let out = run(&["route", "--rules", "rules", "--source", "nope", "x.json"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown source `nope`"));
+    assert!(stderr(&out).contains("invalid value 'nope' for '--source"));
+    assert!(
+        stderr(&out).contains(
+            "possible values: alibaba, yandex, alertmanager, prometheus, grafana, generic"
+        ),
+        "{}",
+        stderr(&out)
+    );
 
     dir.write("array.json", "[1, 2]");
     let out = run(&[
@@ -319,6 +326,21 @@ fn help_for_each_command() {
         let out = run(&[cmd, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         assert!(stdout(&out).contains("Usage: switchyard"), "{cmd}");
+    }
+    // Found by a user: `--source` help did not list the senders.
+    for cmd in ["route", "explain", "send"] {
+        let out = run(&[cmd, "--help"]);
+        // Help wraps at the terminal's width: compare the words, not the lines.
+        let words = stdout(&out)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            words.contains(
+                "[possible values: alibaba, yandex, alertmanager, prometheus, grafana, generic]"
+            ),
+            "{cmd}: {words}"
+        );
     }
 }
 

@@ -451,6 +451,8 @@ async fn dead_letters_from_the_command_line() {
         err.contains("in use by another switchyard process"),
         "{err}"
     );
+    // Found by a user: the cause was printed twice on one line.
+    assert_eq!(err.matches("in use by another").count(), 1, "{err}");
     r.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -691,6 +691,12 @@ fn config_files_are_checked_with_a_place_and_a_hint() {
         unknown.contains("s.yaml") && unknown.contains("lisen") && unknown.contains("line 2"),
         "{unknown}"
     );
+    // Found by a user: the message said `error:` twice and pointed at `<input>`.
+    assert!(unknown.contains("--> s.yaml:2:1"), "{unknown}");
+    assert!(
+        !unknown.contains("<input>") && !unknown.starts_with("error:"),
+        "{unknown}"
+    );
     let wrong = Config::parse("limits:\n  max_body_bytes: lots\n", "s.yaml")
         .unwrap_err()
         .to_string();
@@ -737,5 +743,10 @@ fn config_files_are_checked_with_a_place_and_a_hint() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("switchyard.example.yaml"),
     )
     .unwrap();
-    Config::parse(&example, "switchyard.example.yaml").unwrap();
+    let example = Config::parse(&example, "switchyard.example.yaml").unwrap();
+    // Found by a user: the example named variables and files that do not exist, so it
+    // could not be used as it is. Its credentials are now commented out.
+    example
+        .ingest_auth(&|_| None)
+        .expect("the example config starts with an empty environment");
 }

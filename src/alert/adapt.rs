@@ -35,10 +35,13 @@ impl fmt::Display for AdaptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AdaptError::NotAnObject { source } => {
-                write!(f, "a {source} alert must be a JSON object")
+                write!(f, "an alert from {source} must be a JSON object")
             }
             AdaptError::MissingAlerts { source } => {
-                write!(f, "a {source} webhook body must have an `alerts` array")
+                write!(
+                    f,
+                    "a webhook body from {source} must have an `alerts` array"
+                )
             }
             AdaptError::BadElement { source, index } => {
                 write!(

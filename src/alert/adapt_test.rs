@@ -131,6 +131,14 @@ fn wrong_shapes_are_errors_not_panics() {
             source: Source::Alibaba
         })
     );
+    // Found by a user: the message read "a alibaba alert".
+    assert_eq!(
+        AdaptError::NotAnObject {
+            source: Source::Alibaba
+        }
+        .to_string(),
+        "an alert from alibaba must be a JSON object"
+    );
     assert_eq!(
         adapt_json(Some(Source::Alertmanager), json!({"version": "4"})),
         Err(AdaptError::MissingAlerts {

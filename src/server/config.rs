@@ -211,8 +211,12 @@ impl Config {
             return Ok(Config::default());
         }
         serde_saphyr::from_str::<Config>(text).map_err(|e| {
+            let options = serde_saphyr::render_options! { source_name: Some(name) };
+            let rendered = e.render_with_options(options);
+            // The caller says "error: " once; the snippet names the file, not `<input>`.
+            let rendered = rendered.strip_prefix("error: ").unwrap_or(&rendered);
             ConfigError(format!(
-                "{name}: {e}\n  = help: the keys are listed, one by one, in docs/server.md; a value's type must match its default"
+                "{rendered}\n  = help: the keys are listed, one by one, in docs/server.md; a value's type must match its default"
             ))
         })
     }

@@ -39,8 +39,8 @@ pub(crate) fn parse(text: &str, file: FileId) -> Result<ast::File, Vec<Diagnosti
     if let Some(result) = parse_by_item(text, file) {
         return result;
     }
-    let mut pairs = RulesParser::parse(Rule::file, text)
-        .map_err(|first| syntax_errors(text, file, first))?;
+    let mut pairs =
+        RulesParser::parse(Rule::file, text).map_err(|first| syntax_errors(text, file, first))?;
     let Some(top) = pairs.next() else {
         unreachable!("grammar: file matched")
     };
