@@ -43,6 +43,15 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// A receiver for trying rules out: answers every request with 200 and prints it on
+    /// standard output as one line, `METHOD PATH AUTHORIZATION BODY`. The example rules
+    /// deliver to it on its default address. Stops on SIGTERM or Ctrl-C.
+    #[cfg(feature = "server")]
+    Receive {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9099")]
+        listen: std::net::SocketAddr,
+    },
     /// Check a rules folder; exit 0 when it loads (warnings allowed), 1 on errors, 2 on usage or I/O errors.
     Check {
         /// The rules folder.
@@ -269,6 +278,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rules,
             data,
         } => serve(config, listen, rules, data),
+        #[cfg(feature = "server")]
+        Command::Receive { listen } => receive(listen),
         Command::Check { dir, format } => {
             let set = match load(&dir, format)? {
                 Ok(set) => set,
@@ -645,6 +656,25 @@ fn serve(
         state.set_ready(false);
         tracing::info!("stopping: delivering what is in flight");
         router.shutdown(std::time::Duration::from_secs(5)).await;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "server")]
+fn receive(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        eprintln!(
+            "receiving on http://{}; each request is printed on standard output",
+            listener.local_addr()?
+        );
+        switchyard::server::receive(listener, shutdown_signal()).await?;
         Ok::<(), anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

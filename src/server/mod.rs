@@ -9,6 +9,7 @@
 mod auth;
 mod config;
 mod error;
+mod receive;
 mod run;
 
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use crate::engine::RuleSet;
 pub use auth::{Credential, IngestAuth, Secret};
 pub use config::{Config, ConfigError, DEFAULT_LISTEN, Limits, LogFormat, Logging};
 pub use error::ApiError;
+pub use receive::{MAX_RECEIVE_BYTES, receive};
 pub use run::serve;
 
 /// What the service needs: the router (rules and delivery), limits, credentials.

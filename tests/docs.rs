@@ -1,0 +1,149 @@
+//! The documentation's end-to-end example, run as it is written: the shell block between
+//! the `end-to-end` markers of `docs/server.md` runs in bash, and every `# -> ` line in it
+//! must appear in what it prints. The one change made to the text: `cargo run --release --`
+//! becomes the binary under test (the test does not build a second, release, binary).
+//! The block uses the documented ports, 9095 and 9099.
+
+// A failed unwrap in a test helper is a loud test failure, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn block(doc: &str, name: &str) -> String {
+    let begin = format!("<!-- {name}: begin -->");
+    let end = format!("<!-- {name}: end -->");
+    let inner = doc
+        .split_once(&begin)
+        .and_then(|(_, rest)| rest.split_once(&end))
+        .map(|(inner, _)| inner)
+        .unwrap_or_else(|| panic!("no {begin} ... {end} in the document"));
+    let inner = inner.trim();
+    inner
+        .strip_prefix("```sh")
+        .and_then(|s| s.strip_suffix("```"))
+        .unwrap_or_else(|| panic!("the {name} block is not one ```sh block"))
+        .to_owned()
+}
+
+/// Whether `line` (with `...` standing for any text on the same line) appears in `out`.
+fn printed(out: &str, line: &str) -> bool {
+    let pieces: Vec<&str> = line.split("...").collect();
+    out.lines().any(|l| {
+        let mut rest = l;
+        for p in &pieces {
+            match rest.find(p) {
+                Some(i) => rest = &rest[i + p.len()..],
+                None => return false,
+            }
+        }
+        true
+    })
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+#[test]
+fn the_end_to_end_example_in_docs_server_md_works_as_pasted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/server.md")).unwrap();
+    let script = block(&doc, "end-to-end");
+    assert!(
+        script.contains("cargo run --release --"),
+        "the block no longer runs `cargo run --release --`: update this test"
+    );
+    let expected: Vec<&str> = script
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("# -> "))
+        .collect();
+    assert!(expected.len() >= 3, "the block shows what arrives");
+    for port in [9095, 9099] {
+        assert!(
+            port_free(port),
+            "port {port} is in use on 127.0.0.1; the documented example needs it: stop what uses it"
+        );
+    }
+    let script = script.replace("cargo run --release --", BIN);
+
+    // The repository's folder, as the reader has it: the example rules, no data yet.
+    let dir = std::env::temp_dir().join(format!("switchyard-docs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    for entry in std::fs::read_dir(root.join("rules")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.join("rules").join(p.file_name().unwrap())).unwrap();
+    }
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(&script)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that whatever it started can be stopped at the end.
+        .process_group(0);
+    // The example rules read their URLs and tokens from these, with local defaults.
+    for var in [
+        "ALARM_URL",
+        "OK_URL",
+        "WEBHOOK_AUTH_TOKEN",
+        "ECS_CRITICAL_URL",
+        "ECS_RECOVERED_URL",
+        "WEB_CHAT_URL",
+        "PAGER_URL",
+        "PAGER_TOKEN",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let pgid = child.id();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let read = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Whatever the block left running (it stops its own on success) is stopped here.
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = status.unwrap_or_else(|| panic!("the block ran over 60 s\n{out}\n{err}"));
+    assert!(status.success(), "the block failed: {status}\n{out}\n{err}");
+    for line in expected {
+        assert!(
+            printed(&out, line),
+            "the document says `{line}` arrives; the run printed:\n{out}\nstderr:\n{err}"
+        );
+    }
+    assert!(
+        !err.contains("curl:") && !err.contains("panicked"),
+        "an error during the run:\n{err}"
+    );
+}
