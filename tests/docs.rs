@@ -1,8 +1,11 @@
-//! The documentation's end-to-end example, run as it is written: the shell block between
-//! the `end-to-end` markers of `docs/server.md` runs in bash, and every `# -> ` line in it
-//! must appear in what it prints. The one change made to the text: `cargo run --release --`
-//! becomes the binary under test (the test does not build a second, release, binary).
-//! The block uses the documented ports, 9095 and 9099.
+//! The documentation's examples, run as they are written.
+//!
+//! - docs/server.md's end-to-end block (between its `end-to-end` markers) runs in bash, and
+//!   every `# -> ` line in it must appear in what it prints. The one change made to the
+//!   text: `cargo run --release --` becomes the binary under test (the test does not build
+//!   a second, release, binary). The block uses the documented ports, 9095 and 9099.
+//! - The README's rules folder checks and its tests pass, and its typo gives exactly the
+//!   error the README shows.
 
 // A failed unwrap in a test helper is a loud test failure, which is what a test wants.
 #![allow(clippy::unwrap_used)]
@@ -14,6 +17,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
+/// The fenced block between `<!-- NAME: begin -->` and `<!-- NAME: end -->`, without its
+/// fence lines.
 fn block(doc: &str, name: &str) -> String {
     let begin = format!("<!-- {name}: begin -->");
     let end = format!("<!-- {name}: end -->");
@@ -23,10 +28,13 @@ fn block(doc: &str, name: &str) -> String {
         .map(|(inner, _)| inner)
         .unwrap_or_else(|| panic!("no {begin} ... {end} in the document"));
     let inner = inner.trim();
-    inner
-        .strip_prefix("```sh")
+    let body = inner
+        .strip_prefix("```")
         .and_then(|s| s.strip_suffix("```"))
-        .unwrap_or_else(|| panic!("the {name} block is not one ```sh block"))
+        .unwrap_or_else(|| panic!("the {name} block is not one fenced block"));
+    // Past the fence's language word, if any.
+    body.split_once('\n')
+        .map_or("", |(_, rest)| rest)
         .to_owned()
 }
 
@@ -146,4 +154,57 @@ fn the_end_to_end_example_in_docs_server_md_works_as_pasted() {
         !err.contains("curl:") && !err.contains("panicked"),
         "an error during the run:\n{err}"
     );
+}
+
+#[test]
+fn the_readme_rules_folder_checks_its_tests_pass_and_its_typo_reads_as_shown() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let file = block(&readme, "readme-rules");
+    // The README names the file in the sentence before the block.
+    let name = "my-rules/cpu.rules";
+    assert!(
+        readme.contains(&format!("`{name}`:")),
+        "the README names {name}"
+    );
+    let dir = std::env::temp_dir().join(format!("switchyard-readme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &file).unwrap();
+    let folder = name.split('/').next().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(&dir)
+            .env("NO_COLOR", "1")
+            .env_remove("PAGER_URL")
+            .env_remove("PAGER_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let check = run(&["check", folder]);
+    let err = String::from_utf8_lossy(&check.stderr).into_owned();
+    assert_eq!(check.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ok: {folder}: 1 rules, 1 targets, 2 tests, 0 warning(s)"
+        )),
+        "{err}"
+    );
+    let test = run(&["test", folder]);
+    let out = String::from_utf8_lossy(&test.stdout).into_owned();
+    assert_eq!(test.status.code(), Some(0), "{out}");
+    assert!(out.contains("test result: ok. 2 passed; 0 failed"), "{out}");
+
+    std::fs::write(&path, file.replace("-> post pager", "-> post pagr")).unwrap();
+    let typo = run(&["check", folder]);
+    assert_eq!(typo.status.code(), Some(1));
+    let shown = block(&readme, "readme-error");
+    let got = String::from_utf8_lossy(&typo.stderr).into_owned();
+    assert!(
+        got.starts_with(shown.trim_end()),
+        "the README shows:\n{shown}\nthe check prints:\n{got}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
