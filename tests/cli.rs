@@ -327,6 +327,13 @@ fn help_for_each_command() {
         assert_eq!(out.status.code(), Some(0));
         assert!(stdout(&out).contains("Usage: switchyard"), "{cmd}");
     }
+    // Found by a user: the help said only `serve` sends a retried dead letter.
+    let out = run(&["dead-letters", "retry", "--help"]);
+    assert!(
+        stdout(&out).contains("the next `serve` or `send`"),
+        "{}",
+        stdout(&out)
+    );
     // Found by a user: `--source` help did not list the senders.
     for cmd in ["route", "explain", "send"] {
         let out = run(&[cmd, "--help"]);

@@ -163,7 +163,40 @@ async fn retries_5xx_with_the_same_idempotency_key() {
     ] {
         assert!(m.lines().any(|l| l == line), "missing `{line}` in:\n{m}");
     }
+    // Found by a user: the help said "attempts"; it counts recorded outcomes.
+    assert!(
+        m.contains("# HELP switchyard_deliveries Recorded delivery outcomes by target"),
+        "{m}"
+    );
     r.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Found by a user: the language says a drop is recorded, but no metric counted drops; and
+/// the deliveries metric's help said "attempts" while it counts recorded outcomes.
+#[tokio::test]
+async fn drops_are_counted_and_the_deliveries_metric_says_what_it_counts() {
+    let dir = DataDir::new("drops");
+    let set = rules(
+        r#"target t { url = "http://127.0.0.1:9/x" }
+           when kind == "noise" -> drop
+           when kind == "never" -> post t"#,
+    );
+    let r = router(set, &dir).await;
+    r.submit_many(&[
+        Alert::new(json!({"kind": "noise"})),
+        Alert::new(json!({"kind": "noise"})),
+        Alert::new(json!({"kind": "other"})),
+    ])
+    .await
+    .unwrap();
+    let s = r.stats();
+    assert_eq!((s.submitted, s.dropped, s.unrouted), (3, 2, 1), "{s:?}");
+    let m = r.metrics_text();
+    assert!(
+        m.lines().any(|l| l == "switchyard_alerts_dropped_total 2"),
+        "{m}"
+    );
+    r.shutdown(Duration::from_millis(100)).await;
 }
 
 #[tokio::test]
