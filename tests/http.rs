@@ -485,6 +485,204 @@ async fn credentials_per_source() {
     }
 }
 
+/// What a request presents: an `Authorization` header, a `?token=`.
+type Presented<'a> = (Option<String>, Option<&'a str>);
+
+/// The whole matrix: every way of naming a sender (its path, `?source=`, detection from
+/// the payload) x every credential a request may carry. Found by an attack: with
+/// credentials for yandex, alibaba and alertmanager and no `*` entry,
+/// `POST /alerts?source=yandex` with no credential was accepted and routed as yandex; with a
+/// `*` entry, the `*` token was accepted there although `/alerts/yandex` refused it.
+#[tokio::test]
+async fn authentication_matrix_every_way_of_naming_a_sender_enforces_its_credentials() {
+    let basic = format!("Basic {}", base64_encode("am:am-pw"));
+    for with_star in [false, true] {
+        let mut auth = IngestAuth::none()
+            .require(
+                Some(Source::Yandex),
+                vec![Credential::Bearer(Secret::new("y-token"))],
+            )
+            .require(
+                Some(Source::Alibaba),
+                vec![Credential::QueryToken(Secret::new("a-token"))],
+            )
+            .require(
+                Some(Source::Alertmanager),
+                vec![Credential::Basic {
+                    user: String::from("am"),
+                    password: Secret::new("am-pw"),
+                }],
+            );
+        if with_star {
+            auth = auth.require(None, vec![Credential::Bearer(Secret::new("star-token"))]);
+        }
+        let f = fixture(&format!("matrix-{with_star}"), Limits::default(), auth).await;
+        let senders = [
+            ("yandex", JSON, payload("yandex/function-alarm.json")),
+            ("alibaba", FORM, payload("alibaba/metric-alarm.form.txt")),
+            (
+                "alertmanager",
+                JSON,
+                payload("alertmanager/webhook-firing.json"),
+            ),
+        ];
+        // (name, Authorization header, ?token=)
+        let right = |sender: &str| match sender {
+            "yandex" => (Some(String::from("Bearer y-token")), None),
+            "alibaba" => (None, Some("a-token")),
+            _ => (Some(basic.clone()), None),
+        };
+        for (sender, ct, body) in &senders {
+            let others: Vec<&str> = ["yandex", "alibaba", "alertmanager"]
+                .into_iter()
+                .filter(|o| o != sender)
+                .collect();
+            let mut creds: Vec<(&str, Presented, bool)> = vec![
+                ("right", right(sender), true),
+                ("missing", (None, None), false),
+                (
+                    "wrong",
+                    (Some(String::from("Bearer nope")), Some("nope")),
+                    false,
+                ),
+                (
+                    "star",
+                    (Some(String::from("Bearer star-token")), None),
+                    false,
+                ),
+                // The scheme is case-insensitive (found by the same attack).
+                (
+                    "lowercase scheme",
+                    match *sender {
+                        "yandex" => (Some(String::from("bearer y-token")), None),
+                        "alibaba" => (None, Some("a-token")),
+                        _ => (Some(basic.replace("Basic", "BASIC")), None),
+                    },
+                    true,
+                ),
+            ];
+            for o in &others {
+                creds.push(("other sender's", right(o), false));
+            }
+            for (how, uri) in [
+                ("path", format!("/alerts/{sender}")),
+                ("?source=", format!("/alerts?source={sender}")),
+                ("detection", String::from("/alerts")),
+            ] {
+                for (what, (authz, token), accepted) in &creds {
+                    let uri = match token {
+                        Some(t) if uri.contains('?') => format!("{uri}&token={t}"),
+                        Some(t) => format!("{uri}?token={t}"),
+                        None => uri.clone(),
+                    };
+                    let mut req = Request::post(uri.as_str()).header("content-type", *ct);
+                    if let Some(a) = authz {
+                        req = req.header("authorization", a.as_str());
+                    }
+                    let (s, v) = send(&f, req.body(Body::from(body.clone())).unwrap()).await;
+                    let want = if *accepted {
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    };
+                    assert_eq!(
+                        s, want,
+                        "star={with_star} {sender} by {how} with {what} credential ({uri}): {v}"
+                    );
+                    if s == StatusCode::ACCEPTED {
+                        assert_eq!(v["alerts"][0]["source"], *sender, "{v}");
+                    }
+                }
+            }
+        }
+        // A sender with no entry of its own: free without `*`, the `*` token with it.
+        let grafana = payload("grafana/webhook-firing.json");
+        for (uri, authz, want) in [
+            ("/alerts/grafana", None, !with_star),
+            ("/alerts?source=grafana", None, !with_star),
+            ("/alerts", None, !with_star),
+            ("/alerts/grafana", Some("Bearer star-token"), true),
+            ("/alerts", Some("Bearer star-token"), true),
+            ("/alerts/grafana", Some("Bearer y-token"), !with_star),
+        ] {
+            let mut req = Request::post(uri).header("content-type", JSON);
+            if let Some(a) = authz {
+                req = req.header("authorization", a);
+            }
+            let (s, v) = send(&f, req.body(Body::from(grafana.clone())).unwrap()).await;
+            let want = if want {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            assert_eq!(s, want, "star={with_star} grafana {uri} {authz:?}: {v}");
+        }
+    }
+}
+
+/// Found by an attack: an empty credential file was accepted, and then `?token=` (empty)
+/// got 202. Empty or blank secrets are refused at start, from every source, with the line.
+#[test]
+fn empty_secrets_are_refused_at_start_with_their_line() {
+    use switchyard::server::Config;
+    let dir = std::env::temp_dir().join(format!("switchyard-empty-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, content) in [("empty", ""), ("newline", "\n"), ("blank", "  \t \n")] {
+        let file = dir.join(name);
+        std::fs::write(&file, content).unwrap();
+        let yaml = format!(
+            "ingest:\n  auth:\n    - sources: [alibaba]\n      query_token: {{ file: {} }}\n",
+            file.display()
+        );
+        let cfg = Config::parse(&yaml, "s.yaml").unwrap();
+        let err = cfg.ingest_auth(&|_| None).unwrap_err().to_string();
+        assert!(
+            err.contains("line 4") && err.contains("is empty") && err.contains("query_token"),
+            "{name}: {err}"
+        );
+    }
+    let yaml = "ingest:\n  auth:\n    - sources: ['*']\n      bearer: { env: TOKEN }\n";
+    let cfg = Config::parse(yaml, "s.yaml").unwrap();
+    for value in ["", "   "] {
+        let err = cfg
+            .ingest_auth(&|n| (n == "TOKEN").then(|| value.to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 4") && err.contains("is empty"), "{err}");
+    }
+    let err = cfg.ingest_auth(&|_| None).unwrap_err().to_string();
+    assert!(
+        err.contains("line 4") && err.contains("is not set"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `?source=` with a name that is no sender is refused, not silently detected.
+#[tokio::test]
+async fn an_unknown_source_in_the_query_is_refused() {
+    let f = fixture(
+        "unknown-query-source",
+        Limits::default(),
+        IngestAuth::none(),
+    )
+    .await;
+    let (s, v) = send(
+        &f,
+        post(
+            "/alerts?source=yandx",
+            JSON,
+            payload("yandex/function-alarm.json"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unknown_source")),
+        "{v}"
+    );
+}
+
 fn base64_encode(s: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let bytes = s.as_bytes();

@@ -20,6 +20,11 @@ impl Secret {
     }
 
     fn matches(&self, candidate: &str) -> bool {
+        // An empty secret never authenticates (the config refuses one at start; this is the
+        // second lock on that door).
+        if self.0.is_empty() {
+            return false;
+        }
         // Lengths differ for a wrong guess anyway; `ct_eq` keeps equal-length guesses flat.
         self.0.len() == candidate.len() && bool::from(self.0.as_bytes().ct_eq(candidate.as_bytes()))
     }
@@ -54,6 +59,14 @@ pub struct IngestAuth {
     rules: Vec<(Option<Source>, Vec<Credential>)>,
 }
 
+/// The credentials of an `Authorization` value whose scheme is `name`, compared without
+/// regard to case as HTTP says (`Bearer`, `bearer`, `BEARER`); `None` for another scheme.
+fn scheme<'a>(authz: &'a str, name: &str) -> Option<&'a str> {
+    let (scheme, rest) = authz.trim_start().split_once([' ', '\t'])?;
+    let rest = rest.trim();
+    (scheme.eq_ignore_ascii_case(name) && !rest.is_empty()).then_some(rest)
+}
+
 impl IngestAuth {
     /// No credentials required.
     pub fn none() -> IngestAuth {
@@ -77,41 +90,30 @@ impl IngestAuth {
             .map(|(_, c)| c.as_slice())
     }
 
-    /// Checks a request from `source` (`None`: not yet known, the `*` entry applies).
+    /// Checks a request from a known sender: that sender's own entry, else the `*` entry.
+    /// `None`, a sender not yet known (`POST /alerts` before its body is read): the request
+    /// passes when some sender needs no credentials (no `*` entry), or when it presents
+    /// any configured credential; the detected sender's own check follows.
     pub(crate) fn check(
         &self,
         source: Option<Source>,
         headers: &HeaderMap,
         query_token: Option<&str>,
     ) -> Result<(), ApiError> {
-        let Some(creds) = self.credentials_for(source) else {
-            return Ok(());
+        let presented = Presented::of(headers, query_token);
+        let ok = match source {
+            Some(s) => self
+                .credentials_for(Some(s))
+                .is_none_or(|creds| creds.iter().any(|c| presented.matches(c))),
+            None => {
+                self.credentials_for(None).is_none()
+                    || self
+                        .rules
+                        .iter()
+                        .flat_map(|(_, creds)| creds)
+                        .any(|c| presented.matches(c))
+            }
         };
-        let authz = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let ok = creds.iter().any(|c| match c {
-            Credential::Bearer(t) => authz
-                .strip_prefix("Bearer ")
-                .is_some_and(|tok| t.matches(tok.trim())),
-            Credential::Basic { user, password } => authz
-                .strip_prefix("Basic ")
-                .and_then(|b| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b.trim())
-                        .ok()
-                })
-                .and_then(|raw| String::from_utf8(raw).ok())
-                .and_then(|pair| {
-                    pair.split_once(':')
-                        .map(|(u, p)| (u.to_owned(), p.to_owned()))
-                })
-                .is_some_and(|(u, p)| {
-                    bool::from(u.as_bytes().ct_eq(user.as_bytes())) & password.matches(&p)
-                }),
-            Credential::QueryToken(t) => query_token.is_some_and(|q| t.matches(q)),
-        });
         if ok {
             Ok(())
         } else {
@@ -124,6 +126,39 @@ impl IngestAuth {
                 "unauthorized",
                 format!("missing or wrong credentials for {what}"),
             ))
+        }
+    }
+}
+
+/// What a request presents: its `Authorization` header and its `?token=`.
+struct Presented<'a> {
+    authz: &'a str,
+    query_token: Option<&'a str>,
+}
+
+impl<'a> Presented<'a> {
+    fn of(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Presented<'a> {
+        let authz = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Presented { authz, query_token }
+    }
+
+    fn matches(&self, c: &Credential) -> bool {
+        match c {
+            Credential::Bearer(t) => scheme(self.authz, "bearer").is_some_and(|tok| t.matches(tok)),
+            Credential::Basic { user, password } => scheme(self.authz, "basic")
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .and_then(|pair| {
+                    pair.split_once(':')
+                        .map(|(u, p)| (u.to_owned(), p.to_owned()))
+                })
+                .is_some_and(|(u, p)| {
+                    bool::from(u.as_bytes().ct_eq(user.as_bytes())) & password.matches(&p)
+                }),
+            Credential::QueryToken(t) => self.query_token.is_some_and(|q| t.matches(q)),
         }
     }
 }

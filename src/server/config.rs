@@ -144,16 +144,17 @@ pub struct BasicAuth {
     pub password: SecretRef,
 }
 
-/// Where a secret comes from: never written in the config file itself.
+/// Where a secret comes from: never written in the config file itself. Each keeps its
+/// place in the file, for errors.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
     /// An environment variable's name.
     #[serde(default)]
-    pub env: Option<String>,
+    pub env: Option<serde_saphyr::Spanned<String>>,
     /// A file's path (its content, trailing newline removed).
     #[serde(default)]
-    pub file: Option<PathBuf>,
+    pub file: Option<serde_saphyr::Spanned<PathBuf>>,
 }
 
 /// Logging.
@@ -231,22 +232,37 @@ impl Config {
             let mut creds = Vec::new();
             let read = |what: &str, r: &SecretRef| -> Result<Secret, ConfigError> {
                 match (&r.env, &r.file) {
-                    (Some(name), None) => env(name)
-                        .filter(|v| !v.is_empty())
-                        .map(Secret::new)
-                        .ok_or_else(|| {
+                    (Some(name), None) => {
+                        let line = name.referenced.line();
+                        let name = &name.value;
+                        match env(name) {
+                            None => Err(ConfigError(format!(
+                                "line {line}: ingest.auth[{i}].{what}: environment variable `{name}` is not set"
+                            ))),
+                            Some(v) if v.trim().is_empty() => Err(ConfigError(format!(
+                                "line {line}: ingest.auth[{i}].{what}: environment variable `{name}` is empty; an empty secret would let anyone in"
+                            ))),
+                            Some(v) => Ok(Secret::new(v)),
+                        }
+                    }
+                    (None, Some(file)) => {
+                        let line = file.referenced.line();
+                        let path = &file.value;
+                        let text = std::fs::read_to_string(path).map_err(|e| {
                             ConfigError(format!(
-                                "ingest.auth[{i}].{what}: environment variable `{name}` is not set"
+                                "line {line}: ingest.auth[{i}].{what}: cannot read `{}`: {e}",
+                                path.display()
                             ))
-                        }),
-                    (None, Some(file)) => std::fs::read_to_string(file)
-                        .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
-                        .map_err(|e| {
-                            ConfigError(format!(
-                                "ingest.auth[{i}].{what}: cannot read `{}`: {e}",
-                                file.display()
-                            ))
-                        }),
+                        })?;
+                        let secret = text.trim_end_matches(['\n', '\r']);
+                        if secret.trim().is_empty() {
+                            return Err(ConfigError(format!(
+                                "line {line}: ingest.auth[{i}].{what}: `{}` is empty; an empty secret would let anyone in: write the secret in it",
+                                path.display()
+                            )));
+                        }
+                        Ok(Secret::new(secret))
+                    }
                     _ => Err(ConfigError(format!(
                         "ingest.auth[{i}].{what}: give exactly one of `env` or `file`"
                     ))),

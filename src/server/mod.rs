@@ -400,7 +400,24 @@ async fn accept(
         s.permits.acquire().await.map_err(|_| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "shutting down")
         })?;
-    s.auth.check(source, headers, q.token.as_deref())?;
+    // The sender named by the path, or by `?source=`: its own credentials apply, never
+    // the `*` entry's in its place.
+    let named = match (source, q.source.as_deref()) {
+        (Some(s), _) => Some(s),
+        (None, None) => None,
+        (None, Some(name)) => Some(Source::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_source",
+                format!(
+                    "unknown source `{name}` in ?source=; the sources are {}",
+                    names.join(", ")
+                ),
+            )
+        })?),
+    };
+    s.auth.check(named, headers, q.token.as_deref())?;
     let bytes = tokio::time::timeout(
         s.limits.request_timeout(),
         read_body(body, s.limits.max_body_bytes),
@@ -414,14 +431,17 @@ async fn accept(
         )
     })??;
     let value = parse_payload(headers, &bytes)?;
-    let explicit = source.or_else(|| q.source.as_deref().and_then(Source::from_name));
-    let alerts = adapt_json(explicit, value)
+    let alerts = adapt_json(named, value)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "wrong_shape", e.to_string()))?;
-    if explicit.is_none() {
-        // A detected sender must still present that sender's credentials.
+    if named.is_none() {
+        // A detected sender must present that sender's own credentials too.
+        let mut checked = Vec::new();
         for a in &alerts {
-            s.auth
-                .check(Some(a.source()), headers, q.token.as_deref())?;
+            if !checked.contains(&a.source()) {
+                s.auth
+                    .check(Some(a.source()), headers, q.token.as_deref())?;
+                checked.push(a.source());
+            }
         }
     }
     if alerts.len() > s.limits.max_alerts_per_request {
