@@ -199,6 +199,48 @@ async fn drops_are_counted_and_the_deliveries_metric_says_what_it_counts() {
     r.shutdown(Duration::from_millis(100)).await;
 }
 
+/// Found by an attack: reqwest followed redirects, so a secret in any header other than
+/// `Authorization` went to wherever a receiver pointed (another host or port), and a 301
+/// or 302 turned the POST into a bodiless GET whose 200 counted as delivered. Redirects
+/// are not followed: a 3xx is a failure, kept as a dead letter with its `Location`.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_secret_header_stays_home() {
+    let rx = Receiver::start().await;
+    let elsewhere = Receiver::start().await;
+    let dir = DataDir::new("redirect");
+    let to = elsewhere.url("/stolen");
+    let set = rules(&format!(
+        r#"target r301 {{ url = "{0}/redirect/301?to={to}?leak=1" headers = {{ "X-Api-Key": "${{env.HOOK_TOKEN}}" }} retries = 0 }}
+           target r302 {{ url = "{0}/redirect/302?to={to}" headers = {{ "X-Api-Key": "${{env.HOOK_TOKEN}}" }} retries = 0 }}
+           target r307 {{ url = "{0}/redirect/307?to={to}" headers = {{ "X-Api-Key": "${{env.HOOK_TOKEN}}" }} retries = 0 }}
+           target r308 {{ url = "{0}/redirect/308?to={to}" headers = {{ "X-Api-Key": "${{env.HOOK_TOKEN}}" }} retries = 0 }}
+           when exists(status) -> post r301, post r302, post r307, post r308"#,
+        rx.url("")
+    ));
+    let r = router(set, &dir).await;
+    r.submit(&alert()).await.unwrap();
+    wait_until(WAIT, || r.stats().dead_letters == 4).await;
+    assert_eq!(
+        elsewhere.received().len(),
+        0,
+        "nothing reached the other receiver"
+    );
+    assert_eq!(r.stats().delivered, 0, "a redirect is not a delivery");
+    let dead = r.dead_letters(10).unwrap();
+    assert_eq!(dead.len(), 4);
+    for d in &dead {
+        assert!(d.error.contains("redirect"), "{}", d.error);
+        assert!(d.error.contains(&to), "the Location is kept: {}", d.error);
+        assert!(
+            !d.error.contains("leak=1"),
+            "the Location's query is not: {}",
+            d.error
+        );
+        assert!(!d.error.contains("s3cret"), "{}", d.error);
+    }
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn honours_retry_after_on_429() {
     let rx = Receiver::start().await;

@@ -179,6 +179,10 @@ impl RouterBuilder {
             .connect_timeout(self.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            // A target's URL is the rules author's; a receiver must not move it. Followed
+            // redirects would carry secret headers to another host, and turn a POST into a
+            // bodiless GET whose 200 looks delivered. A 3xx is a failure (see `attempt`).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| DispatchError {
                 what: String::from("cannot build the HTTP client"),
@@ -826,6 +830,28 @@ fn log_outcome(r: &Record, outcome: &Outcome) {
     }
 }
 
+/// A redirect's `Location`, as it may be shown: without user, password, query or fragment
+/// (where a receiver may echo a secret back). A relative one is shown as written, never
+/// joined to the target's URL, which may hold a secret.
+fn shown_location(location: &str) -> String {
+    match reqwest::Url::parse(location) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => location
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect(),
+    }
+}
+
 /// One attempt at a delivery, and what to do next.
 async fn attempt(
     client: &reqwest::Client,
@@ -862,7 +888,19 @@ async fn attempt(
                 .and_then(parse_retry_after);
             let retryable =
                 status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
-            (retryable, format!("HTTP {status}"), retry_after)
+            let error = if status.is_redirection() {
+                let to = resp
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .map_or_else(|| String::from("nowhere"), shown_location);
+                format!(
+                    "HTTP {status}: redirect to {to}; redirects are not followed: set the target's url to where it should go"
+                )
+            } else {
+                format!("HTTP {status}")
+            };
+            (retryable, error, retry_after)
         }
         // Never show the URL: it may hold a secret.
         Err(e) if e.is_timeout() => (

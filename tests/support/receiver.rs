@@ -5,7 +5,8 @@
 //! - `/fail/N`: 500 for the first N requests to that path, then 200;
 //! - `/busy/N`: 429 with `Retry-After: N` the first time, then 200;
 //! - `/bad`: 400;
-//! - `/hang`: answers only after 30 s.
+//! - `/hang`: answers only after 30 s;
+//! - `/redirect/CODE?to=URL`: answers CODE (301, 302, 307, 308) with `Location: URL`.
 //!
 //! Every request is recorded (method, path, headers, body, arrival time). The server stops
 //! when the receiver is dropped.
@@ -116,6 +117,11 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
+    let location = req
+        .uri()
+        .query()
+        .and_then(|q| q.strip_prefix("to="))
+        .map(str::to_owned);
     let headers = req
         .headers()
         .iter()
@@ -145,6 +151,7 @@ async fn handle(
         ["fail", n] if hit <= n.parse::<usize>().unwrap_or(0) => (500, None),
         ["busy", n] if hit == 1 => (429, Some((*n).to_owned())),
         ["bad"] => (400, None),
+        ["redirect", code] => (code.parse::<u16>().unwrap_or(302), None),
         ["hang"] => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             (200, None)
@@ -154,6 +161,9 @@ async fn handle(
     let mut resp = Response::builder().status(status);
     if let Some(ra) = retry_after {
         resp = resp.header("retry-after", ra);
+    }
+    if let (true, Some(to)) = (parts.first() == Some(&"redirect"), location) {
+        resp = resp.header("location", to);
     }
     Ok(resp.body(Full::new(Bytes::from_static(b"{}"))).unwrap())
 }
