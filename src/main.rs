@@ -529,8 +529,8 @@ fn dead_letters(data: &Path, action: DeadLetterAction) -> anyhow::Result<ExitCod
         }
         DeadLetterAction::Show { id } => match outbox.dead_letter(id)? {
             Some(d) => {
-                let body: serde_json::Value = serde_json::from_str(&d.body)
-                    .unwrap_or(serde_json::Value::String(d.body.clone()));
+                let body: serde_json::Value = serde_json::from_str(d.body())
+                    .unwrap_or(serde_json::Value::String(d.body().to_owned()));
                 let shown = serde_json::json!({"id": d.id, "target": d.target, "method": d.method(), "alert_id": d.alert_id, "attempts": d.attempts, "error": d.error, "created_ms": d.created_ms, "dead_ms": d.dead_ms, "body": body});
                 outln!("{}", serde_json::to_string_pretty(&shown)?);
                 Ok(ExitCode::SUCCESS)

@@ -241,6 +241,69 @@ async fn a_redirect_is_not_followed_and_the_secret_header_stays_home() {
     r.shutdown(Duration::from_secs(1)).await;
 }
 
+/// Found by an attack: `${env.X}` in a target's `body` template was stored rendered, and
+/// `GET /api/dead-letters` and `switchyard dead-letters show` showed the secret. What is
+/// sent carries the value; what is shown keeps `${env.X}`.
+#[tokio::test]
+async fn a_secret_in_a_body_template_is_sent_but_never_shown_in_a_dead_letter() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("body-secret");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" retries = 0 body = {{ "token": "${{env.HOOK_TOKEN}}", "id": alertId }} }}
+           when exists(status) -> post t"#,
+        rx.url("/bad")
+    ));
+    {
+        let r = router(set, &dir).await;
+        r.submit(&alert()).await.unwrap();
+        wait_until(WAIT, || r.stats().dead_letters == 1).await;
+        let got = rx.received();
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].body.contains("s3cret"),
+            "the receiver gets the value"
+        );
+        let dead = r.dead_letters(10).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(!dead[0].body().contains("s3cret"), "{}", dead[0].body());
+        assert!(
+            dead[0].body().contains("${env.HOOK_TOKEN}"),
+            "{}",
+            dead[0].body()
+        );
+        let debug = format!("{:?}", dead[0]);
+        assert!(!debug.contains("s3cret"), "{debug}");
+        r.shutdown(Duration::from_secs(1)).await;
+    }
+    let data = dir.0.to_str().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["dead-letters", "list", "--json", "--data", data])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id = serde_json::from_str::<serde_json::Value>(list.lines().next().unwrap()).unwrap()["id"]
+        .to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["dead-letters", "show", &id, "--data", data])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(shown.contains("${env.HOOK_TOKEN}"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+
+    // A replay sends the real body again.
+    let r = router(
+        rules(r#"target x { url = "http://127.0.0.1:9/x" } when never == 1 -> post x"#),
+        &dir,
+    )
+    .await;
+    let id: u64 = id.parse().unwrap();
+    assert!(r.retry_dead_letter(id).await.unwrap());
+    let again = rx.wait_for("/bad", 2, WAIT).await;
+    assert!(again[1].body.contains("s3cret"));
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn honours_retry_after_on_429() {
     let rx = Receiver::start().await;

@@ -341,6 +341,7 @@ impl Router {
                     id: 0,
                     spec: spec(&rules, t, 0),
                     body: t.render_body_text(alert),
+                    shown_body: t.render_body_shown(alert),
                     alert_id: alert.id().map(str::to_owned),
                     attempts: 0,
                     next_at_ms: now,

@@ -74,6 +74,9 @@ pub(crate) struct Record {
     pub(crate) id: u64,
     pub(crate) spec: Spec,
     pub(crate) body: String,
+    /// The body as it may be shown, when `body` holds a secret (`${env.NAME}` kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) shown_body: Option<String>,
     pub(crate) alert_id: Option<String>,
     pub(crate) attempts: u32,
     pub(crate) next_at_ms: u64,
@@ -99,6 +102,7 @@ impl Record {
                 fallback: None,
             },
             body,
+            shown_body: None,
             alert_id: None,
             attempts: 0,
             next_at_ms: 0,
@@ -110,7 +114,7 @@ impl Record {
 }
 
 /// A delivery that could not be made, kept for an operator.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeadLetter {
     /// The dead letter's id (the delivery's id).
     pub id: u64,
@@ -126,13 +130,39 @@ pub struct DeadLetter {
     pub created_ms: u64,
     /// When it was given up, in ms since the Unix epoch.
     pub dead_ms: u64,
-    /// The body that was to be sent.
-    pub body: String,
+    /// The body that was to be sent, secrets included: kept for a replay, never shown.
+    pub(crate) body: String,
+    /// The body as it may be shown, when `body` holds a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) shown_body: Option<String>,
     #[serde(rename = "spec")]
     pub(crate) spec: Spec,
 }
 
+/// Shows what an operator may see: the shown body, no header or URL (either may hold a
+/// secret).
+impl std::fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetter")
+            .field("id", &self.id)
+            .field("target", &self.target)
+            .field("alert_id", &self.alert_id)
+            .field("attempts", &self.attempts)
+            .field("error", &self.error)
+            .field("created_ms", &self.created_ms)
+            .field("dead_ms", &self.dead_ms)
+            .field("body", &self.body())
+            .finish_non_exhaustive()
+    }
+}
+
 impl DeadLetter {
+    /// The body that was to be sent, as it may be shown: a `${env.NAME}` of the target's
+    /// body template stays as written, never its value.
+    pub fn body(&self) -> &str {
+        self.shown_body.as_deref().unwrap_or(&self.body)
+    }
+
     /// The URL it was for, as written in the rules (no secret values).
     pub fn method(&self) -> &str {
         &self.spec.method
@@ -695,6 +725,7 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Op
                                             id: next_id,
                                             spec: *fb,
                                             body: r.body,
+                                            shown_body: r.shown_body,
                                             alert_id: r.alert_id,
                                             attempts: 0,
                                             next_at_ms: now_ms,
@@ -716,6 +747,7 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Op
                                             created_ms: r.created_ms,
                                             dead_ms: now_ms,
                                             body: r.body,
+                                            shown_body: r.shown_body,
                                             spec: r.spec,
                                         };
                                         let bytes = serde_json::to_vec(&d).unwrap_or_default();
@@ -745,6 +777,7 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Op
                             id,
                             spec: d.spec,
                             body: d.body,
+                            shown_body: d.shown_body,
                             alert_id: d.alert_id,
                             attempts: 0,
                             next_at_ms: now_ms,

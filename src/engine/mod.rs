@@ -125,6 +125,13 @@ impl Target {
         }
     }
 
+    /// The body as it may be shown (in a dead letter, say) when it differs from what is
+    /// sent: `Some` only when the template holds a `${env.NAME}`, which stays as written.
+    pub fn render_body_shown(&self, alert: &Alert) -> Option<String> {
+        let b = self.body.as_ref().filter(|b| b.has_secrets())?;
+        Some(serde_json::to_string(&render::render(b, alert, false)).unwrap_or_default())
+    }
+
     /// The body as [`Target::render_body`] makes it, with `${env.NAME}` left in place: safe
     /// to show.
     pub fn render_body_display(&self, alert: &Alert) -> Value {

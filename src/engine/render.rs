@@ -56,6 +56,19 @@ pub(crate) fn compile_body(t: &BodyTemplate) -> Body {
     }
 }
 
+impl Body {
+    /// Whether the template holds a `${env.NAME}`: then what is sent differs from what may
+    /// be shown.
+    pub(crate) fn has_secrets(&self) -> bool {
+        match self {
+            Body::Value(_) | Body::Path(_) => false,
+            Body::Text(pieces) => pieces.iter().any(|p| matches!(p, Piece::Secret { .. })),
+            Body::Array(items) => items.iter().any(Body::has_secrets),
+            Body::Object(members) => members.iter().any(|(_, b)| b.has_secrets()),
+        }
+    }
+}
+
 /// Renders a body. `reveal` substitutes secrets; otherwise they stay `${env.NAME}`.
 pub(crate) fn render(b: &Body, alert: &Alert, reveal: bool) -> Value {
     match b {

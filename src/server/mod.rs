@@ -701,7 +701,7 @@ async fn dead_letters(State(s): State<Arc<AppState>>, Query(l): Query<Limit>) ->
             let items: Vec<Value> = list
                 .iter()
                 .map(|d| {
-                    let body: Value = serde_json::from_str(&d.body).unwrap_or_else(|_| Value::String(d.body.clone()));
+                    let body: Value = serde_json::from_str(d.body()).unwrap_or_else(|_| Value::String(d.body().to_owned()));
                     json!({"id": d.id, "target": d.target, "alert_id": d.alert_id, "attempts": d.attempts, "error": d.error,
                            "created_ms": d.created_ms, "dead_ms": d.dead_ms, "body": body})
                 })
