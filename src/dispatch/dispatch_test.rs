@@ -194,3 +194,76 @@ fn the_last_url_is_parsed_once_and_again_when_it_changes() {
     assert_eq!(last.parse("not a url"), None);
     assert_eq!(last.0.as_ref().map(|(text, _)| text.as_str()), Some(b));
 }
+
+/// Writes `bytes` over a stored row, as a damaged disk or a bug might.
+fn corrupt(dir: &std::path::Path, table: &str, id: u64, bytes: &[u8]) {
+    let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    let n = c
+        .execute(
+            &format!("UPDATE {table} SET record = ?1 WHERE id = ?2"),
+            rusqlite::params![bytes, i64::try_from(id).unwrap()],
+        )
+        .unwrap();
+    assert_eq!(n, 1, "{table} {id}");
+}
+
+/// Found by an attack: the outbox deleted a row before decoding it and swallowed a decode
+/// failure, so a damaged record vanished. Now a record that cannot be read becomes a dead
+/// letter with its raw bytes and the error, counted; it cannot be replayed, and a damaged
+/// dead letter is listed, not skipped.
+#[tokio::test]
+async fn an_unreadable_record_becomes_a_dead_letter_not_nothing() {
+    let dir = std::env::temp_dir().join(format!("switchyard-unreadable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = super::store::Store::open(&dir).unwrap();
+    let ids = store.append((0..3).map(record).collect()).await.unwrap();
+    let retry = |attempts| super::store::Outcome::Retry {
+        attempts,
+        next_at_ms: 0,
+        error: String::from("HTTP 500"),
+    };
+    // ids[0]: retried once (now in the attempted table), then damaged; a read finds it.
+    let _ = store.finish_many(vec![(ids[0], retry(1))]).await;
+    corrupt(&dir, "deliveries", ids[0], b"{not json");
+    let none = |_| false;
+    assert!(store.due("t", u64::MAX, 10, &none).unwrap().is_empty());
+    // ids[1]: damaged while fresh; its attempt's outcome is recorded by the writer.
+    corrupt(&dir, "fresh", ids[1], b"\xff\xfe");
+    let _ = store.finish_many(vec![(ids[1], retry(1))]).await;
+    // The quarantine of ids[0] goes with the next commit.
+    let _ = store
+        .finish_many(vec![(ids[2], super::store::Outcome::Delivered)])
+        .await;
+    assert_eq!(
+        store.depth().unwrap(),
+        (0, 2),
+        "nothing pending, two dead letters"
+    );
+    assert_eq!(store.unreadable_count(), 2);
+    let dead = store.dead_letters(10).unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [ids[0], ids[1]]
+    );
+    for d in &dead {
+        assert!(d.is_unreadable(), "{d:?}");
+        assert!(d.error.contains("could not be read"), "{}", d.error);
+        assert_eq!(d.target, "t");
+        assert!(d.body().contains("unreadable"), "{}", d.body());
+    }
+    assert_eq!(dead[0].body, "{not json", "the raw bytes are kept");
+    // A replay is refused, and the dead letter stays.
+    assert!(store.replay(ids[0], 0).await.is_err());
+    assert_eq!(store.depth().unwrap(), (0, 2));
+
+    // A damaged dead letter: listed as unreadable, not replayed, not deleted.
+    corrupt(&dir, "dead", ids[1], b"garbage");
+    let dead = store.dead_letters(10).unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(dead[1].is_unreadable() && dead[1].body == "garbage");
+    assert!(store.replay(ids[1], 0).await.is_err());
+    assert_eq!(store.depth().unwrap(), (0, 2));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

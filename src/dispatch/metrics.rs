@@ -38,6 +38,7 @@ pub(crate) struct Metrics {
     pub(crate) submit_seconds: Histogram,
     pub(crate) pending: Gauge,
     pub(crate) dead_letters: Gauge,
+    pub(crate) unreadable: Gauge,
 }
 
 impl Default for Metrics {
@@ -52,6 +53,7 @@ impl Default for Metrics {
             submit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             pending: Gauge::default(),
             dead_letters: Gauge::default(),
+            unreadable: Gauge::default(),
         }
     }
 }
@@ -104,6 +106,11 @@ impl Metrics {
             "dead_letters",
             "Deliveries given up and kept for an operator",
             self.dead_letters.clone(),
+        );
+        r.register(
+            "outbox_unreadable_records",
+            "Stored deliveries that could not be read since start; each is kept as a dead letter",
+            self.unreadable.clone(),
         );
     }
 }

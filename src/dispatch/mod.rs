@@ -412,6 +412,10 @@ impl Router {
 
     /// Reads the outbox depth and dead-letter count into their gauges.
     pub fn refresh_gauges(&self) {
+        self.inner
+            .metrics
+            .unreadable
+            .set(i64::try_from(self.inner.store.unreadable_count()).unwrap_or(i64::MAX));
         if let Ok((pending, dead)) = self.inner.store.depth() {
             self.inner
                 .metrics

@@ -23,7 +23,8 @@
 //! measured SQLite against redb for this write pattern (docs/delivery.md).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -137,6 +138,10 @@ pub struct DeadLetter {
     pub(crate) shown_body: Option<String>,
     #[serde(rename = "spec")]
     pub(crate) spec: Spec,
+    /// The stored delivery could not be read: `body` holds its raw bytes (which may hold
+    /// secrets: they are never shown), and it cannot be sent again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) unreadable: bool,
 }
 
 /// Shows what an operator may see: the shown body, no header or URL (either may hold a
@@ -157,6 +162,44 @@ impl std::fmt::Debug for DeadLetter {
 }
 
 impl DeadLetter {
+    /// A dead letter for a stored delivery that could not be read: its raw bytes and the
+    /// error, so that nothing accepted disappears without a trace.
+    fn unreadable(id: u64, target: String, bytes: &[u8], error: &str, now_ms: u64) -> DeadLetter {
+        DeadLetter {
+            id,
+            error: format!(
+                "the stored delivery could not be read ({error}); its {} bytes are kept in this dead letter, and it cannot be sent again",
+                bytes.len()
+            ),
+            alert_id: None,
+            attempts: 0,
+            created_ms: now_ms,
+            dead_ms: now_ms,
+            body: String::from_utf8_lossy(bytes).into_owned(),
+            shown_body: Some(format!(
+                "\"unreadable: {} bytes kept in the outbox (table dead, id {id})\"",
+                bytes.len()
+            )),
+            spec: Spec {
+                target: target.clone(),
+                url: String::new(),
+                method: String::from("POST"),
+                headers: Vec::new(),
+                timeout_ms: 0,
+                retries: 0,
+                fallback: None,
+            },
+            target,
+            unreadable: true,
+        }
+    }
+
+    /// Whether the stored delivery could not be read (see [`DeadLetter::error`]): it cannot
+    /// be sent again.
+    pub fn is_unreadable(&self) -> bool {
+        self.unreadable
+    }
+
     /// The body that was to be sent, as it may be shown: a `${env.NAME}` of the target's
     /// body template stays as written, never its value.
     pub fn body(&self) -> &str {
@@ -195,6 +238,8 @@ enum Op {
     ),
     Replay(u64, u64, oneshot::Sender<Result<Option<Record>, String>>),
     Purge(Option<u64>, oneshot::Sender<Result<usize, String>>),
+    /// A pending delivery a read could not decode: move it to the dead letters, as it is.
+    Quarantine(u64, String),
 }
 
 /// Takes the deliveries a commit has just made durable (ids set), on the writer thread,
@@ -211,6 +256,9 @@ pub(crate) struct Store {
     _lock: std::fs::File,
     store_id: u64,
     path: PathBuf,
+    /// Stored deliveries found unreadable since the outbox was opened (by reads and by the
+    /// writer).
+    unreadable: Arc<AtomicU64>,
 }
 
 impl Drop for Store {
@@ -288,9 +336,11 @@ impl Store {
         let store_id = init(&writer_conn).map_err(|e| DispatchError::store(&path, e))?;
         let reader = connect(&path).map_err(|e| DispatchError::store(&path, e))?;
         let (tx, rx) = mpsc::channel::<Vec<Op>>();
+        let unreadable = Arc::new(AtomicU64::new(0));
+        let writer_unreadable = unreadable.clone();
         let handle = std::thread::Builder::new()
             .name(String::from("switchyard-outbox"))
-            .spawn(move || writer(writer_conn, &rx, sink.as_ref()))
+            .spawn(move || writer(writer_conn, &rx, sink.as_ref(), &writer_unreadable))
             .map_err(|e| DispatchError::store(&path, e))?;
         Ok(Store {
             reader: std::sync::Mutex::new(reader),
@@ -299,6 +349,7 @@ impl Store {
             _lock: lock,
             store_id,
             path,
+            unreadable,
         })
     }
 
@@ -407,6 +458,7 @@ impl Store {
         limit: usize,
         skip: &dyn Fn(u64) -> bool,
     ) -> Result<Vec<Record>, DispatchError> {
+        let mut bad = Vec::new();
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, record FROM deliveries WHERE target = ?1 AND next_at <= ?2 ORDER BY next_at, id",
@@ -418,8 +470,9 @@ impl Store {
                 if skip(id) {
                     continue;
                 }
-                if let Some(r) = decode(id, row.get_ref(1)?.as_blob()?) {
-                    out.push(r);
+                match decode(id, row.get_ref(1)?.as_blob()?) {
+                    Ok(r) => out.push(r),
+                    Err(e) => bad.push((id, e)),
                 }
                 if out.len() >= limit {
                     break;
@@ -427,6 +480,27 @@ impl Store {
             }
             Ok(out)
         })
+        .inspect(|_| self.quarantine(bad))
+    }
+
+    /// Moves deliveries that could not be decoded to the dead letters (in the next commit),
+    /// logged and counted: nothing accepted disappears without a trace.
+    fn quarantine(&self, bad: Vec<(u64, String)>) {
+        for (id, error) in bad {
+            self.unreadable.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(delivery = id, error = %error, "a stored delivery cannot be read; it is kept as a dead letter");
+            if self.send(Op::Quarantine(id, error)).is_err() {
+                tracing::error!(
+                    delivery = id,
+                    "the outbox is closed; the unreadable delivery stays where it is"
+                );
+            }
+        }
+    }
+
+    /// How many stored deliveries could not be read since the outbox was opened.
+    pub(crate) fn unreadable_count(&self) -> u64 {
+        self.unreadable.load(Ordering::Relaxed)
     }
 
     /// When the next attempted delivery for `target` is due (not in flight), if any.
@@ -452,6 +526,7 @@ impl Store {
     /// Fresh deliveries by id (those the in-memory queue kept only the id of); an id that
     /// is no longer fresh is left out.
     pub(crate) fn fresh_records(&self, ids: &[u64]) -> Result<Vec<Record>, DispatchError> {
+        let mut bad = Vec::new();
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT record FROM fresh WHERE id = ?1")?;
             let mut out = Vec::with_capacity(ids.len());
@@ -459,12 +534,15 @@ impl Store {
                 let bytes: Option<Vec<u8>> = stmt
                     .query_row(params![to_i64(id)], |r| r.get(0))
                     .optional()?;
-                if let Some(r) = bytes.and_then(|b| decode(id, &b)) {
-                    out.push(r);
+                match bytes.map(|b| decode(id, &b)) {
+                    Some(Ok(r)) => out.push(r),
+                    Some(Err(e)) => bad.push((id, e)),
+                    None => {}
                 }
             }
             Ok(out)
         })
+        .inspect(|_| self.quarantine(bad))
     }
 
     /// Calls `each` with every fresh delivery's id and target, oldest first: what a start
@@ -510,15 +588,14 @@ impl Store {
     /// Dead letters, oldest first, at most `limit`.
     pub(crate) fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT record FROM dead ORDER BY id LIMIT ?1")?;
+            let mut stmt = c.prepare_cached("SELECT id, record FROM dead ORDER BY id LIMIT ?1")?;
             let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                r.get::<_, Vec<u8>>(0)
+                Ok((from_i64(r.get(0)?), r.get::<_, Vec<u8>>(1)?))
             })?;
             let mut out = Vec::new();
-            for bytes in rows {
-                if let Ok(d) = serde_json::from_slice::<DeadLetter>(&bytes?) {
-                    out.push(d);
-                }
+            for row in rows {
+                let (id, bytes) = row?;
+                out.push(decode_dead(id, &bytes));
             }
             Ok(out)
         })
@@ -534,7 +611,7 @@ impl Store {
                     |r| r.get(0),
                 )
                 .optional()?;
-            Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+            Ok(bytes.map(|b| decode_dead(id, &b)))
         })
     }
 }
@@ -594,7 +671,12 @@ struct Ids {
     reserved: u64,
 }
 
-fn writer(mut conn: Connection, rx: &mpsc::Receiver<Vec<Op>>, sink: Option<&FreshSink>) {
+fn writer(
+    mut conn: Connection,
+    rx: &mpsc::Receiver<Vec<Op>>,
+    sink: Option<&FreshSink>,
+    unreadable: &AtomicU64,
+) {
     let mut ids: Option<Ids> = None;
     while let Ok(mut batch) = rx.recv() {
         while batch.len() < MAX_BATCH {
@@ -603,14 +685,14 @@ fn writer(mut conn: Connection, rx: &mpsc::Receiver<Vec<Op>>, sink: Option<&Fres
                 Err(_) => break,
             }
         }
-        commit(&mut conn, batch, &mut ids, sink);
+        commit(&mut conn, batch, &mut ids, sink, unreadable);
     }
 }
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 fn put(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
-    let bytes = serde_json::to_vec(r).unwrap_or_default();
+    let bytes = encode(r)?;
     txn.prepare_cached(
         "INSERT OR REPLACE INTO deliveries (id, target, next_at, record) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -624,37 +706,97 @@ fn put(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
 }
 
 fn put_fresh(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
-    let bytes = serde_json::to_vec(r).unwrap_or_default();
+    let bytes = encode(r)?;
     txn.prepare_cached("INSERT OR REPLACE INTO fresh (id, target, record) VALUES (?1, ?2, ?3)")?
         .execute(params![to_i64(r.id), r.spec.target, bytes])?;
     Ok(())
 }
 
-/// Deletes a delivery from whichever table holds it; returns its stored record.
-fn take(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<Option<Vec<u8>>> {
+/// Deletes a delivery from whichever table holds it; returns its target and stored record.
+fn take(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<Option<(String, Vec<u8>)>> {
     for delete in [
-        "DELETE FROM fresh WHERE id = ?1 RETURNING record",
-        "DELETE FROM deliveries WHERE id = ?1 RETURNING record",
+        "DELETE FROM fresh WHERE id = ?1 RETURNING target, record",
+        "DELETE FROM deliveries WHERE id = ?1 RETURNING target, record",
     ] {
-        let bytes: Option<Vec<u8>> = txn
+        let row: Option<(String, Vec<u8>)> = txn
             .prepare_cached(delete)?
-            .query_row(params![to_i64(id)], |r| r.get(0))
+            .query_row(params![to_i64(id)], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        if bytes.is_some() {
-            return Ok(bytes);
+        if row.is_some() {
+            return Ok(row);
         }
     }
     Ok(None)
 }
 
-/// A stored record, with its id (which is not in the JSON).
-fn decode(id: u64, bytes: &[u8]) -> Option<Record> {
-    let mut r = serde_json::from_slice::<Record>(bytes).ok()?;
-    r.id = id;
-    Some(r)
+/// A taken delivery, decoded; one that cannot be decoded goes to the dead letters as it
+/// is (`None` then, and for a delivery no longer pending).
+fn decode_taken(
+    txn: &rusqlite::Transaction<'_>,
+    id: u64,
+    taken: Option<(String, Vec<u8>)>,
+    unreadable: &AtomicU64,
+) -> rusqlite::Result<Option<Record>> {
+    let Some((target, bytes)) = taken else {
+        return Ok(None);
+    };
+    match decode(id, &bytes) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) => {
+            unreadable.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(delivery = id, error = %e, "a stored delivery cannot be read; it is kept as a dead letter");
+            quarantine(txn, id, target, &bytes, &e)?;
+            Ok(None)
+        }
+    }
 }
 
-fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Option<&FreshSink>) {
+/// A stored record, with its id (which is not in the JSON).
+fn decode(id: u64, bytes: &[u8]) -> Result<Record, String> {
+    let mut r = serde_json::from_slice::<Record>(bytes).map_err(|e| e.to_string())?;
+    r.id = id;
+    Ok(r)
+}
+
+/// A stored dead letter; one that cannot be read is shown as unreadable, never skipped.
+fn decode_dead(id: u64, bytes: &[u8]) -> DeadLetter {
+    serde_json::from_slice::<DeadLetter>(bytes)
+        .unwrap_or_else(|e| DeadLetter::unreadable(id, String::from("?"), bytes, &e.to_string(), 0))
+}
+
+/// A record's stored form. Serializing one cannot fail (its keys are strings); if it ever
+/// did, the commit fails and its submits are refused, rather than storing an empty blob.
+fn encode(r: &impl Serialize) -> rusqlite::Result<Vec<u8>> {
+    serde_json::to_vec(r).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Moves a pending delivery that cannot be decoded to the dead letters, raw bytes kept.
+fn quarantine(
+    txn: &rusqlite::Transaction<'_>,
+    id: u64,
+    target: String,
+    bytes: &[u8],
+    error: &str,
+) -> rusqlite::Result<()> {
+    let d = DeadLetter::unreadable(id, target, bytes, error, now_ms());
+    txn.prepare_cached("INSERT OR REPLACE INTO dead (id, record) VALUES (?1, ?2)")?
+        .execute(params![to_i64(id), encode(&d)?])?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn commit(
+    conn: &mut Connection,
+    batch: Vec<Op>,
+    ids: &mut Option<Ids>,
+    sink: Option<&FreshSink>,
+    unreadable: &AtomicU64,
+) {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     let mut fresh: Vec<Record> = Vec::new();
     let before = *ids;
@@ -705,7 +847,7 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Op
                             next_at_ms,
                             error,
                         } => {
-                            if let Some(mut r) = taken.and_then(|b| decode(id, &b)) {
+                            if let Some(mut r) = decode_taken(&txn, id, taken, unreadable)? {
                                 r.attempts = attempts;
                                 r.next_at_ms = next_at_ms;
                                 r.last_error = Some(error);
@@ -717,7 +859,7 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Op
                             error,
                             now_ms,
                         } => {
-                            if let Some(mut r) = taken.and_then(|b| decode(id, &b)) {
+                            if let Some(mut r) = decode_taken(&txn, id, taken, unreadable)? {
                                 match r.spec.fallback.take() {
                                     Some(fb) => {
                                         let from = r.spec.target.clone();
@@ -749,10 +891,10 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Op
                                             body: r.body,
                                             shown_body: r.shown_body,
                                             spec: r.spec,
+                                            unreadable: false,
                                         };
-                                        let bytes = serde_json::to_vec(&d).unwrap_or_default();
                                         txn.prepare_cached("INSERT OR REPLACE INTO dead (id, record) VALUES (?1, ?2)")?
-                                        .execute(params![to_i64(id), bytes])?;
+                                        .execute(params![to_i64(id), encode(&d)?])?;
                                     }
                                 }
                             }
@@ -767,12 +909,23 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Op
                         .prepare_cached("SELECT record FROM dead WHERE id = ?1")?
                         .query_row(params![to_i64(id)], |r| r.get(0))
                         .optional()?;
-                    txn.prepare_cached("DELETE FROM dead WHERE id = ?1")?
-                        .execute(params![to_i64(id)])?;
+                    // Decoded before anything is deleted: a dead letter that cannot be read,
+                    // or holds an unreadable delivery, stays where it is.
+                    let d = bytes.map(|b| decode_dead(id, &b));
+                    if let Some(d) = d.as_ref().filter(|d| d.unreadable) {
+                        let why = format!(
+                            "dead letter {id} holds a delivery that could not be read: {}",
+                            d.error
+                        );
+                        replies.push(Box::new(move |_| {
+                            let _ = tx.send(Err(why));
+                        }));
+                        continue;
+                    }
                     let mut created = None;
-                    if let Some(d) =
-                        bytes.and_then(|b| serde_json::from_slice::<DeadLetter>(&b).ok())
-                    {
+                    if let Some(d) = d {
+                        txn.prepare_cached("DELETE FROM dead WHERE id = ?1")?
+                            .execute(params![to_i64(id)])?;
                         let r = Record {
                             id,
                             spec: d.spec,
@@ -791,6 +944,11 @@ fn commit(conn: &mut Connection, batch: Vec<Op>, ids: &mut Option<Ids>, sink: Op
                     replies.push(Box::new(move |res| {
                         let _ = tx.send(res.map(|()| created));
                     }));
+                }
+                Op::Quarantine(id, error) => {
+                    if let Some((target, bytes)) = take(&txn, id)? {
+                        quarantine(&txn, id, target, &bytes, &error)?;
+                    }
                 }
                 Op::Purge(id, tx) => {
                     let n = match id {
