@@ -147,9 +147,9 @@ fn alibaba(body: Value) -> Result<Alert, AdaptError> {
     m.retain(|_, v| !matches!(v.as_str(), Some("null")));
     for key in ["dimensions", "customLabels"] {
         if let Some(v) = m.get_mut(key)
-            && let Some(obj) = key_values(v)
+            && let Some(normal) = key_values(v)
         {
-            *v = Value::Object(obj);
+            *v = normal;
         }
     }
     let get = |k: &str| m.get(k).and_then(Value::as_str);
@@ -173,27 +173,21 @@ fn alibaba(body: Value) -> Result<Alert, AdaptError> {
 }
 
 /// Alibaba `dimensions`: `{userId=12, instanceId=i-1}` (current docs), a JSON array of
-/// objects (legacy docs, `[{"instanceId":"i-1"}]`), or a JSON object in a string.
-fn key_values(v: &Value) -> Option<Map<String, Value>> {
+/// objects (legacy docs, `[{"instanceId":"i-1"}]`), or either as JSON text. One object, in
+/// any form, becomes an object (`dimensions.instanceId`); several stay an array of objects,
+/// every one kept (`dimensions[*].instanceId`). `None`: leave the value as it is.
+fn key_values(v: &Value) -> Option<Value> {
     match v {
         Value::Object(_) => None,
-        Value::Array(items) => {
-            let mut out = Map::new();
-            for item in items {
-                if let Value::Object(o) = item {
-                    out.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
-                }
-            }
-            Some(out)
-        }
+        Value::Array(items) => match items.as_slice() {
+            [one @ Value::Object(_)] => Some(one.clone()),
+            _ => None,
+        },
         Value::String(s) => {
             let t = s.trim();
             if t.starts_with('[') || t.starts_with("{\"") {
                 let parsed: Value = serde_json::from_str(t).ok()?;
-                return match parsed {
-                    Value::Object(o) => Some(o),
-                    other => key_values(&other),
-                };
+                return Some(key_values(&parsed).unwrap_or(parsed));
             }
             // The current docs' sample ends `...}` or even `...})`; be lenient about both.
             let inner = t
@@ -209,24 +203,31 @@ fn key_values(v: &Value) -> Option<Map<String, Value>> {
                     }
                 }
             }
-            Some(out)
+            Some(Value::Object(out))
         }
         _ => None,
     }
 }
 
-/// `{k=v,k=v}` with keys sorted, or empty: a stable text for an identity.
+/// `{k=v,k=v}` with keys sorted (for several objects, each so, in order, in `[...]`), or
+/// empty: a stable text for an identity.
 fn canonical_labels(v: Option<&Value>) -> String {
-    let Some(Value::Object(m)) = v else {
-        return String::new();
-    };
-    let mut pairs: Vec<(&String, String)> = m
-        .iter()
-        .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-        .collect();
-    pairs.sort();
-    let inner: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{{{}}}", inner.join(","))
+    match v {
+        Some(Value::Object(m)) => {
+            let mut pairs: Vec<(&String, String)> = m
+                .iter()
+                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect();
+            pairs.sort();
+            let inner: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Some(Value::Array(items)) => {
+            let each: Vec<String> = items.iter().map(|i| canonical_labels(Some(i))).collect();
+            format!("[{}]", each.join(","))
+        }
+        _ => String::new(),
+    }
 }
 
 // ---- Yandex ----------------------------------------------------------------------------

@@ -37,6 +37,55 @@ fn alibaba_legacy_dimensions_array_becomes_object() {
     assert!(a.body()["dimensions"]["instanceId"].is_string());
 }
 
+/// Found by an attack: the legacy form with several objects was merged into one, so `i-1`
+/// disappeared and `dimensions[*].instanceId == "i-1"` was false. Normalization never drops
+/// data: several objects stay an array; one object (or the `{k=v}` text) is an object, so
+/// `dimensions.instanceId` keeps working there.
+#[test]
+fn alibaba_dimensions_with_several_objects_keep_every_one() {
+    let several = adapt_json(
+        Some(Source::Alibaba),
+        json!({"alertState": "ALARM", "ruleId": "r1",
+               "dimensions": [{"instanceId": "i-1"}, {"instanceId": "i-2"}]}),
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(
+        several.body()["dimensions"],
+        json!([{"instanceId": "i-1"}, {"instanceId": "i-2"}])
+    );
+    // Both instances are in the identity: two different sets are two different alerts.
+    assert_eq!(several.id(), Some("r1[{instanceId=i-1},{instanceId=i-2}]"));
+    // The same, sent as JSON text inside a form field.
+    let text = adapt_json(
+        Some(Source::Alibaba),
+        json!({"alertState": "ALARM",
+               "dimensions": "[{\"instanceId\":\"i-1\"},{\"instanceId\":\"i-2\"}]"}),
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(text.body()["dimensions"], several.body()["dimensions"]);
+    // One object, in any of the three forms: an object.
+    for dims in [
+        json!([{"instanceId": "i-1", "userId": "7"}]),
+        json!("{instanceId=i-1, userId=7}"),
+        json!("{\"instanceId\":\"i-1\",\"userId\":\"7\"}"),
+    ] {
+        let a = adapt_json(
+            Some(Source::Alibaba),
+            json!({"alertState": "ALARM", "ruleId": "r1", "dimensions": dims}),
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(
+            a.body()["dimensions"],
+            json!({"instanceId": "i-1", "userId": "7"}),
+            "{dims}"
+        );
+        assert_eq!(a.id(), Some("r1{instanceId=i-1,userId=7}"));
+    }
+}
+
 #[test]
 fn alibaba_ok_is_resolved() {
     let body = form_to_json(fixture("alibaba/metric-ok.form.txt").as_bytes());
