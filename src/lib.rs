@@ -52,7 +52,10 @@ pub mod reload;
 pub mod server;
 mod syntax;
 
-pub use alert::{AdaptError, Alert, Source, State, adapt_json, detect_source, form_to_json};
+pub use alert::{
+    AdaptError, AdaptLimits, Alert, Source, State, adapt_json, adapt_json_within, detect_source,
+    form_to_json,
+};
 pub use diagnostic::{
     Code, Diagnostic, Diagnostics, Format, Position, Severity, SourceFile, SourceMap,
 };

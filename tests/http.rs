@@ -678,7 +678,7 @@ async fn an_unknown_source_in_the_query_is_refused() {
     .await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("unknown_source")),
+        (StatusCode::NOT_FOUND, Some("unknown_source")),
         "{v}"
     );
 }

@@ -106,24 +106,11 @@ async fn serve_routes_real_senders_to_a_real_receiver_and_stops_on_sigterm() {
 
 /// Starts `serve` with a config file; returns the child and its base URL.
 fn start_with_config(dir: &Path, config: &str) -> (std::process::Child, String) {
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("r.rules"),
+    support::process::serve_with(
+        dir,
+        config,
         "target t { url = \"http://127.0.0.1:9/x\" }\nwhen never == 1 -> post t\n",
     )
-    .unwrap();
-    std::fs::write(dir.join("s.yaml"), config).unwrap();
-    support::process::serve(&[
-        "--config",
-        dir.join("s.yaml").to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--data",
-        dir.join("data").to_str().unwrap(),
-    ])
 }
 
 #[tokio::test]

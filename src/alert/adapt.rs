@@ -29,6 +29,42 @@ pub enum AdaptError {
     },
     /// `POST /api/v2/alerts` takes an array of alerts: `{"labels": {}}`.
     NotAnArray,
+    /// More alerts in one body than [`AdaptLimits::max_alerts`]; found before any is made.
+    TooManyAlerts {
+        /// The alerts in the body.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A grouped body whose group fields, copied into each of its alerts, would pass
+    /// [`AdaptLimits::max_copied_bytes`]; found before any copy is made.
+    GroupTooLarge {
+        /// The group fields' size, as JSON.
+        group_bytes: usize,
+        /// The alerts each would be copied into.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Bounds on what one body may turn into, checked before any alert is made: the cost of
+/// adapting a body is then bounded by its size, whatever its shape.
+#[derive(Clone, Copy, Debug)]
+pub struct AdaptLimits {
+    /// The most alerts one body may hold.
+    pub max_alerts: usize,
+    /// The most bytes (as JSON) of group fields copied into a grouped body's alerts, all
+    /// together: an Alertmanager webhook's `commonAnnotations`, say, times its alerts.
+    pub max_copied_bytes: usize,
+}
+
+impl AdaptLimits {
+    /// No bounds (the command line's `route` and `explain`, which read local files).
+    pub const NONE: AdaptLimits = AdaptLimits {
+        max_alerts: usize::MAX,
+        max_copied_bytes: usize::MAX,
+    };
 }
 
 impl fmt::Display for AdaptError {
@@ -52,6 +88,18 @@ impl fmt::Display for AdaptError {
             AdaptError::NotAnArray => {
                 write!(f, "the Alertmanager API takes a JSON array of alerts")
             }
+            AdaptError::TooManyAlerts { count, limit } => {
+                write!(f, "{count} alerts in one request; the limit is {limit}")
+            }
+            AdaptError::GroupTooLarge {
+                group_bytes,
+                count,
+                limit,
+            } => write!(
+                f,
+                "the group's fields ({group_bytes} bytes) copied into each of its {count} alerts would be {} bytes; the limit is {limit}: send fewer alerts per request or smaller common fields",
+                group_bytes.saturating_mul(*count)
+            ),
         }
     }
 }
@@ -107,22 +155,58 @@ pub fn detect_source(body: &Value) -> Source {
 /// Prometheus batches) give one alert per element; every other sender gives one alert.
 /// With `source` `None`, the sender is detected from the shape ([`detect_source`]).
 pub fn adapt_json(source: Option<Source>, body: Value) -> Result<Vec<Alert>, AdaptError> {
-    adapt_at(source, body, jiff::Timestamp::now())
+    adapt_at(source, body, jiff::Timestamp::now(), &AdaptLimits::NONE)
+}
+
+/// [`adapt_json`] within `limits`, checked before any alert is made (what a server does
+/// with bodies from the network).
+pub fn adapt_json_within(
+    source: Option<Source>,
+    body: Value,
+    limits: &AdaptLimits,
+) -> Result<Vec<Alert>, AdaptError> {
+    adapt_at(source, body, jiff::Timestamp::now(), limits)
 }
 
 pub(crate) fn adapt_at(
     source: Option<Source>,
     body: Value,
     now: jiff::Timestamp,
+    limits: &AdaptLimits,
 ) -> Result<Vec<Alert>, AdaptError> {
     let source = source.unwrap_or_else(|| detect_source(&body));
+    let one = |a: Alert| {
+        if limits.max_alerts == 0 {
+            Err(AdaptError::TooManyAlerts { count: 1, limit: 0 })
+        } else {
+            Ok(vec![a])
+        }
+    };
     match source {
-        Source::Alibaba => alibaba(body).map(|a| vec![a]),
-        Source::Yandex => yandex(body).map(|a| vec![a]),
-        Source::Alertmanager | Source::Grafana => grouped(source, body),
-        Source::Prometheus => prometheus(body, now),
-        Source::Generic => Ok(vec![Alert::new(body)]),
+        Source::Alibaba => alibaba(body).and_then(one),
+        Source::Yandex => yandex(body).and_then(one),
+        Source::Alertmanager | Source::Grafana => grouped(source, body, limits),
+        Source::Prometheus => prometheus(body, now, limits),
+        Source::Generic => one(Alert::new(body)),
     }
+}
+
+/// The size of a value as compact JSON, without writing it anywhere.
+fn json_size(v: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a `Value` to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body into an object of strings, as
@@ -268,13 +352,31 @@ fn yandex(body: Value) -> Result<Alert, AdaptError> {
 
 /// One alert per element of `alerts`; the group's fields (`receiver`, `groupKey`,
 /// `commonLabels`, ...) stay visible at the top level, under the element's own fields.
-fn grouped(source: Source, body: Value) -> Result<Vec<Alert>, AdaptError> {
+fn grouped(source: Source, body: Value, limits: &AdaptLimits) -> Result<Vec<Alert>, AdaptError> {
     let Value::Object(mut group) = body else {
         return Err(AdaptError::NotAnObject { source });
     };
     let Some(Value::Array(elements)) = group.remove("alerts") else {
         return Err(AdaptError::MissingAlerts { source });
     };
+    let count = elements.len();
+    if count > limits.max_alerts {
+        return Err(AdaptError::TooManyAlerts {
+            count,
+            limit: limits.max_alerts,
+        });
+    }
+    // Every alert gets a copy of the group's fields: bound the copies before making them.
+    if limits.max_copied_bytes != usize::MAX && count > 1 {
+        let group_bytes = json_size(&group);
+        if group_bytes.saturating_mul(count) > limits.max_copied_bytes {
+            return Err(AdaptError::GroupTooLarge {
+                group_bytes,
+                count,
+                limit: limits.max_copied_bytes,
+            });
+        }
+    }
     let mut out = Vec::with_capacity(elements.len());
     for (index, el) in elements.into_iter().enumerate() {
         let Value::Object(el) = el else {
@@ -293,10 +395,20 @@ fn grouped(source: Source, body: Value) -> Result<Vec<Alert>, AdaptError> {
     Ok(out)
 }
 
-fn prometheus(body: Value, now: jiff::Timestamp) -> Result<Vec<Alert>, AdaptError> {
+fn prometheus(
+    body: Value,
+    now: jiff::Timestamp,
+    limits: &AdaptLimits,
+) -> Result<Vec<Alert>, AdaptError> {
     let Value::Array(elements) = body else {
         return Err(AdaptError::NotAnArray);
     };
+    if elements.len() > limits.max_alerts {
+        return Err(AdaptError::TooManyAlerts {
+            count: elements.len(),
+            limit: limits.max_alerts,
+        });
+    }
     let mut out = Vec::with_capacity(elements.len());
     for (index, el) in elements.into_iter().enumerate() {
         let Value::Object(el) = el else {

@@ -151,7 +151,13 @@ fn prometheus_state_comes_from_ends_at() {
     ))
     .unwrap();
     assert_eq!(detect_source(&body), Source::Prometheus);
-    let alerts = adapt_at(None, body, "2026-11-24T00:00:00Z".parse().unwrap()).unwrap();
+    let alerts = adapt_at(
+        None,
+        body,
+        "2026-11-24T00:00:00Z".parse().unwrap(),
+        &AdaptLimits::NONE,
+    )
+    .unwrap();
     let states: Vec<State> = alerts.iter().map(Alert::state).collect();
     assert!(
         states.contains(&State::Resolved) && states.contains(&State::Firing),

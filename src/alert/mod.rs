@@ -11,7 +11,9 @@ use std::fmt;
 
 use serde_json::Value;
 
-pub use adapt::{AdaptError, adapt_json, detect_source, form_to_json};
+pub use adapt::{
+    AdaptError, AdaptLimits, adapt_json, adapt_json_within, detect_source, form_to_json,
+};
 
 /// The sender an alert came from: the value of `@source`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

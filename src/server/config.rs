@@ -61,9 +61,17 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// The longest a request may take to arrive, headers and body, in seconds (10).
     pub request_timeout_secs: u64,
-    /// The most requests handled at once (1,024); more wait.
+    /// The most requests handled at once (1,024); more wait. A request takes its slot once
+    /// its body has arrived: a client that drips its body holds none.
     pub max_concurrent_requests: usize,
+    /// Memory for request bodies, all requests together, in MiB (256): a body takes its
+    /// bytes as they arrive and gives them back when its request is answered; one that
+    /// would pass the budget waits for room, within its time limit.
+    pub body_memory_mb: usize,
 }
+
+/// How many times its body limit a request's group fields may be copied into its alerts.
+const COPY_FACTOR: usize = 8;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -73,11 +81,29 @@ impl Default for Limits {
             max_header_bytes: 16 << 10,
             request_timeout_secs: 10,
             max_concurrent_requests: 1_024,
+            body_memory_mb: 256,
         }
     }
 }
 
 impl Limits {
+    /// The body budget in bytes: `body_memory_mb`, and at least one largest body.
+    pub fn body_budget_bytes(&self) -> usize {
+        self.body_memory_mb
+            .saturating_mul(1 << 20)
+            .max(self.max_body_bytes)
+            .min(tokio::sync::Semaphore::MAX_PERMITS)
+    }
+
+    /// What a body may turn into once split into alerts: at most `max_alerts_per_request`
+    /// alerts, and group fields copied into them of at most 8 times the body limit.
+    pub fn adapt_limits(&self) -> crate::AdaptLimits {
+        crate::AdaptLimits {
+            max_alerts: self.max_alerts_per_request,
+            max_copied_bytes: self.max_body_bytes.saturating_mul(COPY_FACTOR),
+        }
+    }
+
     /// `request_timeout_secs` as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::metrics::counter::Counter;
@@ -29,7 +29,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::alert::{Source, adapt_json, form_to_json};
+use crate::alert::{AdaptError, Alert, Source, adapt_json_within, form_to_json};
 use crate::dispatch::Router;
 use crate::engine::RuleSet;
 pub use auth::{Credential, IngestAuth, Secret};
@@ -50,6 +50,8 @@ pub struct AppState {
     alerts: Family<SourceLabel, Counter>,
     rejected_reload: std::sync::Mutex<Option<Value>>,
     permits: tokio::sync::Semaphore,
+    /// Bytes of request bodies held, all requests together ([`Limits::body_memory_mb`]).
+    body_budget: tokio::sync::Semaphore,
     reloads: Family<OutcomeLabel, Counter>,
     last_reload_ok: Gauge,
     last_reload_success_seconds: Gauge,
@@ -153,6 +155,7 @@ impl AppState {
             alerts,
             rejected_reload: std::sync::Mutex::new(None),
             permits: tokio::sync::Semaphore::new(limits_permits(&limits_for_permits)),
+            body_budget: tokio::sync::Semaphore::new(limits_for_permits.body_budget_bytes()),
             reloads,
             last_reload_ok,
             last_reload_success_seconds,
@@ -387,82 +390,16 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Accepted, ApiError> {
-    if !s.ready.load(Ordering::SeqCst) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "switchyard is starting or stopping; retry shortly",
-        ));
-    }
-    // More requests than the limit wait here: the limit bounds memory, and waiting is
-    // better than refusing alerts.
-    let _permit =
-        s.permits.acquire().await.map_err(|_| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "shutting down")
-        })?;
-    // The sender named by the path, or by `?source=`: its own credentials apply, never
-    // the `*` entry's in its place.
-    let named = match (source, q.source.as_deref()) {
-        (Some(s), _) => Some(s),
-        (None, None) => None,
-        (None, Some(name)) => Some(Source::from_name(name).ok_or_else(|| {
-            let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "unknown_source",
-                format!(
-                    "unknown source `{name}` in ?source=; the sources are {}",
-                    names.join(", ")
-                ),
-            )
-        })?),
-    };
-    s.auth.check(named, headers, q.token.as_deref())?;
-    let bytes = tokio::time::timeout(
-        s.limits.request_timeout(),
-        read_body(body, s.limits.max_body_bytes),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "the body did not arrive in time",
-        )
-    })??;
-    let value = parse_payload(headers, &bytes)?;
-    let alerts = adapt_json(named, value)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "wrong_shape", e.to_string()))?;
-    if named.is_none() {
-        // A detected sender must present that sender's own credentials too.
-        let mut checked = Vec::new();
-        for a in &alerts {
-            if !checked.contains(&a.source()) {
-                s.auth
-                    .check(Some(a.source()), headers, q.token.as_deref())?;
-                checked.push(a.source());
-            }
-        }
-    }
-    if alerts.len() > s.limits.max_alerts_per_request {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_alerts",
-            format!(
-                "{} alerts in one request; the limit is {}",
-                alerts.len(),
-                s.limits.max_alerts_per_request
-            ),
-        ));
-    }
-    for a in &alerts {
+    let incoming = incoming(s, source, q, headers, body).await?;
+    let alerts = &incoming.alerts;
+    for a in alerts {
         s.alerts
             .get_or_create(&SourceLabel {
                 source: a.source().as_str(),
             })
             .inc();
     }
-    let submitted = s.router.submit_many(&alerts).await.map_err(|e| {
+    let submitted = s.router.submit_many(alerts).await.map_err(|e| {
         tracing::error!(error = %e, "cannot queue the alerts");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -512,21 +449,188 @@ struct AcceptedAlert {
 }
 
 /// Reads at most `limit` bytes; a larger body is refused (413) without reading it all.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+/// A request's alerts, read as ingest and explain both read them, and what they hold
+/// while the request is handled: a handling slot and the body's bytes of the budget.
+struct Incoming<'a> {
+    alerts: Vec<Alert>,
+    _slot: tokio::sync::SemaphorePermit<'a>,
+    _bytes: Vec<tokio::sync::SemaphorePermit<'a>>,
+}
+
+/// Bodies larger than this are parsed and split on a blocking thread, so that one large
+/// request does not hold a runtime worker (and `/healthz`) for the time it takes.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// The one way a request's alerts are read, for ingest and explain alike:
+///
+/// 1. readiness, and the named sender's credentials (the path's or `?source=`'s, else any
+///    configured one), before a byte of the body is read;
+/// 2. the body, within its size limit and the request's time limit, each chunk taking its
+///    bytes from the shared body budget: a client that drips its body holds only what it
+///    has sent, and no handling slot;
+/// 3. a handling slot (at most `max_concurrent_requests` at once);
+/// 4. parsing and splitting, bounded before any alert is made (`AdaptLimits`); large bodies
+///    on a blocking thread;
+/// 5. the detected sender's own credentials, for every alert.
+async fn incoming<'a>(
+    s: &'a AppState,
+    source: Option<Source>,
+    q: &SourceQuery,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Incoming<'a>, ApiError> {
+    if !s.ready.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "switchyard is starting or stopping; retry shortly",
+        ));
+    }
+    // The sender named by the path, or by `?source=`: its own credentials apply, never
+    // the `*` entry's in its place.
+    let named = match (source, q.source.as_deref()) {
+        (Some(s), _) => Some(s),
+        (None, None) => None,
+        (None, Some(name)) => Some(Source::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_source",
+                format!(
+                    "unknown source `{name}` in ?source=; the sources are {}",
+                    names.join(", ")
+                ),
+            )
+        })?),
+    };
+    s.auth.check(named, headers, q.token.as_deref())?;
+    let (bytes, budget) =
+        tokio::time::timeout(s.limits.request_timeout(), read_body(s, headers, body))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the body did not arrive in time",
+                )
+            })??;
+    // More requests than the limit wait here: the limit bounds the work in progress, and
+    // waiting is better than refusing alerts.
+    let slot =
+        s.permits.acquire().await.map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "shutting down")
+        })?;
+    let limits = s.limits.adapt_limits();
+    let content_type = headers.get(header::CONTENT_TYPE).cloned();
+    let parse = move || -> Result<Vec<Alert>, ApiError> {
+        let value = parse_payload(content_type.as_ref(), &bytes)?;
+        adapt_json_within(named, value, &limits).map_err(adapt_error)
+    };
+    let alerts = if bytes_len(&budget) > INLINE_PARSE_BYTES {
+        tokio::task::spawn_blocking(parse).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "parsing the body failed unexpectedly",
+            )
+        })??
+    } else {
+        parse()?
+    };
+    if named.is_none() {
+        // A detected sender must present that sender's own credentials too.
+        let mut checked = Vec::new();
+        for a in &alerts {
+            if !checked.contains(&a.source()) {
+                s.auth
+                    .check(Some(a.source()), headers, q.token.as_deref())?;
+                checked.push(a.source());
+            }
+        }
+    }
+    Ok(Incoming {
+        alerts,
+        _slot: slot,
+        _bytes: budget,
+    })
+}
+
+fn bytes_len(budget: &[tokio::sync::SemaphorePermit<'_>]) -> usize {
+    budget.iter().map(|p| p.num_permits()).sum()
+}
+
+/// An adapter's refusal as an answer: too much is 413, a wrong shape 400.
+fn adapt_error(e: AdaptError) -> ApiError {
+    match e {
+        AdaptError::TooManyAlerts { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_alerts",
+            e.to_string(),
+        ),
+        AdaptError::GroupTooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "group_too_large",
+            e.to_string(),
+        ),
+        e => ApiError::new(StatusCode::BAD_REQUEST, "wrong_shape", e.to_string()),
+    }
+}
+
+/// Reads a body within `max_body_bytes`, each chunk taking its bytes from the body budget
+/// (waiting for room when the budget is spent); returns it with the bytes it holds.
+async fn read_body<'a>(
+    s: &'a AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, Vec<tokio::sync::SemaphorePermit<'a>>), ApiError> {
+    use http_body_util::BodyExt as _;
+    let limit = s.limits.max_body_bytes;
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("the body is larger than {limit} bytes"),
         )
-    })
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut held = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "the body could not be read",
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            return Err(too_large());
+        }
+        let n = u32::try_from(data.len()).map_err(|_| too_large())?;
+        if n > 0 {
+            held.push(s.body_budget.acquire_many(n).await.map_err(|_| {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "shutting down")
+            })?);
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((Bytes::from(buf), held))
 }
 
 /// JSON, or form-encoded (Alibaba CloudMonitor); the content type decides, and a body
 /// without one is read as JSON if it looks like JSON, else as a form.
-fn parse_payload(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
+fn parse_payload(content_type: Option<&HeaderValue>, bytes: &[u8]) -> Result<Value, ApiError> {
+    let ct = content_type
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
@@ -609,23 +713,10 @@ async fn explain(
     body: Body,
 ) -> Response {
     let run = async {
-        s.auth.check(None, &headers, q.token.as_deref())?;
-        let bytes = read_body(body, s.limits.max_body_bytes).await?;
-        let value = parse_payload(&headers, &bytes)?;
-        let source = match q.source.as_deref() {
-            Some(name) => Some(Source::from_name(name).ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "unknown_source",
-                    format!("unknown source `{name}`"),
-                )
-            })?),
-            None => None,
-        };
-        let alerts = adapt_json(source, value)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "wrong_shape", e.to_string()))?;
+        let incoming = incoming(&s, None, &q, &headers, body).await?;
         let rules = s.router.rules();
-        let explained: Vec<Value> = alerts
+        let explained: Vec<Value> = incoming
+            .alerts
             .iter()
             .map(|a| serde_json::to_value(rules.explain(a)).unwrap_or(Value::Null))
             .collect();

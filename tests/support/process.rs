@@ -43,3 +43,32 @@ pub(crate) fn serve(args: &[&str]) -> (Child, String) {
     cmd.arg("serve").args(args);
     spawn_until(cmd, "listening on ", Duration::from_secs(30))
 }
+
+/// Starts `serve` on 127.0.0.1 (a port from the OS) with `config` as its config file and
+/// `rules` as its one rules file, both written in `dir`; returns the child and its URL.
+pub(crate) fn serve_with(dir: &std::path::Path, config: &str, rules: &str) -> (Child, String) {
+    let rules_dir = dir.join("rules");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    std::fs::write(rules_dir.join("r.rules"), rules).unwrap();
+    std::fs::write(dir.join("s.yaml"), config).unwrap();
+    serve(&[
+        "--config",
+        dir.join("s.yaml").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--rules",
+        rules_dir.to_str().unwrap(),
+        "--data",
+        dir.join("data").to_str().unwrap(),
+    ])
+}
+
+/// The peak resident memory of a process (`VmHWM`), in KiB.
+pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
