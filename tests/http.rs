@@ -658,6 +658,92 @@ fn empty_secrets_are_refused_at_start_with_their_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Found by an attack: wrong methods answered 405 with an empty body, axum's path and query
+/// rejections answered `text/plain`, an oversized head an empty 431. Every refusal is the
+/// one JSON shape, and a 405 says which methods the endpoint takes (`Allow`).
+#[tokio::test]
+async fn every_refusal_is_json_and_a_405_has_allow() {
+    let f = fixture("refusals", Limits::default(), IngestAuth::none()).await;
+    let routes: [(&str, &[&str]); 11] = [
+        ("/alerts", &["POST"]),
+        ("/alerts/yandex", &["POST", "PUT"]),
+        ("/api/v2/alerts", &["POST"]),
+        ("/healthz", &["GET", "HEAD"]),
+        ("/readyz", &["GET", "HEAD"]),
+        ("/metrics", &["GET", "HEAD"]),
+        ("/api/explain", &["POST"]),
+        ("/api/rules", &["GET", "HEAD"]),
+        ("/api/dead-letters", &["GET", "HEAD"]),
+        ("/api/dead-letters/1/retry", &["POST"]),
+        ("/-/reload", &["POST"]),
+    ];
+    let mut checked = 0;
+    for (path, allowed) in routes {
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+            if allowed.contains(&method) {
+                continue;
+            }
+            let req = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::empty())
+                .unwrap();
+            let resp = app(f.state.clone()).oneshot(req).await.unwrap();
+            let status = resp.status();
+            let ct = resp.headers().get("content-type").cloned();
+            let allow = resp.headers().get("allow").cloned();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: Value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {bytes:?}"));
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_eq!(ct.unwrap(), "application/json", "{method} {path}");
+            assert_eq!(v["error"]["code"], "method_not_allowed", "{method} {path}");
+            let allow = allow.unwrap_or_else(|| panic!("{method} {path}: no Allow"));
+            for m in allowed.iter().filter(|m| **m != "HEAD") {
+                assert!(
+                    allow.to_str().unwrap().contains(m),
+                    "{method} {path}: Allow {allow:?}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 50, "{checked}");
+    // axum's path and query rejections.
+    let (s, v) = send(&f, post("/api/dead-letters/abc/retry", JSON, "")).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{v}"
+    );
+    let (s, v) = send(
+        &f,
+        Request::get("/api/dead-letters?limit=lots")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{v}"
+    );
+    // A head over the limit (16 KiB by default).
+    let req = Request::get("/healthz")
+        .header("x-big", "a".repeat(20_000))
+        .body(Body::empty())
+        .unwrap();
+    let (s, v) = send(&f, req).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Some("head_too_large")
+        ),
+        "{v}"
+    );
+}
+
 /// `?source=` with a name that is no sender is refused, not silently detected.
 #[tokio::test]
 async fn an_unknown_source_in_the_query_is_refused() {

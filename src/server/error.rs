@@ -69,3 +69,54 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// Turns every error answer that no handler made (axum's 405 with its `Allow`, its path and
+/// query rejections, a 404 of a route's own) into the one JSON shape, keeping its headers:
+/// a client reads every refusal the same way.
+pub(crate) async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "body_too_large",
+        415 => "unsupported_media_type",
+        431 => "head_too_large",
+        _ => "error",
+    };
+    let message = if !text.is_empty() {
+        text
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("another method");
+        format!("this endpoint takes {allow}")
+    } else {
+        status.canonical_reason().unwrap_or("refused").to_owned()
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
+}

@@ -310,7 +310,41 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
                 "no such endpoint; see docs/server.md",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            head_limit,
+        ))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
+}
+
+/// Refuses a request whose head (request line and headers) is over `max_header_bytes`
+/// with the JSON 431. hyper's own buffer is larger (see `run.rs`), so that only a head too
+/// large even for that gets hyper's bare 431.
+async fn head_limit(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let head = req.method().as_str().len()
+        + req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head > s.limits.max_header_bytes {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "head_too_large",
+            format!(
+                "the request line and headers are {head} bytes; the limit is {}",
+                s.limits.max_header_bytes
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 #[derive(Deserialize)]
