@@ -597,6 +597,9 @@ fn serve(
     let auth = cfg
         .ingest_auth(&|name| std::env::var(name).ok())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin = cfg
+        .admin_auth(&|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -616,7 +619,10 @@ fn serve(
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let addr = listener.local_addr()?;
-        let state = std::sync::Arc::new(AppState::new(router.clone(), Some(cfg.rules.clone()), cfg.limits.clone(), auth));
+        if !admin.is_enabled() && !cfg.listen.ip().is_loopback() {
+            tracing::warn!(listen = %cfg.listen, "no admin credential: dead letters, reload and rules answer anyone who reaches this address; set admin.bearer in the config");
+        }
+        let state = std::sync::Arc::new(AppState::new(router.clone(), Some(cfg.rules.clone()), cfg.limits.clone(), auth).with_admin(admin));
         state.note_loaded(&router.rules());
         // Reload on every change of the folder (debounced), and on SIGHUP.
         let watch_state = state.clone();

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use switchyard::server::{AppState, Credential, IngestAuth, Limits, Secret, app};
+use switchyard::server::{AdminAuth, AppState, Credential, IngestAuth, Limits, Secret, app};
 use switchyard::{Router, RuleSet, Source};
 use tower::ServiceExt;
 
@@ -33,6 +33,11 @@ use support::fixtures::read as payload;
 /// The example rules, with every target pointing at a closed local port (nothing is sent
 /// anywhere real), and a rules folder the service can reload.
 async fn fixture(name: &str, limits: Limits, auth: IngestAuth) -> Fixture {
+    fixture_with(name, limits, auth, AdminAuth::none()).await
+}
+
+/// [`fixture`], with the operator endpoints guarded by `admin`.
+async fn fixture_with(name: &str, limits: Limits, auth: IngestAuth, admin: AdminAuth) -> Fixture {
     let dir = std::env::temp_dir().join(format!("switchyard-http-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let rules_dir = dir.join("rules");
@@ -48,7 +53,7 @@ async fn fixture(name: &str, limits: Limits, auth: IngestAuth) -> Fixture {
         .build()
         .await
         .unwrap();
-    let state = Arc::new(AppState::new(router, Some(rules_dir), limits, auth));
+    let state = Arc::new(AppState::new(router, Some(rules_dir), limits, auth).with_admin(admin));
     Fixture { state, dir }
 }
 
@@ -741,6 +746,111 @@ async fn every_refusal_is_json_and_a_405_has_allow() {
             Some("head_too_large")
         ),
         "{v}"
+    );
+}
+
+/// Found by an attack: with ingest credentials on, the operator endpoints (dead letters
+/// with alert bodies, their retry, reload, rules, metrics) answered anyone. An admin
+/// credential, separate from the senders', now guards them; `/metrics` may stay open.
+#[tokio::test]
+async fn operator_endpoints_need_the_admin_credential() {
+    let ingest = IngestAuth::none().require(
+        Some(Source::Yandex),
+        vec![Credential::Bearer(Secret::new("y-token"))],
+    );
+    for metrics_open in [true, false] {
+        let admin = AdminAuth::require(vec![Credential::Bearer(Secret::new("admin-token"))])
+            .metrics_open(metrics_open);
+        let f = fixture_with(
+            &format!("admin-{metrics_open}"),
+            Limits::default(),
+            ingest.clone(),
+            admin,
+        )
+        .await;
+        let req = |method: &str, uri: &str, authz: Option<&str>| {
+            let mut b = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", JSON);
+            if let Some(a) = authz {
+                b = b.header("authorization", a);
+            }
+            let body = if uri.starts_with("/api/explain") {
+                Body::from(payload("yandex/function-alarm.json"))
+            } else {
+                Body::empty()
+            };
+            b.body(body).unwrap()
+        };
+        let guarded = [
+            ("GET", "/api/dead-letters"),
+            ("POST", "/api/dead-letters/1/retry"),
+            ("POST", "/-/reload"),
+            ("GET", "/api/rules"),
+            ("POST", "/api/explain?source=yandex"),
+        ];
+        for (method, uri) in guarded {
+            for authz in [None, Some("Bearer y-token"), Some("Bearer nope")] {
+                let (s, v) = send(&f, req(method, uri, authz)).await;
+                assert_eq!(
+                    s,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {uri} with {authz:?}: {v}"
+                );
+            }
+            let (s, v) = send(&f, req(method, uri, Some("bearer admin-token"))).await;
+            assert_ne!(
+                s,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with the admin token: {v}"
+            );
+            assert!(
+                s.is_success() || s == StatusCode::NOT_FOUND,
+                "{method} {uri}: {s} {v}"
+            );
+        }
+        let (s, _) = send(&f, req("GET", "/metrics", None)).await;
+        let want = if metrics_open {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(s, want, "metrics_open={metrics_open}");
+        let (s, _) = send(&f, req("GET", "/metrics", Some("Bearer admin-token"))).await;
+        assert_eq!(s, StatusCode::OK);
+        // Health stays open; ingest still takes the sender's credential, not the admin's.
+        let (s, _) = send(&f, req("GET", "/healthz", None)).await;
+        assert_eq!(s, StatusCode::OK);
+        let ingest_req = |authz: &str| {
+            Request::post("/alerts/yandex")
+                .header("content-type", JSON)
+                .header("authorization", authz)
+                .body(Body::from(payload("yandex/function-alarm.json")))
+                .unwrap()
+        };
+        let (s, _) = send(&f, ingest_req("Bearer admin-token")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _) = send(&f, ingest_req("Bearer y-token")).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    // The config: `admin:` with a bearer from the environment; metrics open by default.
+    use switchyard::server::Config;
+    let cfg = Config::parse("admin:\n  bearer: { env: ADMIN }\n", "s.yaml").unwrap();
+    let admin = cfg
+        .admin_auth(&|n| (n == "ADMIN").then(|| String::from("a")))
+        .unwrap();
+    assert!(admin.is_enabled());
+    let err = cfg
+        .admin_auth(&|_| Some(String::from(" ")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2") && err.contains("empty"), "{err}");
+    assert!(
+        !Config::default()
+            .admin_auth(&|_| None)
+            .unwrap()
+            .is_enabled()
     );
 }
 

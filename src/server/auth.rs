@@ -130,6 +130,71 @@ impl IngestAuth {
     }
 }
 
+/// Credentials for the operator endpoints: any one of them opens them. None: open to
+/// whoever reaches the listen address.
+#[derive(Clone, Debug)]
+pub struct AdminAuth {
+    credentials: Vec<Credential>,
+    metrics_open: bool,
+}
+
+impl Default for AdminAuth {
+    fn default() -> Self {
+        AdminAuth::none()
+    }
+}
+
+impl AdminAuth {
+    /// No credential: the operator endpoints answer everyone.
+    pub fn none() -> AdminAuth {
+        AdminAuth {
+            credentials: Vec::new(),
+            metrics_open: true,
+        }
+    }
+
+    /// Requires one of `credentials` (bearer or basic; a query token is not accepted
+    /// here: URLs end up in logs). `/metrics` stays open unless [`AdminAuth::metrics_open`]
+    /// says otherwise.
+    pub fn require(credentials: Vec<Credential>) -> AdminAuth {
+        AdminAuth {
+            credentials: credentials
+                .into_iter()
+                .filter(|c| !matches!(c, Credential::QueryToken(_)))
+                .collect(),
+            metrics_open: true,
+        }
+    }
+
+    /// Whether `/metrics` answers without the credential.
+    pub fn metrics_open(mut self, open: bool) -> AdminAuth {
+        self.metrics_open = open;
+        self
+    }
+
+    /// True when the operator endpoints need a credential.
+    pub fn is_enabled(&self) -> bool {
+        !self.credentials.is_empty()
+    }
+
+    /// Checks a request to an operator endpoint (`metrics`: it is `/metrics`).
+    pub(crate) fn check(&self, headers: &HeaderMap, metrics: bool) -> Result<(), ApiError> {
+        if !self.is_enabled() || (metrics && self.metrics_open) {
+            return Ok(());
+        }
+        let presented = Presented::of(headers, None);
+        if self.credentials.iter().any(|c| presented.matches(c)) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong admin credentials for this operator endpoint",
+            ))
+        }
+    }
+}
+
 /// What a request presents: its `Authorization` header and its `?token=`.
 struct Presented<'a> {
     authz: &'a str,

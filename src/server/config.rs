@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::auth::{Credential, IngestAuth, Secret};
+use super::auth::{AdminAuth, Credential, IngestAuth, Secret};
 use crate::alert::Source;
 
 /// The default listen address: loopback only, so a fresh start exposes nothing.
@@ -27,6 +27,8 @@ pub struct Config {
     pub limits: Limits,
     /// Credentials senders must present.
     pub ingest: Ingest,
+    /// Credentials for the operator endpoints.
+    pub admin: Admin,
     /// Log format and level.
     pub logging: Logging,
     /// Requests in flight per target.
@@ -43,6 +45,7 @@ impl Default for Config {
             data: PathBuf::from("data"),
             limits: Limits::default(),
             ingest: Ingest::default(),
+            admin: Admin::default(),
             logging: Logging::default(),
             delivery: Delivery::default(),
         }
@@ -160,6 +163,31 @@ pub struct AuthEntry {
     pub query_token: Option<SecretRef>,
 }
 
+/// Credentials for the operator endpoints (`/api/dead-letters`, its retry, `/-/reload`,
+/// `/api/rules`, `/api/explain`, `/metrics`). None configured: they answer everyone who
+/// can reach the listen address (loopback by default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// `Authorization: Bearer <token>`.
+    pub bearer: Option<SecretRef>,
+    /// `Authorization: Basic`, with this user and password.
+    pub basic: Option<BasicAuth>,
+    /// Whether `/metrics` answers without the admin credential (true), as Prometheus
+    /// scrapes usually do; false guards it too (give Prometheus the credential).
+    pub metrics_open: bool,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            bearer: None,
+            basic: None,
+            metrics_open: true,
+        }
+    }
+}
+
 /// Basic-auth credentials.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,6 +276,24 @@ impl Config {
         })
     }
 
+    /// The admin credentials, with secrets read from the environment or files.
+    pub fn admin_auth(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AdminAuth, ConfigError> {
+        let mut creds = Vec::new();
+        if let Some(b) = &self.admin.bearer {
+            creds.push(Credential::Bearer(read_secret("admin.bearer", b, env)?));
+        }
+        if let Some(b) = &self.admin.basic {
+            creds.push(Credential::Basic {
+                user: b.user.clone(),
+                password: read_secret("admin.basic.password", &b.password, env)?,
+            });
+        }
+        Ok(AdminAuth::require(creds).metrics_open(self.admin.metrics_open))
+    }
+
     /// The ingest credentials, with secrets read from the environment or files.
     pub fn ingest_auth(
         &self,
@@ -256,43 +302,8 @@ impl Config {
         let mut auth = IngestAuth::none();
         for (i, entry) in self.ingest.auth.iter().enumerate() {
             let mut creds = Vec::new();
-            let read = |what: &str, r: &SecretRef| -> Result<Secret, ConfigError> {
-                match (&r.env, &r.file) {
-                    (Some(name), None) => {
-                        let line = name.referenced.line();
-                        let name = &name.value;
-                        match env(name) {
-                            None => Err(ConfigError(format!(
-                                "line {line}: ingest.auth[{i}].{what}: environment variable `{name}` is not set"
-                            ))),
-                            Some(v) if v.trim().is_empty() => Err(ConfigError(format!(
-                                "line {line}: ingest.auth[{i}].{what}: environment variable `{name}` is empty; an empty secret would let anyone in"
-                            ))),
-                            Some(v) => Ok(Secret::new(v)),
-                        }
-                    }
-                    (None, Some(file)) => {
-                        let line = file.referenced.line();
-                        let path = &file.value;
-                        let text = std::fs::read_to_string(path).map_err(|e| {
-                            ConfigError(format!(
-                                "line {line}: ingest.auth[{i}].{what}: cannot read `{}`: {e}",
-                                path.display()
-                            ))
-                        })?;
-                        let secret = text.trim_end_matches(['\n', '\r']);
-                        if secret.trim().is_empty() {
-                            return Err(ConfigError(format!(
-                                "line {line}: ingest.auth[{i}].{what}: `{}` is empty; an empty secret would let anyone in: write the secret in it",
-                                path.display()
-                            )));
-                        }
-                        Ok(Secret::new(secret))
-                    }
-                    _ => Err(ConfigError(format!(
-                        "ingest.auth[{i}].{what}: give exactly one of `env` or `file`"
-                    ))),
-                }
+            let read = |what: &str, r: &SecretRef| {
+                read_secret(&format!("ingest.auth[{i}].{what}"), r, env)
             };
             if let Some(b) = &self.ingest.auth[i].bearer {
                 creds.push(Credential::Bearer(read("bearer", b)?));
@@ -322,5 +333,50 @@ impl Config {
             }
         }
         Ok(auth)
+    }
+}
+
+/// A secret from where the config says (`place` names the key, for errors): an environment
+/// variable or a file, never empty or blank.
+fn read_secret(
+    place: &str,
+    r: &SecretRef,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
+    match (&r.env, &r.file) {
+        (Some(name), None) => {
+            let line = name.referenced.line();
+            let name = &name.value;
+            match env(name) {
+                None => Err(ConfigError(format!(
+                    "line {line}: {place}: environment variable `{name}` is not set"
+                ))),
+                Some(v) if v.trim().is_empty() => Err(ConfigError(format!(
+                    "line {line}: {place}: environment variable `{name}` is empty; an empty secret would let anyone in"
+                ))),
+                Some(v) => Ok(Secret::new(v)),
+            }
+        }
+        (None, Some(file)) => {
+            let line = file.referenced.line();
+            let path = &file.value;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!(
+                    "line {line}: {place}: cannot read `{}`: {e}",
+                    path.display()
+                ))
+            })?;
+            let secret = text.trim_end_matches(['\n', '\r']);
+            if secret.trim().is_empty() {
+                return Err(ConfigError(format!(
+                    "line {line}: {place}: `{}` is empty; an empty secret would let anyone in: write the secret in it",
+                    path.display()
+                )));
+            }
+            Ok(Secret::new(secret))
+        }
+        _ => Err(ConfigError(format!(
+            "{place}: give exactly one of `env` or `file`"
+        ))),
     }
 }

@@ -32,8 +32,8 @@ use serde_json::{Value, json};
 use crate::alert::{AdaptError, Alert, Source, adapt_json_within, form_to_json};
 use crate::dispatch::Router;
 use crate::engine::RuleSet;
-pub use auth::{Credential, IngestAuth, Secret};
-pub use config::{Config, ConfigError, DEFAULT_LISTEN, Limits, LogFormat, Logging};
+pub use auth::{AdminAuth, Credential, IngestAuth, Secret};
+pub use config::{Admin, Config, ConfigError, DEFAULT_LISTEN, Limits, LogFormat, Logging};
 pub use error::ApiError;
 pub use receive::{MAX_RECEIVE_BYTES, receive};
 pub use run::serve;
@@ -49,6 +49,7 @@ pub struct AppState {
     requests: Family<RequestLabels, Counter>,
     alerts: Family<SourceLabel, Counter>,
     rejected_reload: std::sync::Mutex<Option<Value>>,
+    admin: AdminAuth,
     permits: tokio::sync::Semaphore,
     /// Bytes of request bodies held, all requests together ([`Limits::body_memory_mb`]).
     body_budget: tokio::sync::Semaphore,
@@ -149,6 +150,7 @@ impl AppState {
             rules_dir,
             limits,
             auth,
+            admin: AdminAuth::none(),
             ready: AtomicBool::new(true),
             registry,
             requests,
@@ -168,6 +170,12 @@ impl AppState {
     /// Marks the service ready or not (`GET /readyz`, and ingest answers 503 when not).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Guards the operator endpoints with `admin` (see [`AdminAuth`]).
+    pub fn with_admin(mut self, admin: AdminAuth) -> AppState {
+        self.admin = admin;
+        self
     }
 
     /// The router behind the service.
@@ -291,18 +299,25 @@ fn limits_permits(l: &Limits) -> usize {
 
 /// Builds the service: every endpoint of `docs/server.md`.
 pub fn app(state: Arc<AppState>) -> axum::Router {
-    axum::Router::new()
-        .route("/alerts", post(ingest_detect))
-        .route("/alerts/{source}", post(ingest_source).put(ingest_source))
-        .route("/api/v2/alerts", post(ingest_prometheus))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    // What an operator uses: guarded by the admin credential, when one is configured.
+    let operator = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/api/explain", post(explain))
         .route("/api/rules", get(rules))
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/dead-letters/{id}/retry", post(retry_dead_letter))
         .route("/-/reload", post(reload))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin_guard,
+        ));
+    axum::Router::new()
+        .route("/alerts", post(ingest_detect))
+        .route("/alerts/{source}", post(ingest_source).put(ingest_source))
+        .route("/api/v2/alerts", post(ingest_prometheus))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(operator)
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -316,6 +331,20 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         ))
         .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
+}
+
+/// Lets a request to an operator endpoint through only with the admin credential (when
+/// one is configured; `/metrics` may stay open).
+async fn admin_guard(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let metrics = req.uri().path() == "/metrics";
+    match s.admin.check(req.headers(), metrics) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Refuses a request whose head (request line and headers) is over `max_header_bytes`
@@ -424,7 +453,7 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Accepted, ApiError> {
-    let incoming = incoming(s, source, q, headers, body).await?;
+    let incoming = incoming(s, source, q, headers, body, Caller::Sender).await?;
     let alerts = &incoming.alerts;
     for a in alerts {
         s.alerts
@@ -491,6 +520,14 @@ struct Incoming<'a> {
     _bytes: Vec<tokio::sync::SemaphorePermit<'a>>,
 }
 
+/// Who sends a request's alerts: a sender (its credentials are checked), or an operator
+/// the admin guard has already let in (`/api/explain` with an admin credential).
+#[derive(Clone, Copy)]
+enum Caller {
+    Sender,
+    Operator,
+}
+
 /// Bodies larger than this are parsed and split on a blocking thread, so that one large
 /// request does not hold a runtime worker (and `/healthz`) for the time it takes.
 const INLINE_PARSE_BYTES: usize = 64 * 1024;
@@ -512,7 +549,9 @@ async fn incoming<'a>(
     q: &SourceQuery,
     headers: &HeaderMap,
     body: Body,
+    who: Caller,
 ) -> Result<Incoming<'a>, ApiError> {
+    let sender = matches!(who, Caller::Sender);
     if !s.ready.load(Ordering::SeqCst) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -537,7 +576,9 @@ async fn incoming<'a>(
             )
         })?),
     };
-    s.auth.check(named, headers, q.token.as_deref())?;
+    if sender {
+        s.auth.check(named, headers, q.token.as_deref())?;
+    }
     let (bytes, budget) =
         tokio::time::timeout(s.limits.request_timeout(), read_body(s, headers, body))
             .await
@@ -571,7 +612,7 @@ async fn incoming<'a>(
     } else {
         parse()?
     };
-    if named.is_none() {
+    if sender && named.is_none() {
         // A detected sender must present that sender's own credentials too.
         let mut checked = Vec::new();
         for a in &alerts {
@@ -747,7 +788,14 @@ async fn explain(
     body: Body,
 ) -> Response {
     let run = async {
-        let incoming = incoming(&s, None, &q, &headers, body).await?;
+        // With an admin credential, the guard has let this operator in; without one,
+        // explain asks what ingest asks.
+        let who = if s.admin.is_enabled() {
+            Caller::Operator
+        } else {
+            Caller::Sender
+        };
+        let incoming = incoming(&s, None, &q, &headers, body, who).await?;
         let rules = s.router.rules();
         let explained: Vec<Value> = incoming
             .alerts
