@@ -482,6 +482,12 @@ impl Router {
         }
     }
 
+    /// Whether the outbox takes writes: `false` from a failed commit (a full disk) until
+    /// one succeeds again. `/readyz` answers 503 meanwhile.
+    pub fn outbox_writable(&self) -> bool {
+        self.inner.store.writable()
+    }
+
     /// Where the outbox file is.
     pub fn outbox_path(&self) -> &Path {
         self.inner.store.path()
@@ -575,6 +581,7 @@ async fn worker(inner: Arc<Inner>, target: String, signal: Arc<Signal>) {
     // a retry, or when told of a fallback or replay (`Signal::table`). After a failed
     // read (of the table or of queued ids) it is also the wake-up to try again.
     let mut table_at: u64 = 0;
+    let mut stall = Stall::default();
     loop {
         if *shutdown.borrow() {
             break;
@@ -582,9 +589,19 @@ async fn worker(inner: Arc<Inner>, target: String, signal: Arc<Signal>) {
         if signal.table.swap(false, Ordering::AcqRel) {
             table_at = 0;
         }
+        // After a pause, the deliveries whose outcome was lost are taken again: fresh
+        // ones through the queue, the others from the table (the queue skips those).
+        if let Some(ids) = stall.release() {
+            for id in &ids {
+                in_flight.remove(id);
+            }
+            inner.lanes.put_back(&target, &ids);
+            table_at = 0;
+        }
+        let stalled = stall.active();
         let mut batch = Vec::new();
         let free = inner.in_flight.saturating_sub(in_flight.len());
-        if free > 0 {
+        if free > 0 && !stalled {
             match take_fresh(&inner, &target, free) {
                 Ok(fresh) => batch = fresh,
                 Err(e) => {
@@ -601,7 +618,7 @@ async fn worker(inner: Arc<Inner>, target: String, signal: Arc<Signal>) {
             free > 0 && (busy == 0 || free >= inner.in_flight.div_ceil(4))
         };
         let now = now_ms();
-        if table_at <= now && may_read(in_flight.len()) {
+        if table_at <= now && may_read(in_flight.len()) && !stalled {
             let free = inner.in_flight.saturating_sub(in_flight.len());
             let skip = |id: u64| in_flight.contains(&id);
             match inner.store.due(&target, now, free, &skip) {
@@ -624,7 +641,9 @@ async fn worker(inner: Arc<Inner>, target: String, signal: Arc<Signal>) {
             let parsed = url.parse(&r.spec.url);
             send(&inner, r, parsed, &done_tx, &mut sends);
         }
-        let sleep = if table_at == u64::MAX || !may_read(in_flight.len()) {
+        let sleep = if let Some(until) = stall.until {
+            until.saturating_duration_since(tokio::time::Instant::now())
+        } else if table_at == u64::MAX || !may_read(in_flight.len()) {
             Duration::from_secs(3600)
         } else {
             Duration::from_millis(table_at.saturating_sub(now_ms()))
@@ -645,8 +664,15 @@ async fn worker(inner: Arc<Inner>, target: String, signal: Arc<Signal>) {
                         table_at = table_at.min(*next_at_ms);
                     }
                 }
-                for id in record(&inner, done).await {
-                    in_flight.remove(&id);
+                let r = record(&inner, done).await;
+                for id in &r.recorded {
+                    in_flight.remove(id);
+                }
+                match r.error {
+                    // Not recorded: they stay in flight, and the worker pauses.
+                    Some(e) => stall.failed(&target, r.unrecorded, &e),
+                    None if !stall.active() => stall.wait = Duration::ZERO,
+                    None => {}
                 }
                 // Free the finished send tasks: a JoinSet keeps each until it is joined.
                 while sends.try_join_next().is_some() {}
@@ -747,7 +773,7 @@ fn send(
 /// The counters move only after the commit, so that whoever reads them (`stats()`,
 /// `/metrics`, a test) never sees a delivery counted as delivered while the outbox still
 /// holds it as pending.
-async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) -> Vec<u64> {
+async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) -> Recorded {
     let mut items = Vec::with_capacity(done.len());
     let mut kinds = Vec::with_capacity(done.len());
     for (r, outcome) in done {
@@ -756,22 +782,77 @@ async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) -> Vec<u64> {
         items.push((r.id, outcome));
     }
     let results = inner.store.finish_many(items).await;
-    let mut ids = Vec::with_capacity(results.len());
+    let mut out = Recorded::default();
     for ((id, result), (target, kind)) in results.into_iter().zip(kinds) {
-        ids.push(id);
         match result {
             Ok(created) => {
+                out.recorded.push(id);
                 count(inner, target, kind);
                 if let Some(created) = created {
                     inner.wake_table(&created.spec.target);
                 }
             }
             Err(e) => {
-                tracing::error!(delivery = id, error = %e, "cannot record a delivery's outcome; it will be sent again")
+                out.unrecorded.push(id);
+                out.error = Some(e.to_string());
             }
         }
     }
-    ids
+    out
+}
+
+/// What [`record`] could write: the ids whose outcome is on disk, and those whose outcome
+/// could not be written (they are still pending in the outbox, as before the attempt).
+#[derive(Default)]
+struct Recorded {
+    recorded: Vec<u64>,
+    unrecorded: Vec<u64>,
+    error: Option<String>,
+}
+
+/// How long a worker waits, at first, after an outcome it could not record; it doubles
+/// up to [`STALL_CAP`] while recording keeps failing.
+const STALL_FIRST: Duration = Duration::from_millis(250);
+
+/// The longest a worker waits before trying again to record outcomes.
+const STALL_CAP: Duration = Duration::from_secs(30);
+
+/// A worker's pause while the outbox cannot record outcomes (a full disk): the deliveries
+/// whose outcome was lost stay in flight (not read back and sent again at once), and the
+/// worker takes no new work until the pause ends; then they go back to the queue.
+#[derive(Default)]
+struct Stall {
+    ids: Vec<u64>,
+    until: Option<tokio::time::Instant>,
+    wait: Duration,
+}
+
+impl Stall {
+    /// Notes outcomes that could not be recorded, and how long to pause for.
+    fn failed(&mut self, target: &str, ids: Vec<u64>, error: &str) {
+        self.wait = if self.wait.is_zero() {
+            STALL_FIRST
+        } else {
+            (self.wait * 2).min(STALL_CAP)
+        };
+        self.until = Some(tokio::time::Instant::now() + self.wait);
+        tracing::warn!(target = %target, deliveries = ids.len(), error = %error, pause_ms = self.wait.as_millis() as u64, "cannot record delivery outcomes (is the disk full?); this target pauses, and its deliveries stay pending");
+        self.ids.extend(ids);
+    }
+
+    /// Whether the worker is paused now.
+    fn active(&self) -> bool {
+        self.until.is_some_and(|u| tokio::time::Instant::now() < u)
+    }
+
+    /// The paused deliveries, once the pause is over: to be taken again.
+    fn release(&mut self) -> Option<Vec<u64>> {
+        if self.until.is_none() || self.active() {
+            return None;
+        }
+        self.until = None;
+        Some(std::mem::take(&mut self.ids))
+    }
 }
 
 /// What a finished attempt counts as.

@@ -23,7 +23,7 @@
 //! measured SQLite against redb for this write pattern (docs/delivery.md).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -242,6 +242,16 @@ enum Op {
     Quarantine(u64, String),
 }
 
+/// What the store knows of its own state, shared by its readers and its writer.
+#[derive(Default)]
+pub(crate) struct Health {
+    /// Stored deliveries found unreadable since the outbox was opened.
+    unreadable: AtomicU64,
+    /// The last commit failed (a full disk, say): nothing can be recorded until one
+    /// succeeds.
+    failing: AtomicBool,
+}
+
 /// Takes the deliveries a commit has just made durable (ids set), on the writer thread,
 /// before the submitters are answered.
 pub(crate) type FreshSink = Box<dyn Fn(Vec<Record>) + Send>;
@@ -256,9 +266,7 @@ pub(crate) struct Store {
     _lock: std::fs::File,
     store_id: u64,
     path: PathBuf,
-    /// Stored deliveries found unreadable since the outbox was opened (by reads and by the
-    /// writer).
-    unreadable: Arc<AtomicU64>,
+    health: Arc<Health>,
 }
 
 impl Drop for Store {
@@ -336,11 +344,11 @@ impl Store {
         let store_id = init(&writer_conn).map_err(|e| DispatchError::store(&path, e))?;
         let reader = connect(&path).map_err(|e| DispatchError::store(&path, e))?;
         let (tx, rx) = mpsc::channel::<Vec<Op>>();
-        let unreadable = Arc::new(AtomicU64::new(0));
-        let writer_unreadable = unreadable.clone();
+        let health = Arc::new(Health::default());
+        let writer_health = health.clone();
         let handle = std::thread::Builder::new()
             .name(String::from("switchyard-outbox"))
-            .spawn(move || writer(writer_conn, &rx, sink.as_ref(), &writer_unreadable))
+            .spawn(move || writer(writer_conn, &rx, sink.as_ref(), &writer_health))
             .map_err(|e| DispatchError::store(&path, e))?;
         Ok(Store {
             reader: std::sync::Mutex::new(reader),
@@ -349,7 +357,7 @@ impl Store {
             _lock: lock,
             store_id,
             path,
-            unreadable,
+            health,
         })
     }
 
@@ -487,7 +495,7 @@ impl Store {
     /// logged and counted: nothing accepted disappears without a trace.
     fn quarantine(&self, bad: Vec<(u64, String)>) {
         for (id, error) in bad {
-            self.unreadable.fetch_add(1, Ordering::Relaxed);
+            self.health.unreadable.fetch_add(1, Ordering::Relaxed);
             tracing::error!(delivery = id, error = %error, "a stored delivery cannot be read; it is kept as a dead letter");
             if self.send(Op::Quarantine(id, error)).is_err() {
                 tracing::error!(
@@ -500,7 +508,13 @@ impl Store {
 
     /// How many stored deliveries could not be read since the outbox was opened.
     pub(crate) fn unreadable_count(&self) -> u64 {
-        self.unreadable.load(Ordering::Relaxed)
+        self.health.unreadable.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last commit succeeded: `false` while nothing can be written (a full
+    /// disk), until a commit succeeds again.
+    pub(crate) fn writable(&self) -> bool {
+        !self.health.failing.load(Ordering::Acquire)
     }
 
     /// When the next attempted delivery for `target` is due (not in flight), if any.
@@ -675,8 +689,9 @@ fn writer(
     mut conn: Connection,
     rx: &mpsc::Receiver<Vec<Op>>,
     sink: Option<&FreshSink>,
-    unreadable: &AtomicU64,
+    health: &Health,
 ) {
+    let mut errors = ErrorLog::default();
     let mut ids: Option<Ids> = None;
     while let Ok(mut batch) = rx.recv() {
         while batch.len() < MAX_BATCH {
@@ -685,7 +700,7 @@ fn writer(
                 Err(_) => break,
             }
         }
-        commit(&mut conn, batch, &mut ids, sink, unreadable);
+        commit(&mut conn, batch, &mut ids, sink, health, &mut errors);
     }
 }
 
@@ -790,13 +805,37 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// At most one log line per [`ErrorLog::EVERY`] for failed commits, with how many were
+/// not logged: a full disk fails every commit, and a line each would flood the log.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<std::time::Instant>,
+    quiet: u64,
+}
+
+impl ErrorLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn failed(&mut self, error: &str) {
+        if self.last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            self.quiet += 1;
+            return;
+        }
+        tracing::error!(error = %error, not_logged_since_last = self.quiet, "outbox commit failed; the batch's submits are refused and outcomes are kept for later (one line per 10 s)");
+        self.last = Some(std::time::Instant::now());
+        self.quiet = 0;
+    }
+}
+
 fn commit(
     conn: &mut Connection,
     batch: Vec<Op>,
     ids: &mut Option<Ids>,
     sink: Option<&FreshSink>,
-    unreadable: &AtomicU64,
+    health: &Health,
+    errors: &mut ErrorLog,
 ) {
+    let unreadable = &health.unreadable;
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     let mut fresh: Vec<Record> = Vec::new();
     let before = *ids;
@@ -983,8 +1022,18 @@ fn commit(
         *ids = before;
     }
     let result = result.map_err(|e| e.to_string());
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "outbox commit failed; the batch's submits are refused");
+    match &result {
+        Err(e) => {
+            health.failing.store(true, Ordering::Release);
+            errors.failed(e);
+        }
+        Ok(()) => {
+            if health.failing.swap(false, Ordering::AcqRel) {
+                tracing::info!(not_logged = errors.quiet, "outbox commits succeed again");
+                errors.quiet = 0;
+                errors.last = None;
+            }
+        }
     }
     // The new deliveries go to the sink before anyone is answered: a submitter that wakes
     // a worker after its reply finds them queued.

@@ -752,6 +752,14 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if !s.router.outbox_writable() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outbox_unavailable",
+            "the outbox cannot be written (is the disk full?); alerts would be refused",
+        )
+        .into_response();
+    }
     if s.ready.load(Ordering::SeqCst) {
         let rules = s.router.rules();
         Json(json!({"status": "ready", "rules": rules.rule_count(), "targets": rules.targets().len()})).into_response()

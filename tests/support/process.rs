@@ -21,11 +21,13 @@ pub(crate) fn spawn_until(
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = log_of(child.id());
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.strip_prefix(prefix) {
                 let _ = tx.send(rest.to_owned());
             }
+            log.lock().unwrap().push(line);
         }
     });
     match rx.recv_timeout(within) {
@@ -71,4 +73,22 @@ pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Every line a process started by [`spawn_until`] wrote on stderr so far, by its PID.
+pub(crate) fn stderr_lines(pid: u32) -> Vec<String> {
+    log_of(pid).lock().unwrap().clone()
+}
+
+fn log_of(pid: u32) -> Log {
+    static LOGS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<u32, Log>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(pid)
+        .or_default()
+        .clone()
 }
