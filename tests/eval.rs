@@ -503,3 +503,35 @@ fn explain_keeps_the_parentheses_that_precedence_needs() {
         }
     }
 }
+
+/// Found by an attack: the compiler looked regexes up by their literal's place in the
+/// checker's table, and a miss silently became a test that never matches. The checked
+/// condition now carries its compiled regex, so the miss cannot be written. Regexes at the
+/// same place in two files, a pattern shared by several rules, a string used as a regex,
+/// and `!~` all match as written.
+#[test]
+fn every_regex_test_matches_as_written() {
+    let set = RuleSet::from_files([
+        ("00-targets.rules", TARGETS),
+        ("10-a.rules", r#"when name =~ /^db-[0-9]+$/ -> post a"#),
+        ("20-b.rules", r#"when name =~ /^web-[0-9]+$/ -> post b"#),
+        (
+            "30-c.rules",
+            r#"when team =~ "^(ops|sre)$" and name !~ /^web-/i and host =~ /^db-[0-9]+$/ -> post c"#,
+        ),
+    ])
+    .unwrap();
+    let decide = |v: Value| set.evaluate(&Alert::new(v)).summary().targets;
+    assert_eq!(decide(json!({"name": "db-12"})), ["a"]);
+    assert_eq!(decide(json!({"name": "web-3"})), ["b"]);
+    assert_eq!(decide(json!({"name": "WEB-3"})), Vec::<String>::new());
+    assert_eq!(
+        decide(json!({"name": "cache", "team": "sre", "host": "db-4"})),
+        ["c"]
+    );
+    assert_eq!(
+        decide(json!({"name": "Web-1", "team": "sre", "host": "db-4"})),
+        Vec::<String>::new(),
+        "!~ with the i flag"
+    );
+}

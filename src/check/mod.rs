@@ -9,18 +9,84 @@ mod names;
 mod targets;
 mod types;
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
 use crate::alert::Source;
 use crate::diagnostic::{Diagnostic, SourceMap, Span, codes};
-use crate::syntax::ast::{self, Condition, Item};
+use crate::syntax::ast::{self, CmpOp, FieldPath, Item, Literal};
 
 pub(crate) use targets::{BodyTemplate, Method, SecretText, TextPart};
 
 /// Where a rule set reads `${env.NAME}` from. The default reads the process environment.
 pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A rule's condition once checked. A regex match carries the regex the checker
+/// compiled, so a compiled rule can never have a regex test without its regex.
+#[derive(Debug)]
+pub(crate) enum CheckedCondition {
+    Any(Vec<CheckedCondition>),
+    All(Vec<CheckedCondition>),
+    Not(Box<CheckedCondition>, Span),
+    Exists(FieldPath, Span),
+    /// A comparison with a value: any operator but `=~` and `!~`.
+    Compare {
+        path: FieldPath,
+        op: ValueOp,
+        /// `!=`, `not in`: exactly `not` of the positive operator.
+        negate: bool,
+        value: Literal,
+        span: Span,
+    },
+    /// `=~` (`negate`: `!~`), with its regex.
+    Match {
+        path: FieldPath,
+        negate: bool,
+        regex: CheckedRegex,
+        span: Span,
+    },
+}
+
+/// A regex of a rule, compiled, with the text it was compiled from.
+#[derive(Debug)]
+pub(crate) struct CheckedRegex {
+    pub(crate) pattern: String,
+    pub(crate) flags: String,
+    pub(crate) regex: regex::Regex,
+}
+
+/// A comparison operator other than `=~` and `!~`, in its positive form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ValueOp {
+    Eq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+impl ValueOp {
+    /// The positive operator of `op` and whether it is negated; `None` for `=~` and `!~`.
+    pub(crate) fn of(op: CmpOp) -> Option<(ValueOp, bool)> {
+        Some(match op {
+            CmpOp::Eq => (ValueOp::Eq, false),
+            CmpOp::Ne => (ValueOp::Eq, true),
+            CmpOp::Lt => (ValueOp::Lt, false),
+            CmpOp::Le => (ValueOp::Le, false),
+            CmpOp::Gt => (ValueOp::Gt, false),
+            CmpOp::Ge => (ValueOp::Ge, false),
+            CmpOp::In => (ValueOp::In, false),
+            CmpOp::NotIn => (ValueOp::In, true),
+            CmpOp::Contains => (ValueOp::Contains, false),
+            CmpOp::StartsWith => (ValueOp::StartsWith, false),
+            CmpOp::EndsWith => (ValueOp::EndsWith, false),
+            CmpOp::Match | CmpOp::NotMatch => return None,
+        })
+    }
+}
 
 /// A rule, resolved.
 #[derive(Debug)]
@@ -29,7 +95,7 @@ pub(crate) struct CheckedRule {
     pub(crate) id: String,
     /// `file:line` of the rule.
     pub(crate) location: String,
-    pub(crate) condition: Condition,
+    pub(crate) condition: CheckedCondition,
     /// Indices into `Checked::targets`, in action order.
     pub(crate) posts: Vec<usize>,
     pub(crate) stop: bool,
@@ -77,8 +143,6 @@ pub(crate) struct Checked {
     pub(crate) targets: Vec<CheckedTarget>,
     pub(crate) rules: Vec<CheckedRule>,
     pub(crate) tests: Vec<CheckedTest>,
-    /// Regexes compiled once here, by the span of their literal.
-    pub(crate) regexes: HashMap<Span, regex::Regex>,
     pub(crate) warnings: Vec<Diagnostic>,
 }
 
@@ -127,8 +191,8 @@ pub(crate) fn check(
         for item in f.items {
             match item {
                 Item::Rule(r) => {
-                    types::check_condition(&mut cx, &r.condition, &mut out.regexes);
                     fields::check_rule_fields(&mut cx, &r);
+                    let condition = types::check_condition(&mut cx, r.condition);
                     let mut posts = Vec::new();
                     let (mut stop, mut drop) = (false, false);
                     for a in &r.actions {
@@ -203,14 +267,17 @@ pub(crate) fn check(
                         .name
                         .as_ref()
                         .map_or_else(|| location.clone(), |n| n.value.clone());
-                    out.rules.push(CheckedRule {
-                        id,
-                        location,
-                        condition: r.condition,
-                        posts,
-                        stop,
-                        drop,
-                    });
+                    // Without a condition, a diagnostic already fails the load.
+                    if let Some(condition) = condition {
+                        out.rules.push(CheckedRule {
+                            id,
+                            location,
+                            condition,
+                            posts,
+                            stop,
+                            drop,
+                        });
+                    }
                 }
                 Item::Test(t) => {
                     if let Some(t) = check_test(&mut cx, &t, &scope) {

@@ -1,11 +1,9 @@
 //! Operator and literal rules: mixes that can never be meant are errors with a place.
 
-use std::collections::HashMap;
-
 use regex::{Regex, RegexBuilder};
 
-use super::Cx;
 use super::names::{suggest, unknown_source};
+use super::{CheckedCondition, CheckedRegex, Cx, ValueOp};
 use crate::alert::State;
 use crate::diagnostic::{Diagnostic, Span, codes};
 use crate::syntax::ast::{CmpOp, Comparison, Condition, FieldPath, LiteralKind};
@@ -19,18 +17,38 @@ pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// The metadata fields, without `@`.
 pub(crate) const META_FIELDS: [&str; 4] = ["source", "state", "name", "id"];
 
-pub(crate) fn check_condition(cx: &mut Cx<'_>, c: &Condition, regexes: &mut HashMap<Span, Regex>) {
+/// Checks a condition and gives it back checked: every regex compiled into the test that
+/// uses it. `None` when a part of it could not be checked (a diagnostic says why, so the
+/// folder does not load).
+pub(crate) fn check_condition(cx: &mut Cx<'_>, c: Condition) -> Option<CheckedCondition> {
     match c {
-        Condition::Any(cs) | Condition::All(cs) => {
-            cs.iter().for_each(|c| check_condition(cx, c, regexes))
+        Condition::Any(cs) => check_all(cx, cs).map(CheckedCondition::Any),
+        Condition::All(cs) => check_all(cx, cs).map(CheckedCondition::All),
+        Condition::Not(inner, span) => {
+            check_condition(cx, *inner).map(|i| CheckedCondition::Not(Box::new(i), span))
         }
-        Condition::Not(inner, _) => check_condition(cx, inner, regexes),
-        Condition::Exists(p, _) => check_path(cx, p),
+        Condition::Exists(p, span) => {
+            check_path(cx, &p);
+            Some(CheckedCondition::Exists(p, span))
+        }
         Condition::Compare(cmp) => {
             check_path(cx, &cmp.path);
-            check_comparison(cx, cmp, regexes);
+            check_comparison(cx, cmp)
         }
     }
+}
+
+/// Every part checked, even after one fails (each reports its own problems).
+fn check_all(cx: &mut Cx<'_>, cs: Vec<Condition>) -> Option<Vec<CheckedCondition>> {
+    let mut out = Vec::with_capacity(cs.len());
+    let mut ok = true;
+    for c in cs {
+        match check_condition(cx, c) {
+            Some(c) => out.push(c),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 pub(crate) fn check_path(cx: &mut Cx<'_>, p: &FieldPath) {
@@ -61,7 +79,42 @@ pub(crate) fn check_path(cx: &mut Cx<'_>, p: &FieldPath) {
     }
 }
 
-fn check_comparison(cx: &mut Cx<'_>, cmp: &Comparison, regexes: &mut HashMap<Span, Regex>) {
+fn check_comparison(cx: &mut Cx<'_>, cmp: Comparison) -> Option<CheckedCondition> {
+    report_mismatches(cx, &cmp)?;
+    match ValueOp::of(cmp.op) {
+        Some((op, negate)) => Some(CheckedCondition::Compare {
+            path: cmp.path,
+            op,
+            negate,
+            value: cmp.value,
+            span: cmp.span,
+        }),
+        None => {
+            // `=~` or `!~`: a regex, or a string used as one.
+            let (pattern, flags) = match cmp.value.kind {
+                LiteralKind::Regex { pattern, flags } => (pattern, flags),
+                LiteralKind::String(s) => (s, String::new()),
+                // Reported by `report_mismatches`.
+                _ => return None,
+            };
+            let regex = compile_regex(cx, &pattern, &flags, cmp.value.span)?;
+            Some(CheckedCondition::Match {
+                path: cmp.path,
+                negate: cmp.op == CmpOp::NotMatch,
+                regex: CheckedRegex {
+                    pattern,
+                    flags,
+                    regex,
+                },
+                span: cmp.span,
+            })
+        }
+    }
+}
+
+/// Reports operator and literal mixes that can never be meant; `None` for one that leaves
+/// nothing to check further (a duration).
+fn report_mismatches(cx: &mut Cx<'_>, cmp: &Comparison) -> Option<()> {
     let op = cmp.op;
     let v = &cmp.value;
     // Shown in messages only: printed when a message is made, not for every comparison.
@@ -87,7 +140,7 @@ fn check_comparison(cx: &mut Cx<'_>, cmp: &Comparison, regexes: &mut HashMap<Spa
                 .with_help("durations are for target settings such as `timeout = 5s`; compare with a number of seconds")
                 .with_note("no sender sends durations in a form a rule could compare"),
         );
-        return;
+        return None;
     }
     match op {
         CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge => match &v.kind {
@@ -111,8 +164,8 @@ fn check_comparison(cx: &mut Cx<'_>, cmp: &Comparison, regexes: &mut HashMap<Spa
             ),
         },
         CmpOp::Match | CmpOp::NotMatch => match &v.kind {
-            LiteralKind::Regex { pattern, flags } => compile_regex(cx, pattern, flags, v.span, regexes),
-            LiteralKind::String(s) => compile_regex(cx, s, "", v.span, regexes),
+            // Compiled by `check_comparison`, into the checked condition.
+            LiteralKind::Regex { .. } | LiteralKind::String(_) => {}
             LiteralKind::Number(n) => cx.report(
                 mismatch(codes::REGEX_NEEDS_PATTERN, format!("`{op_str}` needs a regex, found the number `{n}`"), "regex match")
                     .with_help(format!("to compare numbers use `==`: `{path} == {n}`; to match text write a regex: `{path} {op_str} /^{n}$/`")),
@@ -183,6 +236,7 @@ fn check_comparison(cx: &mut Cx<'_>, cmp: &Comparison, regexes: &mut HashMap<Spa
             }
         }
     }
+    Some(())
 }
 
 fn check_source_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
@@ -217,13 +271,7 @@ fn check_state_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
     }
 }
 
-fn compile_regex(
-    cx: &mut Cx<'_>,
-    pattern: &str,
-    flags: &str,
-    span: Span,
-    regexes: &mut HashMap<Span, Regex>,
-) {
+fn compile_regex(cx: &mut Cx<'_>, pattern: &str, flags: &str, span: Span) -> Option<Regex> {
     let built = RegexBuilder::new(pattern)
         .case_insensitive(flags.contains('i'))
         .multi_line(flags.contains('m'))
@@ -233,9 +281,7 @@ fn compile_regex(
         .dfa_size_limit(2 * REGEX_SIZE_LIMIT)
         .build();
     match built {
-        Ok(re) => {
-            regexes.insert(span, re);
-        }
+        Ok(re) => return Some(re),
         Err(regex::Error::CompiledTooBig(limit)) => cx.report(
             Diagnostic::error(
                 codes::BAD_REGEX,
@@ -260,4 +306,5 @@ fn compile_regex(
             );
         }
     }
+    None
 }

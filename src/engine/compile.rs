@@ -1,7 +1,6 @@
 //! Checked AST to predicates: paths pre-split, literals pre-parsed, regexes compiled once
 //! and shared by every rule that uses the same pattern.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use regex::Regex;
@@ -9,10 +8,10 @@ use rustc_hash::FxHashMap;
 
 use super::value::{Meta, Path, Scalar, Seg, Test};
 use super::{CompiledRule, Target};
-use crate::check::{CheckedRule, CheckedTarget};
+use crate::check::{CheckedCondition, CheckedRegex, CheckedRule, CheckedTarget, ValueOp};
 use crate::diagnostic::Span;
 use crate::number::Numeric;
-use crate::syntax::ast::{CmpOp, Condition, FieldPath, LiteralKind, Segment};
+use crate::syntax::ast::{FieldPath, LiteralKind, Segment};
 
 /// A compiled condition. Its tests are [`Atom`]s of the rule set, shared by every rule
 /// that writes the same test on the same field.
@@ -51,8 +50,17 @@ pub(crate) struct Tables {
     pub(crate) regex_literals: FxHashMap<u32, Vec<String>>,
 }
 
-pub(crate) struct Compiler<'c> {
-    checked_regexes: &'c HashMap<Span, Regex>,
+/// What an atom tests, for finding one already made: `exists`, a comparison with a value,
+/// or a regex match (its literal is then the pattern and flags).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum AtomOp {
+    Exists,
+    Value(ValueOp),
+    Match,
+}
+
+pub(crate) struct Compiler {
+    /// Each distinct regex once, by pattern and flags, shared by every rule that uses it.
     shared: FxHashMap<(String, String), Arc<Regex>>,
     paths: Vec<Path>,
     /// The ids of one-key paths (most paths), found without building a [`Path`].
@@ -60,17 +68,16 @@ pub(crate) struct Compiler<'c> {
     /// The ids of every other path.
     path_ids: FxHashMap<Path, u32>,
     atoms: Vec<Atom>,
-    /// `None` for `exists`. The literal moves here from the rule it came from.
-    atom_ids: FxHashMap<(u32, Option<CmpOp>, LiteralKind), u32>,
+    /// The literal moves here from the rule it came from.
+    atom_ids: FxHashMap<(u32, AtomOp, LiteralKind), u32>,
     uses: Vec<u32>,
     regex_literals: FxHashMap<u32, Vec<String>>,
 }
 
-impl<'c> Compiler<'c> {
-    /// A compiler for rules whose regexes the checker compiled into `regexes`.
-    pub(crate) fn new(regexes: &'c HashMap<Span, Regex>) -> Compiler<'c> {
+impl Compiler {
+    /// A compiler for checked rules.
+    pub(crate) fn new() -> Compiler {
         Compiler {
-            checked_regexes: regexes,
             shared: FxHashMap::default(),
             paths: Vec::new(),
             key_ids: FxHashMap::default(),
@@ -129,32 +136,55 @@ impl<'c> Compiler<'c> {
         }
     }
 
-    fn condition(&mut self, c: Condition) -> Pred {
+    fn condition(&mut self, c: CheckedCondition) -> Pred {
         match c {
-            Condition::Any(cs) => Pred::Any(cs.into_iter().map(|c| self.condition(c)).collect()),
-            Condition::All(cs) => Pred::All(cs.into_iter().map(|c| self.condition(c)).collect()),
-            Condition::Not(inner, span) => Pred::Not(Box::new(self.condition(*inner)), span),
-            Condition::Exists(p, span) => {
+            CheckedCondition::Any(cs) => {
+                Pred::Any(cs.into_iter().map(|c| self.condition(c)).collect())
+            }
+            CheckedCondition::All(cs) => {
+                Pred::All(cs.into_iter().map(|c| self.condition(c)).collect())
+            }
+            CheckedCondition::Not(inner, span) => Pred::Not(Box::new(self.condition(*inner)), span),
+            CheckedCondition::Exists(p, span) => {
                 let path = self.path_id(&p);
-                let atom = self.atom(path, None, LiteralKind::Null, span);
+                let atom = self.atom(path, AtomOp::Exists, LiteralKind::Null, |_| Test::Exists);
                 Pred::Test {
                     atom,
                     negate: false,
                     span,
                 }
             }
-            Condition::Compare(cmp) => {
-                let (op, negate) = match cmp.op.negated() {
-                    Some(positive) => (positive, true),
-                    None => (cmp.op, false),
-                };
-                let path = self.path_id(&cmp.path);
-                let atom = self.atom(path, Some(op), cmp.value.kind, cmp.value.span);
-                Pred::Test {
-                    atom,
-                    negate,
-                    span: cmp.span,
-                }
+            CheckedCondition::Compare {
+                path,
+                op,
+                negate,
+                value,
+                span,
+            } => {
+                let path = self.path_id(&path);
+                let atom = self.atom(path, AtomOp::Value(op), value.kind, |v| value_test(op, v));
+                Pred::Test { atom, negate, span }
+            }
+            CheckedCondition::Match {
+                path,
+                negate,
+                regex,
+                span,
+            } => {
+                let path = self.path_id(&path);
+                let CheckedRegex {
+                    pattern,
+                    flags,
+                    regex,
+                } = regex;
+                let shared = self
+                    .shared
+                    .entry((pattern.clone(), flags.clone()))
+                    .or_insert_with(|| Arc::new(regex))
+                    .clone();
+                let literal = LiteralKind::Regex { pattern, flags };
+                let atom = self.atom(path, AtomOp::Match, literal, |_| Test::Regex(shared));
+                Pred::Test { atom, negate, span }
             }
         }
     }
@@ -177,7 +207,15 @@ impl<'c> Compiler<'c> {
         id
     }
 
-    fn atom(&mut self, path: u32, op: Option<CmpOp>, v: LiteralKind, span: Span) -> u32 {
+    /// The atom testing `path` with `op` and `v`: the one made before for the same test,
+    /// or a new one, whose test `test` makes from the literal.
+    fn atom(
+        &mut self,
+        path: u32,
+        op: AtomOp,
+        v: LiteralKind,
+        test: impl FnOnce(&LiteralKind) -> Test,
+    ) -> u32 {
         let key = (path, op, v);
         if let Some(&id) = self.atom_ids.get(&key) {
             if let Some(n) = self.uses.get_mut(id as usize) {
@@ -186,22 +224,12 @@ impl<'c> Compiler<'c> {
             return id;
         }
         let v = &key.2;
-        let test = match op {
-            None => Test::Exists,
-            Some(op) => self.test(op, v, span),
-        };
+        let test = test(v);
         let id = self.atoms.len() as u32;
-        if matches!(test, Test::Regex(_)) {
-            let literals = match v {
-                LiteralKind::Regex { pattern, flags } => {
-                    super::index::regex_literals(pattern, flags)
-                }
-                LiteralKind::String(s) => super::index::regex_literals(s, ""),
-                _ => None,
-            };
-            if let Some(l) = literals {
-                self.regex_literals.insert(id, l);
-            }
+        if let (AtomOp::Match, LiteralKind::Regex { pattern, flags }) = (op, v)
+            && let Some(l) = super::index::regex_literals(pattern, flags)
+        {
+            self.regex_literals.insert(id, l);
         }
         self.atoms.push(Atom {
             path,
@@ -212,61 +240,41 @@ impl<'c> Compiler<'c> {
         self.atom_ids.insert(key, id);
         id
     }
+}
 
-    fn test(&mut self, op: CmpOp, v: &LiteralKind, span: Span) -> Test {
-        let number = |v: &LiteralKind| match v {
-            LiteralKind::Number(n) => Numeric::from_json(n),
-            _ => None,
-        };
-        let text = |v: &LiteralKind| match v {
-            LiteralKind::String(s) => s.as_str().into(),
-            _ => Box::from(""),
-        };
-        // The checker has rejected every mix below that cannot be meant, so the fallbacks
-        // (`Eq(Null)`, an empty needle) are never reached with a checked rule set.
-        match op {
-            CmpOp::Eq | CmpOp::Ne => Test::Eq(scalar(v)),
-            CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge => {
-                let n = number(v).unwrap_or(Numeric {
-                    float: f64::NAN,
-                    int: None,
-                });
-                match op {
-                    CmpOp::Lt => Test::Lt(n),
-                    CmpOp::Le => Test::Le(n),
-                    CmpOp::Gt => Test::Gt(n),
-                    _ => Test::Ge(n),
-                }
+/// The test of a comparison with a value.
+fn value_test(op: ValueOp, v: &LiteralKind) -> Test {
+    let number = |v: &LiteralKind| match v {
+        LiteralKind::Number(n) => Numeric::from_json(n),
+        _ => None,
+    };
+    let text = |v: &LiteralKind| match v {
+        LiteralKind::String(s) => s.as_str().into(),
+        _ => Box::from(""),
+    };
+    // The checker has rejected every mix below that cannot be meant, so the fallbacks
+    // (`Eq(Null)`, an empty needle) are never reached with a checked rule set.
+    match op {
+        ValueOp::Eq => Test::Eq(scalar(v)),
+        ValueOp::Lt | ValueOp::Le | ValueOp::Gt | ValueOp::Ge => {
+            let n = number(v).unwrap_or(Numeric {
+                float: f64::NAN,
+                int: None,
+            });
+            match op {
+                ValueOp::Lt => Test::Lt(n),
+                ValueOp::Le => Test::Le(n),
+                ValueOp::Gt => Test::Gt(n),
+                _ => Test::Ge(n),
             }
-            CmpOp::Match | CmpOp::NotMatch => {
-                let (pattern, flags) = match v {
-                    LiteralKind::Regex { pattern, flags } => (pattern.clone(), flags.clone()),
-                    LiteralKind::String(s) => (s.clone(), String::new()),
-                    _ => (String::new(), String::new()),
-                };
-                let key = (pattern, flags);
-                match self.shared.get(&key) {
-                    Some(re) => Test::Regex(re.clone()),
-                    None => match self.checked_regexes.get(&span) {
-                        Some(re) => {
-                            let re = Arc::new(re.clone());
-                            self.shared.insert(key, re.clone());
-                            Test::Regex(re)
-                        }
-                        None => Test::In(Box::new([])),
-                    },
-                }
-            }
-            CmpOp::In | CmpOp::NotIn => match v {
-                LiteralKind::List(items) => {
-                    Test::In(items.iter().map(|l| scalar(&l.kind)).collect())
-                }
-                _ => Test::In(Box::new([])),
-            },
-            CmpOp::Contains => Test::Contains(text(v)),
-            CmpOp::StartsWith => Test::StartsWith(text(v)),
-            CmpOp::EndsWith => Test::EndsWith(text(v)),
         }
+        ValueOp::In => match v {
+            LiteralKind::List(items) => Test::In(items.iter().map(|l| scalar(&l.kind)).collect()),
+            _ => Test::In(Box::new([])),
+        },
+        ValueOp::Contains => Test::Contains(text(v)),
+        ValueOp::StartsWith => Test::StartsWith(text(v)),
+        ValueOp::EndsWith => Test::EndsWith(text(v)),
     }
 }
 

@@ -228,7 +228,7 @@ impl std::fmt::Debug for RuleSet {
 
 impl RuleSet {
     pub(crate) fn compile(mut checked: Checked, sources: Arc<SourceMap>) -> RuleSet {
-        let mut compiler = Compiler::new(&checked.regexes);
+        let mut compiler = Compiler::new();
         let rules: Vec<CompiledRule> = std::mem::take(&mut checked.rules)
             .into_iter()
             .map(|r| compiler.rule(r))

@@ -187,16 +187,6 @@ impl CmpOp {
             _ => return None,
         })
     }
-
-    /// The positive operator this one negates, if it is a negation (`!=` negates `==`).
-    pub(crate) fn negated(self) -> Option<CmpOp> {
-        match self {
-            CmpOp::Ne => Some(CmpOp::Eq),
-            CmpOp::NotMatch => Some(CmpOp::Match),
-            CmpOp::NotIn => Some(CmpOp::In),
-            _ => None,
-        }
-    }
 }
 
 /// The value side of a comparison. Equality ignores the span.
