@@ -42,6 +42,10 @@ enum Command {
         /// The data directory, holding the outbox (overrides the config file).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Start even if the outbox's ledger shows that its database lost committed
+        /// deliveries (a damaged write-ahead log); the loss is logged and counted.
+        #[arg(long)]
+        accept_outbox_loss: bool,
     },
     /// A receiver for trying rules out: answers every request with 200 and prints it on
     /// standard output as one line, `METHOD PATH AUTHORIZATION BODY`. The example rules
@@ -100,6 +104,10 @@ enum Command {
         wait: u64,
         /// Alerts: one JSON document, or one per line; `-` for standard input.
         file: Option<PathBuf>,
+        /// Go on even if the outbox's ledger shows that its database lost committed
+        /// deliveries (a damaged write-ahead log); the loss is logged and counted.
+        #[arg(long)]
+        accept_outbox_loss: bool,
     },
     /// Inspect, replay and purge the deliveries that could not be made (stop the server first).
     #[cfg(feature = "dispatch")]
@@ -277,7 +285,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             rules,
             data,
-        } => serve(config, listen, rules, data),
+            accept_outbox_loss,
+        } => serve(config, listen, rules, data, accept_outbox_loss),
         #[cfg(feature = "server")]
         Command::Receive { listen } => receive(listen),
         Command::Check { dir, format } => {
@@ -343,6 +352,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             source,
             wait,
             file,
+            accept_outbox_loss,
         } => {
             let set = match load(&rules, OutputFormat::Text)? {
                 Ok(set) => set,
@@ -352,7 +362,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(f) => read_alert_stream(f, source)?,
                 None => Vec::new(),
             };
-            send(set, &data, &alerts, std::time::Duration::from_secs(wait))
+            send(
+                set,
+                &data,
+                &alerts,
+                std::time::Duration::from_secs(wait),
+                accept_outbox_loss,
+            )
         }
         Command::Test { dir } => {
             let set = match load(&dir, OutputFormat::Text)? {
@@ -402,6 +418,7 @@ fn send(
     data: &Path,
     alerts: &[Alert],
     wait: std::time::Duration,
+    accept_outbox_loss: bool,
 ) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -410,6 +427,7 @@ fn send(
         let router = switchyard::Router::builder()
             .rules(set)
             .data_dir(data)
+            .accept_outbox_loss(accept_outbox_loss)
             .build()
             .await?;
         for chunk in alerts.chunks(1024) {
@@ -559,6 +577,7 @@ fn serve(
     listen: Option<std::net::SocketAddr>,
     rules: Option<PathBuf>,
     data: Option<PathBuf>,
+    accept_outbox_loss: bool,
 ) -> anyhow::Result<ExitCode> {
     use switchyard::server::{AppState, Config, LogFormat};
 
@@ -610,6 +629,7 @@ fn serve(
             .in_flight_per_target(cfg.delivery.in_flight_per_target)
             .hold_deliveries(cfg.delivery.hold)
             .queue_memory(cfg.delivery.queue_memory_mb.saturating_mul(1 << 20))
+            .accept_outbox_loss(accept_outbox_loss)
             .build()
             .await?;
         if cfg.delivery.hold {

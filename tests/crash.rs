@@ -105,3 +105,129 @@ async fn every_alert_arrives_after_kill_9() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Found by an attack: with the first frame of the write-ahead log damaged after a
+/// `kill -9`, 510 of 2,000 accepted alerts were gone and the server started as if nothing
+/// happened (SQLite drops every frame after a bad one, without a word). The outbox's ledger
+/// now sees it: the server refuses to start and says what was lost; with
+/// `--accept-outbox-loss` it starts, logs and counts the loss, and the next start is clean.
+#[tokio::test]
+async fn a_damaged_write_ahead_log_is_detected_not_silent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = std::env::temp_dir().join(format!("switchyard-wal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(
+        dir.join("rules/r.rules"),
+        "target t { url = \"http://127.0.0.1:9/x\" }\nwhen exists(labels) -> post t\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("s.yaml"), "delivery:\n  hold: true\n").unwrap();
+    let data = dir.join("data");
+    let args = |extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(dir.join("s.yaml"))
+            .arg("--rules")
+            .arg(dir.join("rules"))
+            .arg("--data")
+            .arg(&data)
+            .args(extra);
+        cmd
+    };
+    // 1,000 alerts accepted (held: only new deliveries are written), then kill -9.
+    let (mut child, base) =
+        support::process::spawn_until(args(&[]), "listening on ", Duration::from_secs(30));
+    let addr = base.trim().trim_start_matches("http://").to_owned();
+    for batch in 0..10 {
+        let alerts: Vec<serde_json::Value> = (0..100)
+            .map(|i| serde_json::json!({"labels": {"alertname": "A", "n": (batch * 100 + i).to_string()}}))
+            .collect();
+        let body = serde_json::to_vec(&alerts).unwrap();
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body).await.unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 202"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Damage the log's first frame: SQLite will drop it and every frame after it.
+    let wal = data.join("outbox.sqlite3-wal");
+    let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        len > 32 + 24 + 4096,
+        "the log holds the commits ({len} bytes)"
+    );
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&wal).unwrap();
+        f.seek(SeekFrom::Start(32 + 24 + 100)).unwrap();
+        f.write_all(&[0xA5; 64]).unwrap();
+    }
+
+    // Refused, loudly, with what was lost and how to go on (a server that starts instead
+    // is stopped after 15 s, and the test fails).
+    let mut refused = args(&[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while refused.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if refused.try_wait().unwrap().is_none() {
+        let _ = refused.kill();
+    }
+    let out = refused.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("lost committed deliveries"), "{err}");
+    assert!(err.contains("--accept-outbox-loss"), "{err}");
+
+    // Accepted: it starts, and counts what was lost.
+    let (mut child, base) = support::process::spawn_until(
+        args(&["--accept-outbox-loss"]),
+        "listening on ",
+        Duration::from_secs(30),
+    );
+    let metrics = reqwest::get(format!("{}/metrics", base.trim()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lost: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_outbox_lost_deliveries "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(lost > 0, "{metrics}");
+    let lines = support::process::stderr_lines(child.id());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ERROR") && l.contains("lost committed deliveries")),
+        "{lines:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The loss was reported once: the next start (after another kill -9) is clean.
+    let (mut child, _) =
+        support::process::spawn_until(args(&[]), "listening on ", Duration::from_secs(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

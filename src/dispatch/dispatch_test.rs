@@ -106,6 +106,7 @@ async fn fresh_deliveries_go_to_the_sink_and_retries_to_the_due_table() {
         Some(Box::new(move |rs: Vec<super::store::Record>| {
             sink_seen.lock().unwrap().extend(rs.iter().map(|r| r.id));
         })),
+        super::ledger::Loss::Refuse,
     )
     .unwrap();
     let ids = store.append((0..4).map(record).collect()).await.unwrap();
@@ -264,6 +265,49 @@ async fn an_unreadable_record_becomes_a_dead_letter_not_nothing() {
     assert!(dead[1].is_unreadable() && dead[1].body == "garbage");
     assert!(store.replay(ids[1], 0).await.is_err());
     assert_eq!(store.depth().unwrap(), (0, 2));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The ledger raises no false alarm when every delivery was delivered (rows gone, the
+/// database keeps the mark), and catches a database that knows less than the ledger.
+#[tokio::test]
+async fn the_ledger_sees_lost_commits_and_only_those() {
+    use super::ledger::Loss;
+    let dir = std::env::temp_dir().join(format!("switchyard-ledger-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = super::store::Store::open_with(&dir, None, Loss::Refuse).unwrap();
+    let ids = store.append((0..5).map(record).collect()).await.unwrap();
+    let done: Vec<_> = ids
+        .iter()
+        .map(|&id| (id, super::store::Outcome::Delivered))
+        .collect();
+    let _ = store.finish_many(done).await;
+    assert_eq!(store.depth().unwrap(), (0, 0));
+    drop(store);
+    // Every row is gone; the mark says how far ids went: no alarm.
+    let store = super::store::Store::open_with(&dir, None, Loss::Refuse).unwrap();
+    let more = store.append((0..2).map(record).collect()).await.unwrap();
+    assert!(more[0] > ids[4], "ids go on past the ledger's");
+    drop(store);
+    // The database forgets the newest rows, as a dropped write-ahead log would make it.
+    let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+    c.execute("DELETE FROM fresh", []).unwrap();
+    c.execute("DELETE FROM meta WHERE key = 'high_water'", [])
+        .unwrap();
+    drop(c);
+    let refused = super::store::Store::open_with(&dir, None, Loss::Refuse)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(refused.contains("lost committed deliveries"), "{refused}");
+    assert!(refused.contains(&format!("{}", more[1])), "{refused}");
+    let store = super::store::Store::open_with(&dir, None, Loss::Accept).unwrap();
+    assert!(store.lost_count() >= 2);
+    drop(store);
+    // Accepted once: the next open is clean.
+    let store = super::store::Store::open_with(&dir, None, Loss::Refuse).unwrap();
+    assert_eq!(store.lost_count(), 0);
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -39,6 +39,7 @@ pub(crate) struct Metrics {
     pub(crate) pending: Gauge,
     pub(crate) dead_letters: Gauge,
     pub(crate) unreadable: Gauge,
+    pub(crate) lost: Gauge,
 }
 
 impl Default for Metrics {
@@ -54,6 +55,7 @@ impl Default for Metrics {
             pending: Gauge::default(),
             dead_letters: Gauge::default(),
             unreadable: Gauge::default(),
+            lost: Gauge::default(),
         }
     }
 }
@@ -111,6 +113,11 @@ impl Metrics {
             "outbox_unreadable_records",
             "Stored deliveries that could not be read since start; each is kept as a dead letter",
             self.unreadable.clone(),
+        );
+        r.register(
+            "outbox_lost_deliveries",
+            "Delivery ids the outbox's database had lost at start (a damaged write-ahead log), accepted with --accept-outbox-loss; 0 normally",
+            self.lost.clone(),
         );
     }
 }

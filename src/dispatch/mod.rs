@@ -14,6 +14,7 @@
 
 mod gather;
 mod lanes;
+mod ledger;
 mod metrics;
 mod store;
 
@@ -114,9 +115,19 @@ pub struct RouterBuilder {
     connect_timeout: Duration,
     hold: bool,
     queue_memory: usize,
+    accept_loss: bool,
 }
 
 impl RouterBuilder {
+    /// Open the outbox even when its ledger shows that the database lost committed
+    /// deliveries (a damaged write-ahead log): the loss is logged as an error and counted
+    /// (`switchyard_outbox_lost_deliveries`). Without it (the default), opening fails and
+    /// says what was lost.
+    pub fn accept_outbox_loss(mut self, accept: bool) -> Self {
+        self.accept_loss = accept;
+        self
+    }
+
     /// Hold every delivery in the outbox instead of sending it (default false): alerts are
     /// accepted, routed and stored durably, and go out when a router without `hold` opens
     /// the same outbox. For a downstream in maintenance, and for measuring ingest alone.
@@ -172,7 +183,12 @@ impl RouterBuilder {
             let lanes = lanes.clone();
             Some(Box::new(move |records| lanes.push(records)))
         };
-        let store = tokio::task::spawn_blocking(move || Store::open_with(&dir, sink))
+        let loss = if self.accept_loss {
+            ledger::Loss::Accept
+        } else {
+            ledger::Loss::Refuse
+        };
+        let store = tokio::task::spawn_blocking(move || Store::open_with(&dir, sink, loss))
             .await
             .map_err(|e| DispatchError::other(format!("cannot open the outbox: {e}")))??;
         let client = reqwest::Client::builder()
@@ -304,6 +320,7 @@ impl Router {
             connect_timeout: Duration::from_secs(5),
             hold: false,
             queue_memory: 64 << 20,
+            accept_loss: false,
         }
     }
 
@@ -412,6 +429,10 @@ impl Router {
 
     /// Reads the outbox depth and dead-letter count into their gauges.
     pub fn refresh_gauges(&self) {
+        self.inner
+            .metrics
+            .lost
+            .set(i64::try_from(self.inner.store.lost_count()).unwrap_or(i64::MAX));
         self.inner
             .metrics
             .unreadable

@@ -29,6 +29,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+
+use super::ledger::{self, Ledger, Loss};
 use tokio::sync::oneshot;
 
 use super::DispatchError;
@@ -250,6 +252,8 @@ pub(crate) struct Health {
     /// The last commit failed (a full disk, say): nothing can be recorded until one
     /// succeeds.
     failing: AtomicBool,
+    /// Delivery ids the database lost (found by the ledger at open, and accepted).
+    lost: AtomicU64,
 }
 
 /// Takes the deliveries a commit has just made durable (ids set), on the writer thread,
@@ -318,12 +322,18 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
 impl Store {
     /// Opens (or creates) `<dir>/outbox.sqlite3` and starts the writer thread. New
     /// deliveries are only stored, not handed on ([`Store::open_with`]).
+    /// Opened so, it only reports a loss the ledger finds (for inspecting an outbox).
     pub(crate) fn open(dir: &Path) -> Result<Store, DispatchError> {
-        Store::open_with(dir, None)
+        Store::open_with(dir, None, Loss::Report)
     }
 
     /// [`Store::open`], with `sink` taking every commit's new deliveries.
-    pub(crate) fn open_with(dir: &Path, sink: Option<FreshSink>) -> Result<Store, DispatchError> {
+    /// `loss`: what to do when the ledger finds committed deliveries the database lost.
+    pub(crate) fn open_with(
+        dir: &Path,
+        sink: Option<FreshSink>,
+        loss: Loss,
+    ) -> Result<Store, DispatchError> {
         std::fs::create_dir_all(dir).map_err(|e| DispatchError::store(dir, e))?;
         let path = dir.join("outbox.sqlite3");
         let lock_path = dir.join("outbox.lock");
@@ -342,13 +352,16 @@ impl Store {
         let writer_conn = connect(&path).map_err(|e| DispatchError::store(&path, e))?;
         restrict_permissions(&path);
         let store_id = init(&writer_conn).map_err(|e| DispatchError::store(&path, e))?;
+        let ledger =
+            Ledger::open(dir, &writer_conn, loss).map_err(|e| DispatchError::store(&path, e))?;
         let reader = connect(&path).map_err(|e| DispatchError::store(&path, e))?;
         let (tx, rx) = mpsc::channel::<Vec<Op>>();
         let health = Arc::new(Health::default());
+        health.lost.store(ledger.lost, Ordering::Relaxed);
         let writer_health = health.clone();
         let handle = std::thread::Builder::new()
             .name(String::from("switchyard-outbox"))
-            .spawn(move || writer(writer_conn, &rx, sink.as_ref(), &writer_health))
+            .spawn(move || writer(writer_conn, &rx, sink.as_ref(), &writer_health, ledger))
             .map_err(|e| DispatchError::store(&path, e))?;
         Ok(Store {
             reader: std::sync::Mutex::new(reader),
@@ -509,6 +522,11 @@ impl Store {
     /// How many stored deliveries could not be read since the outbox was opened.
     pub(crate) fn unreadable_count(&self) -> u64 {
         self.health.unreadable.load(Ordering::Relaxed)
+    }
+
+    /// Delivery ids the database had lost at open (the loss was accepted).
+    pub(crate) fn lost_count(&self) -> u64 {
+        self.health.lost.load(Ordering::Relaxed)
     }
 
     /// Whether the last commit succeeded: `false` while nothing can be written (a full
@@ -690,6 +708,7 @@ fn writer(
     rx: &mpsc::Receiver<Vec<Op>>,
     sink: Option<&FreshSink>,
     health: &Health,
+    mut ledger: Ledger,
 ) {
     let mut errors = ErrorLog::default();
     let mut ids: Option<Ids> = None;
@@ -700,7 +719,15 @@ fn writer(
                 Err(_) => break,
             }
         }
-        commit(&mut conn, batch, &mut ids, sink, health, &mut errors);
+        commit(
+            &mut conn,
+            batch,
+            &mut ids,
+            sink,
+            health,
+            &mut errors,
+            &mut ledger,
+        );
     }
 }
 
@@ -834,8 +861,10 @@ fn commit(
     sink: Option<&FreshSink>,
     health: &Health,
     errors: &mut ErrorLog,
+    ledger: &mut Ledger,
 ) {
     let unreadable = &health.unreadable;
+    let mut high_water = None;
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     let mut fresh: Vec<Record> = Vec::new();
     let before = *ids;
@@ -857,6 +886,7 @@ fn commit(
             }
         };
         let mut next_id = start.next;
+        let mut deleted = false;
         for op in batch {
             match op {
                 Op::Append(records, tx) => {
@@ -880,7 +910,7 @@ fn commit(
                     let taken = take(&txn, id)?;
                     let mut created = None;
                     match outcome {
-                        Outcome::Delivered => {}
+                        Outcome::Delivered => deleted = true,
                         Outcome::Retry {
                             attempts,
                             next_at_ms,
@@ -901,6 +931,7 @@ fn commit(
                             if let Some(mut r) = decode_taken(&txn, id, taken, unreadable)? {
                                 match r.spec.fallback.take() {
                                     Some(fb) => {
+                                        deleted = true;
                                         let from = r.spec.target.clone();
                                         let nr = Record {
                                             id: next_id,
@@ -990,6 +1021,7 @@ fn commit(
                     }
                 }
                 Op::Purge(id, tx) => {
+                    deleted = true;
                     let n = match id {
                         Some(id) => {
                             txn.execute("DELETE FROM dead WHERE id = ?1", params![to_i64(id)])?
@@ -1001,6 +1033,16 @@ fn commit(
                     }));
                 }
             }
+        }
+        // A commit that deletes rows may delete the newest one: the database then keeps
+        // the highest id committed as a mark, for the ledger's check at the next start.
+        let highest = ledger.written().max(next_id.saturating_sub(1));
+        if deleted && ledger.high_water < highest && ledger::known(&txn)?.0 < highest {
+            txn.prepare_cached(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('high_water', ?1)",
+            )?
+            .execute(params![to_i64(highest)])?;
+            high_water = Some(highest);
         }
         let mut reserved = start.reserved;
         if next_id > reserved {
@@ -1015,6 +1057,12 @@ fn commit(
             next: next_id,
             reserved,
         });
+        if next_id > start.next {
+            ledger.advance(next_id - 1);
+        }
+        if let Some(h) = high_water {
+            ledger.high_water = h;
+        }
         Ok(())
     })();
     if result.is_err() {
