@@ -88,8 +88,17 @@ impl<'e> Loader<'e> {
     /// Loads every `*.rules` file of a folder, in file-name order.
     pub fn load_dir(&self, dir: impl AsRef<Path>) -> Result<RuleSet, Error> {
         let dir = dir.as_ref();
-        let paths = rule_files(dir)?;
-        if paths.is_empty() {
+        self.load_files(dir, read_rule_files(dir)?)
+    }
+
+    /// Loads a folder's files as [`read_rule_files`] read them (a reload reads them once,
+    /// compares, then builds from the same bytes).
+    pub(crate) fn load_files(
+        &self,
+        dir: &Path,
+        files: Vec<(PathBuf, Vec<u8>)>,
+    ) -> Result<RuleSet, Error> {
+        if files.is_empty() {
             let d = Diagnostic::error(
                 codes::BAD_FILE,
                 format!("no `.rules` files in `{}`", dir.display()),
@@ -103,20 +112,11 @@ impl<'e> Loader<'e> {
                 vec![d],
             )));
         }
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            let len = std::fs::metadata(&path)
-                .map_err(|e| Error::io(&path, e))?
-                .len();
-            // Never read more than the limit: a too-large file is reported by its size.
-            let bytes = if len > MAX_FILE_BYTES as u64 {
-                vec![0; MAX_FILE_BYTES + 1]
-            } else {
-                std::fs::read(&path).map_err(|e| Error::io(&path, e))?
-            };
-            files.push((path.display().to_string(), bytes));
-        }
-        self.from_bytes(files)
+        self.from_bytes(
+            files
+                .into_iter()
+                .map(|(path, bytes)| (path.display().to_string(), bytes)),
+        )
     }
 
     /// Loads rules from `(file name, text)` pairs, in the order given.
@@ -231,6 +231,30 @@ fn not_utf8(file: FileId, at: usize) -> Diagnostic {
 /// The `*.rules` files of a folder, sorted by file name. Hidden files (`.#x.rules`, `..data`)
 /// and anything that is not a file are skipped; links to files are followed, as a
 /// Kubernetes ConfigMap mount needs.
+/// The `*.rules` files of a folder that a load reads, in file-name order, with their bytes:
+/// the one definition of which files count (not hidden, ending in `.rules`, a file or a
+/// link to one) and of how much is read (a file over the size limit is not read, and is
+/// reported by its size when loaded). Every load and every reload reads a folder so.
+pub(crate) fn read_rule_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, Error> {
+    let paths = rule_files(dir)?;
+    let mut files = Vec::with_capacity(paths.len());
+    let mut total = 0u64;
+    for path in paths {
+        let len = std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len();
+        // Never read more than the limits: a too-large file (or folder) is reported by size.
+        total = total.saturating_add(len);
+        let bytes = if len > MAX_FILE_BYTES as u64 || total > MAX_TOTAL_BYTES as u64 {
+            vec![0; MAX_FILE_BYTES.min(len as usize) + 1]
+        } else {
+            std::fs::read(&path).map_err(|e| Error::io(&path, e))?
+        };
+        files.push((path, bytes));
+    }
+    Ok(files)
+}
+
 fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut out = Vec::new();

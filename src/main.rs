@@ -644,9 +644,11 @@ fn serve(
         }
         let state = std::sync::Arc::new(AppState::new(router.clone(), Some(cfg.rules.clone()), cfg.limits.clone(), auth).with_admin(admin));
         state.note_loaded(&router.rules());
-        // Reload on every change of the folder (debounced), and on SIGHUP.
+        // Reload on every change of the folder (debounced), and on SIGHUP: both through
+        // the state's one rules folder, as `POST /-/reload` does.
         let watch_state = state.clone();
-        let _reloader = match switchyard::reload::Reloader::watch(&cfg.rules, router.rules().content_hash(), move |outcome| {
+        let folder = state.rules_folder().context("the service has a rules folder")?;
+        let _reloader = match switchyard::reload::Reloader::watch_folder(folder, move |outcome| {
             watch_state.apply_reload(outcome, "watch");
         }) {
             Ok(r) => Some(r),
@@ -657,18 +659,12 @@ fn serve(
         };
         #[cfg(unix)]
         {
-            let (hup_state, dir) = (state.clone(), cfg.rules.clone());
+            let hup_state = state.clone();
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
                 Ok(mut hup) => {
                     tokio::spawn(async move {
                         while hup.recv().await.is_some() {
-                            let dir = dir.clone();
-                            let outcome = match tokio::task::spawn_blocking(move || RuleSet::load_dir(&dir)).await {
-                                Ok(Ok(set)) => switchyard::reload::Outcome::Loaded(set),
-                                Ok(Err(e)) => switchyard::reload::Outcome::Rejected(e),
-                                Err(e) => switchyard::reload::Outcome::WatchError(e.to_string()),
-                            };
-                            hup_state.apply_reload(outcome, "sighup");
+                            hup_state.reload_now("sighup").await;
                         }
                     });
                 }

@@ -9,6 +9,9 @@
 //!   write-rename dance) is reported as `Unchanged`, not as a reload.
 //! - The callback gets every outcome: a new set to swap in, or the diagnostics of a rejected
 //!   edit while the old set stays. Watcher errors are reported too, never dropped.
+//! - Every trigger (the watcher, SIGHUP, `POST /-/reload`) reloads through one
+//!   [`RulesFolder`]: one list of files, one size limit, and one record of what is loaded,
+//!   so that a reload by one trigger is known to the others.
 //!
 //! ```no_run
 //! use switchyard::reload::{Outcome, Reloader};
@@ -57,6 +60,67 @@ pub enum Outcome {
     WatchError(String),
 }
 
+/// A rules folder and the content of the set loaded from it: the one way to reload it,
+/// whatever asks (the watcher, SIGHUP, `POST /-/reload`).
+#[derive(Debug)]
+pub struct RulesFolder {
+    dir: PathBuf,
+    /// [`RuleSet::content_hash`] of the set in use.
+    loaded: std::sync::Mutex<u64>,
+}
+
+impl RulesFolder {
+    /// The folder `dir`, whose set in use has content hash `loaded_hash`.
+    pub fn new(dir: impl Into<PathBuf>, loaded_hash: u64) -> RulesFolder {
+        RulesFolder {
+            dir: dir.into(),
+            loaded: std::sync::Mutex::new(loaded_hash),
+        }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads the folder and loads it: `Loaded` when its content differs from the set in
+    /// use (or always, with `force`, as SIGHUP and `POST /-/reload` ask), `Unchanged` when
+    /// it is the set in use, `Rejected` with the diagnostics otherwise.
+    pub fn reload(&self, force: bool) -> Outcome {
+        match crate::load::read_rule_files(&self.dir) {
+            Ok(files) => self.reload_files(files, force),
+            Err(e) => Outcome::Rejected(e),
+        }
+    }
+
+    /// [`RulesFolder::reload`] from files already read (the watcher reads until two reads
+    /// agree, then loads exactly those bytes).
+    fn reload_files(&self, files: Vec<(PathBuf, Vec<u8>)>, force: bool) -> Outcome {
+        let hash = content_hash(files.iter().map(|(p, b)| {
+            (
+                p.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+                b.as_slice(),
+            )
+        }));
+        // Held while loading: two triggers at once load one after the other, and each
+        // compares with what the other loaded.
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !force && hash == *loaded {
+            return Outcome::Unchanged;
+        }
+        match crate::Loader::new().load_files(&self.dir, files) {
+            Ok(set) => {
+                *loaded = set.content_hash();
+                Outcome::Loaded(set)
+            }
+            Err(e) => Outcome::Rejected(e),
+        }
+    }
+}
+
 enum Signal {
     Event,
     Now,
@@ -89,7 +153,19 @@ impl Reloader {
         loaded_hash: u64,
         on_change: impl FnMut(Outcome) + Send + 'static,
     ) -> Result<Reloader, WatchError> {
-        let dir = dir.into();
+        Reloader::watch_folder(
+            std::sync::Arc::new(RulesFolder::new(dir, loaded_hash)),
+            on_change,
+        )
+    }
+
+    /// Starts watching `folder`, which other triggers (SIGHUP, `POST /-/reload`) reload
+    /// too: each knows what the others loaded.
+    pub fn watch_folder(
+        folder: std::sync::Arc<RulesFolder>,
+        on_change: impl FnMut(Outcome) + Send + 'static,
+    ) -> Result<Reloader, WatchError> {
+        let dir = folder.dir().to_owned();
         let (tx, rx) = mpsc::channel::<Signal>();
         let events = tx.clone();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -105,10 +181,9 @@ impl Reloader {
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(|e| WatchError(format!("cannot watch `{}`: {e}", dir.display())))?;
-        let thread_dir = dir.clone();
         std::thread::Builder::new()
             .name(String::from("switchyard-reload"))
-            .spawn(move || run(&thread_dir, loaded_hash, &rx, on_change))
+            .spawn(move || run(&folder, &rx, on_change))
             .map_err(|e| WatchError(format!("cannot start the reload thread: {e}")))?;
         Ok(Reloader {
             tx,
@@ -122,12 +197,8 @@ impl Reloader {
     }
 }
 
-fn run(
-    dir: &Path,
-    mut loaded: u64,
-    rx: &mpsc::Receiver<Signal>,
-    mut on_change: impl FnMut(Outcome),
-) {
+fn run(folder: &RulesFolder, rx: &mpsc::Receiver<Signal>, mut on_change: impl FnMut(Outcome)) {
+    let dir = folder.dir();
     while let Ok(first) = rx.recv() {
         let mut forced = matches!(first, Signal::Now);
         if let Signal::Error(e) = first {
@@ -165,74 +236,31 @@ fn run(
                 break;
             }
         }
-        let files = match snap {
-            Some(files) if !files.is_empty() => files,
-            // Unreadable or no rules files: the loader's own error says which.
-            _ => {
-                on_change(match RuleSet::load_dir(dir) {
-                    Ok(set) => {
-                        loaded = set.content_hash();
-                        Outcome::Loaded(set)
-                    }
-                    Err(e) => Outcome::Rejected(e),
-                });
-                continue;
-            }
-        };
-        let hash = content_hash(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
-        if !forced && hash == loaded {
-            on_change(Outcome::Unchanged);
-            continue;
-        }
         // Build from the bytes that were checked, not from a second read of the files.
-        let named = files
-            .into_iter()
-            .map(|(n, b)| (dir.join(n).display().to_string(), b));
-        match crate::Loader::new().from_bytes(named) {
-            Ok(set) => {
-                loaded = set.content_hash();
-                on_change(Outcome::Loaded(set));
-            }
-            Err(e) => on_change(Outcome::Rejected(e)),
-        }
+        on_change(match snap {
+            Some(files) => folder.reload_files(files, forced),
+            // Unreadable: the loader's own error says why.
+            None => folder.reload(forced),
+        });
     }
 }
 
-/// The folder's `.rules` files (name, bytes), sorted by name, as `load_dir` would read
-/// them; `None` if the folder cannot be read.
-fn snapshot(dir: &Path) -> Option<Vec<(String, Vec<u8>)>> {
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    for entry in std::fs::read_dir(dir).ok()? {
-        let entry = entry.ok()?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if name.starts_with('.')
-            || !name.ends_with(".rules")
-            || !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
-        {
-            continue;
-        }
-        // A file removed between the listing and the read: the next event reloads again.
-        let Ok(bytes) = std::fs::read(entry.path()) else {
-            continue;
-        };
-        files.push((name, bytes));
-        if files.len() > crate::MAX_FILES {
-            return None;
-        }
-    }
-    files.sort();
-    Some(files)
+/// The folder's `.rules` files as every load reads them; `None` if the folder cannot be
+/// read.
+fn snapshot(dir: &Path) -> Option<Vec<(PathBuf, Vec<u8>)>> {
+    crate::load::read_rule_files(dir).ok()
 }
 
 /// The content hash of the folder's rules files as [`RuleSet::content_hash`] computes it,
 /// or `None` if the folder cannot be read.
 pub fn folder_hash(dir: &Path) -> Option<u64> {
     let files = snapshot(dir)?;
-    Some(content_hash(
-        files.iter().map(|(n, b)| (n.as_str(), b.as_slice())),
-    ))
+    Some(content_hash(files.iter().map(|(p, b)| {
+        (
+            p.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+            b.as_slice(),
+        )
+    })))
 }
 
 /// Whether an event can change the rule set: a `.rules` file, or a ConfigMap's `..data`

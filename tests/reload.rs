@@ -238,3 +238,50 @@ fn loaded_counts(outcomes: &[Outcome]) -> Vec<usize> {
         })
         .collect()
 }
+
+/// Found by a review: the watcher kept its own record of what was loaded, so after a
+/// SIGHUP or `POST /-/reload` loaded an edit, the watcher saw the same edit (and then a
+/// mere touch) as a change and loaded it again. Every trigger now reloads through one
+/// `RulesFolder`: after a SIGHUP-style reload, the edit and a touch are `Unchanged`.
+#[test]
+fn a_touch_after_a_sighup_reload_is_unchanged() {
+    use std::sync::Arc;
+    use switchyard::reload::RulesFolder;
+    let dir = std::env::temp_dir().join(format!("switchyard-reload-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.rules"), rules(2)).unwrap();
+    let set = RuleSet::load_dir(&dir).unwrap();
+    let folder = Arc::new(RulesFolder::new(&dir, set.content_hash()));
+    // An edit, loaded by SIGHUP (as `serve` does: a forced reload of the folder) before the
+    // watcher has seen anything (it starts after, so the test does not race it).
+    std::fs::write(dir.join("a.rules"), rules(3)).unwrap();
+    assert!(matches!(folder.reload(true), Outcome::Loaded(ref s) if s.rule_count() == 3));
+    let (tx, rx) = mpsc::channel();
+    let _watcher = Reloader::watch_folder(folder.clone(), move |o| {
+        let _ = tx.send(o);
+    })
+    .unwrap();
+    // A touch: the folder already holds this content.
+    std::fs::write(dir.join("a.rules"), rules(3)).unwrap();
+    let seen = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the watcher saw the touch");
+    assert!(matches!(seen, Outcome::Unchanged), "{seen:?}");
+    // A real change is still loaded.
+    std::fs::write(dir.join("a.rules"), rules(4)).unwrap();
+    let seen = loop {
+        match rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the watcher saw the change")
+        {
+            Outcome::Unchanged => continue,
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(seen, Outcome::Loaded(ref s) if s.rule_count() == 4),
+        "{seen:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

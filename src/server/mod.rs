@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use crate::alert::{AdaptError, Alert, Source, adapt_json_within, form_to_json};
 use crate::dispatch::Router;
 use crate::engine::RuleSet;
+use crate::reload::RulesFolder;
 pub use auth::{AdminAuth, Credential, IngestAuth, Secret};
 pub use config::{Admin, Config, ConfigError, DEFAULT_LISTEN, Limits, LogFormat, Logging};
 pub use error::ApiError;
@@ -41,7 +42,8 @@ pub use run::serve;
 /// What the service needs: the router (rules and delivery), limits, credentials.
 pub struct AppState {
     router: Router,
-    rules_dir: Option<PathBuf>,
+    /// What every reload trigger reloads (none: reload is refused).
+    rules_folder: Option<Arc<RulesFolder>>,
     limits: Limits,
     auth: IngestAuth,
     ready: AtomicBool,
@@ -92,6 +94,7 @@ impl AppState {
         auth: IngestAuth,
     ) -> AppState {
         let limits_for_permits = limits.clone();
+        let router_hash = router.rules().content_hash();
         let mut registry = Registry::default();
         router.register_metrics(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
@@ -147,7 +150,7 @@ impl AppState {
         );
         AppState {
             router,
-            rules_dir,
+            rules_folder: rules_dir.map(|dir| Arc::new(RulesFolder::new(dir, router_hash))),
             limits,
             auth,
             admin: AdminAuth::none(),
@@ -176,6 +179,24 @@ impl AppState {
     pub fn with_admin(mut self, admin: AdminAuth) -> AppState {
         self.admin = admin;
         self
+    }
+
+    /// The rules folder every reload goes through (the watcher and SIGHUP too), if the
+    /// service was started from one.
+    pub fn rules_folder(&self) -> Option<Arc<RulesFolder>> {
+        self.rules_folder.clone()
+    }
+
+    /// Reloads the rules folder now (SIGHUP, `POST /-/reload`) and applies the outcome;
+    /// returns the HTTP answer. `None` when the service has no rules folder.
+    pub async fn reload_now(&self, trigger: &str) -> Option<(StatusCode, Value)> {
+        let folder = self.rules_folder.clone()?;
+        let outcome = tokio::task::spawn_blocking(move || folder.reload(true))
+            .await
+            .unwrap_or_else(|e| {
+                crate::reload::Outcome::WatchError(format!("the reload failed: {e}"))
+            });
+        Some(self.apply_reload(outcome, trigger))
     }
 
     /// The router behind the service.
@@ -849,25 +870,14 @@ async fn rules(State(s): State<Arc<AppState>>) -> Json<Value> {
 }
 
 async fn reload(State(s): State<Arc<AppState>>) -> Response {
-    let Some(dir) = s.rules_dir.clone() else {
-        return ApiError::new(
+    match s.reload_now("http").await {
+        Some((status, body)) => (status, Json(body)).into_response(),
+        None => ApiError::new(
             StatusCode::CONFLICT,
             "no_rules_dir",
             "this service was not started from a rules folder",
         )
-        .into_response();
-    };
-    match tokio::task::spawn_blocking(move || RuleSet::load_dir(&dir)).await {
-        Ok(result) => {
-            let outcome = match result {
-                Ok(set) => crate::reload::Outcome::Loaded(set),
-                Err(e) => crate::reload::Outcome::Rejected(e),
-            };
-            let (status, body) = s.apply_reload(outcome, "http");
-            (status, Json(body)).into_response()
-        }
-        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "reload", e.to_string())
-            .into_response(),
+        .into_response(),
     }
 }
 
