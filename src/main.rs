@@ -579,7 +579,7 @@ fn serve(
     data: Option<PathBuf>,
     accept_outbox_loss: bool,
 ) -> anyhow::Result<ExitCode> {
-    use switchyard::server::{AppState, Config, LogFormat};
+    use switchyard::server::{Config, LogFormat};
 
     let mut cfg = match &config {
         Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -613,73 +613,16 @@ fn serve(
         Ok(set) => set,
         Err(code) => return Ok(code),
     };
-    let auth = cfg
-        .ingest_auth(&|name| std::env::var(name).ok())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let admin = cfg
-        .admin_auth(&|name| std::env::var(name).ok())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let router = switchyard::Router::builder()
-            .rules(set)
-            .data_dir(&cfg.data)
-            .in_flight_per_target(cfg.delivery.in_flight_per_target)
-            .hold_deliveries(cfg.delivery.hold)
-            .queue_memory(cfg.delivery.queue_memory_mb.saturating_mul(1 << 20))
+    rt.block_on(
+        switchyard::server::Server::new(cfg, set)
             .accept_outbox_loss(accept_outbox_loss)
-            .build()
-            .await?;
-        if cfg.delivery.hold {
-            tracing::warn!("delivery.hold is set: deliveries are stored in the outbox, not sent");
-        }
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        let addr = listener.local_addr()?;
-        if !admin.is_enabled() && !cfg.listen.ip().is_loopback() {
-            tracing::warn!(listen = %cfg.listen, "no admin credential: dead letters, reload and rules answer anyone who reaches this address; set admin.bearer in the config");
-        }
-        let state = std::sync::Arc::new(AppState::new(router.clone(), Some(cfg.rules.clone()), cfg.limits.clone(), auth).with_admin(admin));
-        state.note_loaded(&router.rules());
-        // Reload on every change of the folder (debounced), and on SIGHUP: both through
-        // the state's one rules folder, as `POST /-/reload` does.
-        let watch_state = state.clone();
-        let folder = state.rules_folder().context("the service has a rules folder")?;
-        let _reloader = match switchyard::reload::Reloader::watch_folder(folder, move |outcome| {
-            watch_state.apply_reload(outcome, "watch");
-        }) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch the rules folder; reload with SIGHUP or POST /-/reload");
-                None
-            }
-        };
-        #[cfg(unix)]
-        {
-            let hup_state = state.clone();
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(mut hup) => {
-                    tokio::spawn(async move {
-                        while hup.recv().await.is_some() {
-                            hup_state.reload_now("sighup").await;
-                        }
-                    });
-                }
-                Err(e) => tracing::error!(error = %e, "cannot listen for SIGHUP"),
-            }
-        }
-        let app = switchyard::server::app(state.clone());
-        tracing::info!(listen = %addr, rules = %cfg.rules.display(), data = %cfg.data.display(), "switchyard is listening");
-        eprintln!("listening on http://{addr}");
-        switchyard::server::serve(listener, app, &cfg.limits, shutdown_signal(), std::time::Duration::from_secs(10)).await?;
-        state.set_ready(false);
-        tracing::info!("stopping: delivering what is in flight");
-        router.shutdown(std::time::Duration::from_secs(5)).await;
-        Ok::<(), anyhow::Error>(())
-    })?;
+            .run(switchyard::server::shutdown_signal(), |addr| {
+                eprintln!("listening on http://{addr}");
+            }),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -696,38 +639,8 @@ fn receive(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
             "receiving on http://{}; each request is printed on standard output",
             listener.local_addr()?
         );
-        switchyard::server::receive(listener, shutdown_signal()).await?;
+        switchyard::server::receive(listener, switchyard::server::shutdown_signal()).await?;
         Ok::<(), anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-#[cfg(feature = "server")]
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown signal received");
 }

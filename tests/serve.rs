@@ -305,3 +305,60 @@ async fn poll_metric(base: &str, name: &str, done: impl Fn(Option<f64>) -> bool)
     }
     value
 }
+
+/// The server is assembled in the library: a program embeds the same server `switchyard
+/// serve` runs (router, outbox, watcher, SIGHUP, graceful stop), from a config and a rule
+/// set, and stops it with its own signal.
+#[tokio::test]
+async fn an_embedder_runs_the_same_server_from_the_library() {
+    use switchyard::server::{Config, Server};
+    let dir = std::env::temp_dir().join(format!("switchyard-embed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(
+        dir.join("rules/r.rules"),
+        "target t { url = \"http://127.0.0.1:9/x\" }\nwhen exists(n) -> post t\n",
+    )
+    .unwrap();
+    let config = Config::parse(
+        &format!(
+            "listen: 127.0.0.1:0\nrules: {}\ndata: {}\ndelivery:\n  hold: true\n",
+            dir.join("rules").display(),
+            dir.join("data").display()
+        ),
+        "embedded",
+    )
+    .unwrap();
+    let rules = switchyard::RuleSet::load_dir(&config.rules).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(Server::new(config, rules).run(
+        async {
+            let _ = stop_rx.await;
+        },
+        move |addr| {
+            let _ = addr_tx.send(addr);
+        },
+    ));
+    let addr = tokio::time::timeout(Duration::from_secs(10), addr_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/alerts/generic"))
+        .header("content-type", "application/json")
+        .body(r#"{"n": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(body["alerts"][0]["targets"][0], "t");
+    stop_tx.send(()).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stopped.is_ok(), "{stopped:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

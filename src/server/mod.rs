@@ -6,6 +6,7 @@
 //! was wrong: 400 malformed, 401 credentials, 404 unknown source, 413 too large, 415 content
 //! type, 422 rejected rules, 503 not ready.
 
+mod assemble;
 mod auth;
 mod config;
 mod error;
@@ -33,6 +34,7 @@ use crate::alert::{AdaptError, Alert, Source, adapt_json_within, form_to_json};
 use crate::dispatch::Router;
 use crate::engine::RuleSet;
 use crate::reload::RulesFolder;
+pub use assemble::{ServeError, Server, shutdown_signal};
 pub use auth::{AdminAuth, Credential, IngestAuth, Secret};
 pub use config::{Admin, Config, ConfigError, DEFAULT_LISTEN, Limits, LogFormat, Logging};
 pub use error::ApiError;
