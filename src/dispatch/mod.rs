@@ -239,6 +239,13 @@ impl RouterBuilder {
     }
 }
 
+/// Requests in flight per target, by default (`delivery.in_flight_per_target`).
+pub(crate) const DEFAULT_IN_FLIGHT: usize = 32;
+
+/// Bytes of new deliveries kept in memory for sending, by default
+/// (`delivery.queue_memory_mb`).
+pub(crate) const DEFAULT_QUEUE_MEMORY: usize = 64 << 20;
+
 /// Counters of what the router did, for metrics.
 #[derive(Default, Debug)]
 struct Stats {
@@ -315,11 +322,11 @@ impl Router {
         RouterBuilder {
             rules: None,
             data_dir: PathBuf::from("data"),
-            in_flight: 32,
+            in_flight: DEFAULT_IN_FLIGHT,
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
             hold: false,
-            queue_memory: 64 << 20,
+            queue_memory: DEFAULT_QUEUE_MEMORY,
             accept_loss: false,
         }
     }

@@ -1,46 +1,17 @@
-//! Checked AST to predicates: paths pre-split, literals pre-parsed, regexes compiled once
-//! and shared by every rule that uses the same pattern.
+//! Checked AST to the program ([`super::program`]): paths pre-split, literals pre-parsed,
+//! regexes compiled once and shared by every rule that uses the same pattern.
 
 use std::sync::Arc;
 
 use regex::Regex;
 use rustc_hash::FxHashMap;
 
-use super::value::{Meta, Path, Scalar, Seg, Test};
+use super::program::{Atom, NO_MEMO, Pred, path};
+use super::value::{Path, Scalar, Test};
 use super::{CompiledRule, Target};
 use crate::check::{CheckedCondition, CheckedRegex, CheckedRule, CheckedTarget, ValueOp};
-use crate::diagnostic::Span;
 use crate::number::Numeric;
 use crate::syntax::ast::{FieldPath, LiteralKind, Segment};
-
-/// A compiled condition. Its tests are [`Atom`]s of the rule set, shared by every rule
-/// that writes the same test on the same field.
-#[derive(Clone, Debug)]
-pub(crate) enum Pred {
-    All(Box<[Pred]>),
-    Any(Box<[Pred]>),
-    Not(Box<Pred>, Span),
-    /// Atom `atom` of the set; `negate` for `!=`, `!~`, `not in`, which are exactly `not`
-    /// of the positive.
-    Test {
-        atom: u32,
-        negate: bool,
-        span: Span,
-    },
-}
-
-/// No memo slot: the atom is used once in the whole set, so remembering it gains nothing.
-pub(crate) const NO_MEMO: u32 = u32::MAX;
-
-/// A test on one field (`path <test>`), compiled once for the whole set.
-#[derive(Debug)]
-pub(crate) struct Atom {
-    /// Index into the set's path table.
-    pub(crate) path: u32,
-    pub(crate) test: Test,
-    /// Slot of the per-alert memo when several rules use this atom, else [`NO_MEMO`].
-    pub(crate) memo: u32,
-}
 
 /// What the compiler produced besides the rules.
 pub(crate) struct Tables {
@@ -285,29 +256,4 @@ fn scalar(v: &LiteralKind) -> Scalar {
         LiteralKind::Bool(b) => Scalar::Bool(*b),
         _ => Scalar::Null,
     }
-}
-
-/// Compiles a field path.
-pub(crate) fn path(p: &FieldPath) -> Path {
-    if let Some(m) = &p.meta {
-        return Path::Meta(match m.as_str() {
-            "source" => Meta::Source,
-            "state" => Meta::State,
-            "name" => Meta::Name,
-            _ => Meta::Id,
-        });
-    }
-    if let [Segment::Key(k)] = p.segments.as_slice() {
-        return Path::Key(k.as_str().into());
-    }
-    Path::Fields(
-        p.segments
-            .iter()
-            .map(|s| match s {
-                Segment::Key(k) => Seg::Key(k.as_str().into()),
-                Segment::Index(i) => Seg::Index(*i as usize),
-                Segment::Any => Seg::Any,
-            })
-            .collect(),
-    )
 }

@@ -11,7 +11,7 @@
 use smallvec::SmallVec;
 
 use super::Inner;
-use super::compile::{Atom, NO_MEMO, Pred};
+use super::program::{Atom, NO_MEMO, Pred};
 use super::value::{Path, Val};
 use crate::alert::Alert;
 

@@ -5,7 +5,7 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::compile::Pred;
+use super::program::Pred;
 use super::{DecisionSummary, RuleSet};
 use crate::alert::Alert;
 use crate::syntax::print::{Joiner, join};

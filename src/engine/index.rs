@@ -21,8 +21,8 @@
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use super::compile::{Atom, Pred};
 use super::eval::Ctx;
+use super::program::{Atom, Pred};
 use super::value::{Scalar, Test, Val};
 use crate::number::{Numeric, parse_number};
 

@@ -4,6 +4,7 @@ pub(crate) mod compile;
 mod eval;
 mod explain;
 mod index;
+pub(crate) mod program;
 pub(crate) mod render;
 mod tests_runner;
 pub(crate) mod value;
@@ -18,8 +19,9 @@ use smallvec::SmallVec;
 use crate::alert::Alert;
 use crate::check::{Checked, CheckedTest, Method, SecretText};
 use crate::diagnostic::{Diagnostics, SourceMap};
-use compile::{Atom, Compiler, Pred};
+use compile::Compiler;
 use index::Index;
+use program::{Atom, Pred};
 
 pub use explain::{Explanation, PredicateTrace, RuleTrace};
 pub use tests_runner::{TestOutcome, TestReport};
@@ -400,19 +402,39 @@ impl RuleSet {
 
 /// FNV-1a 64 over `(name, 0xff, content, 0xff)` of each file, in order.
 pub fn content_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut add = |bytes: &[u8]| {
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
+    let mut h = Fnv::default();
     for (name, text) in files {
-        add(name.as_bytes());
-        add(&[0xff]);
-        add(text);
-        add(&[0xff]);
+        h.add(name.as_bytes());
+        h.add(&[0xff]);
+        h.add(text);
+        h.add(&[0xff]);
     }
-    h
+    h.0
+}
+
+/// FNV-1a 64 of some bytes: stable across runs and versions, for hashes that are shown
+/// (`GET /api/rules`) or compared between processes.
+pub(crate) fn fnv64(bytes: &[u8]) -> u64 {
+    let mut h = Fnv::default();
+    h.add(bytes);
+    h.0
+}
+
+/// The one FNV-1a 64 of the crate.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn add(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
 }
 
 /// What the rules decided for one alert.

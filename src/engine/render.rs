@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use super::compile::path;
+use super::program::path;
 use super::value::{Path, first_value};
 use crate::alert::Alert;
 use crate::check::{BodyTemplate, TextPart};

@@ -131,9 +131,9 @@ pub struct Delivery {
 impl Default for Delivery {
     fn default() -> Self {
         Delivery {
-            in_flight_per_target: 32,
+            in_flight_per_target: crate::dispatch::DEFAULT_IN_FLIGHT,
             hold: false,
-            queue_memory_mb: 64,
+            queue_memory_mb: crate::dispatch::DEFAULT_QUEUE_MEMORY >> 20,
         }
     }
 }

@@ -845,7 +845,7 @@ fn rules_summary(rules: &RuleSet) -> Value {
     let files: Vec<Value> = rules
         .sources()
         .files()
-        .map(|f| json!({"file": f.name(), "bytes": f.text().len(), "hash": format!("{:016x}", fnv(f.text().as_bytes()))}))
+        .map(|f| json!({"file": f.name(), "bytes": f.text().len(), "hash": format!("{:016x}", crate::engine::fnv64(f.text().as_bytes()))}))
         .collect();
     json!({
         "rules": rules.rule_count(),
@@ -854,13 +854,6 @@ fn rules_summary(rules: &RuleSet) -> Value {
         "tests": rules.test_count(),
         "files": files,
         "warnings": rules.warnings().to_json(),
-    })
-}
-
-/// FNV-1a 64: a content hash for `GET /api/rules`, stable across runs.
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 

@@ -325,13 +325,6 @@ pub(crate) enum Segment {
     Any,
 }
 
-impl std::fmt::Display for FieldPath {
-    /// The path as written in canonical form.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&crate::syntax::print::field_path(self))
-    }
-}
-
 impl FieldPath {
     /// The first key, when the path starts with one.
     pub(crate) fn first_key(&self) -> Option<&str> {

@@ -162,6 +162,14 @@ fn is_plain_key(k: &str, first: bool) -> bool {
     start_ok && body_ok && !keyword
 }
 
+/// A path prints in canonical form, the printer's; it lives here, beside the printer, so
+/// that the syntax tree imports nothing from the printer.
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&field_path(self))
+    }
+}
+
 /// A field path in canonical form.
 pub(crate) fn field_path(p: &FieldPath) -> String {
     let mut out = String::new();
