@@ -61,7 +61,8 @@ pub use diagnostic::{
 };
 #[cfg(feature = "dispatch")]
 pub use dispatch::{
-    Backoff, DeadLetter, DispatchError, Outbox, Router, RouterBuilder, RouterStats, Submitted,
+    Backoff, DeadLetter, DispatchError, DispatchErrorKind, Outbox, Router, RouterBuilder,
+    RouterStats, Submitted,
 };
 pub use engine::{
     Decision, DecisionSummary, Explanation, PredicateTrace, RuleInfo, RuleSet, RuleTrace, Target,

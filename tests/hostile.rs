@@ -426,6 +426,17 @@ async fn a_full_disk_pauses_delivery_instead_of_a_retry_storm() {
         "{errors} ERROR lines in 10 s:\n{}",
         lines[log_before..].join("\n")
     );
+    // A new alert is refused while the disk is full, and the answer says why.
+    let (status, body) = request(
+        &addr,
+        "POST",
+        "/alerts/generic",
+        "application/json",
+        b"{\"n\":99}",
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("the disk is full"), "{body}");
     // Room again: the next commit succeeds, and the server is ready.
     std::fs::remove_file(filler).unwrap();
     let (status, body) = request(

@@ -255,7 +255,12 @@ async fn an_unreadable_record_becomes_a_dead_letter_not_nothing() {
     }
     assert_eq!(dead[0].body, "{not json", "the raw bytes are kept");
     // A replay is refused, and the dead letter stays.
-    assert!(store.replay(ids[0], 0).await.is_err());
+    let refused = store.replay(ids[0], 0).await.err().unwrap();
+    assert_eq!(
+        refused.kind(),
+        super::DispatchErrorKind::Refused,
+        "{refused}"
+    );
     assert_eq!(store.depth().unwrap(), (0, 2));
 
     // A damaged dead letter: listed as unreadable, not replayed, not deleted.
@@ -308,6 +313,30 @@ async fn the_ledger_sees_lost_commits_and_only_those() {
     // Accepted once: the next open is clean.
     let store = super::store::Store::open_with(&dir, None, Loss::Refuse).unwrap();
     assert_eq!(store.lost_count(), 0);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Found by a review: every outbox error was a string, so a caller could not tell a full
+/// disk from a locked database from a damaged file (all became the same 503). The kind
+/// now survives from SQLite's code to the caller.
+#[test]
+fn outbox_errors_keep_their_kind() {
+    use super::DispatchErrorKind as K;
+    use rusqlite::ffi;
+    let kind = |code| K::of_sqlite(&rusqlite::Error::SqliteFailure(ffi::Error::new(code), None));
+    assert_eq!(kind(ffi::SQLITE_FULL), K::Full);
+    assert_eq!(kind(ffi::SQLITE_BUSY), K::Busy);
+    assert_eq!(kind(ffi::SQLITE_LOCKED), K::Busy);
+    assert_eq!(kind(ffi::SQLITE_CORRUPT), K::Corrupt);
+    assert_eq!(kind(ffi::SQLITE_NOTADB), K::Corrupt);
+    assert_eq!(kind(ffi::SQLITE_IOERR), K::Io);
+    // Held by another opener: busy, said once.
+    let dir = std::env::temp_dir().join(format!("switchyard-kinds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = super::store::Store::open(&dir).unwrap();
+    let held = super::store::Store::open(&dir).err().unwrap();
+    assert_eq!(held.kind(), K::Busy, "{held}");
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }

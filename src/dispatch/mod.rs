@@ -37,23 +37,88 @@ use store::{Outcome, Record, Spec, Store};
 /// Why a router could not start or accept an alert.
 #[derive(Debug)]
 pub struct DispatchError {
+    kind: DispatchErrorKind,
     what: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
+/// What kind of failure a [`DispatchError`] is, for a caller to act on: a full disk is
+/// not a damaged file, nor a locked one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DispatchErrorKind {
+    /// The outbox's disk is full: nothing can be written until there is room.
+    Full,
+    /// Another process holds the outbox, or its database is locked.
+    Busy,
+    /// The outbox's files are damaged, or its database lost committed deliveries.
+    Corrupt,
+    /// The router is stopping: its outbox takes no more work.
+    Closed,
+    /// Reading or writing the outbox failed otherwise (permissions, I/O).
+    Io,
+    /// A setting is wrong (no rule set, an HTTP client that cannot be built).
+    Config,
+    /// The operation is refused for this item: a dead letter holding a delivery that could
+    /// not be read cannot be replayed.
+    Refused,
+}
+
+impl DispatchErrorKind {
+    /// The kind of an SQLite error.
+    pub(crate) fn of_sqlite(e: &rusqlite::Error) -> DispatchErrorKind {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::DiskFull) => DispatchErrorKind::Full,
+            Some(C::DatabaseBusy | C::DatabaseLocked) => DispatchErrorKind::Busy,
+            Some(C::DatabaseCorrupt | C::NotADatabase) => DispatchErrorKind::Corrupt,
+            _ => DispatchErrorKind::Io,
+        }
+    }
+
+    /// A few words for messages: `the disk is full`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DispatchErrorKind::Full => "the disk is full",
+            DispatchErrorKind::Busy => "the outbox is busy or locked",
+            DispatchErrorKind::Corrupt => "the outbox is damaged",
+            DispatchErrorKind::Closed => "the router is stopping",
+            DispatchErrorKind::Io => "the outbox cannot be read or written",
+            DispatchErrorKind::Config => "a setting is wrong",
+            DispatchErrorKind::Refused => "refused for this item",
+        }
+    }
+}
+
 impl DispatchError {
-    fn store(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> DispatchError {
+    fn store(
+        kind: DispatchErrorKind,
+        path: &Path,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> DispatchError {
         DispatchError {
+            kind,
             what: format!("outbox `{}`", path.display()),
             source: Some(e.into()),
         }
     }
 
-    fn other(what: impl Into<String>) -> DispatchError {
+    /// An SQLite error on the outbox at `path`, of the kind its code says.
+    fn sqlite(path: &Path, e: rusqlite::Error) -> DispatchError {
+        DispatchError::store(DispatchErrorKind::of_sqlite(&e), path, e)
+    }
+
+    fn other(kind: DispatchErrorKind, what: impl Into<String>) -> DispatchError {
         DispatchError {
+            kind,
             what: what.into(),
             source: None,
         }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> DispatchErrorKind {
+        self.kind
     }
 }
 
@@ -171,9 +236,9 @@ impl RouterBuilder {
 
     /// Opens the outbox, builds the HTTP client, and resumes every pending delivery.
     pub async fn build(self) -> Result<Router, DispatchError> {
-        let rules = self
-            .rules
-            .ok_or_else(|| DispatchError::other("a router needs a rule set"))?;
+        let rules = self.rules.ok_or_else(|| {
+            DispatchError::other(DispatchErrorKind::Config, "a router needs a rule set")
+        })?;
         let dir = self.data_dir.clone();
         let lanes = Arc::new(Lanes::new(self.queue_memory));
         // Held deliveries are not queued: they stay in the outbox for a router without hold.
@@ -190,7 +255,12 @@ impl RouterBuilder {
         };
         let store = tokio::task::spawn_blocking(move || Store::open_with(&dir, sink, loss))
             .await
-            .map_err(|e| DispatchError::other(format!("cannot open the outbox: {e}")))??;
+            .map_err(|e| {
+                DispatchError::other(
+                    DispatchErrorKind::Io,
+                    format!("cannot open the outbox: {e}"),
+                )
+            })??;
         let client = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -201,6 +271,7 @@ impl RouterBuilder {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| DispatchError {
+                kind: DispatchErrorKind::Config,
                 what: String::from("cannot build the HTTP client"),
                 source: Some(Box::new(e)),
             })?;
@@ -346,7 +417,9 @@ impl Router {
     /// on disk: from then on each is delivered, or kept as a dead letter.
     pub async fn submit(&self, alert: &Alert) -> Result<Submitted, DispatchError> {
         let mut batch = self.submit_many(std::slice::from_ref(alert)).await?;
-        batch.pop().ok_or_else(|| DispatchError::other("no result"))
+        batch
+            .pop()
+            .ok_or_else(|| DispatchError::other(DispatchErrorKind::Io, "no result"))
     }
 
     /// [`Router::submit`] for several alerts, in one commit.

@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use super::ledger::{self, Ledger, Loss};
 use tokio::sync::oneshot;
 
-use super::DispatchError;
 use super::gather::Gather;
+use super::{DispatchError, DispatchErrorKind};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS deliveries (
@@ -232,14 +232,14 @@ pub(crate) enum Outcome {
 }
 
 enum Op {
-    Append(Vec<Record>, oneshot::Sender<Result<Vec<u64>, String>>),
+    Append(Vec<Record>, oneshot::Sender<Result<Vec<u64>, Failure>>),
     Finish(
         u64,
         Outcome,
-        oneshot::Sender<Result<Option<Record>, String>>,
+        oneshot::Sender<Result<Option<Record>, Failure>>,
     ),
-    Replay(u64, u64, oneshot::Sender<Result<Option<Record>, String>>),
-    Purge(Option<u64>, oneshot::Sender<Result<usize, String>>),
+    Replay(u64, u64, oneshot::Sender<Result<Option<Record>, Failure>>),
+    Purge(Option<u64>, oneshot::Sender<Result<usize, Failure>>),
     /// A pending delivery a read could not decode: move it to the dead letters, as it is.
     Quarantine(u64, String),
 }
@@ -334,7 +334,8 @@ impl Store {
         sink: Option<FreshSink>,
         loss: Loss,
     ) -> Result<Store, DispatchError> {
-        std::fs::create_dir_all(dir).map_err(|e| DispatchError::store(dir, e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DispatchError::store(DispatchErrorKind::Io, dir, e))?;
         let path = dir.join("outbox.sqlite3");
         let lock_path = dir.join("outbox.lock");
         let lock = std::fs::OpenOptions::new()
@@ -342,19 +343,26 @@ impl Store {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| DispatchError::store(&lock_path, e))?;
+            .map_err(|e| DispatchError::store(DispatchErrorKind::Io, &lock_path, e))?;
         if !lock_within(&lock, LOCK_WAIT) {
             return Err(DispatchError::store(
+                DispatchErrorKind::Busy,
                 &path,
                 "in use by another switchyard process; stop it first, or use its HTTP API",
             ));
         }
-        let writer_conn = connect(&path).map_err(|e| DispatchError::store(&path, e))?;
+        let writer_conn = connect(&path).map_err(|e| DispatchError::sqlite(&path, e))?;
         restrict_permissions(&path);
-        let store_id = init(&writer_conn).map_err(|e| DispatchError::store(&path, e))?;
-        let ledger =
-            Ledger::open(dir, &writer_conn, loss).map_err(|e| DispatchError::store(&path, e))?;
-        let reader = connect(&path).map_err(|e| DispatchError::store(&path, e))?;
+        let store_id = init(&writer_conn).map_err(|e| DispatchError::sqlite(&path, e))?;
+        let ledger = Ledger::open(dir, &writer_conn, loss).map_err(|e| {
+            let kind = match &e {
+                ledger::LedgerError::Lost(_) => DispatchErrorKind::Corrupt,
+                ledger::LedgerError::Db(db) => DispatchErrorKind::of_sqlite(db),
+                ledger::LedgerError::Io(_) => DispatchErrorKind::Io,
+            };
+            DispatchError::store(kind, &path, e)
+        })?;
+        let reader = connect(&path).map_err(|e| DispatchError::sqlite(&path, e))?;
         let (tx, rx) = mpsc::channel::<Vec<Op>>();
         let health = Arc::new(Health::default());
         health.lost.store(ledger.lost, Ordering::Relaxed);
@@ -362,7 +370,7 @@ impl Store {
         let handle = std::thread::Builder::new()
             .name(String::from("switchyard-outbox"))
             .spawn(move || writer(writer_conn, &rx, sink.as_ref(), &writer_health, ledger))
-            .map_err(|e| DispatchError::store(&path, e))?;
+            .map_err(|e| DispatchError::store(DispatchErrorKind::Io, &path, e))?;
         Ok(Store {
             reader: std::sync::Mutex::new(reader),
             ops: Gather::new(tx),
@@ -382,7 +390,7 @@ impl Store {
             .reader
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&conn).map_err(|e| DispatchError::store(&self.path, e))
+        f(&conn).map_err(|e| DispatchError::sqlite(&self.path, e))
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -463,11 +471,15 @@ impl Store {
     }
 
     fn closed(&self) -> DispatchError {
-        DispatchError::store(&self.path, "the outbox writer has stopped")
+        DispatchError::store(
+            DispatchErrorKind::Closed,
+            &self.path,
+            "the outbox writer has stopped",
+        )
     }
 
-    fn failed(&self, e: String) -> DispatchError {
-        DispatchError::store(&self.path, e)
+    fn failed(&self, e: Failure) -> DispatchError {
+        DispatchError::store(e.kind, &self.path, e.message)
     }
 
     /// Up to `limit` attempted deliveries (retries, fallbacks, replays) for `target` due at
@@ -731,7 +743,24 @@ fn writer(
     }
 }
 
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), Failure>) + Send>;
+
+/// Why a commit (or one operation of it) failed, as its waiters are told: the kind
+/// survives the trip from the writer thread.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    kind: DispatchErrorKind,
+    message: String,
+}
+
+impl Failure {
+    fn of(e: &rusqlite::Error) -> Failure {
+        Failure {
+            kind: DispatchErrorKind::of_sqlite(e),
+            message: e.to_string(),
+        }
+    }
+}
 
 fn put(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
     let bytes = encode(r)?;
@@ -983,10 +1012,13 @@ fn commit(
                     // or holds an unreadable delivery, stays where it is.
                     let d = bytes.map(|b| decode_dead(id, &b));
                     if let Some(d) = d.as_ref().filter(|d| d.unreadable) {
-                        let why = format!(
-                            "dead letter {id} holds a delivery that could not be read: {}",
-                            d.error
-                        );
+                        let why = Failure {
+                            kind: DispatchErrorKind::Refused,
+                            message: format!(
+                                "dead letter {id} holds a delivery that could not be read: {}",
+                                d.error
+                            ),
+                        };
                         replies.push(Box::new(move |_| {
                             let _ = tx.send(Err(why));
                         }));
@@ -1069,11 +1101,11 @@ fn commit(
         // Nothing of the batch was written: neither were its ids nor its reservation.
         *ids = before;
     }
-    let result = result.map_err(|e| e.to_string());
+    let result = result.map_err(|e| Failure::of(&e));
     match &result {
         Err(e) => {
             health.failing.store(true, Ordering::Release);
-            errors.failed(e);
+            errors.failed(&e.message);
         }
         Ok(()) => {
             if health.failing.swap(false, Ordering::AcqRel) {

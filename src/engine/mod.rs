@@ -414,6 +414,7 @@ pub fn content_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) ->
 
 /// FNV-1a 64 of some bytes: stable across runs and versions, for hashes that are shown
 /// (`GET /api/rules`) or compared between processes.
+#[cfg(feature = "server")]
 pub(crate) fn fnv64(bytes: &[u8]) -> u64 {
     let mut h = Fnv::default();
     h.add(bytes);

@@ -52,6 +52,42 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// The one place an outbox failure becomes an answer: a 503 (nothing was accepted or
+/// changed; retry), `stopping` while the router stops and `outbox_unavailable` otherwise,
+/// with the kind in the message; a 409 `outbox_conflict` for what is refused for that item
+/// (an unreadable dead letter's replay). Ingest says more in its own words
+/// ([`ApiError::not_stored`]).
+impl From<crate::DispatchError> for ApiError {
+    fn from(e: crate::DispatchError) -> ApiError {
+        use crate::DispatchErrorKind as K;
+        match e.kind() {
+            K::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", e.to_string()),
+            K::Refused => ApiError::new(StatusCode::CONFLICT, "outbox_conflict", e.to_string()),
+            k => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "outbox_unavailable",
+                format!("{}: {e}", k.describe()),
+            ),
+        }
+    }
+}
+
+impl ApiError {
+    /// Alerts that could not be stored: nothing was accepted, and the sender should retry.
+    /// Says why in a few words, never the outbox's path.
+    pub(crate) fn not_stored(e: &crate::DispatchError) -> ApiError {
+        tracing::error!(error = %e, "cannot queue the alerts");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outbox_unavailable",
+            format!(
+                "the alerts could not be stored ({}); nothing was accepted, retry",
+                e.kind().describe()
+            ),
+        )
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"status": self.status.as_u16(), "code": self.code, "message": self.message}});

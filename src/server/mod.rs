@@ -485,14 +485,11 @@ async fn accept(
             })
             .inc();
     }
-    let submitted = s.router.submit_many(alerts).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot queue the alerts");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "outbox_unavailable",
-            "the alerts could not be stored; nothing was accepted, retry",
-        )
-    })?;
+    let submitted = s
+        .router
+        .submit_many(alerts)
+        .await
+        .map_err(|e| ApiError::not_stored(&e))?;
     let per_alert: Vec<AcceptedAlert> = alerts
         .iter()
         .zip(submitted)
@@ -881,46 +878,37 @@ struct Limit {
     limit: Option<usize>,
 }
 
-async fn dead_letters(State(s): State<Arc<AppState>>, Query(l): Query<Limit>) -> Response {
-    match s.router.dead_letters(l.limit.unwrap_or(100).min(10_000)) {
-        Ok(list) => {
-            let items: Vec<Value> = list
-                .iter()
-                .map(|d| {
-                    let body: Value = serde_json::from_str(d.body()).unwrap_or_else(|_| Value::String(d.body().to_owned()));
-                    json!({"id": d.id, "target": d.target, "alert_id": d.alert_id, "attempts": d.attempts, "error": d.error,
-                           "created_ms": d.created_ms, "dead_ms": d.dead_ms, "body": body})
-                })
-                .collect();
-            Json(json!({"dead_letters": items})).into_response()
-        }
-        Err(e) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "outbox_unavailable",
-            e.to_string(),
-        )
-        .into_response(),
-    }
+async fn dead_letters(
+    State(s): State<Arc<AppState>>,
+    Query(l): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    let list = s.router.dead_letters(l.limit.unwrap_or(100).min(10_000))?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|d| {
+            let body: Value = serde_json::from_str(d.body())
+                .unwrap_or_else(|_| Value::String(d.body().to_owned()));
+            json!({"id": d.id, "target": d.target, "alert_id": d.alert_id, "attempts": d.attempts, "error": d.error,
+                   "created_ms": d.created_ms, "dead_ms": d.dead_ms, "body": body})
+        })
+        .collect();
+    Ok(Json(json!({"dead_letters": items})))
 }
 
-async fn retry_dead_letter(State(s): State<Arc<AppState>>, Path(id): Path<u64>) -> Response {
-    match s.router.retry_dead_letter(id).await {
-        Ok(true) => (
+async fn retry_dead_letter(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<u64>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if s.router.retry_dead_letter(id).await? {
+        Ok((
             StatusCode::ACCEPTED,
             Json(json!({"status": "queued", "id": id})),
-        )
-            .into_response(),
-        Ok(false) => ApiError::new(
+        ))
+    } else {
+        Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_dead_letter",
             format!("no dead letter {id}"),
-        )
-        .into_response(),
-        Err(e) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "outbox_unavailable",
-            e.to_string(),
-        )
-        .into_response(),
+        ))
     }
 }
