@@ -10,6 +10,7 @@ mod assemble;
 mod auth;
 mod config;
 mod error;
+mod metrics;
 mod receive;
 mod run;
 
@@ -23,10 +24,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -38,6 +35,7 @@ pub use assemble::{ServeError, Server, shutdown_signal};
 pub use auth::{AdminAuth, Credential, IngestAuth, Secret};
 pub use config::{Admin, Config, ConfigError, DEFAULT_LISTEN, Limits, LogFormat, Logging};
 pub use error::ApiError;
+use metrics::ServerMetrics;
 pub use receive::{MAX_RECEIVE_BYTES, receive};
 pub use run::serve;
 
@@ -49,42 +47,12 @@ pub struct AppState {
     limits: Limits,
     auth: IngestAuth,
     ready: AtomicBool,
-    registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    alerts: Family<SourceLabel, Counter>,
+    metrics: ServerMetrics,
     rejected_reload: std::sync::Mutex<Option<Value>>,
     admin: AdminAuth,
     permits: tokio::sync::Semaphore,
     /// Bytes of request bodies held, all requests together ([`Limits::body_memory_mb`]).
     body_budget: tokio::sync::Semaphore,
-    reloads: Family<OutcomeLabel, Counter>,
-    last_reload_ok: Gauge,
-    last_reload_success_seconds: Gauge,
-    rules_loaded: Gauge,
-    targets_loaded: Gauge,
-    rules_hash: Family<HashLabel, Gauge>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct HashLabel {
-    hash: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct RequestLabels {
-    // Static names: a `String` here cost an allocation per request and per alert.
-    source: &'static str,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct SourceLabel {
-    source: &'static str,
 }
 
 impl AppState {
@@ -97,59 +65,7 @@ impl AppState {
     ) -> AppState {
         let limits_for_permits = limits.clone();
         let router_hash = router.rules().content_hash();
-        let mut registry = Registry::default();
-        router.register_metrics(&mut registry);
-        let requests = Family::<RequestLabels, Counter>::default();
-        let alerts = Family::<SourceLabel, Counter>::default();
-        let sub = registry.sub_registry_with_prefix("switchyard");
-        sub.register(
-            "http_ingest_requests",
-            "Ingest requests by source and status",
-            requests.clone(),
-        );
-        sub.register(
-            "alerts_received",
-            "Alerts received, by source",
-            alerts.clone(),
-        );
-        let reloads = Family::<OutcomeLabel, Counter>::default();
-        let (last_reload_ok, last_reload_success_seconds, rules_loaded, targets_loaded) = (
-            Gauge::default(),
-            Gauge::default(),
-            Gauge::default(),
-            Gauge::default(),
-        );
-        let rules_hash = Family::<HashLabel, Gauge>::default();
-        sub.register(
-            "reloads",
-            "Rule reloads by outcome (loaded, rejected, unchanged, watch_error)",
-            reloads.clone(),
-        );
-        sub.register(
-            "reload_last_success",
-            "1 if the last reload attempt loaded, 0 if it was rejected",
-            last_reload_ok.clone(),
-        );
-        sub.register(
-            "reload_last_success_timestamp_seconds",
-            "When rules were last loaded, Unix time",
-            last_reload_success_seconds.clone(),
-        );
-        sub.register(
-            "rules_loaded",
-            "Rules in the set in use",
-            rules_loaded.clone(),
-        );
-        sub.register(
-            "targets_loaded",
-            "Targets in the set in use",
-            targets_loaded.clone(),
-        );
-        sub.register(
-            "rules_content_hash",
-            "The content hash of the set in use, as a label (value 1)",
-            rules_hash.clone(),
-        );
+        let metrics = ServerMetrics::new(&router);
         AppState {
             router,
             rules_folder: rules_dir.map(|dir| Arc::new(RulesFolder::new(dir, router_hash))),
@@ -157,18 +73,10 @@ impl AppState {
             auth,
             admin: AdminAuth::none(),
             ready: AtomicBool::new(true),
-            registry,
-            requests,
-            alerts,
+            metrics,
             rejected_reload: std::sync::Mutex::new(None),
             permits: tokio::sync::Semaphore::new(limits_permits(&limits_for_permits)),
             body_budget: tokio::sync::Semaphore::new(limits_for_permits.body_budget_bytes()),
-            reloads,
-            last_reload_ok,
-            last_reload_success_seconds,
-            rules_loaded,
-            targets_loaded,
-            rules_hash,
         }
     }
 
@@ -209,12 +117,7 @@ impl AppState {
     /// Records a successful reload attempt: the running set matches the folder. Clears a
     /// rejected edit's diagnostics (the edit is gone or fixed).
     fn note_success(&self) {
-        self.last_reload_ok.set(1);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.last_reload_success_seconds
-            .set(i64::try_from(now).unwrap_or(i64::MAX));
+        self.metrics.reload_succeeded();
         if let Ok(mut r) = self.rejected_reload.lock() {
             *r = None;
         }
@@ -223,16 +126,7 @@ impl AppState {
     /// Records the set in use (at start and after each reload) in the metrics.
     pub fn note_loaded(&self, set: &RuleSet) {
         self.note_success();
-        self.rules_loaded
-            .set(i64::try_from(set.rule_count()).unwrap_or(i64::MAX));
-        self.targets_loaded
-            .set(i64::try_from(set.targets().len()).unwrap_or(i64::MAX));
-        self.rules_hash.clear();
-        self.rules_hash
-            .get_or_create(&HashLabel {
-                hash: format!("{:016x}", set.content_hash()),
-            })
-            .set(1);
+        self.metrics.loaded(set);
     }
 
     /// Applies the outcome of a reload, from any trigger (watcher, SIGHUP, `POST /-/reload`):
@@ -250,9 +144,7 @@ impl AppState {
                 self.note_loaded(&set);
                 tracing::info!(trigger, rules = set.rule_count(), targets = set.targets().len(), hash = %format!("{:016x}", set.content_hash()), "rules reloaded");
                 self.router.set_rules(set);
-                self.reloads
-                    .get_or_create(&OutcomeLabel { outcome: "loaded" })
-                    .inc();
+                self.metrics.reload("loaded");
                 (
                     StatusCode::OK,
                     json!({"status": "reloaded", "rules": summary}),
@@ -277,12 +169,8 @@ impl AppState {
                 if let Ok(mut r) = self.rejected_reload.lock() {
                     *r = Some(diagnostics.clone());
                 }
-                self.last_reload_ok.set(0);
-                self.reloads
-                    .get_or_create(&OutcomeLabel {
-                        outcome: "rejected",
-                    })
-                    .inc();
+                self.metrics.reload_failed();
+                self.metrics.reload("rejected");
                 (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     json!({"status": "rejected", "message": "the new rules have errors; the running rules stay", "diagnostics": diagnostics}),
@@ -292,20 +180,12 @@ impl AppState {
                 // The running set matches the folder: a success, also after a rejected edit
                 // was reverted.
                 self.note_success();
-                self.reloads
-                    .get_or_create(&OutcomeLabel {
-                        outcome: "unchanged",
-                    })
-                    .inc();
+                self.metrics.reload("unchanged");
                 (StatusCode::OK, json!({"status": "unchanged"}))
             }
             Outcome::WatchError(e) => {
                 tracing::error!(error = %e, "the rules watcher failed; edits may not be picked up until SIGHUP or POST /-/reload");
-                self.reloads
-                    .get_or_create(&OutcomeLabel {
-                        outcome: "watch_error",
-                    })
-                    .inc();
+                self.metrics.reload("watch_error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     json!({"status": "watch_error", "message": e}),
@@ -460,12 +340,7 @@ async fn ingest(
         Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
         Err(e) => e.into_response(),
     };
-    s.requests
-        .get_or_create(&RequestLabels {
-            source: label,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    s.metrics.request(label, response.status().as_u16());
     response
 }
 
@@ -479,11 +354,7 @@ async fn accept(
     let incoming = incoming(s, source, q, headers, body, Caller::Sender).await?;
     let alerts = &incoming.alerts;
     for a in alerts {
-        s.alerts
-            .get_or_create(&SourceLabel {
-                source: a.source().as_str(),
-            })
-            .inc();
+        s.metrics.alert(a.source().as_str());
     }
     let submitted = s
         .router
@@ -790,15 +661,14 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     s.router.refresh_gauges();
-    let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, &s.registry).is_err() {
+    let Ok(out) = s.metrics.encode() else {
         return ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "metrics",
             "cannot encode the metrics",
         )
         .into_response();
-    }
+    };
     (
         [(
             header::CONTENT_TYPE,

@@ -1,0 +1,161 @@
+//! The server's own metrics (requests, alerts received, reloads, the set in use) and the
+//! registry `/metrics` encodes, with the router's. Handlers call one method per event;
+//! nothing here decides anything.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::dispatch::Router;
+use crate::engine::RuleSet;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HashLabel {
+    hash: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    // Static names: a `String` here cost an allocation per request and per alert.
+    source: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+/// The server's metrics, registered with the router's in one registry.
+pub(crate) struct ServerMetrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    alerts: Family<SourceLabel, Counter>,
+    reloads: Family<OutcomeLabel, Counter>,
+    last_reload_ok: Gauge,
+    last_reload_success_seconds: Gauge,
+    rules_loaded: Gauge,
+    targets_loaded: Gauge,
+    rules_hash: Family<HashLabel, Gauge>,
+}
+
+impl ServerMetrics {
+    /// The server's metrics and `router`'s, in one registry.
+    pub(crate) fn new(router: &Router) -> ServerMetrics {
+        let mut registry = Registry::default();
+        router.register_metrics(&mut registry);
+        let m = ServerMetrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            alerts: Family::default(),
+            reloads: Family::default(),
+            last_reload_ok: Gauge::default(),
+            last_reload_success_seconds: Gauge::default(),
+            rules_loaded: Gauge::default(),
+            targets_loaded: Gauge::default(),
+            rules_hash: Family::default(),
+        };
+        let sub = registry.sub_registry_with_prefix("switchyard");
+        sub.register(
+            "http_ingest_requests",
+            "Ingest requests by source and status",
+            m.requests.clone(),
+        );
+        sub.register(
+            "alerts_received",
+            "Alerts received, by source",
+            m.alerts.clone(),
+        );
+        sub.register(
+            "reloads",
+            "Rule reloads by outcome (loaded, rejected, unchanged, watch_error)",
+            m.reloads.clone(),
+        );
+        sub.register(
+            "reload_last_success",
+            "1 if the last reload attempt loaded (or found the folder as loaded), 0 if it was rejected",
+            m.last_reload_ok.clone(),
+        );
+        sub.register(
+            "reload_last_success_timestamp_seconds",
+            "When rules were last loaded, Unix time",
+            m.last_reload_success_seconds.clone(),
+        );
+        sub.register(
+            "rules_loaded",
+            "Rules in the set in use",
+            m.rules_loaded.clone(),
+        );
+        sub.register(
+            "targets_loaded",
+            "Targets in the set in use",
+            m.targets_loaded.clone(),
+        );
+        sub.register(
+            "rules_content_hash",
+            "The content hash of the set in use, as a label (value 1)",
+            m.rules_hash.clone(),
+        );
+        ServerMetrics { registry, ..m }
+    }
+
+    /// An ingest request answered with `status`.
+    pub(crate) fn request(&self, source: &'static str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels { source, status })
+            .inc();
+    }
+
+    /// An alert received from `source`.
+    pub(crate) fn alert(&self, source: &'static str) {
+        self.alerts.get_or_create(&SourceLabel { source }).inc();
+    }
+
+    /// A reload that ended `outcome` (`loaded`, `rejected`, `unchanged`, `watch_error`).
+    pub(crate) fn reload(&self, outcome: &'static str) {
+        self.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// The last reload attempt failed.
+    pub(crate) fn reload_failed(&self) {
+        self.last_reload_ok.set(0);
+    }
+
+    /// The last reload attempt succeeded: the running set matches the folder.
+    pub(crate) fn reload_succeeded(&self) {
+        self.last_reload_ok.set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_reload_success_seconds
+            .set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+
+    /// The set in use is `set`.
+    pub(crate) fn loaded(&self, set: &RuleSet) {
+        self.rules_loaded
+            .set(i64::try_from(set.rule_count()).unwrap_or(i64::MAX));
+        self.targets_loaded
+            .set(i64::try_from(set.targets().len()).unwrap_or(i64::MAX));
+        self.rules_hash.clear();
+        self.rules_hash
+            .get_or_create(&HashLabel {
+                hash: format!("{:016x}", set.content_hash()),
+            })
+            .set(1);
+    }
+
+    /// Every metric, in the OpenMetrics text format.
+    pub(crate) fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
