@@ -185,8 +185,10 @@ impl<'e> Loader<'e> {
         }
         let checked = check::check(
             files,
-            &unparsed_targets,
-            !problems.is_empty(),
+            check::Unparsed {
+                targets: &unparsed_targets,
+                any_file_failed: !problems.is_empty(),
+            },
             &sources,
             &*self.env,
         );

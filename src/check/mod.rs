@@ -146,15 +146,20 @@ pub(crate) struct Checked {
     pub(crate) warnings: Vec<Diagnostic>,
 }
 
+/// What the files of a folder that did not load leave behind, for checking the others.
+pub(crate) struct Unparsed<'a> {
+    /// Target names those files seem to declare: a `post` of one is not reported again
+    /// (the syntax error already fails the load).
+    pub(crate) targets: &'a [String],
+    /// Whether any file failed: then no target is reported unused (its posts may be in the
+    /// file that failed).
+    pub(crate) any_file_failed: bool,
+}
+
 /// Checks parsed files, given in load order, as one rule set.
-///
-/// `unparsed_targets` are names declared in files that failed to parse: a `post` of one is
-/// not reported again (the syntax error already fails the load). With `any_file_failed`,
-/// no target is reported as unused: its posts may be in the file that failed.
 pub(crate) fn check(
     files: Vec<ast::File>,
-    unparsed_targets: &[String],
-    any_file_failed: bool,
+    unparsed: Unparsed<'_>,
     sources: &SourceMap,
     env: EnvLookup<'_>,
 ) -> Result<Checked, Vec<Diagnostic>> {
@@ -164,7 +169,7 @@ pub(crate) fn check(
         warnings: Vec::new(),
     };
     let mut scope = names::Scope::collect(&mut cx, &files);
-    scope.unparsed = unparsed_targets.to_vec();
+    scope.unparsed = unparsed.targets.to_vec();
     let mut out = Checked::default();
     out.rules.reserve(files.iter().map(|f| f.items.len()).sum());
 
@@ -290,7 +295,7 @@ pub(crate) fn check(
     }
     // An unused target is worth a warning only when nothing else is wrong: a failed `post`,
     // or a file that did not parse, would otherwise make its intended target look unused.
-    let complete = cx.errors.is_empty() && !any_file_failed;
+    let complete = cx.errors.is_empty() && !unparsed.any_file_failed;
     for (i, used) in posted.iter().enumerate() {
         if !used
             && complete

@@ -111,7 +111,7 @@ impl Target {
     /// payload as received when the target has no `body`. Secrets are substituted.
     pub fn render_body(&self, alert: &Alert) -> Value {
         match &self.body {
-            Some(b) => render::render(b, alert, true),
+            Some(b) => render::render(b, alert, render::Secrets::Reveal),
             None => alert.body().clone(),
         }
     }
@@ -122,7 +122,8 @@ impl Target {
         match &self.body {
             // `serde_json::to_string`, not `Display`: Display writes through a `fmt::Write`
             // adapter call by call. Writing a `Value` cannot fail: its keys are strings.
-            Some(b) => serde_json::to_string(&render::render(b, alert, true)).unwrap_or_default(),
+            Some(b) => serde_json::to_string(&render::render(b, alert, render::Secrets::Reveal))
+                .unwrap_or_default(),
             None => serde_json::to_string(alert.body()).unwrap_or_default(),
         }
     }
@@ -131,14 +132,17 @@ impl Target {
     /// sent: `Some` only when the template holds a `${env.NAME}`, which stays as written.
     pub fn render_body_shown(&self, alert: &Alert) -> Option<String> {
         let b = self.body.as_ref().filter(|b| b.has_secrets())?;
-        Some(serde_json::to_string(&render::render(b, alert, false)).unwrap_or_default())
+        Some(
+            serde_json::to_string(&render::render(b, alert, render::Secrets::Hide))
+                .unwrap_or_default(),
+        )
     }
 
     /// The body as [`Target::render_body`] makes it, with `${env.NAME}` left in place: safe
     /// to show.
     pub fn render_body_display(&self, alert: &Alert) -> Value {
         match &self.body {
-            Some(b) => render::render(b, alert, false),
+            Some(b) => render::render(b, alert, render::Secrets::Hide),
             None => alert.body().clone(),
         }
     }

@@ -69,8 +69,16 @@ impl Body {
     }
 }
 
-/// Renders a body. `reveal` substitutes secrets; otherwise they stay `${env.NAME}`.
-pub(crate) fn render(b: &Body, alert: &Alert, reveal: bool) -> Value {
+/// Whether a rendered body holds the secrets' values (to send it) or keeps `${env.NAME}`
+/// (to show it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Secrets {
+    Reveal,
+    Hide,
+}
+
+/// Renders a body, with its secrets as `secrets` says.
+pub(crate) fn render(b: &Body, alert: &Alert, secrets: Secrets) -> Value {
     match b {
         Body::Value(v) => v.clone(),
         Body::Path(p) => first_value(p, alert),
@@ -79,7 +87,7 @@ pub(crate) fn render(b: &Body, alert: &Alert, reveal: bool) -> Value {
             for p in pieces.iter() {
                 match p {
                     Piece::Text(t) => s.push_str(t),
-                    Piece::Secret { value, .. } if reveal => s.push_str(value),
+                    Piece::Secret { value, .. } if secrets == Secrets::Reveal => s.push_str(value),
                     Piece::Secret { name, .. } => {
                         s.push_str("${env.");
                         s.push_str(name);
@@ -95,12 +103,12 @@ pub(crate) fn render(b: &Body, alert: &Alert, reveal: bool) -> Value {
             Value::String(s)
         }
         Body::Array(items) => {
-            Value::Array(items.iter().map(|i| render(i, alert, reveal)).collect())
+            Value::Array(items.iter().map(|i| render(i, alert, secrets)).collect())
         }
         Body::Object(members) => {
             let mut m = Map::new();
             for (k, v) in members.iter() {
-                m.insert(k.clone(), render(v, alert, reveal));
+                m.insert(k.clone(), render(v, alert, secrets));
             }
             Value::Object(m)
         }
