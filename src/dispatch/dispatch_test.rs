@@ -131,10 +131,10 @@ async fn fresh_deliveries_go_to_the_sink_and_retries_to_the_due_table() {
 
     let results = store
         .finish_many(vec![
-            (ids[0], super::store::Outcome::Delivered),
+            (ids[0], super::store::AttemptOutcome::Delivered),
             (
                 ids[1],
-                super::store::Outcome::Retry {
+                super::store::AttemptOutcome::Retry {
                     attempts: 1,
                     next_at_ms: 5_000,
                     error: String::from("HTTP 503"),
@@ -157,8 +157,8 @@ async fn fresh_deliveries_go_to_the_sink_and_retries_to_the_due_table() {
     // Success from either table removes it.
     store
         .finish_many(vec![
-            (ids[1], super::store::Outcome::Delivered),
-            (ids[2], super::store::Outcome::Delivered),
+            (ids[1], super::store::AttemptOutcome::Delivered),
+            (ids[2], super::store::AttemptOutcome::Delivered),
         ])
         .await;
     assert_eq!(store.depth().unwrap(), (1, 0));
@@ -219,7 +219,7 @@ async fn an_unreadable_record_becomes_a_dead_letter_not_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
     let store = super::store::Store::open(&dir).unwrap();
     let ids = store.append((0..3).map(record).collect()).await.unwrap();
-    let retry = |attempts| super::store::Outcome::Retry {
+    let retry = |attempts| super::store::AttemptOutcome::Retry {
         attempts,
         next_at_ms: 0,
         error: String::from("HTTP 500"),
@@ -234,7 +234,7 @@ async fn an_unreadable_record_becomes_a_dead_letter_not_nothing() {
     let _ = store.finish_many(vec![(ids[1], retry(1))]).await;
     // The quarantine of ids[0] goes with the next commit.
     let _ = store
-        .finish_many(vec![(ids[2], super::store::Outcome::Delivered)])
+        .finish_many(vec![(ids[2], super::store::AttemptOutcome::Delivered)])
         .await;
     assert_eq!(
         store.depth().unwrap(),
@@ -285,7 +285,7 @@ async fn the_ledger_sees_lost_commits_and_only_those() {
     let ids = store.append((0..5).map(record).collect()).await.unwrap();
     let done: Vec<_> = ids
         .iter()
-        .map(|&id| (id, super::store::Outcome::Delivered))
+        .map(|&id| (id, super::store::AttemptOutcome::Delivered))
         .collect();
     let _ = store.finish_many(done).await;
     assert_eq!(store.depth().unwrap(), (0, 0));

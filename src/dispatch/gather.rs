@@ -32,10 +32,10 @@ pub(crate) const MAX_WEIGHT: usize = 256;
 
 /// A channel to a thread that takes operations in groups.
 pub(crate) struct Gather<T> {
-    inner: Arc<Mutex<Inner<T>>>,
+    inner: Arc<Mutex<Gathered<T>>>,
 }
 
-struct Inner<T> {
+struct Gathered<T> {
     items: Vec<T>,
     /// The weight of `items`.
     weight: usize,
@@ -43,7 +43,7 @@ struct Inner<T> {
     tx: Option<mpsc::Sender<Vec<T>>>,
 }
 
-impl<T> Inner<T> {
+impl<T> Gathered<T> {
     /// Hands the gathered items over; if the receiver is gone they are dropped, and with
     /// them whatever their senders wait on.
     fn flush(&mut self) {
@@ -58,14 +58,14 @@ impl<T> Inner<T> {
     }
 }
 
-fn lock<T>(inner: &Mutex<Inner<T>>) -> MutexGuard<'_, Inner<T>> {
+fn lock<T>(inner: &Mutex<Gathered<T>>) -> MutexGuard<'_, Gathered<T>> {
     inner.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<T: Send + 'static> Gather<T> {
     pub(crate) fn new(tx: mpsc::Sender<Vec<T>>) -> Gather<T> {
         Gather {
-            inner: Arc::new(Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Gathered {
                 items: Vec::new(),
                 weight: 0,
                 tx: Some(tx),
@@ -107,7 +107,7 @@ impl<T: Send + 'static> Gather<T> {
 
 /// The task that ends a gathering round. Its drop hands the items over, so they go even if
 /// the runtime drops the task unfinished or never runs it (a runtime shutting down).
-struct Round<T>(Arc<Mutex<Inner<T>>>);
+struct Round<T>(Arc<Mutex<Gathered<T>>>);
 
 impl<T> Round<T> {
     /// Yields until a scheduler round adds nothing, or for [`ROUNDS`] rounds.

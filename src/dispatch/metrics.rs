@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 
 /// Labels of a delivery outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct Outcome {
+pub(crate) struct OutcomeLabel {
     pub(crate) target: String,
     /// `delivered`, `retried`, `fallback`, `dead`.
     pub(crate) outcome: &'static str,
@@ -32,7 +32,7 @@ pub(crate) struct Metrics {
     pub(crate) submitted: Counter,
     pub(crate) unrouted: Counter,
     pub(crate) dropped: Counter,
-    pub(crate) deliveries: Family<Outcome, Counter>,
+    pub(crate) deliveries: Family<OutcomeLabel, Counter>,
     pub(crate) attempts: Family<TargetLabel, Counter>,
     pub(crate) attempt_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
     pub(crate) submit_seconds: Histogram,

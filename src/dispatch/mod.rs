@@ -32,7 +32,7 @@ use crate::alert::Alert;
 use crate::engine::{DecisionSummary, RuleSet, Target};
 use lanes::Lanes;
 pub use store::DeadLetter;
-use store::{Outcome, Record, Spec, Store};
+use store::{AttemptOutcome, Record, Spec, Store};
 
 /// Why a router could not start or accept an alert.
 #[derive(Debug)]
@@ -276,7 +276,7 @@ impl RouterBuilder {
                 source: Some(Box::new(e)),
             })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(RouterCore {
             rules: arc_swap::ArcSwap::from_pointee(rules),
             store,
             lanes,
@@ -352,7 +352,7 @@ pub struct RouterStats {
     pub dead_letters: u64,
 }
 
-struct Inner {
+struct RouterCore {
     /// Swapped whole on reload: an alert is evaluated against exactly one complete set.
     rules: arc_swap::ArcSwap<RuleSet>,
     store: Store,
@@ -383,7 +383,7 @@ pub struct Submitted {
 /// Routes alerts and delivers them durably. Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
-    inner: Arc<Inner>,
+    inner: Arc<RouterCore>,
 }
 
 impl Router {
@@ -629,7 +629,7 @@ struct Signal {
     table: AtomicBool,
 }
 
-impl Inner {
+impl RouterCore {
     /// Wakes the target's worker for new deliveries in its queue, starting it if needed.
     fn wake(self: &Arc<Self>, target: &str) {
         self.signal(target, false);
@@ -671,9 +671,9 @@ impl Inner {
 
 /// One target's worker: takes its new deliveries from its in-memory queue and its due
 /// retries from the outbox, and sends them, at most `in_flight` at a time.
-async fn worker(inner: Arc<Inner>, target: String, signal: Arc<Signal>) {
+async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<Signal>) {
     let mut in_flight: HashSet<u64> = HashSet::new();
-    let (done_tx, mut done_rx) = mpsc::channel::<(Record, Outcome)>(inner.in_flight.max(1));
+    let (done_tx, mut done_rx) = mpsc::channel::<(Record, AttemptOutcome)>(inner.in_flight.max(1));
     let mut shutdown = inner.shutdown.clone();
     let mut sends = JoinSet::new();
     let mut url = LastUrl::default();
@@ -761,7 +761,7 @@ async fn worker(inner: Arc<Inner>, target: String, signal: Arc<Signal>) {
                     done.push(more);
                 }
                 for (_, outcome) in &done {
-                    if let Outcome::Retry { next_at_ms, .. } = outcome {
+                    if let AttemptOutcome::Retry { next_at_ms, .. } = outcome {
                         table_at = table_at.min(*next_at_ms);
                     }
                 }
@@ -790,7 +790,11 @@ async fn worker(inner: Arc<Inner>, target: String, signal: Arc<Signal>) {
 
 /// Up to `n` new deliveries from `target`'s queue; those queued by id alone are read from
 /// the outbox. On a failed read they go back to the queue.
-fn take_fresh(inner: &Arc<Inner>, target: &str, n: usize) -> Result<Vec<Record>, DispatchError> {
+fn take_fresh(
+    inner: &Arc<RouterCore>,
+    target: &str,
+    n: usize,
+) -> Result<Vec<Record>, DispatchError> {
     let entries = inner.lanes.take(target, n);
     let taken: Vec<u64> = entries.iter().map(|e| e.id).collect();
     let mut out = Vec::with_capacity(entries.len());
@@ -835,10 +839,10 @@ impl LastUrl {
 
 /// Starts one attempt; its outcome comes back on `done`.
 fn send(
-    inner: &Arc<Inner>,
+    inner: &Arc<RouterCore>,
     r: Record,
     url: Option<reqwest::Url>,
-    done: &mpsc::Sender<(Record, Outcome)>,
+    done: &mpsc::Sender<(Record, AttemptOutcome)>,
     sends: &mut JoinSet<()>,
 ) {
     let (client, backoff, tx) = (inner.client.clone(), inner.backoff, done.clone());
@@ -874,7 +878,7 @@ fn send(
 /// The counters move only after the commit, so that whoever reads them (`stats()`,
 /// `/metrics`, a test) never sees a delivery counted as delivered while the outbox still
 /// holds it as pending.
-async fn record(inner: &Arc<Inner>, done: Vec<(Record, Outcome)>) -> Recorded {
+async fn record(inner: &Arc<RouterCore>, done: Vec<(Record, AttemptOutcome)>) -> Recorded {
     let mut items = Vec::with_capacity(done.len());
     let mut kinds = Vec::with_capacity(done.len());
     for (r, outcome) in done {
@@ -966,18 +970,18 @@ enum Counted {
 }
 
 impl Counted {
-    fn of(r: &Record, outcome: &Outcome) -> Self {
+    fn of(r: &Record, outcome: &AttemptOutcome) -> Self {
         match outcome {
-            Outcome::Delivered => Self::Delivered,
-            Outcome::Retry { .. } => Self::Retried,
-            Outcome::GiveUp { .. } if r.spec.fallback.is_some() => Self::FellBack,
-            Outcome::GiveUp { .. } => Self::Dead,
+            AttemptOutcome::Delivered => Self::Delivered,
+            AttemptOutcome::Retry { .. } => Self::Retried,
+            AttemptOutcome::GiveUp { .. } if r.spec.fallback.is_some() => Self::FellBack,
+            AttemptOutcome::GiveUp { .. } => Self::Dead,
         }
     }
 }
 
 /// Counts one finished attempt whose outcome is committed.
-fn count(inner: &Arc<Inner>, target: String, kind: Counted) {
+fn count(inner: &Arc<RouterCore>, target: String, kind: Counted) {
     let stats = &inner.stats;
     let (counter, label) = match kind {
         Counted::Delivered => (&stats.delivered, "delivered"),
@@ -989,7 +993,7 @@ fn count(inner: &Arc<Inner>, target: String, kind: Counted) {
     inner
         .metrics
         .deliveries
-        .get_or_create(&metrics::Outcome {
+        .get_or_create(&metrics::OutcomeLabel {
             target,
             outcome: label,
         })
@@ -997,19 +1001,19 @@ fn count(inner: &Arc<Inner>, target: String, kind: Counted) {
 }
 
 /// Logs one finished attempt.
-fn log_outcome(r: &Record, outcome: &Outcome) {
+fn log_outcome(r: &Record, outcome: &AttemptOutcome) {
     match outcome {
-        Outcome::Delivered => {
+        AttemptOutcome::Delivered => {
             tracing::debug!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempt = r.attempts + 1, "delivered");
         }
-        Outcome::Retry {
+        AttemptOutcome::Retry {
             attempts,
             error,
             next_at_ms,
         } => {
             tracing::info!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempt = attempts, error = %error, retry_in_ms = next_at_ms.saturating_sub(now_ms()), "attempt failed; will retry");
         }
-        Outcome::GiveUp {
+        AttemptOutcome::GiveUp {
             attempts, error, ..
         } => {
             tracing::warn!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempts = attempts, error = %error, fallback = r.spec.fallback.as_ref().map(|f| f.target.as_str()), "delivery given up");
@@ -1046,7 +1050,7 @@ async fn attempt(
     url: Option<reqwest::Url>,
     store_id: u64,
     backoff: Backoff,
-) -> Outcome {
+) -> AttemptOutcome {
     let method = if r.spec.method == "PUT" {
         reqwest::Method::PUT
     } else {
@@ -1065,7 +1069,7 @@ async fn attempt(
     }
     let attempts = r.attempts + 1;
     let (retryable, error, retry_after) = match req.body(r.body.clone()).send().await {
-        Ok(resp) if resp.status().is_success() => return Outcome::Delivered,
+        Ok(resp) if resp.status().is_success() => return AttemptOutcome::Delivered,
         Ok(resp) => {
             let status = resp.status();
             let retry_after = resp
@@ -1100,13 +1104,13 @@ async fn attempt(
     };
     if retryable && attempts <= r.spec.retries {
         let wait = backoff.delay(attempts - 1, retry_after);
-        Outcome::Retry {
+        AttemptOutcome::Retry {
             attempts,
             next_at_ms: now_ms() + wait.as_millis() as u64,
             error,
         }
     } else {
-        Outcome::GiveUp {
+        AttemptOutcome::GiveUp {
             attempts,
             error,
             now_ms: now_ms(),

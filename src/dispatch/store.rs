@@ -216,7 +216,7 @@ impl DeadLetter {
 
 /// What happened to an attempt.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum AttemptOutcome {
     Delivered,
     Retry {
         attempts: u32,
@@ -235,7 +235,7 @@ enum Op {
     Append(Vec<Record>, oneshot::Sender<Result<Vec<u64>, Failure>>),
     Finish(
         u64,
-        Outcome,
+        AttemptOutcome,
         oneshot::Sender<Result<Option<Record>, Failure>>,
     ),
     Replay(u64, u64, oneshot::Sender<Result<Option<Record>, Failure>>),
@@ -419,7 +419,7 @@ impl Store {
     /// with its result (for a give-up with a fallback, the new record).
     pub(crate) async fn finish_many(
         &self,
-        items: Vec<(u64, Outcome)>,
+        items: Vec<(u64, AttemptOutcome)>,
     ) -> Vec<(u64, Result<Option<Record>, DispatchError>)> {
         let mut waiting = Vec::with_capacity(items.len());
         for (id, outcome) in items {
@@ -939,8 +939,8 @@ fn commit(
                     let taken = take(&txn, id)?;
                     let mut created = None;
                     match outcome {
-                        Outcome::Delivered => deleted = true,
-                        Outcome::Retry {
+                        AttemptOutcome::Delivered => deleted = true,
+                        AttemptOutcome::Retry {
                             attempts,
                             next_at_ms,
                             error,
@@ -952,7 +952,7 @@ fn commit(
                                 put(&txn, &r)?;
                             }
                         }
-                        Outcome::GiveUp {
+                        AttemptOutcome::GiveUp {
                             attempts,
                             error,
                             now_ms,

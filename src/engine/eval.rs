@@ -10,14 +10,14 @@
 
 use smallvec::SmallVec;
 
-use super::Inner;
+use super::Compiled;
 use super::program::{Atom, NO_MEMO, Pred};
 use super::value::{Path, Val};
 use crate::alert::Alert;
 
 impl Pred {
     /// Whether the condition holds for the alert, evaluated plainly.
-    pub(crate) fn eval(&self, set: &Inner, alert: &Alert) -> bool {
+    pub(crate) fn eval(&self, set: &Compiled, alert: &Alert) -> bool {
         match self {
             Pred::All(ps) => ps.iter().all(|p| p.eval(set, alert)),
             Pred::Any(ps) => ps.iter().any(|p| p.eval(set, alert)),
@@ -41,7 +41,7 @@ impl Pred {
 }
 
 /// The positive test of an atom, plainly.
-pub(crate) fn atom_holds(set: &Inner, a: &Atom, alert: &Alert) -> bool {
+pub(crate) fn atom_holds(set: &Compiled, a: &Atom, alert: &Alert) -> bool {
     match set.paths.get(a.path as usize) {
         Some(path) => path.any(alert, &mut |v| a.test.holds(v)),
         None => false,
@@ -62,7 +62,7 @@ pub(crate) enum Slot<'a> {
 /// Per-alert evaluation state: resolved fields and remembered test outcomes. Starts empty
 /// and grows on first use, so a small rule set pays next to nothing for it.
 pub(crate) struct Ctx<'a> {
-    pub(crate) set: &'a Inner,
+    pub(crate) set: &'a Compiled,
     pub(crate) alert: &'a Alert,
     /// Path i's value once looked up; grows to the highest path used.
     slots: SmallVec<[Option<Slot<'a>>; 4]>,
@@ -71,7 +71,7 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(set: &'a Inner, alert: &'a Alert) -> Ctx<'a> {
+    pub(crate) fn new(set: &'a Compiled, alert: &'a Alert) -> Ctx<'a> {
         Ctx {
             set,
             alert,

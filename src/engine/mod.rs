@@ -183,7 +183,7 @@ pub struct RuleInfo {
     pub actions: Vec<String>,
 }
 
-pub(crate) struct Inner {
+pub(crate) struct Compiled {
     pub(crate) rules: Vec<CompiledRule>,
     /// Every field path the rules read, once.
     pub(crate) paths: Box<[value::Path]>,
@@ -214,7 +214,7 @@ pub(crate) struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct RuleSet {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Compiled>,
 }
 
 const _: () = {
@@ -252,7 +252,7 @@ impl RuleSet {
             .collect();
         let warnings = Diagnostics::new(sources.clone(), checked.warnings);
         RuleSet {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Compiled {
                 rules,
                 paths: tables.paths,
                 atoms: tables.atoms,
