@@ -258,8 +258,12 @@ async fn head_limit(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // Counted without building anything: this runs for every request.
+    let uri = req.uri();
     let head = req.method().as_str().len()
-        + req.uri().to_string().len()
+        + uri.scheme_str().map_or(0, str::len)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len())
         + req
             .headers()
             .iter()
@@ -566,7 +570,10 @@ async fn read_body<'a>(
         return Err(too_large());
     }
     let mut body = body;
+    // A body that arrives in one chunk (most alerts) is kept as it is, not copied.
+    let mut first: Option<Bytes> = None;
     let mut buf: Vec<u8> = Vec::new();
+    let mut len = 0usize;
     let mut held = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| {
@@ -579,18 +586,31 @@ async fn read_body<'a>(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if buf.len() + data.len() > limit {
+        if len + data.len() > limit {
             return Err(too_large());
         }
         let n = u32::try_from(data.len()).map_err(|_| too_large())?;
-        if n > 0 {
-            held.push(s.body_budget.acquire_many(n).await.map_err(|_| {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "shutting down")
-            })?);
+        if n == 0 {
+            continue;
         }
-        buf.extend_from_slice(&data);
+        held.push(s.body_budget.acquire_many(n).await.map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "shutting down")
+        })?);
+        len += data.len();
+        if len == data.len() {
+            first = Some(data);
+        } else {
+            if let Some(f) = first.take() {
+                buf.extend_from_slice(&f);
+            }
+            buf.extend_from_slice(&data);
+        }
     }
-    Ok((Bytes::from(buf), held))
+    let bytes = match first {
+        Some(one) => one,
+        None => Bytes::from(buf),
+    };
+    Ok((bytes, held))
 }
 
 /// JSON, or form-encoded (Alibaba CloudMonitor); the content type decides, and a body
