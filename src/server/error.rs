@@ -56,7 +56,7 @@ impl std::error::Error for ApiError {}
 /// changed; retry), `stopping` while the router stops and `outbox_unavailable` otherwise,
 /// with the kind in the message; a 409 `outbox_conflict` for what is refused for that item
 /// (an unreadable dead letter's replay). Ingest says more in its own words
-/// ([`ApiError::not_stored`]).
+/// (`ApiError::not_stored`).
 impl From<crate::DispatchError> for ApiError {
     fn from(e: crate::DispatchError) -> ApiError {
         use crate::DispatchErrorKind as K;
