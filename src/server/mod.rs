@@ -412,7 +412,7 @@ struct AcceptedAlert {
 struct Incoming<'a> {
     alerts: Vec<Alert>,
     _slot: tokio::sync::SemaphorePermit<'a>,
-    _bytes: Vec<tokio::sync::SemaphorePermit<'a>>,
+    _bytes: Option<tokio::sync::SemaphorePermit<'a>>,
 }
 
 /// Who sends a request's alerts: a sender (its credentials are checked), or an operator
@@ -492,11 +492,12 @@ async fn incoming<'a>(
         })?;
     let limits = s.limits.adapt_limits();
     let content_type = headers.get(header::CONTENT_TYPE).cloned();
+    let large = bytes.len() > INLINE_PARSE_BYTES;
     let parse = move || -> Result<Vec<Alert>, ApiError> {
         let value = parse_payload(content_type.as_ref(), &bytes)?;
         adapt_json_within(named, value, &limits).map_err(adapt_error)
     };
-    let alerts = if bytes_len(&budget) > INLINE_PARSE_BYTES {
+    let alerts = if large {
         tokio::task::spawn_blocking(parse).await.map_err(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -525,10 +526,6 @@ async fn incoming<'a>(
     })
 }
 
-fn bytes_len(budget: &[tokio::sync::SemaphorePermit<'_>]) -> usize {
-    budget.iter().map(|p| p.num_permits()).sum()
-}
-
 /// An adapter's refusal as an answer: too much is 413, a wrong shape 400.
 fn adapt_error(e: AdaptError) -> ApiError {
     match e {
@@ -552,7 +549,7 @@ async fn read_body<'a>(
     s: &'a AppState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Bytes, Vec<tokio::sync::SemaphorePermit<'a>>), ApiError> {
+) -> Result<(Bytes, Option<tokio::sync::SemaphorePermit<'a>>), ApiError> {
     use http_body_util::BodyExt as _;
     let limit = s.limits.max_body_bytes;
     let too_large = || {
@@ -574,7 +571,8 @@ async fn read_body<'a>(
     let mut first: Option<Bytes> = None;
     let mut buf: Vec<u8> = Vec::new();
     let mut len = 0usize;
-    let mut held = Vec::new();
+    // The body's bytes of the budget, merged into one permit as chunks arrive.
+    let mut held: Option<tokio::sync::SemaphorePermit<'a>> = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| {
             ApiError::new(
@@ -593,9 +591,13 @@ async fn read_body<'a>(
         if n == 0 {
             continue;
         }
-        held.push(s.body_budget.acquire_many(n).await.map_err(|_| {
+        let more = s.body_budget.acquire_many(n).await.map_err(|_| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "shutting down")
-        })?);
+        })?;
+        match held.as_mut() {
+            Some(h) => h.merge(more),
+            None => held = Some(more),
+        }
         len += data.len();
         if len == data.len() {
             first = Some(data);
