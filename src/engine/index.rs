@@ -424,39 +424,3 @@ pub(crate) fn regex_literals(pattern: &str, flags: &str) -> Option<Vec<String>> 
         .map(|w| String::from_utf8(w).ok())
         .collect()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::regex_literals;
-
-    #[test]
-    fn anchored_alternations_are_lists() {
-        let mut l = regex_literals("^(?:Rule_1|RuleAlt_1)$", "").unwrap_or_default();
-        l.sort();
-        assert_eq!(l, ["RuleAlt_1", "Rule_1"]);
-        let mut l = regex_literals("^cpu_(user|sys)$", "").unwrap_or_default();
-        l.sort();
-        assert_eq!(l, ["cpu_sys", "cpu_user"]);
-        // Case-insensitive `k` also matches the Kelvin sign: 2 x 3 spellings.
-        let l = regex_literals("^ok$", "i").unwrap_or_default();
-        assert_eq!(l.len(), 6);
-        assert!(l.iter().any(|w| w == "OK") && l.iter().any(|w| w == "ok"));
-        assert_eq!(regex_literals("^$", ""), Some(vec![String::new()]));
-    }
-
-    #[test]
-    fn other_regexes_are_not() {
-        for (p, f) in [
-            ("cpu", ""),
-            ("^cpu", ""),
-            ("cpu$", ""),
-            ("^cpu_.*$", ""),
-            ("^a$|^b$", ""),
-            ("^a$", "m"),
-            ("^[a-z]$", ""),
-            ("^(a|b|c|d|e|f|g|h)(a|b|c|d|e|f|g|h)(a|b|c|d|e|f|g|h)$", ""),
-        ] {
-            assert_eq!(regex_literals(p, f), None, "{p} /{f}");
-        }
-    }
-}

@@ -1,11 +1,12 @@
 //! The indexed evaluation (`evaluate`: index, per-alert field cache, shared-test memo)
 //! gives exactly the decision of the plain rule-by-rule scan (`evaluate_unindexed`) on
 //! random rule sets and random alerts: same rules fired, same targets in the same order,
-//! same `drop`.
+//! same `drop`. Also the index's reading of regexes as lists of strings.
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use super::index::regex_literals;
 use crate::{Alert, RuleSet};
 
 const FIELDS: [&str; 7] = ["a", "b", "c", "a[*]", "d.e", "@name", "@state"];
@@ -210,5 +211,38 @@ fn numbers_and_numeric_strings_meet_in_the_index() {
         let plain = set.evaluate_unindexed(&alert).summary();
         assert_eq!(plain.rules.len(), fired, "{body}");
         assert_eq!(set.evaluate(&alert).summary(), plain, "{body}");
+    }
+}
+
+// The index's reading of regexes as lists of strings.
+
+#[test]
+fn anchored_alternations_are_lists() {
+    let mut l = regex_literals("^(?:Rule_1|RuleAlt_1)$", "").unwrap_or_default();
+    l.sort();
+    assert_eq!(l, ["RuleAlt_1", "Rule_1"]);
+    let mut l = regex_literals("^cpu_(user|sys)$", "").unwrap_or_default();
+    l.sort();
+    assert_eq!(l, ["cpu_sys", "cpu_user"]);
+    // Case-insensitive `k` also matches the Kelvin sign: 2 x 3 spellings.
+    let l = regex_literals("^ok$", "i").unwrap_or_default();
+    assert_eq!(l.len(), 6);
+    assert!(l.iter().any(|w| w == "OK") && l.iter().any(|w| w == "ok"));
+    assert_eq!(regex_literals("^$", ""), Some(vec![String::new()]));
+}
+
+#[test]
+fn other_regexes_are_not() {
+    for (p, f) in [
+        ("cpu", ""),
+        ("^cpu", ""),
+        ("cpu$", ""),
+        ("^cpu_.*$", ""),
+        ("^a$|^b$", ""),
+        ("^a$", "m"),
+        ("^[a-z]$", ""),
+        ("^(a|b|c|d|e|f|g|h)(a|b|c|d|e|f|g|h)(a|b|c|d|e|f|g|h)$", ""),
+    ] {
+        assert_eq!(regex_literals(p, f), None, "{p} /{f}");
     }
 }
