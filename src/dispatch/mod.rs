@@ -772,8 +772,7 @@ async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<Signal>) {
                 match r.error {
                     // Not recorded: they stay in flight, and the worker pauses.
                     Some(e) => stall.failed(&target, r.unrecorded, &e),
-                    None if !stall.active() => stall.wait = Duration::ZERO,
-                    None => {}
+                    None => stall.recorded(),
                 }
                 // Free the finished send tasks: a JoinSet keeps each until it is joined.
                 while sends.try_join_next().is_some() {}
@@ -943,6 +942,13 @@ impl Stall {
         self.until = Some(tokio::time::Instant::now() + self.wait);
         tracing::warn!(target = %target, deliveries = ids.len(), error = %error, pause_ms = self.wait.as_millis() as u64, "cannot record delivery outcomes (is the disk full?); this target pauses, and its deliveries stay pending");
         self.ids.extend(ids);
+    }
+
+    /// Outcomes were recorded: once no pause is running, the next one starts short again.
+    fn recorded(&mut self) {
+        if !self.active() {
+            self.wait = Duration::ZERO;
+        }
     }
 
     /// Whether the worker is paused now.

@@ -915,7 +915,10 @@ fn commit(
             }
         };
         let mut next_id = start.next;
-        let mut deleted = false;
+        // The highest id this commit deletes outright (no row keeps it), and whether it
+        // purges every dead letter: what the ledger's mark depends on.
+        let mut deleted_max = 0u64;
+        let mut purged_all = false;
         for op in batch {
             match op {
                 Op::Append(records, tx) => {
@@ -939,7 +942,7 @@ fn commit(
                     let taken = take(&txn, id)?;
                     let mut created = None;
                     match outcome {
-                        AttemptOutcome::Delivered => deleted = true,
+                        AttemptOutcome::Delivered => deleted_max = deleted_max.max(id),
                         AttemptOutcome::Retry {
                             attempts,
                             next_at_ms,
@@ -960,7 +963,7 @@ fn commit(
                             if let Some(mut r) = decode_taken(&txn, id, taken, unreadable)? {
                                 match r.spec.fallback.take() {
                                     Some(fb) => {
-                                        deleted = true;
+                                        deleted_max = deleted_max.max(id);
                                         let from = r.spec.target.clone();
                                         let nr = Record {
                                             id: next_id,
@@ -1053,7 +1056,10 @@ fn commit(
                     }
                 }
                 Op::Purge(id, tx) => {
-                    deleted = true;
+                    match id {
+                        Some(id) => deleted_max = deleted_max.max(id),
+                        None => purged_all = true,
+                    }
                     let n = match id {
                         Some(id) => {
                             txn.execute("DELETE FROM dead WHERE id = ?1", params![to_i64(id)])?
@@ -1066,10 +1072,14 @@ fn commit(
                 }
             }
         }
-        // A commit that deletes rows may delete the newest one: the database then keeps
-        // the highest id committed as a mark, for the ledger's check at the next start.
+        // A commit that deletes the newest row (the highest id committed) leaves the
+        // database a mark of it, for the ledger's check at the next start. Known from the
+        // ids this commit deleted, without a query; only purging every dead letter asks
+        // the tables.
         let highest = ledger.written().max(next_id.saturating_sub(1));
-        if deleted && ledger.high_water < highest && ledger::known(&txn)?.0 < highest {
+        let newest_gone =
+            deleted_max == highest || (purged_all && ledger::known(&txn)?.0 < highest);
+        if newest_gone && ledger.high_water < highest {
             txn.prepare_cached(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('high_water', ?1)",
             )?

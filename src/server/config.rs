@@ -281,16 +281,13 @@ impl Config {
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<AdminAuth, ConfigError> {
-        let mut creds = Vec::new();
-        if let Some(b) = &self.admin.bearer {
-            creds.push(Credential::Bearer(read_secret("admin.bearer", b, env)?));
-        }
-        if let Some(b) = &self.admin.basic {
-            creds.push(Credential::Basic {
-                user: b.user.clone(),
-                password: read_secret("admin.basic.password", &b.password, env)?,
-            });
-        }
+        let creds = read_credentials(
+            "admin",
+            self.admin.bearer.as_ref(),
+            self.admin.basic.as_ref(),
+            None,
+            env,
+        )?;
         Ok(AdminAuth::require(creds).metrics_open(self.admin.metrics_open))
     }
 
@@ -301,22 +298,13 @@ impl Config {
     ) -> Result<IngestAuth, ConfigError> {
         let mut auth = IngestAuth::none();
         for (i, entry) in self.ingest.auth.iter().enumerate() {
-            let mut creds = Vec::new();
-            let read = |what: &str, r: &SecretRef| {
-                read_secret(&format!("ingest.auth[{i}].{what}"), r, env)
-            };
-            if let Some(b) = &self.ingest.auth[i].bearer {
-                creds.push(Credential::Bearer(read("bearer", b)?));
-            }
-            if let Some(b) = &entry.basic {
-                creds.push(Credential::Basic {
-                    user: b.user.clone(),
-                    password: read("basic.password", &b.password)?,
-                });
-            }
-            if let Some(q) = &entry.query_token {
-                creds.push(Credential::QueryToken(read("query_token", q)?));
-            }
+            let creds = read_credentials(
+                &format!("ingest.auth[{i}]"),
+                entry.bearer.as_ref(),
+                entry.basic.as_ref(),
+                entry.query_token.as_ref(),
+                env,
+            )?;
             if creds.is_empty() {
                 return Err(ConfigError(format!(
                     "ingest.auth[{i}]: give at least one of `bearer`, `basic`, `query_token`"
@@ -334,6 +322,39 @@ impl Config {
         }
         Ok(auth)
     }
+}
+
+/// The credentials an entry of the config names, secrets read; `place` names the entry in
+/// errors (`ingest.auth[0]`, `admin`).
+fn read_credentials(
+    place: &str,
+    bearer: Option<&SecretRef>,
+    basic: Option<&BasicAuth>,
+    query_token: Option<&SecretRef>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Credential>, ConfigError> {
+    let mut creds = Vec::new();
+    if let Some(b) = bearer {
+        creds.push(Credential::Bearer(read_secret(
+            &format!("{place}.bearer"),
+            b,
+            env,
+        )?));
+    }
+    if let Some(b) = basic {
+        creds.push(Credential::Basic {
+            user: b.user.clone(),
+            password: read_secret(&format!("{place}.basic.password"), &b.password, env)?,
+        });
+    }
+    if let Some(q) = query_token {
+        creds.push(Credential::QueryToken(read_secret(
+            &format!("{place}.query_token"),
+            q,
+            env,
+        )?));
+    }
+    Ok(creds)
 }
 
 /// A secret from where the config says (`place` names the key, for errors): an environment

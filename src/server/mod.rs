@@ -63,7 +63,8 @@ impl AppState {
         limits: Limits,
         auth: IngestAuth,
     ) -> AppState {
-        let limits_for_permits = limits.clone();
+        let permits = tokio::sync::Semaphore::new(limits_permits(&limits));
+        let body_budget = tokio::sync::Semaphore::new(limits.body_budget_bytes());
         let router_hash = router.rules().content_hash();
         let metrics = ServerMetrics::new(&router);
         AppState {
@@ -75,8 +76,8 @@ impl AppState {
             ready: AtomicBool::new(true),
             metrics,
             rejected_reload: std::sync::Mutex::new(None),
-            permits: tokio::sync::Semaphore::new(limits_permits(&limits_for_permits)),
-            body_budget: tokio::sync::Semaphore::new(limits_for_permits.body_budget_bytes()),
+            permits,
+            body_budget,
         }
     }
 
@@ -316,19 +317,21 @@ async fn ingest_source(
 ) -> Response {
     match Source::from_name(&name) {
         Some(source) => ingest(&s, Some(source), &q, &headers, body).await,
-        None => {
-            let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_source",
-                format!(
-                    "unknown source `{name}`; the sources are {}",
-                    names.join(", ")
-                ),
-            )
-            .into_response()
-        }
+        None => unknown_source(&name).into_response(),
     }
+}
+
+/// A sender name that is none, in the path or in `?source=`: 404, with the names there are.
+fn unknown_source(name: &str) -> ApiError {
+    let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_source",
+        format!(
+            "unknown source `{name}`; the sources are {}",
+            names.join(", ")
+        ),
+    )
 }
 
 async fn ingest(
@@ -406,7 +409,6 @@ struct AcceptedAlert {
     unrouted: bool,
 }
 
-/// Reads at most `limit` bytes; a larger body is refused (413) without reading it all.
 /// A request's alerts, read as ingest and explain both read them, and what they hold
 /// while the request is handled: a handling slot and the body's bytes of the budget.
 struct Incoming<'a> {
@@ -459,17 +461,7 @@ async fn incoming<'a>(
     let named = match (source, q.source.as_deref()) {
         (Some(s), _) => Some(s),
         (None, None) => None,
-        (None, Some(name)) => Some(Source::from_name(name).ok_or_else(|| {
-            let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_source",
-                format!(
-                    "unknown source `{name}` in ?source=; the sources are {}",
-                    names.join(", ")
-                ),
-            )
-        })?),
+        (None, Some(name)) => Some(Source::from_name(name).ok_or_else(|| unknown_source(name))?),
     };
     if sender {
         s.auth.check(named, headers, q.token.as_deref())?;
