@@ -422,6 +422,74 @@ async fn a_refused_connection_goes_to_the_fallback() {
     r.shutdown(Duration::from_secs(1)).await;
 }
 
+/// The store seam: a router on the in-memory outbox keeps every delivery rule of the
+/// SQLite one (retries with one key, fallbacks, dead letters and replays), and writes no
+/// file.
+#[tokio::test]
+async fn an_in_memory_router_retries_falls_back_and_keeps_dead_letters() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("in-memory");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let set = rules(&format!(
+        r#"target flaky {{ url = "{}" retries = 2 }}
+           target primary {{ url = "http://{closed}/hook" retries = 1 fallback = backup }}
+           target backup {{ url = "{}" }}
+           target bad {{ url = "{}" retries = 3 }}
+           when exists(status) -> post flaky, post primary, post bad"#,
+        rx.url("/fail/1"),
+        rx.url("/backup"),
+        rx.url("/bad")
+    ));
+    let r = Router::builder()
+        .rules(set)
+        .data_dir(&dir.0)
+        .in_memory(true)
+        .backoff(Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+        })
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(r.outbox_path(), std::path::Path::new("memory"));
+    let submitted = r.submit(&alert()).await.unwrap();
+    assert_eq!(submitted.deliveries.len(), 3);
+    let done = |r: &Router| {
+        let s = r.stats();
+        (s.delivered, s.fell_back, s.dead_letters, s.pending) == (2, 1, 1, 0)
+    };
+    wait_until(WAIT, || done(&r)).await;
+    let s = r.stats();
+    assert_eq!(
+        (s.delivered, s.fell_back, s.dead_letters, s.pending),
+        (2, 1, 1, 0),
+        "{s:?}"
+    );
+    let flaky = rx.wait_for("/fail/1", 2, WAIT).await;
+    assert_eq!(
+        flaky[0].headers["idempotency-key"], flaky[1].headers["idempotency-key"],
+        "one key across attempts"
+    );
+    assert_eq!(rx.count("/backup"), 1);
+    let dead = r.dead_letters(10).unwrap();
+    assert_eq!((dead[0].target.as_str(), dead[0].attempts), ("bad", 1));
+    assert!(r.retry_dead_letter(dead[0].id).await.unwrap());
+    rx.wait_for("/bad", 2, WAIT).await;
+    wait_until(WAIT, || {
+        r.stats().dead_letters == 1 && r.stats().pending == 0
+    })
+    .await;
+    assert_eq!(r.purge_dead_letters(None).await.unwrap(), 1);
+    assert!(
+        !dir.0.join("outbox.sqlite3").exists(),
+        "nothing written to the data folder"
+    );
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn a_slow_target_does_not_delay_another() {
     let rx = Receiver::start().await;

@@ -22,14 +22,20 @@ pub(crate) const MAX_RETRIES: u32 = 100;
 /// The longest per-attempt timeout.
 pub(crate) const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-/// The HTTP method of a target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The HTTP method of a target: `method = "PUT"`; `POST` by default. Stored in the outbox
+/// as `"POST"` or `"PUT"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Method {
+    /// `POST`, the default.
+    #[serde(rename = "POST")]
     Post,
+    /// `PUT`.
+    #[serde(rename = "PUT")]
     Put,
 }
 
 impl Method {
+    /// `"POST"` or `"PUT"`.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::Post => "POST",

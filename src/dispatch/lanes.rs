@@ -55,7 +55,7 @@ fn weight(r: &Record) -> usize {
         + r.body.len()
         + r.spec.url.len()
         + r.spec.target.len()
-        + r.spec.method.len()
+        + r.spec.method.as_str().len()
         + r.alert_id.as_ref().map_or(0, String::len)
         + r.spec
             .headers

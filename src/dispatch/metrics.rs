@@ -1,4 +1,6 @@
-//! Delivery metrics in the Prometheus data model, ready for the server's `/metrics`.
+//! Delivery metrics in the Prometheus data model, ready for the server's `/metrics`. They
+//! are the router's only counters: `Router::stats` reads them too, so an event is counted
+//! in one place.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,6 +23,27 @@ pub(crate) struct TargetLabel {
     pub(crate) target: String,
 }
 
+/// What a finished attempt counts as, once its outcome is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counted {
+    Delivered,
+    Retried,
+    FellBack,
+    Dead,
+}
+
+impl Counted {
+    /// The `outcome` label.
+    fn label(self) -> &'static str {
+        match self {
+            Counted::Delivered => "delivered",
+            Counted::Retried => "retried",
+            Counted::FellBack => "fallback",
+            Counted::Dead => "dead",
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~33 s
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -32,7 +55,9 @@ pub(crate) struct Metrics {
     pub(crate) submitted: Counter,
     pub(crate) unrouted: Counter,
     pub(crate) dropped: Counter,
-    pub(crate) deliveries: Family<OutcomeLabel, Counter>,
+    deliveries: Family<OutcomeLabel, Counter>,
+    /// `deliveries` summed over targets, by [`Counted`]: for `Router::stats`, not exported.
+    totals: [Counter; 4],
     pub(crate) attempts: Family<TargetLabel, Counter>,
     pub(crate) attempt_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
     pub(crate) submit_seconds: Histogram,
@@ -49,6 +74,7 @@ impl Default for Metrics {
             unrouted: Counter::default(),
             dropped: Counter::default(),
             deliveries: Family::default(),
+            totals: Default::default(),
             attempts: Family::default(),
             attempt_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             submit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
@@ -61,6 +87,22 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one finished attempt whose outcome is recorded.
+    pub(crate) fn count(&self, target: String, kind: Counted) {
+        self.totals[kind as usize].inc();
+        self.deliveries
+            .get_or_create(&OutcomeLabel {
+                target,
+                outcome: kind.label(),
+            })
+            .inc();
+    }
+
+    /// How many finished attempts counted as `kind`, over every target.
+    pub(crate) fn total(&self, kind: Counted) -> u64 {
+        self.totals[kind as usize].get()
+    }
+
     /// Registers every series under the `switchyard` prefix.
     pub(crate) fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("switchyard");

@@ -11,165 +11,36 @@
 //!   exponential backoff and full jitter (`Retry-After` honoured); other 4xx are final.
 //!   A delivery out of retries goes to the target's `fallback`, else becomes a dead letter.
 //! - Every request carries `Idempotency-Key`, the same on every attempt of a delivery.
+//!
+//! The rooms: the router and its builder (this file), one worker per target
+//! (`worker.rs`), an attempt and the policy judging it (`attempt.rs`), the errors
+//! (`error.rs`), in-memory queues of new deliveries (`lanes.rs`), metrics (`metrics.rs`),
+//! and the outbox behind one interface (`store/`: SQLite, or memory). Decisions flow one
+//! way: the engine decides, this module schedules and sends, the store records.
 
-mod gather;
+mod attempt;
+mod error;
 mod lanes;
-mod ledger;
 mod metrics;
 mod store;
+mod worker;
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::alert::Alert;
 use crate::engine::{DecisionSummary, RuleSet, Target};
+pub use attempt::Backoff;
+pub use error::{DispatchError, DispatchErrorKind};
 use lanes::Lanes;
 pub use store::DeadLetter;
-use store::{AttemptOutcome, Record, Spec, Store};
-
-/// Why a router could not start or accept an alert.
-#[derive(Debug)]
-pub struct DispatchError {
-    kind: DispatchErrorKind,
-    what: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-/// What kind of failure a [`DispatchError`] is, for a caller to act on: a full disk is
-/// not a damaged file, nor a locked one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DispatchErrorKind {
-    /// The outbox's disk is full: nothing can be written until there is room.
-    Full,
-    /// Another process holds the outbox, or its database is locked.
-    Busy,
-    /// The outbox's files are damaged, or its database lost committed deliveries.
-    Corrupt,
-    /// The router is stopping: its outbox takes no more work.
-    Closed,
-    /// Reading or writing the outbox failed otherwise (permissions, I/O).
-    Io,
-    /// A setting is wrong (no rule set, an HTTP client that cannot be built).
-    Config,
-    /// The operation is refused for this item: a dead letter holding a delivery that could
-    /// not be read cannot be replayed.
-    Refused,
-}
-
-impl DispatchErrorKind {
-    /// The kind of an SQLite error.
-    pub(crate) fn of_sqlite(e: &rusqlite::Error) -> DispatchErrorKind {
-        use rusqlite::ErrorCode as C;
-        match e.sqlite_error_code() {
-            Some(C::DiskFull) => DispatchErrorKind::Full,
-            Some(C::DatabaseBusy | C::DatabaseLocked) => DispatchErrorKind::Busy,
-            Some(C::DatabaseCorrupt | C::NotADatabase) => DispatchErrorKind::Corrupt,
-            _ => DispatchErrorKind::Io,
-        }
-    }
-
-    /// A few words for messages: `the disk is full`.
-    pub fn describe(self) -> &'static str {
-        match self {
-            DispatchErrorKind::Full => "the disk is full",
-            DispatchErrorKind::Busy => "the outbox is busy or locked",
-            DispatchErrorKind::Corrupt => "the outbox is damaged",
-            DispatchErrorKind::Closed => "the router is stopping",
-            DispatchErrorKind::Io => "the outbox cannot be read or written",
-            DispatchErrorKind::Config => "a setting is wrong",
-            DispatchErrorKind::Refused => "refused for this item",
-        }
-    }
-}
-
-impl DispatchError {
-    fn store(
-        kind: DispatchErrorKind,
-        path: &Path,
-        e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> DispatchError {
-        DispatchError {
-            kind,
-            what: format!("outbox `{}`", path.display()),
-            source: Some(e.into()),
-        }
-    }
-
-    /// An SQLite error on the outbox at `path`, of the kind its code says.
-    fn sqlite(path: &Path, e: rusqlite::Error) -> DispatchError {
-        DispatchError::store(DispatchErrorKind::of_sqlite(&e), path, e)
-    }
-
-    fn other(kind: DispatchErrorKind, what: impl Into<String>) -> DispatchError {
-        DispatchError {
-            kind,
-            what: what.into(),
-            source: None,
-        }
-    }
-
-    /// What kind of failure this is.
-    pub fn kind(&self) -> DispatchErrorKind {
-        self.kind
-    }
-}
-
-impl fmt::Display for DispatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(s) => write!(f, "{}: {s}", self.what),
-            None => f.write_str(&self.what),
-        }
-    }
-}
-
-impl std::error::Error for DispatchError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
-
-/// The retry schedule: attempt n waits a random time in `[0, min(cap, base * 2^n))`.
-#[derive(Clone, Copy, Debug)]
-pub struct Backoff {
-    /// The first retry's upper bound (default 500 ms).
-    pub base: Duration,
-    /// The largest wait (default 5 min); also caps a `Retry-After`.
-    pub cap: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(500),
-            cap: Duration::from_secs(300),
-        }
-    }
-}
-
-impl Backoff {
-    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX));
-        let bound = exp.min(self.cap);
-        let jitter = Duration::from_millis(fastrand::u64(0..=bound.as_millis() as u64));
-        match retry_after {
-            Some(ra) => ra.min(self.cap).max(jitter),
-            None => jitter,
-        }
-    }
-}
+use store::{Record, Spec, Store};
 
 /// Builds a [`Router`].
 pub struct RouterBuilder {
@@ -181,6 +52,7 @@ pub struct RouterBuilder {
     hold: bool,
     queue_memory: usize,
     accept_loss: bool,
+    in_memory: bool,
 }
 
 impl RouterBuilder {
@@ -198,6 +70,15 @@ impl RouterBuilder {
     /// the same outbox. For a downstream in maintenance, and for measuring ingest alone.
     pub fn hold_deliveries(mut self, hold: bool) -> Self {
         self.hold = hold;
+        self
+    }
+
+    /// Keep the outbox in memory instead of `<data_dir>/outbox.sqlite3` (default false).
+    /// Every guarantee but one holds: nothing survives the process, so a crash or a stop
+    /// loses what was not delivered yet. For tests, and for embedding where the caller
+    /// keeps its own record of what it submitted.
+    pub fn in_memory(mut self, in_memory: bool) -> Self {
+        self.in_memory = in_memory;
         self
     }
 
@@ -248,19 +129,23 @@ impl RouterBuilder {
             let lanes = lanes.clone();
             Some(Box::new(move |records| lanes.push(records)))
         };
-        let loss = if self.accept_loss {
-            ledger::Loss::Accept
+        let store: Box<dyn Store> = if self.in_memory {
+            Box::new(store::memory::MemoryStore::new(sink))
         } else {
-            ledger::Loss::Refuse
-        };
-        let store = tokio::task::spawn_blocking(move || Store::open_with(&dir, sink, loss))
+            let loss = if self.accept_loss {
+                store::Loss::Accept
+            } else {
+                store::Loss::Refuse
+            };
+            let opened = tokio::task::spawn_blocking(move || {
+                store::sqlite::SqliteStore::open_with(&dir, sink, loss)
+            })
             .await
             .map_err(|e| {
-                DispatchError::other(
-                    DispatchErrorKind::Io,
-                    format!("cannot open the outbox: {e}"),
-                )
-            })??;
+                DispatchError::caused(DispatchErrorKind::Io, "cannot open the outbox", e)
+            })?;
+            Box::new(opened?)
+        };
         let client = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -270,10 +155,8 @@ impl RouterBuilder {
             // bodiless GET whose 200 looks delivered. A 3xx is a failure (see `attempt`).
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| DispatchError {
-                kind: DispatchErrorKind::Config,
-                what: String::from("cannot build the HTTP client"),
-                source: Some(Box::new(e)),
+            .map_err(|e| {
+                DispatchError::caused(DispatchErrorKind::Config, "cannot build the HTTP client", e)
             })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let inner = Arc::new(RouterCore {
@@ -288,7 +171,6 @@ impl RouterBuilder {
             tasks: Mutex::new(JoinSet::new()),
             shutdown: shutdown_rx,
             shutdown_tx,
-            stats: Stats::default(),
             metrics: metrics::Metrics::default(),
         });
         let router = Router { inner };
@@ -297,13 +179,14 @@ impl RouterBuilder {
             router
                 .inner
                 .store
-                .fresh_pending(&mut |id, target| lanes.push_id(id, target))?;
+                .fresh_pending(&mut |id, target| lanes.push_id(id, target))
+                .await?;
             // Before any submit, so these are exactly the targets with fresh deliveries.
             for target in lanes.targets() {
                 router.inner.wake(&target);
             }
         }
-        for target in router.inner.store.pending_targets()? {
+        for target in router.inner.store.pending_targets().await? {
             router.inner.wake_table(&target);
         }
         Ok(router)
@@ -316,18 +199,6 @@ pub(crate) const DEFAULT_IN_FLIGHT: usize = 32;
 /// Bytes of new deliveries kept in memory for sending, by default
 /// (`delivery.queue_memory_mb`).
 pub(crate) const DEFAULT_QUEUE_MEMORY: usize = 64 << 20;
-
-/// Counters of what the router did, for metrics.
-#[derive(Default, Debug)]
-struct Stats {
-    submitted: AtomicU64,
-    unrouted: AtomicU64,
-    dropped: AtomicU64,
-    delivered: AtomicU64,
-    retried: AtomicU64,
-    dead: AtomicU64,
-    fell_back: AtomicU64,
-}
 
 /// A snapshot of the router's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -355,7 +226,7 @@ pub struct RouterStats {
 struct RouterCore {
     /// Swapped whole on reload: an alert is evaluated against exactly one complete set.
     rules: arc_swap::ArcSwap<RuleSet>,
-    store: Store,
+    store: Box<dyn Store>,
     /// New deliveries, per target, handed over by the outbox writer.
     lanes: Arc<Lanes>,
     client: reqwest::Client,
@@ -367,7 +238,6 @@ struct RouterCore {
     tasks: Mutex<JoinSet<()>>,
     shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
-    stats: Stats,
     metrics: metrics::Metrics,
 }
 
@@ -399,6 +269,7 @@ impl Router {
             hold: false,
             queue_memory: DEFAULT_QUEUE_MEMORY,
             accept_loss: false,
+            in_memory: false,
         }
     }
 
@@ -453,15 +324,12 @@ impl Router {
         let ids = self.inner.store.append(records).await?;
         // Counted once the deliveries are on disk: an alert refused with 503 is not counted.
         for (alert, (summary, _)) in alerts.iter().zip(&per_alert) {
-            self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
             self.inner.metrics.submitted.inc();
             if summary.unrouted {
-                self.inner.stats.unrouted.fetch_add(1, Ordering::Relaxed);
                 self.inner.metrics.unrouted.inc();
                 tracing::info!(alert_id = alert.id().unwrap_or("-"), source = %alert.source(), "unrouted: no rule matched");
             }
             if summary.dropped {
-                self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 self.inner.metrics.dropped.inc();
                 tracing::debug!(alert_id = alert.id().unwrap_or("-"), source = %alert.source(), rules = ?summary.rules, "dropped by a rule");
             }
@@ -485,18 +353,18 @@ impl Router {
 
     /// The router's counters and the outbox's depth.
     pub fn stats(&self) -> RouterStats {
-        let s = &self.inner.stats;
-        let (pending, dead_letters) = self.inner.store.depth().unwrap_or((0, 0));
+        let m = &self.inner.metrics;
+        let depth = self.inner.store.depth().unwrap_or_default();
         RouterStats {
-            submitted: s.submitted.load(Ordering::Relaxed),
-            unrouted: s.unrouted.load(Ordering::Relaxed),
-            dropped: s.dropped.load(Ordering::Relaxed),
-            delivered: s.delivered.load(Ordering::Relaxed),
-            retried: s.retried.load(Ordering::Relaxed),
-            dead: s.dead.load(Ordering::Relaxed),
-            fell_back: s.fell_back.load(Ordering::Relaxed),
-            pending,
-            dead_letters,
+            submitted: m.submitted.get(),
+            unrouted: m.unrouted.get(),
+            dropped: m.dropped.get(),
+            delivered: m.total(metrics::Counted::Delivered),
+            retried: m.total(metrics::Counted::Retried),
+            dead: m.total(metrics::Counted::Dead),
+            fell_back: m.total(metrics::Counted::FellBack),
+            pending: depth.pending,
+            dead_letters: depth.dead,
         }
     }
 
@@ -509,23 +377,14 @@ impl Router {
 
     /// Reads the outbox depth and dead-letter count into their gauges.
     pub fn refresh_gauges(&self) {
-        self.inner
-            .metrics
-            .lost
-            .set(i64::try_from(self.inner.store.lost_count()).unwrap_or(i64::MAX));
-        self.inner
-            .metrics
-            .unreadable
-            .set(i64::try_from(self.inner.store.unreadable_count()).unwrap_or(i64::MAX));
-        if let Ok((pending, dead)) = self.inner.store.depth() {
-            self.inner
-                .metrics
-                .pending
-                .set(i64::try_from(pending).unwrap_or(i64::MAX));
-            self.inner
-                .metrics
-                .dead_letters
-                .set(i64::try_from(dead).unwrap_or(i64::MAX));
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let m = &self.inner.metrics;
+        let health = self.inner.store.health();
+        m.lost.set(gauge(health.lost));
+        m.unreadable.set(gauge(health.unreadable));
+        if let Ok(depth) = self.inner.store.depth() {
+            m.pending.set(gauge(depth.pending));
+            m.dead_letters.set(gauge(depth.dead));
         }
     }
 
@@ -586,12 +445,12 @@ impl Router {
     /// Whether the outbox takes writes: `false` from a failed commit (a full disk) until
     /// one succeeds again. `/readyz` answers 503 meanwhile.
     pub fn outbox_writable(&self) -> bool {
-        self.inner.store.writable()
+        self.inner.store.health().writable
     }
 
-    /// Where the outbox file is.
+    /// Where the outbox is: its file, or `memory`.
     pub fn outbox_path(&self) -> &Path {
-        self.inner.store.path()
+        self.inner.store.location()
     }
 }
 
@@ -606,7 +465,7 @@ fn spec(rules: &RuleSet, t: &Target, depth: usize) -> Spec {
     Spec {
         target: t.name().to_owned(),
         url: t.url(),
-        method: t.method().to_owned(),
+        method: t.method,
         headers: t.headers().map(|(k, v)| (k.to_owned(), v)).collect(),
         timeout_ms: t.timeout().as_millis() as u64,
         retries: t.retries(),
@@ -614,7 +473,7 @@ fn spec(rules: &RuleSet, t: &Target, depth: usize) -> Spec {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -657,7 +516,7 @@ impl RouterCore {
                 let inner = self.clone();
                 let (t, n2) = (target.to_owned(), n.clone());
                 if let Ok(mut tasks) = self.tasks.lock() {
-                    tasks.spawn(async move { worker(inner, t, n2).await });
+                    tasks.spawn(async move { worker::worker(inner, t, n2).await });
                 }
                 n
             }
@@ -669,483 +528,16 @@ impl RouterCore {
     }
 }
 
-/// One target's worker: takes its new deliveries from its in-memory queue and its due
-/// retries from the outbox, and sends them, at most `in_flight` at a time.
-async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<Signal>) {
-    let mut in_flight: HashSet<u64> = HashSet::new();
-    let (done_tx, mut done_rx) = mpsc::channel::<(Record, AttemptOutcome)>(inner.in_flight.max(1));
-    let mut shutdown = inner.shutdown.clone();
-    let mut sends = JoinSet::new();
-    let mut url = LastUrl::default();
-    // When the outbox's table of attempted deliveries may next have one due for this
-    // target: read it at start, then when its next row is due, when this worker schedules
-    // a retry, or when told of a fallback or replay (`Signal::table`). After a failed
-    // read (of the table or of queued ids) it is also the wake-up to try again.
-    let mut table_at: u64 = 0;
-    let mut stall = Stall::default();
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        if signal.table.swap(false, Ordering::AcqRel) {
-            table_at = 0;
-        }
-        // After a pause, the deliveries whose outcome was lost are taken again: fresh
-        // ones through the queue, the others from the table (the queue skips those).
-        if let Some(ids) = stall.release() {
-            for id in &ids {
-                in_flight.remove(id);
-            }
-            inner.lanes.put_back(&target, &ids);
-            table_at = 0;
-        }
-        let stalled = stall.active();
-        let mut batch = Vec::new();
-        let free = inner.in_flight.saturating_sub(in_flight.len());
-        if free > 0 && !stalled {
-            match take_fresh(&inner, &target, free) {
-                Ok(fresh) => batch = fresh,
-                Err(e) => {
-                    tracing::error!(target = %target, error = %e, "cannot read the outbox");
-                    table_at = table_at.min(now_ms() + 1000);
-                }
-            }
-            in_flight.extend(batch.iter().map(|r| r.id));
-        }
-        // Read the table when a quarter of the slots are free (or all are): one query
-        // fills several slots instead of one query per finished attempt.
-        let may_read = |busy: usize| {
-            let free = inner.in_flight.saturating_sub(busy);
-            free > 0 && (busy == 0 || free >= inner.in_flight.div_ceil(4))
-        };
-        let now = now_ms();
-        if table_at <= now && may_read(in_flight.len()) && !stalled {
-            let free = inner.in_flight.saturating_sub(in_flight.len());
-            let skip = |id: u64| in_flight.contains(&id);
-            match inner.store.due(&target, now, free, &skip) {
-                Ok(due) => {
-                    in_flight.extend(due.iter().map(|r| r.id));
-                    batch.extend(due);
-                    let skip = |id: u64| in_flight.contains(&id);
-                    table_at = match inner.store.next_due(&target, &skip) {
-                        Ok(next) => next.unwrap_or(u64::MAX),
-                        Err(_) => now + 1000,
-                    };
-                }
-                Err(e) => {
-                    tracing::error!(target = %target, error = %e, "cannot read the outbox");
-                    table_at = now + 1000;
-                }
-            }
-        }
-        for r in batch {
-            let parsed = url.parse(&r.spec.url);
-            send(&inner, r, parsed, &done_tx, &mut sends);
-        }
-        let sleep = if let Some(until) = stall.until {
-            until.saturating_duration_since(tokio::time::Instant::now())
-        } else if table_at == u64::MAX || !may_read(in_flight.len()) {
-            Duration::from_secs(3600)
-        } else {
-            Duration::from_millis(table_at.saturating_sub(now_ms()))
-        };
-        tokio::select! {
-            _ = signal.notify.notified() => {}
-            _ = tokio::time::sleep(sleep) => {}
-            _ = shutdown.changed() => {}
-            Some(first) = done_rx.recv() => {
-                // Take every finished attempt, record them in one commit, and only then
-                // free their slots (so none of them is read back and resent).
-                let mut done = vec![first];
-                while let Ok(more) = done_rx.try_recv() {
-                    done.push(more);
-                }
-                for (_, outcome) in &done {
-                    if let AttemptOutcome::Retry { next_at_ms, .. } = outcome {
-                        table_at = table_at.min(*next_at_ms);
-                    }
-                }
-                let r = record(&inner, done).await;
-                for id in &r.recorded {
-                    in_flight.remove(id);
-                }
-                match r.error {
-                    // Not recorded: they stay in flight, and the worker pauses.
-                    Some(e) => stall.failed(&target, r.unrecorded, &e),
-                    None => stall.recorded(),
-                }
-                // Free the finished send tasks: a JoinSet keeps each until it is joined.
-                while sends.try_join_next().is_some() {}
-            }
-        }
-    }
-    // Shutting down: let requests in flight finish (the router bounds how long).
-    drop(done_tx);
-    while let Some(done) = done_rx.recv().await {
-        record(&inner, vec![done]).await;
-    }
-    while sends.join_next().await.is_some() {}
-}
-
-/// Up to `n` new deliveries from `target`'s queue; those queued by id alone are read from
-/// the outbox. On a failed read they go back to the queue.
-fn take_fresh(
-    inner: &Arc<RouterCore>,
-    target: &str,
-    n: usize,
-) -> Result<Vec<Record>, DispatchError> {
-    let entries = inner.lanes.take(target, n);
-    let taken: Vec<u64> = entries.iter().map(|e| e.id).collect();
-    let mut out = Vec::with_capacity(entries.len());
-    let mut by_id = Vec::new();
-    for e in entries {
-        match e.record {
-            Some(r) => out.push(*r),
-            None => by_id.push(e.id),
-        }
-    }
-    if !by_id.is_empty() {
-        match inner.store.fresh_records(&by_id) {
-            Ok(read) => out.extend(read),
-            Err(e) => {
-                // Every one of them is in the outbox: queue them again, by id.
-                inner.lanes.put_back(target, &taken);
-                return Err(e);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The last URL a worker parsed: a target's deliveries nearly always share one, and
-/// parsing it for every request was 4.6% of the CPU end to end.
-#[derive(Default)]
-struct LastUrl(Option<(String, reqwest::Url)>);
-
-impl LastUrl {
-    /// `None` if `url` does not parse: the request then fails with reqwest's own error.
-    fn parse(&mut self, url: &str) -> Option<reqwest::Url> {
-        if let Some((text, parsed)) = &self.0
-            && text == url
-        {
-            return Some(parsed.clone());
-        }
-        let parsed = reqwest::Url::parse(url).ok()?;
-        self.0 = Some((url.to_owned(), parsed.clone()));
-        Some(parsed)
-    }
-}
-
-/// Starts one attempt; its outcome comes back on `done`.
-fn send(
-    inner: &Arc<RouterCore>,
-    r: Record,
-    url: Option<reqwest::Url>,
-    done: &mpsc::Sender<(Record, AttemptOutcome)>,
-    sends: &mut JoinSet<()>,
-) {
-    let (client, backoff, tx) = (inner.client.clone(), inner.backoff, done.clone());
-    let store_id = inner.store.store_id();
-    let m = inner.metrics.clone();
-    let span = tracing::info_span!(
-        "delivery",
-        delivery = r.id,
-        alert_id = r.alert_id.as_deref().unwrap_or("-"),
-        target = %r.spec.target,
-        attempt = r.attempts + 1
-    );
-    sends.spawn(tracing::Instrument::instrument(
-        async move {
-            let label = metrics::TargetLabel {
-                target: r.spec.target.clone(),
-            };
-            let started = std::time::Instant::now();
-            let outcome = attempt(&client, &r, url, store_id, backoff).await;
-            m.attempts.get_or_create(&label).inc();
-            m.attempt_seconds
-                .get_or_create(&label)
-                .observe(started.elapsed().as_secs_f64());
-            let _ = tx.send((r, outcome)).await;
-        },
-        span,
-    ));
-}
-
-/// Logs and durably records finished attempts, all in one outbox commit, then counts those
-/// whose outcome is on disk; returns their ids once the commit is done.
-///
-/// The counters move only after the commit, so that whoever reads them (`stats()`,
-/// `/metrics`, a test) never sees a delivery counted as delivered while the outbox still
-/// holds it as pending.
-async fn record(inner: &Arc<RouterCore>, done: Vec<(Record, AttemptOutcome)>) -> Recorded {
-    let mut items = Vec::with_capacity(done.len());
-    let mut kinds = Vec::with_capacity(done.len());
-    for (r, outcome) in done {
-        log_outcome(&r, &outcome);
-        kinds.push((r.spec.target.clone(), Counted::of(&r, &outcome)));
-        items.push((r.id, outcome));
-    }
-    let results = inner.store.finish_many(items).await;
-    let mut out = Recorded::default();
-    for ((id, result), (target, kind)) in results.into_iter().zip(kinds) {
-        match result {
-            Ok(created) => {
-                out.recorded.push(id);
-                count(inner, target, kind);
-                if let Some(created) = created {
-                    inner.wake_table(&created.spec.target);
-                }
-            }
-            Err(e) => {
-                out.unrecorded.push(id);
-                out.error = Some(e.to_string());
-            }
-        }
-    }
-    out
-}
-
-/// What [`record`] could write: the ids whose outcome is on disk, and those whose outcome
-/// could not be written (they are still pending in the outbox, as before the attempt).
-#[derive(Default)]
-struct Recorded {
-    recorded: Vec<u64>,
-    unrecorded: Vec<u64>,
-    error: Option<String>,
-}
-
-/// How long a worker waits, at first, after an outcome it could not record; it doubles
-/// up to [`STALL_CAP`] while recording keeps failing.
-const STALL_FIRST: Duration = Duration::from_millis(250);
-
-/// The longest a worker waits before trying again to record outcomes.
-const STALL_CAP: Duration = Duration::from_secs(30);
-
-/// A worker's pause while the outbox cannot record outcomes (a full disk): the deliveries
-/// whose outcome was lost stay in flight (not read back and sent again at once), and the
-/// worker takes no new work until the pause ends; then they go back to the queue.
-#[derive(Default)]
-struct Stall {
-    ids: Vec<u64>,
-    until: Option<tokio::time::Instant>,
-    wait: Duration,
-}
-
-impl Stall {
-    /// Notes outcomes that could not be recorded, and how long to pause for.
-    fn failed(&mut self, target: &str, ids: Vec<u64>, error: &str) {
-        self.wait = if self.wait.is_zero() {
-            STALL_FIRST
-        } else {
-            (self.wait * 2).min(STALL_CAP)
-        };
-        self.until = Some(tokio::time::Instant::now() + self.wait);
-        tracing::warn!(target = %target, deliveries = ids.len(), error = %error, pause_ms = self.wait.as_millis() as u64, "cannot record delivery outcomes (is the disk full?); this target pauses, and its deliveries stay pending");
-        self.ids.extend(ids);
-    }
-
-    /// Outcomes were recorded: once no pause is running, the next one starts short again.
-    fn recorded(&mut self) {
-        if !self.active() {
-            self.wait = Duration::ZERO;
-        }
-    }
-
-    /// Whether the worker is paused now.
-    fn active(&self) -> bool {
-        self.until.is_some_and(|u| tokio::time::Instant::now() < u)
-    }
-
-    /// The paused deliveries, once the pause is over: to be taken again.
-    fn release(&mut self) -> Option<Vec<u64>> {
-        if self.until.is_none() || self.active() {
-            return None;
-        }
-        self.until = None;
-        Some(std::mem::take(&mut self.ids))
-    }
-}
-
-/// What a finished attempt counts as.
-#[derive(Clone, Copy)]
-enum Counted {
-    Delivered,
-    Retried,
-    FellBack,
-    Dead,
-}
-
-impl Counted {
-    fn of(r: &Record, outcome: &AttemptOutcome) -> Self {
-        match outcome {
-            AttemptOutcome::Delivered => Self::Delivered,
-            AttemptOutcome::Retry { .. } => Self::Retried,
-            AttemptOutcome::GiveUp { .. } if r.spec.fallback.is_some() => Self::FellBack,
-            AttemptOutcome::GiveUp { .. } => Self::Dead,
-        }
-    }
-}
-
-/// Counts one finished attempt whose outcome is committed.
-fn count(inner: &Arc<RouterCore>, target: String, kind: Counted) {
-    let stats = &inner.stats;
-    let (counter, label) = match kind {
-        Counted::Delivered => (&stats.delivered, "delivered"),
-        Counted::Retried => (&stats.retried, "retried"),
-        Counted::FellBack => (&stats.fell_back, "fallback"),
-        Counted::Dead => (&stats.dead, "dead"),
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    inner
-        .metrics
-        .deliveries
-        .get_or_create(&metrics::OutcomeLabel {
-            target,
-            outcome: label,
-        })
-        .inc();
-}
-
-/// Logs one finished attempt.
-fn log_outcome(r: &Record, outcome: &AttemptOutcome) {
-    match outcome {
-        AttemptOutcome::Delivered => {
-            tracing::debug!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempt = r.attempts + 1, "delivered");
-        }
-        AttemptOutcome::Retry {
-            attempts,
-            error,
-            next_at_ms,
-        } => {
-            tracing::info!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempt = attempts, error = %error, retry_in_ms = next_at_ms.saturating_sub(now_ms()), "attempt failed; will retry");
-        }
-        AttemptOutcome::GiveUp {
-            attempts, error, ..
-        } => {
-            tracing::warn!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempts = attempts, error = %error, fallback = r.spec.fallback.as_ref().map(|f| f.target.as_str()), "delivery given up");
-        }
-    }
-}
-
-/// A redirect's `Location`, as it may be shown: without user, password, query or fragment
-/// (where a receiver may echo a secret back). A relative one is shown as written, never
-/// joined to the target's URL, which may hold a secret.
-fn shown_location(location: &str) -> String {
-    match reqwest::Url::parse(location) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
-        }
-        Err(_) => location
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect(),
-    }
-}
-
-/// One attempt at a delivery, and what to do next.
-async fn attempt(
-    client: &reqwest::Client,
-    r: &Record,
-    url: Option<reqwest::Url>,
-    store_id: u64,
-    backoff: Backoff,
-) -> AttemptOutcome {
-    let method = if r.spec.method == "PUT" {
-        reqwest::Method::PUT
-    } else {
-        reqwest::Method::POST
-    };
-    let req = match url {
-        Some(url) => client.request(method, url),
-        None => client.request(method, &r.spec.url),
-    };
-    let mut req = req
-        .timeout(Duration::from_millis(r.spec.timeout_ms))
-        .header("content-type", "application/json")
-        .header("idempotency-key", format!("{store_id:016x}-{:016x}", r.id));
-    for (k, v) in &r.spec.headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let attempts = r.attempts + 1;
-    let (retryable, error, retry_after) = match req.body(r.body.clone()).send().await {
-        Ok(resp) if resp.status().is_success() => return AttemptOutcome::Delivered,
-        Ok(resp) => {
-            let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let retryable =
-                status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
-            let error = if status.is_redirection() {
-                let to = resp
-                    .headers()
-                    .get("location")
-                    .and_then(|v| v.to_str().ok())
-                    .map_or_else(|| String::from("nowhere"), shown_location);
-                format!(
-                    "HTTP {status}: redirect to {to}; redirects are not followed: set the target's url to where it should go"
-                )
-            } else {
-                format!("HTTP {status}")
-            };
-            (retryable, error, retry_after)
-        }
-        // Never show the URL: it may hold a secret.
-        Err(e) if e.is_timeout() => (
-            true,
-            format!("timed out after {} ms", r.spec.timeout_ms),
-            None,
-        ),
-        Err(e) if e.is_connect() => (true, String::from("connection failed"), None),
-        Err(e) => (true, format!("request failed: {}", e.without_url()), None),
-    };
-    if retryable && attempts <= r.spec.retries {
-        let wait = backoff.delay(attempts - 1, retry_after);
-        AttemptOutcome::Retry {
-            attempts,
-            next_at_ms: now_ms() + wait.as_millis() as u64,
-            error,
-        }
-    } else {
-        AttemptOutcome::GiveUp {
-            attempts,
-            error,
-            now_ms: now_ms(),
-        }
-    }
-}
-
-/// `Retry-After: 120` or `Retry-After: Fri, 31 Dec 1999 23:59:59 GMT`.
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
-    let now = jiff::Timestamp::now();
-    let secs = (at.as_second() - now.as_second()).max(0);
-    Some(Duration::from_secs(secs as u64))
-}
-
 /// Offline access to an outbox, for the `dead-letters` command while the server is stopped.
 pub struct Outbox {
-    store: Store,
+    store: store::sqlite::SqliteStore,
 }
 
 impl Outbox {
     /// Opens the outbox under a data directory.
     pub fn open(data_dir: &Path) -> Result<Outbox, DispatchError> {
         Ok(Outbox {
-            store: Store::open(data_dir)?,
+            store: store::sqlite::SqliteStore::open(data_dir)?,
         })
     }
 
@@ -1171,10 +563,7 @@ impl Outbox {
 
     /// Pending deliveries and dead letters.
     pub fn depth(&self) -> Result<(u64, u64), DispatchError> {
-        self.store.depth()
+        let depth = self.store.depth()?;
+        Ok((depth.pending, depth.dead))
     }
 }
-
-#[cfg(test)]
-#[path = "dispatch_test.rs"]
-mod tests;

@@ -17,7 +17,8 @@ use serde_json::Value;
 use smallvec::SmallVec;
 
 use crate::alert::Alert;
-use crate::check::{Checked, CheckedTest, Method, SecretText};
+pub(crate) use crate::check::Method;
+use crate::check::{Checked, CheckedTest, SecretText};
 use crate::diagnostic::{Diagnostics, SourceMap};
 use compile::Compiler;
 use index::Index;

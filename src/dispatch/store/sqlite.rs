@@ -7,6 +7,8 @@
 //!   many targets the batch touches. After each commit the writer hands the new records to
 //!   the [`FreshSink`] (the router's in-memory queues, `lanes.rs`), which is the only way
 //!   they are found while the process runs; at start [`Store::fresh_pending`] lists them.
+//!   Reading a delivery's JSON happens only here, never in a commit: the router hands the
+//!   writer what to store ([`Finish`]), so a commit decodes nothing.
 //! - `deliveries`: id, target, next attempt ms, and a delivery that was attempted (a retry),
 //!   fell back, or was replayed, as JSON; an index on (target, next attempt, id) makes a
 //!   target's due deliveries one range read, so a dead target's backlog never slows another
@@ -28,13 +30,13 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
-
-use super::ledger::{self, Ledger, Loss};
+use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::gather::Gather;
-use super::{DispatchError, DispatchErrorKind};
+use super::ledger::{self, Ledger, Loss};
+use super::{DeadLetter, Depth, Finish, FreshSink, Health, Record, Store, StoreFuture};
+use crate::dispatch::{DispatchError, DispatchErrorKind};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS deliveries (
@@ -56,188 +58,9 @@ const SCHEMA: &str = "
 /// The most operations one group commit takes.
 const MAX_BATCH: usize = 4096;
 
-/// How a request is made: fixed when the delivery is queued, so a reload that changes or
-/// removes the target does not change what is already in the outbox.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Spec {
-    pub(crate) target: String,
-    pub(crate) url: String,
-    pub(crate) method: String,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) timeout_ms: u64,
-    pub(crate) retries: u32,
-    /// Where the delivery goes when this target cannot take it.
-    pub(crate) fallback: Option<Box<Spec>>,
-}
-
-/// One delivery: an alert's body for one target, and where it stands.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Record {
-    #[serde(default)]
-    pub(crate) id: u64,
-    pub(crate) spec: Spec,
-    pub(crate) body: String,
-    /// The body as it may be shown, when `body` holds a secret (`${env.NAME}` kept).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) shown_body: Option<String>,
-    pub(crate) alert_id: Option<String>,
-    pub(crate) attempts: u32,
-    pub(crate) next_at_ms: u64,
-    pub(crate) last_error: Option<String>,
-    pub(crate) created_ms: u64,
-    /// The target this delivery fell back from, if any.
-    pub(crate) fallback_from: Option<String>,
-}
-
-#[cfg(test)]
-impl Record {
-    /// A new delivery to `target` (a local URL nobody listens on), for unit tests.
-    pub(crate) fn for_test(target: &str, body: String) -> Record {
-        Record {
-            id: 0,
-            spec: Spec {
-                target: target.to_owned(),
-                url: String::from("http://127.0.0.1:9/x"),
-                method: String::from("POST"),
-                headers: Vec::new(),
-                timeout_ms: 1000,
-                retries: 0,
-                fallback: None,
-            },
-            body,
-            shown_body: None,
-            alert_id: None,
-            attempts: 0,
-            next_at_ms: 0,
-            last_error: None,
-            created_ms: 0,
-            fallback_from: None,
-        }
-    }
-}
-
-/// A delivery that could not be made, kept for an operator.
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
-pub struct DeadLetter {
-    /// The dead letter's id (the delivery's id).
-    pub id: u64,
-    /// The target it was for.
-    pub target: String,
-    /// The alert's `@id`, when it has one.
-    pub alert_id: Option<String>,
-    /// Attempts made.
-    pub attempts: u32,
-    /// The last error: a status line or a connection error.
-    pub error: String,
-    /// When the delivery was first queued, in ms since the Unix epoch.
-    pub created_ms: u64,
-    /// When it was given up, in ms since the Unix epoch.
-    pub dead_ms: u64,
-    /// The body that was to be sent, secrets included: kept for a replay, never shown.
-    pub(crate) body: String,
-    /// The body as it may be shown, when `body` holds a secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) shown_body: Option<String>,
-    #[serde(rename = "spec")]
-    pub(crate) spec: Spec,
-    /// The stored delivery could not be read: `body` holds its raw bytes (which may hold
-    /// secrets: they are never shown), and it cannot be sent again.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub(crate) unreadable: bool,
-}
-
-/// Shows what an operator may see: the shown body, no header or URL (either may hold a
-/// secret).
-impl std::fmt::Debug for DeadLetter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeadLetter")
-            .field("id", &self.id)
-            .field("target", &self.target)
-            .field("alert_id", &self.alert_id)
-            .field("attempts", &self.attempts)
-            .field("error", &self.error)
-            .field("created_ms", &self.created_ms)
-            .field("dead_ms", &self.dead_ms)
-            .field("body", &self.body())
-            .finish_non_exhaustive()
-    }
-}
-
-impl DeadLetter {
-    /// A dead letter for a stored delivery that could not be read: its raw bytes and the
-    /// error, so that nothing accepted disappears without a trace.
-    fn unreadable(id: u64, target: String, bytes: &[u8], error: &str, now_ms: u64) -> DeadLetter {
-        DeadLetter {
-            id,
-            error: format!(
-                "the stored delivery could not be read ({error}); its {} bytes are kept in this dead letter, and it cannot be sent again",
-                bytes.len()
-            ),
-            alert_id: None,
-            attempts: 0,
-            created_ms: now_ms,
-            dead_ms: now_ms,
-            body: String::from_utf8_lossy(bytes).into_owned(),
-            shown_body: Some(format!(
-                "\"unreadable: {} bytes kept in the outbox (table dead, id {id})\"",
-                bytes.len()
-            )),
-            spec: Spec {
-                target: target.clone(),
-                url: String::new(),
-                method: String::from("POST"),
-                headers: Vec::new(),
-                timeout_ms: 0,
-                retries: 0,
-                fallback: None,
-            },
-            target,
-            unreadable: true,
-        }
-    }
-
-    /// Whether the stored delivery could not be read (see [`DeadLetter::error`]): it cannot
-    /// be sent again.
-    pub fn is_unreadable(&self) -> bool {
-        self.unreadable
-    }
-
-    /// The body that was to be sent, as it may be shown: a `${env.NAME}` of the target's
-    /// body template stays as written, never its value.
-    pub fn body(&self) -> &str {
-        self.shown_body.as_deref().unwrap_or(&self.body)
-    }
-
-    /// The URL it was for, as written in the rules (no secret values).
-    pub fn method(&self) -> &str {
-        &self.spec.method
-    }
-}
-
-/// What happened to an attempt.
-#[derive(Debug)]
-pub(crate) enum AttemptOutcome {
-    Delivered,
-    Retry {
-        attempts: u32,
-        next_at_ms: u64,
-        error: String,
-    },
-    /// Out of retries (or refused for good): to the fallback if any, else a dead letter.
-    GiveUp {
-        attempts: u32,
-        error: String,
-        now_ms: u64,
-    },
-}
-
 enum Op {
     Append(Vec<Record>, oneshot::Sender<Result<Vec<u64>, Failure>>),
-    Finish(
-        u64,
-        AttemptOutcome,
-        oneshot::Sender<Result<Option<Record>, Failure>>,
-    ),
+    Finish(Box<Finish>, oneshot::Sender<Result<Option<Record>, Failure>>),
     Replay(u64, u64, oneshot::Sender<Result<Option<Record>, Failure>>),
     Purge(Option<u64>, oneshot::Sender<Result<usize, Failure>>),
     /// A pending delivery a read could not decode: move it to the dead letters, as it is.
@@ -246,7 +69,7 @@ enum Op {
 
 /// What the store knows of its own state, shared by its readers and its writer.
 #[derive(Default)]
-pub(crate) struct Health {
+struct Cells {
     /// Stored deliveries found unreadable since the outbox was opened.
     unreadable: AtomicU64,
     /// The last commit failed (a full disk, say): nothing can be recorded until one
@@ -256,12 +79,8 @@ pub(crate) struct Health {
     lost: AtomicU64,
 }
 
-/// Takes the deliveries a commit has just made durable (ids set), on the writer thread,
-/// before the submitters are answered.
-pub(crate) type FreshSink = Box<dyn Fn(Vec<Record>) + Send>;
-
 /// The outbox: reads from any thread, writes through the group-commit thread.
-pub(crate) struct Store {
+pub(crate) struct SqliteStore {
     /// The read connection; WAL lets it read while the writer commits.
     reader: std::sync::Mutex<Connection>,
     ops: Gather<Op>,
@@ -270,10 +89,10 @@ pub(crate) struct Store {
     _lock: std::fs::File,
     store_id: u64,
     path: PathBuf,
-    health: Arc<Health>,
+    health: Arc<Cells>,
 }
 
-impl Drop for Store {
+impl Drop for SqliteStore {
     /// Closes the database before returning, so the file can be opened again at once (a
     /// restart in the same process, a test): the writer finishes its last batch and exits.
     fn drop(&mut self) {
@@ -319,21 +138,21 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (or creates) `<dir>/outbox.sqlite3` and starts the writer thread. New
-    /// deliveries are only stored, not handed on ([`Store::open_with`]).
+    /// deliveries are only stored, not handed on ([`SqliteStore::open_with`]).
     /// Opened so, it only reports a loss the ledger finds (for inspecting an outbox).
-    pub(crate) fn open(dir: &Path) -> Result<Store, DispatchError> {
-        Store::open_with(dir, None, Loss::Report)
+    pub(crate) fn open(dir: &Path) -> Result<SqliteStore, DispatchError> {
+        SqliteStore::open_with(dir, None, Loss::Report)
     }
 
-    /// [`Store::open`], with `sink` taking every commit's new deliveries.
+    /// [`SqliteStore::open`], with `sink` taking every commit's new deliveries.
     /// `loss`: what to do when the ledger finds committed deliveries the database lost.
     pub(crate) fn open_with(
         dir: &Path,
         sink: Option<FreshSink>,
         loss: Loss,
-    ) -> Result<Store, DispatchError> {
+    ) -> Result<SqliteStore, DispatchError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| DispatchError::store(DispatchErrorKind::Io, dir, e))?;
         let path = dir.join("outbox.sqlite3");
@@ -364,14 +183,14 @@ impl Store {
         })?;
         let reader = connect(&path).map_err(|e| DispatchError::sqlite(&path, e))?;
         let (tx, rx) = mpsc::channel::<Vec<Op>>();
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Cells::default());
         health.lost.store(ledger.lost, Ordering::Relaxed);
         let writer_health = health.clone();
         let handle = std::thread::Builder::new()
             .name(String::from("switchyard-outbox"))
             .spawn(move || writer(writer_conn, &rx, sink.as_ref(), &writer_health, ledger))
             .map_err(|e| DispatchError::store(DispatchErrorKind::Io, &path, e))?;
-        Ok(Store {
+        Ok(SqliteStore {
             reader: std::sync::Mutex::new(reader),
             ops: Gather::new(tx),
             writer: Some(handle),
@@ -393,70 +212,13 @@ impl Store {
         f(&conn).map_err(|e| DispatchError::sqlite(&self.path, e))
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// A random id of this store, for idempotency keys that stay unique across stores.
-    pub(crate) fn store_id(&self) -> u64 {
-        self.store_id
-    }
-
-    /// Appends deliveries durably; returns their ids once the commit is on disk.
-    pub(crate) async fn append(&self, records: Vec<Record>) -> Result<Vec<u64>, DispatchError> {
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (tx, rx) = oneshot::channel();
-        self.send(Op::Append(records, tx))?;
-        rx.await
-            .map_err(|_| self.closed())?
-            .map_err(|e| self.failed(e))
-    }
-
-    /// Records several attempts' outcomes in one commit: every operation is queued before
-    /// any is awaited, so the writer takes them as one batch (one fsync). Returns each id
-    /// with its result (for a give-up with a fallback, the new record).
-    pub(crate) async fn finish_many(
+    /// Hands one operation to the writer and waits for its commit.
+    async fn write<T>(
         &self,
-        items: Vec<(u64, AttemptOutcome)>,
-    ) -> Vec<(u64, Result<Option<Record>, DispatchError>)> {
-        let mut waiting = Vec::with_capacity(items.len());
-        for (id, outcome) in items {
-            let (tx, rx) = oneshot::channel();
-            waiting.push((id, self.send(Op::Finish(id, outcome, tx)).map(|()| rx)));
-        }
-        let mut out = Vec::with_capacity(waiting.len());
-        for (id, w) in waiting {
-            let result = match w {
-                Ok(rx) => rx
-                    .await
-                    .map_err(|_| self.closed())
-                    .and_then(|r| r.map_err(|e| self.failed(e))),
-                Err(e) => Err(e),
-            };
-            out.push((id, result));
-        }
-        out
-    }
-
-    /// Moves a dead letter back to the queue, due now, with its attempts reset.
-    pub(crate) async fn replay(
-        &self,
-        id: u64,
-        now_ms: u64,
-    ) -> Result<Option<Record>, DispatchError> {
+        op: impl FnOnce(oneshot::Sender<Result<T, Failure>>) -> Op,
+    ) -> Result<T, DispatchError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Op::Replay(id, now_ms, tx))?;
-        rx.await
-            .map_err(|_| self.closed())?
-            .map_err(|e| self.failed(e))
-    }
-
-    /// Deletes one dead letter, or all of them; returns how many were deleted.
-    pub(crate) async fn purge(&self, id: Option<u64>) -> Result<usize, DispatchError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Op::Purge(id, tx))?;
+        self.send(op(tx))?;
         rx.await
             .map_err(|_| self.closed())?
             .map_err(|e| self.failed(e))
@@ -482,40 +244,6 @@ impl Store {
         DispatchError::store(e.kind, &self.path, e.message)
     }
 
-    /// Up to `limit` attempted deliveries (retries, fallbacks, replays) for `target` due at
-    /// `now_ms`, skipping `skip` (in flight). Fresh ones come from the [`FreshSink`].
-    pub(crate) fn due(
-        &self,
-        target: &str,
-        now_ms: u64,
-        limit: usize,
-        skip: &dyn Fn(u64) -> bool,
-    ) -> Result<Vec<Record>, DispatchError> {
-        let mut bad = Vec::new();
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, record FROM deliveries WHERE target = ?1 AND next_at <= ?2 ORDER BY next_at, id",
-            )?;
-            let mut rows = stmt.query(params![target, to_i64(now_ms)])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let id = from_i64(row.get(0)?);
-                if skip(id) {
-                    continue;
-                }
-                match decode(id, row.get_ref(1)?.as_blob()?) {
-                    Ok(r) => out.push(r),
-                    Err(e) => bad.push((id, e)),
-                }
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            Ok(out)
-        })
-        .inspect(|_| self.quarantine(bad))
-    }
-
     /// Moves deliveries that could not be decoded to the dead letters (in the next commit),
     /// logged and counted: nothing accepted disappears without a trace.
     fn quarantine(&self, bad: Vec<(u64, String)>) {
@@ -531,24 +259,38 @@ impl Store {
         }
     }
 
-    /// How many stored deliveries could not be read since the outbox was opened.
-    pub(crate) fn unreadable_count(&self) -> u64 {
-        self.health.unreadable.load(Ordering::Relaxed)
+    fn due_now(
+        &self,
+        target: &str,
+        now_ms: u64,
+        limit: usize,
+        skip: &dyn Fn(u64) -> bool,
+    ) -> Result<Vec<Record>, DispatchError> {
+        let mut bad = Vec::new();
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, record FROM deliveries WHERE target = ?1 AND next_at <= ?2 ORDER BY next_at, id",
+            )?;
+            let mut rows = stmt.query(params![target, to_i64(now_ms)])?;
+            let mut out = Vec::new();
+            while out.len() < limit
+                && let Some(row) = rows.next()?
+            {
+                let id = from_i64(row.get(0)?);
+                if skip(id) {
+                    continue;
+                }
+                match decode(id, row.get_ref(1)?.as_blob()?) {
+                    Ok(r) => out.push(r),
+                    Err(e) => bad.push((id, e)),
+                }
+            }
+            Ok(out)
+        })
+        .inspect(|_| self.quarantine(bad))
     }
 
-    /// Delivery ids the database had lost at open (the loss was accepted).
-    pub(crate) fn lost_count(&self) -> u64 {
-        self.health.lost.load(Ordering::Relaxed)
-    }
-
-    /// Whether the last commit succeeded: `false` while nothing can be written (a full
-    /// disk), until a commit succeeds again.
-    pub(crate) fn writable(&self) -> bool {
-        !self.health.failing.load(Ordering::Acquire)
-    }
-
-    /// When the next attempted delivery for `target` is due (not in flight), if any.
-    pub(crate) fn next_due(
+    fn next_due_now(
         &self,
         target: &str,
         skip: &dyn Fn(u64) -> bool,
@@ -567,9 +309,7 @@ impl Store {
         })
     }
 
-    /// Fresh deliveries by id (those the in-memory queue kept only the id of); an id that
-    /// is no longer fresh is left out.
-    pub(crate) fn fresh_records(&self, ids: &[u64]) -> Result<Vec<Record>, DispatchError> {
+    fn fresh_records_now(&self, ids: &[u64]) -> Result<Vec<Record>, DispatchError> {
         let mut bad = Vec::new();
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT record FROM fresh WHERE id = ?1")?;
@@ -589,12 +329,7 @@ impl Store {
         .inspect(|_| self.quarantine(bad))
     }
 
-    /// Calls `each` with every fresh delivery's id and target, oldest first: what a start
-    /// hands to the in-memory queues. Rows are streamed, not collected.
-    pub(crate) fn fresh_pending(
-        &self,
-        each: &mut dyn FnMut(u64, &str),
-    ) -> Result<(), DispatchError> {
+    fn fresh_pending_now(&self, each: &mut dyn FnMut(u64, &str)) -> Result<(), DispatchError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT id, target FROM fresh ORDER BY id")?;
             let mut rows = stmt.query([])?;
@@ -607,17 +342,112 @@ impl Store {
         })
     }
 
-    /// Every target with attempted deliveries pending, for resuming at start.
-    pub(crate) fn pending_targets(&self) -> Result<Vec<String>, DispatchError> {
+    fn pending_targets_now(&self) -> Result<Vec<String>, DispatchError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT DISTINCT target FROM deliveries")?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             rows.collect()
         })
     }
+}
 
-    /// How many deliveries are pending and how many are dead.
-    pub(crate) fn depth(&self) -> Result<(u64, u64), DispatchError> {
+/// Writes go to the writer thread; reads run on the caller's thread on the read
+/// connection (short indexed reads: a future that is ready at once).
+impl Store for SqliteStore {
+    fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    fn location(&self) -> &Path {
+        &self.path
+    }
+
+    fn append(&self, records: Vec<Record>) -> StoreFuture<'_, Result<Vec<u64>, DispatchError>> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.write(|tx| Op::Append(records, tx)).await
+        })
+    }
+
+    /// Every operation is queued before any is awaited, so the writer takes them as one
+    /// batch (one fsync).
+    fn finish(
+        &self,
+        items: Vec<Finish>,
+    ) -> StoreFuture<'_, Vec<Result<Option<Record>, DispatchError>>> {
+        Box::pin(async move {
+            let mut waiting = Vec::with_capacity(items.len());
+            for item in items {
+                let (tx, rx) = oneshot::channel();
+                waiting.push(self.send(Op::Finish(Box::new(item), tx)).map(|()| rx));
+            }
+            let mut out = Vec::with_capacity(waiting.len());
+            for w in waiting {
+                out.push(match w {
+                    Ok(rx) => rx
+                        .await
+                        .map_err(|_| self.closed())
+                        .and_then(|r| r.map_err(|e| self.failed(e))),
+                    Err(e) => Err(e),
+                });
+            }
+            out
+        })
+    }
+
+    fn replay(
+        &self,
+        id: u64,
+        now_ms: u64,
+    ) -> StoreFuture<'_, Result<Option<Record>, DispatchError>> {
+        Box::pin(self.write(move |tx| Op::Replay(id, now_ms, tx)))
+    }
+
+    fn purge(&self, id: Option<u64>) -> StoreFuture<'_, Result<usize, DispatchError>> {
+        Box::pin(self.write(move |tx| Op::Purge(id, tx)))
+    }
+
+    fn due<'a>(
+        &'a self,
+        target: &'a str,
+        now_ms: u64,
+        limit: usize,
+        skip: &'a (dyn Fn(u64) -> bool + Sync),
+    ) -> StoreFuture<'a, Result<Vec<Record>, DispatchError>> {
+        Box::pin(std::future::ready(
+            self.due_now(target, now_ms, limit, skip),
+        ))
+    }
+
+    fn next_due<'a>(
+        &'a self,
+        target: &'a str,
+        skip: &'a (dyn Fn(u64) -> bool + Sync),
+    ) -> StoreFuture<'a, Result<Option<u64>, DispatchError>> {
+        Box::pin(std::future::ready(self.next_due_now(target, skip)))
+    }
+
+    fn fresh_records<'a>(
+        &'a self,
+        ids: &'a [u64],
+    ) -> StoreFuture<'a, Result<Vec<Record>, DispatchError>> {
+        Box::pin(std::future::ready(self.fresh_records_now(ids)))
+    }
+
+    fn fresh_pending<'a>(
+        &'a self,
+        each: &'a mut (dyn FnMut(u64, &str) + Send),
+    ) -> StoreFuture<'a, Result<(), DispatchError>> {
+        Box::pin(std::future::ready(self.fresh_pending_now(each)))
+    }
+
+    fn pending_targets(&self) -> StoreFuture<'_, Result<Vec<String>, DispatchError>> {
+        Box::pin(std::future::ready(self.pending_targets_now()))
+    }
+
+    fn depth(&self) -> Result<Depth, DispatchError> {
         self.read(|c| {
             let pending: i64 = c.query_row(
                 "SELECT (SELECT count(*) FROM deliveries) + (SELECT count(*) FROM fresh)",
@@ -625,12 +455,14 @@ impl Store {
                 |r| r.get(0),
             )?;
             let dead: i64 = c.query_row("SELECT count(*) FROM dead", [], |r| r.get(0))?;
-            Ok((from_i64(pending), from_i64(dead)))
+            Ok(Depth {
+                pending: from_i64(pending),
+                dead: from_i64(dead),
+            })
         })
     }
 
-    /// Dead letters, oldest first, at most `limit`.
-    pub(crate) fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT id, record FROM dead ORDER BY id LIMIT ?1")?;
             let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
@@ -645,8 +477,7 @@ impl Store {
         })
     }
 
-    /// One dead letter.
-    pub(crate) fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
+    fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
         self.read(|c| {
             let bytes: Option<Vec<u8>> = c
                 .query_row(
@@ -657,6 +488,14 @@ impl Store {
                 .optional()?;
             Ok(bytes.map(|b| decode_dead(id, &b)))
         })
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            writable: !self.health.failing.load(Ordering::Acquire),
+            unreadable: self.health.unreadable.load(Ordering::Relaxed),
+            lost: self.health.lost.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -719,7 +558,7 @@ fn writer(
     mut conn: Connection,
     rx: &mpsc::Receiver<Vec<Op>>,
     sink: Option<&FreshSink>,
-    health: &Health,
+    health: &Cells,
     mut ledger: Ledger,
 ) {
     let mut errors = ErrorLog::default();
@@ -783,6 +622,20 @@ fn put_fresh(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()
     Ok(())
 }
 
+/// Deletes a delivery from whichever table holds it; returns whether one did. Its stored
+/// record is not read: what replaces it comes from the router.
+fn remove(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<bool> {
+    for delete in [
+        "DELETE FROM fresh WHERE id = ?1",
+        "DELETE FROM deliveries WHERE id = ?1",
+    ] {
+        if txn.prepare_cached(delete)?.execute(params![to_i64(id)])? > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Deletes a delivery from whichever table holds it; returns its target and stored record.
 fn take(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<Option<(String, Vec<u8>)>> {
     for delete in [
@@ -798,28 +651,6 @@ fn take(txn: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<Option<(St
         }
     }
     Ok(None)
-}
-
-/// A taken delivery, decoded; one that cannot be decoded goes to the dead letters as it
-/// is (`None` then, and for a delivery no longer pending).
-fn decode_taken(
-    txn: &rusqlite::Transaction<'_>,
-    id: u64,
-    taken: Option<(String, Vec<u8>)>,
-    unreadable: &AtomicU64,
-) -> rusqlite::Result<Option<Record>> {
-    let Some((target, bytes)) = taken else {
-        return Ok(None);
-    };
-    match decode(id, &bytes) {
-        Ok(r) => Ok(Some(r)),
-        Err(e) => {
-            unreadable.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(delivery = id, error = %e, "a stored delivery cannot be read; it is kept as a dead letter");
-            quarantine(txn, id, target, &bytes, &e)?;
-            Ok(None)
-        }
-    }
 }
 
 /// A stored record, with its id (which is not in the JSON).
@@ -888,11 +719,10 @@ fn commit(
     batch: Vec<Op>,
     ids: &mut Option<Ids>,
     sink: Option<&FreshSink>,
-    health: &Health,
+    health: &Cells,
     errors: &mut ErrorLog,
     ledger: &mut Ledger,
 ) {
-    let unreadable = &health.unreadable;
     let mut high_water = None;
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     let mut fresh: Vec<Record> = Vec::new();
@@ -936,69 +766,26 @@ fn commit(
                         let _ = tx.send(res.map(|()| ids));
                     }));
                 }
-                Op::Finish(id, outcome, tx) => {
-                    // A success is the delete alone; the record is decoded only when it
-                    // is written again.
-                    let taken = take(&txn, id)?;
+                Op::Finish(item, tx) => {
+                    let id = item.id();
                     let mut created = None;
-                    match outcome {
-                        AttemptOutcome::Delivered => deleted_max = deleted_max.max(id),
-                        AttemptOutcome::Retry {
-                            attempts,
-                            next_at_ms,
-                            error,
-                        } => {
-                            if let Some(mut r) = decode_taken(&txn, id, taken, unreadable)? {
-                                r.attempts = attempts;
-                                r.next_at_ms = next_at_ms;
-                                r.last_error = Some(error);
+                    // Each applies only to a delivery still fresh or pending.
+                    if remove(&txn, id)? {
+                        match *item {
+                            Finish::Delivered(_) => deleted_max = deleted_max.max(id),
+                            Finish::Retry(r) => put(&txn, &r)?,
+                            Finish::FallBack { to: mut r, .. } => {
+                                deleted_max = deleted_max.max(id);
+                                r.id = next_id;
+                                next_id += 1;
                                 put(&txn, &r)?;
+                                created = Some(r);
                             }
-                        }
-                        AttemptOutcome::GiveUp {
-                            attempts,
-                            error,
-                            now_ms,
-                        } => {
-                            if let Some(mut r) = decode_taken(&txn, id, taken, unreadable)? {
-                                match r.spec.fallback.take() {
-                                    Some(fb) => {
-                                        deleted_max = deleted_max.max(id);
-                                        let from = r.spec.target.clone();
-                                        let nr = Record {
-                                            id: next_id,
-                                            spec: *fb,
-                                            body: r.body,
-                                            shown_body: r.shown_body,
-                                            alert_id: r.alert_id,
-                                            attempts: 0,
-                                            next_at_ms: now_ms,
-                                            last_error: Some(format!("{from}: {error}")),
-                                            created_ms: r.created_ms,
-                                            fallback_from: Some(from),
-                                        };
-                                        next_id += 1;
-                                        put(&txn, &nr)?;
-                                        created = Some(nr);
-                                    }
-                                    None => {
-                                        let d = DeadLetter {
-                                            id,
-                                            target: r.spec.target.clone(),
-                                            alert_id: r.alert_id,
-                                            attempts,
-                                            error,
-                                            created_ms: r.created_ms,
-                                            dead_ms: now_ms,
-                                            body: r.body,
-                                            shown_body: r.shown_body,
-                                            spec: r.spec,
-                                            unreadable: false,
-                                        };
-                                        txn.prepare_cached("INSERT OR REPLACE INTO dead (id, record) VALUES (?1, ?2)")?
-                                        .execute(params![to_i64(id), encode(&d)?])?;
-                                    }
-                                }
+                            Finish::Dead(d) => {
+                                txn.prepare_cached(
+                                    "INSERT OR REPLACE INTO dead (id, record) VALUES (?1, ?2)",
+                                )?
+                                .execute(params![to_i64(id), encode(&d)?])?;
                             }
                         }
                     }
@@ -1013,39 +800,26 @@ fn commit(
                         .optional()?;
                     // Decoded before anything is deleted: a dead letter that cannot be read,
                     // or holds an unreadable delivery, stays where it is.
-                    let d = bytes.map(|b| decode_dead(id, &b));
-                    if let Some(d) = d.as_ref().filter(|d| d.unreadable) {
-                        let why = Failure {
-                            kind: DispatchErrorKind::Refused,
-                            message: format!(
-                                "dead letter {id} holds a delivery that could not be read: {}",
-                                d.error
-                            ),
-                        };
-                        replies.push(Box::new(move |_| {
-                            let _ = tx.send(Err(why));
-                        }));
-                        continue;
-                    }
-                    let mut created = None;
-                    if let Some(d) = d {
-                        txn.prepare_cached("DELETE FROM dead WHERE id = ?1")?
-                            .execute(params![to_i64(id)])?;
-                        let r = Record {
-                            id,
-                            spec: d.spec,
-                            body: d.body,
-                            shown_body: d.shown_body,
-                            alert_id: d.alert_id,
-                            attempts: 0,
-                            next_at_ms: now_ms,
-                            last_error: Some(d.error),
-                            created_ms: d.created_ms,
-                            fallback_from: None,
-                        };
-                        put(&txn, &r)?;
-                        created = Some(r);
-                    }
+                    let retry = bytes.map(|b| decode_dead(id, &b).into_retry(now_ms));
+                    let created = match retry {
+                        Some(Err(message)) => {
+                            let why = Failure {
+                                kind: DispatchErrorKind::Refused,
+                                message,
+                            };
+                            replies.push(Box::new(move |_| {
+                                let _ = tx.send(Err(why));
+                            }));
+                            continue;
+                        }
+                        Some(Ok(r)) => {
+                            txn.prepare_cached("DELETE FROM dead WHERE id = ?1")?
+                                .execute(params![to_i64(id)])?;
+                            put(&txn, &r)?;
+                            Some(r)
+                        }
+                        None => None,
+                    };
                     replies.push(Box::new(move |res| {
                         let _ = tx.send(res.map(|()| created));
                     }));
@@ -1137,3 +911,7 @@ fn commit(
         reply(result.clone());
     }
 }
+
+#[cfg(test)]
+#[path = "sqlite_test.rs"]
+mod tests;

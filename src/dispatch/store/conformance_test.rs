@@ -1,0 +1,506 @@
+//! The store contract as tests: every scenario runs against every implementation
+//! (`sqlite::`, `memory::` below). A new backend (NATS JetStream) adds a [`Backend`] and
+//! one line in `suite!`; it is done when every scenario passes.
+//!
+//! Scenarios speak only through [`Store`]: what the router sees. Durability across a
+//! reopen is asked only of backends that promise it ([`Backend::reopen`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::memory::MemoryStore;
+use super::sqlite::SqliteStore;
+use super::{DeadLetter, Depth, Finish, FreshSink, Record, Store};
+use crate::dispatch::DispatchErrorKind;
+
+/// One implementation, as the suite opens it.
+trait Backend {
+    /// A new, empty store; `sink` takes every append's deliveries.
+    fn open(&self, sink: Option<FreshSink>) -> Box<dyn Store>;
+    /// The same store opened again after the last one was dropped, for durable backends.
+    fn reopen(&self) -> Option<Box<dyn Store>>;
+}
+
+struct Memory;
+
+impl Backend for Memory {
+    fn open(&self, sink: Option<FreshSink>) -> Box<dyn Store> {
+        Box::new(MemoryStore::new(sink))
+    }
+    fn reopen(&self) -> Option<Box<dyn Store>> {
+        None
+    }
+}
+
+/// An SQLite store in its own temporary folder, removed at the end of the scenario.
+struct Sqlite {
+    dir: std::path::PathBuf,
+}
+
+impl Sqlite {
+    fn new(scenario: &str) -> Sqlite {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-conformance-{}-{}-{scenario}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Sqlite { dir }
+    }
+}
+
+impl Drop for Sqlite {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Backend for Sqlite {
+    fn open(&self, sink: Option<FreshSink>) -> Box<dyn Store> {
+        Box::new(SqliteStore::open_with(&self.dir, sink, super::Loss::Refuse).unwrap())
+    }
+    fn reopen(&self) -> Option<Box<dyn Store>> {
+        Some(Box::new(
+            SqliteStore::open_with(&self.dir, None, super::Loss::Refuse).unwrap(),
+        ))
+    }
+}
+
+macro_rules! suite {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(&super::Sqlite::new(stringify!($scenario))).await;
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(&super::Memory).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    appends_get_growing_ids_and_reach_the_sink_before_the_answer,
+    fresh_deliveries_come_back_by_id_in_the_order_asked,
+    a_retry_moves_a_delivery_to_pending_due_at_its_time,
+    delivered_removes_a_delivery_fresh_or_pending,
+    a_fallback_replaces_the_delivery_under_a_new_id,
+    a_dead_letter_keeps_what_was_sent_and_replays_due_now,
+    purge_deletes_one_or_every_dead_letter,
+    finishing_a_delivery_that_is_gone_writes_nothing,
+    due_keeps_the_limit_the_skip_the_order_and_the_target,
+    an_unreadable_dead_letter_is_refused_a_replay_and_kept,
+    one_write_finishes_many_deliveries_each_with_its_result,
+    what_was_stored_survives_reopening,
+);
+
+fn record(target: &str, n: u64) -> Record {
+    let mut r = Record::for_test(target, format!("{{\"n\":{n}}}"));
+    r.alert_id = Some(format!("alert-{n}"));
+    r.created_ms = 1_000 + n;
+    r
+}
+
+fn depth(s: &dyn Store) -> (u64, u64) {
+    let Depth { pending, dead } = s.depth().unwrap();
+    (pending, dead)
+}
+
+async fn fresh_pending(s: &dyn Store) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    s.fresh_pending(&mut |id, t| out.push((id, t.to_owned())))
+        .await
+        .unwrap();
+    out
+}
+
+async fn due(s: &dyn Store, target: &str, now_ms: u64) -> Vec<u64> {
+    let none = |_: u64| false;
+    let due = s.due(target, now_ms, 100, &none).await.unwrap();
+    due.iter().map(|r| r.id).collect()
+}
+
+/// `r` as the router retries it: attempt `attempts` failed, due again at `at`.
+fn retried(mut r: Record, attempts: u32, at: u64) -> Finish {
+    r.attempts = attempts;
+    r.next_at_ms = at;
+    r.last_error = Some(String::from("HTTP 503"));
+    Finish::Retry(r)
+}
+
+fn dead(r: Record, error: &str) -> Finish {
+    Finish::Dead(DeadLetter {
+        id: r.id,
+        target: r.spec.target.clone(),
+        alert_id: r.alert_id,
+        attempts: 4,
+        error: error.to_owned(),
+        created_ms: r.created_ms,
+        dead_ms: 9_000,
+        body: r.body,
+        shown_body: r.shown_body,
+        spec: r.spec,
+        unreadable: false,
+    })
+}
+
+/// Appends `n` deliveries to `target` and returns them with their ids.
+async fn stored(s: &dyn Store, target: &str, n: u64) -> Vec<Record> {
+    let records: Vec<Record> = (0..n).map(|i| record(target, i)).collect();
+    let ids = s.append(records.clone()).await.unwrap();
+    records
+        .into_iter()
+        .zip(ids)
+        .map(|(mut r, id)| {
+            r.id = id;
+            r
+        })
+        .collect()
+}
+
+async fn finish_one(s: &dyn Store, item: Finish) -> Option<Record> {
+    let mut results = s.finish(vec![item]).await;
+    assert_eq!(results.len(), 1);
+    results.pop().unwrap().unwrap()
+}
+
+async fn appends_get_growing_ids_and_reach_the_sink_before_the_answer(b: &dyn Backend) {
+    let sunk: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let seen = sunk.clone();
+    let s = b.open(Some(Box::new(move |rs: Vec<Record>| {
+        seen.lock()
+            .unwrap()
+            .extend(rs.iter().map(|r| (r.id, r.body.clone())));
+    })));
+    let first = s.append((0..4).map(|n| record("t", n)).collect()).await;
+    let first = first.unwrap();
+    assert_eq!(
+        sunk.lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
+        first,
+        "handed to the sink before the answer, in order"
+    );
+    assert_eq!(sunk.lock().unwrap()[2].1, "{\"n\":2}");
+    assert!(first.windows(2).all(|w| w[0] < w[1]), "{first:?}");
+    let second = s.append(vec![record("u", 9)]).await.unwrap();
+    assert!(second[0] > first[3], "{second:?} after {first:?}");
+    assert!(s.append(Vec::new()).await.unwrap().is_empty());
+    assert_eq!(
+        sunk.lock().unwrap().len(),
+        5,
+        "an empty append sinks nothing"
+    );
+    assert_eq!(depth(&*s), (5, 0));
+    let listed = fresh_pending(&*s).await;
+    assert_eq!(
+        listed,
+        first
+            .iter()
+            .map(|&id| (id, String::from("t")))
+            .chain([(second[0], String::from("u"))])
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        due(&*s, "t", u64::MAX).await.is_empty(),
+        "fresh ones are not due"
+    );
+    assert!(s.health().writable);
+}
+
+async fn fresh_deliveries_come_back_by_id_in_the_order_asked(b: &dyn Backend) {
+    let s = b.open(None);
+    let rs = stored(&*s, "t", 3).await;
+    let read = s
+        .fresh_records(&[rs[2].id, rs[0].id, 999_999])
+        .await
+        .unwrap();
+    assert_eq!(
+        read,
+        [rs[2].clone(), rs[0].clone()],
+        "whole, and an unknown id left out"
+    );
+}
+
+async fn a_retry_moves_a_delivery_to_pending_due_at_its_time(b: &dyn Backend) {
+    let s = b.open(None);
+    let rs = stored(&*s, "t", 2).await;
+    assert_eq!(
+        finish_one(&*s, retried(rs[0].clone(), 1, 5_000)).await,
+        None
+    );
+    assert_eq!(depth(&*s), (2, 0), "still pending");
+    assert!(s.fresh_records(&[rs[0].id]).await.unwrap().is_empty());
+    assert_eq!(fresh_pending(&*s).await, [(rs[1].id, String::from("t"))]);
+    assert!(due(&*s, "t", 4_999).await.is_empty());
+    let none = |_: u64| false;
+    let back = s.due("t", 5_000, 10, &none).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        (back[0].id, back[0].attempts, back[0].last_error.as_deref()),
+        (rs[0].id, 1, Some("HTTP 503"))
+    );
+    assert_eq!(back[0].body, rs[0].body);
+    assert_eq!(s.next_due("t", &none).await.unwrap(), Some(5_000));
+    assert_eq!(s.pending_targets().await.unwrap(), ["t"]);
+    // Retried again: the new time replaces the old one.
+    assert_eq!(
+        finish_one(&*s, retried(back[0].clone(), 2, 8_000)).await,
+        None
+    );
+    assert!(due(&*s, "t", 7_999).await.is_empty());
+    assert_eq!(due(&*s, "t", 8_000).await, [rs[0].id]);
+}
+
+async fn delivered_removes_a_delivery_fresh_or_pending(b: &dyn Backend) {
+    let s = b.open(None);
+    let rs = stored(&*s, "t", 3).await;
+    finish_one(&*s, retried(rs[1].clone(), 1, 0)).await;
+    let results = s
+        .finish(vec![
+            Finish::Delivered(rs[0].id),
+            Finish::Delivered(rs[1].id),
+        ])
+        .await;
+    assert!(results.iter().all(|r| matches!(r, Ok(None))));
+    assert_eq!(depth(&*s), (1, 0));
+    let none = |_: u64| false;
+    assert_eq!(s.next_due("t", &none).await.unwrap(), None);
+    assert!(s.pending_targets().await.unwrap().is_empty());
+    assert_eq!(fresh_pending(&*s).await, [(rs[2].id, String::from("t"))]);
+    // Delivered twice: nothing more happens.
+    assert_eq!(finish_one(&*s, Finish::Delivered(rs[0].id)).await, None);
+    assert_eq!(depth(&*s), (1, 0));
+}
+
+async fn a_fallback_replaces_the_delivery_under_a_new_id(b: &dyn Backend) {
+    let s = b.open(None);
+    let rs = stored(&*s, "t", 2).await;
+    let mut to = record("backup", 7);
+    to.next_at_ms = 3_000;
+    to.fallback_from = Some(String::from("t"));
+    let created = finish_one(
+        &*s,
+        Finish::FallBack {
+            from: rs[0].id,
+            to: to.clone(),
+        },
+    )
+    .await
+    .expect("the new delivery");
+    assert!(
+        created.id > rs[1].id,
+        "a new id: {} after {}",
+        created.id,
+        rs[1].id
+    );
+    assert_eq!(
+        Record {
+            id: 0,
+            ..created.clone()
+        },
+        to
+    );
+    assert_eq!(depth(&*s), (2, 0));
+    assert!(s.fresh_records(&[rs[0].id]).await.unwrap().is_empty());
+    assert!(due(&*s, "t", u64::MAX).await.is_empty());
+    assert_eq!(due(&*s, "backup", 3_000).await, [created.id]);
+    // A second fallback from the same delivery finds it gone.
+    assert_eq!(
+        finish_one(&*s, Finish::FallBack { from: rs[0].id, to }).await,
+        None
+    );
+    assert_eq!(depth(&*s), (2, 0));
+}
+
+async fn a_dead_letter_keeps_what_was_sent_and_replays_due_now(b: &dyn Backend) {
+    let s = b.open(None);
+    let mut rs = stored(&*s, "t", 2).await;
+    rs[0].shown_body = None;
+    assert_eq!(finish_one(&*s, dead(rs[0].clone(), "HTTP 500")).await, None);
+    assert_eq!(depth(&*s), (1, 1));
+    let listed = s.dead_letters(10).unwrap();
+    assert_eq!(listed.len(), 1);
+    let d = &listed[0];
+    assert_eq!(
+        (
+            d.id,
+            d.target.as_str(),
+            d.attempts,
+            d.error.as_str(),
+            d.dead_ms
+        ),
+        (rs[0].id, "t", 4, "HTTP 500", 9_000)
+    );
+    assert_eq!(
+        (d.body(), d.alert_id.as_deref()),
+        ("{\"n\":0}", Some("alert-0"))
+    );
+    assert_eq!(s.dead_letter(rs[0].id).unwrap().as_ref(), Some(d));
+    assert_eq!(s.dead_letter(999_999).unwrap(), None);
+
+    let replayed = s.replay(rs[0].id, 7_000).await.unwrap().expect("replayed");
+    assert_eq!(
+        (replayed.id, replayed.attempts, replayed.next_at_ms),
+        (rs[0].id, 0, 7_000)
+    );
+    assert_eq!(replayed.last_error.as_deref(), Some("HTTP 500"));
+    assert_eq!(replayed.body, rs[0].body);
+    assert_eq!(depth(&*s), (2, 0));
+    assert_eq!(due(&*s, "t", 7_000).await, [rs[0].id]);
+    assert_eq!(
+        s.replay(rs[0].id, 7_000).await.unwrap(),
+        None,
+        "no longer dead"
+    );
+    assert_eq!(s.replay(999_999, 7_000).await.unwrap(), None);
+}
+
+async fn purge_deletes_one_or_every_dead_letter(b: &dyn Backend) {
+    let s = b.open(None);
+    let rs = stored(&*s, "t", 3).await;
+    s.finish(rs.iter().map(|r| dead(r.clone(), "gone")).collect())
+        .await;
+    assert_eq!(depth(&*s), (0, 3));
+    assert_eq!(s.purge(Some(rs[1].id)).await.unwrap(), 1);
+    assert_eq!(s.purge(Some(rs[1].id)).await.unwrap(), 0);
+    assert_eq!(
+        s.dead_letters(10)
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>(),
+        [rs[0].id, rs[2].id]
+    );
+    assert_eq!(s.purge(None).await.unwrap(), 2);
+    assert_eq!(depth(&*s), (0, 0));
+    assert_eq!(s.purge(None).await.unwrap(), 0);
+}
+
+async fn finishing_a_delivery_that_is_gone_writes_nothing(b: &dyn Backend) {
+    let s = b.open(None);
+    let rs = stored(&*s, "t", 1).await;
+    let mut ghost = record("t", 5);
+    ghost.id = 999_999;
+    let results = s
+        .finish(vec![
+            retried(ghost.clone(), 1, 0),
+            Finish::FallBack {
+                from: ghost.id,
+                to: record("backup", 1),
+            },
+            dead(ghost.clone(), "HTTP 500"),
+            Finish::Delivered(ghost.id),
+        ])
+        .await;
+    assert_eq!(results.len(), 4);
+    assert!(results.iter().all(|r| matches!(r, Ok(None))), "{results:?}");
+    assert_eq!(depth(&*s), (1, 0));
+    assert!(due(&*s, "t", u64::MAX).await.is_empty());
+    assert!(due(&*s, "backup", u64::MAX).await.is_empty());
+    assert_eq!(fresh_pending(&*s).await, [(rs[0].id, String::from("t"))]);
+}
+
+async fn due_keeps_the_limit_the_skip_the_order_and_the_target(b: &dyn Backend) {
+    let s = b.open(None);
+    let rs = stored(&*s, "a", 5).await;
+    let times = [30, 10, 20, 10, 40];
+    s.finish(
+        rs.iter()
+            .zip(times)
+            .map(|(r, at)| retried(r.clone(), 1, at))
+            .collect(),
+    )
+    .await;
+    let other = stored(&*s, "b", 1).await;
+    finish_one(&*s, retried(other[0].clone(), 1, 0)).await;
+
+    // By due time, then id.
+    assert_eq!(due(&*s, "a", 25).await, [rs[1].id, rs[3].id, rs[2].id]);
+    let none = |_: u64| false;
+    let two = s.due("a", 25, 2, &none).await.unwrap();
+    assert_eq!(
+        two.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [rs[1].id, rs[3].id]
+    );
+    let in_flight = [rs[1].id, rs[3].id];
+    let skip = |id: u64| in_flight.contains(&id);
+    let rest = s.due("a", 25, 2, &skip).await.unwrap();
+    assert_eq!(rest.iter().map(|r| r.id).collect::<Vec<_>>(), [rs[2].id]);
+    assert_eq!(s.next_due("a", &skip).await.unwrap(), Some(20));
+    assert_eq!(s.next_due("a", &none).await.unwrap(), Some(10));
+    assert_eq!(due(&*s, "b", 0).await, [other[0].id]);
+    assert!(due(&*s, "c", u64::MAX).await.is_empty());
+    let mut targets = s.pending_targets().await.unwrap();
+    targets.sort();
+    assert_eq!(targets, ["a", "b"]);
+}
+
+async fn an_unreadable_dead_letter_is_refused_a_replay_and_kept(b: &dyn Backend) {
+    let s = b.open(None);
+    let rs = stored(&*s, "t", 1).await;
+    let d = DeadLetter::unreadable(rs[0].id, String::from("t"), b"{not json", "bad", 9_000);
+    finish_one(&*s, Finish::Dead(d)).await;
+    let refused = s.replay(rs[0].id, 0).await.expect_err("refused");
+    assert_eq!(refused.kind(), DispatchErrorKind::Refused, "{refused}");
+    let kept = s.dead_letter(rs[0].id).unwrap().expect("kept");
+    assert!(kept.is_unreadable());
+    assert_eq!(depth(&*s), (0, 1));
+}
+
+async fn one_write_finishes_many_deliveries_each_with_its_result(b: &dyn Backend) {
+    let s = b.open(None);
+    let rs = stored(&*s, "t", 4).await;
+    let results = s
+        .finish(vec![
+            Finish::Delivered(rs[0].id),
+            retried(rs[1].clone(), 1, 50),
+            Finish::FallBack {
+                from: rs[2].id,
+                to: record("backup", 2),
+            },
+            dead(rs[3].clone(), "HTTP 400"),
+        ])
+        .await;
+    assert_eq!(results.len(), 4);
+    assert!(matches!(results[0], Ok(None)));
+    assert!(matches!(results[1], Ok(None)));
+    let created = results[2].as_ref().unwrap().as_ref().expect("new delivery");
+    assert_eq!(created.spec.target, "backup");
+    assert!(matches!(results[3], Ok(None)));
+    assert_eq!(depth(&*s), (2, 1));
+}
+
+async fn what_was_stored_survives_reopening(b: &dyn Backend) {
+    let s = b.open(None);
+    let id = s.store_id();
+    let rs = stored(&*s, "t", 3).await;
+    finish_one(&*s, retried(rs[1].clone(), 1, 40)).await;
+    finish_one(&*s, dead(rs[2].clone(), "HTTP 500")).await;
+    drop(s);
+    let Some(s) = b.reopen() else {
+        return; // not a durable backend
+    };
+    assert_eq!(s.store_id(), id, "idempotency keys stay the same");
+    assert_eq!(fresh_pending(&*s).await, [(rs[0].id, String::from("t"))]);
+    assert_eq!(s.fresh_records(&[rs[0].id]).await.unwrap(), [rs[0].clone()]);
+    assert_eq!(due(&*s, "t", 40).await, [rs[1].id]);
+    assert_eq!(
+        s.dead_letter(rs[2].id).unwrap().map(|d| d.error),
+        Some(String::from("HTTP 500"))
+    );
+    assert_eq!(depth(&*s), (2, 1));
+    let more = s.append(vec![record("t", 9)]).await.unwrap();
+    assert!(more[0] > rs[2].id, "ids go on growing: {more:?}");
+}

@@ -1,0 +1,260 @@
+//! The outbox in memory: the [`Store`] contract without a disk, for tests, embedding
+//! (`RouterBuilder::in_memory`) and, later, `test` blocks and explain.
+//!
+//! One mutex holds everything; every operation takes it once, so each is atomic and the
+//! [`FreshSink`] sees new deliveries in id order. Nothing survives the process: a router on
+//! this store is as durable as its process, and says so in its docs.
+//!
+//! It must never do less than the SQLite store in anything but durability: the same
+//! conformance suite runs against both.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::{DeadLetter, Depth, Finish, FreshSink, Health, Record, Store, StoreFuture};
+use crate::dispatch::{DispatchError, DispatchErrorKind};
+
+/// Deliveries and dead letters in memory.
+pub(crate) struct MemoryStore {
+    state: Mutex<State>,
+    sink: Option<FreshSink>,
+    store_id: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// The next id to hand out; ids start at 1.
+    next_id: u64,
+    fresh: BTreeMap<u64, Record>,
+    pending: BTreeMap<u64, Record>,
+    /// (target, due time, id) of every pending delivery: a target's due ones in order.
+    due: BTreeSet<(String, u64, u64)>,
+    dead: BTreeMap<u64, DeadLetter>,
+}
+
+impl State {
+    fn id(&mut self) -> u64 {
+        self.next_id = self.next_id.max(1);
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn put_pending(&mut self, r: Record) {
+        self.due.insert((r.spec.target.clone(), r.next_at_ms, r.id));
+        self.pending.insert(r.id, r);
+    }
+
+    /// Removes a fresh or pending delivery; whether there was one.
+    fn remove(&mut self, id: u64) -> bool {
+        if self.fresh.remove(&id).is_some() {
+            return true;
+        }
+        match self.pending.remove(&id) {
+            Some(r) => {
+                self.due.remove(&(r.spec.target, r.next_at_ms, id));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl MemoryStore {
+    /// An empty store; `sink` takes every append's new deliveries.
+    pub(crate) fn new(sink: Option<FreshSink>) -> MemoryStore {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            sink,
+            store_id: fastrand::u64(..),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn finish_one(state: &mut State, item: Finish) -> Option<Record> {
+        let id = item.id();
+        if !state.remove(id) {
+            return None;
+        }
+        match item {
+            Finish::Delivered(_) => None,
+            Finish::Retry(r) => {
+                state.put_pending(r);
+                None
+            }
+            Finish::FallBack { to: mut r, .. } => {
+                r.id = state.id();
+                state.put_pending(r.clone());
+                Some(r)
+            }
+            Finish::Dead(d) => {
+                state.dead.insert(id, d);
+                None
+            }
+        }
+    }
+
+    fn replay_now(&self, id: u64, now_ms: u64) -> Result<Option<Record>, DispatchError> {
+        let mut state = self.state();
+        let Some(d) = state.dead.get(&id).cloned() else {
+            return Ok(None);
+        };
+        let r = d.into_retry(now_ms).map_err(|message| {
+            DispatchError::store(DispatchErrorKind::Refused, self.location(), message)
+        })?;
+        state.dead.remove(&id);
+        state.put_pending(r.clone());
+        Ok(Some(r))
+    }
+}
+
+/// Every operation is done when called; its future is ready at once.
+impl Store for MemoryStore {
+    fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    fn location(&self) -> &Path {
+        Path::new("memory")
+    }
+
+    fn append(&self, records: Vec<Record>) -> StoreFuture<'_, Result<Vec<u64>, DispatchError>> {
+        let mut state = self.state();
+        let mut ids = Vec::with_capacity(records.len());
+        let mut stored = Vec::with_capacity(records.len());
+        for mut r in records {
+            r.id = state.id();
+            ids.push(r.id);
+            state.fresh.insert(r.id, r.clone());
+            stored.push(r);
+        }
+        // Under the lock: concurrent appends reach the sink in id order.
+        if let Some(sink) = &self.sink
+            && !stored.is_empty()
+        {
+            sink(stored);
+        }
+        Box::pin(std::future::ready(Ok(ids)))
+    }
+
+    fn finish(
+        &self,
+        items: Vec<Finish>,
+    ) -> StoreFuture<'_, Vec<Result<Option<Record>, DispatchError>>> {
+        let mut state = self.state();
+        let out = items
+            .into_iter()
+            .map(|item| Ok(MemoryStore::finish_one(&mut state, item)))
+            .collect();
+        Box::pin(std::future::ready(out))
+    }
+
+    fn replay(
+        &self,
+        id: u64,
+        now_ms: u64,
+    ) -> StoreFuture<'_, Result<Option<Record>, DispatchError>> {
+        Box::pin(std::future::ready(self.replay_now(id, now_ms)))
+    }
+
+    fn purge(&self, id: Option<u64>) -> StoreFuture<'_, Result<usize, DispatchError>> {
+        let mut state = self.state();
+        let n = match id {
+            Some(id) => usize::from(state.dead.remove(&id).is_some()),
+            None => std::mem::take(&mut state.dead).len(),
+        };
+        Box::pin(std::future::ready(Ok(n)))
+    }
+
+    fn due<'a>(
+        &'a self,
+        target: &'a str,
+        now_ms: u64,
+        limit: usize,
+        skip: &'a (dyn Fn(u64) -> bool + Sync),
+    ) -> StoreFuture<'a, Result<Vec<Record>, DispatchError>> {
+        let state = self.state();
+        let range = (target.to_owned(), 0, 0)..=(target.to_owned(), now_ms, u64::MAX);
+        let out = state
+            .due
+            .range(range)
+            .filter(|(_, _, id)| !skip(*id))
+            .take(limit)
+            .filter_map(|(_, _, id)| state.pending.get(id).cloned())
+            .collect();
+        Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn next_due<'a>(
+        &'a self,
+        target: &'a str,
+        skip: &'a (dyn Fn(u64) -> bool + Sync),
+    ) -> StoreFuture<'a, Result<Option<u64>, DispatchError>> {
+        let state = self.state();
+        let range = (target.to_owned(), 0, 0)..=(target.to_owned(), u64::MAX, u64::MAX);
+        let next = state
+            .due
+            .range(range)
+            .find(|(_, _, id)| !skip(*id))
+            .map(|(_, at, _)| *at);
+        Box::pin(std::future::ready(Ok(next)))
+    }
+
+    fn fresh_records<'a>(
+        &'a self,
+        ids: &'a [u64],
+    ) -> StoreFuture<'a, Result<Vec<Record>, DispatchError>> {
+        let state = self.state();
+        let out = ids
+            .iter()
+            .filter_map(|id| state.fresh.get(id).cloned())
+            .collect();
+        Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn fresh_pending<'a>(
+        &'a self,
+        each: &'a mut (dyn FnMut(u64, &str) + Send),
+    ) -> StoreFuture<'a, Result<(), DispatchError>> {
+        let state = self.state();
+        for (id, r) in &state.fresh {
+            each(*id, &r.spec.target);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn pending_targets(&self) -> StoreFuture<'_, Result<Vec<String>, DispatchError>> {
+        let state = self.state();
+        let mut targets: Vec<String> = state.due.iter().map(|(t, _, _)| t.clone()).collect();
+        targets.dedup();
+        Box::pin(std::future::ready(Ok(targets)))
+    }
+
+    fn depth(&self) -> Result<Depth, DispatchError> {
+        let state = self.state();
+        Ok(Depth {
+            pending: (state.fresh.len() + state.pending.len()) as u64,
+            dead: state.dead.len() as u64,
+        })
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
+        Ok(self.state().dead.values().take(limit).cloned().collect())
+    }
+
+    fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
+        Ok(self.state().dead.get(&id).cloned())
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            writable: true,
+            unreadable: 0,
+            lost: 0,
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The outbox's interface, and what it stores: every delivery the router accepted, until
+//! it is delivered or kept as a dead letter.
+//!
+//! [`Store`] is the seam between delivery policy (`dispatch/`: when to retry, where a
+//! delivery goes when its target gives up) and where deliveries live. A store keeps, for
+//! each accepted delivery, exactly one of: *fresh* (never attempted), *pending* (attempted,
+//! due again at a time), *dead* (given up). It decides nothing: the router tells it what
+//! an attempt came to ([`Finish`]), and it records that atomically.
+//!
+//! Implementations:
+//! - [`sqlite::SqliteStore`]: the default; one SQLite file, durable (fsync) before a write
+//!   returns, group commit on one writer thread.
+//! - [`memory::MemoryStore`]: the same contract in memory, for tests and embedding;
+//!   nothing survives the process.
+//!
+//! Every implementation passes the one conformance suite (`conformance_test.rs`); a new
+//! one (the NATS JetStream backend) is added there with one line.
+//!
+//! A store must never: lose an accepted delivery without a trace (one it cannot read
+//! becomes a dead letter holding its raw bytes), hand out an id twice, or answer a write
+//! before it is as durable as the implementation promises.
+
+mod gather;
+mod ledger;
+pub(crate) mod memory;
+pub(crate) mod sqlite;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use super::DispatchError;
+pub(crate) use crate::engine::Method;
+
+pub(crate) use ledger::Loss;
+
+/// What a store's asynchronous operations return: a boxed future, so that the router can
+/// hold any store as `dyn Store` (one allocation per operation, beside a commit's fsync).
+pub(crate) type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Takes the deliveries a write has just made durable (ids set), in id order, before the
+/// writer is answered: the router's in-memory queues (`lanes.rs`).
+pub(crate) type FreshSink = Box<dyn Fn(Vec<Record>) + Send + Sync>;
+
+/// How a request is made: fixed when the delivery is queued, so a reload that changes or
+/// removes the target does not change what is already in the outbox.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Spec {
+    pub(crate) target: String,
+    pub(crate) url: String,
+    pub(crate) method: Method,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) timeout_ms: u64,
+    pub(crate) retries: u32,
+    /// Where the delivery goes when this target cannot take it.
+    pub(crate) fallback: Option<Box<Spec>>,
+}
+
+/// One delivery: an alert's body for one target, and where it stands.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Record {
+    #[serde(default)]
+    pub(crate) id: u64,
+    pub(crate) spec: Spec,
+    pub(crate) body: String,
+    /// The body as it may be shown, when `body` holds a secret (`${env.NAME}` kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) shown_body: Option<String>,
+    pub(crate) alert_id: Option<String>,
+    pub(crate) attempts: u32,
+    pub(crate) next_at_ms: u64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) created_ms: u64,
+    /// The target this delivery fell back from, if any.
+    pub(crate) fallback_from: Option<String>,
+}
+
+#[cfg(test)]
+impl Record {
+    /// A new delivery to `target` (a local URL nobody listens on), for unit tests.
+    pub(crate) fn for_test(target: &str, body: String) -> Record {
+        Record {
+            id: 0,
+            spec: Spec {
+                target: target.to_owned(),
+                url: String::from("http://127.0.0.1:9/x"),
+                method: Method::Post,
+                headers: Vec::new(),
+                timeout_ms: 1000,
+                retries: 0,
+                fallback: None,
+            },
+            body,
+            shown_body: None,
+            alert_id: None,
+            attempts: 0,
+            next_at_ms: 0,
+            last_error: None,
+            created_ms: 0,
+            fallback_from: None,
+        }
+    }
+}
+
+/// A delivery that could not be made, kept for an operator.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetter {
+    /// The dead letter's id (the delivery's id).
+    pub id: u64,
+    /// The target it was for.
+    pub target: String,
+    /// The alert's `@id`, when it has one.
+    pub alert_id: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error: a status line or a connection error.
+    pub error: String,
+    /// When the delivery was first queued, in ms since the Unix epoch.
+    pub created_ms: u64,
+    /// When it was given up, in ms since the Unix epoch.
+    pub dead_ms: u64,
+    /// The body that was to be sent, secrets included: kept for a replay, never shown.
+    pub(crate) body: String,
+    /// The body as it may be shown, when `body` holds a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) shown_body: Option<String>,
+    #[serde(rename = "spec")]
+    pub(crate) spec: Spec,
+    /// The stored delivery could not be read: `body` holds its raw bytes (which may hold
+    /// secrets: they are never shown), and it cannot be sent again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) unreadable: bool,
+}
+
+/// Shows what an operator may see: the shown body, no header or URL (either may hold a
+/// secret).
+impl std::fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetter")
+            .field("id", &self.id)
+            .field("target", &self.target)
+            .field("alert_id", &self.alert_id)
+            .field("attempts", &self.attempts)
+            .field("error", &self.error)
+            .field("created_ms", &self.created_ms)
+            .field("dead_ms", &self.dead_ms)
+            .field("body", &self.body())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadLetter {
+    /// A dead letter for a stored delivery that could not be read: its raw bytes and the
+    /// error, so that nothing accepted disappears without a trace.
+    pub(crate) fn unreadable(
+        id: u64,
+        target: String,
+        bytes: &[u8],
+        error: &str,
+        now_ms: u64,
+    ) -> DeadLetter {
+        DeadLetter {
+            id,
+            error: format!(
+                "the stored delivery could not be read ({error}); its {} bytes are kept in this dead letter, and it cannot be sent again",
+                bytes.len()
+            ),
+            alert_id: None,
+            attempts: 0,
+            created_ms: now_ms,
+            dead_ms: now_ms,
+            body: String::from_utf8_lossy(bytes).into_owned(),
+            shown_body: Some(format!(
+                "\"unreadable: {} bytes kept in the outbox (table dead, id {id})\"",
+                bytes.len()
+            )),
+            spec: Spec {
+                target: target.clone(),
+                url: String::new(),
+                method: Method::Post,
+                headers: Vec::new(),
+                timeout_ms: 0,
+                retries: 0,
+                fallback: None,
+            },
+            target,
+            unreadable: true,
+        }
+    }
+
+    /// Whether the stored delivery could not be read (see [`DeadLetter::error`]): it cannot
+    /// be sent again.
+    pub fn is_unreadable(&self) -> bool {
+        self.unreadable
+    }
+
+    /// The body that was to be sent, as it may be shown: a `${env.NAME}` of the target's
+    /// body template stays as written, never its value.
+    pub fn body(&self) -> &str {
+        self.shown_body.as_deref().unwrap_or(&self.body)
+    }
+
+    /// The HTTP method it was to be sent with: `POST` or `PUT`.
+    pub fn method(&self) -> &'static str {
+        self.spec.method.as_str()
+    }
+}
+
+/// What an attempt came to, as the store records it: the router's policy (retry, fall
+/// back, give up) is decided before this, in `dispatch/attempt.rs`.
+///
+/// Each applies only while the delivery is still fresh or pending: finishing one that is
+/// gone (finished already, or never stored) writes nothing and answers `Ok(None)`.
+#[derive(Debug)]
+pub(crate) enum Finish {
+    /// Delivered: forget it.
+    Delivered(u64),
+    /// Attempt again: the record (same id) with its attempts, next time and last error.
+    Retry(Record),
+    /// Replace delivery `from` with `to`, a delivery to the fallback target; the store
+    /// gives `to` a new id and answers it.
+    FallBack { from: u64, to: Record },
+    /// Given up, no fallback: keep it as a dead letter (same id).
+    Dead(DeadLetter),
+}
+
+impl Finish {
+    /// The delivery this finishes.
+    pub(crate) fn id(&self) -> u64 {
+        match self {
+            Finish::Delivered(id) | Finish::FallBack { from: id, .. } => *id,
+            Finish::Retry(r) => r.id,
+            Finish::Dead(d) => d.id,
+        }
+    }
+}
+
+impl DeadLetter {
+    /// The delivery a replay queues: due at `now_ms`, attempts reset, the last error kept.
+    /// Refused (with the reason) for a dead letter whose delivery could not be read.
+    pub(crate) fn into_retry(self, now_ms: u64) -> Result<Record, String> {
+        if self.unreadable {
+            return Err(format!(
+                "dead letter {} holds a delivery that could not be read: {}",
+                self.id, self.error
+            ));
+        }
+        Ok(Record {
+            id: self.id,
+            spec: self.spec,
+            body: self.body,
+            shown_body: self.shown_body,
+            alert_id: self.alert_id,
+            attempts: 0,
+            next_at_ms: now_ms,
+            last_error: Some(self.error),
+            created_ms: self.created_ms,
+            fallback_from: None,
+        })
+    }
+}
+
+/// How many deliveries a store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Depth {
+    /// Fresh and pending (in flight included).
+    pub(crate) pending: u64,
+    /// Dead letters.
+    pub(crate) dead: u64,
+}
+
+/// What a store knows of its own state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Health {
+    /// Whether the last write succeeded: `false` while nothing can be written (a full
+    /// disk), until a write succeeds again.
+    pub(crate) writable: bool,
+    /// Stored deliveries found unreadable since the store was opened (each became a dead
+    /// letter).
+    pub(crate) unreadable: u64,
+    /// Delivery ids the store had lost when it was opened, and the loss was accepted.
+    pub(crate) lost: u64,
+}
+
+/// Where deliveries live between a submit and their end. See the module's docs for the
+/// contract; `conformance_test.rs` is its executable form.
+///
+/// Writes are asynchronous and return once durable. The worker's reads (`due`,
+/// `next_due`, `fresh_records`, ...) are asynchronous too, since a networked store reads
+/// over the network; the operator's reads (`depth`, `dead_letters`) answer from the
+/// store's local view at once.
+pub(crate) trait Store: Send + Sync + 'static {
+    /// A random id of this store, fixed for its life on disk: idempotency keys are
+    /// `<store id>-<delivery id>`, unique across stores.
+    fn store_id(&self) -> u64;
+
+    /// Where the store is, for messages: a file, or `memory`.
+    fn location(&self) -> &Path;
+
+    /// Stores new deliveries (fresh) and returns their ids, in order, once they are
+    /// durable; the [`FreshSink`] got them first.
+    fn append(&self, records: Vec<Record>) -> StoreFuture<'_, Result<Vec<u64>, DispatchError>>;
+
+    /// Records what attempts came to, atomically as one write where the store can; one
+    /// result per item, in order: a fallback's new delivery for [`Finish::FallBack`].
+    fn finish(
+        &self,
+        items: Vec<Finish>,
+    ) -> StoreFuture<'_, Vec<Result<Option<Record>, DispatchError>>>;
+
+    /// Moves dead letter `id` back to pending, due at `now_ms` with its attempts reset
+    /// ([`DeadLetter::into_retry`]); `Ok(None)` if there is no such dead letter, an error
+    /// of kind `Refused` if it cannot be sent again.
+    fn replay(
+        &self,
+        id: u64,
+        now_ms: u64,
+    ) -> StoreFuture<'_, Result<Option<Record>, DispatchError>>;
+
+    /// Deletes dead letter `id`, or every dead letter; returns how many.
+    fn purge(&self, id: Option<u64>) -> StoreFuture<'_, Result<usize, DispatchError>>;
+
+    /// Up to `limit` pending deliveries for `target` due at `now_ms`, by due time then id,
+    /// skipping those `skip` names (in flight). Fresh ones are not read back here: they
+    /// reach the router through the [`FreshSink`] and [`Store::fresh_pending`].
+    fn due<'a>(
+        &'a self,
+        target: &'a str,
+        now_ms: u64,
+        limit: usize,
+        skip: &'a (dyn Fn(u64) -> bool + Sync),
+    ) -> StoreFuture<'a, Result<Vec<Record>, DispatchError>>;
+
+    /// When the next pending delivery for `target` that `skip` does not name is due.
+    fn next_due<'a>(
+        &'a self,
+        target: &'a str,
+        skip: &'a (dyn Fn(u64) -> bool + Sync),
+    ) -> StoreFuture<'a, Result<Option<u64>, DispatchError>>;
+
+    /// Fresh deliveries by id, in the order asked; an id no longer fresh is left out.
+    fn fresh_records<'a>(
+        &'a self,
+        ids: &'a [u64],
+    ) -> StoreFuture<'a, Result<Vec<Record>, DispatchError>>;
+
+    /// Calls `each` with every fresh delivery's id and target, oldest first: what a start
+    /// hands to the in-memory queues.
+    fn fresh_pending<'a>(
+        &'a self,
+        each: &'a mut (dyn FnMut(u64, &str) + Send),
+    ) -> StoreFuture<'a, Result<(), DispatchError>>;
+
+    /// Every target with pending (attempted) deliveries, for resuming at start.
+    fn pending_targets(&self) -> StoreFuture<'_, Result<Vec<String>, DispatchError>>;
+
+    /// How many deliveries are fresh or pending, and how many are dead.
+    fn depth(&self) -> Result<Depth, DispatchError>;
+
+    /// Dead letters, oldest first, at most `limit`. One that cannot be read is listed as
+    /// unreadable, never skipped.
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError>;
+
+    /// One dead letter.
+    fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError>;
+
+    /// What the store knows of its own state.
+    fn health(&self) -> Health;
+}
+
+#[cfg(test)]
+#[path = "conformance_test.rs"]
+mod conformance;

@@ -1,0 +1,192 @@
+//! Tests of what only the SQLite store does: ids from reserved blocks, the fresh table,
+//! unreadable records, the ledger, error kinds. The contract every store keeps is in
+//! `conformance_test.rs`.
+
+use std::time::Duration;
+
+use super::super::{Finish, Loss, Record, Store};
+use super::SqliteStore;
+use crate::dispatch::DispatchErrorKind;
+
+fn record(n: u64) -> Record {
+    Record::for_test("t", format!("{{\"n\":{n}}}"))
+}
+
+/// Ids come from reserved blocks: they keep growing within a store and across reopening
+/// it, even once every earlier delivery is gone (idempotency keys depend on it).
+#[tokio::test]
+async fn delivery_ids_stay_unique_across_reopening() {
+    let dir = std::env::temp_dir().join(format!("switchyard-ids-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut seen = Vec::new();
+    for round in 0..3u64 {
+        let store = SqliteStore::open(&dir).unwrap();
+        for k in 0..3u64 {
+            let ids = store
+                .append((0..5).map(|i| record(round * 100 + k * 10 + i)).collect())
+                .await
+                .unwrap();
+            seen.extend(ids);
+        }
+        drop(store);
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        seen.len(),
+        "no id is handed out twice: {seen:?}"
+    );
+    assert_eq!(sorted, seen, "ids grow: {seen:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// How many are pending and dead.
+fn depth(store: &SqliteStore) -> (u64, u64) {
+    let d = store.depth().unwrap();
+    (d.pending, d.dead)
+}
+
+/// `id` retried: the record as the router hands it to the store.
+fn retry(id: u64, attempts: u32) -> Finish {
+    let mut r = record(id);
+    r.id = id;
+    r.attempts = attempts;
+    r.last_error = Some(String::from("HTTP 500"));
+    Finish::Retry(r)
+}
+
+/// Writes `bytes` over a stored row, as a damaged disk or a bug might.
+fn corrupt(dir: &std::path::Path, table: &str, id: u64, bytes: &[u8]) {
+    let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    let n = c
+        .execute(
+            &format!("UPDATE {table} SET record = ?1 WHERE id = ?2"),
+            rusqlite::params![bytes, i64::try_from(id).unwrap()],
+        )
+        .unwrap();
+    assert_eq!(n, 1, "{table} {id}");
+}
+
+/// Found by an attack: the outbox deleted a row before decoding it and swallowed a decode
+/// failure, so a damaged record vanished. Now a record that cannot be read becomes a dead
+/// letter with its raw bytes and the error, counted; it cannot be replayed, and a damaged
+/// dead letter is listed, not skipped.
+#[tokio::test]
+async fn an_unreadable_record_becomes_a_dead_letter_not_nothing() {
+    let dir = std::env::temp_dir().join(format!("switchyard-unreadable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir).unwrap();
+    let ids = store.append((0..3).map(record).collect()).await.unwrap();
+    // ids[0]: retried once (now in the attempted table), then damaged; a read finds it.
+    let _ = store.finish(vec![retry(ids[0], 1)]).await;
+    corrupt(&dir, "deliveries", ids[0], b"{not json");
+    let none = |_| false;
+    assert!(
+        store
+            .due("t", u64::MAX, 10, &none)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // ids[1]: damaged while fresh (queued by id alone); the worker's read by id finds it.
+    // (The writer decodes nothing since the policy left the store: a finished attempt
+    // carries the worker's own copy.)
+    corrupt(&dir, "fresh", ids[1], b"\xff\xfe");
+    assert!(store.fresh_records(&[ids[1]]).await.unwrap().is_empty());
+    // Both quarantines go with the next commit.
+    let _ = store.finish(vec![Finish::Delivered(ids[2])]).await;
+    assert_eq!(depth(&store), (0, 2), "nothing pending, two dead letters");
+    assert_eq!(store.health().unreadable, 2);
+    let dead = store.dead_letters(10).unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [ids[0], ids[1]]
+    );
+    for d in &dead {
+        assert!(d.is_unreadable(), "{d:?}");
+        assert!(d.error.contains("could not be read"), "{}", d.error);
+        assert_eq!(d.target, "t");
+        assert!(d.body().contains("unreadable"), "{}", d.body());
+    }
+    assert_eq!(dead[0].body, "{not json", "the raw bytes are kept");
+    // A replay is refused, and the dead letter stays.
+    let refused = store.replay(ids[0], 0).await.err().unwrap();
+    assert_eq!(refused.kind(), DispatchErrorKind::Refused, "{refused}");
+    assert_eq!(depth(&store), (0, 2));
+
+    // A damaged dead letter: listed as unreadable, not replayed, not deleted.
+    corrupt(&dir, "dead", ids[1], b"garbage");
+    let dead = store.dead_letters(10).unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(dead[1].is_unreadable() && dead[1].body == "garbage");
+    assert!(store.replay(ids[1], 0).await.is_err());
+    assert_eq!(depth(&store), (0, 2));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The ledger raises no false alarm when every delivery was delivered (rows gone, the
+/// database keeps the mark), and catches a database that knows less than the ledger.
+#[tokio::test]
+async fn the_ledger_sees_lost_commits_and_only_those() {
+    let dir = std::env::temp_dir().join(format!("switchyard-ledger-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open_with(&dir, None, Loss::Refuse).unwrap();
+    let ids = store.append((0..5).map(record).collect()).await.unwrap();
+    let done: Vec<_> = ids.iter().map(|&id| Finish::Delivered(id)).collect();
+    let _ = store.finish(done).await;
+    assert_eq!(depth(&store), (0, 0));
+    drop(store);
+    // Every row is gone; the mark says how far ids went: no alarm.
+    let store = SqliteStore::open_with(&dir, None, Loss::Refuse).unwrap();
+    let more = store.append((0..2).map(record).collect()).await.unwrap();
+    assert!(more[0] > ids[4], "ids go on past the ledger's");
+    drop(store);
+    // The database forgets the newest rows, as a dropped write-ahead log would make it.
+    let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+    c.execute("DELETE FROM fresh", []).unwrap();
+    c.execute("DELETE FROM meta WHERE key = 'high_water'", [])
+        .unwrap();
+    drop(c);
+    let refused = SqliteStore::open_with(&dir, None, Loss::Refuse)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(refused.contains("lost committed deliveries"), "{refused}");
+    assert!(refused.contains(&format!("{}", more[1])), "{refused}");
+    let store = SqliteStore::open_with(&dir, None, Loss::Accept).unwrap();
+    assert!(store.health().lost >= 2);
+    drop(store);
+    // Accepted once: the next open is clean.
+    let store = SqliteStore::open_with(&dir, None, Loss::Refuse).unwrap();
+    assert_eq!(store.health().lost, 0);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Found by a review: every outbox error was a string, so a caller could not tell a full
+/// disk from a locked database from a damaged file (all became the same 503). The kind
+/// now survives from SQLite's code to the caller.
+#[test]
+fn outbox_errors_keep_their_kind() {
+    use DispatchErrorKind as K;
+    use rusqlite::ffi;
+    let kind = |code| K::of_sqlite(&rusqlite::Error::SqliteFailure(ffi::Error::new(code), None));
+    assert_eq!(kind(ffi::SQLITE_FULL), K::Full);
+    assert_eq!(kind(ffi::SQLITE_BUSY), K::Busy);
+    assert_eq!(kind(ffi::SQLITE_LOCKED), K::Busy);
+    assert_eq!(kind(ffi::SQLITE_CORRUPT), K::Corrupt);
+    assert_eq!(kind(ffi::SQLITE_NOTADB), K::Corrupt);
+    assert_eq!(kind(ffi::SQLITE_IOERR), K::Io);
+    // Held by another opener: busy, said once.
+    let dir = std::env::temp_dir().join(format!("switchyard-kinds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir).unwrap();
+    let held = SqliteStore::open(&dir).err().unwrap();
+    assert_eq!(held.kind(), K::Busy, "{held}");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
