@@ -65,8 +65,8 @@ pub use dispatch::{
     RouterStats, Submitted,
 };
 pub use engine::{
-    Decision, DecisionSummary, Explanation, PredicateTrace, RuleInfo, RuleSet, RuleTrace, Target,
-    TestOutcome, TestReport, content_hash,
+    Decision, DecisionSummary, Delivery, Explanation, MAX_FALLBACKS, PredicateTrace, RuleInfo,
+    RuleSet, RuleTrace, Target, TestOutcome, TestReport, content_hash,
 };
 pub use error::{Error, ErrorKind};
 pub use load::{Loader, MAX_FILES, MAX_TOTAL_BYTES};

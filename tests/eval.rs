@@ -385,6 +385,41 @@ fn body_templates_render_fields_and_keep_secrets_out_of_display() {
     assert!(!explained.contains("s3cret"));
 }
 
+/// Decisions flow one way: the engine hands a dispatcher each delivery whole (target,
+/// fallback chain, rendered body), so dispatch never looks a target up or renders a body.
+#[test]
+fn deliveries_carry_the_target_the_fallback_chain_and_the_rendered_body() {
+    let set = set(
+        r#"target pager { url = "http://127.0.0.1:9/p" fallback = chat body = { "v": curValue } }
+                     target chat { url = "http://127.0.0.1:9/c" fallback = mail }
+                     target mail { url = "http://127.0.0.1:9/m" method = "PUT" }
+                     when alertState == "ALARM" -> post pager, post mail"#,
+    );
+    let alert = Alert::new(alibaba());
+    let d = set.evaluate(&alert);
+    let deliveries: Vec<_> = d.deliveries(&alert).collect();
+    assert_eq!(deliveries.len(), 2);
+    let names =
+        |ts: &[&switchyard::Target]| ts.iter().map(|t| t.name().to_owned()).collect::<Vec<_>>();
+    assert_eq!(deliveries[0].target.name(), "pager");
+    assert_eq!(names(&deliveries[0].fallbacks), ["chat", "mail"]);
+    assert_eq!(deliveries[0].body, r#"{"v":"95"}"#);
+    assert_eq!(
+        deliveries[0].shown_body, None,
+        "no secret: nothing else to show"
+    );
+    assert_eq!(
+        (deliveries[1].target.name(), deliveries[1].target.method()),
+        ("mail", "PUT")
+    );
+    assert!(deliveries[1].fallbacks.is_empty());
+    assert_eq!(
+        serde_json::from_str::<Value>(&deliveries[1].body).unwrap(),
+        *alert.body(),
+        "no body: the alert as received"
+    );
+}
+
 #[test]
 fn explain_shows_each_predicate_and_the_values_seen() {
     let set = set(r#"when alertState == "ALARM" and curValue > 90 -> post a

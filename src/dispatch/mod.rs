@@ -303,13 +303,13 @@ impl Router {
         for alert in alerts {
             let d = rules.evaluate(alert);
             let summary = d.summary();
-            let n = d.targets().count();
-            for t in d.targets() {
+            let before = records.len();
+            for delivery in d.deliveries(alert) {
                 records.push(Record {
                     id: 0,
-                    spec: spec(&rules, t, 0),
-                    body: t.render_body_text(alert),
-                    shown_body: t.render_body_shown(alert),
+                    spec: spec(delivery.target, &delivery.fallbacks),
+                    body: delivery.body,
+                    shown_body: delivery.shown_body,
                     alert_id: alert.id().map(str::to_owned),
                     attempts: 0,
                     next_at_ms: now,
@@ -318,7 +318,7 @@ impl Router {
                     fallback_from: None,
                 });
             }
-            per_alert.push((summary, n));
+            per_alert.push((summary, records.len() - before));
         }
         let targets: HashSet<String> = records.iter().map(|r| r.spec.target.clone()).collect();
         let ids = self.inner.store.append(records).await?;
@@ -454,14 +454,12 @@ impl Router {
     }
 }
 
-/// A target's request definition, with its fallback chain resolved now (cycles cut).
-fn spec(rules: &RuleSet, t: &Target, depth: usize) -> Spec {
-    let fallback = t
-        .fallback
-        .as_deref()
-        .filter(|_| depth < 8)
-        .and_then(|name| rules.target(name))
-        .map(|fb| Box::new(spec(rules, fb, depth + 1)));
+/// A target's request definition, with its fallback chain (as the engine resolved it)
+/// fixed now: a reload does not change a delivery already queued.
+fn spec(t: &Target, fallbacks: &[&Target]) -> Spec {
+    let fallback = fallbacks
+        .split_first()
+        .map(|(first, rest)| Box::new(spec(first, rest)));
     Spec {
         target: t.name().to_owned(),
         url: t.url(),

@@ -359,6 +359,21 @@ impl RuleSet {
         &self.inner.targets
     }
 
+    /// `target`'s fallback chain: see [`Delivery::fallbacks`].
+    fn fallbacks(&self, target: &Target) -> Vec<&Target> {
+        let mut chain: Vec<&Target> = Vec::new();
+        let mut at = target;
+        while chain.len() < MAX_FALLBACKS
+            && let Some(next) = at.fallback().and_then(|name| self.target(name))
+            && next.name() != target.name()
+            && !chain.iter().any(|t| t.name() == next.name())
+        {
+            chain.push(next);
+            at = next;
+        }
+        chain
+    }
+
     /// The target with this name.
     pub fn target(&self, name: &str) -> Option<&Target> {
         self.inner.targets.iter().find(|t| t.name == name)
@@ -486,6 +501,18 @@ impl<'r> Decision<'r> {
             .filter_map(|&i| self.set.inner.targets.get(i as usize))
     }
 
+    /// What to deliver for `alert`, one per target in delivery order: the target, its
+    /// fallback chain, and the body rendered. What a dispatcher needs, in one step, so it
+    /// never comes back to the rule set for a target or a body.
+    pub fn deliveries<'a>(&'a self, alert: &'a Alert) -> impl Iterator<Item = Delivery<'r>> + 'a {
+        self.targets().map(move |target| Delivery {
+            target,
+            fallbacks: self.set.fallbacks(target),
+            body: target.render_body_text(alert),
+            shown_body: target.render_body_shown(alert),
+        })
+    }
+
     /// The names of [`Decision::targets`].
     pub fn target_names(&self) -> impl Iterator<Item = &'r str> + '_ {
         self.targets().map(Target::name)
@@ -530,6 +557,24 @@ impl std::fmt::Debug for Decision<'_> {
         self.summary().fmt(f)
     }
 }
+
+/// One delivery a [`Decision`] asks for ([`Decision::deliveries`]).
+#[derive(Clone, Debug)]
+pub struct Delivery<'r> {
+    /// Where it goes.
+    pub target: &'r Target,
+    /// Where it goes when `target` gives up: its `fallback`, that one's `fallback`, and so
+    /// on, at most [`MAX_FALLBACKS`]. The checker refuses a cycle; one is cut where it
+    /// would repeat a target all the same.
+    pub fallbacks: Vec<&'r Target>,
+    /// The body to send, secrets substituted ([`Target::render_body_text`]).
+    pub body: String,
+    /// The body as it may be shown, when it differs from `body` (a secret in the template).
+    pub shown_body: Option<String>,
+}
+
+/// The longest fallback chain followed.
+pub const MAX_FALLBACKS: usize = 8;
 
 /// A decision as plain owned data, in the order `switchyard route` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -60,7 +60,10 @@ const MAX_BATCH: usize = 4096;
 
 enum Op {
     Append(Vec<Record>, oneshot::Sender<Result<Vec<u64>, Failure>>),
-    Finish(Box<Finish>, oneshot::Sender<Result<Option<Record>, Failure>>),
+    Finish(
+        Box<Finish>,
+        oneshot::Sender<Result<Option<Record>, Failure>>,
+    ),
     Replay(u64, u64, oneshot::Sender<Result<Option<Record>, Failure>>),
     Purge(Option<u64>, oneshot::Sender<Result<usize, Failure>>),
     /// A pending delivery a read could not decode: move it to the dead letters, as it is.
