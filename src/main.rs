@@ -582,7 +582,7 @@ fn serve(
     use switchyard::server::{Config, LogFormat};
 
     let mut cfg = match &config {
-        Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        Some(path) => Config::load(path)?,
         None => Config::default(),
     };
     if let Some(l) = listen {

@@ -22,7 +22,7 @@
 //!     Outcome::Loaded(set) => println!("now {} rules", set.rule_count()),
 //!     Outcome::Rejected(e) => eprintln!("kept the old rules: {e}"),
 //!     Outcome::Unchanged => {}
-//!     Outcome::WatchError(e) => eprintln!("watcher: {e}"),
+//!     Outcome::WatchError(e) => eprintln!("{}: {e}", e.kind().label()),
 //! })?;
 //! reloader.trigger(); // reload now, as SIGHUP does
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -56,8 +56,10 @@ pub enum Outcome {
     Rejected(Error),
     /// Something happened in the folder, but the rules files are as loaded.
     Unchanged,
-    /// The watcher failed (a folder removed, an inotify limit): reloads may be missed.
-    WatchError(String),
+    /// The watcher failed (a folder removed, an inotify limit; kind
+    /// [`WatchErrorKind::Watch`]): reloads may be missed. Or the reload itself could not run
+    /// ([`WatchErrorKind::Task`]): the rules in use stay.
+    WatchError(WatchError),
 }
 
 /// A rules folder and the content of the set loaded from it: the one way to reload it,
@@ -124,7 +126,7 @@ impl RulesFolder {
 enum Signal {
     Event,
     Now,
-    Error(String),
+    Error(notify::Error),
 }
 
 /// Watches a rules folder until dropped.
@@ -133,17 +135,73 @@ pub struct Reloader {
     _watcher: notify::RecommendedWatcher,
 }
 
-/// Why watching could not start.
+/// Why watching could not start, or a reload could not run; the cause is chained
+/// ([`std::error::Error::source`]).
 #[derive(Debug)]
-pub struct WatchError(String);
+pub struct WatchError {
+    kind: WatchErrorKind,
+    what: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
 
-impl std::fmt::Display for WatchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// What kind of failure a [`WatchError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatchErrorKind {
+    /// The folder cannot be watched, or its watcher reported an error (the folder
+    /// removed, an inotify limit): edits may be missed until a reload is asked for.
+    Watch,
+    /// The reload thread or task could not start or failed: the rules in use stay.
+    Task,
+}
+
+impl WatchErrorKind {
+    /// The `outcome` label of `switchyard_reloads_total` and the `status` of
+    /// `POST /-/reload`: `watch_error`, `reload_error`.
+    pub fn label(self) -> &'static str {
+        match self {
+            WatchErrorKind::Watch => "watch_error",
+            WatchErrorKind::Task => "reload_error",
+        }
     }
 }
 
-impl std::error::Error for WatchError {}
+impl WatchError {
+    /// A failure of `what`, caused by `source`.
+    pub fn new(
+        kind: WatchErrorKind,
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> WatchError {
+        WatchError {
+            kind,
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> WatchErrorKind {
+        self.kind
+    }
+}
+
+impl std::fmt::Display for WatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "{}: {s}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl std::error::Error for WatchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl Reloader {
     /// Starts watching `dir`. `loaded_hash` is [`RuleSet::content_hash`] of the set in use;
@@ -172,19 +230,21 @@ impl Reloader {
             let signal = match res {
                 Ok(ev) if relevant(&ev) => Signal::Event,
                 Ok(_) => return,
-                Err(e) => Signal::Error(e.to_string()),
+                Err(e) => Signal::Error(e),
             };
             // The reloader thread has stopped only when the Reloader is gone.
             let _ = events.send(signal);
         })
-        .map_err(|e| WatchError(format!("cannot watch `{}`: {e}", dir.display())))?;
+        .map_err(|e| watch_failed(&dir, e))?;
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| WatchError(format!("cannot watch `{}`: {e}", dir.display())))?;
+            .map_err(|e| watch_failed(&dir, e))?;
         std::thread::Builder::new()
             .name(String::from("switchyard-reload"))
             .spawn(move || run(&folder, &rx, on_change))
-            .map_err(|e| WatchError(format!("cannot start the reload thread: {e}")))?;
+            .map_err(|e| {
+                WatchError::new(WatchErrorKind::Task, "cannot start the reload thread", e)
+            })?;
         Ok(Reloader {
             tx,
             _watcher: watcher,
@@ -197,12 +257,21 @@ impl Reloader {
     }
 }
 
+/// The watcher of `dir` failed with `e`.
+fn watch_failed(dir: &Path, e: notify::Error) -> WatchError {
+    WatchError::new(
+        WatchErrorKind::Watch,
+        format!("cannot watch `{}`", dir.display()),
+        e,
+    )
+}
+
 fn run(folder: &RulesFolder, rx: &mpsc::Receiver<Signal>, mut on_change: impl FnMut(Outcome)) {
     let dir = folder.dir();
     while let Ok(first) = rx.recv() {
         let mut forced = matches!(first, Signal::Now);
         if let Signal::Error(e) = first {
-            on_change(Outcome::WatchError(e));
+            on_change(Outcome::WatchError(watch_failed(dir, e)));
             continue;
         }
         // Debounce: wait until the folder is quiet, but not forever.
@@ -212,7 +281,7 @@ fn run(folder: &RulesFolder, rx: &mpsc::Receiver<Signal>, mut on_change: impl Fn
             match rx.recv_timeout(DEBOUNCE.min(left)) {
                 Ok(Signal::Now) => forced = true,
                 Ok(Signal::Event) => {}
-                Ok(Signal::Error(e)) => on_change(Outcome::WatchError(e)),
+                Ok(Signal::Error(e)) => on_change(Outcome::WatchError(watch_failed(dir, e))),
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use switchyard::RuleSet;
-use switchyard::reload::{Outcome, Reloader};
+use switchyard::reload::{Outcome, Reloader, WatchErrorKind};
 
 const TARGET: &str = "target t { url = \"https://x.test\" }\n";
 
@@ -284,4 +284,23 @@ fn a_touch_after_a_sighup_reload_is_unchanged() {
         "{seen:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Found by a review: watch errors were strings, and a failed reload task was logged as
+/// "the rules watcher failed". A watch error now has a kind and its cause chained.
+#[test]
+fn watching_a_missing_folder_fails_with_a_kind_and_its_cause() {
+    let dir =
+        std::env::temp_dir().join(format!("switchyard-no-such-folder-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let Err(e) = Reloader::watch(&dir, 0, |_| {}) else {
+        panic!("watching a missing folder must fail")
+    };
+    assert_eq!(e.kind(), WatchErrorKind::Watch);
+    assert_eq!(e.kind().label(), "watch_error");
+    assert!(e.to_string().starts_with("cannot watch `"), "{e}");
+    assert!(
+        std::error::Error::source(&e).is_some(),
+        "the watcher's error is chained"
+    );
 }

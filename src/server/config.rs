@@ -240,23 +240,81 @@ pub enum LogFormat {
     Json,
 }
 
-/// Why a configuration cannot be used.
+/// Why a configuration cannot be used: what to fix and where (the file, the line, the
+/// key), with a kind a caller can match and the cause chained.
 #[derive(Debug)]
-pub struct ConfigError(String);
+pub struct ConfigError {
+    kind: ConfigErrorKind,
+    what: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
 
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// What kind of failure a [`ConfigError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The file cannot be read.
+    Unreadable,
+    /// The YAML does not parse, or a key or value does not fit the schema.
+    Invalid,
+    /// A secret the config names is missing, empty or unreadable.
+    Secret,
+}
+
+impl ConfigError {
+    fn new(kind: ConfigErrorKind, what: impl Into<String>) -> ConfigError {
+        ConfigError {
+            kind,
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    fn caused(
+        kind: ConfigErrorKind,
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> ConfigError {
+        ConfigError {
+            kind,
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "{}: {s}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl Config {
     /// Reads a configuration file. Errors name the file, the line and what to fix.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read `{}`: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::caused(
+                ConfigErrorKind::Unreadable,
+                format!("cannot read `{}`", path.display()),
+                e,
+            )
+        })?;
         Config::parse(&text, &path.display().to_string())
     }
 
@@ -270,7 +328,7 @@ impl Config {
             let rendered = e.render_with_options(options);
             // The caller says "error: " once; the snippet names the file, not `<input>`.
             let rendered = rendered.strip_prefix("error: ").unwrap_or(&rendered);
-            ConfigError(format!(
+            ConfigError::new(ConfigErrorKind::Invalid, format!(
                 "{rendered}\n  = help: the keys are listed, one by one, in docs/server.md; a value's type must match its default"
             ))
         })
@@ -306,15 +364,18 @@ impl Config {
                 env,
             )?;
             if creds.is_empty() {
-                return Err(ConfigError(format!(
-                    "ingest.auth[{i}]: give at least one of `bearer`, `basic`, `query_token`"
-                )));
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Invalid,
+                    format!(
+                        "ingest.auth[{i}]: give at least one of `bearer`, `basic`, `query_token`"
+                    ),
+                ));
             }
             for s in &entry.sources {
                 let source = match s.as_str() {
                     "*" => None,
                     name => Some(Source::from_name(name).ok_or_else(|| {
-                        ConfigError(format!("ingest.auth[{i}].sources: unknown source `{name}` (alibaba, yandex, alertmanager, prometheus, grafana, generic, or *)"))
+                        ConfigError::new(ConfigErrorKind::Invalid, format!("ingest.auth[{i}].sources: unknown source `{name}` (alibaba, yandex, alertmanager, prometheus, grafana, generic, or *)"))
                     })?),
                 };
                 auth = auth.require(source, creds.clone());
@@ -369,12 +430,16 @@ fn read_secret(
             let line = name.referenced.line();
             let name = &name.value;
             match env(name) {
-                None => Err(ConfigError(format!(
-                    "line {line}: {place}: environment variable `{name}` is not set"
-                ))),
-                Some(v) if v.trim().is_empty() => Err(ConfigError(format!(
-                    "line {line}: {place}: environment variable `{name}` is empty; an empty secret would let anyone in"
-                ))),
+                None => Err(ConfigError::new(
+                    ConfigErrorKind::Secret,
+                    format!("line {line}: {place}: environment variable `{name}` is not set"),
+                )),
+                Some(v) if v.trim().is_empty() => Err(ConfigError::new(
+                    ConfigErrorKind::Secret,
+                    format!(
+                        "line {line}: {place}: environment variable `{name}` is empty; an empty secret would let anyone in"
+                    ),
+                )),
                 Some(v) => Ok(Secret::new(v)),
             }
         }
@@ -382,22 +447,31 @@ fn read_secret(
             let line = file.referenced.line();
             let path = &file.value;
             let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError(format!(
-                    "line {line}: {place}: cannot read `{}`: {e}",
-                    path.display()
-                ))
+                ConfigError::caused(
+                    ConfigErrorKind::Secret,
+                    format!("line {line}: {place}: cannot read `{}`", path.display()),
+                    e,
+                )
             })?;
             let secret = text.trim_end_matches(['\n', '\r']);
             if secret.trim().is_empty() {
-                return Err(ConfigError(format!(
-                    "line {line}: {place}: `{}` is empty; an empty secret would let anyone in: write the secret in it",
-                    path.display()
-                )));
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Secret,
+                    format!(
+                        "line {line}: {place}: `{}` is empty; an empty secret would let anyone in: write the secret in it",
+                        path.display()
+                    ),
+                ));
             }
             Ok(Secret::new(secret))
         }
-        _ => Err(ConfigError(format!(
-            "{place}: give exactly one of `env` or `file`"
-        ))),
+        _ => Err(ConfigError::new(
+            ConfigErrorKind::Invalid,
+            format!("{place}: give exactly one of `env` or `file`"),
+        )),
     }
 }
+
+#[cfg(test)]
+#[path = "config_test.rs"]
+mod tests;

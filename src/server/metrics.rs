@@ -75,7 +75,7 @@ impl ServerMetrics {
         );
         sub.register(
             "reloads",
-            "Rule reloads by outcome (loaded, rejected, unchanged, watch_error)",
+            "Rule reloads by outcome (loaded, rejected, unchanged, watch_error, reload_error)",
             m.reloads.clone(),
         );
         sub.register(
@@ -118,7 +118,7 @@ impl ServerMetrics {
         self.alerts.get_or_create(&SourceLabel { source }).inc();
     }
 
-    /// A reload that ended `outcome` (`loaded`, `rejected`, `unchanged`, `watch_error`).
+    /// A reload that ended `outcome` (`loaded`, `rejected`, `unchanged`, `watch_error`, `reload_error`).
     pub(crate) fn reload(&self, outcome: &'static str) {
         self.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
     }

@@ -33,7 +33,9 @@ use crate::engine::RuleSet;
 use crate::reload::RulesFolder;
 pub use assemble::{ServeError, Server, shutdown_signal};
 pub use auth::{AdminAuth, Credential, IngestAuth, Secret};
-pub use config::{Admin, Config, ConfigError, DEFAULT_LISTEN, Limits, LogFormat, Logging};
+pub use config::{
+    Admin, Config, ConfigError, ConfigErrorKind, DEFAULT_LISTEN, Limits, LogFormat, Logging,
+};
 pub use error::ApiError;
 use metrics::ServerMetrics;
 pub use receive::{MAX_RECEIVE_BYTES, receive};
@@ -105,7 +107,11 @@ impl AppState {
         let outcome = tokio::task::spawn_blocking(move || folder.reload(true))
             .await
             .unwrap_or_else(|e| {
-                crate::reload::Outcome::WatchError(format!("the reload failed: {e}"))
+                crate::reload::Outcome::WatchError(crate::reload::WatchError::new(
+                    crate::reload::WatchErrorKind::Task,
+                    "the reload failed",
+                    e,
+                ))
             });
         Some(self.apply_reload(outcome, trigger))
     }
@@ -185,11 +191,19 @@ impl AppState {
                 (StatusCode::OK, json!({"status": "unchanged"}))
             }
             Outcome::WatchError(e) => {
-                tracing::error!(error = %e, "the rules watcher failed; edits may not be picked up until SIGHUP or POST /-/reload");
-                self.metrics.reload("watch_error");
+                match e.kind() {
+                    crate::reload::WatchErrorKind::Watch => {
+                        tracing::error!(error = %e, trigger, "the rules watcher failed; edits may not be picked up until SIGHUP or POST /-/reload")
+                    }
+                    _ => {
+                        tracing::error!(error = %e, trigger, "the reload could not run; the rules in use stay")
+                    }
+                }
+                let label = e.kind().label();
+                self.metrics.reload(label);
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"status": "watch_error", "message": e}),
+                    json!({"status": label, "message": e.to_string()}),
                 )
             }
         }
