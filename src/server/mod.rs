@@ -309,7 +309,7 @@ async fn ingest_detect(
     Query(q): Query<SourceQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     ingest(&s, None, &q, &headers, body).await
 }
 
@@ -318,7 +318,7 @@ async fn ingest_prometheus(
     Query(q): Query<SourceQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     ingest(&s, Some(Source::Prometheus), &q, &headers, body).await
 }
 
@@ -328,11 +328,9 @@ async fn ingest_source(
     Query(q): Query<SourceQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    match Source::from_name(&name) {
-        Some(source) => ingest(&s, Some(source), &q, &headers, body).await,
-        None => unknown_source(&name).into_response(),
-    }
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let source = Source::from_name(&name).ok_or_else(|| unknown_source(&name))?;
+    ingest(&s, Some(source), &q, &headers, body).await
 }
 
 /// A sender name that is none, in the path or in `?source=`: 404, with the names there are.
@@ -354,15 +352,14 @@ async fn ingest(
     q: &SourceQuery,
     headers: &HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let label = source.map_or("detect", Source::as_str);
     let result = accept(s, source, q, headers, body).await;
-    let response = match result {
-        Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
-        Err(e) => e.into_response(),
-    };
-    s.metrics.request(label, response.status().as_u16());
-    response
+    let status = result
+        .as_ref()
+        .map_or_else(ApiError::status, |_| StatusCode::ACCEPTED);
+    s.metrics.request(label, status.as_u16());
+    result.map(|v| (StatusCode::ACCEPTED, Json(v)))
 }
 
 async fn accept(
@@ -670,41 +667,43 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     if !s.router.outbox_writable() {
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "outbox_unavailable",
             "the outbox cannot be written (is the disk full?); alerts would be refused",
-        )
-        .into_response();
+        ));
     }
-    if s.ready.load(Ordering::SeqCst) {
-        let rules = s.router.rules();
-        Json(json!({"status": "ready", "rules": rules.rule_count(), "targets": rules.targets().len()})).into_response()
-    } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "not ready").into_response()
+    if !s.ready.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "not ready",
+        ));
     }
+    let rules = s.router.rules();
+    Ok(Json(
+        json!({"status": "ready", "rules": rules.rule_count(), "targets": rules.targets().len()}),
+    ))
 }
 
-async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     s.router.refresh_gauges();
-    let Ok(out) = s.metrics.encode() else {
-        return ApiError::new(
+    let out = s.metrics.encode().map_err(|_| {
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "metrics",
             "cannot encode the metrics",
         )
-        .into_response();
-    };
-    (
+    })?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         out,
-    )
-        .into_response()
+    ))
 }
 
 async fn explain(
@@ -712,28 +711,22 @@ async fn explain(
     Query(q): Query<SourceQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let run = async {
-        // With an admin credential, the guard has let this operator in; without one,
-        // explain asks what ingest asks.
-        let who = if s.admin.is_enabled() {
-            Caller::Operator
-        } else {
-            Caller::Sender
-        };
-        let incoming = incoming(&s, None, &q, &headers, body, who).await?;
-        let rules = s.router.rules();
-        let explained: Vec<Value> = incoming
-            .alerts
-            .iter()
-            .map(|a| serde_json::to_value(rules.explain(a)).unwrap_or(Value::Null))
-            .collect();
-        Ok::<Value, ApiError>(json!({ "alerts": explained }))
+) -> Result<Json<Value>, ApiError> {
+    // With an admin credential, the guard has let this operator in; without one, explain
+    // asks what ingest asks.
+    let who = if s.admin.is_enabled() {
+        Caller::Operator
+    } else {
+        Caller::Sender
     };
-    match run.await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
+    let incoming = incoming(&s, None, &q, &headers, body, who).await?;
+    let rules = s.router.rules();
+    let explained: Vec<Value> = incoming
+        .alerts
+        .iter()
+        .map(|a| serde_json::to_value(rules.explain(a)).unwrap_or(Value::Null))
+        .collect();
+    Ok(Json(json!({ "alerts": explained })))
 }
 
 fn rules_summary(rules: &RuleSet) -> Value {
@@ -759,16 +752,15 @@ async fn rules(State(s): State<Arc<AppState>>) -> Json<Value> {
     Json(v)
 }
 
-async fn reload(State(s): State<Arc<AppState>>) -> Response {
-    match s.reload_now("http").await {
-        Some((status, body)) => (status, Json(body)).into_response(),
-        None => ApiError::new(
+async fn reload(State(s): State<Arc<AppState>>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (status, body) = s.reload_now("http").await.ok_or_else(|| {
+        ApiError::new(
             StatusCode::CONFLICT,
             "no_rules_dir",
             "this service was not started from a rules folder",
         )
-        .into_response(),
-    }
+    })?;
+    Ok((status, Json(body)))
 }
 
 #[derive(Deserialize)]
