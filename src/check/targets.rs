@@ -113,6 +113,34 @@ pub(crate) enum BodyTemplate {
     Object(Vec<(String, BodyTemplate)>),
 }
 
+/// A target's settings as checked so far, with their defaults.
+struct Settings {
+    url: Option<SecretText>,
+    method: Method,
+    headers: Vec<(String, SecretText)>,
+    body: Option<BodyTemplate>,
+    timeout_ms: u64,
+    retries: u32,
+    fallback: Option<(usize, Span)>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            url: None,
+            method: Method::Post,
+            headers: Vec::new(),
+            body: None,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            retries: DEFAULT_RETRIES,
+            fallback: None,
+        }
+    }
+}
+
+/// Checks one `target` declaration: each setting once, of the right kind and in range,
+/// `${env.NAME}` resolved, a `url` present. Reports every problem it finds and returns the
+/// target only when there was none.
 pub(crate) fn check_target(
     cx: &mut Cx<'_>,
     t: &TargetDecl,
@@ -121,13 +149,7 @@ pub(crate) fn check_target(
 ) -> Option<CheckedTarget> {
     let errors_before = cx.errors.len();
     let mut seen: Vec<(&str, Span)> = Vec::new();
-    let mut url = None;
-    let mut method = Method::Post;
-    let mut headers = Vec::new();
-    let mut body = None;
-    let mut timeout_ms = DEFAULT_TIMEOUT_MS;
-    let mut retries = DEFAULT_RETRIES;
-    let mut fallback = None;
+    let mut out = Settings::default();
     let tname = &t.name.name;
 
     for s in &t.settings {
@@ -154,91 +176,27 @@ pub(crate) fn check_target(
         };
         match (name, &s.value) {
             ("url", SettingValue::Template(Template::String(text))) => {
-                if let Some(resolved) = resolve(cx, text, env, "a URL") {
-                    let value = resolved.value();
-                    if !is_http_url(&value) {
-                        let shown = if resolved.has_secret() {
-                            resolved.display()
-                        } else {
-                            value
-                        };
-                        cx.report(
-                            Diagnostic::error(codes::BAD_URL, format!("`{shown}` is not an absolute http or https URL"))
-                                .with_primary(text.span, "not a URL")
-                                .with_help("write the full URL: `url = \"https://alerts.example.com/hook\"`")
-                                .with_note("a target's URL is fixed by the rules; alert data can never change where it goes"),
-                        );
-                    } else {
-                        url = Some(resolved);
-                    }
-                }
+                out.url = check_url(cx, text, env);
             }
             ("url", _) => wrong(cx, "a string", "\"https://alerts.example.com/hook\""),
-            ("method", SettingValue::Template(Template::String(text))) => match text
-                .as_plain()
-                .map(|m| m.to_ascii_uppercase())
-                .as_deref()
-            {
-                Some("POST") => method = Method::Post,
-                Some("PUT") => method = Method::Put,
-                _ => cx.report(
-                    Diagnostic::error(codes::BAD_SETTING, "`method` must be \"POST\" or \"PUT\"")
-                        .with_primary(text.span, "unsupported method")
-                        .with_help("write `method = \"POST\"` (the default) or `method = \"PUT\"`"),
-                ),
-            },
+            ("method", SettingValue::Template(Template::String(text))) => {
+                if let Some(m) = check_method(cx, text) {
+                    out.method = m;
+                }
+            }
             ("method", _) => wrong(cx, "\"POST\" or \"PUT\"", "\"PUT\""),
             ("headers", SettingValue::Template(Template::Object(members, _))) => {
-                for (k, v) in members {
-                    if k.value.is_empty() || !k.value.bytes().all(is_tchar) {
-                        cx.report(
-                            Diagnostic::error(
-                                codes::BAD_SETTING,
-                                format!("`{}` is not a valid header name", k.value),
-                            )
-                            .with_primary(k.span, "invalid header name")
-                            .with_help("header names are letters, digits and `-`: `\"X-Api-Key\"`"),
-                        );
-                        continue;
-                    }
-                    let Template::String(text) = v else {
-                        cx.report(
-                            Diagnostic::error(
-                                codes::BAD_SETTING,
-                                format!("header `{}` must be a string", k.value),
-                            )
-                            .with_primary(k.span.to(k.span), "not a string")
-                            .with_help(format!("quote it: `\"{}\": \"...\"`", k.value)),
-                        );
-                        continue;
-                    };
-                    let Some(resolved) = resolve(cx, text, env, "a header") else {
-                        continue;
-                    };
-                    if resolved
-                        .value()
-                        .bytes()
-                        .any(|b| b == b'\r' || b == b'\n' || b == 0)
-                    {
-                        cx.report(
-                            Diagnostic::error(codes::BAD_SETTING, format!("header `{}` contains a line break or NUL byte", k.value))
-                                .with_primary(text.span, "invalid header value")
-                                .with_help("remove the line break from the value (or from the environment variable it reads)"),
-                        );
-                        continue;
-                    }
-                    headers.push((k.value.clone(), resolved));
-                }
+                out.headers = check_headers(cx, members, env);
             }
             ("headers", _) => wrong(
                 cx,
                 "an object of strings",
                 "{ \"Authorization\": \"Bearer ${env.TOKEN}\" }",
             ),
-            ("body", SettingValue::Template(tpl)) => body = body_template(cx, tpl, env),
+            ("body", SettingValue::Template(tpl)) => out.body = body_template(cx, tpl, env),
             ("body", _) => wrong(cx, "a JSON template", "{ \"alert_id\": alertId }"),
             ("timeout", SettingValue::Duration(d)) => match d.as_millis() {
-                Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => timeout_ms = ms,
+                Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => out.timeout_ms = ms,
                 _ => cx.report(
                     Diagnostic::error(codes::BAD_SETTING, "`timeout` must be between 1ms and 1h")
                         .with_primary(s.value_span, "out of range")
@@ -247,7 +205,7 @@ pub(crate) fn check_target(
             },
             ("timeout", _) => wrong(cx, "a duration", "5s"),
             ("retries", SettingValue::Template(Template::Number(n))) => match n.as_u64() {
-                Some(r) if r <= u64::from(MAX_RETRIES) => retries = r as u32,
+                Some(r) if r <= u64::from(MAX_RETRIES) => out.retries = r as u32,
                 _ => cx.report(
                     Diagnostic::error(
                         codes::BAD_SETTING,
@@ -261,46 +219,13 @@ pub(crate) fn check_target(
             ("fallback", SettingValue::Template(Template::Path(p)))
                 if p.meta.is_none() && p.segments.len() == 1 =>
             {
-                let name = crate::syntax::ast::Ident {
-                    name: p.to_string(),
-                    span: p.span,
-                };
-                if name.name == *tname {
-                    cx.report(
-                        Diagnostic::error(
-                            codes::BAD_SETTING,
-                            format!("target `{tname}` cannot fall back to itself"),
-                        )
-                        .with_primary(p.span, "the same target")
-                        .with_help("name another target, or remove `fallback`"),
-                    );
-                } else if let Some(i) = scope.resolve_target(cx, &name) {
-                    fallback = Some((i, p.span));
-                }
+                out.fallback = check_fallback(cx, tname, p, scope);
             }
             ("fallback", _) => wrong(cx, "a target name", "ops_backup"),
-            (other, _) => {
-                let d = Diagnostic::error(
-                    codes::BAD_SETTING,
-                    format!("target `{tname}` has no setting `{other}`"),
-                )
-                .with_primary(s.name.span, "unknown setting")
-                .with_note(format!(
-                    "the settings are {}",
-                    SETTINGS
-                        .iter()
-                        .map(|s| format!("`{s}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                cx.report(match suggest(other, SETTINGS) {
-                    Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                    None => d.with_help("remove it"),
-                });
-            }
+            (other, _) => unknown_setting(cx, tname, other, s.name.span),
         }
     }
-    if url.is_none() && !seen.iter().any(|(n, _)| *n == "url") {
+    if out.url.is_none() && !seen.iter().any(|(n, _)| *n == "url") {
         cx.report(
             Diagnostic::error(codes::BAD_SETTING, format!("target `{tname}` has no `url`"))
                 .with_primary(t.name.span, "declared without a url")
@@ -315,14 +240,161 @@ pub(crate) fn check_target(
     Some(CheckedTarget {
         name: tname.clone(),
         location: cx.sources.file_line(t.name.span),
-        url: url?,
-        method,
-        headers,
-        body,
-        timeout_ms,
-        retries,
-        fallback,
+        url: out.url?,
+        method: out.method,
+        headers: out.headers,
+        body: out.body,
+        timeout_ms: out.timeout_ms,
+        retries: out.retries,
+        fallback: out.fallback,
     })
+}
+
+/// `url = "..."`: an absolute http(s) URL once `${env.NAME}` is resolved. The error shows
+/// the URL as written when it holds a secret.
+fn check_url(cx: &mut Cx<'_>, text: &Interpolated, env: EnvLookup<'_>) -> Option<SecretText> {
+    let resolved = resolve(cx, text, env, "a URL")?;
+    let value = resolved.value();
+    if is_http_url(&value) {
+        return Some(resolved);
+    }
+    let shown = if resolved.has_secret() {
+        resolved.display()
+    } else {
+        value
+    };
+    cx.report(
+        Diagnostic::error(
+            codes::BAD_URL,
+            format!("`{shown}` is not an absolute http or https URL"),
+        )
+        .with_primary(text.span, "not a URL")
+        .with_help("write the full URL: `url = \"https://alerts.example.com/hook\"`")
+        .with_note(
+            "a target's URL is fixed by the rules; alert data can never change where it goes",
+        ),
+    );
+    None
+}
+
+/// `method = "POST"` or `"PUT"`, in any case.
+fn check_method(cx: &mut Cx<'_>, text: &Interpolated) -> Option<Method> {
+    match text.as_plain().map(|m| m.to_ascii_uppercase()).as_deref() {
+        Some("POST") => Some(Method::Post),
+        Some("PUT") => Some(Method::Put),
+        _ => {
+            cx.report(
+                Diagnostic::error(codes::BAD_SETTING, "`method` must be \"POST\" or \"PUT\"")
+                    .with_primary(text.span, "unsupported method")
+                    .with_help("write `method = \"POST\"` (the default) or `method = \"PUT\"`"),
+            );
+            None
+        }
+    }
+}
+
+/// `headers = { "Name": "value", ... }`: valid header names (RFC 9110 tokens), string
+/// values without a line break or NUL once resolved (a header cannot be split into two).
+/// A bad member is reported and left out; the others are kept.
+fn check_headers(
+    cx: &mut Cx<'_>,
+    members: &[(crate::syntax::ast::Str, Template)],
+    env: EnvLookup<'_>,
+) -> Vec<(String, SecretText)> {
+    let mut headers = Vec::new();
+    for (k, v) in members {
+        if k.value.is_empty() || !k.value.bytes().all(is_tchar) {
+            cx.report(
+                Diagnostic::error(
+                    codes::BAD_SETTING,
+                    format!("`{}` is not a valid header name", k.value),
+                )
+                .with_primary(k.span, "invalid header name")
+                .with_help("header names are letters, digits and `-`: `\"X-Api-Key\"`"),
+            );
+            continue;
+        }
+        let Template::String(text) = v else {
+            cx.report(
+                Diagnostic::error(
+                    codes::BAD_SETTING,
+                    format!("header `{}` must be a string", k.value),
+                )
+                .with_primary(k.span.to(k.span), "not a string")
+                .with_help(format!("quote it: `\"{}\": \"...\"`", k.value)),
+            );
+            continue;
+        };
+        let Some(resolved) = resolve(cx, text, env, "a header") else {
+            continue;
+        };
+        if resolved
+            .value()
+            .bytes()
+            .any(|b| b == b'\r' || b == b'\n' || b == 0)
+        {
+            cx.report(
+                Diagnostic::error(
+                    codes::BAD_SETTING,
+                    format!("header `{}` contains a line break or NUL byte", k.value),
+                )
+                .with_primary(text.span, "invalid header value")
+                .with_help(
+                    "remove the line break from the value (or from the environment variable it reads)",
+                ),
+            );
+            continue;
+        }
+        headers.push((k.value.clone(), resolved));
+    }
+    headers
+}
+
+/// `fallback = other_target`: a declared target other than this one (cycles through
+/// several targets are the module's `check_fallback_cycles`' to find).
+fn check_fallback(
+    cx: &mut Cx<'_>,
+    tname: &str,
+    p: &FieldPath,
+    scope: &super::names::Scope,
+) -> Option<(usize, Span)> {
+    let name = crate::syntax::ast::Ident {
+        name: p.to_string(),
+        span: p.span,
+    };
+    if name.name == tname {
+        cx.report(
+            Diagnostic::error(
+                codes::BAD_SETTING,
+                format!("target `{tname}` cannot fall back to itself"),
+            )
+            .with_primary(p.span, "the same target")
+            .with_help("name another target, or remove `fallback`"),
+        );
+        return None;
+    }
+    scope.resolve_target(cx, &name).map(|i| (i, p.span))
+}
+
+/// A setting no target has: the list of settings, and the nearest one if it is a typo.
+fn unknown_setting(cx: &mut Cx<'_>, tname: &str, other: &str, span: Span) {
+    let d = Diagnostic::error(
+        codes::BAD_SETTING,
+        format!("target `{tname}` has no setting `{other}`"),
+    )
+    .with_primary(span, "unknown setting")
+    .with_note(format!(
+        "the settings are {}",
+        SETTINGS
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    cx.report(match suggest(other, SETTINGS) {
+        Some(x) => d.with_help(format!("did you mean `{x}`?")),
+        None => d.with_help("remove it"),
+    });
 }
 
 /// Resolves `${env.NAME}`; `${path}` is refused where only fixed text may go (`what`).
