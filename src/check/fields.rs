@@ -1,5 +1,10 @@
 //! Fields each sender sends: a rule that says `@source == "alibaba"` and uses a field no
 //! Alibaba alert has gets a warning with a suggestion. The lists follow `docs/sources.md`.
+//!
+//! Owns: the list of top-level fields per sender (one place: the editor's completion and
+//! hover will read [`known_fields`] too). Never: an error (a sender may add a field before
+//! this list knows it, so an unknown field is a warning), or a judgement on a rule not
+//! tied to one sender (`generic`, or no `@source ==`).
 
 use super::Cx;
 use super::names::suggest;
@@ -7,6 +12,7 @@ use crate::alert::Source;
 use crate::diagnostic::{Diagnostic, codes};
 use crate::syntax::ast::{CmpOp, Condition, FieldPath, LiteralKind, Rule};
 
+/// Alibaba CloudMonitor callbacks: threshold, event and multi-dimension forms.
 const ALIBABA: &[&str] = &[
     // Threshold callbacks (documented, sample and observed fields).
     "alertName",
@@ -49,6 +55,7 @@ const ALIBABA: &[&str] = &[
     "instanceName",
 ];
 
+/// Yandex Monitoring, as a Cloud Function forwards it.
 const YANDEX: &[&str] = &[
     "alertId",
     "alertName",
@@ -60,6 +67,7 @@ const YANDEX: &[&str] = &[
     "labels",
 ];
 
+/// One alert of an Alertmanager webhook (after splitting), with the group's fields.
 const ALERTMANAGER: &[&str] = &[
     "status",
     "labels",
@@ -81,6 +89,7 @@ const ALERTMANAGER: &[&str] = &[
     "routeLabels",
 ];
 
+/// One alert of Prometheus's `/api/v2/alerts` array.
 const PROMETHEUS: &[&str] = &[
     "labels",
     "annotations",
@@ -89,6 +98,7 @@ const PROMETHEUS: &[&str] = &[
     "generatorURL",
 ];
 
+/// What Grafana adds to the Alertmanager shape.
 const GRAFANA_EXTRA: &[&str] = &[
     "orgId",
     "state",
@@ -137,6 +147,7 @@ fn constrained_source(c: &Condition) -> Option<Source> {
     }
 }
 
+/// Every field path a condition reads, in order.
 fn paths<'a>(c: &'a Condition, out: &mut Vec<&'a FieldPath>) {
     match c {
         Condition::Any(cs) | Condition::All(cs) => cs.iter().for_each(|c| paths(c, out)),
@@ -146,6 +157,8 @@ fn paths<'a>(c: &'a Condition, out: &mut Vec<&'a FieldPath>) {
     }
 }
 
+/// Warns about each field a rule reads that no alert of its sender has, with the nearest
+/// known field, or the first few fields when none is near.
 pub(crate) fn check_rule_fields(cx: &mut Cx<'_>, r: &Rule) {
     let Some(source) = constrained_source(&r.condition) else {
         return;

@@ -1,4 +1,10 @@
 //! Names across the folder: targets, rule names, test names; "did you mean".
+//!
+//! Owns: the folder's one namespace (a name is unique across every file), resolving a
+//! target name to its declaration, and the suggestion of a near name ([`suggest`]: the one
+//! place "did you mean" is decided). Never: reports a name as unknown when it is declared
+//! in a file that failed to parse (that file's syntax error is the problem to fix, and a
+//! second error would only mislead).
 
 use std::collections::HashMap;
 
@@ -9,7 +15,9 @@ use crate::syntax::ast::{self, Ident, Item};
 
 /// The target names a folder declares, in declaration order.
 pub(crate) struct Scope {
+    /// Each target's name and where it is declared.
     pub(crate) targets: Vec<(String, Span)>,
+    /// Index into `targets` by name.
     by_name: HashMap<String, usize>,
     /// Names declared in files that did not parse.
     pub(crate) unparsed: Vec<String>,
@@ -124,6 +132,7 @@ impl Scope {
     }
 }
 
+/// "`what` `name` is declared twice", pointing at both declarations.
 fn duplicate(
     code: crate::diagnostic::Code,
     what: &str,
@@ -144,7 +153,9 @@ fn duplicate(
         ))
 }
 
-/// The closest candidate to `name`, if one is close enough to be a slip.
+/// The closest candidate to `name`, if one is close enough to be a slip: within a third of
+/// its length in edits (transpositions count once), or very similar by Jaro-Winkler,
+/// ignoring case. Ties go to the first candidate.
 pub(crate) fn suggest<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,

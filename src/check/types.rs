@@ -1,4 +1,11 @@
 //! Operator and literal rules: mixes that can never be meant are errors with a place.
+//!
+//! Owns: what an operator accepts (`>` a number, `=~` a regex or a string, `in` a list,
+//! ...), field paths' length and `@` fields, the literal values `@source` and `@state` can
+//! take, and compiling each regex once, under a size limit, into the checked condition
+//! that uses it. Never: looks at a target or at another rule (`names.rs`, `mod.rs`), or
+//! lets a condition through with a part it could not check: one problem fails the folder,
+//! and every problem of a condition is reported in the same run.
 
 use regex::{Regex, RegexBuilder};
 
@@ -51,6 +58,8 @@ fn check_all(cx: &mut Cx<'_>, cs: Vec<Condition>) -> Option<Vec<CheckedCondition
     ok.then_some(out)
 }
 
+/// A field path: at most [`MAX_PATH_SEGMENTS`] steps, and a known `@` field (with the
+/// nearest one suggested, or the hint that a payload field has no `@`).
 pub(crate) fn check_path(cx: &mut Cx<'_>, p: &FieldPath) {
     if p.segments.len() > MAX_PATH_SEGMENTS {
         cx.report(
@@ -79,6 +88,8 @@ pub(crate) fn check_path(cx: &mut Cx<'_>, p: &FieldPath) {
     }
 }
 
+/// One comparison, checked: a value comparison as it is, a match with its regex compiled
+/// (a string on the right of `=~` is a regex too).
 fn check_comparison(cx: &mut Cx<'_>, cmp: Comparison) -> Option<CheckedCondition> {
     report_mismatches(cx, &cmp)?;
     match ValueOp::of(cmp.op) {
@@ -239,6 +250,8 @@ fn report_mismatches(cx: &mut Cx<'_>, cmp: &Comparison) -> Option<()> {
     Some(())
 }
 
+/// `@source == "x"`: `x` must be a sender switchyard knows (an error: the rule could never
+/// match).
 fn check_source_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
     if let LiteralKind::String(s) = kind
         && crate::alert::Source::from_name(s).is_none()
@@ -247,6 +260,8 @@ fn check_source_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
     }
 }
 
+/// `@state == "x"`: a warning when no sender's alert has state `x`, pointing to the
+/// sender's own status field, which is what such a rule usually meant.
 fn check_state_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
     if let LiteralKind::String(s) = kind {
         let all: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
@@ -271,6 +286,9 @@ fn check_state_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
     }
 }
 
+/// Compiles a regex with its flags (`i`, `m`, `s`, `x`) under [`REGEX_SIZE_LIMIT`]. The
+/// regex crate's error diagram becomes one line of what is wrong, pointed at the literal.
+/// Linear-time matching (no backtracking) is what makes a hostile alert harmless.
 fn compile_regex(cx: &mut Cx<'_>, pattern: &str, flags: &str, span: Span) -> Option<Regex> {
     let built = RegexBuilder::new(pattern)
         .case_insensitive(flags.contains('i'))

@@ -86,7 +86,40 @@ fn words(r: R) -> Option<&'static str> {
 /// Punctuation the user may have left out; other literal tokens live inside named rules.
 const PUNCTUATION: &[&str] = &[")", "]", "}", ",", ":", "="];
 
+/// pest's error as a diagnostic: "expected X, found Y" in the language's words, at the
+/// furthest position pest reached, with a hint and a corrected line for the common slips
+/// (`=` for `==`, `&&`, a missing `->`, an unquoted word, `:` in a setting).
 pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnostic {
+    let (pos, expected) = expectations(err, text);
+    let (found, found_len) = found_token(text, pos);
+    let span = Span::new(file, pos, pos + found_len);
+    let expected_text = join_or(&expected);
+    let message = if expected.is_empty() {
+        format!("unexpected {found}")
+    } else {
+        format!("expected {expected_text}, found {found}")
+    };
+    let mut slip = Slip {
+        code: codes::SYNTAX,
+        label: if expected.is_empty() {
+            String::from("unexpected here")
+        } else {
+            format!("expected {expected_text}")
+        },
+        help: Vec::new(),
+    };
+    slip.hint(text, pos, &expected, &found, found_len);
+    let mut d = Diagnostic::error(slip.code, message).with_primary(span, slip.label);
+    for h in slip.help {
+        d = d.with_help(h);
+    }
+    d
+}
+
+/// Where the user slipped and what could have come there, in words: the grammar rules pest
+/// tried (by [`words`]), punctuation it wanted, collapsed to what a user would call one
+/// thing ("a value", not "a string, a number, a duration").
+fn expectations(err: &Error<R>, text: &str) -> (usize, Vec<&'static str>) {
     let pos = match err.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
@@ -165,101 +198,99 @@ pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnost
         expected.clear();
     }
     expected.extend(punctuation);
+    (pos, expected)
+}
 
-    let (found, found_len) = found_token(text, pos);
-    let span = Span::new(file, pos, pos + found_len);
-    let expected_text = join_or(&expected);
-    let message = if expected.is_empty() {
-        format!("unexpected {found}")
-    } else {
-        format!("expected {expected_text}, found {found}")
-    };
-    let label = if expected.is_empty() {
-        String::from("unexpected here")
-    } else {
-        format!("expected {expected_text}")
-    };
-    let mut code: Code = codes::SYNTAX;
-    let mut d_label = label;
-    let mut help: Vec<String> = Vec::new();
-    let line = line_around(text, pos);
-    let token = text.get(pos..pos + found_len).unwrap_or("");
+/// A syntax error's code, label and hints, refined by what the user most likely meant.
+struct Slip {
+    code: Code,
+    label: String,
+    help: Vec<String>,
+}
 
-    if expected.contains(&"a comparison operator") {
-        code = codes::EXPECTED_COMPARISON;
-        d_label = String::from(
-            "expected `==`, `!=`, `<`, `<=`, `>`, `>=`, `=~`, `!~`, `in`, `not in`, `contains`, ...",
-        );
-        if token == "=" {
+impl Slip {
+    /// Looks at the token found (`found`, `found_len` bytes at `pos`) against what was
+    /// `expected`, and adds the hint with the corrected line for a common slip.
+    fn hint(&mut self, text: &str, pos: usize, expected: &[&str], found: &str, found_len: usize) {
+        let Slip {
+            code,
+            label: d_label,
+            help,
+        } = self;
+        let line = line_around(text, pos);
+        let token = text.get(pos..pos + found_len).unwrap_or("");
+
+        if expected.contains(&"a comparison operator") {
+            *code = codes::EXPECTED_COMPARISON;
+            *d_label = String::from(
+                "expected `==`, `!=`, `<`, `<=`, `>`, `>=`, `=~`, `!~`, `in`, `not in`, `contains`, ...",
+            );
+            if token == "=" {
+                help.push(format!(
+                    "use `==` to test equality: `{}`",
+                    fix_line(text, pos, 1, "==")
+                ));
+            } else if token == "<>" {
+                help.push(format!(
+                    "use `!=` for \"not equal\": `{}`",
+                    fix_line(text, pos, 2, "!=")
+                ));
+            } else if token == "===" {
+                help.push(format!(
+                    "use `==` to test equality: `{}`",
+                    fix_line(text, pos, 3, "==")
+                ));
+            } else if token == "is" || token == "eq" {
+                help.push(format!(
+                    "use `==` to test equality: `{}`",
+                    fix_line(text, pos, token.len(), "==")
+                ));
+            }
+        }
+        if expected.contains(&"`->`") && matches!(token, "post" | "drop" | "stop") {
+            *code = codes::MISSING_ARROW;
             help.push(format!(
-                "use `==` to test equality: `{}`",
-                fix_line(text, pos, 1, "==")
+                "put `->` between the condition and the actions: `{}`",
+                fix_line(text, pos, 0, "-> ")
             ));
-        } else if token == "<>" {
+        }
+        if expected.contains(&"`->`") && token == "=>" {
+            *code = codes::MISSING_ARROW;
             help.push(format!(
-                "use `!=` for \"not equal\": `{}`",
-                fix_line(text, pos, 2, "!=")
+                "write the arrow as `->`: `{}`",
+                fix_line(text, pos, 2, "->")
             ));
-        } else if token == "===" {
-            help.push(format!(
-                "use `==` to test equality: `{}`",
-                fix_line(text, pos, 3, "==")
+        }
+        if token == "&&" {
+            help.push(format!("write `and`: `{}`", fix_line(text, pos, 2, "and")));
+        } else if token == "||" {
+            help.push(format!("write `or`: `{}`", fix_line(text, pos, 2, "or")));
+        } else if token == "!" {
+            help.push(String::from(
+                "write `not` before a condition, or use `!=`, `!~`",
             ));
-        } else if token == "is" || token == "eq" {
+        }
+        if expected.contains(&"a value")
+            && found.starts_with('`')
+            && is_word(token)
+            && !matches!(token, "true" | "false" | "null")
+        {
+            help.push(format!("put text in quotes: `\"{token}\"`"));
+            d_label.push_str("; a field cannot be compared with another field");
+        }
+        if expected.contains(&"`when`") && is_word(token) && line.contains("->") {
+            help.push(format!("a rule starts with `when`: `when {}`", line.trim()));
+        }
+        if expected.contains(&"`)`") && !expected.contains(&"a condition") {
+            help.push(String::from("close every `(` of the condition with a `)`"));
+        }
+        if token == ":" && expected.contains(&"`=`") {
             help.push(format!(
-                "use `==` to test equality: `{}`",
-                fix_line(text, pos, token.len(), "==")
+                "settings use `=`: `{}`",
+                fix_line(text, pos, 1, " =").replace("  =", " =")
             ));
         }
     }
-    if expected.contains(&"`->`") && matches!(token, "post" | "drop" | "stop") {
-        code = codes::MISSING_ARROW;
-        help.push(format!(
-            "put `->` between the condition and the actions: `{}`",
-            fix_line(text, pos, 0, "-> ")
-        ));
-    }
-    if expected.contains(&"`->`") && token == "=>" {
-        code = codes::MISSING_ARROW;
-        help.push(format!(
-            "write the arrow as `->`: `{}`",
-            fix_line(text, pos, 2, "->")
-        ));
-    }
-    if token == "&&" {
-        help.push(format!("write `and`: `{}`", fix_line(text, pos, 2, "and")));
-    } else if token == "||" {
-        help.push(format!("write `or`: `{}`", fix_line(text, pos, 2, "or")));
-    } else if token == "!" {
-        help.push(String::from(
-            "write `not` before a condition, or use `!=`, `!~`",
-        ));
-    }
-    if expected.contains(&"a value")
-        && found.starts_with('`')
-        && is_word(token)
-        && !matches!(token, "true" | "false" | "null")
-    {
-        help.push(format!("put text in quotes: `\"{token}\"`"));
-        d_label.push_str("; a field cannot be compared with another field");
-    }
-    if expected.contains(&"`when`") && is_word(token) && line.contains("->") {
-        help.push(format!("a rule starts with `when`: `when {}`", line.trim()));
-    }
-    if expected.contains(&"`)`") && !expected.contains(&"a condition") {
-        help.push(String::from("close every `(` of the condition with a `)`"));
-    }
-    if token == ":" && expected.contains(&"`=`") {
-        help.push(format!(
-            "settings use `=`: `{}`",
-            fix_line(text, pos, 1, " =").replace("  =", " =")
-        ));
-    }
-    let mut d = Diagnostic::error(code, message).with_primary(span, d_label);
-    for h in help {
-        d = d.with_help(h);
-    }
-    d
 }
 
 fn push_unique(v: &mut Vec<&'static str>, w: &'static str) {

@@ -1,5 +1,15 @@
 //! Pest pairs to the typed AST. pest stops here: nothing after this module sees a `Pair`.
 //!
+//! Owns: the shape of the tree (`ast.rs`) as built from the grammar's rules, the spans
+//! (offset by where an item's text starts in its file), and the decoding of tokens
+//! (strings with JSON escapes, `${...}` interpolations, numbers, durations, regex
+//! literals). Never: looks at names, types or fields (that is `check/`), or recovers from
+//! a syntax error (the grammar has rejected the text before this runs; `errors.rs` words
+//! pest's errors).
+//!
+//! The `unreachable!`s name a shape the grammar cannot produce; the fuzz targets hold the
+//! grammar and this file to each other.
+//!
 //! Lowering never fails on a shape the grammar allows; problems that only show once a
 //! token is decoded (a lone surrogate in a string, a number out of range, a malformed
 //! `${...}`) become diagnostics, and lowering goes on so that every one is reported.
@@ -14,17 +24,20 @@ use crate::diagnostic::{Diagnostic, FileId, Span, codes};
 /// The deepest nesting of groups and `not`s in one condition.
 pub(crate) const MAX_CONDITION_DEPTH: usize = 64;
 
+/// Lowers one file's pairs, collecting the diagnostics decoding finds.
 pub(crate) struct Lowerer {
     file: FileId,
     /// Where the text pest saw starts in the file (an item parsed on its own).
     pub(crate) offset: usize,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// How deep the condition being lowered is nested (groups and `not`s).
     depth: usize,
 }
 
 type P<'i> = Pair<'i, R>;
 
 impl Lowerer {
+    /// A lowerer for `file`, at offset 0.
     pub(crate) fn new(file: FileId) -> Lowerer {
         Lowerer {
             file,
@@ -34,6 +47,7 @@ impl Lowerer {
         }
     }
 
+    /// `p`'s span in the file.
     fn span(&self, p: &P<'_>) -> Span {
         let s = p.as_span();
         Span::new(self.file, self.offset + s.start(), self.offset + s.end())
@@ -43,6 +57,7 @@ impl Lowerer {
         self.diagnostics.push(d);
     }
 
+    /// A whole file: its items in order.
     pub(crate) fn file(&mut self, pair: P<'_>) -> File {
         let mut items = Vec::new();
         for p in pair.into_inner() {
@@ -64,6 +79,8 @@ impl Lowerer {
 
     // ---- rules -------------------------------------------------------------------------
 
+    /// `[rule "name"] when <condition> -> <actions>`. The rule's span starts at `rule` or
+    /// `when`, so a diagnostic about the rule points at its first word.
     fn rule(&mut self, pair: P<'_>) -> Rule {
         let mut name = None;
         let mut condition = None;
@@ -104,6 +121,7 @@ impl Lowerer {
         }
     }
 
+    /// The target named in `post <target>`.
     fn target_name_in(&mut self, pair: P<'_>) -> Ident {
         let span = self.span(&pair);
         match pair.into_inner().find(|p| p.as_rule() == R::target_name) {
@@ -122,6 +140,8 @@ impl Lowerer {
         }
     }
 
+    /// `a or b or c`: one `Any` with every alternative (a nested `or` is flattened into
+    /// it), or the single part itself.
     fn condition(&mut self, pair: P<'_>) -> Condition {
         let mut parts: Vec<Condition> = Vec::new();
         for p in pair.into_inner() {
@@ -141,6 +161,7 @@ impl Lowerer {
         }
     }
 
+    /// `a and b and c`: one `All` (flattened likewise), or the single part itself.
     fn conjunction(&mut self, pair: P<'_>) -> Condition {
         let mut parts: Vec<Condition> = Vec::new();
         for p in pair.into_inner() {
@@ -160,6 +181,9 @@ impl Lowerer {
         }
     }
 
+    /// `not* (group | exists(path) | comparison)`. Counts nesting against
+    /// [`MAX_CONDITION_DEPTH`]: past it, one diagnostic, and the tree is kept shallow so that
+    /// nothing after this recurses deeply on hostile input.
     fn operand(&mut self, pair: P<'_>) -> Condition {
         let saved = self.depth;
         let mut nots: Vec<Span> = Vec::new();
@@ -210,6 +234,7 @@ impl Lowerer {
         c
     }
 
+    /// The diagnostic for a condition nested past [`MAX_CONDITION_DEPTH`].
     fn too_deep(&mut self, span: Span) {
         self.error(
             Diagnostic::error(codes::TOO_DEEP, format!("condition nested more than {MAX_CONDITION_DEPTH} levels deep"))
@@ -218,6 +243,7 @@ impl Lowerer {
         );
     }
 
+    /// `path op literal`.
     fn comparison(&mut self, pair: P<'_>) -> Condition {
         let span = self.span(&pair);
         let mut it = pair.into_inner();
@@ -239,6 +265,8 @@ impl Lowerer {
         })
     }
 
+    /// A literal on the right of a comparison. A regex keeps its pattern (with `\/`
+    /// unescaped) and flags as written; `check/` compiles it.
     fn literal(&mut self, p: P<'_>) -> Literal {
         let span = self.span(&p);
         let kind = match p.as_rule() {
@@ -266,6 +294,7 @@ impl Lowerer {
         Literal { kind, span }
     }
 
+    /// A number as JSON reads it; out of range, a diagnostic and `None`.
     fn number(&mut self, p: &P<'_>) -> Option<serde_json::Number> {
         match serde_json::from_str::<serde_json::Number>(p.as_str()) {
             Ok(n) => Some(n),
@@ -283,6 +312,7 @@ impl Lowerer {
         }
     }
 
+    /// `5s`, `250ms`, `1h`...; one that overflows milliseconds is a diagnostic.
     fn duration(&mut self, p: &P<'_>) -> Duration {
         let text = p.as_str();
         let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -313,6 +343,8 @@ impl Lowerer {
 
     // ---- field paths -------------------------------------------------------------------
 
+    /// `@meta`, `a.b[0]."quoted key".*`: the segments in order; an index past `u32` is a
+    /// diagnostic.
     pub(crate) fn field_path(&mut self, pair: P<'_>) -> FieldPath {
         let span = self.span(&pair);
         let mut meta = None;
@@ -448,6 +480,8 @@ impl Lowerer {
         Interpolated { parts, span }
     }
 
+    /// The inside of one `${...}` at byte `at` of the string: `env.NAME` (with an optional
+    /// `:-default`) or a field path. A malformed one is a diagnostic and `None`.
     fn interpolation(&mut self, body: &str, at: usize, span: Span) -> Option<Part> {
         if let Some(rest) = body.strip_prefix("env.") {
             let (name, default) = match rest.split_once(":-") {
@@ -541,6 +575,7 @@ impl Lowerer {
 
     // ---- targets -----------------------------------------------------------------------
 
+    /// `target name { setting = value ... }`: the settings as written, unchecked.
     fn target(&mut self, pair: P<'_>) -> TargetDecl {
         let span = self.span(&pair);
         let mut name = None;
@@ -579,6 +614,7 @@ impl Lowerer {
 
     // ---- tests -------------------------------------------------------------------------
 
+    /// `test "name" { alert = {...} expect ... }`: the alert is data (no interpolation).
     fn test(&mut self, pair: P<'_>) -> TestBlock {
         let mut span = self.span(&pair);
         let mut name = None;
