@@ -3,6 +3,13 @@
 //! The check pass sees all files at once (a target declared in one file is used in
 //! another), collects every problem, and on success hands the engine plain, resolved data:
 //! target indices instead of names, environment variables substituted, regexes compiled.
+//!
+//! Owns: the order of the checks (names first, since everything else refers to them),
+//! which problems are errors (the folder does not load) and which are warnings (it loads
+//! and says so), and the checked data the engine compiles. Never: evaluates an alert, or
+//! shows a secret's value (a diagnostic keeps `${env.NAME}` as written). The rooms:
+//! `names.rs` (the namespace), `types.rs` (conditions), `targets.rs` (settings and
+//! secrets), `fields.rs` (each sender's fields), and test blocks here.
 
 mod fields;
 mod names;
@@ -98,7 +105,9 @@ pub(crate) struct CheckedRule {
     pub(crate) condition: CheckedCondition,
     /// Indices into `Checked::targets`, in action order.
     pub(crate) posts: Vec<usize>,
+    /// `stop`: no later rule is evaluated once this one matches.
     pub(crate) stop: bool,
+    /// `drop`: like `stop`, and the alert counts as dropped.
     pub(crate) drop: bool,
 }
 
@@ -106,12 +115,18 @@ pub(crate) struct CheckedRule {
 #[derive(Debug)]
 pub(crate) struct CheckedTarget {
     pub(crate) name: String,
+    /// `file:line` of the declaration.
     pub(crate) location: String,
+    /// An absolute http(s) URL, `${env.NAME}` resolved.
     pub(crate) url: SecretText,
     pub(crate) method: Method,
+    /// Valid names and single-line values, `${env.NAME}` resolved.
     pub(crate) headers: Vec<(String, SecretText)>,
+    /// The body template; `None` sends the alert as received.
     pub(crate) body: Option<BodyTemplate>,
+    /// Per attempt, 1 ms to 1 h.
     pub(crate) timeout_ms: u64,
+    /// Retries after the first attempt, at most `targets::MAX_RETRIES`.
     pub(crate) retries: u32,
     /// The target (index) that receives what this one cannot take, and where it is named.
     pub(crate) fallback: Option<(usize, Span)>,
@@ -121,8 +136,12 @@ pub(crate) struct CheckedTarget {
 #[derive(Debug)]
 pub(crate) struct CheckedTest {
     pub(crate) name: String,
+    /// `file:line` of the block.
     pub(crate) location: String,
+    /// `source NAME`: the sender the alert is adapted as; detected from its shape if
+    /// `None`.
     pub(crate) source: Option<Source>,
+    /// The alert as a sender would post it: plain JSON.
     pub(crate) alert: Value,
     pub(crate) expects: Vec<CheckedExpect>,
 }
@@ -130,10 +149,15 @@ pub(crate) struct CheckedTest {
 /// An expectation with the target resolved to an index.
 #[derive(Debug)]
 pub(crate) enum CheckedExpect {
+    /// `expect post t`: the decision posts to target `t`.
     Post(usize),
+    /// `expect no post t`.
     NoPost(usize),
+    /// `expect drop`.
     Drop,
+    /// `expect unrouted`: no rule matches.
     Unrouted,
+    /// `expect body t = {...}`: what target `t` would be sent, exactly.
     Body(usize, Value),
 }
 
@@ -360,12 +384,14 @@ fn check_fallback_cycles(cx: &mut Cx<'_>, targets: &[CheckedTarget], scope: &nam
 
 /// The checker's context: where diagnostics go.
 pub(crate) struct Cx<'a> {
+    /// The folder's files, for `file:line` in messages.
     pub(crate) sources: &'a SourceMap,
     pub(crate) errors: Vec<Diagnostic>,
     pub(crate) warnings: Vec<Diagnostic>,
 }
 
 impl Cx<'_> {
+    /// Keeps a diagnostic with the others of its severity.
     pub(crate) fn report(&mut self, d: Diagnostic) {
         match d.severity() {
             crate::diagnostic::Severity::Error => self.errors.push(d),
@@ -385,6 +411,8 @@ impl Cx<'_> {
     }
 }
 
+/// A `test` block: at most one `source` and one `alert`, the alert plain JSON (a field
+/// path in test data is an error), every expectation's target declared.
 fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Option<CheckedTest> {
     let mut source = None;
     let mut alert: Option<Value> = None;
@@ -459,6 +487,7 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
     })
 }
 
+/// Where a template value is written, when it has a span of its own.
 fn template_span(t: &ast::Template) -> Option<Span> {
     match t {
         ast::Template::String(s) => Some(s.span),

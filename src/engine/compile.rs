@@ -1,5 +1,10 @@
 //! Checked AST to the program ([`super::program`]): paths pre-split, literals pre-parsed,
 //! regexes compiled once and shared by every rule that uses the same pattern.
+//!
+//! Owns: interning (each distinct path and each distinct test, an "atom", exists once
+//! however many rules use it, so the index and the per-alert memo work on ids), and the
+//! lowering of checked conditions to predicates. Never: rejects anything (whatever the
+//! checker let through compiles), or reads an alert.
 
 use std::sync::Arc;
 
@@ -15,7 +20,9 @@ use crate::syntax::ast::{FieldPath, LiteralKind, Segment};
 
 /// What the compiler produced besides the rules.
 pub(crate) struct Tables {
+    /// Every distinct field path, by id.
     pub(crate) paths: Box<[Path]>,
+    /// Every distinct test, by id; one used by several rules has a memo slot.
     pub(crate) atoms: Box<[Atom]>,
     /// For regex atoms whose language is a short list of strings: that list.
     pub(crate) regex_literals: FxHashMap<u32, Vec<String>>,
@@ -30,6 +37,7 @@ enum AtomOp {
     Match,
 }
 
+/// Compiles a folder's checked rules one by one, interning as it goes.
 pub(crate) struct Compiler {
     /// Each distinct regex once, by pattern and flags, shared by every rule that uses it.
     shared: FxHashMap<(String, String), Arc<Regex>>,
@@ -39,9 +47,11 @@ pub(crate) struct Compiler {
     /// The ids of every other path.
     path_ids: FxHashMap<Path, u32>,
     atoms: Vec<Atom>,
-    /// The literal moves here from the rule it came from.
+    /// The id of each distinct test. The literal moves here from the rule it came from.
     atom_ids: FxHashMap<(u32, AtomOp, LiteralKind), u32>,
+    /// How many rules use each atom: those used more than once get a memo slot.
     uses: Vec<u32>,
+    /// See [`Tables::regex_literals`].
     regex_literals: FxHashMap<u32, Vec<String>>,
 }
 
@@ -90,6 +100,8 @@ impl Compiler {
         }
     }
 
+    /// A checked target as the engine keeps it: its fallback by name, its body template
+    /// compiled.
     pub(crate) fn target(t: &CheckedTarget, all: &[CheckedTarget]) -> Target {
         Target {
             fallback: t
@@ -107,6 +119,7 @@ impl Compiler {
         }
     }
 
+    /// A checked condition as a predicate over atom ids.
     fn condition(&mut self, c: CheckedCondition) -> Pred {
         match c {
             CheckedCondition::Any(cs) => {
@@ -160,6 +173,8 @@ impl Compiler {
         }
     }
 
+    /// The id of path `p`, interned: a one-key path (most of them) is looked up by its key
+    /// without building a [`Path`].
     fn path_id(&mut self, p: &FieldPath) -> u32 {
         let id = self.paths.len() as u32;
         if let (None, [Segment::Key(k)]) = (&p.meta, p.segments.as_slice()) {
@@ -249,6 +264,7 @@ fn value_test(op: ValueOp, v: &LiteralKind) -> Test {
     }
 }
 
+/// A literal as the value an alert's field is compared with (numbers pre-parsed).
 fn scalar(v: &LiteralKind) -> Scalar {
     match v {
         LiteralKind::String(s) => Scalar::from_json(&serde_json::Value::String(s.clone())),
