@@ -80,3 +80,54 @@ impl std::error::Error for Error {
         }
     }
 }
+
+/// What failed, and why: the message and chained cause that the upper floors' errors with
+/// a kind share (`DispatchError`, `reload::WatchError`, `server::ConfigError`). Displayed
+/// as `what: cause`; the cause is also [`std::error::Error::source`], and `main`'s report
+/// prints a chain without repeating a cause that a message already ends with.
+#[cfg(any(feature = "dispatch", feature = "reload"))]
+#[derive(Debug)]
+pub(crate) struct Failed {
+    what: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+#[cfg(any(feature = "dispatch", feature = "reload"))]
+impl Failed {
+    /// `what` failed, with no further cause.
+    #[cfg_attr(not(feature = "dispatch"), allow(dead_code))]
+    pub(crate) fn new(what: impl Into<String>) -> Failed {
+        Failed {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// `what` failed because of `source`.
+    pub(crate) fn caused(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Failed {
+        Failed {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The cause, for an error's [`std::error::Error::source`].
+    pub(crate) fn cause(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(any(feature = "dispatch", feature = "reload"))]
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "{}: {s}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}

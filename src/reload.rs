@@ -140,8 +140,7 @@ pub struct Reloader {
 #[derive(Debug)]
 pub struct WatchError {
     kind: WatchErrorKind,
-    what: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    failed: crate::error::Failed,
 }
 
 /// What kind of failure a [`WatchError`] is.
@@ -175,8 +174,7 @@ impl WatchError {
     ) -> WatchError {
         WatchError {
             kind,
-            what: what.into(),
-            source: Some(source.into()),
+            failed: crate::error::Failed::caused(what, source),
         }
     }
 
@@ -188,18 +186,13 @@ impl WatchError {
 
 impl std::fmt::Display for WatchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.source {
-            Some(s) => write!(f, "{}: {s}", self.what),
-            None => f.write_str(&self.what),
-        }
+        self.failed.fmt(f)
     }
 }
 
 impl std::error::Error for WatchError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.failed.cause()
     }
 }
 

@@ -6,12 +6,13 @@
 use std::fmt;
 use std::path::Path;
 
+use crate::error::Failed;
+
 /// Why a router could not start or accept an alert.
 #[derive(Debug)]
 pub struct DispatchError {
     kind: DispatchErrorKind,
-    what: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    failed: Failed,
 }
 
 /// What kind of failure a [`DispatchError`] is, for a caller to act on: a full disk is
@@ -68,11 +69,7 @@ impl DispatchError {
         path: &Path,
         e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> DispatchError {
-        DispatchError {
-            kind,
-            what: format!("outbox `{}`", path.display()),
-            source: Some(e.into()),
-        }
+        DispatchError::caused(kind, format!("outbox `{}`", path.display()), e)
     }
 
     /// An SQLite error on the outbox at `path`, of the kind its code says.
@@ -83,8 +80,7 @@ impl DispatchError {
     pub(crate) fn other(kind: DispatchErrorKind, what: impl Into<String>) -> DispatchError {
         DispatchError {
             kind,
-            what: what.into(),
-            source: None,
+            failed: Failed::new(what),
         }
     }
 
@@ -96,8 +92,7 @@ impl DispatchError {
     ) -> DispatchError {
         DispatchError {
             kind,
-            what: what.into(),
-            source: Some(e.into()),
+            failed: Failed::caused(what, e),
         }
     }
 
@@ -109,17 +104,12 @@ impl DispatchError {
 
 impl fmt::Display for DispatchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(s) => write!(f, "{}: {s}", self.what),
-            None => f.write_str(&self.what),
-        }
+        self.failed.fmt(f)
     }
 }
 
 impl std::error::Error for DispatchError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.failed.cause()
     }
 }

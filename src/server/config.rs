@@ -245,8 +245,7 @@ pub enum LogFormat {
 #[derive(Debug)]
 pub struct ConfigError {
     kind: ConfigErrorKind,
-    what: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    failed: crate::error::Failed,
 }
 
 /// What kind of failure a [`ConfigError`] is.
@@ -265,8 +264,7 @@ impl ConfigError {
     fn new(kind: ConfigErrorKind, what: impl Into<String>) -> ConfigError {
         ConfigError {
             kind,
-            what: what.into(),
-            source: None,
+            failed: crate::error::Failed::new(what),
         }
     }
 
@@ -277,8 +275,7 @@ impl ConfigError {
     ) -> ConfigError {
         ConfigError {
             kind,
-            what: what.into(),
-            source: Some(source.into()),
+            failed: crate::error::Failed::caused(what, source),
         }
     }
 
@@ -290,18 +287,13 @@ impl ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.source {
-            Some(s) => write!(f, "{}: {s}", self.what),
-            None => f.write_str(&self.what),
-        }
+        self.failed.fmt(f)
     }
 }
 
 impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.failed.cause()
     }
 }
 
