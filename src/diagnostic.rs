@@ -4,6 +4,9 @@
 //! Spans are byte ranges into a file of a [`SourceMap`]; they become `line:column` (1-based,
 //! columns in characters) only when rendered. The text renderer and the JSON renderer read
 //! the same struct, so the CLI, the logs and the HTTP API always agree.
+//!
+//! Never: prints anything itself, or holds a secret's value (the checker gives it the
+//! `${env.NAME}` as written).
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -1,4 +1,9 @@
 //! The pipeline: read the folder, parse every file, check them as one set, compile.
+//!
+//! Owns: which files of a folder count (`*.rules`, not hidden ones such as an editor's
+//! `.#x.rules`, in name order) and how much is read ([`MAX_FILES`], [`MAX_TOTAL_BYTES`]): the one file list and
+//! the one limit every reload trigger uses. Never: watches anything, or gives back a rule
+//! set with an error in it (a folder loads whole or not at all).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

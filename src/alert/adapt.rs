@@ -1,4 +1,8 @@
 //! Sender payloads to [`Alert`]s: detection, splitting, normalization and metadata.
+//!
+//! Never: drops a field the sender sent (the payload stays as received; metadata is added
+//! beside it), copies before a payload is known to be within [`AdaptLimits`], or guesses a
+//! sender when the shape matches none (it is `generic`).
 
 use std::fmt;
 

@@ -4,6 +4,9 @@
 //! fields that let one rule cover every sender: `@source`, `@state`, `@name`, `@id`.
 //! `../docs/sources.md` says how each sender's metadata is derived; the adapters in this
 //! module are that document in code.
+//!
+//! Never: depends on the server or the runtime (the engine-alone build uses it), or lets
+//! metadata hide a payload field of the same name (`@state` and `state` are different).
 
 mod adapt;
 

@@ -138,8 +138,8 @@ pub(crate) struct CheckedTest {
     pub(crate) name: String,
     /// `file:line` of the block.
     pub(crate) location: String,
-    /// `source NAME`: the sender the alert is adapted as; detected from its shape if
-    /// `None`.
+    /// `source NAME`: the sender whose adapter the alert goes through; `None` takes it as
+    /// a generic alert.
     pub(crate) source: Option<Source>,
     /// The alert as a sender would post it: plain JSON.
     pub(crate) alert: Value,

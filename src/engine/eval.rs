@@ -7,6 +7,9 @@
 //! - [`Ctx`], what [`super::RuleSet::evaluate`] uses: each field is resolved at most once
 //!   per alert (not once per rule), and a test that several rules share (the same regex on
 //!   the same field, say) runs at most once per alert.
+//!
+//! Never: allocates for a rule that does not match, or mutates the rule set (a `Ctx` is
+//! per alert, on the caller's stack).
 
 use smallvec::SmallVec;
 

@@ -1,4 +1,9 @@
 //! Explain: the decision with its reasons.
+//!
+//! Owns: the trace of every rule evaluated for one alert, in order, up to the `stop` or
+//! `drop` that ended evaluation: each predicate's result and the values the alert had at
+//! its path. The decision itself comes from `evaluate`, so explain can never disagree
+//! with routing. Never: delivers, or shows a secret (targets are named, not resolved).
 
 use std::fmt::{self, Write as _};
 
@@ -53,6 +58,7 @@ pub struct PredicateTrace {
     pub children: Vec<PredicateTrace>,
 }
 
+/// The decision and every rule's trace, for [`RuleSet::explain`].
 pub(crate) fn explain(set: &RuleSet, alert: &Alert) -> Explanation {
     let decision = set.evaluate(alert).summary();
     let mut rules = Vec::new();
@@ -84,6 +90,8 @@ pub(crate) fn explain(set: &RuleSet, alert: &Alert) -> Explanation {
     }
 }
 
+/// One predicate's result, its text (printed with the language's precedence) and, for a
+/// test, the values seen; evaluated without the index or memo, so every part has a result.
 fn trace(set: &RuleSet, p: &Pred, alert: &Alert) -> PredicateTrace {
     match p {
         Pred::All(ps) | Pred::Any(ps) => {
@@ -186,6 +194,7 @@ impl fmt::Display for Explanation {
     }
 }
 
+/// One predicate of the terminal form: `true   cpu > 90  (saw 95)`, children indented.
 fn write_pred(out: &mut String, p: &PredicateTrace, depth: usize) {
     let pad = "  ".repeat(depth);
     let mark = if p.result { "true " } else { "false" };
@@ -215,6 +224,7 @@ fn write_pred(out: &mut String, p: &PredicateTrace, depth: usize) {
     }
 }
 
+/// A value seen, cut at 60 characters for the terminal.
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 60 {

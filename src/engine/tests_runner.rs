@@ -1,4 +1,11 @@
 //! Runs the `test` blocks of a rules folder.
+//!
+//! Owns: turning each block's alert into an alert (with `source NAME`, through that
+//! sender's adapter, as the server would; without, as a generic alert), evaluating it
+//! with the set under test, and
+//! comparing every expectation, bodies rendered exactly as they would be sent. Never:
+//! delivers anything, or stops at the first failure (every test runs, every failed
+//! expectation is reported).
 
 use std::fmt;
 
@@ -41,6 +48,7 @@ pub struct TestOutcome {
     pub trace: Option<String>,
 }
 
+/// Runs every `test` block of `set`, in file order.
 pub(crate) fn run(set: &RuleSet) -> TestReport {
     let mut tests = Vec::new();
     for t in &set.inner.tests {

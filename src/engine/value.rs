@@ -4,6 +4,9 @@
 //!   `not in`) are compiled as `not` of the positive one, so they are exactly opposite.
 //! - A string that holds a decimal number compares as a number against a number.
 //! - `[*]` is "any element": a test holds if it holds for one value the path reaches.
+//!
+//! Never: coerces beyond DSL.md (no truthiness, no string to boolean), or panics on any
+//! JSON an alert can hold.
 
 use std::sync::Arc;
 

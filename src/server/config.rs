@@ -1,5 +1,8 @@
 //! `switchyard.yaml`: the server's own settings (routing lives only in the rules folder).
 //! Unknown keys and wrong types are refused at start with the file, line and a hint.
+//!
+//! Never: starts with a secret that is unset, empty or unreadable (an empty credential
+//! would let anyone in), or shows a secret's value in an error.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,10 @@
 //! One error type for every handler, turned into one JSON shape:
 //! `{"error": {"status": 413, "code": "body_too_large", "message": "..."}}`.
+//!
+//! Owns: mapping a router error's kind to a status in one place (a full disk and a
+//! stopping router are 503, a refused operation 409, ...), and the JSON shape of refusals
+//! that no handler made (axum's own 404, 405, 413, 415). Never: puts a secret or a stored
+//! body in a message.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};

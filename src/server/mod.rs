@@ -5,6 +5,15 @@
 //! turn every failure into one JSON error type ([`ApiError`]) with a status that says what
 //! was wrong: 400 malformed, 401 credentials, 404 unknown source, 413 too large, 415 content
 //! type, 422 rejected rules, 503 not ready.
+//!
+//! Owns: the endpoints (`app`), the one way a request's alerts are read (`incoming`: body
+//! under a byte budget before a handling slot, credentials, the sender's payload adapted
+//! within limits), readiness, and applying a reload's outcome. Never: holds a handling slot
+//! while a body drips in, answers 202 before the router has stored every delivery, shows a
+//! secret, or answers an error in any shape but [`ApiError`]'s. The rooms: `auth.rs`
+//! (credentials), `config.rs` (the YAML), `error.rs` (the JSON error), `metrics.rs`,
+//! `run.rs` (a socket), `assemble.rs` (the whole server: [`Server`]), `receive.rs` (the
+//! printing receiver).
 
 mod assemble;
 mod auth;
@@ -210,6 +219,7 @@ impl AppState {
     }
 }
 
+/// Handling slots: `limits.max_concurrent_requests`, within what a semaphore can hold.
 fn limits_permits(l: &Limits) -> usize {
     l.max_concurrent_requests
         .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
@@ -298,12 +308,15 @@ async fn head_limit(
     next.run(req).await
 }
 
+/// `?source=NAME` (names the sender instead of detecting it) and `?token=` (a query-token
+/// credential, for senders that cannot set a header).
 #[derive(Deserialize)]
 struct SourceQuery {
     source: Option<String>,
     token: Option<String>,
 }
 
+/// `POST /alerts`: the sender detected from the payload's shape (or `?source=`).
 async fn ingest_detect(
     State(s): State<Arc<AppState>>,
     Query(q): Query<SourceQuery>,
@@ -313,6 +326,8 @@ async fn ingest_detect(
     ingest(&s, None, &q, &headers, body).await
 }
 
+/// `POST /api/v2/alerts`: Prometheus's own path, so `alerting.alertmanagers` can point
+/// at switchyard unchanged.
 async fn ingest_prometheus(
     State(s): State<Arc<AppState>>,
     Query(q): Query<SourceQuery>,
@@ -322,6 +337,7 @@ async fn ingest_prometheus(
     ingest(&s, Some(Source::Prometheus), &q, &headers, body).await
 }
 
+/// `POST|PUT /alerts/{source}`: the sender named in the path.
 async fn ingest_source(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -346,6 +362,7 @@ fn unknown_source(name: &str) -> ApiError {
     )
 }
 
+/// One ingest request, counted by sender and status in the metrics whatever its end.
 async fn ingest(
     s: &AppState,
     source: Option<Source>,
@@ -362,6 +379,8 @@ async fn ingest(
     result.map(|v| (StatusCode::ACCEPTED, Json(v)))
 }
 
+/// Reads, routes and stores a request's alerts: the 202's body once every delivery is
+/// stored; `503 outbox_unavailable` (with the kind) when they could not be.
 async fn accept(
     s: &AppState,
     source: Option<Source>,
@@ -408,6 +427,7 @@ struct Accepted {
     alerts: Vec<AcceptedAlert>,
 }
 
+/// What happened to one alert of an ingest request.
 #[derive(Serialize)]
 struct AcceptedAlert {
     deliveries: Vec<u64>,
@@ -663,10 +683,12 @@ fn parse_payload(content_type: Option<&HeaderValue>, bytes: &[u8]) -> Result<Val
     })
 }
 
+/// `GET /healthz`: the process answers (liveness); says nothing of the outbox.
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// `GET /readyz`: ready to accept alerts: started, and the outbox takes writes.
 async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     if !s.router.outbox_writable() {
         return Err(ApiError::new(
@@ -688,6 +710,7 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError>
     ))
 }
 
+/// `GET /metrics`: OpenMetrics text, the router's gauges read first.
 async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     s.router.refresh_gauges();
     let out = s.metrics.encode().map_err(|_| {
@@ -706,6 +729,8 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse, Ap
     ))
 }
 
+/// `POST /api/explain`: each alert's decision and trace under the rules in use; delivers
+/// nothing. Reads the body the way ingest does (same limits, same credentials).
 async fn explain(
     State(s): State<Arc<AppState>>,
     Query(q): Query<SourceQuery>,
@@ -729,6 +754,8 @@ async fn explain(
     Ok(Json(json!({ "alerts": explained })))
 }
 
+/// The rule set in use as `GET /api/rules` and a reload's answer show it: counts, each
+/// rule, the targets, each file with its hash, the warnings.
 fn rules_summary(rules: &RuleSet) -> Value {
     let files: Vec<Value> = rules
         .sources()
@@ -745,6 +772,8 @@ fn rules_summary(rules: &RuleSet) -> Value {
     })
 }
 
+/// `GET /api/rules`: the set in use, and the diagnostics of a rejected reload if the
+/// folder still holds the rejected edit.
 async fn rules(State(s): State<Arc<AppState>>) -> Json<Value> {
     let mut v = rules_summary(&s.router.rules());
     let rejected = s.rejected_reload.lock().ok().and_then(|r| r.clone());
@@ -752,6 +781,7 @@ async fn rules(State(s): State<Arc<AppState>>) -> Json<Value> {
     Json(v)
 }
 
+/// `POST /-/reload`: reloads the folder now, through the one reload every trigger uses.
 async fn reload(State(s): State<Arc<AppState>>) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (status, body) = s.reload_now("http").await.ok_or_else(|| {
         ApiError::new(
@@ -763,11 +793,13 @@ async fn reload(State(s): State<Arc<AppState>>) -> Result<(StatusCode, Json<Valu
     Ok((status, Json(body)))
 }
 
+/// `?limit=N` of the dead-letter list (default 100, at most 10,000).
 #[derive(Deserialize)]
 struct Limit {
     limit: Option<usize>,
 }
 
+/// `GET /api/dead-letters`: oldest first, bodies as they may be shown (no secret).
 async fn dead_letters(
     State(s): State<Arc<AppState>>,
     Query(l): Query<Limit>,
@@ -785,6 +817,7 @@ async fn dead_letters(
     Ok(Json(json!({"dead_letters": items})))
 }
 
+/// `POST /api/dead-letters/{id}/retry`: queues a dead letter again, due now.
 async fn retry_dead_letter(
     State(s): State<Arc<AppState>>,
     Path(id): Path<u64>,

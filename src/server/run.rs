@@ -1,4 +1,8 @@
 //! Binding the service to a socket: the only place that sees connections.
+//!
+//! Owns: HTTP/1 on hyper with a header read timeout and a head size limit (a client that
+//! drips or sends a huge head is cut off before the app sees it), and the graceful end.
+//! Never: reads a body (the app does, under its own budget) or knows an endpoint.
 
 use std::future::Future;
 use std::time::Duration;

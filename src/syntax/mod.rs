@@ -4,6 +4,9 @@
 //! strings or regexes left open on their line. pest 2.9 guards its own native stack, but a
 //! bound we choose gives a better message and keeps the lowering and every later stage
 //! shallow.
+//!
+//! Never: looks at names or types (`check/` does), or stops at a file's first syntax
+//! error (each item is parsed on its own, so one run reports them all, up to a cap).
 
 pub(crate) mod ast;
 mod errors;

@@ -25,6 +25,7 @@ pub(crate) fn file(f: &File) -> String {
     out
 }
 
+/// `rule "name" when <condition> -> <actions>` on one line.
 fn rule(out: &mut String, r: &Rule) {
     if let Some(n) = &r.name {
         let _ = write!(out, "rule {} ", quote(&n.value));
@@ -146,6 +147,8 @@ pub(crate) fn quote(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
+/// Whether a path key prints bare (`a.b`) or must be quoted (`a."b c"`): bare only if it
+/// would lex back as the same key (and, first in a path, not as a keyword).
 fn is_plain_key(k: &str, first: bool) -> bool {
     let mut chars = k.chars();
     let start_ok = chars
@@ -200,6 +203,7 @@ pub(crate) fn field_path(p: &FieldPath) -> String {
     out
 }
 
+/// `target name { ... }`, one setting a line.
 fn target(out: &mut String, t: &TargetDecl) {
     let _ = writeln!(out, "target {} {{", t.name.name);
     for s in &t.settings {
@@ -243,6 +247,7 @@ pub(crate) fn template(t: &Template, interp: bool) -> String {
     }
 }
 
+/// A string with its `${...}` parts as written (`$${` for a literal `${`).
 fn interpolated(s: &Interpolated) -> String {
     let mut body = String::new();
     for (i, p) in s.parts.iter().enumerate() {
@@ -273,6 +278,7 @@ fn interpolated(s: &Interpolated) -> String {
     format!("\"{body}\"")
 }
 
+/// `test "name" { ... }`, one statement a line.
 fn test(out: &mut String, t: &TestBlock) {
     let _ = writeln!(out, "test {} {{", quote(&t.name.value));
     for s in &t.statements {
