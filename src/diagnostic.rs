@@ -269,6 +269,11 @@ pub(crate) mod codes {
     pub(crate) const TEXT_NEEDS_STRING: Code = Code("E0306");
     /// A duration in a condition, where no field can hold one: `x > 5m`.
     pub(crate) const DURATION_IN_CONDITION: Code = Code("E0307");
+    /// A clause that remembers (`dedup`, `resolve once`, `at most`) on a rule without a
+    /// name: state is keyed by the rule's name, which a `file:line` is not.
+    pub(crate) const STATEFUL_UNNAMED: Code = Code("E0401");
+    /// A clause that cannot work as written: given twice, a zero count or window.
+    pub(crate) const BAD_CLAUSE: Code = Code("E0402");
     /// A field no alert of the rule's `@source` has: `alertStat` in an Alibaba rule.
     pub(crate) const UNKNOWN_FIELD: Code = Code("W0201");
     /// `@state == "firng"`: a state value that is never set.
@@ -277,6 +282,8 @@ pub(crate) mod codes {
     pub(crate) const UNUSED_TARGET: Code = Code("W0203");
     /// An action that does nothing: `post a, post a`, `drop, drop`, `stop` with `drop`.
     pub(crate) const REDUNDANT_ACTION: Code = Code("W0204");
+    /// A `dedup` window shorter than the sender's resend period: it keeps nothing out.
+    pub(crate) const DEDUP_SHORTER_THAN_RESEND: Code = Code("W0401");
 }
 
 /// A labelled span: the `^^^` (primary) or `---` (secondary) under some text.

@@ -10,7 +10,7 @@ use super::Cx;
 use super::names::suggest;
 use crate::alert::Source;
 use crate::diagnostic::{Diagnostic, codes};
-use crate::syntax::ast::{CmpOp, Condition, FieldPath, LiteralKind, Rule};
+use crate::syntax::ast::{Action, CmpOp, Condition, FieldPath, LiteralKind, Rule};
 
 /// Alibaba CloudMonitor callbacks: threshold, event and multi-dimension forms.
 const ALIBABA: &[&str] = &[
@@ -163,11 +163,29 @@ pub(crate) fn check_rule_fields(cx: &mut Cx<'_>, r: &Rule) {
     let Some(source) = constrained_source(&r.condition) else {
         return;
     };
+    let mut ps = Vec::new();
+    paths(&r.condition, &mut ps);
+    for a in &r.actions {
+        match a {
+            Action::Dedup(d) => ps.extend(&d.by),
+            Action::Throttle(t) => ps.extend(&t.by),
+            _ => {}
+        }
+    }
+    check_fields(cx, source, ps);
+}
+
+/// The sender a rule is constrained to (`@source == "x"`), if any: what its clauses may
+/// assume about resend periods, say.
+pub(crate) fn rule_source(r: &Rule) -> Option<Source> {
+    constrained_source(&r.condition)
+}
+
+/// Warns about each of `ps` that no alert of `source` has.
+fn check_fields(cx: &mut Cx<'_>, source: Source, ps: Vec<&FieldPath>) {
     let Some(known) = known_fields(source) else {
         return;
     };
-    let mut ps = Vec::new();
-    paths(&r.condition, &mut ps);
     for p in ps {
         let Some(first) = p.first_key() else { continue };
         if known.contains(&first) {

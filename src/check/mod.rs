@@ -12,6 +12,7 @@
 //! secrets), `fields.rs` (each sender's fields), and test blocks here.
 
 mod fields;
+mod memory;
 mod names;
 mod targets;
 mod types;
@@ -22,6 +23,7 @@ use crate::alert::Source;
 use crate::diagnostic::{Diagnostic, SourceMap, Span, codes};
 use crate::syntax::ast::{self, CmpOp, FieldPath, Item, Literal};
 
+pub(crate) use memory::CheckedMemory;
 pub(crate) use targets::{BodyTemplate, Method, SecretText, TextPart};
 
 /// Where a rule set reads `${env.NAME}` from. The default reads the process environment.
@@ -109,6 +111,8 @@ pub(crate) struct CheckedRule {
     pub(crate) stop: bool,
     /// `drop`: like `stop`, and the alert counts as dropped.
     pub(crate) drop: bool,
+    /// `dedup`, `resolve once`, `at most`: what the rule remembers.
+    pub(crate) memory: CheckedMemory,
 }
 
 /// A target, resolved.
@@ -221,6 +225,7 @@ pub(crate) fn check(
             match item {
                 Item::Rule(r) => {
                     fields::check_rule_fields(&mut cx, &r);
+                    let memory = memory::check_memory(&mut cx, &r, &scope, &mut posted);
                     let condition = types::check_condition(&mut cx, r.condition);
                     let mut posts = Vec::new();
                     let (mut stop, mut drop) = (false, false);
@@ -265,6 +270,10 @@ pub(crate) fn check(
                                     )
                                 })
                             }
+                            // Checked together by `memory::check_memory`.
+                            ast::Action::Dedup(_)
+                            | ast::Action::ResolveOnce(_)
+                            | ast::Action::Throttle(_) => None,
                         };
                         if let Some((span, what, why)) = redundant {
                             cx.report(
@@ -305,6 +314,7 @@ pub(crate) fn check(
                             posts,
                             stop,
                             drop,
+                            memory,
                         });
                     }
                 }

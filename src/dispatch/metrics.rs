@@ -17,6 +17,14 @@ pub(crate) struct OutcomeLabel {
     pub(crate) outcome: &'static str,
 }
 
+/// Labels of a suppressed delivery.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SuppressedLabel {
+    pub(crate) rule: String,
+    /// `duplicate`, `throttled`, `unannounced`.
+    pub(crate) reason: &'static str,
+}
+
 /// Labels of a target.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct TargetLabel {
@@ -59,6 +67,8 @@ pub(crate) struct Metrics {
     /// `deliveries` summed over targets, by [`Counted`]: for `Router::stats`, not exported.
     totals: [Counter; 4],
     pub(crate) attempts: Family<TargetLabel, Counter>,
+    suppressed: Family<SuppressedLabel, Counter>,
+    pub(crate) state_entries: Gauge,
     pub(crate) attempt_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
     pub(crate) submit_seconds: Histogram,
     pub(crate) pending: Gauge,
@@ -76,6 +86,8 @@ impl Default for Metrics {
             deliveries: Family::default(),
             totals: Default::default(),
             attempts: Family::default(),
+            suppressed: Family::default(),
+            state_entries: Gauge::default(),
             attempt_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             submit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             pending: Gauge::default(),
@@ -94,6 +106,16 @@ impl Metrics {
             .get_or_create(&OutcomeLabel {
                 target,
                 outcome: kind.label(),
+            })
+            .inc();
+    }
+
+    /// Counts a delivery a rule that remembers kept out.
+    pub(crate) fn suppressed(&self, rule: &str, reason: &'static str) {
+        self.suppressed
+            .get_or_create(&SuppressedLabel {
+                rule: rule.to_owned(),
+                reason,
             })
             .inc();
     }
@@ -125,6 +147,16 @@ impl Metrics {
             "deliveries",
             "Recorded delivery outcomes by target: delivered, fallback and dead once per delivery; retried once per failed attempt that will be tried again",
             self.deliveries.clone(),
+        );
+        r.register(
+            "deliveries_suppressed",
+            "Deliveries a rule that remembers kept out, by rule and reason: duplicate (dedup), throttled (at most), unannounced (resolve once: a resolution of nothing delivered)",
+            self.suppressed.clone(),
+        );
+        r.register(
+            "state_entries",
+            "Entries the rules' memory holds (dedup, resolve once, at most), expired ones not yet collected included",
+            self.state_entries.clone(),
         );
         r.register(
             "delivery_attempts",

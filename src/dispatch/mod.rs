@@ -35,7 +35,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::alert::Alert;
-use crate::engine::{DecisionSummary, RuleSet, Target};
+use crate::engine::{DecisionSummary, Delivery, RuleSet, Target};
 pub use attempt::Backoff;
 pub use error::{DispatchError, DispatchErrorKind};
 use lanes::Lanes;
@@ -246,8 +246,11 @@ struct RouterCore {
 pub struct Submitted {
     /// The decision the rules made.
     pub decision: DecisionSummary,
-    /// The ids of the deliveries now in the outbox, one per target.
+    /// The ids of the deliveries now in the outbox, one per target that gets one.
     pub deliveries: Vec<u64>,
+    /// What rules that remember (`dedup`, `resolve once`, `at most`) did with each target
+    /// they chose: delivered, or kept out and why. Empty when no such rule had a say.
+    pub verdicts: Vec<crate::state::Verdict>,
 }
 
 /// Routes alerts and delivers them durably. Cheap to clone.
@@ -298,57 +301,75 @@ impl Router {
         let started = std::time::Instant::now();
         let rules = self.rules();
         let now = now_ms();
-        let mut records = Vec::new();
-        let mut per_alert = Vec::with_capacity(alerts.len());
+        let mut batch = Vec::with_capacity(alerts.len());
+        let mut summaries = Vec::with_capacity(alerts.len());
         for alert in alerts {
             let d = rules.evaluate(alert);
-            let summary = d.summary();
-            let before = records.len();
-            for delivery in d.deliveries(alert) {
-                records.push(Record {
-                    id: 0,
-                    spec: spec(delivery.target, &delivery.fallbacks),
-                    body: delivery.body,
-                    shown_body: delivery.shown_body,
-                    alert_id: alert.id().map(str::to_owned),
-                    attempts: 0,
-                    next_at_ms: now,
-                    last_error: None,
-                    created_ms: now,
-                    fallback_from: None,
+            summaries.push(d.summary());
+            let to_record = |delivery: Delivery<'_>| record(delivery, alert, now);
+            if d.remembers(alert) {
+                let (choices, probes) = d.choices(alert);
+                batch.push(store::Submission {
+                    plain: Vec::new(),
+                    stateful: Some(Box::new(store::Stateful {
+                        facts: crate::state::AlertFacts {
+                            id: alert.id().map(str::to_owned),
+                            state: alert.state(),
+                        },
+                        now,
+                        choices: choices.into_iter().map(|c| c.map(to_record)).collect(),
+                        probes: probes.into_iter().map(|c| c.map(to_record)).collect(),
+                    })),
+                });
+            } else {
+                batch.push(store::Submission {
+                    plain: d.deliveries(alert).map(to_record).collect(),
+                    stateful: None,
                 });
             }
-            per_alert.push((summary, records.len() - before));
         }
-        let targets: HashSet<String> = records.iter().map(|r| r.spec.target.clone()).collect();
-        let ids = self.inner.store.append(records).await?;
+        let stored = self.inner.store.submit(batch).await?;
         // Counted once the deliveries are on disk: an alert refused with 503 is not counted.
-        for (alert, (summary, _)) in alerts.iter().zip(&per_alert) {
-            self.inner.metrics.submitted.inc();
+        let mut targets: HashSet<&str> = HashSet::new();
+        let m = &self.inner.metrics;
+        let mut out = Vec::with_capacity(alerts.len());
+        for ((alert, summary), stored) in alerts.iter().zip(summaries).zip(stored) {
+            m.submitted.inc();
             if summary.unrouted {
-                self.inner.metrics.unrouted.inc();
+                m.unrouted.inc();
                 tracing::info!(alert_id = alert.id().unwrap_or("-"), source = %alert.source(), "unrouted: no rule matched");
             }
             if summary.dropped {
-                self.inner.metrics.dropped.inc();
+                m.dropped.inc();
                 tracing::debug!(alert_id = alert.id().unwrap_or("-"), source = %alert.source(), rules = ?summary.rules, "dropped by a rule");
             }
+            for v in &stored.verdicts {
+                if let Some(reason) = v.suppressed() {
+                    m.suppressed(&v.rule, reason);
+                    tracing::debug!(alert_id = alert.id().unwrap_or("-"), rule = %v.rule, target = %v.target, reason, "delivery suppressed");
+                }
+            }
+            out.push(Submitted {
+                decision: summary,
+                deliveries: stored.ids,
+                verdicts: stored.verdicts,
+            });
         }
-        self.inner
-            .metrics
-            .submit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        m.submit_seconds.observe(started.elapsed().as_secs_f64());
+        for s in &out {
+            for t in &s.decision.targets {
+                targets.insert(t);
+            }
+            for v in &s.verdicts {
+                if let crate::state::VerdictKind::Diverted { to, .. } = &v.kind {
+                    targets.insert(to);
+                }
+            }
+        }
         for t in targets {
-            self.inner.wake(&t);
+            self.inner.wake(t);
         }
-        let mut ids = ids.into_iter();
-        Ok(per_alert
-            .into_iter()
-            .map(|(decision, n)| Submitted {
-                decision,
-                deliveries: ids.by_ref().take(n).collect(),
-            })
-            .collect())
+        Ok(out)
     }
 
     /// The router's counters and the outbox's depth.
@@ -382,6 +403,9 @@ impl Router {
         let health = self.inner.store.health();
         m.lost.set(gauge(health.lost));
         m.unreadable.set(gauge(health.unreadable));
+        if let Ok(n) = self.inner.store.state_entries() {
+            m.state_entries.set(gauge(n));
+        }
         if let Ok(depth) = self.inner.store.depth() {
             m.pending.set(gauge(depth.pending));
             m.dead_letters.set(gauge(depth.dead));
@@ -451,6 +475,22 @@ impl Router {
     /// Where the outbox is: its file, or `memory`.
     pub fn outbox_path(&self) -> &Path {
         self.inner.store.location()
+    }
+}
+
+/// A new delivery for `alert`, due now.
+fn record(delivery: Delivery<'_>, alert: &Alert, now: u64) -> Record {
+    Record {
+        id: 0,
+        spec: spec(delivery.target, &delivery.fallbacks),
+        body: delivery.body,
+        shown_body: delivery.shown_body,
+        alert_id: alert.id().map(str::to_owned),
+        attempts: 0,
+        next_at_ms: now,
+        last_error: None,
+        created_ms: now,
+        fallback_from: None,
     }
 }
 

@@ -4,6 +4,7 @@ pub(crate) mod compile;
 mod eval;
 mod explain;
 mod index;
+mod memory;
 pub(crate) mod program;
 pub(crate) mod render;
 mod tests_runner;
@@ -25,6 +26,7 @@ use index::Index;
 use program::{Atom, Pred};
 
 pub use explain::{Explanation, PredicateTrace, RuleTrace};
+pub use memory::Choices;
 pub use tests_runner::{TestOutcome, TestReport};
 
 /// Sets of at most this many rules are scanned: trying two rules costs less than one
@@ -41,6 +43,8 @@ pub(crate) struct CompiledRule {
     pub(crate) posts: Box<[u32]>,
     pub(crate) stop: bool,
     pub(crate) drop: bool,
+    /// `dedup`, `resolve once`, `at most`: what the rule remembers, if anything.
+    pub(crate) memory: Option<Box<memory::RuleMemory>>,
 }
 
 /// A delivery target declared in the rules: where and how to send an alert.
@@ -163,6 +167,9 @@ impl CompiledRule {
             .filter_map(|&i| targets.get(i as usize))
             .map(|t| format!("post {}", t.name))
             .collect();
+        if let Some(m) = &self.memory {
+            actions.extend(m.text.iter().cloned());
+        }
         if self.drop {
             actions.push(String::from("drop"));
         }
@@ -192,6 +199,9 @@ pub(crate) struct Compiled {
     pub(crate) atoms: Box<[Atom]>,
     pub(crate) index: Index,
     pub(crate) targets: Vec<Target>,
+    /// The rules with `resolve once`, by index: a resolved alert may be owed its
+    /// resolution by one of them even when it no longer matches.
+    pub(crate) resolve_once: Box<[u32]>,
     pub(crate) tests: Vec<CheckedTest>,
     pub(crate) sources: Arc<SourceMap>,
     pub(crate) warnings: Diagnostics,
@@ -238,7 +248,13 @@ impl RuleSet {
         let mut compiler = Compiler::new();
         let rules: Vec<CompiledRule> = std::mem::take(&mut checked.rules)
             .into_iter()
-            .map(|r| compiler.rule(r))
+            .map(|r| compiler.rule(r, &checked.targets))
+            .collect();
+        let resolve_once = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.memory.as_ref().is_some_and(|m| m.resolve_once))
+            .map(|(i, _)| i as u32)
             .collect();
         let tables = compiler.finish();
         let index = Index::build(
@@ -258,6 +274,7 @@ impl RuleSet {
                 paths: tables.paths,
                 atoms: tables.atoms,
                 index,
+                resolve_once,
                 targets,
                 tests: checked.tests,
                 sources,
@@ -359,6 +376,16 @@ impl RuleSet {
         &self.inner.targets
     }
 
+    /// What delivering `alert` to `target` takes: see [`Delivery`].
+    fn delivery<'r>(&'r self, target: &'r Target, alert: &Alert) -> Delivery<'r> {
+        Delivery {
+            target,
+            fallbacks: self.fallbacks(target),
+            body: target.render_body_text(alert),
+            shown_body: target.render_body_shown(alert),
+        }
+    }
+
     /// `target`'s fallback chain: see [`Delivery::fallbacks`].
     fn fallbacks(&self, target: &Target) -> Vec<&Target> {
         let mut chain: Vec<&Target> = Vec::new();
@@ -433,8 +460,7 @@ pub fn content_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) ->
 }
 
 /// FNV-1a 64 of some bytes: stable across runs and versions, for hashes that are shown
-/// (`GET /api/rules`) or compared between processes.
-#[cfg(feature = "server")]
+/// (`GET /api/rules`) or compared between processes (a clause's fingerprint in state keys).
 pub(crate) fn fnv64(bytes: &[u8]) -> u64 {
     let mut h = Fnv::default();
     h.add(bytes);
@@ -505,12 +531,15 @@ impl<'r> Decision<'r> {
     /// fallback chain, and the body rendered. What a dispatcher needs, in one step, so it
     /// never comes back to the rule set for a target or a body.
     pub fn deliveries<'a>(&'a self, alert: &'a Alert) -> impl Iterator<Item = Delivery<'r>> + 'a {
-        self.targets().map(move |target| Delivery {
-            target,
-            fallbacks: self.set.fallbacks(target),
-            body: target.render_body_text(alert),
-            shown_body: target.render_body_shown(alert),
-        })
+        self.targets()
+            .map(move |target| self.set.delivery(target, alert))
+    }
+
+    /// The rules that fired, in order.
+    fn fired_rules(&self) -> impl Iterator<Item = &'r CompiledRule> + '_ {
+        self.rules
+            .iter()
+            .filter_map(|&i| self.set.inner.rules.get(i as usize))
     }
 
     /// The names of [`Decision::targets`].

@@ -48,6 +48,36 @@ pub struct TestOutcome {
     pub trace: Option<String>,
 }
 
+/// Where the alert goes: the decision's targets, or, when a rule that remembers has a
+/// say, what the step function lets through from empty state (a resolution through
+/// `resolve once` with nothing announced goes nowhere).
+fn posted_targets(d: &super::Decision<'_>, alert: &Alert) -> Vec<String> {
+    if !d.remembers(alert) {
+        return d.target_names().map(str::to_owned).collect();
+    }
+    let (choices, probes) = d.choices(alert);
+    let facts = crate::state::AlertFacts {
+        id: alert.id().map(str::to_owned),
+        state: alert.state(),
+    };
+    let mut state = crate::state::MemoryState::default();
+    let mut next = 0;
+    let mut out = Vec::new();
+    crate::state::step(
+        &mut state,
+        &facts,
+        choices,
+        probes,
+        0,
+        &mut || {
+            next += 1;
+            next
+        },
+        &mut |target, _, _| out.push(target.to_owned()),
+    );
+    out
+}
+
 /// Runs every `test` block of `set`, in file order.
 pub(crate) fn run(set: &RuleSet) -> TestReport {
     let mut tests = Vec::new();
@@ -70,7 +100,8 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
         let mut trace = None;
         if let Some(alert) = alert {
             let d = set.evaluate(&alert);
-            let posted: Vec<&str> = d.target_names().collect();
+            let posted = posted_targets(&d, &alert);
+            let posted: Vec<&str> = posted.iter().map(String::as_str).collect();
             let name = |i: usize| set.inner.targets.get(i).map_or("?", |t| t.name.as_str());
             let shown = if posted.is_empty() {
                 String::from("nothing")

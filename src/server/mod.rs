@@ -410,6 +410,7 @@ async fn accept(
             state: a.state().as_str(),
             targets: sub.decision.targets,
             unrouted: sub.decision.unrouted,
+            verdicts: sub.verdicts,
         })
         .collect();
     Ok(Accepted {
@@ -438,6 +439,11 @@ struct AcceptedAlert {
     state: &'static str,
     targets: Vec<String>,
     unrouted: bool,
+    /// What rules that remember did with each target they chose (absent when none had a
+    /// say): `{"rule", "target", "verdict": "delivered" | "duplicate" | "throttled" |
+    /// "diverted" | "unannounced", ...}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    verdicts: Vec<crate::state::Verdict>,
 }
 
 /// A request's alerts, read as ingest and explain both read them, and what they hold

@@ -69,6 +69,55 @@ pub(crate) enum Action {
     Drop(#[serde(skip)] Span),
     /// `stop`
     Stop(#[serde(skip)] Span),
+    /// `dedup [by <paths>] for <d>` or `dedup [by <paths>] until resolved`
+    Dedup(Dedup),
+    /// `resolve once`
+    ResolveOnce(#[serde(skip)] Span),
+    /// `at most <n> per <d> [by <paths>] [else post <target>]`
+    Throttle(Throttle),
+}
+
+/// `dedup by labels.alertname for 4h`
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Dedup {
+    /// The key's fields; empty: `@id`.
+    pub(crate) by: Vec<FieldPath>,
+    /// How long a delivery keeps duplicates out.
+    pub(crate) window: DedupWindow,
+    /// The whole clause.
+    #[serde(skip)]
+    pub(crate) span: Span,
+}
+
+/// How long a `dedup` keeps duplicates out.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub(crate) enum DedupWindow {
+    /// `for 4h`: from each delivery.
+    For(Duration, #[serde(skip)] Span),
+    /// `until resolved`: until the resolution was delivered.
+    UntilResolved,
+}
+
+/// `at most 5 per 1m by labels.team else post digest`
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Throttle {
+    /// How many alerts per window; `None` when the number does not fit (a diagnostic says so).
+    pub(crate) count: Option<u64>,
+    /// Where the number is written.
+    #[serde(skip)]
+    pub(crate) count_span: Span,
+    /// The sliding window.
+    pub(crate) per: Duration,
+    /// Where the window is written.
+    #[serde(skip)]
+    pub(crate) per_span: Span,
+    /// The key's fields; empty: one window for the whole rule.
+    pub(crate) by: Vec<FieldPath>,
+    /// `else post <target>`: where the excess goes.
+    pub(crate) else_post: Option<Ident>,
+    /// The whole clause.
+    #[serde(skip)]
+    pub(crate) span: Span,
 }
 
 /// A condition.

@@ -57,7 +57,25 @@ fn words(r: R) -> Option<&'static str> {
         | R::stop_action
         | R::kw_post
         | R::kw_drop
-        | R::kw_stop => "an action (`post <target>`, `drop` or `stop`)",
+        | R::kw_stop
+        | R::dedup_clause
+        | R::resolve_once
+        | R::throttle_clause
+        | R::kw_dedup
+        | R::kw_resolve
+        | R::kw_at => {
+            "an action (`post <target>`, `drop`, `stop`, `dedup ...`, `resolve once` or `at most ...`)"
+        }
+        R::dedup_for | R::dedup_until | R::kw_for | R::kw_until => {
+            "`for <duration>` or `until resolved`"
+        }
+        R::kw_resolved => "`resolved`",
+        R::kw_once => "`once`",
+        R::by_paths | R::kw_by => "`by <fields>`",
+        R::kw_most => "`most`",
+        R::kw_per => "`per <duration>`",
+        R::count => "a whole number",
+        R::throttle_else | R::kw_else => "`else post <target>`",
         R::target_name => "a target name",
         R::setting | R::setting_name => "a setting such as `url = \"https://...\"`",
         R::source_name => "a source name",

@@ -106,6 +106,9 @@ impl Lowerer {
                             R::post_action => Action::Post(self.target_name_in(a)),
                             R::drop_action => Action::Drop(span),
                             R::stop_action => Action::Stop(span),
+                            R::dedup_clause => Action::Dedup(self.dedup(a)),
+                            R::resolve_once => Action::ResolveOnce(span),
+                            R::throttle_clause => Action::Throttle(self.throttle(a)),
                             r => unreachable!("grammar: action, got {r:?}"),
                         });
                     }
@@ -118,6 +121,85 @@ impl Lowerer {
             condition: condition.unwrap_or(Condition::All(Vec::new())),
             actions,
             span: start.unwrap_or_default(),
+        }
+    }
+
+    /// `dedup [by <paths>] (for <d> | until resolved)`.
+    fn dedup(&mut self, pair: P<'_>) -> Dedup {
+        let span = self.span(&pair);
+        let mut by = Vec::new();
+        let mut window = DedupWindow::UntilResolved;
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::kw_dedup => {}
+                R::by_paths => by = self.by_paths(p),
+                R::dedup_for => {
+                    if let Some(d) = p.into_inner().find(|p| p.as_rule() == R::duration) {
+                        window = DedupWindow::For(self.duration(&d), self.span(&d));
+                    }
+                }
+                R::dedup_until => window = DedupWindow::UntilResolved,
+                r => unreachable!("grammar: dedup part, got {r:?}"),
+            }
+        }
+        Dedup { by, window, span }
+    }
+
+    /// `by a, b`: the paths in order.
+    fn by_paths(&mut self, pair: P<'_>) -> Vec<FieldPath> {
+        pair.into_inner()
+            .filter(|p| p.as_rule() == R::field_path)
+            .map(|p| self.field_path(p))
+            .collect()
+    }
+
+    /// `at most <n> per <d> [by <paths>] [else post <target>]`. A count that does not fit
+    /// 64 bits is a diagnostic (and `None`).
+    fn throttle(&mut self, pair: P<'_>) -> Throttle {
+        let span = self.span(&pair);
+        let mut count = None;
+        let mut count_span = span;
+        let mut per = Duration {
+            amount: 0,
+            unit: DurationUnit::Seconds,
+        };
+        let mut per_span = span;
+        let mut by = Vec::new();
+        let mut else_post = None;
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::kw_at | R::kw_most | R::kw_per => {}
+                R::count => {
+                    count_span = self.span(&p);
+                    count = p.as_str().parse::<u64>().ok();
+                    if count.is_none() {
+                        self.error(
+                            Diagnostic::error(
+                                codes::BAD_NUMBER,
+                                format!("count `{}` is out of range", p.as_str()),
+                            )
+                            .with_primary(count_span, "too large")
+                            .with_help("write a smaller count, such as `at most 5 per 1m`"),
+                        );
+                    }
+                }
+                R::duration => {
+                    per_span = self.span(&p);
+                    per = self.duration(&p);
+                }
+                R::by_paths => by = self.by_paths(p),
+                R::throttle_else => else_post = Some(self.target_name_in(p)),
+                r => unreachable!("grammar: throttle part, got {r:?}"),
+            }
+        }
+        Throttle {
+            count,
+            count_span,
+            per,
+            per_span,
+            by,
+            else_post,
+            span,
         }
     }
 

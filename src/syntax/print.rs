@@ -40,6 +40,27 @@ fn rule(out: &mut String, r: &Rule) {
             Action::Post(t) => format!("post {}", t.name),
             Action::Drop(_) => String::from("drop"),
             Action::Stop(_) => String::from("stop"),
+            Action::Dedup(d) => {
+                let by = by_paths(&d.by);
+                match d.window {
+                    DedupWindow::For(w, _) => format!("dedup{by} for {}{}", w.amount, w.suffix()),
+                    DedupWindow::UntilResolved => format!("dedup{by} until resolved"),
+                }
+            }
+            Action::ResolveOnce(_) => String::from("resolve once"),
+            Action::Throttle(t) => {
+                let mut out = format!(
+                    "at most {} per {}{}{}",
+                    t.count.unwrap_or(u64::MAX),
+                    t.per.amount,
+                    t.per.suffix(),
+                    by_paths(&t.by)
+                );
+                if let Some(e) = &t.else_post {
+                    out.push_str(&format!(" else post {}", e.name));
+                }
+                out
+            }
         })
         .collect();
     out.push_str(&actions.join(", "));
@@ -201,6 +222,15 @@ pub(crate) fn field_path(p: &FieldPath) -> String {
         }
     }
     out
+}
+
+/// ` by a, b` (with its leading space), or nothing for no paths.
+fn by_paths(paths: &[FieldPath]) -> String {
+    if paths.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = paths.iter().map(field_path).collect();
+    format!(" by {}", list.join(", "))
 }
 
 /// `target name { ... }`, one setting a line.

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{DeadLetter, Depth, Finish, FreshSink, Health, Record, Store, StoreFuture};
+use super::{
+    DeadLetter, Depth, Finish, FreshSink, Health, Record, Store, StoreFuture, Stored, Submission,
+};
 use crate::dispatch::{DispatchError, DispatchErrorKind};
 
 /// Deliveries and dead letters in memory.
@@ -31,6 +33,8 @@ struct State {
     /// (target, due time, id) of every pending delivery: a target's due ones in order.
     due: BTreeSet<(String, u64, u64)>,
     dead: BTreeMap<u64, DeadLetter>,
+    /// What the rules remember (`dedup`, `resolve once`, `at most`).
+    memory: crate::state::MemoryState,
 }
 
 impl State {
@@ -122,23 +126,70 @@ impl Store for MemoryStore {
         Path::new("memory")
     }
 
-    fn append(&self, records: Vec<Record>) -> StoreFuture<'_, Result<Vec<u64>, DispatchError>> {
-        let mut state = self.state();
-        let mut ids = Vec::with_capacity(records.len());
-        let mut stored = Vec::with_capacity(records.len());
-        for mut r in records {
-            r.id = state.id();
-            ids.push(r.id);
-            state.fresh.insert(r.id, r.clone());
-            stored.push(r);
+    fn submit(
+        &self,
+        batch: Vec<Submission>,
+    ) -> StoreFuture<'_, Result<Vec<Stored>, DispatchError>> {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let mut fresh = Vec::new();
+        let mut out = Vec::with_capacity(batch.len());
+        for sub in batch {
+            let mut stored = Stored::default();
+            let mut kept = sub.plain;
+            if let Some(st) = sub.stateful {
+                let State {
+                    next_id, memory, ..
+                } = state;
+                let mut ids = || {
+                    *next_id = (*next_id).max(1);
+                    let id = *next_id;
+                    *next_id += 1;
+                    id
+                };
+                let mut chosen = Vec::new();
+                stored.verdicts = crate::state::step(
+                    memory,
+                    &st.facts,
+                    st.choices,
+                    st.probes,
+                    st.now,
+                    &mut ids,
+                    &mut |_, mut r: Record, id| {
+                        r.id = id;
+                        chosen.push(r);
+                    },
+                );
+                memory.collect(st.now);
+                for mut r in std::mem::take(&mut kept) {
+                    r.id = state.id();
+                    chosen.insert(0, r);
+                }
+                kept = chosen;
+                kept.sort_by_key(|r| r.id);
+            } else {
+                for r in &mut kept {
+                    r.id = state.id();
+                }
+            }
+            for r in kept {
+                stored.ids.push(r.id);
+                state.fresh.insert(r.id, r.clone());
+                fresh.push(r);
+            }
+            out.push(stored);
         }
-        // Under the lock: concurrent appends reach the sink in id order.
+        // Under the lock: concurrent submits reach the sink in id order.
         if let Some(sink) = &self.sink
-            && !stored.is_empty()
+            && !fresh.is_empty()
         {
-            sink(stored);
+            sink(fresh);
         }
-        Box::pin(std::future::ready(Ok(ids)))
+        Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn state_entries(&self) -> Result<u64, DispatchError> {
+        Ok(self.state().memory.len() as u64)
     }
 
     fn finish(

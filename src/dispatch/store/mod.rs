@@ -24,6 +24,7 @@ mod gather;
 mod ledger;
 pub(crate) mod memory;
 pub(crate) mod sqlite;
+mod sqlite_state;
 
 use std::future::Future;
 use std::path::Path;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use super::DispatchError;
 pub(crate) use crate::engine::Method;
+use crate::state::{AlertFacts, RuleChoice, Verdict};
 
 pub(crate) use ledger::Loss;
 
@@ -262,6 +264,35 @@ impl DeadLetter {
     }
 }
 
+/// One alert's deliveries, as a submit hands them to the store.
+#[derive(Debug)]
+pub(crate) struct Submission {
+    /// Deliveries no clause has a say in: stored as they are.
+    pub(crate) plain: Vec<Record>,
+    /// Deliveries chosen by rules that remember: the store runs the step function on them
+    /// (`state::step`) inside the write that stores what it keeps.
+    pub(crate) stateful: Option<Box<Stateful>>,
+}
+
+/// The step's input for one alert, with stored records as payloads.
+#[derive(Debug)]
+pub(crate) struct Stateful {
+    pub(crate) facts: AlertFacts,
+    /// The submit's time: the step's `now`.
+    pub(crate) now: u64,
+    pub(crate) choices: Vec<RuleChoice<Record>>,
+    pub(crate) probes: Vec<RuleChoice<Record>>,
+}
+
+/// What a store did with one [`Submission`].
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    /// The ids of the deliveries stored: the plain ones, then those the step kept.
+    pub(crate) ids: Vec<u64>,
+    /// The step's verdicts (empty for a plain submission).
+    pub(crate) verdicts: Vec<Verdict>,
+}
+
 /// How many deliveries a store holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Depth {
@@ -299,9 +330,29 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Where the store is, for messages: a file, or `memory`.
     fn location(&self) -> &Path;
 
-    /// Stores new deliveries (fresh) and returns their ids, in order, once they are
-    /// durable; the [`FreshSink`] got them first.
-    fn append(&self, records: Vec<Record>) -> StoreFuture<'_, Result<Vec<u64>, DispatchError>>;
+    /// Stores each alert's new deliveries (fresh), running the step function on those
+    /// chosen by rules that remember, with its state written in the same write; answers
+    /// once all is durable, one [`Stored`] per submission. The [`FreshSink`] got the
+    /// deliveries first.
+    fn submit(&self, batch: Vec<Submission>)
+    -> StoreFuture<'_, Result<Vec<Stored>, DispatchError>>;
+
+    /// Stores plain deliveries ([`Store::submit`] without state) and returns their ids.
+    #[cfg(test)]
+    fn append(&self, records: Vec<Record>) -> StoreFuture<'_, Result<Vec<u64>, DispatchError>> {
+        let batch = vec![Submission {
+            plain: records,
+            stateful: None,
+        }];
+        Box::pin(async move {
+            let mut stored = self.submit(batch).await?;
+            Ok(stored.pop().map(|s| s.ids).unwrap_or_default())
+        })
+    }
+
+    /// How many state entries the store holds (`dedup`, `resolve once`, `at most`),
+    /// expired ones not yet collected included.
+    fn state_entries(&self) -> Result<u64, DispatchError>;
 
     /// Records what attempts came to, atomically as one write where the store can; one
     /// result per item, in order: a fallback's new delivery for [`Finish::FallBack`].

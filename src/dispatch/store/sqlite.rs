@@ -35,7 +35,10 @@ use tokio::sync::oneshot;
 
 use super::gather::Gather;
 use super::ledger::{self, Ledger, Loss};
-use super::{DeadLetter, Depth, Finish, FreshSink, Health, Record, Store, StoreFuture};
+use super::sqlite_state::{self, Secret, SqliteState};
+use super::{
+    DeadLetter, Depth, Finish, FreshSink, Health, Record, Store, StoreFuture, Stored, Submission,
+};
 use crate::dispatch::{DispatchError, DispatchErrorKind};
 
 const SCHEMA: &str = "
@@ -53,13 +56,18 @@ const SCHEMA: &str = "
     );
     CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, expires INTEGER NOT NULL, value BLOB NOT NULL);
+    CREATE INDEX IF NOT EXISTS state_expires ON state (expires);
 ";
 
 /// The most operations one group commit takes.
 const MAX_BATCH: usize = 4096;
 
 enum Op {
-    Append(Vec<Record>, oneshot::Sender<Result<Vec<u64>, Failure>>),
+    Submit(
+        Vec<Submission>,
+        oneshot::Sender<Result<Vec<Stored>, Failure>>,
+    ),
     Finish(
         Box<Finish>,
         oneshot::Sender<Result<Option<Record>, Failure>>,
@@ -175,7 +183,7 @@ impl SqliteStore {
         }
         let writer_conn = connect(&path).map_err(|e| DispatchError::sqlite(&path, e))?;
         restrict_permissions(&path);
-        let store_id = init(&writer_conn).map_err(|e| DispatchError::sqlite(&path, e))?;
+        let (store_id, secret) = init(&writer_conn).map_err(|e| DispatchError::sqlite(&path, e))?;
         let ledger = Ledger::open(dir, &writer_conn, loss).map_err(|e| {
             let kind = match &e {
                 ledger::LedgerError::Lost(_) => DispatchErrorKind::Corrupt,
@@ -191,7 +199,14 @@ impl SqliteStore {
         let writer_health = health.clone();
         let handle = std::thread::Builder::new()
             .name(String::from("switchyard-outbox"))
-            .spawn(move || writer(writer_conn, &rx, sink.as_ref(), &writer_health, ledger))
+            .spawn(move || {
+                let env = WriterEnv {
+                    sink: sink.as_ref(),
+                    health: &writer_health,
+                    secret,
+                };
+                writer(writer_conn, &rx, &env, ledger)
+            })
             .map_err(|e| DispatchError::store(DispatchErrorKind::Io, &path, e))?;
         Ok(SqliteStore {
             reader: std::sync::Mutex::new(reader),
@@ -229,7 +244,10 @@ impl SqliteStore {
 
     fn send(&self, op: Op) -> Result<(), DispatchError> {
         let weight = match &op {
-            Op::Append(records, _) => records.len(),
+            Op::Submit(batch, _) => batch
+                .iter()
+                .map(|s| s.plain.len() + s.stateful.as_ref().map_or(0, |st| st.choices.len()))
+                .sum(),
             _ => 1,
         };
         self.ops.push(op, weight).map_err(|_| self.closed())
@@ -365,12 +383,25 @@ impl Store for SqliteStore {
         &self.path
     }
 
-    fn append(&self, records: Vec<Record>) -> StoreFuture<'_, Result<Vec<u64>, DispatchError>> {
+    fn submit(
+        &self,
+        batch: Vec<Submission>,
+    ) -> StoreFuture<'_, Result<Vec<Stored>, DispatchError>> {
         Box::pin(async move {
-            if records.is_empty() {
-                return Ok(Vec::new());
+            if batch
+                .iter()
+                .all(|s| s.plain.is_empty() && s.stateful.is_none())
+            {
+                return Ok(batch.iter().map(|_| Stored::default()).collect());
             }
-            self.write(|tx| Op::Append(records, tx)).await
+            self.write(|tx| Op::Submit(batch, tx)).await
+        })
+    }
+
+    fn state_entries(&self) -> Result<u64, DispatchError> {
+        self.read(|c| {
+            let n: i64 = c.query_row("SELECT count(*) FROM state", [], |r| r.get(0))?;
+            Ok(from_i64(n))
         })
     }
 
@@ -511,23 +542,34 @@ fn from_i64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-fn init(conn: &Connection) -> rusqlite::Result<u64> {
+/// Creates the tables if needed; answers this store's random id and state secret.
+fn init(conn: &Connection) -> rusqlite::Result<(u64, Secret)> {
     conn.execute_batch(SCHEMA)?;
+    let store_id = random_meta(conn, "store_id")?;
+    let secret = Secret(
+        random_meta(conn, "state_key_0")?,
+        random_meta(conn, "state_key_1")?,
+    );
+    Ok((store_id, secret))
+}
+
+/// A random 64-bit value kept in `meta` under `key`: made once, read back at every open.
+fn random_meta(conn: &Connection, key: &str) -> rusqlite::Result<u64> {
     let existing: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+        .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
             r.get(0)
         })
         .optional()?;
     match existing {
-        Some(id) => Ok(id as u64),
+        Some(v) => Ok(v as u64),
         None => {
-            let id = fastrand::u64(..);
+            let v = fastrand::u64(..);
             // Stored as the same 64 bits, read back with `as`.
             conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('store_id', ?1)",
-                params![id as i64],
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, v as i64],
             )?;
-            Ok(id)
+            Ok(v)
         }
     }
 }
@@ -557,11 +599,19 @@ struct Ids {
     reserved: u64,
 }
 
+/// What the writer's commits share and never change.
+struct WriterEnv<'a> {
+    /// Where new deliveries go once committed.
+    sink: Option<&'a FreshSink>,
+    health: &'a Cells,
+    /// Keys the hash of state keys.
+    secret: Secret,
+}
+
 fn writer(
     mut conn: Connection,
     rx: &mpsc::Receiver<Vec<Op>>,
-    sink: Option<&FreshSink>,
-    health: &Cells,
+    env: &WriterEnv<'_>,
     mut ledger: Ledger,
 ) {
     let mut errors = ErrorLog::default();
@@ -573,15 +623,7 @@ fn writer(
                 Err(_) => break,
             }
         }
-        commit(
-            &mut conn,
-            batch,
-            &mut ids,
-            sink,
-            health,
-            &mut errors,
-            &mut ledger,
-        );
+        commit(&mut conn, batch, &mut ids, env, &mut errors, &mut ledger);
     }
 }
 
@@ -721,11 +763,15 @@ fn commit(
     conn: &mut Connection,
     batch: Vec<Op>,
     ids: &mut Option<Ids>,
-    sink: Option<&FreshSink>,
-    health: &Cells,
+    env: &WriterEnv<'_>,
     errors: &mut ErrorLog,
     ledger: &mut Ledger,
 ) {
+    let WriterEnv {
+        sink,
+        health,
+        secret,
+    } = *env;
     let mut high_water = None;
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     let mut fresh: Vec<Record> = Vec::new();
@@ -752,21 +798,57 @@ fn commit(
         // purges every dead letter: what the ledger's mark depends on.
         let mut deleted_max = 0u64;
         let mut purged_all = false;
+        // The latest `now` of a stateful submission: state that expired before it is
+        // collected, a bounded number of rows per commit.
+        let mut collect_before = 0u64;
         for op in batch {
             match op {
-                Op::Append(records, tx) => {
-                    let mut ids = Vec::with_capacity(records.len());
-                    for mut r in records {
-                        r.id = next_id;
-                        next_id += 1;
-                        put_fresh(&txn, &r)?;
-                        ids.push(r.id);
-                        if sink.is_some() {
-                            fresh.push(r);
+                Op::Submit(submissions, tx) => {
+                    let mut out = Vec::with_capacity(submissions.len());
+                    for sub in submissions {
+                        let mut stored = Stored {
+                            ids: Vec::with_capacity(sub.plain.len()),
+                            verdicts: Vec::new(),
+                        };
+                        let mut kept = sub.plain;
+                        for r in &mut kept {
+                            r.id = next_id;
+                            next_id += 1;
                         }
+                        if let Some(st) = sub.stateful {
+                            let mut state = SqliteState::new(&txn, secret);
+                            let mut ids = || {
+                                next_id += 1;
+                                next_id - 1
+                            };
+                            stored.verdicts = crate::state::step(
+                                &mut state,
+                                &st.facts,
+                                st.choices,
+                                st.probes,
+                                st.now,
+                                &mut ids,
+                                &mut |_, mut r: Record, id| {
+                                    r.id = id;
+                                    kept.push(r);
+                                },
+                            );
+                            if let Some(e) = state.error.take() {
+                                return Err(e);
+                            }
+                            collect_before = collect_before.max(st.now);
+                        }
+                        for r in kept {
+                            put_fresh(&txn, &r)?;
+                            stored.ids.push(r.id);
+                            if sink.is_some() {
+                                fresh.push(r);
+                            }
+                        }
+                        out.push(stored);
                     }
                     replies.push(Box::new(move |res| {
-                        let _ = tx.send(res.map(|()| ids));
+                        let _ = tx.send(res.map(|()| out));
                     }));
                 }
                 Op::Finish(item, tx) => {
@@ -848,6 +930,9 @@ fn commit(
                     }));
                 }
             }
+        }
+        if collect_before > 0 {
+            sqlite_state::collect(&txn, collect_before)?;
         }
         // A commit that deletes the newest row (the highest id committed) leaves the
         // database a mark of it, for the ledger's check at the next start. Known from the

@@ -1,0 +1,217 @@
+//! Clauses that give a rule memory: `dedup`, `resolve once`, `at most ... per ...`.
+//!
+//! Owns: what each clause may say (a window above zero, a count above zero, key fields
+//! that are field paths, an `else` target that is declared), that a rule with memory has a
+//! name (its state is keyed by the name; a `file:line` moves when a line is added above
+//! it), and the warning for a `dedup` shorter than its sender's own resend period. Never:
+//! decides what a clause does to an alert (that is the step function's, `state/`).
+
+use super::names::Scope;
+use super::types::check_path;
+use super::{Cx, fields};
+use crate::alert::Source;
+use crate::diagnostic::{Diagnostic, Span, codes};
+use crate::syntax::ast::{self, Action, DedupWindow, FieldPath};
+
+/// `dedup`, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedDedup {
+    /// The key's fields; empty: `@id`.
+    pub(crate) by: Vec<FieldPath>,
+    /// `for <d>` in milliseconds; `None`: `until resolved`.
+    pub(crate) window_ms: Option<u64>,
+}
+
+/// `at most <n> per <d>`, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedThrottle {
+    /// At most this many alerts...
+    pub(crate) count: u64,
+    /// ...in any window of this many milliseconds.
+    pub(crate) per_ms: u64,
+    /// The key's fields; empty: one window for the rule.
+    pub(crate) by: Vec<FieldPath>,
+    /// `else post <target>`: the target's index.
+    pub(crate) else_post: Option<usize>,
+}
+
+/// What a rule asks the state to remember.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CheckedMemory {
+    pub(crate) dedup: Option<CheckedDedup>,
+    pub(crate) resolve_once: bool,
+    pub(crate) throttle: Option<CheckedThrottle>,
+}
+
+impl CheckedMemory {
+    /// Whether the rule remembers anything.
+    pub(crate) fn any(&self) -> bool {
+        self.dedup.is_some() || self.resolve_once || self.throttle.is_some()
+    }
+}
+
+/// The largest throttle count: a window keeps one time per alert it let through.
+pub(crate) const MAX_THROTTLE_COUNT: u64 = 10_000;
+
+/// Senders that repeat a firing alert on their own, and how often.
+const RESEND: &[(Source, u64, &str)] = &[(
+    Source::Prometheus,
+    60_000,
+    "Prometheus re-sends a firing alert every `--rules.alert.resend-delay` (1m by default)",
+)];
+
+/// Checks the clauses of rule `r`; `posted` marks the targets an `else post` uses.
+pub(crate) fn check_memory(
+    cx: &mut Cx<'_>,
+    r: &ast::Rule,
+    scope: &Scope,
+    posted: &mut [bool],
+) -> CheckedMemory {
+    let mut out = CheckedMemory::default();
+    let mut first: Option<Span> = None;
+    let mut seen: Vec<(&str, Span)> = Vec::new();
+    for a in &r.actions {
+        let (name, span) = match a {
+            Action::Dedup(d) => ("dedup", d.span),
+            Action::ResolveOnce(span) => ("resolve once", *span),
+            Action::Throttle(t) => ("at most", t.span),
+            _ => continue,
+        };
+        first.get_or_insert(span);
+        if let Some((_, at)) = seen.iter().find(|(n, _)| *n == name) {
+            cx.report(
+                Diagnostic::error(codes::BAD_CLAUSE, format!("`{name}` is given twice"))
+                    .with_primary(span, "given again here")
+                    .with_secondary(*at, "first given here")
+                    .with_help("keep one of them"),
+            );
+            continue;
+        }
+        seen.push((name, span));
+        match a {
+            Action::Dedup(d) => out.dedup = dedup(cx, d, r),
+            Action::ResolveOnce(_) => out.resolve_once = true,
+            Action::Throttle(t) => out.throttle = throttle(cx, t, scope, posted),
+            _ => {}
+        }
+    }
+    let Some(first) = first else {
+        return out;
+    };
+    if r.name.is_none() {
+        cx.report(
+            Diagnostic::error(
+                codes::STATEFUL_UNNAMED,
+                "a rule that remembers needs a name",
+            )
+            .with_primary(first, "this clause keeps state")
+            .with_secondary(r.span, "the rule has no name")
+            .with_help("name it: `rule \"prometheus pages\" when ...`")
+            .with_note("state is kept by the rule's name, so that it survives a reload and an edit elsewhere in the file; a `file:line` changes when a line is added above the rule"),
+        );
+    }
+    if !r.actions.iter().any(|a| matches!(a, Action::Post(_))) {
+        cx.report(
+            Diagnostic::warning(
+                codes::REDUNDANT_ACTION,
+                "redundant action: a clause on a rule that posts nothing",
+            )
+            .with_primary(first, "remembers nothing")
+            .with_note("`dedup`, `resolve once` and `at most` act on the rule's `post`s"),
+        );
+    }
+    out
+}
+
+fn dedup(cx: &mut Cx<'_>, d: &ast::Dedup, r: &ast::Rule) -> Option<CheckedDedup> {
+    for p in &d.by {
+        check_path(cx, p);
+    }
+    let window_ms = match d.window {
+        DedupWindow::UntilResolved => None,
+        DedupWindow::For(w, span) => {
+            let ms = w.as_millis()?;
+            if ms == 0 {
+                cx.report(
+                    Diagnostic::error(
+                        codes::BAD_CLAUSE,
+                        "a `dedup` window of zero keeps nothing out",
+                    )
+                    .with_primary(span, "zero")
+                    .with_help("write a window, such as `dedup for 4h`, or `dedup until resolved`"),
+                );
+                return None;
+            }
+            if let Some(source) = fields::rule_source(r)
+                && let Some((_, resend, why)) = RESEND.iter().find(|(s, ..)| *s == source)
+                && ms < *resend
+            {
+                cx.report(
+                    Diagnostic::warning(
+                        codes::DEDUP_SHORTER_THAN_RESEND,
+                        format!("this `dedup` window is shorter than how often {source} re-sends an alert"),
+                    )
+                    .with_primary(span, "every re-send arrives after this window ends")
+                    .with_note(*why)
+                    .with_help("use a window longer than the resend period (`for 4h`), or `until resolved`"),
+                );
+            }
+            Some(ms)
+        }
+    };
+    Some(CheckedDedup {
+        by: d.by.clone(),
+        window_ms,
+    })
+}
+
+fn throttle(
+    cx: &mut Cx<'_>,
+    t: &ast::Throttle,
+    scope: &Scope,
+    posted: &mut [bool],
+) -> Option<CheckedThrottle> {
+    for p in &t.by {
+        check_path(cx, p);
+    }
+    let else_post = match &t.else_post {
+        Some(name) => {
+            let i = scope.resolve_target(cx, name)?;
+            if let Some(p) = posted.get_mut(i) {
+                *p = true;
+            }
+            Some(i)
+        }
+        None => None,
+    };
+    let count = t.count?;
+    if count == 0 || count > MAX_THROTTLE_COUNT {
+        cx.report(
+            Diagnostic::error(
+                codes::BAD_CLAUSE,
+                format!("`at most` takes a count from 1 to {MAX_THROTTLE_COUNT}"),
+            )
+            .with_primary(t.count_span, "out of range")
+            .with_help("for example: `at most 5 per 1m`; to deliver nothing, use `drop`"),
+        );
+        return None;
+    }
+    let per_ms = t.per.as_millis()?;
+    if per_ms == 0 {
+        cx.report(
+            Diagnostic::error(
+                codes::BAD_CLAUSE,
+                "an `at most` window of zero limits nothing",
+            )
+            .with_primary(t.per_span, "zero")
+            .with_help("for example: `at most 5 per 1m`"),
+        );
+        return None;
+    }
+    Some(CheckedThrottle {
+        count,
+        per_ms,
+        by: t.by.clone(),
+        else_post,
+    })
+}

@@ -1,0 +1,239 @@
+//! What a rule remembers (`dedup`, `resolve once`, `at most`), compiled, and the step's
+//! input made from a decision: per fired rule, its targets and its clauses with their keys
+//! computed from the alert.
+//!
+//! Owns: keys (the canonical JSON of the `by` values: objects with sorted keys, each
+//! path's values as a list, so `[*]` keys on every element) and each rule's clause
+//! fingerprint. Never: reads or writes state (the step, `state/`, does), or a clock.
+
+use serde_json::Value;
+
+use super::value::Path;
+use super::{Decision, Delivery, RuleSet, Target};
+use crate::alert::{Alert, State};
+use crate::check::CheckedMemory;
+use crate::state::{DedupIntent, RuleChoice, ThrottleIntent};
+
+/// A rule's clauses, compiled.
+#[derive(Debug)]
+pub(crate) struct RuleMemory {
+    /// A fingerprint of the clauses as written: a changed clause starts fresh.
+    pub(crate) clauses: u64,
+    /// The clauses as written, for listings (`dedup by labels.a for 4h`).
+    pub(crate) text: Vec<String>,
+    dedup: Option<(Vec<Path>, Option<u64>)>,
+    pub(crate) resolve_once: bool,
+    throttle: Option<Throttle>,
+}
+
+#[derive(Debug)]
+struct Throttle {
+    by: Vec<Path>,
+    count: u64,
+    per_ms: u64,
+    else_post: Option<u32>,
+}
+
+/// Compiles a rule's clauses; `None` for a rule without any.
+pub(crate) fn compile(
+    m: &CheckedMemory,
+    targets: &[crate::check::CheckedTarget],
+) -> Option<Box<RuleMemory>> {
+    if !m.any() {
+        return None;
+    }
+    let by_text = |paths: &[crate::syntax::ast::FieldPath]| {
+        if paths.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            format!(" by {}", list.join(", "))
+        }
+    };
+    let mut text = Vec::new();
+    if let Some(d) = &m.dedup {
+        text.push(match d.window_ms {
+            Some(ms) => format!("dedup{} for {}", by_text(&d.by), millis(ms)),
+            None => format!("dedup{} until resolved", by_text(&d.by)),
+        });
+    }
+    if m.resolve_once {
+        text.push(String::from("resolve once"));
+    }
+    if let Some(t) = &m.throttle {
+        let mut s = format!(
+            "at most {} per {}{}",
+            t.count,
+            millis(t.per_ms),
+            by_text(&t.by)
+        );
+        if let Some(name) = t.else_post.and_then(|i| targets.get(i)) {
+            s.push_str(&format!(" else post {}", name.name));
+        }
+        text.push(s);
+    }
+    Some(Box::new(RuleMemory {
+        clauses: super::fnv64(text.join(", ").as_bytes()),
+        dedup: m
+            .dedup
+            .as_ref()
+            .map(|d| (d.by.iter().map(super::program::path).collect(), d.window_ms)),
+        resolve_once: m.resolve_once,
+        throttle: m.throttle.as_ref().map(|t| Throttle {
+            by: t.by.iter().map(super::program::path).collect(),
+            count: t.count,
+            per_ms: t.per_ms,
+            else_post: t.else_post.map(|i| i as u32),
+        }),
+        text,
+    }))
+}
+
+/// `600000` ms as `10m`: the largest unit that divides it.
+fn millis(ms: u64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// The canonical JSON of the values at `paths`: `[[values of path 1], [values of path 2]]`.
+fn key(paths: &[Path], alert: &Alert) -> Vec<u8> {
+    let lists: Vec<Value> = paths
+        .iter()
+        .map(|p| {
+            let mut values = Vec::new();
+            p.any(alert, &mut |v| {
+                values.push(v.to_json());
+                false
+            });
+            Value::Array(values)
+        })
+        .collect();
+    // A `Value` cannot fail to serialize; its maps keep their keys sorted.
+    serde_json::to_vec(&Value::Array(lists)).unwrap_or_default()
+}
+
+/// The input of the step for one alert: see [`Decision::choices`].
+pub type Choices<'r> = (Vec<RuleChoice<Delivery<'r>>>, Vec<RuleChoice<Delivery<'r>>>);
+
+impl<'r> Decision<'r> {
+    /// Whether a rule that remembers has a say in this alert: a fired rule with a clause,
+    /// or, for a resolved alert with an `@id`, a `resolve once` rule that may owe it its
+    /// resolution. When not, [`Decision::deliveries`] is what goes out.
+    pub fn remembers(&self, alert: &Alert) -> bool {
+        self.fired_rules().any(|r| r.memory.is_some())
+            || (alert.state() == State::Resolved
+                && alert.id().is_some()
+                && !self.set.inner.resolve_once.is_empty())
+    }
+
+    /// The step function's input (`state::step`): for each fired rule, in order, the
+    /// targets it is the first to choose, as deliveries, with its clauses keyed for this
+    /// alert; then the probes: for a resolved alert with an `@id`, each `resolve once` rule's
+    /// targets that no fired rule chose (the alert may no longer match the rule that
+    /// announced it).
+    pub fn choices(&self, alert: &'r Alert) -> Choices<'r> {
+        let mut chosen: Vec<u32> = Vec::new();
+        let mut choices = Vec::new();
+        for r in self.fired_rules() {
+            let targets: Vec<(String, Delivery<'r>)> = r
+                .posts
+                .iter()
+                .filter(|t| {
+                    let first = !chosen.contains(t);
+                    if first {
+                        chosen.push(**t);
+                    }
+                    first
+                })
+                .filter_map(|&t| self.set.inner.targets.get(t as usize))
+                .map(|t| (t.name().to_owned(), self.set.delivery(t, alert)))
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            choices.push(choice(
+                self.set,
+                r.id(),
+                r.memory.as_deref(),
+                targets,
+                alert,
+            ));
+        }
+        let mut probes = Vec::new();
+        if alert.state() == State::Resolved && alert.id().is_some() {
+            for &i in self.set.inner.resolve_once.iter() {
+                let Some(r) = self.set.inner.rules.get(i as usize) else {
+                    continue;
+                };
+                let targets: Vec<(String, Delivery<'r>)> = r
+                    .posts
+                    .iter()
+                    .filter(|t| !chosen.contains(t))
+                    .filter_map(|&t| self.set.inner.targets.get(t as usize))
+                    .map(|t| (t.name().to_owned(), self.set.delivery(t, alert)))
+                    .collect();
+                if !targets.is_empty() {
+                    probes.push(choice(
+                        self.set,
+                        r.id(),
+                        r.memory.as_deref(),
+                        targets,
+                        alert,
+                    ));
+                }
+            }
+        }
+        (choices, probes)
+    }
+}
+
+fn choice<'r>(
+    set: &'r RuleSet,
+    rule: &str,
+    memory: Option<&RuleMemory>,
+    targets: Vec<(String, Delivery<'r>)>,
+    alert: &'r Alert,
+) -> RuleChoice<Delivery<'r>> {
+    let Some(m) = memory else {
+        return RuleChoice {
+            rule: rule.to_owned(),
+            clauses: 0,
+            targets,
+            dedup: None,
+            resolve_once: false,
+            throttle: None,
+        };
+    };
+    RuleChoice {
+        rule: rule.to_owned(),
+        clauses: m.clauses,
+        targets,
+        dedup: m.dedup.as_ref().map(|(by, window_ms)| DedupIntent {
+            key: if by.is_empty() {
+                alert.id().map(|id| id.as_bytes().to_vec())
+            } else {
+                Some(key(by, alert))
+            },
+            window_ms: *window_ms,
+        }),
+        resolve_once: m.resolve_once,
+        throttle: m.throttle.as_ref().map(|t| ThrottleIntent {
+            key: key(&t.by, alert),
+            count: t.count,
+            per_ms: t.per_ms,
+            else_post: t
+                .else_post
+                .and_then(|i| set.inner.targets.get(i as usize))
+                .map(|t: &Target| (t.name().to_owned(), set.delivery(t, alert))),
+        }),
+    }
+}

@@ -1,0 +1,546 @@
+//! Routing that remembers: the one step function that decides, from what the rules chose
+//! and what the state holds, which deliveries go out, and what the state holds next.
+//!
+//! The engine stays pure: it evaluates an alert and hands over, per rule that chose a
+//! target, the rule's clauses with their keys already computed from the alert
+//! ([`RuleChoice`]). [`step`] then runs with `now` as an input and a [`State`] to read and
+//! write, and answers a [`Verdict`] per target. Every store runs this same function inside
+//! the transaction that stores the deliveries it keeps (SQLite: on its writer thread), so
+//! state and deliveries are committed together: never the record without the delivery,
+//! never the delivery without the record. `test` blocks run it too, on [`MemoryState`].
+//!
+//! Owns: the semantics of `dedup`, `resolve once` and `at most` (docs/state.md is their
+//! contract for users). Never: reads a clock, does I/O, or looks at an alert's body (keys
+//! arrive as bytes, so no alert data is kept in a key).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::State as AlertState;
+
+/// How long an entry without a window of its own is kept: a `dedup ... until resolved`
+/// that never sees its resolution, a `resolve once` announcement, a throttle's note that a
+/// firing went through. After this they are forgotten (garbage-collected).
+pub const RETENTION_MS: u64 = 7 * 24 * 3_600_000;
+
+/// One alert's facts the step needs: its `@id` and `@state`.
+#[derive(Clone, Debug)]
+pub struct AlertFacts {
+    /// `@id`: what `resolve once` and a `dedup` without `by` key on.
+    pub id: Option<String>,
+    /// `@state`.
+    pub state: AlertState,
+}
+
+/// What one rule chose for an alert and what it remembers. `P` is what a delivery carries
+/// (the dispatcher's stored record, a test's rendered body).
+#[derive(Clone, Debug)]
+pub struct RuleChoice<P> {
+    /// The rule's name: state is keyed by it.
+    pub rule: String,
+    /// A fingerprint of the rule's clauses: a changed clause starts with fresh state.
+    pub clauses: u64,
+    /// The targets this rule is the first to choose, in order, with their payloads.
+    pub targets: Vec<(String, P)>,
+    /// `dedup`: the key (canonical JSON of the `by` values; `None` when the alert has
+    /// nothing to key on, such as no `@id`) and the window (`None`: until resolved).
+    pub dedup: Option<DedupIntent>,
+    /// `resolve once`.
+    pub resolve_once: bool,
+    /// `at most <n> per <d>`.
+    pub throttle: Option<ThrottleIntent<P>>,
+}
+
+impl<P> RuleChoice<P> {
+    /// The same choice with each payload turned into another (a decision's deliveries into
+    /// stored records, say).
+    pub fn map<Q>(self, mut f: impl FnMut(P) -> Q) -> RuleChoice<Q> {
+        RuleChoice {
+            rule: self.rule,
+            clauses: self.clauses,
+            targets: self.targets.into_iter().map(|(t, p)| (t, f(p))).collect(),
+            dedup: self.dedup,
+            resolve_once: self.resolve_once,
+            throttle: self.throttle.map(|t| ThrottleIntent {
+                key: t.key,
+                count: t.count,
+                per_ms: t.per_ms,
+                else_post: t.else_post.map(|(to, p)| (to, f(p))),
+            }),
+        }
+    }
+}
+
+/// A `dedup` clause, keyed for one alert.
+#[derive(Clone, Debug)]
+pub struct DedupIntent {
+    /// The canonical JSON of the key's values; `None`: nothing to key on.
+    pub key: Option<Vec<u8>>,
+    /// `for <d>` in ms; `None`: until resolved.
+    pub window_ms: Option<u64>,
+}
+
+/// An `at most` clause, keyed for one alert.
+#[derive(Clone, Debug)]
+pub struct ThrottleIntent<P> {
+    /// The canonical JSON of the key's values (`[]` without `by`).
+    pub key: Vec<u8>,
+    /// At most this many alerts...
+    pub count: u64,
+    /// ...in any window of this many ms.
+    pub per_ms: u64,
+    /// `else post <target>`: where the excess goes, with its payload.
+    pub else_post: Option<(String, P)>,
+}
+
+/// What happened to one delivery a rule chose.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The rule that chose the target.
+    pub rule: String,
+    /// The target.
+    pub target: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: VerdictKind,
+}
+
+/// What happened to a delivery: see [`Verdict`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum VerdictKind {
+    /// Goes out: stored as delivery `delivery`.
+    Delivered {
+        /// The delivery's id.
+        delivery: u64,
+    },
+    /// Kept out by `dedup`: delivery `of` went to this target at `at` (ms since the epoch),
+    /// and the window runs until `until` (`None`: until resolved).
+    Duplicate {
+        /// The delivery this one duplicates.
+        of: u64,
+        /// When that delivery was accepted.
+        at: u64,
+        /// When the window ends; `None` until the resolution is delivered.
+        until: Option<u64>,
+    },
+    /// Kept out by `at most`: `limit` alerts already went through in the last `per_ms`.
+    Throttled {
+        /// The clause's count.
+        limit: u64,
+        /// The clause's window.
+        per_ms: u64,
+    },
+    /// Over an `at most` limit, sent to the clause's `else` target instead.
+    Diverted {
+        /// Where it went instead.
+        to: String,
+        /// The delivery's id.
+        delivery: u64,
+    },
+    /// A resolution through `resolve once` for a firing this rule never delivered there.
+    Unannounced,
+}
+
+impl Verdict {
+    /// The suppression's reason, for metrics: `duplicate`, `throttled`, `unannounced`;
+    /// `None` for a delivery that goes out (to its target or diverted).
+    pub fn suppressed(&self) -> Option<&'static str> {
+        match self.kind {
+            VerdictKind::Duplicate { .. } => Some("duplicate"),
+            VerdictKind::Throttled { .. } => Some("throttled"),
+            VerdictKind::Unannounced => Some("unannounced"),
+            VerdictKind::Delivered { .. } | VerdictKind::Diverted { .. } => None,
+        }
+    }
+
+    /// The delivery that went out for it, if one did.
+    pub fn delivery(&self) -> Option<u64> {
+        match self.kind {
+            VerdictKind::Delivered { delivery } | VerdictKind::Diverted { delivery, .. } => {
+                Some(delivery)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What the state holds under one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Entry {
+    /// The last delivery through a `dedup` key: its state, when, and its id.
+    Dedup {
+        /// The `@state` delivered, as its name.
+        state: String,
+        /// When (ms).
+        at: u64,
+        /// The delivery's id.
+        delivery: u64,
+    },
+    /// A firing this rule delivered to a target, awaiting its one resolution.
+    Announced {
+        /// When (ms).
+        at: u64,
+    },
+    /// The times (ms) of the alerts an `at most` window let through, oldest first.
+    Window {
+        /// At most the clause's count, each within its window.
+        times: Vec<u64>,
+    },
+    /// A firing an `at most` let through: its resolution is never throttled.
+    Passed {
+        /// When (ms).
+        at: u64,
+    },
+}
+
+/// A key of the state: the rule, the clause, the target and the key values, as bytes. A
+/// store hashes it (with a secret of its own, so that nobody can make two keys collide);
+/// no alert data appears in a key it stores.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(pub Vec<u8>);
+
+impl Key {
+    fn new(kind: &str, rule: &str, clauses: u64, target: &str, values: &[u8]) -> Key {
+        let mut k = Vec::with_capacity(kind.len() + rule.len() + target.len() + values.len() + 24);
+        for part in [kind.as_bytes(), rule.as_bytes(), target.as_bytes()] {
+            k.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            k.extend_from_slice(part);
+        }
+        k.extend_from_slice(&clauses.to_le_bytes());
+        k.extend_from_slice(values);
+        Key(k)
+    }
+}
+
+/// Where the step reads and writes state: a store's transaction, or a map.
+pub trait State {
+    /// The entry under `key`, unless it expired before `now`.
+    fn get(&mut self, key: &Key, now: u64) -> Option<Entry>;
+    /// Stores `entry` under `key` until `expires` (ms).
+    fn put(&mut self, key: &Key, entry: &Entry, expires: u64);
+    /// Forgets `key`.
+    fn delete(&mut self, key: &Key);
+}
+
+/// One alert through the rules' memory: which of the targets its rules chose get a
+/// delivery, and the state after it. `ids` hands out delivery ids (the store's); `deliver`
+/// is called with (target, payload, id) for each delivery that goes out, in order.
+///
+/// `probes` are the `resolve once` rules that did not choose a target for this alert but
+/// may owe it a resolution (the alert no longer matches their condition): for a resolved
+/// alert, each announced target gets the resolution once.
+pub fn step<P: Clone>(
+    state: &mut dyn State,
+    alert: &AlertFacts,
+    choices: Vec<RuleChoice<P>>,
+    probes: Vec<RuleChoice<P>>,
+    now: u64,
+    ids: &mut dyn FnMut() -> u64,
+    deliver: &mut dyn FnMut(&str, P, u64),
+) -> Vec<Verdict> {
+    let mut verdicts = Vec::new();
+    let resolved = alert.state == AlertState::Resolved;
+    for choice in choices {
+        one_rule(state, alert, choice, now, ids, deliver, &mut verdicts);
+    }
+    if resolved && let Some(id) = &alert.id {
+        for probe in probes {
+            for (target, payload) in probe.targets {
+                let key = Key::new(
+                    "announced",
+                    &probe.rule,
+                    probe.clauses,
+                    &target,
+                    id.as_bytes(),
+                );
+                if state.get(&key, now).is_some() {
+                    state.delete(&key);
+                    let delivery = ids();
+                    deliver(&target, payload, delivery);
+                    verdicts.push(Verdict {
+                        rule: probe.rule.clone(),
+                        target,
+                        kind: VerdictKind::Delivered { delivery },
+                    });
+                }
+            }
+        }
+    }
+    verdicts
+}
+
+fn one_rule<P: Clone>(
+    state: &mut dyn State,
+    alert: &AlertFacts,
+    choice: RuleChoice<P>,
+    now: u64,
+    ids: &mut dyn FnMut() -> u64,
+    deliver: &mut dyn FnMut(&str, P, u64),
+    verdicts: &mut Vec<Verdict>,
+) {
+    let RuleChoice {
+        rule,
+        clauses,
+        targets,
+        dedup,
+        resolve_once,
+        throttle,
+    } = choice;
+    let resolved = alert.state == AlertState::Resolved;
+    let state_name = alert.state.as_str();
+    // Resolutions through `resolve once` go only where a firing went, exactly once, and
+    // neither `dedup` nor `at most` holds them back.
+    let mut passing: Vec<(String, P)> = Vec::new();
+    for (target, payload) in targets {
+        if resolve_once && resolved {
+            let announced = alert
+                .id
+                .as_ref()
+                .map(|id| Key::new("announced", &rule, clauses, &target, id.as_bytes()));
+            match announced.filter(|k| state.get(k, now).is_some()) {
+                Some(key) => {
+                    state.delete(&key);
+                    let delivery = ids();
+                    record_dedup(
+                        state,
+                        &rule,
+                        clauses,
+                        &target,
+                        dedup.as_ref(),
+                        state_name,
+                        now,
+                        delivery,
+                    );
+                    deliver(&target, payload, delivery);
+                    verdicts.push(Verdict {
+                        rule: rule.clone(),
+                        target,
+                        kind: VerdictKind::Delivered { delivery },
+                    });
+                }
+                None => verdicts.push(Verdict {
+                    rule: rule.clone(),
+                    target,
+                    kind: VerdictKind::Unannounced,
+                }),
+            }
+            continue;
+        }
+        if let Some(DedupIntent {
+            key: Some(values),
+            window_ms,
+        }) = &dedup
+        {
+            let key = Key::new("dedup", &rule, clauses, &target, values);
+            if let Some(Entry::Dedup {
+                state: last,
+                at,
+                delivery,
+            }) = state.get(&key, now)
+                && last == state_name
+            {
+                let until = window_ms.map(|w| at.saturating_add(w));
+                if until.is_none_or(|u| now < u) {
+                    verdicts.push(Verdict {
+                        rule: rule.clone(),
+                        target,
+                        kind: VerdictKind::Duplicate {
+                            of: delivery,
+                            at,
+                            until,
+                        },
+                    });
+                    continue;
+                }
+            }
+        }
+        passing.push((target, payload));
+    }
+    if passing.is_empty() {
+        return;
+    }
+    // `at most`, counted once per alert that passed `dedup` for at least one target.
+    if let Some(t) = &throttle {
+        let passed = alert
+            .id
+            .as_ref()
+            .map(|id| Key::new("passed", &rule, clauses, "", id.as_bytes()));
+        let owed = resolved && passed.as_ref().is_some_and(|k| state.get(k, now).is_some());
+        if owed {
+            if let Some(k) = &passed {
+                state.delete(k);
+            }
+        } else {
+            let wkey = Key::new("window", &rule, clauses, "", &t.key);
+            let mut times = match state.get(&wkey, now) {
+                Some(Entry::Window { times }) => times,
+                _ => Vec::new(),
+            };
+            times.retain(|&at| at.saturating_add(t.per_ms) > now);
+            if times.len() as u64 >= t.count {
+                over_limit(&rule, t, passing, ids, deliver, verdicts);
+                return;
+            }
+            times.push(now);
+            let expires = now.saturating_add(t.per_ms);
+            state.put(&wkey, &Entry::Window { times }, expires);
+            if !resolved && let Some(k) = &passed {
+                state.put(
+                    k,
+                    &Entry::Passed { at: now },
+                    now.saturating_add(RETENTION_MS),
+                );
+            }
+        }
+    }
+    for (target, payload) in passing {
+        let delivery = ids();
+        record_dedup(
+            state,
+            &rule,
+            clauses,
+            &target,
+            dedup.as_ref(),
+            state_name,
+            now,
+            delivery,
+        );
+        if resolve_once
+            && !resolved
+            && let Some(id) = &alert.id
+        {
+            let key = Key::new("announced", &rule, clauses, &target, id.as_bytes());
+            state.put(
+                &key,
+                &Entry::Announced { at: now },
+                now.saturating_add(RETENTION_MS),
+            );
+        }
+        deliver(&target, payload, delivery);
+        verdicts.push(Verdict {
+            rule: rule.clone(),
+            target,
+            kind: VerdictKind::Delivered { delivery },
+        });
+    }
+}
+
+/// The alert is over an `at most` limit: each target it would have gone to is throttled,
+/// or the alert goes to the `else` target once instead.
+fn over_limit<P: Clone>(
+    rule: &str,
+    t: &ThrottleIntent<P>,
+    passing: Vec<(String, P)>,
+    ids: &mut dyn FnMut() -> u64,
+    deliver: &mut dyn FnMut(&str, P, u64),
+    verdicts: &mut Vec<Verdict>,
+) {
+    match &t.else_post {
+        Some((to, payload)) => {
+            let delivery = ids();
+            deliver(to, payload.clone(), delivery);
+            for (target, _) in passing {
+                verdicts.push(Verdict {
+                    rule: rule.to_owned(),
+                    target,
+                    kind: VerdictKind::Diverted {
+                        to: to.clone(),
+                        delivery,
+                    },
+                });
+            }
+        }
+        None => {
+            for (target, _) in passing {
+                verdicts.push(Verdict {
+                    rule: rule.to_owned(),
+                    target,
+                    kind: VerdictKind::Throttled {
+                        limit: t.count,
+                        per_ms: t.per_ms,
+                    },
+                });
+            }
+        }
+    }
+}
+
+/// Notes a delivery through a `dedup` key: what its duplicates are measured against.
+#[allow(clippy::too_many_arguments)]
+fn record_dedup(
+    state: &mut dyn State,
+    rule: &str,
+    clauses: u64,
+    target: &str,
+    dedup: Option<&DedupIntent>,
+    state_name: &str,
+    now: u64,
+    delivery: u64,
+) {
+    let Some(DedupIntent {
+        key: Some(values),
+        window_ms,
+    }) = dedup
+    else {
+        return;
+    };
+    let key = Key::new("dedup", rule, clauses, target, values);
+    let entry = Entry::Dedup {
+        state: state_name.to_owned(),
+        at: now,
+        delivery,
+    };
+    let expires = now.saturating_add(window_ms.unwrap_or(RETENTION_MS));
+    state.put(&key, &entry, expires);
+}
+
+/// State in a map: for `test` blocks, explain, the in-memory store and the step's tests.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryState {
+    entries: BTreeMap<Key, (Entry, u64)>,
+}
+
+impl MemoryState {
+    /// How many entries are held (expired ones included until touched or collected).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets every entry that expired before `now`.
+    pub fn collect(&mut self, now: u64) {
+        self.entries.retain(|_, (_, expires)| *expires > now);
+    }
+}
+
+impl State for MemoryState {
+    fn get(&mut self, key: &Key, now: u64) -> Option<Entry> {
+        match self.entries.get(key) {
+            Some((e, expires)) if *expires > now => Some(e.clone()),
+            Some(_) => {
+                self.entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&mut self, key: &Key, entry: &Entry, expires: u64) {
+        self.entries.insert(key.clone(), (entry.clone(), expires));
+    }
+
+    fn delete(&mut self, key: &Key) {
+        self.entries.remove(key);
+    }
+}
+
+#[cfg(test)]
+#[path = "step_test.rs"]
+mod tests;

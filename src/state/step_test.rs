@@ -1,0 +1,481 @@
+//! The step function: each clause's contract as a table, and properties over alert
+//! streams (replaying gives the same deliveries; repeats change nothing under `dedup`).
+
+use proptest::prelude::*;
+
+use super::*;
+
+const MIN: u64 = 60_000;
+
+fn facts(id: &str, state: AlertState) -> AlertFacts {
+    AlertFacts {
+        id: Some(id.to_owned()),
+        state,
+    }
+}
+
+fn dedup_rule(window_ms: Option<u64>, key: &str) -> RuleChoice<String> {
+    RuleChoice {
+        rule: String::from("pages"),
+        clauses: 1,
+        targets: vec![(String::from("pager"), String::from("body"))],
+        dedup: Some(DedupIntent {
+            key: Some(key.as_bytes().to_vec()),
+            window_ms,
+        }),
+        resolve_once: false,
+        throttle: None,
+    }
+}
+
+/// Runs one step and answers (verdicts, deliveries as (target, id)).
+fn run(
+    state: &mut MemoryState,
+    alert: &AlertFacts,
+    choices: Vec<RuleChoice<String>>,
+    probes: Vec<RuleChoice<String>>,
+    now: u64,
+    next: &mut u64,
+) -> (Vec<Verdict>, Vec<(String, u64)>) {
+    let mut out = Vec::new();
+    let mut ids = || {
+        *next += 1;
+        *next
+    };
+    let verdicts = step(
+        state,
+        alert,
+        choices,
+        probes,
+        now,
+        &mut ids,
+        &mut |t, _p, id| {
+            out.push((t.to_owned(), id));
+        },
+    );
+    (verdicts, out)
+}
+
+#[test]
+fn dedup_for_a_window_keeps_same_state_copies_out_until_it_ends() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let firing = facts("a", AlertState::Firing);
+    let (_, d) = run(
+        &mut s,
+        &firing,
+        vec![dedup_rule(Some(10 * MIN), "a")],
+        vec![],
+        0,
+        &mut next,
+    );
+    assert_eq!(d, [(String::from("pager"), 1)]);
+    // A re-send a minute later is a duplicate of delivery 1, and says when the window ends.
+    let (v, d) = run(
+        &mut s,
+        &firing,
+        vec![dedup_rule(Some(10 * MIN), "a")],
+        vec![],
+        MIN,
+        &mut next,
+    );
+    assert!(d.is_empty());
+    assert_eq!(
+        v,
+        [Verdict {
+            rule: String::from("pages"),
+            target: String::from("pager"),
+            kind: VerdictKind::Duplicate {
+                of: 1,
+                at: 0,
+                until: Some(10 * MIN)
+            }
+        }]
+    );
+    // Dropped duplicates do not extend the window: at 10 min it goes out again.
+    let (_, d) = run(
+        &mut s,
+        &firing,
+        vec![dedup_rule(Some(10 * MIN), "a")],
+        vec![],
+        10 * MIN,
+        &mut next,
+    );
+    assert_eq!(d, [(String::from("pager"), 2)]);
+}
+
+#[test]
+fn a_change_of_state_is_never_a_duplicate() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let rule = || vec![dedup_rule(None, "a")];
+    let (_, d) = run(
+        &mut s,
+        &facts("a", AlertState::Firing),
+        rule(),
+        vec![],
+        0,
+        &mut next,
+    );
+    assert_eq!(d.len(), 1);
+    let (_, d) = run(
+        &mut s,
+        &facts("a", AlertState::Firing),
+        rule(),
+        vec![],
+        MIN,
+        &mut next,
+    );
+    assert!(d.is_empty(), "until resolved: a firing copy is a duplicate");
+    let (_, d) = run(
+        &mut s,
+        &facts("a", AlertState::Resolved),
+        rule(),
+        vec![],
+        2 * MIN,
+        &mut next,
+    );
+    assert_eq!(d.len(), 1, "the resolution goes out");
+    let (_, d) = run(
+        &mut s,
+        &facts("a", AlertState::Resolved),
+        rule(),
+        vec![],
+        3 * MIN,
+        &mut next,
+    );
+    assert!(
+        d.is_empty(),
+        "a resolved copy is a duplicate of the resolution"
+    );
+    let (_, d) = run(
+        &mut s,
+        &facts("a", AlertState::Firing),
+        rule(),
+        vec![],
+        4 * MIN,
+        &mut next,
+    );
+    assert_eq!(d.len(), 1, "firing again after the resolution goes out");
+}
+
+#[test]
+fn an_alert_without_a_key_is_not_deduplicated() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let mut rule = dedup_rule(Some(10 * MIN), "a");
+    if let Some(d) = &mut rule.dedup {
+        d.key = None;
+    }
+    for now in 0..3 {
+        let (_, d) = run(
+            &mut s,
+            &facts("a", AlertState::Firing),
+            vec![rule.clone()],
+            vec![],
+            now,
+            &mut next,
+        );
+        assert_eq!(d.len(), 1);
+    }
+}
+
+fn resolve_once_rule(targets: &[&str]) -> RuleChoice<String> {
+    RuleChoice {
+        rule: String::from("alibaba pages"),
+        clauses: 2,
+        targets: targets
+            .iter()
+            .map(|t| ((*t).to_owned(), String::from("body")))
+            .collect(),
+        dedup: None,
+        resolve_once: true,
+        throttle: None,
+    }
+}
+
+#[test]
+fn resolve_once_sends_one_resolution_where_a_firing_went_even_without_a_match() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    // A resolution for something never announced is dropped.
+    let (v, d) = run(
+        &mut s,
+        &facts("x", AlertState::Resolved),
+        vec![resolve_once_rule(&["pager"])],
+        vec![],
+        0,
+        &mut next,
+    );
+    assert!(d.is_empty());
+    assert_eq!(v[0].kind, VerdictKind::Unannounced);
+    assert_eq!(v[0].suppressed(), Some("unannounced"));
+    // The firing is announced...
+    let (_, d) = run(
+        &mut s,
+        &facts("x", AlertState::Firing),
+        vec![resolve_once_rule(&["pager"])],
+        vec![],
+        MIN,
+        &mut next,
+    );
+    assert_eq!(d, [(String::from("pager"), 1)]);
+    // ...and its resolution (which no longer matches the condition: a probe) goes once.
+    let (_, d) = run(
+        &mut s,
+        &facts("x", AlertState::Resolved),
+        vec![],
+        vec![resolve_once_rule(&["pager", "chat"])],
+        2 * MIN,
+        &mut next,
+    );
+    assert_eq!(
+        d,
+        [(String::from("pager"), 2)],
+        "only where the firing went"
+    );
+    let (_, d) = run(
+        &mut s,
+        &facts("x", AlertState::Resolved),
+        vec![resolve_once_rule(&["pager"])],
+        vec![],
+        3 * MIN,
+        &mut next,
+    );
+    assert!(d.is_empty(), "exactly once");
+}
+
+fn throttle_rule(count: u64, else_post: Option<&str>) -> RuleChoice<String> {
+    RuleChoice {
+        rule: String::from("team chat"),
+        clauses: 3,
+        targets: vec![(String::from("chat"), String::from("body"))],
+        dedup: None,
+        resolve_once: false,
+        throttle: Some(ThrottleIntent {
+            key: b"[\"db\"]".to_vec(),
+            count,
+            per_ms: MIN,
+            else_post: else_post.map(|t| (t.to_owned(), String::from("digest body"))),
+        }),
+    }
+}
+
+#[test]
+fn at_most_n_per_window_throttles_the_excess_or_sends_it_elsewhere() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    for i in 0..2 {
+        let (_, d) = run(
+            &mut s,
+            &facts(&format!("a{i}"), AlertState::Firing),
+            vec![throttle_rule(2, None)],
+            vec![],
+            i,
+            &mut next,
+        );
+        assert_eq!(d.len(), 1);
+    }
+    let (v, d) = run(
+        &mut s,
+        &facts("a2", AlertState::Firing),
+        vec![throttle_rule(2, None)],
+        vec![],
+        2,
+        &mut next,
+    );
+    assert!(d.is_empty());
+    assert_eq!(
+        v[0].kind,
+        VerdictKind::Throttled {
+            limit: 2,
+            per_ms: MIN
+        }
+    );
+    assert_eq!(
+        (v[0].rule.as_str(), v[0].target.as_str()),
+        ("team chat", "chat")
+    );
+    let (v, d) = run(
+        &mut s,
+        &facts("a3", AlertState::Firing),
+        vec![throttle_rule(2, Some("digest"))],
+        vec![],
+        3,
+        &mut next,
+    );
+    assert_eq!(d, [(String::from("digest"), 3)]);
+    assert!(matches!(&v[0].kind, VerdictKind::Diverted { to, .. } if to == "digest"));
+    // The window slides: a minute after the first, one more goes through.
+    let (_, d) = run(
+        &mut s,
+        &facts("a4", AlertState::Firing),
+        vec![throttle_rule(2, None)],
+        vec![],
+        MIN,
+        &mut next,
+    );
+    assert_eq!(d.len(), 1);
+}
+
+#[test]
+fn the_resolution_of_a_firing_that_went_through_is_never_throttled() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    run(
+        &mut s,
+        &facts("a", AlertState::Firing),
+        vec![throttle_rule(1, None)],
+        vec![],
+        0,
+        &mut next,
+    );
+    let (_, d) = run(
+        &mut s,
+        &facts("b", AlertState::Firing),
+        vec![throttle_rule(1, None)],
+        vec![],
+        1,
+        &mut next,
+    );
+    assert!(d.is_empty(), "over the limit");
+    let (_, d) = run(
+        &mut s,
+        &facts("a", AlertState::Resolved),
+        vec![throttle_rule(1, None)],
+        vec![],
+        2,
+        &mut next,
+    );
+    assert_eq!(d.len(), 1, "the resolution of a delivered firing goes out");
+    let (_, d) = run(
+        &mut s,
+        &facts("b", AlertState::Resolved),
+        vec![throttle_rule(1, None)],
+        vec![],
+        3,
+        &mut next,
+    );
+    assert!(
+        d.is_empty(),
+        "a resolution of a throttled firing is counted like any alert"
+    );
+}
+
+#[test]
+fn a_changed_clause_starts_with_fresh_state() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    run(
+        &mut s,
+        &facts("a", AlertState::Firing),
+        vec![dedup_rule(None, "a")],
+        vec![],
+        0,
+        &mut next,
+    );
+    let mut changed = dedup_rule(None, "a");
+    changed.clauses = 99;
+    let (_, d) = run(
+        &mut s,
+        &facts("a", AlertState::Firing),
+        vec![changed],
+        vec![],
+        1,
+        &mut next,
+    );
+    assert_eq!(d.len(), 1);
+}
+
+#[test]
+fn entries_expire() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    run(
+        &mut s,
+        &facts("a", AlertState::Firing),
+        vec![dedup_rule(Some(MIN), "a")],
+        vec![],
+        0,
+        &mut next,
+    );
+    assert_eq!(s.len(), 1);
+    s.collect(MIN);
+    assert!(s.is_empty());
+}
+
+/// An alert stream: (id index, resolved?, time step).
+fn stream() -> impl Strategy<Value = Vec<(u8, bool, u64)>> {
+    proptest::collection::vec((0u8..4, any::<bool>(), 0u64..90_000), 0..40)
+}
+
+/// Deliveries of a stream through a rule with `dedup` (until resolved), `resolve once`
+/// and `at most 3 per 1m`, as (time, id, state, target).
+fn deliveries(s: &[(u8, bool, u64)], repeat: bool) -> Vec<(u64, u8, bool, String)> {
+    let mut state = MemoryState::default();
+    let mut next = 0;
+    let mut now = 0;
+    let mut out = Vec::new();
+    for &(i, resolved, dt) in s {
+        now += dt;
+        let alert = facts(
+            &format!("a{i}"),
+            if resolved {
+                AlertState::Resolved
+            } else {
+                AlertState::Firing
+            },
+        );
+        let copies = if repeat { 2 } else { 1 };
+        for _ in 0..copies {
+            let rule = RuleChoice {
+                rule: String::from("r"),
+                clauses: 1,
+                targets: vec![(String::from("t"), String::new())],
+                dedup: Some(DedupIntent {
+                    key: Some(format!("a{i}").into_bytes()),
+                    window_ms: None,
+                }),
+                resolve_once: true,
+                throttle: Some(ThrottleIntent {
+                    key: Vec::new(),
+                    count: 3,
+                    per_ms: MIN,
+                    else_post: None,
+                }),
+            };
+            let (_, d) = run(&mut state, &alert, vec![rule], vec![], now, &mut next);
+            out.extend(d.into_iter().map(|(t, _)| (now, i, resolved, t)));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The step is a function of its inputs: the same stream gives the same deliveries.
+    #[test]
+    fn replaying_a_stream_gives_the_same_deliveries(s in stream()) {
+        prop_assert_eq!(deliveries(&s, false), deliveries(&s, false));
+    }
+
+    /// Under `dedup`, every alert sent twice gives what the stream without repeats gives.
+    #[test]
+    fn repeats_change_nothing_under_dedup(s in stream()) {
+        prop_assert_eq!(deliveries(&s, true), deliveries(&s, false));
+    }
+
+    /// `resolve once`: a resolution goes to a target only after a firing went there, and
+    /// at most once per firing.
+    #[test]
+    fn every_resolution_follows_an_announced_firing(s in stream()) {
+        let mut open = std::collections::HashMap::new();
+        for (_, id, resolved, _) in deliveries(&s, false) {
+            let was_open = open.insert(id, !resolved).unwrap_or(false);
+            if resolved {
+                prop_assert!(was_open, "a resolution of {id} without a firing before it");
+            }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Routing that remembers, through the router: `dedup`, `resolve once` and `at most` with
+//! their state in the outbox (and in memory), across a restart, against a real receiver on
+//! 127.0.0.1.
+
+// A failed unwrap in a test helper is a loud test failure, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::receiver::Receiver;
+use switchyard::state::VerdictKind;
+use switchyard::{Alert, Backoff, Router, RuleSet, State};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new(name: &str) -> DataDir {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        DataDir(dir)
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn router(rules: &RuleSet, dir: Option<&DataDir>) -> Router {
+    let b = Router::builder().rules(rules.clone()).backoff(Backoff {
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(200),
+    });
+    let b = match dir {
+        Some(d) => b.data_dir(&d.0),
+        None => b.in_memory(true),
+    };
+    b.build().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn alert(id: &str, state: State) -> Alert {
+    Alert::new(json!({"id": id, "status": state.as_str(), "team": "db"}))
+        .with_id(id)
+        .with_state(state)
+}
+
+fn kinds(s: &switchyard::Submitted) -> Vec<&'static str> {
+    s.verdicts
+        .iter()
+        .map(|v| match v.kind {
+            VerdictKind::Delivered { .. } => "delivered",
+            VerdictKind::Duplicate { .. } => "duplicate",
+            VerdictKind::Throttled { .. } => "throttled",
+            VerdictKind::Diverted { .. } => "diverted",
+            VerdictKind::Unannounced => "unannounced",
+        })
+        .collect()
+}
+
+/// Prometheus re-sends a firing alert every minute: one page, however many copies, and a
+/// restart (the state is in the outbox file, committed with the deliveries) changes
+/// nothing. The resolution goes once, and a second resolved copy goes nowhere.
+#[tokio::test]
+async fn resends_page_once_across_a_restart_and_the_resolution_goes_once() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("resends");
+    let rules = RuleSet::from_files([(
+        "p.rules",
+        format!(
+            r#"target pager {{ url = "{}" }}
+               rule "pages" when exists(status) -> post pager, dedup for 1h, resolve once"#,
+            rx.url("/pager")
+        )
+        .as_str(),
+    )])
+    .unwrap();
+
+    let r = router(&rules, Some(&dir)).await;
+    let first = r.submit(&alert("a1", State::Firing)).await.unwrap();
+    assert_eq!(kinds(&first), ["delivered"]);
+    assert_eq!(first.deliveries.len(), 1);
+    for _ in 0..3 {
+        let again = r.submit(&alert("a1", State::Firing)).await.unwrap();
+        assert_eq!(kinds(&again), ["duplicate"]);
+        assert!(again.deliveries.is_empty());
+        match &again.verdicts[0].kind {
+            VerdictKind::Duplicate { of, until, .. } => {
+                assert_eq!(*of, first.deliveries[0], "names the delivery it repeats");
+                assert!(until.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    rx.wait_for("/pager", 1, WAIT).await;
+    r.shutdown(Duration::from_secs(1)).await;
+    drop(r);
+
+    let r = router(&rules, Some(&dir)).await;
+    let after_restart = r.submit(&alert("a1", State::Firing)).await.unwrap();
+    assert_eq!(
+        kinds(&after_restart),
+        ["duplicate"],
+        "the state survived the restart"
+    );
+    let resolved = r.submit(&alert("a1", State::Resolved)).await.unwrap();
+    assert_eq!(kinds(&resolved), ["delivered"]);
+    let again = r.submit(&alert("a1", State::Resolved)).await.unwrap();
+    assert_eq!(kinds(&again), ["unannounced"], "exactly one resolution");
+    let never = r.submit(&alert("zz", State::Resolved)).await.unwrap();
+    assert_eq!(
+        kinds(&never),
+        ["unannounced"],
+        "nothing announced, nothing resolved"
+    );
+    rx.wait_for("/pager", 2, WAIT).await;
+    wait_until(WAIT, || r.stats().pending == 0).await;
+    assert_eq!(rx.count("/pager"), 2, "one firing, one resolution");
+    // Counted since this router started: one duplicate, two resolutions owed nothing.
+    let metrics = r.metrics_text();
+    assert!(
+        metrics.contains(
+            r#"switchyard_deliveries_suppressed_total{rule="pages",reason="duplicate"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"switchyard_deliveries_suppressed_total{rule="pages",reason="unannounced"} 2"#
+        ),
+        "{metrics}"
+    );
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
+/// `resolve once` sends the resolution even when the resolved alert no longer matches
+/// (Alibaba's `OK` callback fails `curValue > 90`).
+#[tokio::test]
+async fn the_resolution_goes_out_though_the_resolved_alert_no_longer_matches() {
+    let rx = Receiver::start().await;
+    let rules = RuleSet::from_files([(
+        "a.rules",
+        format!(
+            r#"target pager {{ url = "{}" }}
+               rule "cpu" when curValue > 90 -> post pager, resolve once"#,
+            rx.url("/pager")
+        )
+        .as_str(),
+    )])
+    .unwrap();
+    let r = router(&rules, None).await;
+    let firing = Alert::new(json!({"curValue": 95}))
+        .with_id("i-1")
+        .with_state(State::Firing);
+    let resolved = Alert::new(json!({"curValue": 20}))
+        .with_id("i-1")
+        .with_state(State::Resolved);
+    assert_eq!(kinds(&r.submit(&firing).await.unwrap()), ["delivered"]);
+    let back = r.submit(&resolved).await.unwrap();
+    assert!(back.decision.unrouted, "no rule matches the resolved alert");
+    assert_eq!(
+        kinds(&back),
+        ["delivered"],
+        "its resolution goes out all the same"
+    );
+    rx.wait_for("/pager", 2, WAIT).await;
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
+/// `at most 2 per 1m by team else post digest`: the third alert of a team goes to the
+/// digest; another team has its own window.
+#[tokio::test]
+async fn at_most_n_per_window_sends_the_excess_to_the_else_target() {
+    let rx = Receiver::start().await;
+    let rules = RuleSet::from_files([(
+        "t.rules",
+        format!(
+            r#"target chat {{ url = "{}" }}
+               target digest {{ url = "{}" }}
+               rule "team chat" when exists(team) -> post chat, at most 2 per 1m by team else post digest"#,
+            rx.url("/chat"),
+            rx.url("/digest")
+        )
+        .as_str(),
+    )])
+    .unwrap();
+    let r = router(&rules, None).await;
+    for i in 0..2 {
+        let s = r
+            .submit(&alert(&format!("a{i}"), State::Firing))
+            .await
+            .unwrap();
+        assert_eq!(kinds(&s), ["delivered"]);
+    }
+    let third = r.submit(&alert("a2", State::Firing)).await.unwrap();
+    assert_eq!(kinds(&third), ["diverted"]);
+    let other_team = Alert::new(json!({"team": "web"}))
+        .with_id("w1")
+        .with_state(State::Firing);
+    assert_eq!(kinds(&r.submit(&other_team).await.unwrap()), ["delivered"]);
+    rx.wait_for("/chat", 3, WAIT).await;
+    rx.wait_for("/digest", 1, WAIT).await;
+    wait_until(WAIT, || r.stats().pending == 0).await;
+    assert_eq!((rx.count("/chat"), rx.count("/digest")), (3, 1));
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Rules without a clause behave as before: no verdicts, every copy delivered.
+#[tokio::test]
+async fn a_rule_without_memory_delivers_every_copy() {
+    let rx = Receiver::start().await;
+    let rules = RuleSet::from_files([(
+        "t.rules",
+        format!(
+            r#"target t {{ url = "{}" }}
+               when exists(status) -> post t"#,
+            rx.url("/t")
+        )
+        .as_str(),
+    )])
+    .unwrap();
+    let r = router(&rules, None).await;
+    for _ in 0..3 {
+        let s = r.submit(&alert("a1", State::Firing)).await.unwrap();
+        assert!(s.verdicts.is_empty());
+        assert_eq!(s.deliveries.len(), 1);
+    }
+    rx.wait_for("/t", 3, WAIT).await;
+    r.shutdown(Duration::from_secs(1)).await;
+}
