@@ -231,3 +231,79 @@ async fn a_damaged_write_ahead_log_is_detected_not_silent() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Prometheus re-sends a firing alert every minute. `kill -9` after the first page, then a
+/// restart: the re-sends stay suppressed (the dedup state was committed with the page),
+/// and the resolution still goes out exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_state_survives_kill_9_and_resends_stay_quiet() {
+    use support::http::request;
+    let dir = std::env::temp_dir().join(format!("switchyard-crash-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rx = Receiver::start().await;
+    let rules = format!(
+        "target pager {{ url = \"{}\" }}\n\
+         rule \"prom pages\" when @source == \"prometheus\" -> post pager, dedup until resolved, resolve once\n",
+        rx.url("/pager")
+    );
+    let now = jiff::Timestamp::now();
+    let firing = format!(
+        r#"[{{"labels": {{"alertname": "DiskFull", "instance": "db-1"}}, "annotations": {{}}, "startsAt": "{now}"}}]"#
+    );
+    let resolved = format!(
+        r#"[{{"labels": {{"alertname": "DiskFull", "instance": "db-1"}}, "annotations": {{}}, "startsAt": "{now}", "endsAt": "{}"}}]"#,
+        now - jiff::SignedDuration::from_secs(1)
+    );
+    let post = |base: String, body: String| async move {
+        let addr = base.trim_start_matches("http://").to_owned();
+        request(
+            &addr,
+            "POST",
+            "/api/v2/alerts",
+            "application/json",
+            body.as_bytes(),
+        )
+        .await
+    };
+
+    let (mut child, base) = support::process::serve_with(&dir, "", &rules);
+    let (status, body) = post(base.clone(), firing.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains(r#""verdict":"delivered""#), "{body}");
+    rx.wait_for("/pager", 1, Duration::from_secs(10)).await;
+    let (status, body) = post(base.clone(), firing.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains(r#""verdict":"duplicate""#), "{body}");
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+
+    let (mut child, base) = support::process::serve_with(&dir, "", &rules);
+    for _ in 0..3 {
+        let (status, body) = post(base.clone(), firing.clone()).await;
+        assert_eq!(status, 202, "{body}");
+        assert!(
+            body.contains(r#""verdict":"duplicate""#),
+            "a re-send after the crash: {body}"
+        );
+    }
+    let (status, body) = post(base.clone(), resolved.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains(r#""verdict":"delivered""#), "{body}");
+    let (_, body) = post(base.clone(), resolved).await;
+    assert!(
+        body.contains(r#""verdict":"unannounced""#),
+        "one resolution only: {body}"
+    );
+    rx.wait_for("/pager", 2, Duration::from_secs(10)).await;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.count("/pager"), 2, "one page, one resolution");
+    let got = rx.received();
+    assert!(
+        got[1].body.contains("endsAt"),
+        "the second delivery is the resolution"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use super::memory::MemoryStore;
 use super::sqlite::SqliteStore;
-use super::{DeadLetter, Depth, Finish, FreshSink, Record, Store};
+use super::{DeadLetter, Depth, Finish, FreshSink, Record, Stateful, Store, Submission};
+use crate::alert::State as AlertState;
 use crate::dispatch::DispatchErrorKind;
+use crate::state::{AlertFacts, DedupIntent, RuleChoice, VerdictKind};
 
 /// One implementation, as the suite opens it.
 trait Backend {
@@ -101,6 +103,8 @@ suite!(
     an_unreadable_dead_letter_is_refused_a_replay_and_kept,
     one_write_finishes_many_deliveries_each_with_its_result,
     what_was_stored_survives_reopening,
+    the_step_runs_in_the_write_and_its_state_holds_across_writes,
+    state_survives_reopening,
 );
 
 fn record(target: &str, n: u64) -> Record {
@@ -503,4 +507,131 @@ async fn what_was_stored_survives_reopening(b: &dyn Backend) {
     assert_eq!(depth(&*s), (2, 1));
     let more = s.append(vec![record("t", 9)]).await.unwrap();
     assert!(more[0] > rs[2].id, "ids go on growing: {more:?}");
+}
+
+/// A submission of alert `id` in `state` at `now` through a rule with `dedup until
+/// resolved` and `resolve once`, to target `t`.
+fn remembered(id: &str, state: AlertState, now: u64) -> Submission {
+    let mut r = record("t", now);
+    r.alert_id = Some(id.to_owned());
+    Submission {
+        plain: Vec::new(),
+        stateful: Some(Box::new(Stateful {
+            facts: AlertFacts {
+                id: Some(id.to_owned()),
+                state,
+            },
+            now,
+            choices: vec![RuleChoice {
+                rule: String::from("pages"),
+                clauses: 7,
+                targets: vec![(String::from("t"), r)],
+                dedup: Some(DedupIntent {
+                    key: Some(id.as_bytes().to_vec()),
+                    window_ms: None,
+                }),
+                resolve_once: true,
+                throttle: None,
+            }],
+            probes: Vec::new(),
+        })),
+    }
+}
+
+async fn verdicts(s: &dyn Store, batch: Vec<Submission>) -> Vec<Vec<&'static str>> {
+    s.submit(batch)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|st| {
+            st.verdicts
+                .iter()
+                .map(|v| match v.kind {
+                    VerdictKind::Delivered { .. } => "delivered",
+                    VerdictKind::Duplicate { .. } => "duplicate",
+                    VerdictKind::Unannounced => "unannounced",
+                    _ => "other",
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn the_step_runs_in_the_write_and_its_state_holds_across_writes(b: &dyn Backend) {
+    let sunk: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let seen = sunk.clone();
+    let s = b.open(Some(Box::new(move |rs: Vec<Record>| {
+        seen.lock().unwrap().extend(rs.iter().map(|r| r.id));
+    })));
+    // Two copies in one write: the second is a duplicate of the first.
+    let both = verdicts(
+        &*s,
+        vec![
+            remembered("a", AlertState::Firing, 10),
+            remembered("a", AlertState::Firing, 11),
+        ],
+    )
+    .await;
+    assert_eq!(both, [vec!["delivered"], vec!["duplicate"]]);
+    assert_eq!(
+        sunk.lock().unwrap().len(),
+        1,
+        "only what the step kept is stored"
+    );
+    assert_eq!(depth(&*s), (1, 0));
+    // A later write sees the state.
+    let later = verdicts(&*s, vec![remembered("a", AlertState::Firing, 20)]).await;
+    assert_eq!(later, [vec!["duplicate"]]);
+    let resolved = verdicts(
+        &*s,
+        vec![
+            remembered("a", AlertState::Resolved, 30),
+            remembered("a", AlertState::Resolved, 31),
+            remembered("b", AlertState::Resolved, 32),
+        ],
+    )
+    .await;
+    assert_eq!(
+        resolved,
+        [vec!["delivered"], vec!["unannounced"], vec!["unannounced"]]
+    );
+    assert_eq!(depth(&*s), (2, 0));
+    assert!(s.state_entries().unwrap() >= 1);
+    // Plain deliveries beside stateful ones keep their ids and order.
+    let mixed = s
+        .submit(vec![
+            Submission {
+                plain: vec![record("t", 1)],
+                stateful: None,
+            },
+            remembered("c", AlertState::Firing, 40),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(mixed.len(), 2);
+    assert!(mixed[0].verdicts.is_empty());
+    assert_eq!(mixed[0].ids.len(), 1);
+    assert_eq!(mixed[1].ids.len(), 1);
+    assert!(mixed[1].ids[0] > mixed[0].ids[0]);
+}
+
+async fn state_survives_reopening(b: &dyn Backend) {
+    let s = b.open(None);
+    assert_eq!(
+        verdicts(&*s, vec![remembered("a", AlertState::Firing, 10)]).await,
+        [vec!["delivered"]]
+    );
+    drop(s);
+    let Some(s) = b.reopen() else {
+        return; // not a durable backend
+    };
+    assert_eq!(
+        verdicts(&*s, vec![remembered("a", AlertState::Firing, 20)]).await,
+        [vec!["duplicate"]],
+        "a restart forgets nothing the rules remember"
+    );
+    assert_eq!(
+        verdicts(&*s, vec![remembered("a", AlertState::Resolved, 30)]).await,
+        [vec!["delivered"]]
+    );
 }
