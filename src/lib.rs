@@ -66,8 +66,8 @@ pub use dispatch::{
     RouterStats, Submitted,
 };
 pub use engine::{
-    Choices, Decision, DecisionSummary, Delivery, Explanation, MAX_FALLBACKS, PredicateTrace,
-    RuleInfo, RuleSet, RuleTrace, Target, TestOutcome, TestReport, content_hash,
+    Choices, Decision, DecisionSummary, Delivery, Explanation, MAX_FALLBACKS, MemoryChanges,
+    PredicateTrace, RuleInfo, RuleSet, RuleTrace, Target, TestOutcome, TestReport, content_hash,
 };
 pub use error::{Error, ErrorKind};
 pub use load::{Loader, MAX_FILES, MAX_TOTAL_BYTES};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use switchyard::server::{AdminAuth, AppState, Credential, IngestAuth, Limits, Secret, app};
 use switchyard::{Router, RuleSet, Source};
 use tower::ServiceExt;
@@ -1024,6 +1024,49 @@ async fn reload_takes_a_good_folder_and_keeps_the_old_rules_on_errors() {
     assert_eq!(targets(&v, 0), ["ok_url"], "the new rules route");
     let (_, r) = send(&f, Request::get("/api/rules").body(Body::empty()).unwrap()).await;
     assert!(r["rejected_reload"].is_null());
+}
+
+/// A reload says which rules that remember keep their state (same name, same clauses) and
+/// which start fresh (new, or a clause changed).
+#[tokio::test]
+async fn a_reload_says_which_rules_keep_their_memory() {
+    let f = fixture("reload-memory", Limits::default(), IngestAuth::none()).await;
+    let rules_dir = f.dir.join("rules");
+    let write = |window: &str| {
+        std::fs::write(
+            rules_dir.join("50-memory.rules"),
+            format!("rule \"yandex pages\" when @source == \"yandex\" -> post alarm_url, dedup for {window}\n"),
+        )
+        .unwrap();
+    };
+    // Whether the reload's `state` lists the rule under `kind` (`kept` or `fresh`).
+    let listed = |v: &Value, kind: &str| {
+        v["state"][kind]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("yandex pages")))
+    };
+    write("1h");
+    let (s, v) = send(&f, post("/-/reload", JSON, "")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        listed(&v, "fresh") && !listed(&v, "kept"),
+        "a new rule starts fresh: {v}"
+    );
+    // Another file changes; this rule does not: its state carries on.
+    std::fs::write(
+        rules_dir.join("60-other.rules"),
+        "when exists(nothing) -> post ok_url\n",
+    )
+    .unwrap();
+    let (_, v) = send(&f, post("/-/reload", JSON, "")).await;
+    assert!(listed(&v, "kept") && !listed(&v, "fresh"), "{v}");
+    write("2h");
+    let (_, v) = send(&f, post("/-/reload", JSON, "")).await;
+    assert_eq!(
+        v["state"]["fresh"],
+        json!(["yandex pages"]),
+        "a changed window starts fresh: {v}"
+    );
 }
 
 /// Found by a user: an edit rejected, then reverted (the folder back to the running

@@ -121,6 +121,39 @@ fn key(paths: &[Path], alert: &Alert) -> Vec<u8> {
     serde_json::to_vec(&Value::Array(lists)).unwrap_or_default()
 }
 
+/// What a reload does to the rules' memory ([`RuleSet::memory_changes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryChanges {
+    /// Rules whose clauses are unchanged: their state carries on.
+    pub kept: Vec<String>,
+    /// Rules whose clauses are new or changed: they start with no state (the old state is
+    /// forgotten as it expires).
+    pub fresh: Vec<String>,
+}
+
+impl RuleSet {
+    /// How the memory of `self`'s rules relates to `old`'s: which rules keep their state
+    /// (same name, same clauses) and which start fresh.
+    pub fn memory_changes(&self, old: &RuleSet) -> MemoryChanges {
+        let mut out = MemoryChanges::default();
+        for r in &self.inner.rules {
+            let Some(m) = &r.memory else { continue };
+            let before = old
+                .inner
+                .rules
+                .iter()
+                .find(|o| o.id() == r.id())
+                .and_then(|o| o.memory.as_ref());
+            if before.is_some_and(|b| b.clauses == m.clauses) {
+                out.kept.push(r.id().to_owned());
+            } else {
+                out.fresh.push(r.id().to_owned());
+            }
+        }
+        out
+    }
+}
+
 /// The input of the step for one alert: see [`Decision::choices`].
 pub type Choices<'r> = (Vec<RuleChoice<Delivery<'r>>>, Vec<RuleChoice<Delivery<'r>>>);
 

@@ -26,7 +26,7 @@ use index::Index;
 use program::{Atom, Pred};
 
 pub use explain::{Explanation, PredicateTrace, RuleTrace};
-pub use memory::Choices;
+pub use memory::{Choices, MemoryChanges};
 pub use tests_runner::{TestOutcome, TestReport};
 
 /// Sets of at most this many rules are scanned: trying two rules costs less than one

@@ -157,13 +157,17 @@ impl AppState {
         match outcome {
             Outcome::Loaded(set) => {
                 let summary = rules_summary(&set);
+                let memory = set.memory_changes(&self.router.rules());
                 self.note_loaded(&set);
                 tracing::info!(trigger, rules = set.rule_count(), targets = set.targets().len(), hash = %format!("{:016x}", set.content_hash()), "rules reloaded");
+                if !memory.fresh.is_empty() {
+                    tracing::info!(trigger, rules = ?memory.fresh, "rules whose clauses are new or changed start with no state");
+                }
                 self.router.set_rules(set);
                 self.metrics.reload("loaded");
                 (
                     StatusCode::OK,
-                    json!({"status": "reloaded", "rules": summary}),
+                    json!({"status": "reloaded", "rules": summary, "state": memory}),
                 )
             }
             Outcome::Rejected(e) => {

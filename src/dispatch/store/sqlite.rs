@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 
 use super::gather::Gather;
 use super::ledger::{self, Ledger, Loss};
-use super::sqlite_state::{self, Secret, SqliteState};
+use super::sqlite_state::{Changes, MemoryIndex, Secret, SqliteState};
 use super::{
     DeadLetter, Depth, Finish, FreshSink, Health, Record, Store, StoreFuture, Stored, Submission,
 };
@@ -56,8 +56,7 @@ const SCHEMA: &str = "
     );
     CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, expires INTEGER NOT NULL, value BLOB NOT NULL);
-    CREATE INDEX IF NOT EXISTS state_expires ON state (expires);
+    CREATE TABLE IF NOT EXISTS memory (key BLOB NOT NULL, expires INTEGER NOT NULL, value BLOB NOT NULL);
 ";
 
 /// The most operations one group commit takes.
@@ -192,6 +191,8 @@ impl SqliteStore {
             };
             DispatchError::store(kind, &path, e)
         })?;
+        let memory =
+            MemoryIndex::load(&writer_conn).map_err(|e| DispatchError::sqlite(&path, e))?;
         let reader = connect(&path).map_err(|e| DispatchError::sqlite(&path, e))?;
         let (tx, rx) = mpsc::channel::<Vec<Op>>();
         let health = Arc::new(Cells::default());
@@ -205,7 +206,7 @@ impl SqliteStore {
                     health: &writer_health,
                     secret,
                 };
-                writer(writer_conn, &rx, &env, ledger)
+                writer(writer_conn, &rx, &env, ledger, memory)
             })
             .map_err(|e| DispatchError::store(DispatchErrorKind::Io, &path, e))?;
         Ok(SqliteStore {
@@ -400,7 +401,7 @@ impl Store for SqliteStore {
 
     fn state_entries(&self) -> Result<u64, DispatchError> {
         self.read(|c| {
-            let n: i64 = c.query_row("SELECT count(*) FROM state", [], |r| r.get(0))?;
+            let n: i64 = c.query_row("SELECT count(*) FROM memory", [], |r| r.get(0))?;
             Ok(from_i64(n))
         })
     }
@@ -613,6 +614,7 @@ fn writer(
     rx: &mpsc::Receiver<Vec<Op>>,
     env: &WriterEnv<'_>,
     mut ledger: Ledger,
+    mut memory: MemoryIndex,
 ) {
     let mut errors = ErrorLog::default();
     let mut ids: Option<Ids> = None;
@@ -623,7 +625,15 @@ fn writer(
                 Err(_) => break,
             }
         }
-        commit(&mut conn, batch, &mut ids, env, &mut errors, &mut ledger);
+        commit(
+            &mut conn,
+            batch,
+            &mut ids,
+            env,
+            &mut errors,
+            &mut ledger,
+            &mut memory,
+        );
     }
 }
 
@@ -766,6 +776,7 @@ fn commit(
     env: &WriterEnv<'_>,
     errors: &mut ErrorLog,
     ledger: &mut Ledger,
+    memory: &mut MemoryIndex,
 ) {
     let WriterEnv {
         sink,
@@ -801,6 +812,8 @@ fn commit(
         // The latest `now` of a stateful submission: state that expired before it is
         // collected, a bounded number of rows per commit.
         let mut collect_before = 0u64;
+        // What the rules' memory changes, applied to the index once the commit succeeded.
+        let mut changes = Changes::default();
         for op in batch {
             match op {
                 Op::Submit(submissions, tx) => {
@@ -816,7 +829,7 @@ fn commit(
                             next_id += 1;
                         }
                         if let Some(st) = sub.stateful {
-                            let mut state = SqliteState::new(&txn, secret);
+                            let mut state = SqliteState::new(&txn, secret, memory, &mut changes);
                             let mut ids = || {
                                 next_id += 1;
                                 next_id - 1
@@ -932,7 +945,11 @@ fn commit(
             }
         }
         if collect_before > 0 {
-            sqlite_state::collect(&txn, collect_before)?;
+            let mut state = SqliteState::new(&txn, secret, memory, &mut changes);
+            state.collect(collect_before);
+            if let Some(e) = state.error.take() {
+                return Err(e);
+            }
         }
         // A commit that deletes the newest row (the highest id committed) leaves the
         // database a mark of it, for the ledger's check at the next start. Known from the
@@ -957,6 +974,7 @@ fn commit(
             )?;
         }
         txn.commit()?;
+        memory.apply(changes);
         *ids = Some(Ids {
             next: next_id,
             reserved,
