@@ -151,6 +151,12 @@ async fn resends_page_once_across_a_restart_and_the_resolution_goes_once() {
 /// (Alibaba's `OK` callback fails `curValue > 90`).
 #[tokio::test]
 async fn the_resolution_goes_out_though_the_resolved_alert_no_longer_matches() {
+    let dir = DataDir::new("no-longer-matches");
+    resolution_without_a_match(None).await;
+    resolution_without_a_match(Some(&dir)).await;
+}
+
+async fn resolution_without_a_match(dir: Option<&DataDir>) {
     let rx = Receiver::start().await;
     let rules = RuleSet::from_files([(
         "a.rules",
@@ -162,7 +168,7 @@ async fn the_resolution_goes_out_though_the_resolved_alert_no_longer_matches() {
         .as_str(),
     )])
     .unwrap();
-    let r = router(&rules, None).await;
+    let r = router(&rules, dir).await;
     let firing = Alert::new(json!({"curValue": 95}))
         .with_id("i-1")
         .with_state(State::Firing);
@@ -178,6 +184,42 @@ async fn the_resolution_goes_out_though_the_resolved_alert_no_longer_matches() {
         "its resolution goes out all the same"
     );
     rx.wait_for("/pager", 2, WAIT).await;
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Found by the interop test with a real Prometheus: a resolution owed by `resolve once`
+/// to a target no rule chose (the resolved alert no longer matches) was stored but its
+/// target's worker was not woken, so an idle worker never sent it (and a busy one did: the
+/// earlier test passed by chance). Every target that gets a delivery is woken now.
+#[tokio::test]
+async fn a_resolution_owed_by_resolve_once_wakes_an_idle_worker() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("wakes-idle");
+    let rules = RuleSet::from_files([(
+        "a.rules",
+        format!(
+            r#"target pager {{ url = "{}" }}
+               rule "cpu" when curValue > 90 -> post pager, resolve once"#,
+            rx.url("/pager")
+        )
+        .as_str(),
+    )])
+    .unwrap();
+    let r = router(&rules, Some(&dir)).await;
+    let firing = Alert::new(json!({"curValue": 95}))
+        .with_id("i-1")
+        .with_state(State::Firing);
+    r.submit(&firing).await.unwrap();
+    rx.wait_for("/pager", 1, WAIT).await;
+    wait_until(WAIT, || r.stats().pending == 0 && r.stats().delivered == 1).await;
+    // The pager's worker is idle now, with nothing due.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resolved = Alert::new(json!({"curValue": 20}))
+        .with_id("i-1")
+        .with_state(State::Resolved);
+    assert_eq!(kinds(&r.submit(&resolved).await.unwrap()), ["delivered"]);
+    let got = rx.wait_for("/pager", 2, WAIT).await;
+    assert_eq!(got.len(), 2, "the resolution reached the pager");
     r.shutdown(Duration::from_secs(1)).await;
 }
 

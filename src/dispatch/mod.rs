@@ -356,13 +356,21 @@ impl Router {
             });
         }
         m.submit_seconds.observe(started.elapsed().as_secs_f64());
+        // Every target that got a delivery: those the decision chose, a resolution that
+        // `resolve once` owed a target no rule chose this time, an `else` target.
         for s in &out {
-            for t in &s.decision.targets {
-                targets.insert(t);
+            if s.verdicts.is_empty() {
+                targets.extend(s.decision.targets.iter().map(String::as_str));
             }
             for v in &s.verdicts {
-                if let crate::state::VerdictKind::Diverted { to, .. } = &v.kind {
-                    targets.insert(to);
+                match &v.kind {
+                    crate::state::VerdictKind::Delivered { .. } => {
+                        targets.insert(&v.target);
+                    }
+                    crate::state::VerdictKind::Diverted { to, .. } => {
+                        targets.insert(to);
+                    }
+                    _ => {}
                 }
             }
         }

@@ -5,6 +5,12 @@
 #   Prometheus (always-firing rule) --/api/v2/alerts-------------------> switchyard -> receiver /prom
 #   Prometheus -> Alertmanager --webhook /alerts/alertmanager----------> switchyard -> receiver /am
 #
+# Then routing that remembers, against Prometheus's own re-sends (every second here): over
+# 10 s of re-sends, `dedup until resolved` lets exactly one firing delivery through to
+# /once; when the alerting rule stops firing (its file rewritten, Prometheus reloaded with
+# SIGHUP), `resolve once` delivers exactly one resolution there, though Prometheus keeps
+# re-sending the resolved alert.
+#
 # Every process listens on 127.0.0.1 only, is stopped by its own PID, and the whole run is
 # bounded in time. Installs the two Debian packages when they are missing (needs root).
 # Usage: tests/interop/run.sh [path/to/switchyard]
@@ -53,8 +59,11 @@ mkdir -p "$WORK/rules"
 cat > "$WORK/rules/interop.rules" <<RULES
 target prom_sink { url = "http://127.0.0.1:$RECV_PORT/prom" }
 target am_sink   { url = "http://127.0.0.1:$RECV_PORT/am" }
+target once_sink { url = "http://127.0.0.1:$RECV_PORT/once" }
 when @source == "prometheus" and labels.alertname == "InteropAlways" and @state == "firing" -> post prom_sink
 when @source == "alertmanager" and labels.alertname == "InteropAlways" -> post am_sink
+rule "interop once" when @source == "prometheus" and labels.alertname == "InteropAlways" and @state == "firing"
+  -> post once_sink, dedup until resolved, resolve once
 RULES
 "$BIN" serve --listen "127.0.0.1:$SY_PORT" --rules "$WORK/rules" --data "$WORK/data" >"$WORK/switchyard.log" 2>&1 &
 PIDS+=($!)
@@ -95,21 +104,52 @@ RULE
 # resend-delay (1 m by default): 1 s keeps the test short.
 prometheus --config.file="$WORK/prom.yml" --storage.tsdb.path="$WORK/tsdb" \
     --web.listen-address="127.0.0.1:$PROM_PORT" --rules.alert.resend-delay=1s >"$WORK/prom.log" 2>&1 &
-PIDS+=($!)
+PROM_PID=$!
+PIDS+=($PROM_PID)
+count() { grep -c "^$1 " "$WORK/received" 2>/dev/null || true; }
+fail() {
+    echo "interop: FAILED, $1" >&2
+    echo "--- received"; cut -c1-300 "$WORK/received" 2>/dev/null || true
+    echo "--- switchyard"; grep -v " unrouted: " "$WORK/switchyard.log" | tail -30
+    echo "--- alertmanager"; tail -20 "$WORK/am.log"
+    echo "--- prometheus"; tail -20 "$WORK/prom.log"
+    exit 1
+}
 
 start=$SECONDS
-while (( SECONDS - start < LIMIT )); do
-    if grep -q '^/prom ' "$WORK/received" 2>/dev/null && grep -q '^/am ' "$WORK/received" 2>/dev/null; then
-        echo "interop: Prometheus -> switchyard and Prometheus -> Alertmanager -> switchyard delivered in $((SECONDS - start))s"
-        grep -m1 '^/prom ' "$WORK/received" | cut -c1-200
-        grep -m1 '^/am ' "$WORK/received" | cut -c1-200
-        exit 0
-    fi
+until grep -q '^/prom ' "$WORK/received" 2>/dev/null && grep -q '^/am ' "$WORK/received" 2>/dev/null; do
+    (( SECONDS - start < LIMIT )) || fail "not everything arrived within ${LIMIT}s"
     sleep 1
 done
-echo "interop: FAILED, not everything arrived within ${LIMIT}s" >&2
-echo "--- received"; cat "$WORK/received" 2>/dev/null || true
-echo "--- switchyard"; tail -20 "$WORK/switchyard.log"
-echo "--- alertmanager"; tail -20 "$WORK/am.log"
-echo "--- prometheus"; tail -20 "$WORK/prom.log"
-exit 1
+echo "interop: Prometheus -> switchyard and Prometheus -> Alertmanager -> switchyard delivered in $((SECONDS - start))s"
+grep -m1 '^/prom ' "$WORK/received" | cut -c1-200
+grep -m1 '^/am ' "$WORK/received" | cut -c1-200
+
+# Ten seconds of re-sends: /prom (no memory) gets each, /once exactly one.
+first_prom=$(count /prom)
+sleep 10
+resends=$(( $(count /prom) - first_prom ))
+(( resends >= 3 )) || fail "Prometheus re-sent only $resends times in 10 s"
+[ "$(count /once)" = 1 ] || fail "dedup: /once got $(count /once) deliveries over $resends re-sends, not 1"
+echo "interop: $resends re-sends in 10 s, one delivery through dedup"
+
+# The alert stops firing: Prometheus sends it resolved (and keeps re-sending that).
+cat > "$WORK/alerts.yml" <<'RULE'
+groups:
+  - name: interop
+    rules:
+      - alert: InteropAlways
+        expr: vector(1) == 0
+        labels: { severity: test }
+RULE
+kill -HUP "$PROM_PID"
+start=$SECONDS
+until [ "$(count /once)" -ge 2 ]; do
+    (( SECONDS - start < 60 )) || fail "no resolution reached /once within 60 s"
+    sleep 1
+done
+sleep 5
+[ "$(count /once)" = 2 ] || fail "resolve once: /once got $(count /once) deliveries, not 2 (one firing, one resolution)"
+grep '^/once ' "$WORK/received" | tail -1 | grep -q '"endsAt"' || fail "the second delivery to /once is not the resolution"
+echo "interop: the resolution went out once, $((SECONDS - start))s after the rule stopped firing"
+exit 0
