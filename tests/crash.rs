@@ -287,6 +287,21 @@ async fn dedup_state_survives_kill_9_and_resends_stay_quiet() {
             "a re-send after the crash: {body}"
         );
     }
+    // Explain previews against the live state: a re-send would be a duplicate.
+    let addr = base.trim_start_matches("http://").to_owned();
+    let (status, body) = request(
+        &addr,
+        "POST",
+        "/api/explain?source=prometheus",
+        "application/json",
+        firing.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""verdict":"duplicate""#),
+        "explain shows the verdict: {body}"
+    );
     let (status, body) = post(base.clone(), resolved.clone()).await;
     assert_eq!(status, 202, "{body}");
     assert!(body.contains(r#""verdict":"delivered""#), "{body}");

@@ -261,6 +261,47 @@ async fn at_most_n_per_window_sends_the_excess_to_the_else_target() {
     r.shutdown(Duration::from_secs(1)).await;
 }
 
+/// `POST /api/explain` previews what rules that remember would do now, against the live
+/// state, and stores nothing: the announcement a preview "uses" is still there for the
+/// real resolution.
+#[tokio::test]
+async fn a_preview_shows_the_verdicts_and_stores_nothing() {
+    let dir = DataDir::new("preview");
+    for d in [None, Some(&dir)] {
+        let rx = Receiver::start().await;
+        let rules = RuleSet::from_files([(
+            "p.rules",
+            format!(
+                r#"target pager {{ url = "{}" }}
+                   rule "pages" when exists(status) -> post pager, dedup until resolved, resolve once"#,
+                rx.url("/pager")
+            )
+            .as_str(),
+        )])
+        .unwrap();
+        let r = router(&rules, d).await;
+        let first = r.submit(&alert("a1", State::Firing)).await.unwrap();
+        let preview = r
+            .preview(&[alert("a1", State::Firing), alert("a1", State::Resolved)])
+            .await
+            .unwrap();
+        match &preview[0][0].kind {
+            VerdictKind::Duplicate { of, .. } => assert_eq!(*of, first.deliveries[0]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(preview[1][0].kind, VerdictKind::Delivered { delivery: 0 });
+        assert_eq!(r.stats().submitted, 1, "a preview submits nothing");
+        let resolved = r.submit(&alert("a1", State::Resolved)).await.unwrap();
+        assert_eq!(
+            kinds(&resolved),
+            ["delivered"],
+            "the preview consumed nothing"
+        );
+        rx.wait_for("/pager", 2, WAIT).await;
+        r.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
 /// Rules without a clause behave as before: no verdicts, every copy delivered.
 #[tokio::test]
 async fn a_rule_without_memory_delivers_every_copy() {

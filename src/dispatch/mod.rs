@@ -306,24 +306,17 @@ impl Router {
         for alert in alerts {
             let d = rules.evaluate(alert);
             summaries.push(d.summary());
-            let to_record = |delivery: Delivery<'_>| record(delivery, alert, now);
             if d.remembers(alert) {
-                let (choices, probes) = d.choices(alert);
                 batch.push(store::Submission {
                     plain: Vec::new(),
-                    stateful: Some(Box::new(store::Stateful {
-                        facts: crate::state::AlertFacts {
-                            id: alert.id().map(str::to_owned),
-                            state: alert.state(),
-                        },
-                        now,
-                        choices: choices.into_iter().map(|c| c.map(to_record)).collect(),
-                        probes: probes.into_iter().map(|c| c.map(to_record)).collect(),
-                    })),
+                    stateful: Some(Box::new(stateful(&d, alert, now))),
                 });
             } else {
                 batch.push(store::Submission {
-                    plain: d.deliveries(alert).map(to_record).collect(),
+                    plain: d
+                        .deliveries(alert)
+                        .map(|delivery| record(delivery, alert, now))
+                        .collect(),
                     stateful: None,
                 });
             }
@@ -378,6 +371,38 @@ impl Router {
             self.inner.wake(t);
         }
         Ok(out)
+    }
+
+    /// What rules that remember would do with each alert now, against the state the outbox
+    /// holds, without storing or delivering anything (`POST /api/explain`): one list of
+    /// verdicts per alert, empty when no such rule has a say. A verdict that would deliver
+    /// carries delivery id 0.
+    pub async fn preview(
+        &self,
+        alerts: &[Alert],
+    ) -> Result<Vec<Vec<crate::state::Verdict>>, DispatchError> {
+        let rules = self.rules();
+        let now = now_ms();
+        let mut batch = Vec::new();
+        let mut which = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            let d = rules.evaluate(alert);
+            which.push(d.remembers(alert));
+            if d.remembers(alert) {
+                batch.push(stateful(&d, alert, now));
+            }
+        }
+        let mut previews = self.inner.store.preview(batch).await?.into_iter();
+        Ok(which
+            .into_iter()
+            .map(|r| {
+                if r {
+                    previews.next().unwrap_or_default()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect())
     }
 
     /// The router's counters and the outbox's depth.
@@ -483,6 +508,21 @@ impl Router {
     /// Where the outbox is: its file, or `memory`.
     pub fn outbox_path(&self) -> &Path {
         self.inner.store.location()
+    }
+}
+
+/// The step's input for `alert` (rules that remember have a say in it).
+fn stateful(d: &crate::engine::Decision<'_>, alert: &Alert, now: u64) -> store::Stateful {
+    let to_record = |delivery: Delivery<'_>| record(delivery, alert, now);
+    let (choices, probes) = d.choices(alert);
+    store::Stateful {
+        facts: crate::state::AlertFacts {
+            id: alert.id().map(str::to_owned),
+            state: alert.state(),
+        },
+        now,
+        choices: choices.into_iter().map(|c| c.map(to_record)).collect(),
+        probes: probes.into_iter().map(|c| c.map(to_record)).collect(),
     }
 }
 

@@ -756,10 +756,28 @@ async fn explain(
     };
     let incoming = incoming(&s, None, &q, &headers, body, who).await?;
     let rules = s.router.rules();
+    // What rules that remember would do now, against the live state; nothing is stored.
+    let previews = s
+        .router
+        .preview(&incoming.alerts)
+        .await
+        .map_err(|e| ApiError::not_stored(&e))?;
     let explained: Vec<Value> = incoming
         .alerts
         .iter()
-        .map(|a| serde_json::to_value(rules.explain(a)).unwrap_or(Value::Null))
+        .zip(previews)
+        .map(|(a, verdicts)| {
+            let mut v = serde_json::to_value(rules.explain(a)).unwrap_or(Value::Null);
+            if !verdicts.is_empty()
+                && let Some(o) = v.as_object_mut()
+            {
+                o.insert(
+                    String::from("verdicts"),
+                    serde_json::to_value(verdicts).unwrap_or(Value::Null),
+                );
+            }
+            v
+        })
         .collect();
     Ok(Json(json!({ "alerts": explained })))
 }

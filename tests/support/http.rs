@@ -34,18 +34,9 @@ pub(crate) async fn request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let mut body = text
+    let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
-    // Enough to say what happened in a failure message, never a whole large answer.
-    if body.len() > 400 {
-        let mut end = 400;
-        while !body.is_char_boundary(end) {
-            end -= 1;
-        }
-        body.truncate(end);
-        body.push_str("...");
-    }
     (status, body)
 }

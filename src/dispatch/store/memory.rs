@@ -13,9 +13,11 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{
-    DeadLetter, Depth, Finish, FreshSink, Health, Record, Store, StoreFuture, Stored, Submission,
+    DeadLetter, Depth, Finish, FreshSink, Health, Record, Stateful, Store, StoreFuture, Stored,
+    Submission,
 };
 use crate::dispatch::{DispatchError, DispatchErrorKind};
+use crate::state::Verdict;
 
 /// Deliveries and dead letters in memory.
 pub(crate) struct MemoryStore {
@@ -185,6 +187,19 @@ impl Store for MemoryStore {
         {
             sink(fresh);
         }
+        Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn preview(
+        &self,
+        batch: Vec<Stateful>,
+    ) -> StoreFuture<'_, Result<Vec<Vec<Verdict>>, DispatchError>> {
+        // A copy of the state: the preview's writes go nowhere.
+        let mut state = self.state().memory.clone();
+        let out = batch
+            .into_iter()
+            .map(|st| super::preview_one(&mut state, st))
+            .collect();
         Box::pin(std::future::ready(Ok(out)))
     }
 

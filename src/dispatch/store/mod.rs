@@ -274,6 +274,19 @@ pub(crate) struct Submission {
     pub(crate) stateful: Option<Box<Stateful>>,
 }
 
+/// Runs the step for a preview: nothing delivered, ids 0.
+pub(crate) fn preview_one(state: &mut dyn crate::state::State, st: Stateful) -> Vec<Verdict> {
+    crate::state::step(
+        state,
+        &st.facts,
+        st.choices,
+        st.probes,
+        st.now,
+        &mut || 0,
+        &mut |_, _, _| {},
+    )
+}
+
 /// The step's input for one alert, with stored records as payloads.
 #[derive(Debug)]
 pub(crate) struct Stateful {
@@ -349,6 +362,14 @@ pub(crate) trait Store: Send + Sync + 'static {
             Ok(stored.pop().map(|s| s.ids).unwrap_or_default())
         })
     }
+
+    /// What [`Store::submit`] would answer for `batch` now, without storing anything: the
+    /// step runs on the store's state and keeps its writes to itself. A verdict that would
+    /// deliver carries delivery id 0. For `POST /api/explain`.
+    fn preview(
+        &self,
+        batch: Vec<Stateful>,
+    ) -> StoreFuture<'_, Result<Vec<Vec<Verdict>>, DispatchError>>;
 
     /// How many state entries the store holds (`dedup`, `resolve once`, `at most`),
     /// expired ones not yet collected included.

@@ -35,11 +35,13 @@ use tokio::sync::oneshot;
 
 use super::gather::Gather;
 use super::ledger::{self, Ledger, Loss};
-use super::sqlite_state::{Changes, MemoryIndex, Secret, SqliteState};
+use super::sqlite_state::{Changes, MemoryIndex, PreviewState, Secret, SqliteState};
 use super::{
-    DeadLetter, Depth, Finish, FreshSink, Health, Record, Store, StoreFuture, Stored, Submission,
+    DeadLetter, Depth, Finish, FreshSink, Health, Record, Stateful, Store, StoreFuture, Stored,
+    Submission,
 };
 use crate::dispatch::{DispatchError, DispatchErrorKind};
+use crate::state::Verdict;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS deliveries (
@@ -66,6 +68,11 @@ enum Op {
     Submit(
         Vec<Submission>,
         oneshot::Sender<Result<Vec<Stored>, Failure>>,
+    ),
+    /// Runs the step without storing anything (`Store::preview`).
+    Preview(
+        Vec<Stateful>,
+        oneshot::Sender<Result<Vec<Vec<Verdict>>, Failure>>,
     ),
     Finish(
         Box<Finish>,
@@ -396,6 +403,18 @@ impl Store for SqliteStore {
                 return Ok(batch.iter().map(|_| Stored::default()).collect());
             }
             self.write(|tx| Op::Submit(batch, tx)).await
+        })
+    }
+
+    fn preview(
+        &self,
+        batch: Vec<Stateful>,
+    ) -> StoreFuture<'_, Result<Vec<Vec<Verdict>>, DispatchError>> {
+        Box::pin(async move {
+            if batch.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.write(|tx| Op::Preview(batch, tx)).await
         })
     }
 
@@ -860,6 +879,16 @@ fn commit(
                         }
                         out.push(stored);
                     }
+                    replies.push(Box::new(move |res| {
+                        let _ = tx.send(res.map(|()| out));
+                    }));
+                }
+                Op::Preview(batch, tx) => {
+                    let mut state = PreviewState::new(secret, memory, &changes);
+                    let out: Vec<Vec<Verdict>> = batch
+                        .into_iter()
+                        .map(|st| super::preview_one(&mut state, st))
+                        .collect();
                     replies.push(Box::new(move |res| {
                         let _ = tx.send(res.map(|()| out));
                     }));

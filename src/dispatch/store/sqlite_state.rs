@@ -213,6 +213,65 @@ impl<'t> SqliteState<'t> {
     }
 }
 
+/// The step's state for a preview (`POST /api/explain`): reads what the outbox holds (and
+/// what the open transaction changed), keeps what the step writes to itself, and writes
+/// nothing to the file or the index.
+pub(crate) struct PreviewState<'t> {
+    secret: Secret,
+    index: &'t MemoryIndex,
+    changes: &'t Changes,
+    overlay: HashMap<Hash, Option<(Entry, u64)>>,
+}
+
+impl<'t> PreviewState<'t> {
+    pub(crate) fn new(
+        secret: Secret,
+        index: &'t MemoryIndex,
+        changes: &'t Changes,
+    ) -> PreviewState<'t> {
+        PreviewState {
+            secret,
+            index,
+            changes,
+            overlay: HashMap::new(),
+        }
+    }
+
+    fn hash(&self, key: &Key) -> Hash {
+        let mut h = SipHasher13::new_with_keys(self.secret.0, self.secret.1);
+        h.write(&key.0);
+        h.finish128().as_bytes()
+    }
+}
+
+impl State for PreviewState<'_> {
+    fn get(&mut self, key: &Key, now: u64) -> Option<Entry> {
+        let hash = self.hash(key);
+        let (entry, expires) = match self.overlay.get(&hash) {
+            Some(Some((e, x))) => (e.clone(), *x),
+            Some(None) => return None,
+            None => {
+                let held = match self.changes.0.get(&hash) {
+                    Some(change) => change.as_ref(),
+                    None => self.index.entries.get(&hash),
+                }?;
+                (held.entry.clone(), held.expires)
+            }
+        };
+        (expires > now).then_some(entry)
+    }
+
+    fn put(&mut self, key: &Key, entry: &Entry, expires: u64) {
+        let hash = self.hash(key);
+        self.overlay.insert(hash, Some((entry.clone(), expires)));
+    }
+
+    fn delete(&mut self, key: &Key) {
+        let hash = self.hash(key);
+        self.overlay.insert(hash, None);
+    }
+}
+
 impl State for SqliteState<'_> {
     fn get(&mut self, key: &Key, now: u64) -> Option<Entry> {
         let hash = self.hash(key);
