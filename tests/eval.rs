@@ -570,3 +570,38 @@ fn every_regex_test_matches_as_written() {
         "!~ with the i flag"
     );
 }
+
+/// Tests with a clock: the steps of a test share the rules' memory, each at its time; a
+/// failure names the step's time.
+#[test]
+fn test_blocks_with_a_clock_run_the_steps_through_the_rules_memory() {
+    let set = set(r#"target chat { url = "http://127.0.0.1:9/c" }
+                     target digest { url = "http://127.0.0.1:9/d" }
+                     rule "team chat" when exists(team) -> post chat, at most 2 per 1m by team else post digest
+                     test "the third alert of a minute goes to the digest" {
+                         alert { "team": "db", "n": 1 }
+                         expect post chat
+                         after 10s
+                         alert { "team": "db", "n": 2 }
+                         expect post chat
+                         after 10s
+                         alert { "team": "db", "n": 3 }
+                         expect throttled chat
+                         expect post digest
+                         at 2m
+                         alert { "team": "db", "n": 4 }
+                         expect post chat
+                     }
+                     test "a wrong expectation names its step" {
+                         alert { "team": "web" }
+                         after 1m
+                         alert { "team": "web" }
+                         expect throttled chat
+                     }"#);
+    let report = set.run_tests();
+    assert_eq!(report.tests[0].failures, Vec::<String>::new());
+    assert_eq!(
+        report.tests[1].failures,
+        ["at 1m: expected `chat` to be throttled, but the alert was posted to: chat"]
+    );
+}

@@ -145,6 +145,15 @@ pub(crate) struct CheckedTest {
     /// `source NAME`: the sender whose adapter the alert goes through; `None` takes it as
     /// a generic alert.
     pub(crate) source: Option<Source>,
+    /// The alerts in the order the test sends them, each at its time with what is
+    /// expected of it: one step for a test without `at`/`after`.
+    pub(crate) steps: Vec<CheckedStep>,
+}
+
+/// One alert of a test, at its time on the test's clock (ms from the start).
+#[derive(Debug)]
+pub(crate) struct CheckedStep {
+    pub(crate) at_ms: u64,
     /// The alert as a sender would post it: plain JSON.
     pub(crate) alert: Value,
     pub(crate) expects: Vec<CheckedExpect>,
@@ -163,6 +172,8 @@ pub(crate) enum CheckedExpect {
     Unrouted,
     /// `expect body t = {...}`: what target `t` would be sent, exactly.
     Body(usize, Value),
+    /// `expect throttled t`: an `at most` held the alert back from target `t`.
+    Throttled(usize),
 }
 
 /// Everything the engine needs from a checked folder.
@@ -425,9 +436,13 @@ impl Cx<'_> {
 /// path in test data is an error), every expectation's target declared.
 fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Option<CheckedTest> {
     let mut source = None;
+    let mut steps: Vec<CheckedStep> = Vec::new();
+    // The step being read: its time, its alert (once read), its expectations.
+    let mut at_ms = 0u64;
     let mut alert: Option<Value> = None;
     let mut wrote_alert = false;
     let mut expects = Vec::new();
+    let mut timed = false;
     let mut ok = true;
     for s in &t.statements {
         match s {
@@ -438,13 +453,50 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                     cx.report(names::unknown_source(&name.name, name.span));
                 }
             },
+            ast::TestStatement::At(d, span) | ast::TestStatement::After(d, span) => {
+                let Some(ms) = d.as_millis() else {
+                    ok = false;
+                    continue;
+                };
+                let next = match s {
+                    ast::TestStatement::After(..) => at_ms.saturating_add(ms),
+                    _ => ms,
+                };
+                if wrote_alert {
+                    if let Some(a) = alert.take() {
+                        steps.push(CheckedStep {
+                            at_ms,
+                            alert: a,
+                            expects: std::mem::take(&mut expects),
+                        });
+                    }
+                } else if timed || !expects.is_empty() {
+                    ok = false;
+                    cx.report(
+                        Diagnostic::error(codes::BAD_TEST, "a step of the test has no `alert`")
+                            .with_primary(*span, "the next step starts here")
+                            .with_help("give each step its alert: `at 1m  alert { ... }  expect post pager`"),
+                    );
+                }
+                if next < at_ms {
+                    ok = false;
+                    cx.report(
+                        Diagnostic::error(codes::BAD_TEST, "the test's clock goes backwards")
+                            .with_primary(*span, "earlier than the step before")
+                            .with_help("steps run in order: write them in time order, or use `after <duration>`"),
+                    );
+                }
+                at_ms = next;
+                wrote_alert = false;
+                timed = true;
+            }
             ast::TestStatement::Alert(a) => {
                 if wrote_alert {
                     ok = false;
                     cx.report(
                         Diagnostic::error(codes::BAD_TEST, "a test has more than one `alert`")
                             .with_primary(template_span(a).unwrap_or(t.span), "second alert")
-                            .with_help("write one test block per alert"),
+                            .with_help("write one test block per alert, or start a step for it: `after 1m  alert { ... }`"),
                     );
                 }
                 wrote_alert = true;
@@ -458,6 +510,9 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                     ast::Expect::Post(n) => scope.resolve_target(cx, n).map(CheckedExpect::Post),
                     ast::Expect::NoPost(n) => {
                         scope.resolve_target(cx, n).map(CheckedExpect::NoPost)
+                    }
+                    ast::Expect::Throttled(n) => {
+                        scope.resolve_target(cx, n).map(CheckedExpect::Throttled)
                     }
                     ast::Expect::Drop => Some(CheckedExpect::Drop),
                     ast::Expect::Unrouted => Some(CheckedExpect::Unrouted),
@@ -474,26 +529,38 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
             }
         }
     }
-    let Some(alert) = alert else {
-        if wrote_alert {
+    match alert {
+        Some(a) => steps.push(CheckedStep {
+            at_ms,
+            alert: a,
+            expects,
+        }),
+        None if wrote_alert => return None,
+        None if steps.is_empty() => {
+            cx.report(
+                Diagnostic::error(
+                    codes::BAD_TEST,
+                    format!("test `{}` has no `alert`", t.name.value),
+                )
+                .with_primary(t.name.span, "no alert to route")
+                .with_help("add the alert as the sender sends it: `alert { \"status\": \"ALARM\" }`"),
+            );
             return None;
         }
-        cx.report(
-            Diagnostic::error(
-                codes::BAD_TEST,
-                format!("test `{}` has no `alert`", t.name.value),
-            )
-            .with_primary(t.name.span, "no alert to route")
-            .with_help("add the alert as the sender sends it: `alert { \"status\": \"ALARM\" }`"),
-        );
-        return None;
-    };
+        None => {
+            ok = false;
+            cx.report(
+                Diagnostic::error(codes::BAD_TEST, "the last step of the test has no `alert`")
+                    .with_primary(t.span, "in this test")
+                    .with_help("give each step its alert, or remove the step"),
+            );
+        }
+    }
     ok.then(|| CheckedTest {
         name: t.name.value.clone(),
         location: cx.sources.file_line(t.span),
         source,
-        alert,
-        expects,
+        steps,
     })
 }
 

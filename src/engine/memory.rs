@@ -90,7 +90,7 @@ pub(crate) fn compile(
 }
 
 /// `600000` ms as `10m`: the largest unit that divides it.
-fn millis(ms: u64) -> String {
+pub(crate) fn millis(ms: u64) -> String {
     for (unit, size) in [
         ("d", 86_400_000),
         ("h", 3_600_000),

@@ -497,6 +497,10 @@ pub(crate) enum TestStatement {
     Alert(Template),
     /// `expect ...`
     Expect(Expect, #[serde(skip)] Span),
+    /// `at 5m`: what follows happens 5 minutes after the test's start.
+    At(Duration, #[serde(skip)] Span),
+    /// `after 30s`: what follows happens 30 seconds after the last step.
+    After(Duration, #[serde(skip)] Span),
 }
 
 /// An expectation of a test block.
@@ -504,6 +508,8 @@ pub(crate) enum TestStatement {
 pub(crate) enum Expect {
     /// `expect post alarm_url`: the decision includes the target.
     Post(Ident),
+    /// `expect throttled chat`: an `at most` held the alert back from the target.
+    Throttled(Ident),
     /// `expect no post ok_url`: the decision does not include the target.
     NoPost(Ident),
     /// `expect drop`: a `drop` action fired.

@@ -80,7 +80,7 @@ fn words(r: R) -> Option<&'static str> {
         R::setting | R::setting_name => "a setting such as `url = \"https://...\"`",
         R::source_name => "a source name",
         R::test_source | R::kw_source | R::test_alert | R::kw_alert | R::expect | R::kw_expect => {
-            "`source`, `alert` or `expect`"
+            "`source`, `alert`, `expect`, `at` or `after`"
         }
         R::expect_post
         | R::expect_no_post
@@ -89,7 +89,10 @@ fn words(r: R) -> Option<&'static str> {
         | R::expect_body
         | R::kw_no
         | R::kw_unrouted
-        | R::kw_body => "`post`, `no post`, `drop`, `unrouted` or `body`",
+        | R::kw_body
+        | R::expect_throttled
+        | R::kw_throttled => "`post`, `no post`, `drop`, `unrouted`, `throttled` or `body`",
+        R::test_time | R::kw_after => "`at <duration>` or `after <duration>`",
         R::member => "a `\"key\": value` member",
         R::string => "a string",
         R::number => "a number",

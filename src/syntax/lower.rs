@@ -710,6 +710,18 @@ impl Lowerer {
                         statements.push(TestStatement::Source(self.ident(&n)));
                     }
                 }
+                R::test_time => {
+                    let span = self.span(&p);
+                    let after = p.clone().into_inner().any(|p| p.as_rule() == R::kw_after);
+                    if let Some(d) = p.into_inner().find(|p| p.as_rule() == R::duration) {
+                        let d = self.duration(&d);
+                        statements.push(if after {
+                            TestStatement::After(d, span)
+                        } else {
+                            TestStatement::At(d, span)
+                        });
+                    }
+                }
                 R::test_alert => {
                     if let Some(v) = p.into_inner().find(|p| p.as_rule() != R::kw_alert) {
                         statements.push(TestStatement::Alert(self.template(v, false)));
@@ -724,13 +736,21 @@ impl Lowerer {
                     let mut inner = e.into_inner().filter(|p| {
                         !matches!(
                             p.as_rule(),
-                            R::kw_post | R::kw_no | R::kw_drop | R::kw_unrouted | R::kw_body
+                            R::kw_post
+                                | R::kw_no
+                                | R::kw_drop
+                                | R::kw_unrouted
+                                | R::kw_body
+                                | R::kw_throttled
                         )
                     });
                     let expect = match kind {
                         R::expect_post => inner.next().map(|t| Expect::Post(self.ident(&t))),
                         R::expect_no_post => inner.next().map(|t| Expect::NoPost(self.ident(&t))),
                         R::expect_drop => Some(Expect::Drop),
+                        R::expect_throttled => {
+                            inner.next().map(|t| Expect::Throttled(self.ident(&t)))
+                        }
                         R::expect_unrouted => Some(Expect::Unrouted),
                         R::expect_body => match (inner.next(), inner.next()) {
                             (Some(t), Some(v)) => {

@@ -321,7 +321,10 @@ fn test(out: &mut String, t: &TestBlock) {
                 Expect::Drop => String::from("expect drop"),
                 Expect::Unrouted => String::from("expect unrouted"),
                 Expect::Body(t, b) => format!("expect body {} {}", t.name, template(b, false)),
+                Expect::Throttled(t) => format!("expect throttled {}", t.name),
             },
+            TestStatement::At(d, _) => format!("at {}{}", d.amount, d.suffix()),
+            TestStatement::After(d, _) => format!("after {}{}", d.amount, d.suffix()),
         };
         let _ = writeln!(out, "    {line}");
     }
