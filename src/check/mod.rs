@@ -543,7 +543,9 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                     format!("test `{}` has no `alert`", t.name.value),
                 )
                 .with_primary(t.name.span, "no alert to route")
-                .with_help("add the alert as the sender sends it: `alert { \"status\": \"ALARM\" }`"),
+                .with_help(
+                    "add the alert as the sender sends it: `alert { \"status\": \"ALARM\" }`",
+                ),
             );
             return None;
         }

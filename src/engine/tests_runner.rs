@@ -107,7 +107,9 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
                         None
                     }
                     Err(e) => {
-                        failures.push(format!("{at}the alert is not a valid {source} payload: {e}"));
+                        failures.push(format!(
+                            "{at}the alert is not a valid {source} payload: {e}"
+                        ));
                         None
                     }
                 },
@@ -117,7 +119,16 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
             let d = set.evaluate(&alert);
             let (posted, verdicts) = posted_targets(&d, &alert, &mut state, step.at_ms, &mut next);
             let posted: Vec<&str> = posted.iter().map(String::as_str).collect();
-            check_step(set, &d, &alert, &posted, &verdicts, &step.expects, &at, &mut failures);
+            check_step(
+                set,
+                &d,
+                &alert,
+                &posted,
+                &verdicts,
+                &step.expects,
+                &at,
+                &mut failures,
+            );
             if failures.len() > before && trace.is_none() {
                 trace = Some(set.explain(&alert).to_string());
             }
