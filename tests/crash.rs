@@ -287,8 +287,25 @@ async fn dedup_state_survives_kill_9_and_resends_stay_quiet() {
             "a re-send after the crash: {body}"
         );
     }
-    // Explain previews against the live state: a re-send would be a duplicate.
+    // An operator sees the entry: rule, clause, target, what it holds; no key values.
     let addr = base.trim_start_matches("http://").to_owned();
+    let (status, body) = request(&addr, "GET", "/api/state", "text/plain", b"").await;
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entries = listed["entries"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["rule"] == "prom pages"
+            && e["kind"] == "dedup"
+            && e["target"] == "pager"
+            && e["entry"]["state"] == "firing"),
+        "{body}"
+    );
+    assert!(entries.iter().any(|e| e["kind"] == "announced"), "{body}");
+    assert!(
+        !body.contains("db-1"),
+        "no alert data in the listing: {body}"
+    );
+    // Explain previews against the live state: a re-send would be a duplicate.
     let (status, body) = request(
         &addr,
         "POST",

@@ -405,6 +405,11 @@ impl Router {
             .collect())
     }
 
+    /// Up to `limit` live entries of the rules' memory, for an operator (`GET /api/state`).
+    pub fn state_list(&self, limit: usize) -> Result<Vec<crate::state::Listed>, DispatchError> {
+        self.inner.store.state_list(now_ms(), limit)
+    }
+
     /// The router's counters and the outbox's depth.
     pub fn stats(&self) -> RouterStats {
         let m = &self.inner.metrics;

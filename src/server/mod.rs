@@ -237,6 +237,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route("/api/explain", post(explain))
         .route("/api/rules", get(rules))
         .route("/api/dead-letters", get(dead_letters))
+        .route("/api/state", get(state_entries))
         .route("/api/dead-letters/{id}/retry", post(retry_dead_letter))
         .route("/-/reload", post(reload))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -843,6 +844,17 @@ async fn dead_letters(
         })
         .collect();
     Ok(Json(json!({"dead_letters": items})))
+}
+
+/// `GET /api/state`: the live entries of the rules' memory (`dedup`, `resolve once`, `at
+/// most`), newest first, at most `?limit=` (default 100, at most 10,000), and how many there
+/// are. Keys' values are alert data and are stored only hashed: never shown.
+async fn state_entries(
+    State(s): State<Arc<AppState>>,
+    Query(l): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    let list = s.router.state_list(l.limit.unwrap_or(100).min(10_000))?;
+    Ok(Json(json!({"entries": list})))
 }
 
 /// `POST /api/dead-letters/{id}/retry`: queues a dead letter again, due now.

@@ -197,22 +197,53 @@ pub enum Entry {
 }
 
 /// A key of the state: the rule, the clause, the target and the key values, as bytes. A
-/// store hashes it (with a secret of its own, so that nobody can make two keys collide);
-/// no alert data appears in a key it stores.
+/// store hashes the bytes (with a secret of its own, so that nobody can make two keys
+/// collide); no alert data appears in a key it stores. The rule, the clause and the target
+/// are kept beside, in clear, for an operator's listing.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key(pub Vec<u8>);
+pub struct Key {
+    /// What the store hashes.
+    pub bytes: Vec<u8>,
+    /// `dedup`, `announced` (`resolve once`), `window` or `passed` (`at most`).
+    pub kind: &'static str,
+    /// The rule's name.
+    pub rule: String,
+    /// The target, or empty for a clause kept per rule (`at most`).
+    pub target: String,
+}
 
 impl Key {
-    fn new(kind: &str, rule: &str, clauses: u64, target: &str, values: &[u8]) -> Key {
-        let mut k = Vec::with_capacity(kind.len() + rule.len() + target.len() + values.len() + 24);
+    fn new(kind: &'static str, rule: &str, clauses: u64, target: &str, values: &[u8]) -> Key {
+        let mut k = Vec::with_capacity(kind.len() + rule.len() + target.len() + values.len() + 32);
         for part in [kind.as_bytes(), rule.as_bytes(), target.as_bytes()] {
             k.extend_from_slice(&(part.len() as u64).to_le_bytes());
             k.extend_from_slice(part);
         }
         k.extend_from_slice(&clauses.to_le_bytes());
         k.extend_from_slice(values);
-        Key(k)
+        Key {
+            bytes: k,
+            kind,
+            rule: rule.to_owned(),
+            target: target.to_owned(),
+        }
     }
+}
+
+/// One live entry, as an operator's listing shows it (never the key's values: they are
+/// alert data, and stored only hashed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Listed {
+    /// The rule's name.
+    pub rule: String,
+    /// `dedup`, `announced`, `window` or `passed`.
+    pub kind: String,
+    /// The target, or empty.
+    pub target: String,
+    /// When it is forgotten (ms since the epoch).
+    pub expires: u64,
+    /// What it holds.
+    pub entry: Entry,
 }
 
 /// Where the step reads and writes state: a store's transaction, or a map.
@@ -504,6 +535,21 @@ pub struct MemoryState {
 }
 
 impl MemoryState {
+    /// Up to `limit` entries, for an operator.
+    pub fn list(&self, limit: usize) -> Vec<Listed> {
+        self.entries
+            .iter()
+            .take(limit)
+            .map(|(k, (e, expires))| Listed {
+                rule: k.rule.clone(),
+                kind: k.kind.to_owned(),
+                target: k.target.clone(),
+                expires: *expires,
+                entry: e.clone(),
+            })
+            .collect()
+    }
+
     /// How many entries are held (expired ones included until touched or collected).
     pub fn len(&self) -> usize {
         self.entries.len()

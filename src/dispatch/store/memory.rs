@@ -17,7 +17,7 @@ use super::{
     Submission,
 };
 use crate::dispatch::{DispatchError, DispatchErrorKind};
-use crate::state::Verdict;
+use crate::state::{Listed, Verdict};
 
 /// Deliveries and dead letters in memory.
 pub(crate) struct MemoryStore {
@@ -201,6 +201,13 @@ impl Store for MemoryStore {
             .map(|st| super::preview_one(&mut state, st))
             .collect();
         Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn state_list(&self, now: u64, limit: usize) -> Result<Vec<Listed>, DispatchError> {
+        let mut listed = self.state().memory.list(usize::MAX);
+        listed.retain(|l| l.expires > now);
+        listed.truncate(limit);
+        Ok(listed)
     }
 
     fn state_entries(&self) -> Result<u64, DispatchError> {

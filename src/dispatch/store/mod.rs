@@ -371,6 +371,14 @@ pub(crate) trait Store: Send + Sync + 'static {
         batch: Vec<Stateful>,
     ) -> StoreFuture<'_, Result<Vec<Vec<Verdict>>, DispatchError>>;
 
+    /// Up to `limit` live state entries (not expired at `now`), for an operator: the rule,
+    /// the clause, the target and what the entry holds; never the key's values.
+    fn state_list(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::state::Listed>, DispatchError>;
+
     /// How many state entries the store holds (`dedup`, `resolve once`, `at most`),
     /// expired ones not yet collected included.
     fn state_entries(&self) -> Result<u64, DispatchError>;

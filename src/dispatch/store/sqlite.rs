@@ -41,7 +41,7 @@ use super::{
     Submission,
 };
 use crate::dispatch::{DispatchError, DispatchErrorKind};
-use crate::state::Verdict;
+use crate::state::{Listed, Verdict};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS deliveries (
@@ -58,7 +58,8 @@ const SCHEMA: &str = "
     );
     CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS memory (key BLOB NOT NULL, expires INTEGER NOT NULL, value BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS memory (key BLOB NOT NULL, expires INTEGER NOT NULL, value BLOB NOT NULL,
+        rule TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL);
 ";
 
 /// The most operations one group commit takes.
@@ -416,6 +417,10 @@ impl Store for SqliteStore {
             }
             self.write(|tx| Op::Preview(batch, tx)).await
         })
+    }
+
+    fn state_list(&self, now: u64, limit: usize) -> Result<Vec<Listed>, DispatchError> {
+        self.read(|c| super::sqlite_state::list(c, now, limit))
     }
 
     fn state_entries(&self) -> Result<u64, DispatchError> {

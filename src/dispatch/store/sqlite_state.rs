@@ -141,7 +141,7 @@ impl<'t> SqliteState<'t> {
 
     fn hash(&self, key: &Key) -> Hash {
         let mut h = SipHasher13::new_with_keys(self.secret.0, self.secret.1);
-        h.write(&key.0);
+        h.write(&key.bytes);
         h.finish128().as_bytes()
     }
 
@@ -169,16 +169,22 @@ impl<'t> SqliteState<'t> {
         Ok(())
     }
 
-    fn put_row(&mut self, hash: Hash, entry: &Entry, expires: u64) -> rusqlite::Result<()> {
+    fn put_row(&mut self, key: &Key, entry: &Entry, expires: u64) -> rusqlite::Result<()> {
+        let hash = self.hash(key);
         self.delete_row(&hash)?;
         let value = serde_json::to_vec(entry)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         self.txn
-            .prepare_cached("INSERT INTO memory (key, expires, value) VALUES (?1, ?2, ?3)")?
+            .prepare_cached(
+                "INSERT INTO memory (key, expires, value, rule, kind, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
             .execute(params![
                 &hash[..],
                 i64::try_from(expires).unwrap_or(i64::MAX),
-                value
+                value,
+                key.rule,
+                key.kind,
+                key.target
             ])?;
         let rowid = self.txn.last_insert_rowid();
         self.changes.0.insert(
@@ -239,7 +245,7 @@ impl<'t> PreviewState<'t> {
 
     fn hash(&self, key: &Key) -> Hash {
         let mut h = SipHasher13::new_with_keys(self.secret.0, self.secret.1);
-        h.write(&key.0);
+        h.write(&key.bytes);
         h.finish128().as_bytes()
     }
 }
@@ -281,8 +287,7 @@ impl State for SqliteState<'_> {
     }
 
     fn put(&mut self, key: &Key, entry: &Entry, expires: u64) {
-        let hash = self.hash(key);
-        if let Err(e) = self.put_row(hash, entry, expires) {
+        if let Err(e) = self.put_row(key, entry, expires) {
             self.fail(e);
         }
     }
@@ -296,4 +301,44 @@ impl State for SqliteState<'_> {
             Err(e) => self.fail(e),
         }
     }
+}
+
+/// Up to `limit` live entries, newest first, for an operator (`GET /api/state`).
+pub(crate) fn list(
+    conn: &Connection,
+    now: u64,
+    limit: usize,
+) -> rusqlite::Result<Vec<crate::state::Listed>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT rule, kind, target, expires, value FROM memory WHERE expires > ?1 ORDER BY rowid DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            i64::try_from(now).unwrap_or(i64::MAX),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (rule, kind, target, expires, value) = row?;
+        if let Ok(entry) = serde_json::from_slice(&value) {
+            out.push(crate::state::Listed {
+                rule,
+                kind,
+                target,
+                expires: u64::try_from(expires).unwrap_or(0),
+                entry,
+            });
+        }
+    }
+    Ok(out)
 }
