@@ -50,8 +50,9 @@ impl CheckedMemory {
     }
 }
 
-/// The largest throttle count: a window keeps one time per alert it let through.
-pub(crate) const MAX_THROTTLE_COUNT: u64 = 10_000;
+/// The largest throttle count: a window keeps (and rewrites with each alert) one time per
+/// alert it let through.
+pub(crate) const MAX_THROTTLE_COUNT: u64 = 1_000;
 
 /// Senders that repeat a firing alert on their own, and how often.
 const RESEND: &[(Source, u64, &str)] = &[(

@@ -564,6 +564,29 @@ impl MemoryState {
     pub fn collect(&mut self, now: u64) {
         self.entries.retain(|_, (_, expires)| *expires > now);
     }
+
+    /// Keeps at most `max` entries: past it, forgets the tenth closest to expiring (at
+    /// least enough to get back under `max`), so that a full memory is not sorted again
+    /// for every new entry. Returns how many it forgot.
+    pub fn bound(&mut self, max: usize) -> usize {
+        if self.entries.len() <= max {
+            return 0;
+        }
+        let forget = (self.entries.len() - max).max(self.entries.len() / 10);
+        let mut by_expiry: Vec<(u64, Key)> = self
+            .entries
+            .iter()
+            .map(|(k, (_, expires))| (*expires, k.clone()))
+            .collect();
+        let cut = forget.min(by_expiry.len());
+        if cut < by_expiry.len() {
+            by_expiry.select_nth_unstable_by_key(cut, |(e, _)| *e);
+        }
+        for (_, k) in by_expiry.into_iter().take(cut) {
+            self.entries.remove(&k);
+        }
+        cut
+    }
 }
 
 impl State for MemoryState {

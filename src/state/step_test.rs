@@ -404,6 +404,44 @@ fn entries_expire() {
     assert!(s.is_empty());
 }
 
+#[test]
+fn a_bounded_memory_forgets_the_entries_closest_to_expiring() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    for i in 0..100u64 {
+        run(
+            &mut s,
+            &facts(&format!("a{i}"), AlertState::Firing),
+            vec![dedup_rule(Some(MIN + i), &format!("a{i}"))],
+            vec![],
+            0,
+            &mut next,
+        );
+    }
+    assert_eq!(s.bound(200), 0);
+    assert_eq!(s.bound(80), 20);
+    assert_eq!(s.len(), 80);
+    // The survivors are the latest to expire: a99 is still remembered, a0 is not.
+    let (_, d) = run(
+        &mut s,
+        &facts("a99", AlertState::Firing),
+        vec![dedup_rule(Some(MIN + 99), "a99")],
+        vec![],
+        1,
+        &mut next,
+    );
+    assert!(d.is_empty());
+    let (_, d) = run(
+        &mut s,
+        &facts("a0", AlertState::Firing),
+        vec![dedup_rule(Some(MIN), "a0")],
+        vec![],
+        1,
+        &mut next,
+    );
+    assert_eq!(d.len(), 1);
+}
+
 /// An alert stream: (id index, resolved?, time step).
 fn stream() -> impl Strategy<Value = Vec<(u8, bool, u64)>> {
     proptest::collection::vec((0u8..4, any::<bool>(), 0u64..90_000), 0..40)

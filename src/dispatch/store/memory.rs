@@ -19,6 +19,9 @@ use super::{
 use crate::dispatch::{DispatchError, DispatchErrorKind};
 use crate::state::{Listed, Verdict};
 
+/// The most entries the rules' memory holds in memory: as the SQLite store's.
+const MAX_ENTRIES: usize = super::sqlite_state::MAX_ENTRIES;
+
 /// Deliveries and dead letters in memory.
 pub(crate) struct MemoryStore {
     state: Mutex<State>,
@@ -163,6 +166,12 @@ impl Store for MemoryStore {
                     },
                 );
                 memory.collect(st.now);
+                if memory.bound(MAX_ENTRIES) > 0 {
+                    tracing::warn!(
+                        limit = MAX_ENTRIES,
+                        "the rules' memory is full; the entries closest to expiring are forgotten first (a duplicate may go through)"
+                    );
+                }
                 for mut r in std::mem::take(&mut kept) {
                     r.id = state.id();
                     chosen.insert(0, r);

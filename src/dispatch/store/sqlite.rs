@@ -95,6 +95,8 @@ struct Cells {
     failing: AtomicBool,
     /// Delivery ids the database lost (found by the ledger at open, and accepted).
     lost: AtomicU64,
+    /// State entries forgotten before they expired, because the memory was full.
+    evicted: AtomicU64,
 }
 
 /// The outbox: reads from any thread, writes through the group-commit thread.
@@ -980,9 +982,20 @@ fn commit(
         }
         if collect_before > 0 {
             let mut state = SqliteState::new(&txn, secret, memory, &mut changes);
-            state.collect(collect_before);
+            let early = state.collect(collect_before);
             if let Some(e) = state.error.take() {
                 return Err(e);
+            }
+            if early > 0 {
+                let before = health.evicted.fetch_add(early as u64, Ordering::Relaxed);
+                // One line per 10,000 entries forgotten early, not one per commit.
+                if before / 10_000 != (before + early as u64) / 10_000 || before == 0 {
+                    tracing::warn!(
+                        forgotten_early = before + early as u64,
+                        limit = super::sqlite_state::MAX_ENTRIES,
+                        "the rules' memory is full; the entries closest to expiring are forgotten first (a duplicate may go through)"
+                    );
+                }
             }
         }
         // A commit that deletes the newest row (the highest id committed) leaves the

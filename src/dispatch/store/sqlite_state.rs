@@ -32,6 +32,16 @@ pub(crate) struct Secret(pub(crate) u64, pub(crate) u64);
 /// The most expired rows one commit deletes.
 const COLLECT_PER_COMMIT: usize = 256;
 
+/// The most entries the rules' memory holds (about 150 bytes of memory each, and a row of
+/// the outbox). Past it, the entries closest to expiring are forgotten first, a bounded
+/// number per commit: a forgotten `dedup` entry lets one duplicate through, a forgotten
+/// `resolve once` announcement drops one resolution; memory never grows without bound.
+#[cfg(not(test))]
+pub(crate) const MAX_ENTRIES: usize = 1_000_000;
+/// Small in unit tests, so that one can fill it.
+#[cfg(test)]
+pub(crate) const MAX_ENTRIES: usize = 50;
+
 type Hash = [u8; 16];
 
 /// One entry as the index holds it: the entry, when it expires, and its row.
@@ -198,24 +208,37 @@ impl<'t> SqliteState<'t> {
         Ok(())
     }
 
-    /// Deletes up to [`COLLECT_PER_COMMIT`] entries that expired before `now`.
-    pub(crate) fn collect(&mut self, now: u64) {
-        let expired: Vec<Hash> = self
+    /// Deletes up to [`COLLECT_PER_COMMIT`] entries that expired before `now`; and, while
+    /// the memory holds more than [`MAX_ENTRIES`], the entries closest to expiring, expired
+    /// or not. Returns how many it deleted before their time.
+    pub(crate) fn collect(&mut self, now: u64) -> usize {
+        let held = self.index.entries.len() + self.changes.0.len();
+        let over = held.saturating_sub(MAX_ENTRIES);
+        let mut early = 0usize;
+        let victims: Vec<Hash> = self
             .index
             .by_expiry
             .iter()
-            .take_while(|(expires, _)| *expires <= now)
+            .filter(|(_, h)| !self.changes.0.contains_key(h))
+            .take_while(|(expires, _)| {
+                if *expires <= now {
+                    return true;
+                }
+                early += 1;
+                early <= over
+            })
             .map(|(_, h)| *h)
-            .filter(|h| !self.changes.0.contains_key(h))
-            .take(COLLECT_PER_COMMIT)
+            .take(COLLECT_PER_COMMIT.max(over.min(4 * COLLECT_PER_COMMIT)))
             .collect();
-        for hash in expired {
+        let early = early.min(over).min(victims.len());
+        for hash in victims {
             if let Err(e) = self.delete_row(&hash) {
                 self.fail(e);
-                return;
+                return 0;
             }
             self.changes.0.insert(hash, None);
         }
+        early
     }
 }
 

@@ -190,3 +190,65 @@ fn outbox_errors_keep_their_kind() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Found by a review of the bad-input rule: the rules' memory grew with every unique key
+/// (a `dedup ... until resolved` on alerts that never resolve keeps an entry for 7 days).
+/// Past `MAX_ENTRIES` (50 in unit tests) the entries closest to expiring are forgotten
+/// first, so memory stays bounded and the newest keys still deduplicate.
+#[tokio::test]
+async fn the_rules_memory_is_bounded_and_forgets_the_oldest_first() {
+    use crate::alert::State as AlertState;
+    use crate::dispatch::store::{Stateful, Submission};
+    use crate::state::{AlertFacts, DedupIntent, RuleChoice, VerdictKind};
+    let dir = std::env::temp_dir().join(format!("switchyard-bounded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir).unwrap();
+    let submit = |id: String, now: u64| Submission {
+        plain: Vec::new(),
+        stateful: Some(Box::new(Stateful {
+            facts: AlertFacts {
+                id: Some(id.clone()),
+                state: AlertState::Firing,
+            },
+            now,
+            choices: vec![RuleChoice {
+                rule: String::from("pages"),
+                clauses: 1,
+                targets: vec![(String::from("t"), record(now))],
+                dedup: Some(DedupIntent {
+                    key: Some(id.into_bytes()),
+                    window_ms: None,
+                }),
+                resolve_once: false,
+                throttle: None,
+            }],
+            probes: Vec::new(),
+        })),
+    };
+    for n in 0..120u64 {
+        store
+            .submit(vec![submit(format!("a{n}"), 1_000 + n)])
+            .await
+            .unwrap();
+    }
+    let held = store.state_entries().unwrap();
+    assert!(held <= 51, "{held} entries held");
+    let newest = store
+        .submit(vec![submit(String::from("a119"), 5_000)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(newest[0].verdicts[0].kind, VerdictKind::Duplicate { .. }),
+        "the newest key still deduplicates"
+    );
+    let oldest = store
+        .submit(vec![submit(String::from("a0"), 5_001)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(oldest[0].verdicts[0].kind, VerdictKind::Delivered { .. }),
+        "the oldest key was forgotten first"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
