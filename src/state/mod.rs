@@ -154,16 +154,6 @@ impl Verdict {
             VerdictKind::Delivered { .. } | VerdictKind::Diverted { .. } => None,
         }
     }
-
-    /// The delivery that went out for it, if one did.
-    pub fn delivery(&self) -> Option<u64> {
-        match self.kind {
-            VerdictKind::Delivered { delivery } | VerdictKind::Diverted { delivery, .. } => {
-                Some(delivery)
-            }
-            _ => None,
-        }
-    }
 }
 
 /// What the state holds under one key.
@@ -199,21 +189,28 @@ pub enum Entry {
 /// A key of the state: the rule, the clause, the target and the key values, as bytes. A
 /// store hashes the bytes (with a secret of its own, so that nobody can make two keys
 /// collide); no alert data appears in a key it stores. The rule, the clause and the target
-/// are kept beside, in clear, for an operator's listing.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key {
+/// are kept beside, in clear, for an operator's listing: borrowed, since the step makes a
+/// key for every read and only a write keeps them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Key<'a> {
     /// What the store hashes.
     pub bytes: Vec<u8>,
     /// `dedup`, `announced` (`resolve once`), `window` or `passed` (`at most`).
     pub kind: &'static str,
     /// The rule's name.
-    pub rule: String,
+    pub rule: &'a str,
     /// The target, or empty for a clause kept per rule (`at most`).
-    pub target: String,
+    pub target: &'a str,
 }
 
-impl Key {
-    fn new(kind: &'static str, rule: &str, clauses: u64, target: &str, values: &[u8]) -> Key {
+impl<'a> Key<'a> {
+    fn new(
+        kind: &'static str,
+        rule: &'a str,
+        clauses: u64,
+        target: &'a str,
+        values: &[u8],
+    ) -> Key<'a> {
         let mut k = Vec::with_capacity(kind.len() + rule.len() + target.len() + values.len() + 32);
         for part in [kind.as_bytes(), rule.as_bytes(), target.as_bytes()] {
             k.extend_from_slice(&(part.len() as u64).to_le_bytes());
@@ -224,8 +221,8 @@ impl Key {
         Key {
             bytes: k,
             kind,
-            rule: rule.to_owned(),
-            target: target.to_owned(),
+            rule,
+            target,
         }
     }
 }
@@ -249,11 +246,11 @@ pub struct Listed {
 /// Where the step reads and writes state: a store's transaction, or a map.
 pub trait State {
     /// The entry under `key`, unless it expired before `now`.
-    fn get(&mut self, key: &Key, now: u64) -> Option<Entry>;
+    fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry>;
     /// Stores `entry` under `key` until `expires` (ms).
-    fn put(&mut self, key: &Key, entry: &Entry, expires: u64);
+    fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64);
     /// Forgets `key`.
-    fn delete(&mut self, key: &Key);
+    fn delete(&mut self, key: &Key<'_>);
 }
 
 /// One alert through the rules' memory: which of the targets its rules chose get a
@@ -272,35 +269,70 @@ pub fn step<P: Clone>(
     ids: &mut dyn FnMut() -> u64,
     deliver: &mut dyn FnMut(&str, P, u64),
 ) -> Vec<Verdict> {
-    let mut verdicts = Vec::new();
-    let resolved = alert.state == AlertState::Resolved;
+    let mut out = Out {
+        ids,
+        deliver,
+        verdicts: Vec::new(),
+    };
     for choice in choices {
-        one_rule(state, alert, choice, now, ids, deliver, &mut verdicts);
+        one_rule(state, alert, choice, now, &mut out);
     }
-    if resolved && let Some(id) = &alert.id {
+    if alert.state == AlertState::Resolved {
         for probe in probes {
             for (target, payload) in probe.targets {
-                let key = Key::new(
-                    "announced",
-                    &probe.rule,
-                    probe.clauses,
-                    &target,
-                    id.as_bytes(),
-                );
-                if state.get(&key, now).is_some() {
-                    state.delete(&key);
-                    let delivery = ids();
-                    deliver(&target, payload, delivery);
-                    verdicts.push(Verdict {
-                        rule: probe.rule.clone(),
-                        target,
-                        kind: VerdictKind::Delivered { delivery },
-                    });
+                if take_announced(state, alert, &probe.rule, probe.clauses, &target, now) {
+                    out.send(&probe.rule, &target, payload);
                 }
             }
         }
     }
-    verdicts
+    out.verdicts
+}
+
+/// Where the step's deliveries and verdicts go.
+struct Out<'o, P> {
+    ids: &'o mut dyn FnMut() -> u64,
+    deliver: &'o mut dyn FnMut(&str, P, u64),
+    verdicts: Vec<Verdict>,
+}
+
+impl<P> Out<'_, P> {
+    /// Delivers `payload` to `target` under a new delivery id, which it returns.
+    fn send(&mut self, rule: &str, target: &str, payload: P) -> u64 {
+        let delivery = (self.ids)();
+        (self.deliver)(target, payload, delivery);
+        self.verdict(rule, target, VerdictKind::Delivered { delivery });
+        delivery
+    }
+
+    fn verdict(&mut self, rule: &str, target: &str, kind: VerdictKind) {
+        self.verdicts.push(Verdict {
+            rule: rule.to_owned(),
+            target: target.to_owned(),
+            kind,
+        });
+    }
+}
+
+/// Takes the announcement `resolve once` left when `rule` delivered the alert's firing to
+/// `target`; whether there was one.
+fn take_announced(
+    state: &mut dyn State,
+    alert: &AlertFacts,
+    rule: &str,
+    clauses: u64,
+    target: &str,
+    now: u64,
+) -> bool {
+    let Some(id) = &alert.id else {
+        return false;
+    };
+    let key = Key::new("announced", rule, clauses, target, id.as_bytes());
+    let announced = state.get(&key, now).is_some();
+    if announced {
+        state.delete(&key);
+    }
+    announced
 }
 
 fn one_rule<P: Clone>(
@@ -308,9 +340,7 @@ fn one_rule<P: Clone>(
     alert: &AlertFacts,
     choice: RuleChoice<P>,
     now: u64,
-    ids: &mut dyn FnMut() -> u64,
-    deliver: &mut dyn FnMut(&str, P, u64),
-    verdicts: &mut Vec<Verdict>,
+    out: &mut Out<'_, P>,
 ) {
     let RuleChoice {
         rule,
@@ -327,36 +357,20 @@ fn one_rule<P: Clone>(
     let mut passing: Vec<(String, P)> = Vec::new();
     for (target, payload) in targets {
         if resolve_once && resolved {
-            let announced = alert
-                .id
-                .as_ref()
-                .map(|id| Key::new("announced", &rule, clauses, &target, id.as_bytes()));
-            match announced.filter(|k| state.get(k, now).is_some()) {
-                Some(key) => {
-                    state.delete(&key);
-                    let delivery = ids();
-                    record_dedup(
-                        state,
-                        &rule,
-                        clauses,
-                        &target,
-                        dedup.as_ref(),
-                        state_name,
-                        now,
-                        delivery,
-                    );
-                    deliver(&target, payload, delivery);
-                    verdicts.push(Verdict {
-                        rule: rule.clone(),
-                        target,
-                        kind: VerdictKind::Delivered { delivery },
-                    });
-                }
-                None => verdicts.push(Verdict {
-                    rule: rule.clone(),
-                    target,
-                    kind: VerdictKind::Unannounced,
-                }),
+            if take_announced(state, alert, &rule, clauses, &target, now) {
+                let delivery = out.send(&rule, &target, payload);
+                record_dedup(
+                    state,
+                    &rule,
+                    clauses,
+                    &target,
+                    dedup.as_ref(),
+                    state_name,
+                    now,
+                    delivery,
+                );
+            } else {
+                out.verdict(&rule, &target, VerdictKind::Unannounced);
             }
             continue;
         }
@@ -375,15 +389,15 @@ fn one_rule<P: Clone>(
             {
                 let until = window_ms.map(|w| at.saturating_add(w));
                 if until.is_none_or(|u| now < u) {
-                    verdicts.push(Verdict {
-                        rule: rule.clone(),
-                        target,
-                        kind: VerdictKind::Duplicate {
+                    out.verdict(
+                        &rule,
+                        &target,
+                        VerdictKind::Duplicate {
                             of: delivery,
                             at,
                             until,
                         },
-                    });
+                    );
                     continue;
                 }
             }
@@ -412,7 +426,7 @@ fn one_rule<P: Clone>(
             };
             times.retain(|&at| at.saturating_add(t.per_ms) > now);
             if times.len() as u64 >= t.count {
-                over_limit(&rule, t, passing, ids, deliver, verdicts);
+                over_limit(&rule, t, passing, out);
                 return;
             }
             times.push(now);
@@ -428,7 +442,7 @@ fn one_rule<P: Clone>(
         }
     }
     for (target, payload) in passing {
-        let delivery = ids();
+        let delivery = out.send(&rule, &target, payload);
         record_dedup(
             state,
             &rule,
@@ -450,12 +464,6 @@ fn one_rule<P: Clone>(
                 now.saturating_add(RETENTION_MS),
             );
         }
-        deliver(&target, payload, delivery);
-        verdicts.push(Verdict {
-            rule: rule.clone(),
-            target,
-            kind: VerdictKind::Delivered { delivery },
-        });
     }
 }
 
@@ -465,35 +473,27 @@ fn over_limit<P: Clone>(
     rule: &str,
     t: &ThrottleIntent<P>,
     passing: Vec<(String, P)>,
-    ids: &mut dyn FnMut() -> u64,
-    deliver: &mut dyn FnMut(&str, P, u64),
-    verdicts: &mut Vec<Verdict>,
+    out: &mut Out<'_, P>,
 ) {
     match &t.else_post {
         Some((to, payload)) => {
-            let delivery = ids();
-            deliver(to, payload.clone(), delivery);
+            let delivery = (out.ids)();
+            (out.deliver)(to, payload.clone(), delivery);
             for (target, _) in passing {
-                verdicts.push(Verdict {
-                    rule: rule.to_owned(),
-                    target,
-                    kind: VerdictKind::Diverted {
-                        to: to.clone(),
-                        delivery,
-                    },
-                });
+                let kind = VerdictKind::Diverted {
+                    to: to.clone(),
+                    delivery,
+                };
+                out.verdict(rule, &target, kind);
             }
         }
         None => {
             for (target, _) in passing {
-                verdicts.push(Verdict {
-                    rule: rule.to_owned(),
-                    target,
-                    kind: VerdictKind::Throttled {
-                        limit: t.count,
-                        per_ms: t.per_ms,
-                    },
-                });
+                let kind = VerdictKind::Throttled {
+                    limit: t.count,
+                    per_ms: t.per_ms,
+                };
+                out.verdict(rule, &target, kind);
             }
         }
     }
@@ -531,21 +531,32 @@ fn record_dedup(
 /// State in a map: for `test` blocks, explain, the in-memory store and the step's tests.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryState {
-    entries: BTreeMap<Key, (Entry, u64)>,
+    /// By the key's bytes.
+    entries: BTreeMap<Vec<u8>, Held>,
+}
+
+/// One entry of a [`MemoryState`], with what a listing shows of its key.
+#[derive(Clone, Debug)]
+struct Held {
+    entry: Entry,
+    expires: u64,
+    kind: &'static str,
+    rule: String,
+    target: String,
 }
 
 impl MemoryState {
     /// Up to `limit` entries, for an operator.
     pub fn list(&self, limit: usize) -> Vec<Listed> {
         self.entries
-            .iter()
+            .values()
             .take(limit)
-            .map(|(k, (e, expires))| Listed {
-                rule: k.rule.clone(),
-                kind: k.kind.to_owned(),
-                target: k.target.clone(),
-                expires: *expires,
-                entry: e.clone(),
+            .map(|h| Listed {
+                rule: h.rule.clone(),
+                kind: h.kind.to_owned(),
+                target: h.target.clone(),
+                expires: h.expires,
+                entry: h.entry.clone(),
             })
             .collect()
     }
@@ -562,7 +573,7 @@ impl MemoryState {
 
     /// Forgets every entry that expired before `now`.
     pub fn collect(&mut self, now: u64) {
-        self.entries.retain(|_, (_, expires)| *expires > now);
+        self.entries.retain(|_, h| h.expires > now);
     }
 
     /// Keeps at most `max` entries: past it, forgets the tenth closest to expiring (at
@@ -573,10 +584,10 @@ impl MemoryState {
             return 0;
         }
         let forget = (self.entries.len() - max).max(self.entries.len() / 10);
-        let mut by_expiry: Vec<(u64, Key)> = self
+        let mut by_expiry: Vec<(u64, Vec<u8>)> = self
             .entries
             .iter()
-            .map(|(k, (_, expires))| (*expires, k.clone()))
+            .map(|(k, h)| (h.expires, k.clone()))
             .collect();
         let cut = forget.min(by_expiry.len());
         if cut < by_expiry.len() {
@@ -590,23 +601,32 @@ impl MemoryState {
 }
 
 impl State for MemoryState {
-    fn get(&mut self, key: &Key, now: u64) -> Option<Entry> {
-        match self.entries.get(key) {
-            Some((e, expires)) if *expires > now => Some(e.clone()),
+    fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
+        match self.entries.get(&key.bytes) {
+            Some(h) if h.expires > now => Some(h.entry.clone()),
             Some(_) => {
-                self.entries.remove(key);
+                self.entries.remove(&key.bytes);
                 None
             }
             None => None,
         }
     }
 
-    fn put(&mut self, key: &Key, entry: &Entry, expires: u64) {
-        self.entries.insert(key.clone(), (entry.clone(), expires));
+    fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) {
+        self.entries.insert(
+            key.bytes.clone(),
+            Held {
+                entry: entry.clone(),
+                expires,
+                kind: key.kind,
+                rule: key.rule.to_owned(),
+                target: key.target.to_owned(),
+            },
+        );
     }
 
-    fn delete(&mut self, key: &Key) {
-        self.entries.remove(key);
+    fn delete(&mut self, key: &Key<'_>) {
+        self.entries.remove(&key.bytes);
     }
 }
 

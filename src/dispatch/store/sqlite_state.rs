@@ -29,6 +29,15 @@ use crate::state::{Entry, Key, State};
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Secret(pub(crate) u64, pub(crate) u64);
 
+impl Secret {
+    /// The keyed 128-bit SipHash-1-3 of a key's bytes: what the outbox stores.
+    fn hash(self, key: &Key<'_>) -> Hash {
+        let mut h = SipHasher13::new_with_keys(self.0, self.1);
+        h.write(&key.bytes);
+        h.finish128().as_bytes()
+    }
+}
+
 /// The most expired rows one commit deletes.
 const COLLECT_PER_COMMIT: usize = 256;
 
@@ -149,10 +158,8 @@ impl<'t> SqliteState<'t> {
         }
     }
 
-    fn hash(&self, key: &Key) -> Hash {
-        let mut h = SipHasher13::new_with_keys(self.secret.0, self.secret.1);
-        h.write(&key.bytes);
-        h.finish128().as_bytes()
+    fn hash(&self, key: &Key<'_>) -> Hash {
+        self.secret.hash(key)
     }
 
     fn fail(&mut self, e: rusqlite::Error) {
@@ -179,7 +186,7 @@ impl<'t> SqliteState<'t> {
         Ok(())
     }
 
-    fn put_row(&mut self, key: &Key, entry: &Entry, expires: u64) -> rusqlite::Result<()> {
+    fn put_row(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) -> rusqlite::Result<()> {
         let hash = self.hash(key);
         self.delete_row(&hash)?;
         let value = serde_json::to_vec(entry)
@@ -266,15 +273,13 @@ impl<'t> PreviewState<'t> {
         }
     }
 
-    fn hash(&self, key: &Key) -> Hash {
-        let mut h = SipHasher13::new_with_keys(self.secret.0, self.secret.1);
-        h.write(&key.bytes);
-        h.finish128().as_bytes()
+    fn hash(&self, key: &Key<'_>) -> Hash {
+        self.secret.hash(key)
     }
 }
 
 impl State for PreviewState<'_> {
-    fn get(&mut self, key: &Key, now: u64) -> Option<Entry> {
+    fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
         let hash = self.hash(key);
         let (entry, expires) = match self.overlay.get(&hash) {
             Some(Some((e, x))) => (e.clone(), *x),
@@ -290,32 +295,32 @@ impl State for PreviewState<'_> {
         (expires > now).then_some(entry)
     }
 
-    fn put(&mut self, key: &Key, entry: &Entry, expires: u64) {
+    fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) {
         let hash = self.hash(key);
         self.overlay.insert(hash, Some((entry.clone(), expires)));
     }
 
-    fn delete(&mut self, key: &Key) {
+    fn delete(&mut self, key: &Key<'_>) {
         let hash = self.hash(key);
         self.overlay.insert(hash, None);
     }
 }
 
 impl State for SqliteState<'_> {
-    fn get(&mut self, key: &Key, now: u64) -> Option<Entry> {
+    fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
         let hash = self.hash(key);
         self.held(&hash)
             .filter(|h| h.expires > now)
             .map(|h| h.entry.clone())
     }
 
-    fn put(&mut self, key: &Key, entry: &Entry, expires: u64) {
+    fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) {
         if let Err(e) = self.put_row(key, entry, expires) {
             self.fail(e);
         }
     }
 
-    fn delete(&mut self, key: &Key) {
+    fn delete(&mut self, key: &Key<'_>) {
         let hash = self.hash(key);
         match self.delete_row(&hash) {
             Ok(()) => {
