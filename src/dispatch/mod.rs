@@ -323,7 +323,7 @@ impl Router {
         }
         let stored = self.inner.store.submit(batch).await?;
         // Counted once the deliveries are on disk: an alert refused with 503 is not counted.
-        let mut targets: HashSet<&str> = HashSet::new();
+        let mut targets: HashSet<String> = HashSet::new();
         let m = &self.inner.metrics;
         let mut out = Vec::with_capacity(alerts.len());
         for ((alert, summary), stored) in alerts.iter().zip(summaries).zip(stored) {
@@ -342,6 +342,7 @@ impl Router {
                     tracing::debug!(alert_id = alert.id().unwrap_or("-"), rule = %v.rule, target = %v.target, reason, "delivery suppressed");
                 }
             }
+            targets.extend(stored.targets);
             out.push(Submitted {
                 decision: summary,
                 deliveries: stored.ids,
@@ -349,26 +350,10 @@ impl Router {
             });
         }
         m.submit_seconds.observe(started.elapsed().as_secs_f64());
-        // Every target that got a delivery: those the decision chose, a resolution that
-        // `resolve once` owed a target no rule chose this time, an `else` target.
-        for s in &out {
-            if s.verdicts.is_empty() {
-                targets.extend(s.decision.targets.iter().map(String::as_str));
-            }
-            for v in &s.verdicts {
-                match &v.kind {
-                    crate::state::VerdictKind::Delivered { .. } => {
-                        targets.insert(&v.target);
-                    }
-                    crate::state::VerdictKind::Diverted { to, .. } => {
-                        targets.insert(to);
-                    }
-                    _ => {}
-                }
-            }
-        }
+        // Every target the store stored a delivery for (a resolution that `resolve once`
+        // owed a target no rule chose this time, an `else` target included).
         for t in targets {
-            self.inner.wake(t);
+            self.inner.wake(&t);
         }
         Ok(out)
     }
@@ -387,8 +372,9 @@ impl Router {
         let mut which = Vec::with_capacity(alerts.len());
         for alert in alerts {
             let d = rules.evaluate(alert);
-            which.push(d.remembers(alert));
-            if d.remembers(alert) {
+            let remembers = d.remembers(alert);
+            which.push(remembers);
+            if remembers {
                 batch.push(stateful(&d, alert, now));
             }
         }

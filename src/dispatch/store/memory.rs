@@ -142,7 +142,11 @@ impl Store for MemoryStore {
         for sub in batch {
             let mut stored = Stored::default();
             let mut kept = sub.plain;
+            for r in &mut kept {
+                r.id = state.id();
+            }
             if let Some(st) = sub.stateful {
+                let now = st.now;
                 let State {
                     next_id, memory, ..
                 } = state;
@@ -152,39 +156,17 @@ impl Store for MemoryStore {
                     *next_id += 1;
                     id
                 };
-                let mut chosen = Vec::new();
-                stored.verdicts = crate::state::step(
-                    memory,
-                    &st.facts,
-                    st.choices,
-                    st.probes,
-                    st.now,
-                    &mut ids,
-                    &mut |_, mut r: Record, id| {
-                        r.id = id;
-                        chosen.push(r);
-                    },
-                );
-                memory.collect(st.now);
+                stored.verdicts = super::run_step(memory, *st, &mut ids, &mut kept);
+                memory.collect(now);
                 if memory.bound(MAX_ENTRIES) > 0 {
                     tracing::warn!(
                         limit = MAX_ENTRIES,
                         "the rules' memory is full; the entries closest to expiring are forgotten first (a duplicate may go through)"
                     );
                 }
-                for mut r in std::mem::take(&mut kept) {
-                    r.id = state.id();
-                    chosen.insert(0, r);
-                }
-                kept = chosen;
-                kept.sort_by_key(|r| r.id);
-            } else {
-                for r in &mut kept {
-                    r.id = state.id();
-                }
             }
             for r in kept {
-                stored.ids.push(r.id);
+                stored.push(&r);
                 state.fresh.insert(r.id, r.clone());
                 fresh.push(r);
             }

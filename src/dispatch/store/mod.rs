@@ -274,17 +274,31 @@ pub(crate) struct Submission {
     pub(crate) stateful: Option<Box<Stateful>>,
 }
 
-/// Runs the step for a preview: nothing delivered, ids 0.
-pub(crate) fn preview_one(state: &mut dyn crate::state::State, st: Stateful) -> Vec<Verdict> {
+/// Runs the step on one alert's records: each delivery it keeps is pushed onto `kept`
+/// with its id from `ids`. What every store runs inside the write that stores `kept`.
+pub(crate) fn run_step(
+    state: &mut dyn crate::state::State,
+    st: Stateful,
+    ids: &mut dyn FnMut() -> u64,
+    kept: &mut Vec<Record>,
+) -> Vec<Verdict> {
     crate::state::step(
         state,
         &st.facts,
         st.choices,
         st.probes,
         st.now,
-        &mut || 0,
-        &mut |_, _, _| {},
+        ids,
+        &mut |_, mut r: Record, id| {
+            r.id = id;
+            kept.push(r);
+        },
     )
+}
+
+/// Runs the step for a preview: nothing kept, ids 0.
+pub(crate) fn preview_one(state: &mut dyn crate::state::State, st: Stateful) -> Vec<Verdict> {
+    run_step(state, st, &mut || 0, &mut Vec::new())
 }
 
 /// The step's input for one alert, with stored records as payloads.
@@ -304,6 +318,18 @@ pub(crate) struct Stored {
     pub(crate) ids: Vec<u64>,
     /// The step's verdicts (empty for a plain submission).
     pub(crate) verdicts: Vec<Verdict>,
+    /// The targets of the deliveries stored, each once: whose workers to wake.
+    pub(crate) targets: Vec<String>,
+}
+
+impl Stored {
+    /// Notes a stored delivery.
+    pub(crate) fn push(&mut self, r: &Record) {
+        self.ids.push(r.id);
+        if !self.targets.contains(&r.spec.target) {
+            self.targets.push(r.spec.target.clone());
+        }
+    }
 }
 
 /// How many deliveries a store holds.

@@ -847,7 +847,7 @@ fn commit(
                     for sub in submissions {
                         let mut stored = Stored {
                             ids: Vec::with_capacity(sub.plain.len()),
-                            verdicts: Vec::new(),
+                            ..Stored::default()
                         };
                         let mut kept = sub.plain;
                         for r in &mut kept {
@@ -855,31 +855,20 @@ fn commit(
                             next_id += 1;
                         }
                         if let Some(st) = sub.stateful {
+                            collect_before = collect_before.max(st.now);
                             let mut state = SqliteState::new(&txn, secret, memory, &mut changes);
                             let mut ids = || {
                                 next_id += 1;
                                 next_id - 1
                             };
-                            stored.verdicts = crate::state::step(
-                                &mut state,
-                                &st.facts,
-                                st.choices,
-                                st.probes,
-                                st.now,
-                                &mut ids,
-                                &mut |_, mut r: Record, id| {
-                                    r.id = id;
-                                    kept.push(r);
-                                },
-                            );
+                            stored.verdicts = super::run_step(&mut state, *st, &mut ids, &mut kept);
                             if let Some(e) = state.error.take() {
                                 return Err(e);
                             }
-                            collect_before = collect_before.max(st.now);
                         }
                         for r in kept {
                             put_fresh(&txn, &r)?;
-                            stored.ids.push(r.id);
+                            stored.push(&r);
                             if sink.is_some() {
                                 fresh.push(r);
                             }
