@@ -6,31 +6,14 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::data::{DataDir, wait_until};
 use support::receiver::Receiver;
 use switchyard::{Alert, Backoff, Loader, Router, RuleSet};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(name: &str) -> DataDir {
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-dispatch-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        DataDir(dir)
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn rules(text: &str) -> RuleSet {
     Loader::new()
@@ -59,13 +42,6 @@ async fn router(rules: RuleSet, dir: &DataDir) -> Router {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() && start.elapsed() < limit {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn alert() -> Alert {
     Alert::new(json!({"alertId": "a1", "status": "ALARM", "value": 95})).with_id("a1")
 }
@@ -73,7 +49,7 @@ fn alert() -> Alert {
 #[tokio::test]
 async fn delivers_body_headers_and_an_idempotency_key() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("deliver");
+    let dir = DataDir::new("dispatch-deliver");
     let set = rules(&format!(
         r#"target t {{
             url = "{}"
@@ -128,7 +104,7 @@ async fn delivers_body_headers_and_an_idempotency_key() {
 #[tokio::test]
 async fn retries_5xx_with_the_same_idempotency_key() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("retry5xx");
+    let dir = DataDir::new("dispatch-retry5xx");
     let set = rules(&format!(
         r#"target t {{ url = "{}" retries = 3 }} when exists(status) -> post t"#,
         rx.url("/fail/2")
@@ -175,7 +151,7 @@ async fn retries_5xx_with_the_same_idempotency_key() {
 /// the deliveries metric's help said "attempts" while it counts recorded outcomes.
 #[tokio::test]
 async fn drops_are_counted_and_the_deliveries_metric_says_what_it_counts() {
-    let dir = DataDir::new("drops");
+    let dir = DataDir::new("dispatch-drops");
     let set = rules(
         r#"target t { url = "http://127.0.0.1:9/x" }
            when kind == "noise" -> drop
@@ -207,7 +183,7 @@ async fn drops_are_counted_and_the_deliveries_metric_says_what_it_counts() {
 async fn a_redirect_is_not_followed_and_the_secret_header_stays_home() {
     let rx = Receiver::start().await;
     let elsewhere = Receiver::start().await;
-    let dir = DataDir::new("redirect");
+    let dir = DataDir::new("dispatch-redirect");
     let to = elsewhere.url("/stolen");
     let set = rules(&format!(
         r#"target r301 {{ url = "{0}/redirect/301?to={to}?leak=1" headers = {{ "X-Api-Key": "${{env.HOOK_TOKEN}}" }} retries = 0 }}
@@ -247,7 +223,7 @@ async fn a_redirect_is_not_followed_and_the_secret_header_stays_home() {
 #[tokio::test]
 async fn a_secret_in_a_body_template_is_sent_but_never_shown_in_a_dead_letter() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("body-secret");
+    let dir = DataDir::new("dispatch-body-secret");
     let set = rules(&format!(
         r#"target t {{ url = "{}" retries = 0 body = {{ "token": "${{env.HOOK_TOKEN}}", "id": alertId }} }}
            when exists(status) -> post t"#,
@@ -307,7 +283,7 @@ async fn a_secret_in_a_body_template_is_sent_but_never_shown_in_a_dead_letter() 
 #[tokio::test]
 async fn honours_retry_after_on_429() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("retryafter");
+    let dir = DataDir::new("dispatch-retryafter");
     let set = rules(&format!(
         r#"target t {{ url = "{}" }} when exists(status) -> post t"#,
         rx.url("/busy/1")
@@ -336,7 +312,7 @@ async fn honours_retry_after_on_429() {
 #[tokio::test]
 async fn a_4xx_is_final_and_becomes_a_dead_letter_that_can_be_replayed() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("dead");
+    let dir = DataDir::new("dispatch-dead");
     let set = rules(&format!(
         r#"target t {{ url = "{}" retries = 5 }} when exists(status) -> post t"#,
         rx.url("/bad")
@@ -368,7 +344,7 @@ async fn a_4xx_is_final_and_becomes_a_dead_letter_that_can_be_replayed() {
 #[tokio::test]
 async fn a_timeout_is_retried_then_given_up() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("timeout");
+    let dir = DataDir::new("dispatch-timeout");
     let set = rules(&format!(
         r#"target t {{ url = "{}" timeout = 200ms retries = 1 }} when exists(status) -> post t"#,
         rx.url("/hang")
@@ -387,7 +363,7 @@ async fn a_timeout_is_retried_then_given_up() {
 #[tokio::test]
 async fn a_refused_connection_goes_to_the_fallback() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("fallback");
+    let dir = DataDir::new("dispatch-fallback");
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -428,7 +404,7 @@ async fn a_refused_connection_goes_to_the_fallback() {
 #[tokio::test]
 async fn an_in_memory_router_retries_falls_back_and_keeps_dead_letters() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("in-memory");
+    let dir = DataDir::new("dispatch-in-memory");
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -493,7 +469,7 @@ async fn an_in_memory_router_retries_falls_back_and_keeps_dead_letters() {
 #[tokio::test]
 async fn a_slow_target_does_not_delay_another() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("isolation");
+    let dir = DataDir::new("dispatch-isolation");
     let set = rules(&format!(
         r#"target slow {{ url = "{}" timeout = 20s }}
            target fast {{ url = "{}" }}
@@ -536,7 +512,7 @@ async fn a_slow_target_does_not_delay_another() {
 
 #[tokio::test]
 async fn pending_deliveries_survive_a_restart() {
-    let dir = DataDir::new("restart");
+    let dir = DataDir::new("dispatch-restart");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -589,7 +565,7 @@ async fn pending_deliveries_survive_a_restart() {
 #[tokio::test]
 async fn dead_letters_from_the_command_line() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("cli");
+    let dir = DataDir::new("dispatch-cli");
     {
         let set = rules(&format!(
             r#"target hook {{ url = "{}" }} when exists(status) -> post hook"#,
@@ -665,7 +641,7 @@ async fn dead_letters_from_the_command_line() {
 #[tokio::test]
 async fn the_outbox_does_not_grow_with_delivered_alerts() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("growth");
+    let dir = DataDir::new("dispatch-growth");
     let set = rules(&format!(
         r#"target t {{ url = "{}" }} when exists(n) -> post t"#,
         rx.url("/ok")
@@ -704,7 +680,7 @@ async fn the_outbox_does_not_grow_with_delivered_alerts() {
 
 #[tokio::test]
 async fn send_exits_3_while_deliveries_are_pending() {
-    let dir = DataDir::new("send-pending");
+    let dir = DataDir::new("dispatch-send-pending");
     let rules_dir = dir.0.join("rules");
     std::fs::create_dir_all(&rules_dir).unwrap();
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -751,7 +727,7 @@ async fn send_exits_3_while_deliveries_are_pending() {
 /// the previous one closed was refused as "in use". Opening waits briefly for the holder.
 #[tokio::test]
 async fn a_restart_waits_for_a_lock_that_a_forked_child_still_holds_briefly() {
-    let dir = DataDir::new("lock-wait");
+    let dir = DataDir::new("dispatch-lock-wait");
     std::fs::create_dir_all(&dir.0).unwrap();
     let held = std::fs::OpenOptions::new()
         .create(true)
@@ -773,7 +749,7 @@ async fn a_restart_waits_for_a_lock_that_a_forked_child_still_holds_briefly() {
 #[tokio::test]
 async fn held_deliveries_stay_in_the_outbox_until_a_router_without_hold() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("hold");
+    let dir = DataDir::new("dispatch-hold");
     let set = rules(&format!(
         r#"target t {{ url = "{}" }} when exists(status) -> post t"#,
         rx.url("/held")
@@ -807,7 +783,7 @@ async fn held_deliveries_stay_in_the_outbox_until_a_router_without_hold() {
 #[tokio::test]
 async fn every_delivery_succeeds_exactly_once_under_load() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("exactly-once");
+    let dir = DataDir::new("dispatch-exactly-once");
     let set = rules(&format!(
         r#"target ok {{ url = "{}" }}
 target flaky {{ url = "{}" retries = 20 }}

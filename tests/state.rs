@@ -7,32 +7,15 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
+use support::data::{DataDir, wait_until};
 use support::receiver::Receiver;
 use switchyard::state::VerdictKind;
 use switchyard::{Alert, Backoff, Router, RuleSet, State};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(name: &str) -> DataDir {
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-state-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        DataDir(dir)
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 async fn router(rules: &RuleSet, dir: Option<&DataDir>) -> Router {
     let b = Router::builder().rules(rules.clone()).backoff(Backoff {
@@ -46,11 +29,9 @@ async fn router(rules: &RuleSet, dir: Option<&DataDir>) -> Router {
     b.build().await.unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() && start.elapsed() < limit {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// The rule set of one file's text.
+fn rules_from(text: String) -> RuleSet {
+    RuleSet::from_files([("t.rules", text.as_str())]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn alert(id: &str, state: State) -> Alert {
@@ -78,17 +59,12 @@ fn kinds(s: &switchyard::Submitted) -> Vec<&'static str> {
 #[tokio::test]
 async fn resends_page_once_across_a_restart_and_the_resolution_goes_once() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("resends");
-    let rules = RuleSet::from_files([(
-        "p.rules",
-        format!(
-            r#"target pager {{ url = "{}" }}
+    let dir = DataDir::new("state-resends");
+    let rules = rules_from(format!(
+        r#"target pager {{ url = "{}" }}
                rule "pages" when exists(status) -> post pager, dedup for 1h, resolve once"#,
-            rx.url("/pager")
-        )
-        .as_str(),
-    )])
-    .unwrap();
+        rx.url("/pager")
+    ));
 
     let r = router(&rules, Some(&dir)).await;
     let first = r.submit(&alert("a1", State::Firing)).await.unwrap();
@@ -151,23 +127,18 @@ async fn resends_page_once_across_a_restart_and_the_resolution_goes_once() {
 /// (Alibaba's `OK` callback fails `curValue > 90`).
 #[tokio::test]
 async fn the_resolution_goes_out_though_the_resolved_alert_no_longer_matches() {
-    let dir = DataDir::new("no-longer-matches");
+    let dir = DataDir::new("state-no-longer-matches");
     resolution_without_a_match(None).await;
     resolution_without_a_match(Some(&dir)).await;
 }
 
 async fn resolution_without_a_match(dir: Option<&DataDir>) {
     let rx = Receiver::start().await;
-    let rules = RuleSet::from_files([(
-        "a.rules",
-        format!(
-            r#"target pager {{ url = "{}" }}
+    let rules = rules_from(format!(
+        r#"target pager {{ url = "{}" }}
                rule "cpu" when curValue > 90 -> post pager, resolve once"#,
-            rx.url("/pager")
-        )
-        .as_str(),
-    )])
-    .unwrap();
+        rx.url("/pager")
+    ));
     let r = router(&rules, dir).await;
     let firing = Alert::new(json!({"curValue": 95}))
         .with_id("i-1")
@@ -194,17 +165,12 @@ async fn resolution_without_a_match(dir: Option<&DataDir>) {
 #[tokio::test]
 async fn a_resolution_owed_by_resolve_once_wakes_an_idle_worker() {
     let rx = Receiver::start().await;
-    let dir = DataDir::new("wakes-idle");
-    let rules = RuleSet::from_files([(
-        "a.rules",
-        format!(
-            r#"target pager {{ url = "{}" }}
+    let dir = DataDir::new("state-wakes-idle");
+    let rules = rules_from(format!(
+        r#"target pager {{ url = "{}" }}
                rule "cpu" when curValue > 90 -> post pager, resolve once"#,
-            rx.url("/pager")
-        )
-        .as_str(),
-    )])
-    .unwrap();
+        rx.url("/pager")
+    ));
     let r = router(&rules, Some(&dir)).await;
     let firing = Alert::new(json!({"curValue": 95}))
         .with_id("i-1")
@@ -228,18 +194,13 @@ async fn a_resolution_owed_by_resolve_once_wakes_an_idle_worker() {
 #[tokio::test]
 async fn at_most_n_per_window_sends_the_excess_to_the_else_target() {
     let rx = Receiver::start().await;
-    let rules = RuleSet::from_files([(
-        "t.rules",
-        format!(
-            r#"target chat {{ url = "{}" }}
+    let rules = rules_from(format!(
+        r#"target chat {{ url = "{}" }}
                target digest {{ url = "{}" }}
                rule "team chat" when exists(team) -> post chat, at most 2 per 1m by team else post digest"#,
-            rx.url("/chat"),
-            rx.url("/digest")
-        )
-        .as_str(),
-    )])
-    .unwrap();
+        rx.url("/chat"),
+        rx.url("/digest")
+    ));
     let r = router(&rules, None).await;
     for i in 0..2 {
         let s = r
@@ -266,19 +227,14 @@ async fn at_most_n_per_window_sends_the_excess_to_the_else_target() {
 /// real resolution.
 #[tokio::test]
 async fn a_preview_shows_the_verdicts_and_stores_nothing() {
-    let dir = DataDir::new("preview");
+    let dir = DataDir::new("state-preview");
     for d in [None, Some(&dir)] {
         let rx = Receiver::start().await;
-        let rules = RuleSet::from_files([(
-            "p.rules",
-            format!(
-                r#"target pager {{ url = "{}" }}
+        let rules = rules_from(format!(
+            r#"target pager {{ url = "{}" }}
                    rule "pages" when exists(status) -> post pager, dedup until resolved, resolve once"#,
-                rx.url("/pager")
-            )
-            .as_str(),
-        )])
-        .unwrap();
+            rx.url("/pager")
+        ));
         let r = router(&rules, d).await;
         let first = r.submit(&alert("a1", State::Firing)).await.unwrap();
         let preview = r
@@ -306,16 +262,11 @@ async fn a_preview_shows_the_verdicts_and_stores_nothing() {
 #[tokio::test]
 async fn a_rule_without_memory_delivers_every_copy() {
     let rx = Receiver::start().await;
-    let rules = RuleSet::from_files([(
-        "t.rules",
-        format!(
-            r#"target t {{ url = "{}" }}
+    let rules = rules_from(format!(
+        r#"target t {{ url = "{}" }}
                when exists(status) -> post t"#,
-            rx.url("/t")
-        )
-        .as_str(),
-    )])
-    .unwrap();
+        rx.url("/t")
+    ));
     let r = router(&rules, None).await;
     for _ in 0..3 {
         let s = r.submit(&alert("a1", State::Firing)).await.unwrap();
