@@ -274,6 +274,14 @@ pub(crate) mod codes {
     pub(crate) const STATEFUL_UNNAMED: Code = Code("E0401");
     /// A clause that cannot work as written: given twice, a zero count or window.
     pub(crate) const BAD_CLAUSE: Code = Code("E0402");
+    /// `during nigth`: no window of that name is declared.
+    pub(crate) const UNKNOWN_WINDOW: Code = Code("E0403");
+    /// A window's day, time of day or date is not one, or its range is empty.
+    pub(crate) const BAD_WINDOW: Code = Code("E0404");
+    /// A time zone the bundled database does not have.
+    pub(crate) const UNKNOWN_ZONE: Code = Code("E0405");
+    /// Two windows with one name.
+    pub(crate) const DUPLICATE_WINDOW: Code = Code("E0406");
     /// A field no alert of the rule's `@source` has: `alertStat` in an Alibaba rule.
     pub(crate) const UNKNOWN_FIELD: Code = Code("W0201");
     /// `@state == "firng"`: a state value that is never set.

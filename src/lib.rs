@@ -52,10 +52,11 @@ pub mod reload;
 pub mod server;
 pub mod state;
 mod syntax;
+mod window;
 
 pub use alert::{
-    AdaptError, AdaptLimits, Alert, Source, State, adapt_json, adapt_json_within, detect_source,
-    form_to_json,
+    AdaptError, AdaptLimits, Alert, Source, State, adapt_json, adapt_json_at, adapt_json_within,
+    detect_source, form_to_json,
 };
 pub use diagnostic::{
     Code, Diagnostic, Diagnostics, Format, Position, Severity, SourceFile, SourceMap,

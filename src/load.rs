@@ -178,13 +178,15 @@ impl<'e> Loader<'e> {
             .collect();
         let mut files = Vec::with_capacity(texts.len());
         let mut unparsed_targets = Vec::new();
+        let mut unparsed_windows = Vec::new();
         let parsed = syntax::parse_files(&texts, self.threads, syntax::PIECE_BYTES);
         for ((_, text), result) in texts.iter().zip(parsed) {
             match result {
                 Ok(ast) => files.push(ast),
                 Err(ds) => {
                     problems.extend(ds);
-                    unparsed_targets.extend(syntax::declared_target_names(text));
+                    unparsed_targets.extend(syntax::declared_names(text, "target"));
+                    unparsed_windows.extend(syntax::declared_names(text, "window"));
                 }
             }
         }
@@ -192,6 +194,7 @@ impl<'e> Loader<'e> {
             files,
             check::Unparsed {
                 targets: &unparsed_targets,
+                windows: &unparsed_windows,
                 any_file_failed: !problems.is_empty(),
             },
             &sources,

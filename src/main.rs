@@ -73,7 +73,10 @@ enum Command {
         /// The sender, which sets `@source` and normalizes the payload; detected from the shape if omitted.
         #[arg(long, value_parser = source_parser())]
         source: Option<Source>,
-        /// The alert file, or `-` for standard input.
+        /// Route as if the alerts arrived at this moment (RFC 3339: `2026-12-24T09:00:00+01:00`), for `during`.
+        #[arg(long)]
+        at: Option<jiff::Timestamp>,
+        /// The alert file (one JSON document, or one per line), or `-` for standard input.
         file: PathBuf,
     },
     /// Run every `test` block of a rules folder; exit 1 if any fails.
@@ -129,7 +132,11 @@ enum Command {
         /// Print the trace as JSON.
         #[arg(long)]
         json: bool,
-        /// The alert file, or `-` for standard input.
+        /// Explain as if the alerts arrived at this moment (RFC 3339: `2026-12-24T09:00:00+01:00`), for `during`.
+        #[arg(long)]
+        at: Option<jiff::Timestamp>,
+        /// The alert file (one JSON document, or one per line), or `-` for standard input.
+        /// Several alerts go through the rules' memory in order, from empty.
         file: PathBuf,
     },
 }
@@ -309,13 +316,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Route {
             rules,
             source,
+            at,
             file,
         } => {
             let set = match load(&rules, OutputFormat::Text)? {
                 Ok(set) => set,
                 Err(code) => return Ok(code),
             };
-            for alert in read_alerts(&file, source)? {
+            for alert in read_alerts(&file, source, at)? {
                 outln!(
                     "{}",
                     serde_json::to_string(&set.evaluate(&alert).summary())?
@@ -327,14 +335,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rules,
             source,
             json,
+            at,
             file,
         } => {
             let set = match load(&rules, OutputFormat::Text)? {
                 Ok(set) => set,
                 Err(code) => return Ok(code),
             };
-            for alert in read_alerts(&file, source)? {
-                let e = set.explain(&alert);
+            for e in set.explain_many(&read_alerts(&file, source, at)?) {
                 if json {
                     outln!("{}", serde_json::to_string(&e)?);
                 } else {
@@ -359,7 +367,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let alerts = match &file {
-                Some(f) => read_alert_stream(f, source)?,
+                Some(f) => read_alert_stream(f, source, None)?,
                 None => Vec::new(),
             };
             send(
@@ -389,17 +397,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The largest alert file `route` and `explain` read.
 const MAX_ALERT_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Reads a file of alerts: one JSON document, or one per line (JSON Lines).
-#[cfg(feature = "dispatch")]
-fn read_alert_stream(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>> {
-    let bytes = read_limited(file)?;
+/// Reads a file of alerts: one JSON document, or one per line (JSON Lines), each received
+/// at `at` (now when `None`).
+fn read_alert_stream(
+    file: &Path,
+    source: Option<Source>,
+    at: Option<jiff::Timestamp>,
+) -> anyhow::Result<Vec<Alert>> {
+    alert_stream(&read_limited(file)?, source, at)
+}
+
+/// [`read_alert_stream`] of bytes already read.
+fn alert_stream(
+    bytes: &[u8],
+    source: Option<Source>,
+    at: Option<jiff::Timestamp>,
+) -> anyhow::Result<Vec<Alert>> {
+    let at = at.unwrap_or_else(jiff::Timestamp::now);
     let mut alerts = Vec::new();
-    for (i, doc) in serde_json::Deserializer::from_slice(&bytes)
+    for (i, doc) in serde_json::Deserializer::from_slice(bytes)
         .into_iter::<serde_json::Value>()
         .enumerate()
     {
         let doc = doc.map_err(|e| anyhow::anyhow!("document {} is not valid JSON: {e}", i + 1))?;
-        alerts.extend(switchyard::adapt_json(source, doc).map_err(anyhow::Error::new)?);
+        alerts.extend(switchyard::adapt_json_at(source, doc, at).map_err(anyhow::Error::new)?);
     }
     Ok(alerts)
 }
@@ -480,21 +501,21 @@ fn read_limited(file: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn read_alerts(file: &Path, source: Option<Source>) -> anyhow::Result<Vec<Alert>> {
+fn read_alerts(
+    file: &Path,
+    source: Option<Source>,
+    at: Option<jiff::Timestamp>,
+) -> anyhow::Result<Vec<Alert>> {
     let bytes = read_limited(file)?;
     let trimmed = bytes.trim_ascii_start();
     // Alibaba CloudMonitor posts its callbacks form-encoded; accept a saved body as is.
-    let body =
-        if !trimmed.starts_with(b"{") && !trimmed.starts_with(b"[") && trimmed.contains(&b'=') {
-            switchyard::form_to_json(trimmed)
-        } else {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("the alert is not valid JSON: {e}"))?
-        };
-    let alerts = switchyard::adapt_json(source, body)
-        .map_err(anyhow::Error::new)
-        .context("cannot read the alert")?;
-    Ok(alerts)
+    if !trimmed.starts_with(b"{") && !trimmed.starts_with(b"[") && trimmed.contains(&b'=') {
+        let at = at.unwrap_or_else(jiff::Timestamp::now);
+        return switchyard::adapt_json_at(source, switchyard::form_to_json(trimmed), at)
+            .map_err(anyhow::Error::new)
+            .context("cannot read the alert");
+    }
+    alert_stream(&bytes, source, at).context("cannot read the alert")
 }
 
 #[cfg(feature = "dispatch")]

@@ -321,6 +321,75 @@ fn explain_text_and_json() {
 }
 
 #[test]
+fn route_and_explain_at_a_moment_with_the_rules_memory() {
+    let dir = TempDir::new("at");
+    dir.write(
+        "alerts.jsonl",
+        concat!(
+            r#"[{"labels": {"alertname": "DiskFilling", "severity": "warning"}}]"#,
+            "\n",
+            r#"[{"labels": {"alertname": "DiskFilling", "severity": "warning"}}]"#,
+            "\n"
+        ),
+    );
+    let alerts = format!("{}/alerts.jsonl", dir.path());
+    let route = |at: &str| {
+        let out = run(&[
+            "route",
+            "--rules",
+            "rules",
+            "--source",
+            "prometheus",
+            "--at",
+            at,
+            &alerts,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    // Friday 17:30 in Berlin: inside `office_hours`; route has no memory, so both go.
+    let inside = route("2026-01-09T17:30:00+01:00");
+    assert_eq!(
+        inside.matches(r#""targets":["ops_chat"]"#).count(),
+        2,
+        "{inside}"
+    );
+    // Saturday: outside.
+    let outside = route("2026-01-10T10:00:00+01:00");
+    assert_eq!(
+        outside.matches(r#""unrouted":true"#).count(),
+        2,
+        "{outside}"
+    );
+
+    // Explain sends the alerts through the rules' memory in order: the second is a duplicate.
+    let out = run(&[
+        "explain",
+        "--rules",
+        "rules",
+        "--source",
+        "prometheus",
+        "--at",
+        "2026-01-09T17:30:00+01:00",
+        &alerts,
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("true   during office_hours  (saw \"Fri 2026-01-09 17:30 Europe/Berlin\")"),
+        "{text}"
+    );
+    assert!(
+        text.contains("memory: rule \"warnings in office hours\" -> ops_chat: duplicate of delivery 1 at 2026-01-09T16:30:00Z, window until the resolution"),
+        "{text}"
+    );
+    assert_eq!(text.matches("decision: post ops_chat").count(), 1, "{text}");
+
+    let out = run(&["route", "--rules", "rules", "--at", "yesterday", &alerts]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--at"), "{}", stderr(&out));
+}
+
+#[test]
 fn help_for_each_command() {
     for cmd in ["check", "route", "test", "explain"] {
         let out = run(&[cmd, "--help"]);

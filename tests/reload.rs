@@ -141,18 +141,42 @@ fn a_burst_of_50_writes_is_one_reload() {
     let f = folder("burst", |d| {
         std::fs::write(d.join("a.rules"), rules(1)).unwrap()
     });
+    // A pause longer than the debounce between two writes may rightly end the burst: on a
+    // loaded machine a 5 ms sleep can last longer. Such pauses are counted, so the test
+    // asks exactly what the watcher promises (found flaky under a full parallel run).
+    let mut pauses = 0;
+    let mut last = Instant::now();
     for i in 0..50 {
         std::fs::write(f.dir.join("a.rules"), rules(1 + i % 7)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
+        let now = Instant::now();
+        if now - last >= switchyard::reload::DEBOUNCE {
+            pauses += 1;
+        }
+        last = now;
     }
     std::fs::write(f.dir.join("a.rules"), rules(9)).unwrap();
+    if Instant::now() - last >= switchyard::reload::DEBOUNCE {
+        pauses += 1;
+    }
     let outcomes = f.quiet(Duration::from_millis(1500));
     let loaded = loaded_counts(&outcomes);
     assert_eq!(
-        loaded,
-        [9],
-        "one reload, with the last content: {outcomes:?}"
+        loaded.last(),
+        Some(&9),
+        "the last content wins: {outcomes:?}"
     );
+    assert!(
+        loaded.len() <= 1 + pauses,
+        "one reload per burst ({pauses} pauses longer than the debounce): {outcomes:?}"
+    );
+    if pauses == 0 {
+        assert_eq!(
+            loaded,
+            [9],
+            "one reload, with the last content: {outcomes:?}"
+        );
+    }
 }
 
 #[test]

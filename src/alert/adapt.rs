@@ -162,6 +162,17 @@ pub fn adapt_json(source: Option<Source>, body: Value) -> Result<Vec<Alert>, Ada
     adapt_at(source, body, jiff::Timestamp::now(), &AdaptLimits::NONE)
 }
 
+/// [`adapt_json`] as if received at `at`: each alert's [`Alert::received_at`], and the moment
+/// a Prometheus alert's `endsAt` is compared with (a replay of recorded alerts, or
+/// `switchyard explain --at`).
+pub fn adapt_json_at(
+    source: Option<Source>,
+    body: Value,
+    at: jiff::Timestamp,
+) -> Result<Vec<Alert>, AdaptError> {
+    adapt_at(source, body, at, &AdaptLimits::NONE)
+}
+
 /// [`adapt_json`] within `limits`, checked before any alert is made (what a server does
 /// with bodies from the network).
 pub fn adapt_json_within(
@@ -186,13 +197,17 @@ pub(crate) fn adapt_at(
             Ok(vec![a])
         }
     };
-    match source {
+    let mut alerts = match source {
         Source::Alibaba => alibaba(body).and_then(one),
         Source::Yandex => yandex(body).and_then(one),
         Source::Alertmanager | Source::Grafana => grouped(source, body, limits),
         Source::Prometheus => prometheus(body, now, limits),
         Source::Generic => one(Alert::new(body)),
+    }?;
+    for a in &mut alerts {
+        a.received_at = now;
     }
+    Ok(alerts)
 }
 
 /// The size of a value as compact JSON, without writing it anywhere.

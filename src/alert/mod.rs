@@ -14,8 +14,10 @@ use std::fmt;
 
 use serde_json::Value;
 
+pub(crate) use adapt::adapt_at;
 pub use adapt::{
-    AdaptError, AdaptLimits, adapt_json, adapt_json_within, detect_source, form_to_json,
+    AdaptError, AdaptLimits, adapt_json, adapt_json_at, adapt_json_within, detect_source,
+    form_to_json,
 };
 
 /// The sender an alert came from: the value of `@source`.
@@ -117,7 +119,7 @@ impl fmt::Display for State {
     }
 }
 
-/// One alert: the payload as received, and its metadata.
+/// One alert: the payload as received, its metadata, and when it was received.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Alert {
     body: Value,
@@ -125,10 +127,13 @@ pub struct Alert {
     state: State,
     name: Option<String>,
     id: Option<String>,
+    /// Set by the adapter (`adapt.rs`) to the moment it decided `@state` at.
+    pub(super) received_at: jiff::Timestamp,
 }
 
 impl Alert {
-    /// An alert from a generic sender: `@source` is `generic`, `@state` `unknown`.
+    /// An alert from a generic sender: `@source` is `generic`, `@state` `unknown`, received
+    /// now (set another time with [`Alert::with_received_at`]).
     pub fn new(body: Value) -> Alert {
         Alert {
             body,
@@ -136,7 +141,20 @@ impl Alert {
             state: State::Unknown,
             name: None,
             id: None,
+            received_at: jiff::Timestamp::now(),
         }
+    }
+
+    /// Sets when the alert was received: the moment `during <window>` is decided at. A
+    /// test's clock, or a replay of recorded alerts, sets its own.
+    pub fn with_received_at(mut self, at: jiff::Timestamp) -> Alert {
+        self.received_at = at;
+        self
+    }
+
+    /// When the alert was received ([`Alert::new`]'s clock reading, or the adapter's).
+    pub fn received_at(&self) -> jiff::Timestamp {
+        self.received_at
     }
 
     /// Sets `@source`.

@@ -154,6 +154,7 @@ fn paths<'a>(c: &'a Condition, out: &mut Vec<&'a FieldPath>) {
         Condition::Not(inner, _) => paths(inner, out),
         Condition::Exists(p, _) => out.push(p),
         Condition::Compare(cmp) => out.push(&cmp.path),
+        Condition::During(..) => {}
     }
 }
 

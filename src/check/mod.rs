@@ -16,6 +16,9 @@ mod memory;
 mod names;
 mod targets;
 mod types;
+mod windows;
+
+pub(crate) use windows::at_clock;
 
 use serde_json::Value;
 
@@ -37,6 +40,8 @@ pub(crate) enum CheckedCondition {
     All(Vec<CheckedCondition>),
     Not(Box<CheckedCondition>, Span),
     Exists(FieldPath, Span),
+    /// `during NAME`: window `.0` of [`Checked::windows`].
+    During(u32, Span),
     /// A comparison with a value: any operator but `=~` and `!~`.
     Compare {
         path: FieldPath,
@@ -150,10 +155,19 @@ pub(crate) struct CheckedTest {
     pub(crate) steps: Vec<CheckedStep>,
 }
 
-/// One alert of a test, at its time on the test's clock (ms from the start).
+/// Where a test's clock starts unless its first statement sets it: Monday 2026-01-05
+/// 00:00 UTC, in milliseconds since the Unix epoch. A fixed moment, so that a test gives the
+/// same result on every day it runs.
+pub(crate) const TEST_START_MS: u64 = 1_767_571_200_000;
+
+/// One alert of a test, at its moment on the test's clock.
 #[derive(Debug)]
 pub(crate) struct CheckedStep {
+    /// Milliseconds since the Unix epoch.
     pub(crate) at_ms: u64,
+    /// The step's time as a failure names it: `5m` (from the test's start) or
+    /// `2026-12-24 09:00 Europe/Berlin`.
+    pub(crate) label: String,
     /// The alert as a sender would post it: plain JSON.
     pub(crate) alert: Value,
     pub(crate) expects: Vec<CheckedExpect>,
@@ -180,6 +194,8 @@ pub(crate) enum CheckedExpect {
 #[derive(Debug, Default)]
 pub(crate) struct Checked {
     pub(crate) targets: Vec<CheckedTarget>,
+    /// The windows, in declaration order: `CheckedCondition::During` indexes them.
+    pub(crate) windows: Vec<crate::window::Window>,
     pub(crate) rules: Vec<CheckedRule>,
     pub(crate) tests: Vec<CheckedTest>,
     pub(crate) warnings: Vec<Diagnostic>,
@@ -190,6 +206,8 @@ pub(crate) struct Unparsed<'a> {
     /// Target names those files seem to declare: a `post` of one is not reported again
     /// (the syntax error already fails the load).
     pub(crate) targets: &'a [String],
+    /// Window names those files seem to declare.
+    pub(crate) windows: &'a [String],
     /// Whether any file failed: then no target is reported unused (its posts may be in the
     /// file that failed).
     pub(crate) any_file_failed: bool,
@@ -209,6 +227,7 @@ pub(crate) fn check(
     };
     let mut scope = names::Scope::collect(&mut cx, &files);
     scope.unparsed = unparsed.targets.to_vec();
+    scope.unparsed_windows = unparsed.windows.to_vec();
     let mut out = Checked::default();
     out.rules.reserve(files.iter().map(|f| f.items.len()).sum());
 
@@ -221,6 +240,19 @@ pub(crate) fn check(
             }
         }
     }
+    // Each window checked once, at its first declaration (a second is an error already).
+    let mut windows: Vec<Option<crate::window::Window>> = vec![None; scope.windows.len()];
+    for f in &files {
+        for item in &f.items {
+            if let Item::Window(w) = item
+                && let Some(i) = scope.windows.iter().position(|(_, s)| *s == w.name.span)
+                && let Some(slot) = windows.get_mut(i)
+            {
+                *slot = windows::check_window(&mut cx, w);
+            }
+        }
+    }
+    out.windows = windows.into_iter().flatten().collect();
     check_fallback_cycles(&mut cx, &out.targets, &scope);
     let mut posted = vec![false; scope.targets.len()];
     for t in &out.targets {
@@ -237,7 +269,7 @@ pub(crate) fn check(
                 Item::Rule(r) => {
                     fields::check_rule_fields(&mut cx, &r);
                     let memory = memory::check_memory(&mut cx, &r, &scope, &mut posted);
-                    let condition = types::check_condition(&mut cx, r.condition);
+                    let condition = types::check_condition(&mut cx, r.condition, &scope);
                     let mut posts = Vec::new();
                     let (mut stop, mut drop) = (false, false);
                     for a in &r.actions {
@@ -334,7 +366,7 @@ pub(crate) fn check(
                         out.tests.push(t);
                     }
                 }
-                Item::Target(_) => {}
+                Item::Target(_) | Item::Window(_) => {}
             }
         }
     }
@@ -438,7 +470,9 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
     let mut source = None;
     let mut steps: Vec<CheckedStep> = Vec::new();
     // The step being read: its time, its alert (once read), its expectations.
-    let mut at_ms = 0u64;
+    let mut start = TEST_START_MS;
+    let mut at_ms = start;
+    let mut label = String::from("0s");
     let mut alert: Option<Value> = None;
     let mut wrote_alert = false;
     let mut expects = Vec::new();
@@ -453,19 +487,49 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                     cx.report(names::unknown_source(&name.name, name.span));
                 }
             },
-            ast::TestStatement::At(d, span) | ast::TestStatement::After(d, span) => {
-                let Some(ms) = d.as_millis() else {
-                    ok = false;
-                    continue;
+            ast::TestStatement::At(..)
+            | ast::TestStatement::After(..)
+            | ast::TestStatement::AtMoment { .. } => {
+                let (next, next_label, span) = match s {
+                    ast::TestStatement::AtMoment {
+                        date,
+                        clock,
+                        zone,
+                        span,
+                    } => {
+                        let Some(m) = windows::moment(cx, date, clock, zone.as_ref())
+                            .and_then(|m| u64::try_from(m.as_millisecond()).ok())
+                        else {
+                            ok = false;
+                            continue;
+                        };
+                        // The first moment of a test, before any step, is its start.
+                        if !timed && !wrote_alert && steps.is_empty() {
+                            start = m;
+                            at_ms = m;
+                        }
+                        let zone = zone.as_ref().map_or("", |z| z.name.as_str());
+                        (m, format!("{} {} {zone}", date.name, clock.name), *span)
+                    }
+                    ast::TestStatement::At(d, span) | ast::TestStatement::After(d, span) => {
+                        let Some(ms) = d.as_millis() else {
+                            ok = false;
+                            continue;
+                        };
+                        let next = match s {
+                            ast::TestStatement::After(..) => at_ms.saturating_add(ms),
+                            _ => start.saturating_add(ms),
+                        };
+                        (next, ast::millis(next.saturating_sub(start)), *span)
+                    }
+                    _ => continue,
                 };
-                let next = match s {
-                    ast::TestStatement::After(..) => at_ms.saturating_add(ms),
-                    _ => ms,
-                };
+                let span = &span;
                 if wrote_alert {
                     if let Some(a) = alert.take() {
                         steps.push(CheckedStep {
                             at_ms,
+                            label: std::mem::take(&mut label),
                             alert: a,
                             expects: std::mem::take(&mut expects),
                         });
@@ -487,6 +551,7 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                     );
                 }
                 at_ms = next;
+                label = next_label;
                 wrote_alert = false;
                 timed = true;
             }
@@ -501,7 +566,17 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                 }
                 wrote_alert = true;
                 match data_value(cx, a) {
-                    Some(v) => alert = Some(v),
+                    Some(v) => {
+                        if let Err(e) = windows::at_clock(&v, at_ms) {
+                            ok = false;
+                            cx.report(
+                                Diagnostic::error(codes::BAD_TEST, e)
+                                    .with_primary(template_span(a).unwrap_or(t.span), "in this alert")
+                                    .with_help("`${now}` is the step's moment on the test's clock, as a sender writes a timestamp"),
+                            );
+                        }
+                        alert = Some(v);
+                    }
                     None => ok = false,
                 }
             }
@@ -532,6 +607,7 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
     match alert {
         Some(a) => steps.push(CheckedStep {
             at_ms,
+            label,
             alert: a,
             expects,
         }),

@@ -21,6 +21,11 @@ pub(crate) struct Scope {
     by_name: HashMap<String, usize>,
     /// Names declared in files that did not parse.
     pub(crate) unparsed: Vec<String>,
+    /// Each window's name and where it is declared, in declaration order: a window's index
+    /// is its place here.
+    pub(crate) windows: Vec<(String, Span)>,
+    /// Window names declared in files that did not parse.
+    pub(crate) unparsed_windows: Vec<String>,
 }
 
 impl Scope {
@@ -30,6 +35,8 @@ impl Scope {
             targets: Vec::new(),
             by_name: HashMap::new(),
             unparsed: Vec::new(),
+            windows: Vec::new(),
+            unparsed_windows: Vec::new(),
         };
         let mut rules: HashMap<&str, Span> = HashMap::new();
         let mut tests: HashMap<&str, Span> = HashMap::new();
@@ -52,6 +59,21 @@ impl Scope {
                                 .by_name
                                 .insert(t.name.name.clone(), scope.targets.len());
                             scope.targets.push((t.name.name.clone(), t.name.span));
+                        }
+                    }
+                    Item::Window(w) => {
+                        let name = &w.name.name;
+                        if let Some((_, first)) = scope.windows.iter().find(|(n, _)| n == name) {
+                            cx.report(duplicate(
+                                codes::DUPLICATE_WINDOW,
+                                "window",
+                                name,
+                                w.name.span,
+                                *first,
+                                cx,
+                            ));
+                        } else {
+                            scope.windows.push((name.clone(), w.name.span));
                         }
                     }
                     Item::Rule(r) => {
@@ -127,6 +149,41 @@ impl Scope {
                 ));
             }
         }
+        cx.report(d);
+        None
+    }
+}
+
+impl Scope {
+    /// The index of a declared window, or an "unknown window" error with a suggestion.
+    pub(crate) fn resolve_window(&self, cx: &mut Cx<'_>, name: &Ident) -> Option<usize> {
+        if let Some(i) = self.windows.iter().position(|(n, _)| *n == name.name) {
+            return Some(i);
+        }
+        if self.unparsed_windows.contains(&name.name) {
+            return None;
+        }
+        let d = Diagnostic::error(
+            codes::UNKNOWN_WINDOW,
+            format!("unknown window `{}`", name.name),
+        )
+        .with_primary(name.span, "not declared");
+        let candidates = self.windows.iter().map(|(n, _)| n.as_str());
+        let d = match suggest(&name.name, candidates) {
+            Some(s) => {
+                let at = self
+                    .windows
+                    .iter()
+                    .find(|(n, _)| n == s)
+                    .map(|(_, sp)| format!(" (declared at {})", cx.place(*sp)))
+                    .unwrap_or_default();
+                d.with_help(format!("did you mean `{s}`{at}?"))
+            }
+            None => d.with_help(format!(
+                "declare it in any file of the folder: `window {} = mon-fri 09:00-18:00 Europe/Berlin`",
+                name.name
+            )),
+        };
         cx.report(d);
         None
     }

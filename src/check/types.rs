@@ -9,7 +9,7 @@
 
 use regex::{Regex, RegexBuilder};
 
-use super::names::{suggest, unknown_source};
+use super::names::{Scope, suggest, unknown_source};
 use super::{CheckedCondition, CheckedRegex, Cx, ValueOp};
 use crate::alert::State;
 use crate::diagnostic::{Diagnostic, Span, codes};
@@ -27,12 +27,16 @@ pub(crate) const META_FIELDS: [&str; 4] = ["source", "state", "name", "id"];
 /// Checks a condition and gives it back checked: every regex compiled into the test that
 /// uses it. `None` when a part of it could not be checked (a diagnostic says why, so the
 /// folder does not load).
-pub(crate) fn check_condition(cx: &mut Cx<'_>, c: Condition) -> Option<CheckedCondition> {
+pub(crate) fn check_condition(
+    cx: &mut Cx<'_>,
+    c: Condition,
+    scope: &Scope,
+) -> Option<CheckedCondition> {
     match c {
-        Condition::Any(cs) => check_all(cx, cs).map(CheckedCondition::Any),
-        Condition::All(cs) => check_all(cx, cs).map(CheckedCondition::All),
+        Condition::Any(cs) => check_all(cx, cs, scope).map(CheckedCondition::Any),
+        Condition::All(cs) => check_all(cx, cs, scope).map(CheckedCondition::All),
         Condition::Not(inner, span) => {
-            check_condition(cx, *inner).map(|i| CheckedCondition::Not(Box::new(i), span))
+            check_condition(cx, *inner, scope).map(|i| CheckedCondition::Not(Box::new(i), span))
         }
         Condition::Exists(p, span) => {
             check_path(cx, &p);
@@ -42,15 +46,18 @@ pub(crate) fn check_condition(cx: &mut Cx<'_>, c: Condition) -> Option<CheckedCo
             check_path(cx, &cmp.path);
             check_comparison(cx, cmp)
         }
+        Condition::During(w, span) => scope
+            .resolve_window(cx, &w)
+            .map(|i| CheckedCondition::During(i as u32, span)),
     }
 }
 
 /// Every part checked, even after one fails (each reports its own problems).
-fn check_all(cx: &mut Cx<'_>, cs: Vec<Condition>) -> Option<Vec<CheckedCondition>> {
+fn check_all(cx: &mut Cx<'_>, cs: Vec<Condition>, scope: &Scope) -> Option<Vec<CheckedCondition>> {
     let mut out = Vec::with_capacity(cs.len());
     let mut ok = true;
     for c in cs {
-        match check_condition(cx, c) {
+        match check_condition(cx, c, scope) {
             Some(c) => out.push(c),
             None => ok = false,
         }

@@ -171,6 +171,7 @@ impl Compiler {
                 let atom = self.atom(path, AtomOp::Match, literal, |_| Test::Regex(shared));
                 Pred::Test { atom, negate, span }
             }
+            CheckedCondition::During(window, span) => Pred::During { window, span },
         }
     }
 

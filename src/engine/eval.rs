@@ -29,6 +29,7 @@ impl Pred {
                 Some(a) => atom_holds(set, a, alert) != *negate,
                 None => false,
             },
+            Pred::During { window, .. } => during(set, *window, alert),
         }
     }
 
@@ -39,8 +40,16 @@ impl Pred {
             Pred::Any(ps) => ps.iter().any(|p| p.eval_in(cx)),
             Pred::Not(p, _) => !p.eval_in(cx),
             Pred::Test { atom, negate, .. } => cx.atom(*atom) != *negate,
+            Pred::During { window, .. } => during(cx.set, *window, cx.alert),
         }
     }
+}
+
+/// Whether the alert's time is inside window `window` of the set.
+pub(crate) fn during(set: &Compiled, window: u32, alert: &Alert) -> bool {
+    set.windows
+        .get(window as usize)
+        .is_some_and(|w| w.contains(alert.received_at()))
 }
 
 /// The positive test of an atom, plainly.

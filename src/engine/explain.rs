@@ -24,6 +24,11 @@ pub struct Explanation {
     pub metadata: Value,
     /// Every rule tried, in order; rules after a `stop` or `drop` are not tried.
     pub rules: Vec<RuleTrace>,
+    /// What the rules that remember (`dedup`, `resolve once`, `at most`) did with each
+    /// delivery, when they had a say: see [`RuleSet::explain_many`]. Empty from
+    /// [`RuleSet::explain`], which has no memory to ask.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::state::Verdict>,
 }
 
 /// One rule tried.
@@ -87,7 +92,30 @@ pub(crate) fn explain(set: &RuleSet, alert: &Alert) -> Explanation {
         decision,
         metadata,
         rules,
+        verdicts: Vec::new(),
     }
+}
+
+/// [`explain`] for each alert in order, with the verdicts of the rules' memory: every
+/// alert goes through the step function, at the moment it was received, with what the
+/// alerts before it left in a memory that starts empty (as a test's steps do).
+pub(crate) fn explain_many(set: &RuleSet, alerts: &[Alert]) -> Vec<Explanation> {
+    let mut state = crate::state::MemoryState::default();
+    let mut next = 0;
+    alerts
+        .iter()
+        .map(|alert| {
+            let mut e = explain(set, alert);
+            let d = set.evaluate(alert);
+            if d.remembers(alert) {
+                let (posted, verdicts) =
+                    super::memory::step_offline(&d, alert, &mut state, &mut next);
+                e.decision.targets = posted;
+                e.verdicts = verdicts;
+            }
+            e
+        })
+        .collect()
 }
 
 /// One predicate's result, its text (printed with the language's precedence) and, for a
@@ -131,6 +159,21 @@ fn trace(set: &RuleSet, p: &Pred, alert: &Alert) -> PredicateTrace {
                 result: !child.result,
                 seen: None,
                 children: vec![child],
+            }
+        }
+        Pred::During { window, span } => {
+            let at = alert.received_at();
+            let seen = set
+                .inner
+                .windows
+                .get(*window as usize)
+                .map(|w| vec![Value::String(w.local(at))]);
+            PredicateTrace {
+                kind: "test",
+                text: set.inner.sources.snippet(*span).to_owned(),
+                result: p.eval(&set.inner, alert),
+                seen,
+                children: Vec::new(),
             }
         }
         Pred::Test { atom, span, .. } => {
@@ -189,6 +232,9 @@ impl fmt::Display for Explanation {
         } else {
             format!("post {}", d.targets.join(", "))
         };
+        for v in &self.verdicts {
+            writeln!(f, "memory: {v}")?;
+        }
         let dropped = if d.dropped { " (dropped)" } else { "" };
         writeln!(f, "decision: {outcome}{dropped}")
     }

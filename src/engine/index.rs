@@ -170,7 +170,7 @@ fn guards(
                 }
             }
         }
-        Pred::Test { negate: true, .. } | Pred::Not(..) => {}
+        Pred::Test { negate: true, .. } | Pred::Not(..) | Pred::During { .. } => {}
     }
 }
 

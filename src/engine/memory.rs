@@ -6,6 +6,7 @@
 //! path's values as a list, so `[*]` keys on every element) and each rule's clause
 //! fingerprint. Never: reads or writes state (the step, `state/`, does), or a clock.
 
+use crate::syntax::ast::millis;
 use serde_json::Value;
 
 use super::value::Path;
@@ -87,21 +88,6 @@ pub(crate) fn compile(
         }),
         text,
     }))
-}
-
-/// `600000` ms as `10m`: the largest unit that divides it.
-pub(crate) fn millis(ms: u64) -> String {
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ] {
-        if ms >= size && ms.is_multiple_of(size) {
-            return format!("{}{unit}", ms / size);
-        }
-    }
-    format!("{ms}ms")
 }
 
 /// The canonical JSON of the values at `paths`: `[[values of path 1], [values of path 2]]`.
@@ -269,4 +255,39 @@ fn choice<'r>(
                 .map(|t: &Target| (t.name().to_owned(), set.delivery(t, alert))),
         }),
     }
+}
+
+/// Where the alert goes when it is received, and its verdicts, with the rules' memory in
+/// `state` (a test's, or an offline explain's, from empty): the decision's targets, or,
+/// when a rule that remembers has a say, what the step function lets through given what
+/// earlier alerts left in `state`. `next` numbers the deliveries.
+pub(crate) fn step_offline(
+    d: &Decision<'_>,
+    alert: &Alert,
+    state: &mut crate::state::MemoryState,
+    next: &mut u64,
+) -> (Vec<String>, Vec<crate::state::Verdict>) {
+    let now = u64::try_from(alert.received_at().as_millisecond()).unwrap_or(0);
+    if !d.remembers(alert) {
+        return (d.target_names().map(str::to_owned).collect(), Vec::new());
+    }
+    let (choices, probes) = d.choices(alert);
+    let facts = crate::state::AlertFacts {
+        id: alert.id().map(str::to_owned),
+        state: alert.state(),
+    };
+    let mut out = Vec::new();
+    let verdicts = crate::state::step(
+        state,
+        &facts,
+        choices,
+        probes,
+        now,
+        &mut || {
+            *next += 1;
+            *next
+        },
+        &mut |target, _, _| out.push(target.to_owned()),
+    );
+    (out, verdicts)
 }

@@ -199,6 +199,8 @@ pub(crate) struct Compiled {
     pub(crate) atoms: Box<[Atom]>,
     pub(crate) index: Index,
     pub(crate) targets: Vec<Target>,
+    /// The declared windows: `Pred::During` indexes them.
+    pub(crate) windows: Box<[crate::window::Window]>,
     /// The rules with `resolve once`, by index: a resolved alert may be owed its
     /// resolution by one of them even when it no longer matches.
     pub(crate) resolve_once: Box<[u32]>,
@@ -274,6 +276,7 @@ impl RuleSet {
                 paths: tables.paths,
                 atoms: tables.atoms,
                 index,
+                windows: std::mem::take(&mut checked.windows).into_boxed_slice(),
                 resolve_once,
                 targets,
                 tests: checked.tests,
@@ -366,6 +369,16 @@ impl RuleSet {
         explain::explain(self, alert)
     }
 
+    /// [`RuleSet::explain`] for several alerts in order, with what the rules that remember
+    /// (`dedup`, `resolve once`, `at most`) do with each: the alerts go through the rules'
+    /// memory at the moments they were received ([`Alert::received_at`]), from an empty
+    /// memory, as a test's steps do. Each explanation's decision lists the targets that are
+    /// delivered to after that memory, and its `verdicts` say why the others are not.
+    /// Delivers nothing and keeps nothing.
+    pub fn explain_many(&self, alerts: &[Alert]) -> Vec<Explanation> {
+        explain::explain_many(self, alerts)
+    }
+
     /// Runs every `test` block of the folder.
     pub fn run_tests(&self) -> TestReport {
         tests_runner::run(self)
@@ -413,6 +426,15 @@ impl RuleSet {
             location: r.location.to_string(),
             actions: r.actions(&self.inner.targets),
         })
+    }
+
+    /// The declared windows as `(name, definition)`, in declaration order:
+    /// `("business", "mon-fri 09:00-18:00 Europe/Berlin")`.
+    pub fn windows(&self) -> impl Iterator<Item = (&str, String)> + '_ {
+        self.inner
+            .windows
+            .iter()
+            .map(|w| (w.name.as_str(), w.text()))
     }
 
     /// How many rules the set has.

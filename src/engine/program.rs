@@ -21,6 +21,11 @@ pub(crate) enum Pred {
         negate: bool,
         span: Span,
     },
+    /// `during NAME`: the alert's time is inside window `window` of the set.
+    During {
+        window: u32,
+        span: Span,
+    },
 }
 
 /// No memo slot: the atom is used once in the whole set, so remembering it gains nothing.

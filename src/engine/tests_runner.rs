@@ -12,7 +12,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::RuleSet;
-use crate::alert::{Alert, adapt_json};
+use crate::alert::{AdaptLimits, Alert, adapt_at};
 use crate::check::CheckedExpect;
 
 /// The outcome of every `test` block.
@@ -48,40 +48,6 @@ pub struct TestOutcome {
     pub trace: Option<String>,
 }
 
-/// Where the alert goes at `now` on the test's clock, and the step's verdicts: the
-/// decision's targets, or, when a rule that remembers has a say, what the step function
-/// lets through given what the test's earlier alerts left in `state`.
-fn posted_targets(
-    d: &super::Decision<'_>,
-    alert: &Alert,
-    state: &mut crate::state::MemoryState,
-    now: u64,
-    next: &mut u64,
-) -> (Vec<String>, Vec<crate::state::Verdict>) {
-    if !d.remembers(alert) {
-        return (d.target_names().map(str::to_owned).collect(), Vec::new());
-    }
-    let (choices, probes) = d.choices(alert);
-    let facts = crate::state::AlertFacts {
-        id: alert.id().map(str::to_owned),
-        state: alert.state(),
-    };
-    let mut out = Vec::new();
-    let verdicts = crate::state::step(
-        state,
-        &facts,
-        choices,
-        probes,
-        now,
-        &mut || {
-            *next += 1;
-            *next
-        },
-        &mut |target, _, _| out.push(target.to_owned()),
-    );
-    (out, verdicts)
-}
-
 /// Runs every `test` block of `set`, in file order; each test's steps share one state,
 /// from empty, on the test's clock.
 pub(crate) fn run(set: &RuleSet) -> TestReport {
@@ -91,16 +57,23 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
         let mut trace = None;
         let mut state = crate::state::MemoryState::default();
         let mut next = 0;
-        let timed = t.steps.len() > 1 || t.steps.iter().any(|s| s.at_ms > 0);
+        let timed = t.steps.len() > 1 || t.steps.iter().any(|s| s.label != "0s");
         for step in &t.steps {
             let at = if timed {
-                format!("at {}: ", super::memory::millis(step.at_ms))
+                format!("at {}: ", step.label)
             } else {
                 String::new()
             };
             let before = failures.len();
+            let received = i64::try_from(step.at_ms)
+                .ok()
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            // Checked at load: a `${now...}` that does not read is an error there.
+            let body = crate::check::at_clock(&step.alert, step.at_ms)
+                .unwrap_or_else(|_| step.alert.clone());
             let alert = match t.source {
-                Some(source) => match adapt_json(Some(source), step.alert.clone()) {
+                Some(source) => match adapt_at(Some(source), body, received, &AdaptLimits::NONE) {
                     Ok(mut alerts) if !alerts.is_empty() => Some(alerts.remove(0)),
                     Ok(_) => {
                         failures.push(format!("{at}the {source} payload holds no alert"));
@@ -113,11 +86,11 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
                         None
                     }
                 },
-                None => Some(Alert::new(step.alert.clone())),
+                None => Some(Alert::new(body).with_received_at(received)),
             };
             let Some(alert) = alert else { continue };
             let d = set.evaluate(&alert);
-            let (posted, verdicts) = posted_targets(&d, &alert, &mut state, step.at_ms, &mut next);
+            let (posted, verdicts) = super::memory::step_offline(&d, &alert, &mut state, &mut next);
             let posted: Vec<&str> = posted.iter().map(String::as_str).collect();
             check_step(
                 set,

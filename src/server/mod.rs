@@ -768,16 +768,9 @@ async fn explain(
         .iter()
         .zip(previews)
         .map(|(a, verdicts)| {
-            let mut v = serde_json::to_value(rules.explain(a)).unwrap_or(Value::Null);
-            if !verdicts.is_empty()
-                && let Some(o) = v.as_object_mut()
-            {
-                o.insert(
-                    String::from("verdicts"),
-                    serde_json::to_value(verdicts).unwrap_or(Value::Null),
-                );
-            }
-            v
+            let mut e = rules.explain(a);
+            e.verdicts = verdicts;
+            serde_json::to_value(e).unwrap_or(Value::Null)
         })
         .collect();
     Ok(Json(json!({ "alerts": explained })))
@@ -795,6 +788,7 @@ fn rules_summary(rules: &RuleSet) -> Value {
         "rules": rules.rule_count(),
         "rule_list": rules.rules().collect::<Vec<_>>(),
         "targets": rules.targets().iter().map(|t| t.name()).collect::<Vec<_>>(),
+        "windows": rules.windows().map(|(name, definition)| json!({"name": name, "definition": definition})).collect::<Vec<_>>(),
         "tests": rules.test_count(),
         "files": files,
         "warnings": rules.warnings().to_json(),

@@ -143,6 +143,54 @@ pub enum VerdictKind {
     Unannounced,
 }
 
+impl std::fmt::Display for Verdict {
+    /// `rule "prom pages" -> pager: duplicate of delivery 12 at 2026-01-05T10:01:00Z, window
+    /// until the resolution`: the verdict as explain prints it. Delivery 0 is one a preview
+    /// would make.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rule \"{}\" -> {}: ", self.rule, self.target)?;
+        let moment = |ms: u64| {
+            i64::try_from(ms)
+                .ok()
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map_or_else(|| format!("{ms} ms"), |t| t.to_string())
+        };
+        let delivery = |id: u64| {
+            if id == 0 {
+                String::from("would be delivered")
+            } else {
+                format!("delivery {id}")
+            }
+        };
+        match &self.kind {
+            VerdictKind::Delivered { delivery: id } => write!(f, "delivered ({})", delivery(*id)),
+            VerdictKind::Duplicate { of, at, until } => {
+                let until = until.map_or_else(|| String::from("the resolution"), moment);
+                write!(
+                    f,
+                    "duplicate of delivery {of} at {}, window until {until}",
+                    moment(*at)
+                )
+            }
+            VerdictKind::Throttled { limit, per_ms } => write!(
+                f,
+                "throttled: {limit} of {limit} already sent in the last {}",
+                crate::syntax::ast::millis(*per_ms)
+            ),
+            VerdictKind::Diverted { to, delivery: id } => {
+                write!(
+                    f,
+                    "over the limit, sent to {to} instead ({})",
+                    delivery(*id)
+                )
+            }
+            VerdictKind::Unannounced => {
+                f.write_str("not sent: a resolution of a firing never delivered there")
+            }
+        }
+    }
+}
+
 impl Verdict {
     /// The suppression's reason, for metrics: `duplicate`, `throttled`, `unannounced`;
     /// `None` for a delivery that goes out (to its target or diverted).

@@ -20,6 +20,8 @@ pub(crate) struct File {
 pub(crate) enum Item {
     /// `target alarm_url { ... }`
     Target(TargetDecl),
+    /// `window business = mon-fri 09:00-18:00 Europe/Berlin`
+    Window(WindowDecl),
     /// `when ... -> ...`
     Rule(Rule),
     /// `test "..." { ... }`
@@ -133,6 +135,8 @@ pub(crate) enum Condition {
     Compare(Comparison),
     /// `exists(field)`
     Exists(FieldPath, #[serde(skip)] Span),
+    /// `during business`: the alert arrived inside the window.
+    During(Ident, #[serde(skip)] Span),
 }
 
 impl Condition {
@@ -143,7 +147,7 @@ impl Condition {
                 (Some(a), Some(b)) => a.span().to(b.span()),
                 _ => Span::default(),
             },
-            Condition::Not(_, s) | Condition::Exists(_, s) => *s,
+            Condition::Not(_, s) | Condition::Exists(_, s) | Condition::During(_, s) => *s,
             Condition::Compare(c) => c.span,
         }
     }
@@ -351,6 +355,21 @@ impl Duration {
     }
 }
 
+/// `600000` ms as `10m`: the largest unit that divides it.
+pub(crate) fn millis(ms: u64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// A field of the alert: `labels.severity`, `dimensions[*].instanceId`, `@source`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub(crate) struct FieldPath {
@@ -476,6 +495,49 @@ pub(crate) enum Part {
     Path(FieldPath),
 }
 
+/// `window business = mon-fri 09:00-18:00 or sat 10:00-14:00 Europe/Berlin`
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct WindowDecl {
+    /// The name `during` refers to.
+    pub(crate) name: Ident,
+    /// The parts, joined by `or`: at least one.
+    pub(crate) parts: Vec<WindowPart>,
+    /// The time zone, as written: `Europe/Berlin`; `None` when it is missing (an error).
+    pub(crate) zone: Option<Ident>,
+    /// The declaration up to its end.
+    #[serde(skip)]
+    pub(crate) span: Span,
+}
+
+/// One part of a window. Days, times and dates are kept as written (with their places);
+/// the checker reads them, so a wrong one gets a diagnostic rather than a parse error.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) enum WindowPart {
+    /// `mon-fri 09:00-18:00`; `hours` `None` for whole days. Neither `daily` nor days is
+    /// an error.
+    Weekly {
+        /// `daily`
+        daily: bool,
+        /// Day names or ranges: `mon-fri`, `sat`.
+        days: Vec<(Ident, Option<Ident>)>,
+        /// From and to: `09:00`, `18:00`.
+        hours: Option<(Ident, Ident)>,
+        /// The whole part.
+        #[serde(skip)]
+        span: Span,
+    },
+    /// `2026-12-24 .. 2026-12-26` or `2026-12-24 18:00 .. 2027-01-02 09:00`.
+    Dated {
+        /// The first date, and its time when given.
+        from: (Ident, Option<Ident>),
+        /// The last date (a whole day when no time is given), and its time when given.
+        to: (Ident, Option<Ident>),
+        /// The whole part.
+        #[serde(skip)]
+        span: Span,
+    },
+}
+
 /// `test "name" { ... }`
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct TestBlock {
@@ -501,6 +563,18 @@ pub(crate) enum TestStatement {
     At(Duration, #[serde(skip)] Span),
     /// `after 30s`: what follows happens 30 seconds after the last step.
     After(Duration, #[serde(skip)] Span),
+    /// `at 2026-12-24 09:00 Europe/Berlin`: what follows happens at that moment.
+    AtMoment {
+        /// `2026-12-24`
+        date: Ident,
+        /// `09:00`
+        clock: Ident,
+        /// `Europe/Berlin`; `None` when it is missing (an error).
+        zone: Option<Ident>,
+        /// The whole statement.
+        #[serde(skip)]
+        span: Span,
+    },
 }
 
 /// An expectation of a test block.

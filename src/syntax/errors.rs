@@ -38,6 +38,14 @@ fn words(r: R) -> Option<&'static str> {
         R::kw_rule | R::rule_name => "`rule`",
         R::kw_target | R::target_decl => "`target`",
         R::kw_test | R::test_block => "`test`",
+        R::kw_window | R::window_decl => "`window`",
+        R::window_name => "a window name",
+        R::dated_part | R::weekly_part | R::days | R::day_range | R::day | R::kw_daily => {
+            "days (`daily`, `mon-fri`, `sat,sun`) or dates (`2026-12-24 .. 2026-12-26`)"
+        }
+        R::clock_range | R::clock => "a time of day (`09:00`)",
+        R::date => "a date (`2026-12-24`)",
+        R::zone => "a time zone (`UTC`, `Europe/Berlin`)",
         R::condition
         | R::conjunction
         | R::operand
@@ -45,7 +53,9 @@ fn words(r: R) -> Option<&'static str> {
         | R::exists
         | R::comparison
         | R::kw_not
-        | R::kw_exists => "a condition",
+        | R::kw_exists
+        | R::during
+        | R::kw_during => "a condition",
         R::field_path | R::key | R::meta_field | R::key_any => "a field path",
         R::cmp_op => "a comparison operator",
         R::arrow => "`->`",
@@ -79,9 +89,14 @@ fn words(r: R) -> Option<&'static str> {
         R::target_name => "a target name",
         R::setting | R::setting_name => "a setting such as `url = \"https://...\"`",
         R::source_name => "a source name",
-        R::test_source | R::kw_source | R::test_alert | R::kw_alert | R::expect | R::kw_expect => {
-            "`source`, `alert`, `expect`, `at` or `after`"
-        }
+        R::test_source
+        | R::kw_source
+        | R::test_alert
+        | R::kw_alert
+        | R::expect
+        | R::kw_expect
+        | R::test_time
+        | R::kw_after => "`source`, `alert`, `expect`, `at` or `after`",
         R::expect_post
         | R::expect_no_post
         | R::expect_drop
@@ -92,7 +107,6 @@ fn words(r: R) -> Option<&'static str> {
         | R::kw_body
         | R::expect_throttled
         | R::kw_throttled => "`post`, `no post`, `drop`, `unrouted`, `throttled` or `body`",
-        R::test_time | R::kw_after => "`at <duration>` or `after <duration>`",
         R::member => "a `\"key\": value` member",
         R::string => "a string",
         R::number => "a number",

@@ -53,6 +53,17 @@ impl Lowerer {
         Span::new(self.file, self.offset + s.start(), self.offset + s.end())
     }
 
+    /// `p`'s span without the whitespace and comments an optional last part leaves at its
+    /// end (`window x = mon-fri` with no zone ends at `fri`, not on the next line).
+    fn trimmed_span(&self, p: &P<'_>) -> Span {
+        let s = p.as_span();
+        let mut end = s.end();
+        if let Some(last) = p.clone().into_inner().last() {
+            end = last.as_span().end();
+        }
+        Span::new(self.file, self.offset + s.start(), self.offset + end)
+    }
+
     fn error(&mut self, d: Diagnostic) {
         self.diagnostics.push(d);
     }
@@ -70,6 +81,7 @@ impl Lowerer {
     pub(crate) fn item(&mut self, p: P<'_>, items: &mut Vec<Item>) {
         match p.as_rule() {
             R::target_decl => items.push(Item::Target(self.target(p))),
+            R::window_decl => items.push(Item::Window(self.window(p))),
             R::rule => items.push(Item::Rule(self.rule(p))),
             R::test_block => items.push(Item::Test(self.test(p))),
             R::EOI => {}
@@ -299,6 +311,12 @@ impl Lowerer {
                     inner = path.map(|path| Condition::Exists(path, span));
                 }
                 R::comparison => inner = Some(self.comparison(p)),
+                R::during => {
+                    let span = self.span(&p);
+                    if let Some(n) = p.into_inner().find(|p| p.as_rule() == R::window_name) {
+                        inner = Some(Condition::During(self.ident(&n), span));
+                    }
+                }
                 r => unreachable!("grammar: operand part, got {r:?}"),
             }
         }
@@ -694,6 +712,87 @@ impl Lowerer {
         }
     }
 
+    // ---- windows -----------------------------------------------------------------------
+
+    /// `window NAME = part (or part)* ZONE`.
+    fn window(&mut self, pair: P<'_>) -> WindowDecl {
+        let span = self.trimmed_span(&pair);
+        let mut name = None;
+        let mut parts = Vec::new();
+        let mut zone = None;
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::kw_window => {}
+                R::window_name => name = Some(self.ident(&p)),
+                R::kw_or => {}
+                R::weekly_part => {
+                    let part_span = self.trimmed_span(&p);
+                    let mut days = Vec::new();
+                    let mut hours = None;
+                    let mut daily = false;
+                    for q in p.into_inner() {
+                        match q.as_rule() {
+                            R::kw_daily => daily = true,
+                            R::days => {
+                                for range in q.into_inner() {
+                                    let mut ends = range.into_inner().map(|d| self.ident(&d));
+                                    if let Some(first) = ends.next() {
+                                        days.push((first, ends.next()));
+                                    }
+                                }
+                            }
+                            R::clock_range => {
+                                let mut ends = q.into_inner().map(|c| self.ident(&c));
+                                if let (Some(a), Some(b)) = (ends.next(), ends.next()) {
+                                    hours = Some((a, b));
+                                }
+                            }
+                            r => unreachable!("grammar: weekly part, got {r:?}"),
+                        }
+                    }
+                    parts.push(WindowPart::Weekly {
+                        daily,
+                        days,
+                        hours,
+                        span: part_span,
+                    });
+                }
+                R::dated_part => {
+                    let part_span = self.span(&p);
+                    // date [clock] .. date [clock]: a clock belongs to the date before it.
+                    let mut ends: Vec<(Ident, Option<Ident>)> = Vec::new();
+                    for q in p.into_inner() {
+                        let id = self.ident(&q);
+                        match (q.as_rule(), ends.last_mut()) {
+                            (R::clock, Some(last)) => last.1 = Some(id),
+                            _ => ends.push((id, None)),
+                        }
+                    }
+                    let mut ends = ends.into_iter();
+                    let (from, to) = (ends.next(), ends.next());
+                    if let (Some(from), Some(to)) = (from, to) {
+                        parts.push(WindowPart::Dated {
+                            from,
+                            to,
+                            span: part_span,
+                        });
+                    }
+                }
+                R::zone => zone = Some(self.ident(&p)),
+                r => unreachable!("grammar: window part, got {r:?}"),
+            }
+        }
+        WindowDecl {
+            name: name.unwrap_or(Ident {
+                name: String::new(),
+                span,
+            }),
+            parts,
+            zone,
+            span,
+        }
+    }
+
     // ---- tests -------------------------------------------------------------------------
 
     /// `test "name" { alert = {...} expect ... }`: the alert is data (no interpolation).
@@ -708,6 +807,23 @@ impl Lowerer {
                 R::test_source => {
                     if let Some(n) = p.into_inner().find(|p| p.as_rule() == R::source_name) {
                         statements.push(TestStatement::Source(self.ident(&n)));
+                    }
+                }
+                R::test_time if p.clone().into_inner().any(|p| p.as_rule() == R::date) => {
+                    let span = self.span(&p);
+                    let mut parts = p
+                        .into_inner()
+                        .filter(|p| p.as_rule() != R::kw_at)
+                        .map(|p| self.ident(&p));
+                    if let (Some(date), Some(clock), zone) =
+                        (parts.next(), parts.next(), parts.next())
+                    {
+                        statements.push(TestStatement::AtMoment {
+                            date,
+                            clock,
+                            zone,
+                            span,
+                        });
                     }
                 }
                 R::test_time => {

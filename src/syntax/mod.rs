@@ -35,7 +35,7 @@ pub(crate) const MAX_SYNTAX_ERRORS: usize = 30;
 
 /// Parses one rules file. Every syntax error is reported, one per item at most: after an
 /// error, parsing resumes at the next line that starts an item (`when`, `rule`, `target`,
-/// `test` at a line's start). Problems found while decoding tokens (escapes, number
+/// `window`, `test` at a line's start). Problems found while decoding tokens (escapes, number
 /// ranges, `${...}`) are all reported.
 pub(crate) fn parse(text: &str, file: FileId) -> Result<ast::File, Vec<Diagnostic>> {
     prescan(text, file).map_err(|d| vec![d])?;
@@ -145,11 +145,12 @@ fn blank_before(text: &str, end: usize) -> String {
     out
 }
 
-/// Target names a file that did not parse seems to declare (`target name` at a line's
-/// start), so that other files' `post name` is not reported as unknown as well.
-pub(crate) fn declared_target_names(text: &str) -> Vec<String> {
+/// Names a file that did not parse seems to declare (`target name` or `window name` at a
+/// line's start, for `keyword` `target` or `window`), so that other files' `post name` or
+/// `during name` is not reported as unknown as well.
+pub(crate) fn declared_names(text: &str, keyword: &str) -> Vec<String> {
     text.lines()
-        .filter_map(|l| l.trim_start().strip_prefix("target "))
+        .filter_map(|l| l.trim_start().strip_prefix(keyword)?.strip_prefix(' '))
         .filter_map(|rest| {
             let name: String = rest
                 .trim_start()
@@ -185,11 +186,16 @@ fn prescan(text: &str, file: FileId) -> Result<(), Diagnostic> {
     let mut state = State::Code;
     let mut depth: usize = 0;
     let mut chars = text.char_indices().peekable();
+    // The character before, in code: a `/` right after a name is inside a time zone
+    // (`Europe/Berlin`), never the start of a regex (which follows an operator).
+    let mut prev = ' ';
     while let Some((i, c)) = chars.next() {
+        let before = std::mem::replace(&mut prev, c);
         match state {
             State::Code => match c {
                 '#' => state = State::Comment,
                 '"' => state = State::Str(i),
+                '/' if before.is_ascii_alphanumeric() || before == '_' => {}
                 '/' => state = State::Regex(i),
                 '(' | '[' | '{' => {
                     depth += 1;

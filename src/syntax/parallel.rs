@@ -2,9 +2,9 @@
 //! an item, and the pieces are parsed side by side.
 //!
 //! Why the result is the sequential parse's: a piece boundary is a line starting with
-//! `when`, `rule`, `target` or `test`. No item can go on with such a word once it is
-//! complete (a rule ends with its actions, which only `,` continues; targets and tests end
-//! with `}`), so where every piece parses to its end, item by item, the items and their
+//! `when`, `rule`, `target`, `window` or `test`. No item can go on with such a word once
+//! it is complete (a rule ends with its actions, which only `,` continues; targets and
+//! tests end with `}`; a window with its zone, which is never one of these words), so where every piece parses to its end, item by item, the items and their
 //! spans are those of parsing the whole file. Where a boundary falls inside an item (a
 //! template line starting with the field `when`, say), the piece before it ends in an
 //! unfinished item and fails; then that whole file is parsed sequentially, so its
@@ -162,9 +162,11 @@ pub(super) fn next_item_line(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 fn starts_item(line: &[u8]) -> bool {
-    ["when", "rule", "target", "test"].iter().any(|w| {
-        line.strip_prefix(w.as_bytes())
-            .and_then(|rest| rest.first())
-            .is_some_and(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-    })
+    ["when", "rule", "target", "window", "test"]
+        .iter()
+        .any(|w| {
+            line.strip_prefix(w.as_bytes())
+                .and_then(|rest| rest.first())
+                .is_some_and(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        })
 }

@@ -18,6 +18,7 @@ pub(crate) fn file(f: &File) -> String {
         }
         match item {
             Item::Target(t) => target(&mut out, t),
+            Item::Window(w) => window(&mut out, w),
             Item::Rule(r) => rule(&mut out, r),
             Item::Test(t) => test(&mut out, t),
         }
@@ -93,7 +94,54 @@ pub(crate) fn condition(c: &Condition) -> String {
             )
         }
         Condition::Exists(p, _) => format!("exists({})", field_path(p)),
+        Condition::During(w, _) => format!("during {}", w.name),
     }
+}
+
+/// `window NAME = part or part ZONE` on one line, days, times and dates as written.
+fn window(out: &mut String, w: &WindowDecl) {
+    let parts: Vec<String> = w
+        .parts
+        .iter()
+        .map(|p| match p {
+            WindowPart::Weekly {
+                daily, days, hours, ..
+            } => {
+                let mut s = if *daily {
+                    String::from("daily")
+                } else {
+                    let ranges: Vec<String> = days
+                        .iter()
+                        .map(|(a, b)| match b {
+                            Some(b) => format!("{}-{}", a.name, b.name),
+                            None => a.name.clone(),
+                        })
+                        .collect();
+                    ranges.join(",")
+                };
+                if let Some((a, b)) = hours {
+                    if !s.is_empty() {
+                        s.push(' ');
+                    }
+                    let _ = write!(s, "{}-{}", a.name, b.name);
+                }
+                s
+            }
+            WindowPart::Dated { from, to, .. } => {
+                let end = |(d, c): &(Ident, Option<Ident>)| match c {
+                    Some(c) => format!("{} {}", d.name, c.name),
+                    None => d.name.clone(),
+                };
+                format!("{} .. {}", end(from), end(to))
+            }
+        })
+        .collect();
+    let zone = w
+        .zone
+        .as_ref()
+        .map(|z| format!(" {}", z.name))
+        .unwrap_or_default();
+    let _ = writeln!(out, "window {} = {}{zone}", w.name.name, parts.join(" or "));
 }
 
 /// `and` or `or`.
@@ -325,6 +373,15 @@ fn test(out: &mut String, t: &TestBlock) {
             },
             TestStatement::At(d, _) => format!("at {}{}", d.amount, d.suffix()),
             TestStatement::After(d, _) => format!("after {}{}", d.amount, d.suffix()),
+            TestStatement::AtMoment {
+                date, clock, zone, ..
+            } => {
+                let zone = zone
+                    .as_ref()
+                    .map(|z| format!(" {}", z.name))
+                    .unwrap_or_default();
+                format!("at {} {}{zone}", date.name, clock.name)
+            }
         };
         let _ = writeln!(out, "    {line}");
     }

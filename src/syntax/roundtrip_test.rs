@@ -85,6 +85,7 @@ fn comparison() -> impl Strategy<Value = String> {
     prop_oneof![
         (path(), op, value).prop_map(|(p, o, v)| format!("{p} {o} {v}")),
         path().prop_map(|p| format!("exists({p})")),
+        ident().prop_map(|w| format!("during {w}")),
     ]
 }
 
@@ -155,10 +156,30 @@ pub(super) fn item() -> impl Strategy<Value = String> {
         Just(String::from("expect drop")),
         Just(String::from("expect unrouted")),
         (ident(), template()).prop_map(|(t, b)| format!("expect body {t} {b}")),
+        Just(String::from("at 2026-12-24 09:00 Europe/Berlin")),
+        Just(String::from("at 5m")),
+        Just(String::from("after 90s")),
     ];
     let test = (quoted(), prop::collection::vec(stmt, 0..4))
         .prop_map(|(n, s)| format!("test {n} {{ {} }}", s.join("\n")));
-    prop_oneof![3 => rule, 1 => target, 1 => test]
+    let part = prop_oneof![
+        Just(String::from("daily")),
+        Just(String::from("mon-fri 09:00-18:00")),
+        Just(String::from("sat,sun")),
+        Just(String::from("fri 22:00-6:00")),
+        Just(String::from("daily 22:00-24:00")),
+        Just(String::from("2026-12-24 .. 2026-12-26")),
+        Just(String::from("2026-12-31 18:00 .. 2027-01-01 12:00")),
+    ];
+    let zone = prop_oneof![
+        Just("UTC"),
+        Just("Europe/Berlin"),
+        Just("America/Argentina/Buenos_Aires"),
+        Just("Etc/GMT+3")
+    ];
+    let window = (ident(), prop::collection::vec(part, 1..3), zone)
+        .prop_map(|(n, p, z)| format!("window {n} = {} {z}", p.join(" or ")));
+    prop_oneof![3 => rule, 1 => target, 1 => window, 1 => test]
 }
 
 proptest! {

@@ -1,0 +1,279 @@
+//! A `window` declaration's calendar, and whether a moment falls inside it.
+//!
+//! Owns: the meaning of a window (`mon-fri 09:00-18:00 Europe/Berlin`, `daily 22:00-06:00
+//! UTC`, `2026-12-24 .. 2026-12-26 Europe/Berlin`), decided on the wall clock of the
+//! window's zone, from the bundled time-zone database. Never: reads the clock (the moment is
+//! always given), or knows the syntax (the checker builds a [`Window`]; evaluation asks it).
+//!
+//! Wall-clock semantics, which is what "09:00-18:00 in Berlin" means to the person who wrote
+//! it: a daily range is compared with the local time of day, so it keeps its local hours
+//! across a DST change; on the day the clocks go forward, a range inside the skipped hour
+//! (02:00-03:00 in Berlin) is empty; on the day they go back, the repeated hour is inside a
+//! range that covers it both times it happens.
+
+use jiff::Timestamp;
+use jiff::civil::{DateTime, Weekday};
+use jiff::tz::TimeZone;
+
+/// Minutes in a day: the end of `00:00-24:00`.
+pub(crate) const DAY_MINUTES: u16 = 24 * 60;
+
+/// A declared window: the union of its parts, on the wall clock of `zone`.
+#[derive(Clone, Debug)]
+pub(crate) struct Window {
+    /// The declared name: `business`.
+    pub(crate) name: String,
+    /// The zone's name as written (checked against the database): `Europe/Berlin`.
+    pub(crate) zone_name: String,
+    pub(crate) zone: TimeZone,
+    /// At least one.
+    pub(crate) parts: Vec<Part>,
+}
+
+/// One part of a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// Days of the week (bit 0 Monday .. bit 6 Sunday) and a time of day `from` (inclusive)
+    /// to `to` (exclusive), in minutes. `from >= to` crosses midnight: the range starts on
+    /// one of `days` and ends the next morning.
+    Weekly { days: u8, from: u16, to: u16 },
+    /// From one local date and time (inclusive) to another (exclusive).
+    Dated { from: DateTime, to: DateTime },
+}
+
+/// Every day of the week, as a `days` mask.
+pub(crate) const EVERY_DAY: u8 = 0x7f;
+
+/// The day's bit in a `days` mask.
+pub(crate) fn day_bit(d: Weekday) -> u8 {
+    1 << (d.to_monday_zero_offset() as u8)
+}
+
+/// A three-letter day name: `mon`.
+pub(crate) const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl Part {
+    fn contains(&self, local: DateTime) -> bool {
+        match *self {
+            Part::Weekly { days, from, to } => {
+                let minute = local.hour() as u16 * 60 + local.minute() as u16;
+                let today = days & day_bit(local.weekday()) != 0;
+                if from < to {
+                    today && (from..to).contains(&minute)
+                } else {
+                    let yesterday = days & day_bit(local.weekday().previous()) != 0;
+                    (today && minute >= from) || (yesterday && minute < to)
+                }
+            }
+            Part::Dated { from, to } => from <= local && local < to,
+        }
+    }
+
+    /// The part as the language writes it: `mon-fri 09:00-18:00`, `daily 22:00-06:00`,
+    /// `2026-12-24 00:00 .. 2026-12-27 00:00`.
+    pub(crate) fn text(&self) -> String {
+        match *self {
+            Part::Weekly { days, from, to } => {
+                let mut s = days_text(days);
+                if !(from == 0 && to == DAY_MINUTES) {
+                    s.push_str(&format!(" {}-{}", clock(from), clock(to)));
+                }
+                s
+            }
+            Part::Dated { from, to } => format!(
+                "{} {} .. {} {}",
+                from.date(),
+                clock(from.hour() as u16 * 60 + from.minute() as u16),
+                to.date(),
+                clock(to.hour() as u16 * 60 + to.minute() as u16)
+            ),
+        }
+    }
+}
+
+/// `09:05` for minute 545.
+pub(crate) fn clock(minutes: u16) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// `daily`, `mon-fri`, `mon,wed,fri`, `sat-sun`: runs of days as ranges.
+fn days_text(days: u8) -> String {
+    if days == EVERY_DAY {
+        return String::from("daily");
+    }
+    let mut runs: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < 7 {
+        if days & (1 << i) == 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i + 1 < 7 && days & (1 << (i + 1)) != 0 {
+            i += 1;
+        }
+        runs.push(if start == i {
+            DAY_NAMES[start].to_owned()
+        } else {
+            format!("{}-{}", DAY_NAMES[start], DAY_NAMES[i])
+        });
+        i += 1;
+    }
+    runs.join(",")
+}
+
+impl Window {
+    /// Whether `at` falls inside the window.
+    pub(crate) fn contains(&self, at: Timestamp) -> bool {
+        let local = self.zone.to_datetime(at);
+        self.parts.iter().any(|p| p.contains(local))
+    }
+
+    /// `at` on the window's wall clock, for explanations: `Mon 2026-01-05 09:30 Europe/Berlin`.
+    pub(crate) fn local(&self, at: Timestamp) -> String {
+        let local = self.zone.to_datetime(at);
+        format!(
+            "{} {} {} {}",
+            weekday_title(local.weekday()),
+            local.date(),
+            clock(local.hour() as u16 * 60 + local.minute() as u16),
+            self.zone_name
+        )
+    }
+
+    /// The declaration's right side, canonical: `mon-fri 09:00-18:00 Europe/Berlin`.
+    pub(crate) fn text(&self) -> String {
+        let parts: Vec<String> = self.parts.iter().map(Part::text).collect();
+        format!("{} {}", parts.join(" or "), self.zone_name)
+    }
+}
+
+fn weekday_title(d: Weekday) -> &'static str {
+    ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][d.to_monday_zero_offset() as usize]
+}
+
+/// A zone of the bundled database by name, exactly as the database spells it, or `None`.
+pub(crate) fn zone(name: &str) -> Option<TimeZone> {
+    if name == "UTC" {
+        return Some(TimeZone::UTC);
+    }
+    // `get` also finds a name in another case; a window keeps one spelling.
+    if !zone_names().iter().any(|n| n == name) {
+        return None;
+    }
+    TimeZone::get(name).ok()
+}
+
+/// Every zone name of the bundled database.
+pub(crate) fn zone_names() -> Vec<String> {
+    jiff::tz::db().available().map(|n| n.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(year: i16, month: i8, day: i8) -> Option<jiff::civil::Date> {
+        jiff::civil::Date::new(year, month, day).ok()
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("a timestamp")
+    }
+
+    fn berlin(parts: Vec<Part>) -> Window {
+        Window {
+            name: String::from("w"),
+            zone_name: String::from("Europe/Berlin"),
+            zone: zone("Europe/Berlin").expect("the bundled database has Berlin"),
+            parts,
+        }
+    }
+
+    const MON_FRI: u8 = 0b001_1111;
+
+    #[test]
+    fn business_hours_are_local_time_on_weekdays() {
+        let w = berlin(vec![Part::Weekly {
+            days: MON_FRI,
+            from: 9 * 60,
+            to: 18 * 60,
+        }]);
+        // Monday 2026-01-05, Berlin is UTC+1 in winter.
+        assert!(!w.contains(at("2026-01-05T07:59:59Z")));
+        assert!(w.contains(at("2026-01-05T08:00:00Z")));
+        assert!(w.contains(at("2026-01-05T16:59:59Z")));
+        assert!(!w.contains(at("2026-01-05T17:00:00Z")));
+        // Saturday.
+        assert!(!w.contains(at("2026-01-10T10:00:00Z")));
+        // Summer: UTC+2, the same local hours.
+        assert!(w.contains(at("2026-07-06T07:00:00Z")));
+        assert!(!w.contains(at("2026-07-06T06:59:00Z")));
+        assert_eq!(w.text(), "mon-fri 09:00-18:00 Europe/Berlin");
+    }
+
+    #[test]
+    fn a_range_crossing_midnight_belongs_to_the_day_it_starts() {
+        // Friday nights only: Fri 22:00 to Sat 06:00.
+        let w = berlin(vec![Part::Weekly {
+            days: 1 << 4,
+            from: 22 * 60,
+            to: 6 * 60,
+        }]);
+        assert!(w.contains(at("2026-01-09T21:00:00Z"))); // Fri 22:00
+        assert!(w.contains(at("2026-01-10T04:59:00Z"))); // Sat 05:59
+        assert!(!w.contains(at("2026-01-10T05:00:00Z"))); // Sat 06:00
+        assert!(!w.contains(at("2026-01-10T21:00:00Z"))); // Sat 22:00
+        assert!(!w.contains(at("2026-01-09T04:00:00Z"))); // Fri 05:00: Thursday's night
+        assert_eq!(w.text(), "fri 22:00-06:00 Europe/Berlin");
+    }
+
+    #[test]
+    fn the_skipped_hour_is_empty_and_the_repeated_hour_counts_twice() {
+        let w = berlin(vec![Part::Weekly {
+            days: EVERY_DAY,
+            from: 2 * 60,
+            to: 3 * 60,
+        }]);
+        // 2026-03-29: clocks go from 02:00 to 03:00 local (01:00Z): no instant is inside.
+        assert!(!w.contains(at("2026-03-29T00:59:59Z")));
+        assert!(!w.contains(at("2026-03-29T01:00:00Z")));
+        // 2026-10-25: 02:00-03:00 local happens at 00:00Z (CEST) and again at 01:00Z (CET).
+        assert!(w.contains(at("2026-10-25T00:30:00Z")));
+        assert!(w.contains(at("2026-10-25T01:30:00Z")));
+        assert!(!w.contains(at("2026-10-25T02:00:00Z")));
+    }
+
+    #[test]
+    fn a_dated_range_is_local_and_its_end_is_exclusive() {
+        let from = date(2026, 12, 24).expect("a date").at(0, 0, 0, 0);
+        let to = date(2026, 12, 27).expect("a date").at(0, 0, 0, 0);
+        let w = berlin(vec![Part::Dated { from, to }]);
+        assert!(!w.contains(at("2026-12-23T22:59:59Z")));
+        assert!(w.contains(at("2026-12-23T23:00:00Z")));
+        assert!(w.contains(at("2026-12-26T22:59:59Z")));
+        assert!(!w.contains(at("2026-12-26T23:00:00Z")));
+        assert_eq!(
+            w.text(),
+            "2026-12-24 00:00 .. 2026-12-27 00:00 Europe/Berlin"
+        );
+    }
+
+    #[test]
+    fn day_lists_print_as_runs() {
+        assert_eq!(days_text(EVERY_DAY), "daily");
+        assert_eq!(days_text(0b101_0101), "mon,wed,fri,sun");
+        assert_eq!(days_text(0b110_0000), "sat-sun");
+        assert_eq!(days_text(0b110_0011), "mon-tue,sat-sun");
+    }
+
+    #[test]
+    fn zones_are_found_by_their_exact_name_only() {
+        assert!(zone("Europe/Berlin").is_some());
+        assert!(zone("UTC").is_some());
+        assert!(zone("America/Argentina/Buenos_Aires").is_some());
+        assert!(zone("europe/berlin").is_none());
+        assert!(zone("Europe/Berln").is_none());
+        assert!(zone_names().len() > 300);
+    }
+}
