@@ -22,6 +22,7 @@ mod attempt;
 mod error;
 mod lanes;
 mod metrics;
+mod order;
 mod store;
 mod worker;
 

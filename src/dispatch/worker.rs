@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 use super::attempt::{AttemptOutcome, attempt, settle};
 use super::metrics::Counted;
+use super::order::{From, Order};
 use super::store::{Finish, Record};
 use super::{DispatchError, RouterCore, Signal, metrics, now_ms};
 
@@ -34,6 +35,17 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
     // read (of the table or of queued ids) it is also the wake-up to try again.
     let mut table_at: u64 = 0;
     let mut stall = Stall::default();
+    // One alert's deliveries go in the order they were accepted, those accepted before a
+    // restart included.
+    let mut order = Order::default();
+    match inner.store.pending_alerts(&target).await {
+        Ok(pending) => order.know(pending),
+        Err(e) => tracing::error!(
+            target = %target,
+            error = %e,
+            "cannot read the outbox's pending deliveries: one alert's deliveries accepted before this start may go out of order"
+        ),
+    }
     loop {
         if *shutdown.borrow() {
             break;
@@ -55,7 +67,12 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         let free = inner.in_flight.saturating_sub(in_flight.len());
         if free > 0 && !stalled {
             match take_fresh(&inner, &target, free).await {
-                Ok(fresh) => batch = fresh,
+                Ok(fresh) => {
+                    batch = fresh
+                        .into_iter()
+                        .filter(|r| order.admit(r.id, r.alert_id.as_deref(), From::Fresh))
+                        .collect();
+                }
                 Err(e) => {
                     tracing::error!(target = %target, error = %e, "cannot read the outbox");
                     table_at = table_at.min(now_ms() + 1000);
@@ -72,13 +89,17 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         let now = now_ms();
         if table_at <= now && may_read(in_flight.len()) && !stalled {
             let free = inner.in_flight.saturating_sub(in_flight.len());
-            let skip = |id: u64| in_flight.contains(&id);
+            let skip = |id: u64| in_flight.contains(&id) || order.is_held(id);
             let due = inner.store.due(&target, now, free, &skip).await;
             match due {
                 Ok(due) => {
+                    let due: Vec<Record> = due
+                        .into_iter()
+                        .filter(|r| order.admit(r.id, r.alert_id.as_deref(), From::Table))
+                        .collect();
                     in_flight.extend(due.iter().map(|r| r.id));
                     batch.extend(due);
-                    let skip = |id: u64| in_flight.contains(&id);
+                    let skip = |id: u64| in_flight.contains(&id) || order.is_held(id);
                     table_at = match inner.store.next_due(&target, &skip).await {
                         Ok(next) => next.unwrap_or(u64::MAX),
                         Err(_) => now + 1000,
@@ -120,6 +141,14 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
                 let r = record(&inner, done).await;
                 for id in &r.recorded {
                     in_flight.remove(id);
+                }
+                // The next delivery of each settled one's alert, if it waits, takes its turn.
+                for id in &r.settled {
+                    match order.settled(*id) {
+                        Some((next, From::Fresh)) => inner.lanes.put_back(&target, &[next]),
+                        Some((_, From::Table)) => table_at = 0,
+                        None => {}
+                    }
                 }
                 match r.error {
                     // Not recorded: they stay in flight, and the worker pauses.
@@ -236,15 +265,18 @@ async fn record(inner: &Arc<RouterCore>, done: Vec<(Record, AttemptOutcome)>) ->
         log_outcome(&r, &outcome);
         let target = r.spec.target.clone();
         let finish = settle(r, outcome);
-        kinds.push((finish.id(), target, counted(&finish)));
+        kinds.push((finish.id(), target, counted(&finish), finish.settles()));
         items.push(finish);
     }
     let results = inner.store.finish(items).await;
     let mut out = Recorded::default();
-    for (result, (id, target, kind)) in results.into_iter().zip(kinds) {
+    for (result, (id, target, kind, settles)) in results.into_iter().zip(kinds) {
         match result {
             Ok(created) => {
                 out.recorded.push(id);
+                if settles {
+                    out.settled.push(id);
+                }
                 inner.metrics.count(target, kind);
                 if let Some(created) = created {
                     inner.wake_table(&created.spec.target);
@@ -264,6 +296,8 @@ async fn record(inner: &Arc<RouterCore>, done: Vec<(Record, AttemptOutcome)>) ->
 #[derive(Default)]
 struct Recorded {
     recorded: Vec<u64>,
+    /// Of `recorded`, those no longer pending for the target (not retried).
+    settled: Vec<u64>,
     unrecorded: Vec<u64>,
     error: Option<String>,
 }

@@ -105,6 +105,7 @@ suite!(
     what_was_stored_survives_reopening,
     the_step_runs_in_the_write_and_its_state_holds_across_writes,
     state_survives_reopening,
+    pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id,
 );
 
 fn record(target: &str, n: u64) -> Record {
@@ -634,4 +635,26 @@ async fn state_survives_reopening(b: &dyn Backend) {
         verdicts(&*s, vec![remembered("a", AlertState::Resolved, 30)]).await,
         [vec!["delivered"]]
     );
+}
+
+async fn pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id(b: &dyn Backend) {
+    let s = b.open(None);
+    let rs = stored(&*s, "t", 4).await;
+    stored(&*s, "other", 1).await;
+    let mut no_id = record("t", 9);
+    no_id.alert_id = None;
+    s.append(vec![no_id]).await.unwrap();
+    // One waits for a retry, one was delivered, one is dead: pending are the first two.
+    finish_one(&*s, retried(rs[0].clone(), 1, 5_000)).await;
+    finish_one(&*s, Finish::Delivered(rs[2].id)).await;
+    finish_one(&*s, dead(rs[3].clone(), "HTTP 400")).await;
+    let pending = s.pending_alerts("t").await.unwrap();
+    assert_eq!(
+        pending,
+        [
+            (rs[0].id, String::from("alert-0")),
+            (rs[1].id, String::from("alert-1"))
+        ]
+    );
+    assert!(s.pending_alerts("nobody").await.unwrap().is_empty());
 }

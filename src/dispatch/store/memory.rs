@@ -298,6 +298,22 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(targets)))
     }
 
+    fn pending_alerts<'a>(
+        &'a self,
+        target: &'a str,
+    ) -> StoreFuture<'a, Result<Vec<(u64, String)>, DispatchError>> {
+        let state = self.state();
+        let mut out: Vec<(u64, String)> = state
+            .fresh
+            .iter()
+            .chain(state.pending.iter())
+            .filter(|(_, r)| r.spec.target == target)
+            .filter_map(|(id, r)| Some((*id, r.alert_id.clone()?)))
+            .collect();
+        out.sort_unstable_by_key(|(id, _)| *id);
+        Box::pin(std::future::ready(Ok(out)))
+    }
+
     fn depth(&self) -> Result<Depth, DispatchError> {
         let state = self.state();
         Ok(Depth {

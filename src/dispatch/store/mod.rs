@@ -229,6 +229,12 @@ pub(crate) enum Finish {
 }
 
 impl Finish {
+    /// Whether the delivery is no longer pending for its target after this (delivered,
+    /// dead, or handed to a fallback): every outcome but a retry.
+    pub(crate) fn settles(&self) -> bool {
+        !matches!(self, Finish::Retry(_))
+    }
+
     /// The delivery this finishes.
     pub(crate) fn id(&self) -> u64 {
         match self {
@@ -461,6 +467,16 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Every target with pending (attempted) deliveries, for resuming at start.
     fn pending_targets(&self) -> StoreFuture<'_, Result<Vec<String>, DispatchError>>;
+
+    /// Every pending delivery (fresh, or waiting for a retry) to `target` whose alert has an
+    /// `@id`, as `(delivery id, alert id)` in delivery-id order: what a worker reads once at
+    /// start to send one alert's deliveries in the order they were accepted
+    /// (`dispatch/order.rs`). An unreadable record is left out (it becomes a dead letter
+    /// when it is reached, and never holds anything back).
+    fn pending_alerts<'a>(
+        &'a self,
+        target: &'a str,
+    ) -> StoreFuture<'a, Result<Vec<(u64, String)>, DispatchError>>;
 
     /// How many deliveries are fresh or pending, and how many are dead.
     fn depth(&self) -> Result<Depth, DispatchError>;

@@ -374,6 +374,33 @@ impl SqliteStore {
         })
     }
 
+    fn pending_alerts_now(&self, target: &str) -> Result<Vec<(u64, String)>, DispatchError> {
+        /// The one field needed; serde skips the rest of the record.
+        #[derive(serde::Deserialize)]
+        struct AlertOnly {
+            alert_id: Option<String>,
+        }
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, record FROM fresh WHERE target = ?1
+                 UNION ALL SELECT id, record FROM deliveries WHERE target = ?1 ORDER BY 1",
+            )?;
+            let mut rows = stmt.query([target])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let id = from_i64(row.get(0)?);
+                let bytes = row.get_ref(1)?.as_blob()?;
+                if let Ok(AlertOnly {
+                    alert_id: Some(alert),
+                }) = serde_json::from_slice::<AlertOnly>(bytes)
+                {
+                    out.push((id, alert));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn pending_targets_now(&self) -> Result<Vec<String>, DispatchError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT DISTINCT target FROM deliveries")?;
@@ -506,6 +533,13 @@ impl Store for SqliteStore {
 
     fn pending_targets(&self) -> StoreFuture<'_, Result<Vec<String>, DispatchError>> {
         Box::pin(std::future::ready(self.pending_targets_now()))
+    }
+
+    fn pending_alerts<'a>(
+        &'a self,
+        target: &'a str,
+    ) -> StoreFuture<'a, Result<Vec<(u64, String)>, DispatchError>> {
+        Box::pin(std::future::ready(self.pending_alerts_now(target)))
     }
 
     fn depth(&self) -> Result<Depth, DispatchError> {

@@ -1,0 +1,154 @@
+//! One alert's deliveries to one target go out in the order they were accepted.
+//!
+//! Owns: per target (one [`Order`] per worker), which pending deliveries of each alert
+//! (`@id`) the worker knows of, and whether a delivery may be sent now: only when no
+//! delivery of the same alert accepted before it (a smaller id: ids grow with each commit)
+//! is still pending. A later one waits, without a request slot and without its body in
+//! memory, while the earlier one is in flight or waiting for a retry, and goes once that
+//! one is delivered, a dead letter, or handed to a fallback. Never: reorders deliveries of
+//! different alerts (they go in parallel, as fast as the target takes them), holds back a
+//! delivery whose alert has no `@id`, or decides anything about an attempt.
+//!
+//! Why: ten alternating firing and resolved copies of one alert once arrived as
+//! 1,10,2,3,4,5,6,7,9,8, and a receiver showed "firing" for an alert that had resolved.
+
+use std::collections::{BTreeSet, HashMap};
+
+/// Where a held delivery waits, so that it is taken again when its turn comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum From {
+    /// The queue of new deliveries: put its id back at the front of the queue.
+    Fresh,
+    /// The table of deliveries due for a retry: stop skipping it when reading what is due.
+    Table,
+}
+
+/// The order of one target's deliveries, per alert.
+#[derive(Default)]
+pub(super) struct Order {
+    /// Per alert id, the pending deliveries the worker knows of, by id.
+    pending: HashMap<Box<str>, BTreeSet<u64>>,
+    /// The alert of each delivery in `pending`.
+    alert_of: HashMap<u64, Box<str>>,
+    /// Deliveries taken but not sent, waiting for an earlier one of their alert.
+    held: HashMap<u64, From>,
+}
+
+impl Order {
+    /// Learns of pending deliveries (a store's [`super::store::Store::pending_alerts`] at
+    /// start), so that one accepted before a restart still goes before those after it.
+    pub(super) fn know(&mut self, pending: impl IntoIterator<Item = (u64, String)>) {
+        for (id, alert) in pending {
+            self.add(id, alert.as_str());
+        }
+    }
+
+    fn add(&mut self, id: u64, alert: &str) {
+        if self.alert_of.contains_key(&id) {
+            return;
+        }
+        let key: Box<str> = alert.into();
+        self.pending.entry(key.clone()).or_default().insert(id);
+        self.alert_of.insert(id, key);
+    }
+
+    /// Whether delivery `id` of `alert` may be sent now. When not, it is held (taken from
+    /// `from`) until [`Order::settled`] gives it back.
+    pub(super) fn admit(&mut self, id: u64, alert: Option<&str>, from: From) -> bool {
+        let Some(alert) = alert else {
+            return true;
+        };
+        self.add(id, alert);
+        let first = self.pending.get(alert).and_then(|ids| ids.first().copied());
+        if first == Some(id) {
+            self.held.remove(&id);
+            true
+        } else {
+            self.held.insert(id, from);
+            false
+        }
+    }
+
+    /// Whether `id` is held: reading the table of due deliveries skips it.
+    pub(super) fn is_held(&self, id: u64) -> bool {
+        self.held.contains_key(&id)
+    }
+
+    /// How many deliveries are held back.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Delivery `id` is no longer pending for this target (delivered, dead, fallen back):
+    /// the next delivery of its alert, if one is held, is given back with where to take
+    /// it from.
+    pub(super) fn settled(&mut self, id: u64) -> Option<(u64, From)> {
+        let alert = self.alert_of.remove(&id)?;
+        let ids = self.pending.get_mut(&alert)?;
+        ids.remove(&id);
+        let next = ids.first().copied();
+        if ids.is_empty() {
+            self.pending.remove(&alert);
+        }
+        let next = next?;
+        let from = self.held.remove(&next)?;
+        Some((next, from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_of_different_alerts_never_wait_for_each_other() {
+        let mut o = Order::default();
+        assert!(o.admit(1, Some("a"), From::Fresh));
+        assert!(o.admit(2, Some("b"), From::Fresh));
+        assert!(o.admit(3, None, From::Fresh));
+        assert!(o.admit(4, None, From::Fresh));
+        assert_eq!(o.held(), 0);
+    }
+
+    #[test]
+    fn a_later_delivery_of_one_alert_waits_for_the_earlier_and_goes_when_it_settles() {
+        let mut o = Order::default();
+        assert!(o.admit(1, Some("a"), From::Fresh));
+        assert!(!o.admit(5, Some("a"), From::Fresh));
+        assert!(!o.admit(9, Some("a"), From::Table));
+        assert!(o.is_held(5) && o.is_held(9));
+        // 1 was retried: nothing moves. Delivered: 5 goes, then 9.
+        assert_eq!(o.settled(1), Some((5, From::Fresh)));
+        assert!(o.admit(5, Some("a"), From::Fresh), "its turn");
+        assert!(!o.is_held(5));
+        assert_eq!(o.settled(5), Some((9, From::Table)));
+        assert!(o.admit(9, Some("a"), From::Table));
+        assert_eq!(o.settled(9), None);
+        assert_eq!(o.held(), 0);
+        assert!(
+            o.pending.is_empty() && o.alert_of.is_empty(),
+            "nothing left behind"
+        );
+    }
+
+    #[test]
+    fn a_delivery_known_from_before_a_restart_goes_first() {
+        let mut o = Order::default();
+        // Delivery 3 waits for a retry in the table; 7 is fresh and comes through first.
+        o.know([(3, String::from("a")), (7, String::from("a"))]);
+        assert!(!o.admit(7, Some("a"), From::Fresh));
+        assert!(o.admit(3, Some("a"), From::Table));
+        assert_eq!(o.settled(3), Some((7, From::Fresh)));
+        assert!(o.admit(7, Some("a"), From::Fresh));
+    }
+
+    #[test]
+    fn settling_a_delivery_never_seen_is_harmless() {
+        let mut o = Order::default();
+        assert_eq!(o.settled(42), None);
+        assert!(o.admit(1, Some("a"), From::Fresh));
+        assert_eq!(o.settled(1), None);
+        assert_eq!(o.settled(1), None);
+    }
+}
