@@ -379,9 +379,10 @@ fn route_and_explain_at_a_moment_with_the_rules_memory() {
         "{text}"
     );
     assert!(
-        text.contains("memory: rule \"warnings in office hours\" -> ops_chat: duplicate of delivery 1 at 2026-01-09T16:30:00Z, window until the resolution"),
+        text.contains("memory: rule \"warnings in office hours\" -> ops_chat: duplicate of delivery 1 at 2026-01-09T16:30:00Z for @id="),
         "{text}"
     );
+    assert!(text.contains(", window until the resolution"), "{text}");
     assert_eq!(text.matches("decision: post ops_chat").count(), 1, "{text}");
 
     let out = run(&["route", "--rules", "rules", "--at", "yesterday", &alerts]);

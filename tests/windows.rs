@@ -134,7 +134,7 @@ fn explain_many_says_why_a_repeat_is_kept_out_and_until_when() {
     assert!(e[1].decision.targets.is_empty());
     assert_eq!(
         e[1].verdicts[0].to_string(),
-        "rule \"pages\" -> pager: duplicate of delivery 1 at 2026-01-05T10:00:00Z, window until 2026-01-05T11:00:00Z"
+        "rule \"pages\" -> pager: duplicate of delivery 1 at 2026-01-05T10:00:00Z for id=x, window until 2026-01-05T11:00:00Z"
     );
     assert!(
         e[1].to_string()
@@ -147,6 +147,38 @@ fn explain_many_says_why_a_repeat_is_kept_out_and_until_when() {
             .verdicts
             .is_empty()
     );
+}
+
+#[test]
+fn explain_many_names_the_throttle_and_its_key() {
+    let set = RuleSet::from_files([(
+        "t.rules",
+        r#"target chat { url = "https://x.test/chat" }
+           target digest { url = "https://x.test/digest" }
+           rule "team chat" when exists(labels.team) -> post chat, at most 2 per 1m by labels.team else post digest"#,
+    )])
+    .unwrap();
+    let alerts: Vec<Alert> = (0..3)
+        .map(|i| {
+            at(
+                "2026-01-05T10:00:00Z",
+                json!({"labels": {"team": "db", "n": i}}),
+            )
+        })
+        .collect();
+    let e = set.explain_many(&alerts);
+    assert_eq!(e[2].decision.targets, ["digest"]);
+    let shown: Vec<String> = e[2].verdicts.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "rule \"team chat\" -> chat: over the limit for labels.team=db, sent to digest instead (delivery 3)"
+        ],
+        "{shown:?}"
+    );
+    let v = serde_json::to_value(&e[2].verdicts).unwrap();
+    assert_eq!(v[0]["verdict"], "diverted");
+    assert_eq!(v[0]["key"], "labels.team=db");
 }
 
 #[test]

@@ -112,6 +112,9 @@ pub(crate) fn explain_many(set: &RuleSet, alerts: &[Alert]) -> Vec<Explanation> 
                     super::memory::step_offline(&d, alert, &mut state, &mut next);
                 e.decision.targets = posted;
                 e.verdicts = verdicts;
+                for v in &mut e.verdicts {
+                    v.key = set.verdict_key(v, alert);
+                }
             }
             e
         })

@@ -25,6 +25,8 @@ pub(crate) struct RuleMemory {
     dedup: Option<(Vec<Path>, Option<u64>)>,
     pub(crate) resolve_once: bool,
     throttle: Option<Throttle>,
+    /// The `by` fields as written, for explain: the dedup's, then the throttle's.
+    by_text: (Vec<String>, Vec<String>),
 }
 
 #[derive(Debug)]
@@ -86,8 +88,63 @@ pub(crate) fn compile(
             per_ms: t.per_ms,
             else_post: t.else_post.map(|i| i as u32),
         }),
+        by_text: (
+            m.dedup
+                .as_ref()
+                .map(|d| d.by.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default(),
+            m.throttle
+                .as_ref()
+                .map(|t| t.by.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default(),
+        ),
         text,
     }))
+}
+
+impl RuleSet {
+    /// The key of a duplicate or throttled verdict, as explain shows it:
+    /// `labels.team=db, labels.cluster=eu` (a dedup without `by`: `@id=...`). `None` for
+    /// other verdicts, or a throttle without `by` (one window for the whole rule).
+    pub(crate) fn verdict_key(&self, v: &crate::state::Verdict, alert: &Alert) -> Option<String> {
+        use crate::state::VerdictKind;
+        let rule = self.inner.rules.iter().find(|r| r.id() == v.rule)?;
+        let m = rule.memory.as_deref()?;
+        let (paths, texts) = match v.kind {
+            VerdictKind::Duplicate { .. } => (&m.dedup.as_ref()?.0, &m.by_text.0),
+            VerdictKind::Throttled { .. } | VerdictKind::Diverted { .. } => {
+                (&m.throttle.as_ref()?.by, &m.by_text.1)
+            }
+            _ => return None,
+        };
+        if paths.is_empty() {
+            return match v.kind {
+                VerdictKind::Duplicate { .. } => Some(format!("@id={}", alert.id().unwrap_or("-"))),
+                _ => None,
+            };
+        }
+        let parts: Vec<String> = paths
+            .iter()
+            .zip(texts)
+            .map(|(p, text)| {
+                let mut values = Vec::new();
+                p.any(alert, &mut |v| {
+                    values.push(match v.to_json() {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    });
+                    false
+                });
+                let shown = match values.as_slice() {
+                    [] => String::from("(missing)"),
+                    [one] => one.clone(),
+                    many => format!("[{}]", many.join(", ")),
+                };
+                format!("{text}={shown}")
+            })
+            .collect();
+        Some(parts.join(", "))
+    }
 }
 
 /// The canonical JSON of the values at `paths`: `[[values of path 1], [values of path 2]]`.

@@ -104,6 +104,11 @@ pub struct Verdict {
     /// What happened.
     #[serde(flatten)]
     pub kind: VerdictKind,
+    /// For a duplicate or a throttle, the key's values as explain shows them
+    /// (`labels.team=db`): filled in by explain, which has the alert; the step and the
+    /// store see keys only as bytes and leave it `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// What happened to a delivery: see [`Verdict`].
@@ -162,19 +167,24 @@ impl std::fmt::Display for Verdict {
                 format!("delivery {id}")
             }
         };
+        let key = self
+            .key
+            .as_deref()
+            .map(|k| format!(" for {k}"))
+            .unwrap_or_default();
         match &self.kind {
             VerdictKind::Delivered { delivery: id } => write!(f, "delivered ({})", delivery(*id)),
             VerdictKind::Duplicate { of, at, until } => {
                 let until = until.map_or_else(|| String::from("the resolution"), moment);
                 write!(
                     f,
-                    "duplicate of delivery {of} at {}, window until {until}",
+                    "duplicate of delivery {of} at {}{key}, window until {until}",
                     moment(*at)
                 )
             }
             VerdictKind::Throttled { limit, per_ms } => write!(
                 f,
-                "throttled: {limit} of {limit} already sent in the last {}",
+                "throttled: {limit} of {limit} already sent in the last {}{key}",
                 crate::syntax::ast::millis(*per_ms)
             ),
             VerdictKind::Diverted { to, delivery: id } => {
@@ -358,6 +368,7 @@ impl<P> Out<'_, P> {
             rule: rule.to_owned(),
             target: target.to_owned(),
             kind,
+            key: None,
         });
     }
 }

@@ -89,7 +89,8 @@ fn dedup_for_a_window_keeps_same_state_copies_out_until_it_ends() {
                 of: 1,
                 at: 0,
                 until: Some(10 * MIN)
-            }
+            },
+            key: None,
         }]
     );
     // Dropped duplicates do not extend the window: at 10 min it goes out again.
