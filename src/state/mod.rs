@@ -190,7 +190,7 @@ impl std::fmt::Display for Verdict {
             VerdictKind::Diverted { to, delivery: id } => {
                 write!(
                     f,
-                    "over the limit, sent to {to} instead ({})",
+                    "over the limit{key}, sent to {to} instead ({})",
                     delivery(*id)
                 )
             }
