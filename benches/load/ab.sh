@@ -30,10 +30,16 @@ done
 mkdir -p "$work/hold" "$work/deliver"
 printf 'target t { url = "http://127.0.0.1:9/x" }\nwhen @source == "yandex" and status == "ALARM" -> post t\n' > "$work/hold/r.rules"
 printf 'target s { url = "http://127.0.0.1:%s/hook" }\nwhen @source == "yandex" and status == "ALARM" -> post s\n' "$sink_port" > "$work/deliver/r.rules"
-cat > "$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"alertId":"a1","alertName":"cpu","folderId":"f1","status":"ALARM"}'
-wrk.headers["Content-Type"] = "application/json"
+# alertIds cycle over IDS (1,000 by default): one alert's deliveries to one target go one
+# at a time, in order (docs/delivery.md, "Order"), so a single alertId for every request
+# would measure one alert's round trips, not the router. IDS=1 gives that case.
+cat > "$work/post.lua" <<LUA
+local n, space = 0, ${IDS:-1000}
+function request()
+  n = n + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"},
+    '{"alertId":"a' .. (n % space) .. '","alertName":"cpu","folderId":"f1","status":"ALARM"}')
+end
 LUA
 sink_stat() { curl -fs "http://127.0.0.1:$sink_port/stats" | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
 start() { # binary, hold, rules folder
