@@ -107,6 +107,25 @@ fn an_adapter_receives_at_the_moment_it_is_given() {
     );
 }
 
+/// Found by the ingest fuzzer: once alerts carried when they were received, two readings of
+/// the same body with `adapt_json` (which reads the clock) were no longer equal. At one
+/// moment they are; the moment is all that differs.
+#[test]
+fn adapting_one_body_at_one_moment_gives_equal_alerts() {
+    let body = json!({"alertId": "a", "status": "ALARM"});
+    let at: jiff::Timestamp = "2026-01-05T10:00:00Z".parse().unwrap();
+    let a = adapt_json_at(Some(Source::Yandex), body.clone(), at).unwrap();
+    let b = adapt_json_at(Some(Source::Yandex), body.clone(), at).unwrap();
+    assert_eq!(a, b);
+    let later = adapt_json_at(Some(Source::Yandex), body, at + jiff::SignedDuration::from_secs(1)).unwrap();
+    assert_ne!(a, later);
+    assert_eq!(
+        later[0].clone().with_received_at(at),
+        a[0],
+        "only the moment differs"
+    );
+}
+
 #[test]
 fn explain_shows_the_moment_on_the_window_clock() {
     let set = rules();

@@ -1,5 +1,7 @@
 //! Arbitrary bodies through every sender's adapter, as the server receives them (JSON, or
-//! a form), then through the example rules. Invariants: no panic; adapting is deterministic;
+//! a form), then through the example rules. Invariants: no panic; adapting at one moment is
+//! deterministic (an alert carries when it was received, so two readings of the clock
+//! differ: found by this target when alerts began to carry it);
 //! every alert of an explicit sender has that `@source`; detection agrees with adapting
 //! with the detected source; every alert evaluates and explains the same way twice.
 #![no_main]
@@ -7,7 +9,17 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use switchyard::{RuleSet, Source, adapt_json, detect_source, form_to_json};
+use switchyard::{RuleSet, Source, adapt_json_at, detect_source, form_to_json};
+
+/// The moment every body is received at: the test clock's start (a Monday, 00:00 UTC).
+const AT: jiff::Timestamp = jiff::Timestamp::constant(1_767_571_200, 0);
+
+fn adapt_json(
+    source: Option<Source>,
+    body: serde_json::Value,
+) -> Result<Vec<switchyard::Alert>, switchyard::AdaptError> {
+    adapt_json_at(source, body, AT)
+}
 
 fn rules() -> &'static RuleSet {
     static RULES: OnceLock<RuleSet> = OnceLock::new();
