@@ -41,6 +41,10 @@ pub(crate) enum Part {
     Dated { from: DateTime, to: DateTime },
 }
 
+/// The longest a `hold during` a window holds: 35 days. A window that covers every moment
+/// longer than that (`daily` with no times) releases what it holds then.
+pub(crate) const MAX_HOLD_MS: u64 = 35 * 24 * 3_600_000;
+
 /// Every day of the week, as a `days` mask.
 pub(crate) const EVERY_DAY: u8 = 0x7f;
 
@@ -66,6 +70,28 @@ impl Part {
                 }
             }
             Part::Dated { from, to } => from <= local && local < to,
+        }
+    }
+
+    /// Where this part, holding at `local`, ends: the local date and time of its end.
+    fn end(&self, local: DateTime) -> Option<DateTime> {
+        match *self {
+            Part::Weekly { from, to, .. } => {
+                let minute = local.hour() as u16 * 60 + local.minute() as u16;
+                let day = local.date();
+                // Today's end, unless the range crosses midnight and started today.
+                let end_day = if from >= to && minute >= from {
+                    day.tomorrow().ok()?
+                } else {
+                    day
+                };
+                if to >= DAY_MINUTES {
+                    Some(end_day.tomorrow().ok()?.at(0, 0, 0, 0))
+                } else {
+                    Some(end_day.at((to / 60) as i8, (to % 60) as i8, 0, 0))
+                }
+            }
+            Part::Dated { to, .. } => Some(to),
         }
     }
 
@@ -127,6 +153,38 @@ impl Window {
     pub(crate) fn contains(&self, at: Timestamp) -> bool {
         let local = self.zone.to_datetime(at);
         self.parts.iter().any(|p| p.contains(local))
+    }
+
+    /// The first moment at or after `at` outside the window: when a hold ends. Found by
+    /// jumping from one part's end to the next; a window that covers every moment for more
+    /// than [`MAX_HOLD_MS`] ends there (a hold never lasts longer).
+    pub(crate) fn end_after(&self, at: Timestamp) -> Timestamp {
+        let limit = at
+            .checked_add(jiff::SignedDuration::from_millis(MAX_HOLD_MS as i64))
+            .unwrap_or(at);
+        let mut t = at;
+        while t < limit {
+            let local = self.zone.to_datetime(t);
+            let ends: Vec<Timestamp> = self
+                .parts
+                .iter()
+                .filter(|p| p.contains(local))
+                .filter_map(|p| p.end(local))
+                .filter_map(|end| self.zone.to_ambiguous_timestamp(end).later().ok())
+                .collect();
+            match ends.into_iter().max() {
+                // Every part that holds ends later than `t` (an end in a skipped hour is
+                // read as the later moment), so this moves forward.
+                Some(end) if end > t => t = end,
+                Some(_) => {
+                    t = t
+                        .checked_add(jiff::SignedDuration::from_mins(1))
+                        .unwrap_or(limit)
+                }
+                None => return t,
+            }
+        }
+        limit
     }
 
     /// `at` on the window's wall clock, for explanations: `Mon 2026-01-05 09:30 Europe/Berlin`.
@@ -256,6 +314,60 @@ mod tests {
         assert_eq!(
             w.text(),
             "2026-12-24 00:00 .. 2026-12-27 00:00 Europe/Berlin"
+        );
+    }
+
+    #[test]
+    fn a_hold_ends_where_the_window_does() {
+        let w = berlin(vec![Part::Weekly {
+            days: EVERY_DAY,
+            from: 22 * 60,
+            to: 6 * 60,
+        }]);
+        // 23:30 Berlin: the night ends at 06:00 the next morning.
+        assert_eq!(
+            w.end_after(at("2026-01-05T22:30:00Z")),
+            at("2026-01-06T05:00:00Z")
+        );
+        // Outside: it ends at once.
+        assert_eq!(
+            w.end_after(at("2026-01-05T12:00:00Z")),
+            at("2026-01-05T12:00:00Z")
+        );
+        // Across the spring change (29 March 2026, 02:00 -> 03:00): still 06:00 local.
+        assert_eq!(
+            w.end_after(at("2026-03-28T22:30:00Z")),
+            at("2026-03-29T04:00:00Z")
+        );
+        // Two parts that touch: Friday night runs into the weekend.
+        let weekend = berlin(vec![
+            Part::Weekly {
+                days: 1 << 4,
+                from: 18 * 60,
+                to: DAY_MINUTES,
+            },
+            Part::Weekly {
+                days: 0b110_0000,
+                from: 0,
+                to: DAY_MINUTES,
+            },
+        ]);
+        assert_eq!(
+            weekend.end_after(at("2026-01-09T20:00:00Z")),
+            at("2026-01-11T23:00:00Z"),
+            "Monday 00:00 Berlin"
+        );
+        // A window that never ends releases after the longest hold.
+        let always = berlin(vec![Part::Weekly {
+            days: EVERY_DAY,
+            from: 0,
+            to: DAY_MINUTES,
+        }]);
+        let start = at("2026-01-05T00:00:00Z");
+        let end = always.end_after(start);
+        assert_eq!(
+            end.as_millisecond() - start.as_millisecond(),
+            MAX_HOLD_MS as i64
         );
     }
 

@@ -339,3 +339,69 @@ async fn dedup_state_survives_kill_9_and_resends_stay_quiet() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `kill -9` while a firing is held by `delay`: after the restart it goes out once, when the
+/// delay ends, and a held one whose resolution came before the crash never goes.
+#[tokio::test]
+async fn a_held_delivery_survives_kill_9_and_goes_once_when_due() {
+    use support::http::request;
+    let dir = std::env::temp_dir().join(format!("switchyard-crash-held-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rx = Receiver::start().await;
+    let rules = format!(
+        "target pager {{ url = \"{}\" }}\n\
+         rule \"slow pager\" when @source == \"prometheus\" and @state == \"firing\" -> post pager, delay 2s unless resolved\n",
+        rx.url("/pager")
+    );
+    let now = jiff::Timestamp::now();
+    let alert = |name: &str, resolved: bool| {
+        let ends = if resolved {
+            format!(
+                r#", "endsAt": "{}""#,
+                now - jiff::SignedDuration::from_secs(1)
+            )
+        } else {
+            String::new()
+        };
+        format!(r#"[{{"labels": {{"alertname": "{name}"}}, "startsAt": "{now}"{ends}}}]"#)
+    };
+    let post = |base: String, body: String| async move {
+        let addr = base.trim_start_matches("http://").to_owned();
+        request(
+            &addr,
+            "POST",
+            "/api/v2/alerts",
+            "application/json",
+            body.as_bytes(),
+        )
+        .await
+    };
+    let (mut child, base) = support::process::serve_with(&dir, "", &rules);
+    let started = std::time::Instant::now();
+    let (status, body) = post(base.clone(), alert("DiskFull", false)).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains(r#""verdict":"held""#), "{body}");
+    let (_, body) = post(base.clone(), alert("Flappy", false)).await;
+    assert!(body.contains(r#""verdict":"held""#), "{body}");
+    let (_, body) = post(base.clone(), alert("Flappy", true)).await;
+    assert!(body.contains(r#""verdict":"cancelled""#), "{body}");
+    child.kill().unwrap(); // SIGKILL on Unix, well before the delay ends
+    child.wait().unwrap();
+    assert_eq!(rx.count("/pager"), 0);
+
+    let (mut child, _base) = support::process::serve_with(&dir, "", &rules);
+    let got = rx.wait_for("/pager", 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "the held firing goes after the restart");
+    assert!(got[0].body.contains("DiskFull"), "{}", got[0].body);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before its delay ended: {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rx.count("/pager"), 1, "once, and never the cancelled one");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

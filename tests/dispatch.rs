@@ -375,6 +375,62 @@ async fn one_alerts_order_holds_across_a_restart() {
     r.shutdown(Duration::from_secs(1)).await;
 }
 
+/// `delay <d> unless resolved`: the firing waits in the outbox and goes when the delay ends;
+/// one resolved in time goes nowhere, nor does its resolution.
+#[tokio::test]
+async fn a_delayed_firing_goes_when_its_delay_ends_and_a_timely_resolution_cancels_it() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("dispatch-delay");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" body = {{ "n": n, "state": state }} }}
+           rule "slow" when exists(n) -> post t, delay 1s unless resolved"#,
+        rx.url("/delayed")
+    ));
+    let r = router(set, &dir).await;
+    let firing = |n: i64| {
+        Alert::new(json!({"n": n, "state": "firing"}))
+            .with_id(format!("alert-{n}"))
+            .with_state(switchyard::State::Firing)
+    };
+    let resolved = |n: i64| {
+        Alert::new(json!({"n": n, "state": "resolved"}))
+            .with_id(format!("alert-{n}"))
+            .with_state(switchyard::State::Resolved)
+    };
+    let started = Instant::now();
+    let s = r.submit_many(&[firing(1), firing(2)]).await.unwrap();
+    assert!(
+        s.iter().all(|s| matches!(
+            s.verdicts[0].kind,
+            switchyard::state::VerdictKind::Held { .. }
+        )),
+        "{:?}",
+        s.iter().map(|s| &s.verdicts).collect::<Vec<_>>()
+    );
+    // Alert 2 resolves within the delay: neither its firing nor its resolution goes.
+    let s = r.submit(&resolved(2)).await.unwrap();
+    assert!(
+        matches!(
+            s.verdicts[0].kind,
+            switchyard::state::VerdictKind::Cancelled { .. }
+        ),
+        "{:?}",
+        s.verdicts
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.count("/delayed"), 0, "nothing before the delay ends");
+    let got = rx.wait_for("/delayed", 1, WAIT).await;
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(got.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body, json!({"n": 1, "state": "firing"}));
+    wait_until(WAIT, || r.stats().delivered == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.count("/delayed"), 1, "the cancelled firing never goes");
+    assert_eq!(r.stats().pending, 0);
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn honours_retry_after_on_429() {
     let rx = Receiver::start().await;

@@ -49,6 +49,10 @@ fn kinds(s: &switchyard::Submitted) -> Vec<&'static str> {
             VerdictKind::Throttled { .. } => "throttled",
             VerdictKind::Diverted { .. } => "diverted",
             VerdictKind::Unannounced => "unannounced",
+            VerdictKind::Held { .. } => "held",
+            VerdictKind::Muted { .. } => "muted",
+            VerdictKind::Cancelled { .. } => "cancelled",
+            _ => "other",
         })
         .collect()
 }

@@ -117,7 +117,12 @@ fn adapting_one_body_at_one_moment_gives_equal_alerts() {
     let a = adapt_json_at(Some(Source::Yandex), body.clone(), at).unwrap();
     let b = adapt_json_at(Some(Source::Yandex), body.clone(), at).unwrap();
     assert_eq!(a, b);
-    let later = adapt_json_at(Some(Source::Yandex), body, at + jiff::SignedDuration::from_secs(1)).unwrap();
+    let later = adapt_json_at(
+        Some(Source::Yandex),
+        body,
+        at + jiff::SignedDuration::from_secs(1),
+    )
+    .unwrap();
     assert_ne!(a, later);
     assert_eq!(
         later[0].clone().with_received_at(at),

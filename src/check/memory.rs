@@ -35,20 +35,35 @@ pub(crate) struct CheckedThrottle {
     pub(crate) else_post: Option<usize>,
 }
 
+/// When a rule's deliveries may go: `delay`, `hold during`, `mute during`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckedGate {
+    /// `delay <d> unless resolved`, in milliseconds.
+    Delay(u64),
+    /// `hold during <window>`: the window's index.
+    Hold(usize),
+    /// `mute during <window>`: the window's index.
+    Mute(usize),
+}
+
 /// What a rule asks the state to remember.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CheckedMemory {
     pub(crate) dedup: Option<CheckedDedup>,
     pub(crate) resolve_once: bool,
     pub(crate) throttle: Option<CheckedThrottle>,
+    pub(crate) gate: Option<CheckedGate>,
 }
 
 impl CheckedMemory {
     /// Whether the rule remembers anything.
     pub(crate) fn any(&self) -> bool {
-        self.dedup.is_some() || self.resolve_once || self.throttle.is_some()
+        self.dedup.is_some() || self.resolve_once || self.throttle.is_some() || self.gate.is_some()
     }
 }
+
+/// The longest `delay`: a firing held longer than a week is better served by a window.
+pub(crate) const MAX_DELAY_MS: u64 = 7 * 24 * 3_600_000;
 
 /// The largest throttle count: a window keeps (and rewrites with each alert) one time per
 /// alert it let through.
@@ -76,8 +91,28 @@ pub(crate) fn check_memory(
             Action::Dedup(d) => ("dedup", d.span),
             Action::ResolveOnce(span) => ("resolve once", *span),
             Action::Throttle(t) => ("at most", t.span),
+            Action::Delay(_, _, span) => ("delay", *span),
+            Action::HoldDuring(_, span) => ("hold during", *span),
+            Action::MuteDuring(_, span) => ("mute during", *span),
             _ => continue,
         };
+        let is_gate = matches!(name, "delay" | "hold during" | "mute during");
+        if is_gate
+            && let Some((other, at)) = seen
+                .iter()
+                .find(|(n, _)| matches!(*n, "delay" | "hold during" | "mute during") && *n != name)
+        {
+            cx.report(
+                Diagnostic::error(
+                    codes::BAD_CLAUSE,
+                    format!("`{name}` and `{other}` both say when the rule's deliveries go"),
+                )
+                .with_primary(span, "a second gate")
+                .with_secondary(*at, "the first")
+                .with_help("keep one: a rule is delayed, held during a window, or muted during one; write two rules for two windows"),
+            );
+            continue;
+        }
         first.get_or_insert(span);
         if let Some((_, at)) = seen.iter().find(|(n, _)| *n == name) {
             cx.report(
@@ -93,6 +128,24 @@ pub(crate) fn check_memory(
             Action::Dedup(d) => out.dedup = dedup(cx, d, r),
             Action::ResolveOnce(_) => out.resolve_once = true,
             Action::Throttle(t) => out.throttle = throttle(cx, t, scope, posted),
+            Action::Delay(d, dspan, _) => {
+                let ms = d.as_millis().unwrap_or(u64::MAX);
+                if ms == 0 || ms > MAX_DELAY_MS {
+                    cx.report(
+                        Diagnostic::error(codes::BAD_CLAUSE, "a `delay` takes from 1ms to 7d")
+                            .with_primary(*dspan, if ms == 0 { "zero delays nothing" } else { "longer than a week" })
+                            .with_help("for example: `delay 2m unless resolved`; for quiet hours, `hold during <window>`"),
+                    );
+                } else {
+                    out.gate = Some(CheckedGate::Delay(ms));
+                }
+            }
+            Action::HoldDuring(w, _) => {
+                out.gate = scope.resolve_window(cx, w).map(CheckedGate::Hold);
+            }
+            Action::MuteDuring(w, _) => {
+                out.gate = scope.resolve_window(cx, w).map(CheckedGate::Mute);
+            }
             _ => {}
         }
     }
@@ -118,7 +171,7 @@ pub(crate) fn check_memory(
                 "redundant action: a clause on a rule that posts nothing",
             )
             .with_primary(first, "remembers nothing")
-            .with_note("`dedup`, `resolve once` and `at most` act on the rule's `post`s"),
+            .with_note("`dedup`, `resolve once`, `at most`, `delay`, `hold during` and `mute during` act on the rule's `post`s"),
         );
     }
     out

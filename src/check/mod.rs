@@ -26,7 +26,7 @@ use crate::alert::Source;
 use crate::diagnostic::{Diagnostic, SourceMap, Span, codes};
 use crate::syntax::ast::{self, CmpOp, FieldPath, Item, Literal};
 
-pub(crate) use memory::CheckedMemory;
+pub(crate) use memory::{CheckedGate, CheckedMemory};
 pub(crate) use targets::{BodyTemplate, Method, SecretText, TextPart};
 
 /// Where a rule set reads `${env.NAME}` from. The default reads the process environment.
@@ -188,6 +188,8 @@ pub(crate) enum CheckedExpect {
     Body(usize, Value),
     /// `expect throttled t`: an `at most` held the alert back from target `t`.
     Throttled(usize),
+    /// `expect held t`: a `delay` or `hold during` keeps the delivery to `t` for later.
+    Held(usize),
 }
 
 /// Everything the engine needs from a checked folder.
@@ -316,7 +318,10 @@ pub(crate) fn check(
                             // Checked together by `memory::check_memory`.
                             ast::Action::Dedup(_)
                             | ast::Action::ResolveOnce(_)
-                            | ast::Action::Throttle(_) => None,
+                            | ast::Action::Throttle(_)
+                            | ast::Action::Delay(..)
+                            | ast::Action::HoldDuring(..)
+                            | ast::Action::MuteDuring(..) => None,
                         };
                         if let Some((span, what, why)) = redundant {
                             cx.report(
@@ -589,6 +594,7 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                     ast::Expect::Throttled(n) => {
                         scope.resolve_target(cx, n).map(CheckedExpect::Throttled)
                     }
+                    ast::Expect::Held(n) => scope.resolve_target(cx, n).map(CheckedExpect::Held),
                     ast::Expect::Drop => Some(CheckedExpect::Drop),
                     ast::Expect::Unrouted => Some(CheckedExpect::Unrouted),
                     ast::Expect::Body(n, b) => {

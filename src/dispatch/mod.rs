@@ -325,6 +325,7 @@ impl Router {
         let stored = self.inner.store.submit(batch).await?;
         // Counted once the deliveries are on disk: an alert refused with 503 is not counted.
         let mut targets: HashSet<String> = HashSet::new();
+        let mut later: HashSet<String> = HashSet::new();
         let m = &self.inner.metrics;
         let mut out = Vec::with_capacity(alerts.len());
         for ((alert, summary), stored) in alerts.iter().zip(summaries).zip(stored) {
@@ -344,6 +345,7 @@ impl Router {
                 }
             }
             targets.extend(stored.targets);
+            later.extend(stored.later);
             out.push(Submitted {
                 decision: summary,
                 deliveries: stored.ids,
@@ -355,6 +357,11 @@ impl Router {
         // owed a target no rule chose this time, an `else` target included).
         for t in targets {
             self.inner.wake(&t);
+        }
+        // Held deliveries (`delay`, `hold during`) wait in the table: their workers read
+        // when the next one is due.
+        for t in later {
+            self.inner.wake_table(&t);
         }
         Ok(out)
     }

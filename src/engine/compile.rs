@@ -72,9 +72,14 @@ impl Compiler {
 
     /// Compiles a rule, consuming it: each condition is freed as soon as it is compiled,
     /// and its memory serves the next rule's.
-    pub(crate) fn rule(&mut self, r: CheckedRule, targets: &[CheckedTarget]) -> CompiledRule {
+    pub(crate) fn rule(
+        &mut self,
+        r: CheckedRule,
+        targets: &[CheckedTarget],
+        windows: &[crate::window::Window],
+    ) -> CompiledRule {
         CompiledRule {
-            memory: super::memory::compile(&r.memory, targets),
+            memory: super::memory::compile(&r.memory, targets, windows),
             name: (r.id != r.location).then(|| r.id.into_boxed_str()),
             location: r.location.into_boxed_str(),
             pred: self.condition(r.condition),

@@ -25,6 +25,8 @@ pub(crate) struct RuleMemory {
     dedup: Option<(Vec<Path>, Option<u64>)>,
     pub(crate) resolve_once: bool,
     throttle: Option<Throttle>,
+    /// `delay`, `hold during`, `mute during`.
+    pub(crate) gate: Option<crate::check::CheckedGate>,
     /// The `by` fields as written, for explain: the dedup's, then the throttle's.
     by_text: (Vec<String>, Vec<String>),
 }
@@ -41,6 +43,7 @@ struct Throttle {
 pub(crate) fn compile(
     m: &CheckedMemory,
     targets: &[crate::check::CheckedTarget],
+    windows: &[crate::window::Window],
 ) -> Option<Box<RuleMemory>> {
     if !m.any() {
         return None;
@@ -62,6 +65,14 @@ pub(crate) fn compile(
     }
     if m.resolve_once {
         text.push(String::from("resolve once"));
+    }
+    if let Some(g) = &m.gate {
+        let window = |i: usize| windows.get(i).map_or("?", |w| w.name.as_str()).to_owned();
+        text.push(match *g {
+            crate::check::CheckedGate::Delay(ms) => format!("delay {} unless resolved", millis(ms)),
+            crate::check::CheckedGate::Hold(i) => format!("hold during {}", window(i)),
+            crate::check::CheckedGate::Mute(i) => format!("mute during {}", window(i)),
+        });
     }
     if let Some(t) = &m.throttle {
         let mut s = format!(
@@ -88,6 +99,7 @@ pub(crate) fn compile(
             per_ms: t.per_ms,
             else_post: t.else_post.map(|i| i as u32),
         }),
+        gate: m.gate,
         by_text: (
             m.dedup
                 .as_ref()
@@ -287,6 +299,7 @@ fn choice<'r>(
             dedup: None,
             resolve_once: false,
             throttle: None,
+            gate: None,
         };
     };
     RuleChoice {
@@ -311,6 +324,33 @@ fn choice<'r>(
                 .and_then(|i| set.inner.targets.get(i as usize))
                 .map(|t: &Target| (t.name().to_owned(), set.delivery(t, alert))),
         }),
+        gate: m.gate.map(|g| gate(set, g, alert)),
+    }
+}
+
+/// A rule's gate for an alert received now: a window's end when the alert is inside it.
+fn gate(set: &RuleSet, g: crate::check::CheckedGate, alert: &Alert) -> crate::state::Gate {
+    use crate::check::CheckedGate;
+    use crate::state::Gate;
+    let at = alert.received_at();
+    let window = |i: usize| {
+        let w = set.inner.windows.get(i);
+        let name = w.map_or_else(String::new, |w| w.name.clone());
+        let until = w
+            .filter(|w| w.contains(at))
+            .map(|w| u64::try_from(w.end_after(at).as_millisecond()).unwrap_or(0));
+        (name, until)
+    };
+    match g {
+        CheckedGate::Delay(ms) => Gate::Delay { ms },
+        CheckedGate::Hold(i) => {
+            let (window, until) = window(i);
+            Gate::Hold { window, until }
+        }
+        CheckedGate::Mute(i) => {
+            let (window, until) = window(i);
+            Gate::Mute { window, until }
+        }
     }
 }
 
@@ -333,18 +373,32 @@ pub(crate) fn step_offline(
         id: alert.id().map(str::to_owned),
         state: alert.state(),
     };
-    let mut out = Vec::new();
-    let verdicts = crate::state::step(
-        state,
-        &facts,
-        choices,
-        probes,
-        now,
-        &mut || {
-            *next += 1;
-            *next
-        },
-        &mut |target, _, _| out.push(target.to_owned()),
-    );
+    let mut sink = Offline {
+        next,
+        posted: Vec::new(),
+    };
+    let verdicts = crate::state::step(state, &facts, choices, probes, now, &mut sink);
+    let out = sink.posted;
     (out, verdicts)
+}
+
+/// The step's sink offline: numbered deliveries, the targets of those due now.
+struct Offline<'a> {
+    next: &'a mut u64,
+    posted: Vec<String>,
+}
+
+impl<P> crate::state::Sink<P> for Offline<'_> {
+    fn id(&mut self) -> u64 {
+        *self.next += 1;
+        *self.next
+    }
+
+    fn deliver(&mut self, target: &str, _: P, _: u64, at: Option<u64>) {
+        if at.is_none() {
+            self.posted.push(target.to_owned());
+        }
+    }
+
+    fn cancel(&mut self, _: u64) {}
 }

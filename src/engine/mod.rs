@@ -201,8 +201,9 @@ pub(crate) struct Compiled {
     pub(crate) targets: Vec<Target>,
     /// The declared windows: `Pred::During` indexes them.
     pub(crate) windows: Box<[crate::window::Window]>,
-    /// The rules with `resolve once`, by index: a resolved alert may be owed its
-    /// resolution by one of them even when it no longer matches.
+    /// The rules a resolved alert concerns even when it no longer matches them, by index:
+    /// `resolve once` may owe it its resolution; `delay` and `hold during` may hold its
+    /// firing, which the resolution cancels.
     pub(crate) resolve_once: Box<[u32]>,
     pub(crate) tests: Vec<CheckedTest>,
     pub(crate) sources: Arc<SourceMap>,
@@ -250,12 +251,23 @@ impl RuleSet {
         let mut compiler = Compiler::new();
         let rules: Vec<CompiledRule> = std::mem::take(&mut checked.rules)
             .into_iter()
-            .map(|r| compiler.rule(r, &checked.targets))
+            .map(|r| compiler.rule(r, &checked.targets, &checked.windows))
             .collect();
         let resolve_once = rules
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.memory.as_ref().is_some_and(|m| m.resolve_once))
+            .filter(|(_, r)| {
+                r.memory.as_ref().is_some_and(|m| {
+                    m.resolve_once
+                        || matches!(
+                            m.gate,
+                            Some(
+                                crate::check::CheckedGate::Delay(_)
+                                    | crate::check::CheckedGate::Hold(_)
+                            )
+                        )
+                })
+            })
             .map(|(i, _)| i as u32)
             .collect();
         let tables = compiler.finish();

@@ -164,6 +164,16 @@ fn check_step(
                     name(*i)
                 ));
             }
+            CheckedExpect::Held(i)
+                if !verdicts.iter().any(|v| {
+                    v.target == name(*i) && matches!(v.kind, crate::state::VerdictKind::Held { .. })
+                }) =>
+            {
+                failures.push(format!(
+                    "{at}expected the delivery to `{}` to be held, but the alert was posted to: {shown}",
+                    name(*i)
+                ));
+            }
             CheckedExpect::Drop if !d.dropped() => failures.push(format!(
                 "{at}expected the alert to be dropped, but no `drop` fired"
             )),

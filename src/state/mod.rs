@@ -50,6 +50,35 @@ pub struct RuleChoice<P> {
     pub resolve_once: bool,
     /// `at most <n> per <d>`.
     pub throttle: Option<ThrottleIntent<P>>,
+    /// `delay`, `hold during`, `mute during`: when a delivery that passed may go.
+    pub gate: Option<Gate>,
+}
+
+/// When a delivery that passed `dedup` and `at most` may go out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// `delay <d> unless resolved`: a firing waits `ms`; its resolution within that time
+    /// cancels both.
+    Delay {
+        /// The delay.
+        ms: u64,
+    },
+    /// `hold during <window>`: inside the window, a delivery waits for its end (a firing
+    /// resolved meanwhile is cancelled with its resolution).
+    Hold {
+        /// The window's name.
+        window: String,
+        /// When `now` is inside the window: the window's end (ms); `None` outside.
+        until: Option<u64>,
+    },
+    /// `mute during <window>`: inside the window, a delivery is dropped (a resolution that
+    /// `resolve once` owes still goes).
+    Mute {
+        /// The window's name.
+        window: String,
+        /// When `now` is inside the window: the window's end (ms); `None` outside.
+        until: Option<u64>,
+    },
 }
 
 impl<P> RuleChoice<P> {
@@ -68,6 +97,7 @@ impl<P> RuleChoice<P> {
                 per_ms: t.per_ms,
                 else_post: t.else_post.map(|(to, p)| (to, f(p))),
             }),
+            gate: self.gate,
         }
     }
 }
@@ -114,6 +144,7 @@ pub struct Verdict {
 /// What happened to a delivery: see [`Verdict`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum VerdictKind {
     /// Goes out: stored as delivery `delivery`.
     Delivered {
@@ -146,6 +177,26 @@ pub enum VerdictKind {
     },
     /// A resolution through `resolve once` for a firing this rule never delivered there.
     Unannounced,
+    /// Waits (`delay`, `hold during`): stored as delivery `delivery`, due at `until` (ms).
+    Held {
+        /// The held delivery's id (an earlier one, when a re-send joins it).
+        delivery: u64,
+        /// When it goes out, unless its resolution comes first.
+        until: u64,
+    },
+    /// Dropped by `mute during <window>`, which lasts until `until` (ms).
+    Muted {
+        /// The window.
+        window: String,
+        /// Its end.
+        until: u64,
+    },
+    /// A resolution that came while its firing was still held: both are dropped, and held
+    /// delivery `of` will not go out.
+    Cancelled {
+        /// The held delivery cancelled.
+        of: u64,
+    },
 }
 
 impl std::fmt::Display for Verdict {
@@ -197,6 +248,21 @@ impl std::fmt::Display for Verdict {
             VerdictKind::Unannounced => {
                 f.write_str("not sent: a resolution of a firing never delivered there")
             }
+            VerdictKind::Held {
+                delivery: id,
+                until,
+            } => write!(
+                f,
+                "held as {} until {}",
+                delivery(*id).replace("would be delivered", "a delivery"),
+                moment(*until)
+            ),
+            VerdictKind::Muted { window, until } => {
+                write!(f, "muted during {window} (until {})", moment(*until))
+            }
+            VerdictKind::Cancelled { of } => {
+                write!(f, "resolved while delivery {of} was held: neither goes out")
+            }
         }
     }
 }
@@ -209,7 +275,11 @@ impl Verdict {
             VerdictKind::Duplicate { .. } => Some("duplicate"),
             VerdictKind::Throttled { .. } => Some("throttled"),
             VerdictKind::Unannounced => Some("unannounced"),
-            VerdictKind::Delivered { .. } | VerdictKind::Diverted { .. } => None,
+            VerdictKind::Muted { .. } => Some("muted"),
+            VerdictKind::Cancelled { .. } => Some("cancelled"),
+            VerdictKind::Delivered { .. }
+            | VerdictKind::Diverted { .. }
+            | VerdictKind::Held { .. } => None,
         }
     }
 }
@@ -242,6 +312,13 @@ pub enum Entry {
         /// When (ms).
         at: u64,
     },
+    /// A firing held by `delay` or `hold during`: delivery `delivery`, due at `until`.
+    Held {
+        /// The held delivery.
+        delivery: u64,
+        /// When it goes out.
+        until: u64,
+    },
 }
 
 /// A key of the state: the rule, the clause, the target and the key values, as bytes. A
@@ -253,7 +330,8 @@ pub enum Entry {
 pub struct Key<'a> {
     /// What the store hashes.
     pub bytes: Vec<u8>,
-    /// `dedup`, `announced` (`resolve once`), `window` or `passed` (`at most`).
+    /// `dedup`, `announced` (`resolve once`), `window` or `passed` (`at most`), `held`
+    /// (`delay`, `hold during`).
     pub kind: &'static str,
     /// The rule's name.
     pub rule: &'a str,
@@ -324,12 +402,10 @@ pub fn step<P: Clone>(
     choices: Vec<RuleChoice<P>>,
     probes: Vec<RuleChoice<P>>,
     now: u64,
-    ids: &mut dyn FnMut() -> u64,
-    deliver: &mut dyn FnMut(&str, P, u64),
+    sink: &mut dyn Sink<P>,
 ) -> Vec<Verdict> {
     let mut out = Out {
-        ids,
-        deliver,
+        sink,
         verdicts: Vec::new(),
     };
     for choice in choices {
@@ -338,6 +414,17 @@ pub fn step<P: Clone>(
     if alert.state == AlertState::Resolved {
         for probe in probes {
             for (target, payload) in probe.targets {
+                if cancel_held(
+                    state,
+                    alert,
+                    &probe.rule,
+                    probe.clauses,
+                    &target,
+                    now,
+                    &mut out,
+                ) {
+                    continue;
+                }
                 if take_announced(state, alert, &probe.rule, probe.clauses, &target, now) {
                     out.send(&probe.rule, &target, payload);
                 }
@@ -347,19 +434,37 @@ pub fn step<P: Clone>(
     out.verdicts
 }
 
+/// Where the step's deliveries go: a store's write, a test's list.
+pub trait Sink<P> {
+    /// A new delivery id.
+    fn id(&mut self) -> u64;
+    /// Stores `payload` for `target` as delivery `id`: due now, or at `at` (ms) when it is
+    /// held.
+    fn deliver(&mut self, target: &str, payload: P, id: u64, at: Option<u64>);
+    /// Held delivery `id` is not to go out after all.
+    fn cancel(&mut self, id: u64);
+}
+
 /// Where the step's deliveries and verdicts go.
 struct Out<'o, P> {
-    ids: &'o mut dyn FnMut() -> u64,
-    deliver: &'o mut dyn FnMut(&str, P, u64),
+    sink: &'o mut dyn Sink<P>,
     verdicts: Vec<Verdict>,
 }
 
 impl<P> Out<'_, P> {
     /// Delivers `payload` to `target` under a new delivery id, which it returns.
     fn send(&mut self, rule: &str, target: &str, payload: P) -> u64 {
-        let delivery = (self.ids)();
-        (self.deliver)(target, payload, delivery);
+        let delivery = self.sink.id();
+        self.sink.deliver(target, payload, delivery, None);
         self.verdict(rule, target, VerdictKind::Delivered { delivery });
+        delivery
+    }
+
+    /// Stores `payload` for `target`, due at `until`; returns its id.
+    fn hold(&mut self, rule: &str, target: &str, payload: P, until: u64) -> u64 {
+        let delivery = self.sink.id();
+        self.sink.deliver(target, payload, delivery, Some(until));
+        self.verdict(rule, target, VerdictKind::Held { delivery, until });
         delivery
     }
 
@@ -373,6 +478,18 @@ impl<P> Out<'_, P> {
     }
 }
 
+/// The key of an entry kept per alert (`announced`, `held`): `None` without an `@id`.
+fn per_alert<'a>(
+    kind: &'static str,
+    alert: &AlertFacts,
+    rule: &'a str,
+    clauses: u64,
+    target: &'a str,
+) -> Option<Key<'a>> {
+    let id = alert.id.as_ref()?;
+    Some(Key::new(kind, rule, clauses, target, id.as_bytes()))
+}
+
 /// Takes the announcement `resolve once` left when `rule` delivered the alert's firing to
 /// `target`; whether there was one.
 fn take_announced(
@@ -383,15 +500,61 @@ fn take_announced(
     target: &str,
     now: u64,
 ) -> bool {
-    let Some(id) = &alert.id else {
+    let Some(key) = per_alert("announced", alert, rule, clauses, target) else {
         return false;
     };
-    let key = Key::new("announced", rule, clauses, target, id.as_bytes());
     let announced = state.get(&key, now).is_some();
     if announced {
         state.delete(&key);
     }
     announced
+}
+
+/// For a resolved alert: when `rule` still holds its firing for `target` (`delay`, `hold
+/// during`), the held delivery is cancelled and the resolution dropped with it (verdict
+/// `cancelled`); true when it was. A held firing that already went out is forgotten.
+fn cancel_held<P>(
+    state: &mut dyn State,
+    alert: &AlertFacts,
+    rule: &str,
+    clauses: u64,
+    target: &str,
+    now: u64,
+    out: &mut Out<'_, P>,
+) -> bool {
+    let Some(key) = per_alert("held", alert, rule, clauses, target) else {
+        return false;
+    };
+    let Some(Entry::Held { delivery, until }) = state.get(&key, now) else {
+        return false;
+    };
+    state.delete(&key);
+    if now >= until {
+        return false;
+    }
+    out.sink.cancel(delivery);
+    // What `resolve once` noted for the firing goes too: it was never said.
+    if let Some(announced) = per_alert("announced", alert, rule, clauses, target) {
+        state.delete(&announced);
+    }
+    out.verdict(rule, target, VerdictKind::Cancelled { of: delivery });
+    true
+}
+
+/// A firing `rule` holds for `target`: its delivery and when it is due, unless that passed.
+fn held_firing(
+    state: &mut dyn State,
+    alert: &AlertFacts,
+    rule: &str,
+    clauses: u64,
+    target: &str,
+    now: u64,
+) -> Option<(u64, u64)> {
+    let key = per_alert("held", alert, rule, clauses, target)?;
+    match state.get(&key, now) {
+        Some(Entry::Held { delivery, until }) if now < until => Some((delivery, until)),
+        _ => None,
+    }
 }
 
 fn one_rule<P: Clone>(
@@ -408,6 +571,7 @@ fn one_rule<P: Clone>(
         dedup,
         resolve_once,
         throttle,
+        gate,
     } = choice;
     let resolved = alert.state == AlertState::Resolved;
     let state_name = alert.state.as_str();
@@ -415,9 +579,30 @@ fn one_rule<P: Clone>(
     // neither `dedup` nor `at most` holds them back.
     let mut passing: Vec<(String, P)> = Vec::new();
     for (target, payload) in targets {
+        // A resolution while its firing is still held: neither goes out.
+        if resolved
+            && gate.is_some()
+            && cancel_held(state, alert, &rule, clauses, &target, now, out)
+        {
+            continue;
+        }
+        // A re-sent firing while one is held joins it.
+        if !resolved
+            && gate.is_some()
+            && let Some((delivery, until)) = held_firing(state, alert, &rule, clauses, &target, now)
+        {
+            out.verdict(&rule, &target, VerdictKind::Held { delivery, until });
+            continue;
+        }
         if resolve_once && resolved {
             if take_announced(state, alert, &rule, clauses, &target, now) {
-                let delivery = out.send(&rule, &target, payload);
+                // Owed: a mute lets it through; a hold keeps it to the window's end.
+                let delivery = match &gate {
+                    Some(Gate::Hold {
+                        until: Some(until), ..
+                    }) => out.hold(&rule, &target, payload, *until),
+                    _ => out.send(&rule, &target, payload),
+                };
                 record_dedup(
                     state,
                     &rule,
@@ -501,7 +686,20 @@ fn one_rule<P: Clone>(
         }
     }
     for (target, payload) in passing {
-        let delivery = out.send(&rule, &target, payload);
+        let delivery = match gated(&gate, resolved, now) {
+            Gated::Now => out.send(&rule, &target, payload),
+            Gated::Muted { window, until } => {
+                out.verdict(&rule, &target, VerdictKind::Muted { window, until });
+                continue;
+            }
+            Gated::Until(until) => {
+                let delivery = out.hold(&rule, &target, payload, until);
+                if !resolved && let Some(key) = per_alert("held", alert, &rule, clauses, &target) {
+                    state.put(&key, &Entry::Held { delivery, until }, until);
+                }
+                delivery
+            }
+        };
         record_dedup(
             state,
             &rule,
@@ -514,15 +712,44 @@ fn one_rule<P: Clone>(
         );
         if resolve_once
             && !resolved
-            && let Some(id) = &alert.id
+            && let Some(key) = per_alert("announced", alert, &rule, clauses, &target)
         {
-            let key = Key::new("announced", &rule, clauses, &target, id.as_bytes());
             state.put(
                 &key,
                 &Entry::Announced { at: now },
                 now.saturating_add(RETENTION_MS),
             );
         }
+    }
+}
+
+/// What a gate does with a delivery that passed, now.
+enum Gated {
+    /// It goes now.
+    Now,
+    /// It is dropped (`mute during`).
+    Muted { window: String, until: u64 },
+    /// It waits until then (`delay`, `hold during`).
+    Until(u64),
+}
+
+fn gated(gate: &Option<Gate>, resolved: bool, now: u64) -> Gated {
+    match gate {
+        None => Gated::Now,
+        // A resolution is never delayed: its firing went out, or was cancelled above.
+        Some(Gate::Delay { .. }) if resolved => Gated::Now,
+        Some(Gate::Delay { ms }) => Gated::Until(now.saturating_add(*ms)),
+        Some(Gate::Hold {
+            until: Some(until), ..
+        }) => Gated::Until(*until),
+        Some(Gate::Mute {
+            window,
+            until: Some(until),
+        }) => Gated::Muted {
+            window: window.clone(),
+            until: *until,
+        },
+        Some(Gate::Hold { until: None, .. } | Gate::Mute { until: None, .. }) => Gated::Now,
     }
 }
 
@@ -536,8 +763,8 @@ fn over_limit<P: Clone>(
 ) {
     match &t.else_post {
         Some((to, payload)) => {
-            let delivery = (out.ids)();
-            (out.deliver)(to, payload.clone(), delivery);
+            let delivery = out.sink.id();
+            out.sink.deliver(to, payload.clone(), delivery, None);
             for (target, _) in passing {
                 let kind = VerdictKind::Diverted {
                     to: to.clone(),

@@ -25,10 +25,32 @@ fn dedup_rule(window_ms: Option<u64>, key: &str) -> RuleChoice<String> {
         }),
         resolve_once: false,
         throttle: None,
+        gate: None,
     }
 }
 
-/// Runs one step and answers (verdicts, deliveries as (target, id)).
+/// A test's sink: every delivery (target, id, when held: its time) and every cancellation.
+#[derive(Default)]
+struct Sunk {
+    next: u64,
+    delivered: Vec<(String, u64, Option<u64>)>,
+    cancelled: Vec<u64>,
+}
+
+impl Sink<String> for Sunk {
+    fn id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+    fn deliver(&mut self, target: &str, _: String, id: u64, at: Option<u64>) {
+        self.delivered.push((target.to_owned(), id, at));
+    }
+    fn cancel(&mut self, id: u64) {
+        self.cancelled.push(id);
+    }
+}
+
+/// Runs one step and answers (verdicts, deliveries due now as (target, id)).
 fn run(
     state: &mut MemoryState,
     alert: &AlertFacts,
@@ -37,23 +59,19 @@ fn run(
     now: u64,
     next: &mut u64,
 ) -> (Vec<Verdict>, Vec<(String, u64)>) {
-    let mut out = Vec::new();
-    let mut ids = || {
-        *next += 1;
-        *next
+    let mut sink = Sunk {
+        next: *next,
+        ..Sunk::default()
     };
-    let verdicts = step(
-        state,
-        alert,
-        choices,
-        probes,
-        now,
-        &mut ids,
-        &mut |t, _p, id| {
-            out.push((t.to_owned(), id));
-        },
-    );
-    (verdicts, out)
+    let verdicts = step(state, alert, choices, probes, now, &mut sink);
+    *next = sink.next;
+    let now_due = sink
+        .delivered
+        .into_iter()
+        .filter(|(_, _, at)| at.is_none())
+        .map(|(t, id, _)| (t, id))
+        .collect();
+    (verdicts, now_due)
 }
 
 #[test]
@@ -192,6 +210,7 @@ fn resolve_once_rule(targets: &[&str]) -> RuleChoice<String> {
         dedup: None,
         resolve_once: true,
         throttle: None,
+        gate: None,
     }
 }
 
@@ -259,6 +278,7 @@ fn throttle_rule(count: u64, else_post: Option<&str>) -> RuleChoice<String> {
             per_ms: MIN,
             else_post: else_post.map(|t| (t.to_owned(), String::from("digest body"))),
         }),
+        gate: None,
     }
 }
 
@@ -482,6 +502,7 @@ fn deliveries(s: &[(u8, bool, u64)], repeat: bool) -> Vec<(u64, u8, bool, String
                     per_ms: MIN,
                     else_post: None,
                 }),
+                gate: None,
             };
             let (_, d) = run(&mut state, &alert, vec![rule], vec![], now, &mut next);
             out.extend(d.into_iter().map(|(t, _)| (now, i, resolved, t)));
@@ -517,4 +538,248 @@ proptest! {
             }
         }
     }
+}
+
+fn gated_rule(gate: Gate, resolve_once: bool) -> RuleChoice<String> {
+    RuleChoice {
+        rule: String::from("quiet"),
+        clauses: 9,
+        targets: vec![(String::from("pager"), String::from("body"))],
+        dedup: None,
+        resolve_once,
+        throttle: None,
+        gate: Some(gate),
+    }
+}
+
+/// What one gated step did: verdict kinds, deliveries (id, when held: due), cancellations.
+type Gated = (Vec<VerdictKind>, Vec<(u64, Option<u64>)>, Vec<u64>);
+
+/// One step with the whole sink: verdict kinds, deliveries with their times, cancellations.
+fn run_gated(
+    state: &mut MemoryState,
+    alert: &AlertFacts,
+    rule: RuleChoice<String>,
+    now: u64,
+    next: &mut u64,
+) -> Gated {
+    let mut sink = Sunk {
+        next: *next,
+        ..Sunk::default()
+    };
+    // A resolved alert reaches a rule it no longer matches as a probe.
+    let (choices, probes) = if alert.state == AlertState::Resolved && rule.targets.is_empty() {
+        (vec![], vec![rule])
+    } else {
+        (vec![rule], vec![])
+    };
+    let verdicts = step(state, alert, choices, probes, now, &mut sink);
+    *next = sink.next;
+    (
+        verdicts.into_iter().map(|v| v.kind).collect(),
+        sink.delivered
+            .into_iter()
+            .map(|(_, id, at)| (id, at))
+            .collect(),
+        sink.cancelled,
+    )
+}
+
+#[test]
+fn delay_holds_a_firing_joins_its_resends_and_a_timely_resolution_cancels_both() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let delay = || gated_rule(Gate::Delay { ms: 2 * MIN }, false);
+    let firing = facts("a", AlertState::Firing);
+    let resolved = facts("a", AlertState::Resolved);
+    let (v, d, _) = run_gated(&mut s, &firing, delay(), 0, &mut next);
+    assert_eq!(
+        v,
+        [VerdictKind::Held {
+            delivery: 1,
+            until: 2 * MIN
+        }]
+    );
+    assert_eq!(d, [(1, Some(2 * MIN))], "stored, due later");
+    // A re-send joins the held one: no second delivery.
+    let (v, d, _) = run_gated(&mut s, &firing, delay(), MIN, &mut next);
+    assert_eq!(
+        v,
+        [VerdictKind::Held {
+            delivery: 1,
+            until: 2 * MIN
+        }]
+    );
+    assert!(d.is_empty());
+    // Resolved in time: the held firing is cancelled, and the resolution goes nowhere.
+    let (v, d, c) = run_gated(&mut s, &resolved, delay(), MIN + 1, &mut next);
+    assert_eq!(v, [VerdictKind::Cancelled { of: 1 }]);
+    assert!(d.is_empty());
+    assert_eq!(c, [1]);
+    // Fires again, and resolves after the delay: the firing went out, so does the resolution.
+    let (v, _, _) = run_gated(&mut s, &firing, delay(), 10 * MIN, &mut next);
+    assert_eq!(
+        v,
+        [VerdictKind::Held {
+            delivery: 2,
+            until: 12 * MIN
+        }]
+    );
+    let (v, d, c) = run_gated(&mut s, &resolved, delay(), 13 * MIN, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 3 }]);
+    assert_eq!(d, [(3, None)]);
+    assert!(c.is_empty());
+}
+
+#[test]
+fn a_resolution_that_no_longer_matches_still_cancels_the_held_firing() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let firing = facts("a", AlertState::Firing);
+    let resolved = facts("a", AlertState::Resolved);
+    let (v, ..) = run_gated(
+        &mut s,
+        &firing,
+        gated_rule(Gate::Delay { ms: 5 * MIN }, true),
+        0,
+        &mut next,
+    );
+    assert_eq!(
+        v,
+        [VerdictKind::Held {
+            delivery: 1,
+            until: 5 * MIN
+        }]
+    );
+    // The rule says `@state == "firing"`: the resolution reaches it as a probe.
+    let mut sink = Sunk {
+        next,
+        ..Sunk::default()
+    };
+    let mut probe_full = gated_rule(Gate::Delay { ms: 5 * MIN }, true);
+    probe_full.targets = vec![(String::from("pager"), String::from("resolved body"))];
+    let v = step(&mut s, &resolved, vec![], vec![probe_full], MIN, &mut sink);
+    assert_eq!(
+        v.into_iter().map(|v| v.kind).collect::<Vec<_>>(),
+        [VerdictKind::Cancelled { of: 1 }]
+    );
+    assert_eq!(sink.cancelled, [1]);
+    assert!(
+        sink.delivered.is_empty(),
+        "nothing announced, nothing to resolve"
+    );
+    // And `resolve once` has nothing left to owe: a later resolution goes nowhere.
+    let mut again = gated_rule(Gate::Delay { ms: 5 * MIN }, true);
+    again.targets = vec![(String::from("pager"), String::from("resolved body"))];
+    let mut sink = Sunk::default();
+    step(&mut s, &resolved, vec![], vec![again], 2 * MIN, &mut sink);
+    assert!(sink.delivered.is_empty());
+}
+
+#[test]
+fn hold_during_a_window_waits_for_its_end_and_goes_at_once_outside_it() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let inside = |until| {
+        gated_rule(
+            Gate::Hold {
+                window: String::from("night"),
+                until: Some(until),
+            },
+            true,
+        )
+    };
+    let outside = || {
+        gated_rule(
+            Gate::Hold {
+                window: String::from("night"),
+                until: None,
+            },
+            true,
+        )
+    };
+    let firing = facts("a", AlertState::Firing);
+    let resolved = facts("a", AlertState::Resolved);
+    // Inside the night: held until its end.
+    let (v, d, _) = run_gated(&mut s, &firing, inside(60 * MIN), 0, &mut next);
+    assert_eq!(
+        v,
+        [VerdictKind::Held {
+            delivery: 1,
+            until: 60 * MIN
+        }]
+    );
+    assert_eq!(d, [(1, Some(60 * MIN))]);
+    // It went out at the window's end (the store sends it then); it resolves by day: the
+    // resolution `resolve once` owes goes at once.
+    let (v, d, _) = run_gated(&mut s, &resolved, outside(), 90 * MIN, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 2 }]);
+    assert_eq!(d, [(2, None)]);
+    // By day a firing goes at once.
+    let (v, _, _) = run_gated(&mut s, &firing, outside(), 100 * MIN, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 3 }]);
+    // Its resolution at night is held to the night's end, like any delivery.
+    let (v, d, _) = run_gated(&mut s, &resolved, inside(200 * MIN), 150 * MIN, &mut next);
+    assert_eq!(
+        v,
+        [VerdictKind::Held {
+            delivery: 4,
+            until: 200 * MIN
+        }]
+    );
+    assert_eq!(d, [(4, Some(200 * MIN))]);
+}
+
+#[test]
+fn mute_during_a_window_drops_but_a_resolution_owed_still_goes() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let muted = || {
+        gated_rule(
+            Gate::Mute {
+                window: String::from("maintenance"),
+                until: Some(30 * MIN),
+            },
+            true,
+        )
+    };
+    let open = || {
+        gated_rule(
+            Gate::Mute {
+                window: String::from("maintenance"),
+                until: None,
+            },
+            true,
+        )
+    };
+    let firing = facts("a", AlertState::Firing);
+    let resolved = facts("a", AlertState::Resolved);
+    // Announced before the maintenance.
+    let (v, _, _) = run_gated(&mut s, &firing, open(), 0, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 1 }]);
+    // During it, another alert is muted...
+    let other = facts("b", AlertState::Firing);
+    let (v, d, _) = run_gated(&mut s, &other, muted(), MIN, &mut next);
+    assert_eq!(
+        v,
+        [VerdictKind::Muted {
+            window: String::from("maintenance"),
+            until: 30 * MIN
+        }]
+    );
+    assert!(d.is_empty());
+    // ...but the resolution owed for the first goes out.
+    let (v, d, _) = run_gated(&mut s, &resolved, muted(), 2 * MIN, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 2 }]);
+    assert_eq!(d, [(2, None)]);
+    // The muted one was never announced: its resolution goes nowhere.
+    let (v, d, _) = run_gated(
+        &mut s,
+        &facts("b", AlertState::Resolved),
+        open(),
+        40 * MIN,
+        &mut next,
+    );
+    assert_eq!(v, [VerdictKind::Unannounced]);
+    assert!(d.is_empty());
 }

@@ -77,6 +77,12 @@ pub(crate) enum Action {
     ResolveOnce(#[serde(skip)] Span),
     /// `at most <n> per <d> [by <paths>] [else post <target>]`
     Throttle(Throttle),
+    /// `delay <d> unless resolved`, with the duration's place and the whole clause's.
+    Delay(Duration, #[serde(skip)] Span, #[serde(skip)] Span),
+    /// `hold during <window>`, with the whole clause's place.
+    HoldDuring(Ident, #[serde(skip)] Span),
+    /// `mute during <window>`, with the whole clause's place.
+    MuteDuring(Ident, #[serde(skip)] Span),
 }
 
 /// `dedup by labels.alertname for 4h`
@@ -584,6 +590,8 @@ pub(crate) enum Expect {
     Post(Ident),
     /// `expect throttled chat`: an `at most` held the alert back from the target.
     Throttled(Ident),
+    /// `expect held pager`: a `delay` or `hold during` keeps the delivery for later.
+    Held(Ident),
     /// `expect no post ok_url`: the decision does not include the target.
     NoPost(Ident),
     /// `expect drop`: a `drop` action fired.

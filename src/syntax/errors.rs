@@ -54,8 +54,8 @@ fn words(r: R) -> Option<&'static str> {
         | R::comparison
         | R::kw_not
         | R::kw_exists
-        | R::during
-        | R::kw_during => "a condition",
+        | R::during => "a condition",
+        R::kw_during => "`during <window>`",
         R::field_path | R::key | R::meta_field | R::key_any => "a field path",
         R::cmp_op => "a comparison operator",
         R::arrow => "`->`",
@@ -73,9 +73,16 @@ fn words(r: R) -> Option<&'static str> {
         | R::throttle_clause
         | R::kw_dedup
         | R::kw_resolve
-        | R::kw_at => {
-            "an action (`post <target>`, `drop`, `stop`, `dedup ...`, `resolve once` or `at most ...`)"
+        | R::kw_at
+        | R::delay_clause
+        | R::hold_clause
+        | R::mute_clause
+        | R::kw_delay
+        | R::kw_hold
+        | R::kw_mute => {
+            "an action (`post <target>`, `drop`, `stop`, `dedup ...`, `resolve once`, `at most ...`, `delay ...`, `hold during ...` or `mute during ...`)"
         }
+        R::kw_unless => "`unless resolved`",
         R::dedup_for | R::dedup_until | R::kw_for | R::kw_until => {
             "`for <duration>` or `until resolved`"
         }
@@ -106,7 +113,9 @@ fn words(r: R) -> Option<&'static str> {
         | R::kw_unrouted
         | R::kw_body
         | R::expect_throttled
-        | R::kw_throttled => "`post`, `no post`, `drop`, `unrouted`, `throttled` or `body`",
+        | R::kw_throttled
+        | R::expect_held
+        | R::kw_held => "`post`, `no post`, `drop`, `unrouted`, `throttled`, `held` or `body`",
         R::member => "a `\"key\": value` member",
         R::string => "a string",
         R::number => "a number",

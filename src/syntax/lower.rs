@@ -121,6 +121,28 @@ impl Lowerer {
                             R::dedup_clause => Action::Dedup(self.dedup(a)),
                             R::resolve_once => Action::ResolveOnce(span),
                             R::throttle_clause => Action::Throttle(self.throttle(a)),
+                            R::delay_clause => {
+                                let d = a
+                                    .into_inner()
+                                    .find(|p| p.as_rule() == R::duration)
+                                    .map(|p| (self.duration(&p), self.span(&p)));
+                                match d {
+                                    Some((d, dspan)) => Action::Delay(d, dspan, span),
+                                    None => unreachable!("grammar: delay has a duration"),
+                                }
+                            }
+                            R::hold_clause | R::mute_clause => {
+                                let hold = a.as_rule() == R::hold_clause;
+                                let name = a
+                                    .into_inner()
+                                    .find(|p| p.as_rule() == R::window_name)
+                                    .map(|p| self.ident(&p));
+                                match (name, hold) {
+                                    (Some(n), true) => Action::HoldDuring(n, span),
+                                    (Some(n), false) => Action::MuteDuring(n, span),
+                                    (None, _) => unreachable!("grammar: a window name"),
+                                }
+                            }
                             r => unreachable!("grammar: action, got {r:?}"),
                         });
                     }
@@ -858,6 +880,7 @@ impl Lowerer {
                                 | R::kw_unrouted
                                 | R::kw_body
                                 | R::kw_throttled
+                                | R::kw_held
                         )
                     });
                     let expect = match kind {
@@ -867,6 +890,7 @@ impl Lowerer {
                         R::expect_throttled => {
                             inner.next().map(|t| Expect::Throttled(self.ident(&t)))
                         }
+                        R::expect_held => inner.next().map(|t| Expect::Held(self.ident(&t))),
                         R::expect_unrouted => Some(Expect::Unrouted),
                         R::expect_body => match (inner.next(), inner.next()) {
                             (Some(t), Some(v)) => {

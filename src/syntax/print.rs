@@ -49,6 +49,9 @@ fn rule(out: &mut String, r: &Rule) {
                 }
             }
             Action::ResolveOnce(_) => String::from("resolve once"),
+            Action::Delay(d, ..) => format!("delay {}{} unless resolved", d.amount, d.suffix()),
+            Action::HoldDuring(w, _) => format!("hold during {}", w.name),
+            Action::MuteDuring(w, _) => format!("mute during {}", w.name),
             Action::Throttle(t) => {
                 let mut out = format!(
                     "at most {} per {}{}{}",
@@ -370,6 +373,7 @@ fn test(out: &mut String, t: &TestBlock) {
                 Expect::Unrouted => String::from("expect unrouted"),
                 Expect::Body(t, b) => format!("expect body {} {}", t.name, template(b, false)),
                 Expect::Throttled(t) => format!("expect throttled {}", t.name),
+                Expect::Held(t) => format!("expect held {}", t.name),
             },
             TestStatement::At(d, _) => format!("at {}{}", d.amount, d.suffix()),
             TestStatement::After(d, _) => format!("after {}{}", d.amount, d.suffix()),

@@ -130,7 +130,10 @@ pub(super) fn item() -> impl Strategy<Value = String> {
         prop_oneof![
             ident().prop_map(|t| format!("post {t}")),
             Just(String::from("stop")),
-            Just(String::from("drop"))
+            Just(String::from("drop")),
+            Just(String::from("delay 2m unless resolved")),
+            ident().prop_map(|w| format!("hold during {w}")),
+            ident().prop_map(|w| format!("mute during {w}")),
         ],
         1..3,
     )
@@ -155,6 +158,7 @@ pub(super) fn item() -> impl Strategy<Value = String> {
         ident().prop_map(|t| format!("expect no post {t}")),
         Just(String::from("expect drop")),
         Just(String::from("expect unrouted")),
+        ident().prop_map(|t| format!("expect held {t}")),
         (ident(), template()).prop_map(|(t, b)| format!("expect body {t} {b}")),
         Just(String::from("at 2026-12-24 09:00 Europe/Berlin")),
         Just(String::from("at 5m")),

@@ -533,6 +533,7 @@ fn remembered(id: &str, state: AlertState, now: u64) -> Submission {
                 }),
                 resolve_once: true,
                 throttle: None,
+                gate: None,
             }],
             probes: Vec::new(),
         })),

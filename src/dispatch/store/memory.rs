@@ -141,8 +141,11 @@ impl Store for MemoryStore {
         let mut out = Vec::with_capacity(batch.len());
         for sub in batch {
             let mut stored = Stored::default();
-            let mut kept = sub.plain;
-            for r in &mut kept {
+            let mut kept = super::Kept {
+                now: sub.plain,
+                ..super::Kept::default()
+            };
+            for r in &mut kept.now {
                 r.id = state.id();
             }
             if let Some(st) = sub.stateful {
@@ -165,7 +168,20 @@ impl Store for MemoryStore {
                     );
                 }
             }
-            for r in kept {
+            for id in kept.cancelled {
+                state.fresh.remove(&id);
+                if let Some(r) = state.pending.remove(&id) {
+                    state.due.remove(&(r.spec.target.clone(), r.next_at_ms, id));
+                }
+            }
+            for r in kept.later {
+                stored.push_later(&r);
+                state
+                    .due
+                    .insert((r.spec.target.clone(), r.next_at_ms, r.id));
+                state.pending.insert(r.id, r);
+            }
+            for r in kept.now {
                 stored.push(&r);
                 state.fresh.insert(r.id, r.clone());
                 fresh.push(r);

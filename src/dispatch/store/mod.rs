@@ -280,13 +280,57 @@ pub(crate) struct Submission {
     pub(crate) stateful: Option<Box<Stateful>>,
 }
 
-/// Runs the step on one alert's records: each delivery it keeps is pushed onto `kept`
-/// with its id from `ids`. What every store runs inside the write that stores `kept`.
+/// What the step kept of one alert's records: deliveries due now, deliveries held for
+/// later (`next_at_ms` set to when they are due), and held deliveries to cancel.
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    /// Due now: stored as fresh.
+    pub(crate) now: Vec<Record>,
+    /// Due later: stored as pending, due at their `next_at_ms`.
+    pub(crate) later: Vec<Record>,
+    /// Held deliveries that are not to go out.
+    pub(crate) cancelled: Vec<u64>,
+}
+
+/// The step's sink for a store: ids from the store, records into [`Kept`].
+struct StoreSink<'a> {
+    ids: &'a mut dyn FnMut() -> u64,
+    kept: &'a mut Kept,
+}
+
+impl crate::state::Sink<Record> for StoreSink<'_> {
+    fn id(&mut self) -> u64 {
+        (self.ids)()
+    }
+
+    fn deliver(&mut self, _target: &str, mut r: Record, id: u64, at: Option<u64>) {
+        r.id = id;
+        match at {
+            Some(at) => {
+                r.next_at_ms = at;
+                self.kept.later.push(r);
+            }
+            None => self.kept.now.push(r),
+        }
+    }
+
+    fn cancel(&mut self, id: u64) {
+        // Held in this very write: it never reaches the outbox.
+        if let Some(i) = self.kept.later.iter().position(|r| r.id == id) {
+            self.kept.later.remove(i);
+        } else {
+            self.kept.cancelled.push(id);
+        }
+    }
+}
+
+/// Runs the step on one alert's records: what it keeps goes into `kept`, with ids from
+/// `ids`. What every store runs inside the write that stores `kept`.
 pub(crate) fn run_step(
     state: &mut dyn crate::state::State,
     st: Stateful,
     ids: &mut dyn FnMut() -> u64,
-    kept: &mut Vec<Record>,
+    kept: &mut Kept,
 ) -> Vec<Verdict> {
     crate::state::step(
         state,
@@ -294,17 +338,13 @@ pub(crate) fn run_step(
         st.choices,
         st.probes,
         st.now,
-        ids,
-        &mut |_, mut r: Record, id| {
-            r.id = id;
-            kept.push(r);
-        },
+        &mut StoreSink { ids, kept },
     )
 }
 
 /// Runs the step for a preview: nothing kept, ids 0.
 pub(crate) fn preview_one(state: &mut dyn crate::state::State, st: Stateful) -> Vec<Verdict> {
-    run_step(state, st, &mut || 0, &mut Vec::new())
+    run_step(state, st, &mut || 0, &mut Kept::default())
 }
 
 /// The step's input for one alert, with stored records as payloads.
@@ -326,9 +366,20 @@ pub(crate) struct Stored {
     pub(crate) verdicts: Vec<Verdict>,
     /// The targets of the deliveries stored, each once: whose workers to wake.
     pub(crate) targets: Vec<String>,
+    /// The targets of deliveries stored for later (held), each once: whose workers to tell
+    /// to read the table of due deliveries again.
+    pub(crate) later: Vec<String>,
 }
 
 impl Stored {
+    /// Notes a delivery stored for later.
+    pub(crate) fn push_later(&mut self, r: &Record) {
+        self.ids.push(r.id);
+        if !self.later.contains(&r.spec.target) {
+            self.later.push(r.spec.target.clone());
+        }
+    }
+
     /// Notes a stored delivery.
     pub(crate) fn push(&mut self, r: &Record) {
         self.ids.push(r.id);

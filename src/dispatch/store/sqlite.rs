@@ -883,8 +883,11 @@ fn commit(
                             ids: Vec::with_capacity(sub.plain.len()),
                             ..Stored::default()
                         };
-                        let mut kept = sub.plain;
-                        for r in &mut kept {
+                        let mut kept = super::Kept {
+                            now: sub.plain,
+                            ..super::Kept::default()
+                        };
+                        for r in &mut kept.now {
                             r.id = next_id;
                             next_id += 1;
                         }
@@ -900,7 +903,16 @@ fn commit(
                                 return Err(e);
                             }
                         }
-                        for r in kept {
+                        for id in kept.cancelled {
+                            if remove(&txn, id)? {
+                                deleted_max = deleted_max.max(id);
+                            }
+                        }
+                        for r in kept.later {
+                            put(&txn, &r)?;
+                            stored.push_later(&r);
+                        }
+                        for r in kept.now {
                             put_fresh(&txn, &r)?;
                             stored.push(&r);
                             if sink.is_some() {
