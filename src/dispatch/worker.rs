@@ -38,7 +38,7 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
     // One alert's deliveries go in the order they were accepted, those accepted before a
     // restart included.
     let mut order = Order::default();
-    match inner.store.pending_alerts(&target).await {
+    match inner.store.pending_alerts(&target, now_ms()).await {
         Ok(pending) => order.know(pending),
         Err(e) => tracing::error!(
             target = %target,

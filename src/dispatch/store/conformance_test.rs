@@ -649,7 +649,7 @@ async fn pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id(
     finish_one(&*s, retried(rs[0].clone(), 1, 5_000)).await;
     finish_one(&*s, Finish::Delivered(rs[2].id)).await;
     finish_one(&*s, dead(rs[3].clone(), "HTTP 400")).await;
-    let pending = s.pending_alerts("t").await.unwrap();
+    let pending = s.pending_alerts("t", 1_000).await.unwrap();
     assert_eq!(
         pending,
         [
@@ -657,5 +657,53 @@ async fn pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id(
             (rs[1].id, String::from("alert-1"))
         ]
     );
-    assert!(s.pending_alerts("nobody").await.unwrap().is_empty());
+    assert!(s.pending_alerts("nobody", 1_000).await.unwrap().is_empty());
+    // A held delivery (never attempted, due later) is left out until it is due.
+    let mut held = record("t", 7);
+    held.next_at_ms = 50_000;
+    let id = s
+        .submit(vec![Submission {
+            plain: Vec::new(),
+            stateful: Some(Box::new(Stateful {
+                facts: AlertFacts {
+                    id: Some(String::from("alert-7")),
+                    state: AlertState::Firing,
+                },
+                now: 1_000,
+                choices: vec![RuleChoice {
+                    rule: String::from("slow"),
+                    clauses: 1,
+                    targets: vec![(String::from("t"), held)],
+                    dedup: None,
+                    resolve_once: false,
+                    throttle: None,
+                    gate: Some(crate::state::Gate::Delay { ms: 49_000 }),
+                }],
+                probes: Vec::new(),
+            })),
+        }])
+        .await
+        .unwrap()[0]
+        .ids[0];
+    assert!(
+        s.pending_alerts("t", 49_999)
+            .await
+            .unwrap()
+            .iter()
+            .all(|(i, _)| *i != id),
+        "not before it is due"
+    );
+    assert!(
+        s.pending_alerts("t", 50_000)
+            .await
+            .unwrap()
+            .contains(&(id, String::from("alert-7"))),
+        "once due"
+    );
+    assert_eq!(due(&*s, "t", 49_999).await, [rs[0].id]);
+    assert_eq!(
+        due(&*s, "t", 50_000).await,
+        [rs[0].id, id],
+        "due at its time, as a retry is"
+    );
 }

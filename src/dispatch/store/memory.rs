@@ -317,12 +317,18 @@ impl Store for MemoryStore {
     fn pending_alerts<'a>(
         &'a self,
         target: &'a str,
+        now_ms: u64,
     ) -> StoreFuture<'a, Result<Vec<(u64, String)>, DispatchError>> {
         let state = self.state();
         let mut out: Vec<(u64, String)> = state
             .fresh
             .iter()
-            .chain(state.pending.iter())
+            .chain(
+                state
+                    .pending
+                    .iter()
+                    .filter(|(_, r)| !(r.attempts == 0 && r.next_at_ms > now_ms)),
+            )
             .filter(|(_, r)| r.spec.target == target)
             .filter_map(|(id, r)| Some((*id, r.alert_id.clone()?)))
             .collect();

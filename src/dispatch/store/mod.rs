@@ -522,11 +522,14 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Every pending delivery (fresh, or waiting for a retry) to `target` whose alert has an
     /// `@id`, as `(delivery id, alert id)` in delivery-id order: what a worker reads once at
     /// start to send one alert's deliveries in the order they were accepted
-    /// (`dispatch/order.rs`). An unreadable record is left out (it becomes a dead letter
-    /// when it is reached, and never holds anything back).
+    /// (`dispatch/order.rs`). Left out: an unreadable record (it becomes a dead letter when
+    /// it is reached, and never holds anything back), and a held delivery not due by
+    /// `now_ms` (never attempted, due later: it takes its place in the order when due, and
+    /// may be cancelled before).
     fn pending_alerts<'a>(
         &'a self,
         target: &'a str,
+        now_ms: u64,
     ) -> StoreFuture<'a, Result<Vec<(u64, String)>, DispatchError>>;
 
     /// How many deliveries are fresh or pending, and how many are dead.

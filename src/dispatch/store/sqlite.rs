@@ -374,25 +374,34 @@ impl SqliteStore {
         })
     }
 
-    fn pending_alerts_now(&self, target: &str) -> Result<Vec<(u64, String)>, DispatchError> {
-        /// The one field needed; serde skips the rest of the record.
+    fn pending_alerts_now(
+        &self,
+        target: &str,
+        now_ms: u64,
+    ) -> Result<Vec<(u64, String)>, DispatchError> {
+        /// The fields needed; serde skips the rest of the record.
         #[derive(serde::Deserialize)]
-        struct AlertOnly {
+        struct Needed {
             alert_id: Option<String>,
+            #[serde(default)]
+            attempts: u32,
         }
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, record FROM fresh WHERE target = ?1
-                 UNION ALL SELECT id, record FROM deliveries WHERE target = ?1 ORDER BY 1",
+                "SELECT id, record, 0 FROM fresh WHERE target = ?1
+                 UNION ALL SELECT id, record, next_at FROM deliveries WHERE target = ?1 ORDER BY 1",
             )?;
             let mut rows = stmt.query([target])?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
                 let id = from_i64(row.get(0)?);
+                let next_at = from_i64(row.get(2)?);
                 let bytes = row.get_ref(1)?.as_blob()?;
-                if let Ok(AlertOnly {
+                if let Ok(Needed {
                     alert_id: Some(alert),
-                }) = serde_json::from_slice::<AlertOnly>(bytes)
+                    attempts,
+                }) = serde_json::from_slice::<Needed>(bytes)
+                    && !(attempts == 0 && next_at > now_ms)
                 {
                     out.push((id, alert));
                 }
@@ -538,8 +547,9 @@ impl Store for SqliteStore {
     fn pending_alerts<'a>(
         &'a self,
         target: &'a str,
+        now_ms: u64,
     ) -> StoreFuture<'a, Result<Vec<(u64, String)>, DispatchError>> {
-        Box::pin(std::future::ready(self.pending_alerts_now(target)))
+        Box::pin(std::future::ready(self.pending_alerts_now(target, now_ms)))
     }
 
     fn depth(&self) -> Result<Depth, DispatchError> {
