@@ -909,7 +909,7 @@ async fn operations_endpoints() {
     let (s, v) = send(&f, get("/healthz")).await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
     let (s, v) = send(&f, get("/readyz")).await;
-    assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(9)));
+    assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(10)));
 
     // Explain routes without delivering.
     let before = f.state.router().stats().submitted;
@@ -934,7 +934,7 @@ async fn operations_endpoints() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     let (s, v) = send(&f, get("/api/rules")).await;
-    assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(9)));
+    assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(10)));
     assert_eq!(v["files"].as_array().unwrap().len(), 4);
     assert_eq!(
         v["windows"],
@@ -943,7 +943,7 @@ async fn operations_endpoints() {
     assert!(v["files"][0]["hash"].as_str().unwrap().len() == 16);
     // Found by a user: the listing had counts but no rule names.
     let list = v["rule_list"].as_array().unwrap();
-    assert_eq!(list.len(), 9);
+    assert_eq!(list.len(), 10);
     assert_eq!(list[0]["name"], "yandex alarm");
     assert_eq!(list[0]["actions"][0], "post alarm_url");
     assert!(

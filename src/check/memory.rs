@@ -44,7 +44,12 @@ pub(crate) enum CheckedGate {
     Hold(usize),
     /// `mute during <window>`: the window's index.
     Mute(usize),
+    /// `mute flapping <changes> changes in <ms>`.
+    Flapping { changes: u64, ms: u64 },
 }
+
+/// The most changes `mute flapping` counts: each is a time kept per alert.
+pub(crate) const MAX_FLAP_CHANGES: u64 = 100;
 
 /// What a rule asks the state to remember.
 #[derive(Debug, Clone, Default)]
@@ -94,13 +99,12 @@ pub(crate) fn check_memory(
             Action::Delay(_, _, span) => ("delay", *span),
             Action::HoldDuring(_, span) => ("hold during", *span),
             Action::MuteDuring(_, span) => ("mute during", *span),
+            Action::MuteFlapping(f) => ("mute flapping", f.span),
             _ => continue,
         };
-        let is_gate = matches!(name, "delay" | "hold during" | "mute during");
-        if is_gate
-            && let Some((other, at)) = seen
-                .iter()
-                .find(|(n, _)| matches!(*n, "delay" | "hold during" | "mute during") && *n != name)
+        let gates = ["delay", "hold during", "mute during", "mute flapping"];
+        if gates.contains(&name)
+            && let Some((other, at)) = seen.iter().find(|(n, _)| gates.contains(n) && *n != name)
         {
             cx.report(
                 Diagnostic::error(
@@ -109,7 +113,7 @@ pub(crate) fn check_memory(
                 )
                 .with_primary(span, "a second gate")
                 .with_secondary(*at, "the first")
-                .with_help("keep one: a rule is delayed, held during a window, or muted during one; write two rules for two windows"),
+                .with_help("keep one: a rule is delayed, held or muted during a window, or muted when flapping; write two rules for two windows"),
             );
             continue;
         }
@@ -146,6 +150,7 @@ pub(crate) fn check_memory(
             Action::MuteDuring(w, _) => {
                 out.gate = scope.resolve_window(cx, w).map(CheckedGate::Mute);
             }
+            Action::MuteFlapping(f) => out.gate = flapping(cx, f),
             _ => {}
         }
     }
@@ -217,6 +222,38 @@ fn dedup(cx: &mut Cx<'_>, d: &ast::Dedup, r: &ast::Rule) -> Option<CheckedDedup>
         by: d.by.clone(),
         window_ms,
     })
+}
+
+fn flapping(cx: &mut Cx<'_>, f: &ast::Flapping) -> Option<CheckedGate> {
+    let changes = f.changes.unwrap_or(u64::MAX);
+    if !(2..=MAX_FLAP_CHANGES).contains(&changes) {
+        cx.report(
+            Diagnostic::error(
+                codes::BAD_CLAUSE,
+                format!("`mute flapping` counts from 2 to {MAX_FLAP_CHANGES} changes"),
+            )
+            .with_primary(f.changes_span, "out of range")
+            .with_help("for example: `mute flapping 4 changes in 30m`"),
+        );
+        return None;
+    }
+    let ms = f.within.as_millis().unwrap_or(u64::MAX);
+    if ms == 0 || ms > MAX_DELAY_MS {
+        cx.report(
+            Diagnostic::error(codes::BAD_CLAUSE, "`mute flapping` counts within 1ms to 7d")
+                .with_primary(
+                    f.within_span,
+                    if ms == 0 {
+                        "zero"
+                    } else {
+                        "longer than a week"
+                    },
+                )
+                .with_help("for example: `mute flapping 4 changes in 30m`"),
+        );
+        return None;
+    }
+    Some(CheckedGate::Flapping { changes, ms })
 }
 
 fn throttle(

@@ -321,7 +321,8 @@ pub(crate) fn check(
                             | ast::Action::Throttle(_)
                             | ast::Action::Delay(..)
                             | ast::Action::HoldDuring(..)
-                            | ast::Action::MuteDuring(..) => None,
+                            | ast::Action::MuteDuring(..)
+                            | ast::Action::MuteFlapping(..) => None,
                         };
                         if let Some((span, what, why)) = redundant {
                             cx.report(

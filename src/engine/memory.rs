@@ -72,6 +72,9 @@ pub(crate) fn compile(
             crate::check::CheckedGate::Delay(ms) => format!("delay {} unless resolved", millis(ms)),
             crate::check::CheckedGate::Hold(i) => format!("hold during {}", window(i)),
             crate::check::CheckedGate::Mute(i) => format!("mute during {}", window(i)),
+            crate::check::CheckedGate::Flapping { changes, ms } => {
+                format!("mute flapping {changes} changes in {}", millis(ms))
+            }
         });
     }
     if let Some(t) = &m.throttle {
@@ -351,6 +354,7 @@ fn gate(set: &RuleSet, g: crate::check::CheckedGate, alert: &Alert) -> crate::st
             let (window, until) = window(i);
             Gate::Mute { window, until }
         }
+        CheckedGate::Flapping { changes, ms } => Gate::Flapping { changes, ms },
     }
 }
 

@@ -71,6 +71,15 @@ pub enum Gate {
         /// When `now` is inside the window: the window's end (ms); `None` outside.
         until: Option<u64>,
     },
+    /// `mute flapping <n> changes in <d>`: after `changes` changes of `@state` within `ms`,
+    /// notifications wait until the state has been stable for `ms`; then the current state
+    /// goes once.
+    Flapping {
+        /// How many changes make a flap.
+        changes: u64,
+        /// The window they are counted in, and how long the state must then stay put.
+        ms: u64,
+    },
     /// `mute during <window>`: inside the window, a delivery is dropped (a resolution that
     /// `resolve once` owes still goes).
     Mute {
@@ -311,6 +320,16 @@ pub enum Entry {
     Passed {
         /// When (ms).
         at: u64,
+    },
+    /// What `mute flapping` knows of an alert: its last `@state`, the times of its recent
+    /// changes, and the delivery it holds until the state is stable, if any.
+    Flap {
+        /// The last `@state` seen, as its name.
+        state: String,
+        /// When it changed, within the clause's window (ms).
+        changes: Vec<u64>,
+        /// The held delivery and when it is due.
+        held: Option<(u64, u64)>,
     },
     /// A firing held by `delay` or `hold during`: delivery `delivery`, due at `until`.
     Held {
@@ -580,15 +599,13 @@ fn one_rule<P: Clone>(
     let mut passing: Vec<(String, P)> = Vec::new();
     for (target, payload) in targets {
         // A resolution while its firing is still held: neither goes out.
-        if resolved
-            && gate.is_some()
-            && cancel_held(state, alert, &rule, clauses, &target, now, out)
-        {
+        let holds = matches!(gate, Some(Gate::Delay { .. } | Gate::Hold { .. }));
+        if resolved && holds && cancel_held(state, alert, &rule, clauses, &target, now, out) {
             continue;
         }
         // A re-sent firing while one is held joins it.
         if !resolved
-            && gate.is_some()
+            && holds
             && let Some((delivery, until)) = held_firing(state, alert, &rule, clauses, &target, now)
         {
             out.verdict(&rule, &target, VerdictKind::Held { delivery, until });
@@ -688,6 +705,13 @@ fn one_rule<P: Clone>(
     for (target, payload) in passing {
         let delivery = match gated(&gate, resolved, now) {
             Gated::Now => out.send(&rule, &target, payload),
+            Gated::Flapping { changes, ms } => {
+                let place = (rule.as_str(), clauses, target.as_str());
+                match flapping(state, alert, place, payload, (changes, ms), now, out) {
+                    Some(delivery) => delivery,
+                    None => continue,
+                }
+            }
             Gated::Muted { window, until } => {
                 out.verdict(&rule, &target, VerdictKind::Muted { window, until });
                 continue;
@@ -727,6 +751,8 @@ fn one_rule<P: Clone>(
 enum Gated {
     /// It goes now.
     Now,
+    /// `mute flapping` decides, from what it knows of the alert.
+    Flapping { changes: u64, ms: u64 },
     /// It is dropped (`mute during`).
     Muted { window: String, until: u64 },
     /// It waits until then (`delay`, `hold during`).
@@ -750,7 +776,78 @@ fn gated(gate: &Option<Gate>, resolved: bool, now: u64) -> Gated {
             until: *until,
         },
         Some(Gate::Hold { until: None, .. } | Gate::Mute { until: None, .. }) => Gated::Now,
+        Some(Gate::Flapping { changes, ms }) => Gated::Flapping {
+            changes: *changes,
+            ms: *ms,
+        },
     }
+}
+
+/// `mute flapping <n> changes in <d>` for one delivery: counts the alert's change of
+/// `@state`; once `n` changes fall within `d`, or while a delivery is held for being
+/// unstable, the delivery is held until the state has stayed put for `d` (a change cancels
+/// the held one and holds the new state; a repeat of the held state joins it). Answers the
+/// delivery stored (sent or held), or `None` when it joined one. An alert without `@id`
+/// goes at once.
+fn flapping<P>(
+    state: &mut dyn State,
+    alert: &AlertFacts,
+    (rule, clauses, target): (&str, u64, &str),
+    payload: P,
+    (limit, ms): (u64, u64),
+    now: u64,
+    out: &mut Out<'_, P>,
+) -> Option<u64> {
+    let Some(key) = per_alert("flap", alert, rule, clauses, target) else {
+        return Some(out.send(rule, target, payload));
+    };
+    let (mut last, mut changes, held) = match state.get(&key, now) {
+        Some(Entry::Flap {
+            state,
+            changes,
+            held,
+        }) => (state, changes, held),
+        _ => (String::new(), Vec::new(), None),
+    };
+    let name = alert.state.as_str();
+    changes.retain(|&t| t.saturating_add(ms) > now);
+    let changed = !last.is_empty() && last != name;
+    if changed {
+        changes.push(now);
+    }
+    last = name.to_owned();
+    let held = held.filter(|&(_, until)| until > now);
+    let (delivery, held) = if changes.len() as u64 >= limit || held.is_some() {
+        match held {
+            Some((delivery, until)) if !changed => {
+                out.verdict(rule, target, VerdictKind::Held { delivery, until });
+                (None, Some((delivery, until)))
+            }
+            _ => {
+                if let Some((old, _)) = held {
+                    out.sink.cancel(old);
+                }
+                let until = now.saturating_add(ms);
+                let delivery = out.hold(rule, target, payload, until);
+                (Some(delivery), Some((delivery, until)))
+            }
+        }
+    } else {
+        (Some(out.send(rule, target, payload)), None)
+    };
+    let expires = now
+        .saturating_add(ms)
+        .max(held.map_or(0, |(_, until)| until));
+    state.put(
+        &key,
+        &Entry::Flap {
+            state: last,
+            changes,
+            held,
+        },
+        expires,
+    );
+    delivery
 }
 
 /// The alert is over an `at most` limit: each target it would have gone to is throttled,

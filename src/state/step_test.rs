@@ -783,3 +783,70 @@ fn mute_during_a_window_drops_but_a_resolution_owed_still_goes() {
     assert_eq!(v, [VerdictKind::Unannounced]);
     assert!(d.is_empty());
 }
+
+#[test]
+fn mute_flapping_holds_until_the_state_is_stable_then_the_current_state_goes_once() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let rule = || {
+        gated_rule(
+            Gate::Flapping {
+                changes: 3,
+                ms: 10 * MIN,
+            },
+            false,
+        )
+    };
+    let firing = facts("a", AlertState::Firing);
+    let resolved = facts("a", AlertState::Resolved);
+    let mut step_at = |alert: &AlertFacts, at: u64| run_gated(&mut s, alert, rule(), at, &mut next);
+    // The first sighting and two changes go as they come.
+    assert_eq!(
+        step_at(&firing, 0).0,
+        [VerdictKind::Delivered { delivery: 1 }]
+    );
+    assert_eq!(
+        step_at(&resolved, MIN).0,
+        [VerdictKind::Delivered { delivery: 2 }]
+    );
+    assert_eq!(
+        step_at(&firing, 2 * MIN).0,
+        [VerdictKind::Delivered { delivery: 3 }]
+    );
+    // The third change within 10 minutes: held until the state is stable for 10 minutes.
+    let (v, d, _) = step_at(&resolved, 3 * MIN);
+    assert_eq!(
+        v,
+        [VerdictKind::Held {
+            delivery: 4,
+            until: 13 * MIN
+        }]
+    );
+    assert_eq!(d, [(4, Some(13 * MIN))]);
+    // A repeat of the held state joins it.
+    let (v, d, _) = step_at(&resolved, 4 * MIN);
+    assert_eq!(
+        v,
+        [VerdictKind::Held {
+            delivery: 4,
+            until: 13 * MIN
+        }]
+    );
+    assert!(d.is_empty());
+    // Another change: the held resolution is cancelled; the firing waits its 10 minutes.
+    let (v, d, c) = step_at(&firing, 5 * MIN);
+    assert_eq!(
+        v,
+        [VerdictKind::Held {
+            delivery: 5,
+            until: 15 * MIN
+        }]
+    );
+    assert_eq!(d, [(5, Some(15 * MIN))]);
+    assert_eq!(c, [4]);
+    // Stable since: delivery 5 went at 15 min; a re-send after that goes as usual.
+    let (v, d, c) = step_at(&firing, 16 * MIN);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 6 }]);
+    assert_eq!(d, [(6, None)]);
+    assert!(c.is_empty());
+}

@@ -83,6 +83,26 @@ pub(crate) enum Action {
     HoldDuring(Ident, #[serde(skip)] Span),
     /// `mute during <window>`, with the whole clause's place.
     MuteDuring(Ident, #[serde(skip)] Span),
+    /// `mute flapping <n> changes in <d>`.
+    MuteFlapping(Flapping),
+}
+
+/// `mute flapping 4 changes in 30m`
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Flapping {
+    /// How many changes; `None` when the number does not fit (a diagnostic says so).
+    pub(crate) changes: Option<u64>,
+    /// Where the number is written.
+    #[serde(skip)]
+    pub(crate) changes_span: Span,
+    /// The window the changes are counted in.
+    pub(crate) within: Duration,
+    /// Where the window is written.
+    #[serde(skip)]
+    pub(crate) within_span: Span,
+    /// The whole clause.
+    #[serde(skip)]
+    pub(crate) span: Span,
 }
 
 /// `dedup by labels.alertname for 4h`

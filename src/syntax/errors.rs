@@ -83,6 +83,9 @@ fn words(r: R) -> Option<&'static str> {
             "an action (`post <target>`, `drop`, `stop`, `dedup ...`, `resolve once`, `at most ...`, `delay ...`, `hold during ...` or `mute during ...`)"
         }
         R::kw_unless => "`unless resolved`",
+        R::kw_flapping => "`flapping <n> changes in <duration>`",
+        R::kw_changes => "`changes in <duration>`",
+        R::kw_in => "`in <duration>`",
         R::dedup_for | R::dedup_until | R::kw_for | R::kw_until => {
             "`for <duration>` or `until resolved`"
         }

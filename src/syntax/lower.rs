@@ -131,6 +131,36 @@ impl Lowerer {
                                     None => unreachable!("grammar: delay has a duration"),
                                 }
                             }
+                            R::mute_clause
+                                if a.clone()
+                                    .into_inner()
+                                    .any(|p| p.as_rule() == R::kw_flapping) =>
+                            {
+                                let mut f = Flapping {
+                                    changes: None,
+                                    changes_span: span,
+                                    within: Duration {
+                                        amount: 0,
+                                        unit: DurationUnit::Seconds,
+                                    },
+                                    within_span: span,
+                                    span,
+                                };
+                                for p in a.into_inner() {
+                                    match p.as_rule() {
+                                        R::count => {
+                                            f.changes_span = self.span(&p);
+                                            f.changes = p.as_str().parse::<u64>().ok();
+                                        }
+                                        R::duration => {
+                                            f.within_span = self.span(&p);
+                                            f.within = self.duration(&p);
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                                Action::MuteFlapping(f)
+                            }
                             R::hold_clause | R::mute_clause => {
                                 let hold = a.as_rule() == R::hold_clause;
                                 let name = a

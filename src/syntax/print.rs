@@ -52,6 +52,12 @@ fn rule(out: &mut String, r: &Rule) {
             Action::Delay(d, ..) => format!("delay {}{} unless resolved", d.amount, d.suffix()),
             Action::HoldDuring(w, _) => format!("hold during {}", w.name),
             Action::MuteDuring(w, _) => format!("mute during {}", w.name),
+            Action::MuteFlapping(f) => format!(
+                "mute flapping {} changes in {}{}",
+                f.changes.unwrap_or(u64::MAX),
+                f.within.amount,
+                f.within.suffix()
+            ),
             Action::Throttle(t) => {
                 let mut out = format!(
                     "at most {} per {}{}{}",

@@ -134,6 +134,7 @@ pub(super) fn item() -> impl Strategy<Value = String> {
             Just(String::from("delay 2m unless resolved")),
             ident().prop_map(|w| format!("hold during {w}")),
             ident().prop_map(|w| format!("mute during {w}")),
+            Just(String::from("mute flapping 4 changes in 30m")),
         ],
         1..3,
     )
