@@ -245,3 +245,41 @@ fn a_window_in_a_file_that_did_not_parse_is_not_reported_unknown_elsewhere() {
     assert!(text.contains("E0101"), "{text}");
     assert!(!text.contains("E0403"), "{text}");
 }
+
+/// A step without an alert sees what held deliveries did by its time: a hold during the
+/// night goes out at the night's end, not a minute before.
+#[test]
+fn a_test_step_without_an_alert_sees_a_held_delivery_go_out_when_due() {
+    let rules = |first: &str, second: &str| {
+        format!(
+            r#"target chat {{ url = "https://x.test/chat" }}
+               window night = daily 22:00-07:00 Europe/Berlin
+               rule "quiet nights" when severity == "warning" -> post chat, hold during night
+               test "the morning" {{
+                   at 2026-01-05 23:00 Europe/Berlin
+                   alert {{ "severity": "warning" }}
+                   expect held chat
+                   at 2026-01-06 06:59 Europe/Berlin
+                   expect {first} chat
+                   at 2026-01-06 07:00 Europe/Berlin
+                   expect {second} chat
+               }}"#
+        )
+    };
+    let report = RuleSet::from_files([("n.rules", rules("no post", "post"))])
+        .unwrap()
+        .run_tests();
+    assert_eq!(report.failed(), 0, "{report}");
+    let report = RuleSet::from_files([("n.rules", rules("post", "no post"))])
+        .unwrap()
+        .run_tests();
+    let text = report.to_string();
+    assert!(
+        text.contains("at 2026-01-06 06:59 Europe/Berlin: expected a held delivery to `chat` to have gone out, but what went out was: nothing"),
+        "{text}"
+    );
+    assert!(
+        text.contains("at 2026-01-06 07:00 Europe/Berlin: expected nothing to go out to `chat`, but a held delivery did"),
+        "{text}"
+    );
+}

@@ -102,6 +102,7 @@ pub(crate) fn explain(set: &RuleSet, alert: &Alert) -> Explanation {
 pub(crate) fn explain_many(set: &RuleSet, alerts: &[Alert]) -> Vec<Explanation> {
     let mut state = crate::state::MemoryState::default();
     let mut next = 0;
+    let mut held = Vec::new();
     alerts
         .iter()
         .map(|alert| {
@@ -109,7 +110,7 @@ pub(crate) fn explain_many(set: &RuleSet, alerts: &[Alert]) -> Vec<Explanation> 
             let d = set.evaluate(alert);
             if d.remembers(alert) {
                 let (posted, verdicts) =
-                    super::memory::step_offline(&d, alert, &mut state, &mut next);
+                    super::memory::step_offline(&d, alert, &mut state, &mut next, &mut held);
                 e.decision.targets = posted;
                 e.verdicts = verdicts;
                 for v in &mut e.verdicts {

@@ -367,6 +367,7 @@ pub(crate) fn step_offline(
     alert: &Alert,
     state: &mut crate::state::MemoryState,
     next: &mut u64,
+    held: &mut Vec<HeldOffline>,
 ) -> (Vec<String>, Vec<crate::state::Verdict>) {
     let now = u64::try_from(alert.received_at().as_millisecond()).unwrap_or(0);
     if !d.remembers(alert) {
@@ -380,16 +381,41 @@ pub(crate) fn step_offline(
     let mut sink = Offline {
         next,
         posted: Vec::new(),
+        held,
     };
     let verdicts = crate::state::step(state, &facts, choices, probes, now, &mut sink);
     let out = sink.posted;
     (out, verdicts)
 }
 
-/// The step's sink offline: numbered deliveries, the targets of those due now.
+/// A delivery held offline (`delay`, `hold during`, `mute flapping`): where it goes and
+/// when, so that a test's later step sees it go out.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldOffline {
+    pub(crate) target: String,
+    pub(crate) id: u64,
+    pub(crate) at: u64,
+}
+
+/// Takes the held deliveries due by `now`, and answers their targets.
+pub(crate) fn release(held: &mut Vec<HeldOffline>, now: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    held.retain(|h| {
+        let due = h.at <= now;
+        if due {
+            out.push(h.target.clone());
+        }
+        !due
+    });
+    out
+}
+
+/// The step's sink offline: numbered deliveries, the targets of those due now, and those
+/// held for later.
 struct Offline<'a> {
     next: &'a mut u64,
     posted: Vec<String>,
+    held: &'a mut Vec<HeldOffline>,
 }
 
 impl<P> crate::state::Sink<P> for Offline<'_> {
@@ -398,11 +424,18 @@ impl<P> crate::state::Sink<P> for Offline<'_> {
         *self.next
     }
 
-    fn deliver(&mut self, target: &str, _: P, _: u64, at: Option<u64>) {
-        if at.is_none() {
-            self.posted.push(target.to_owned());
+    fn deliver(&mut self, target: &str, _: P, id: u64, at: Option<u64>) {
+        match at {
+            None => self.posted.push(target.to_owned()),
+            Some(at) => self.held.push(HeldOffline {
+                target: target.to_owned(),
+                id,
+                at,
+            }),
         }
     }
 
-    fn cancel(&mut self, _: u64) {}
+    fn cancel(&mut self, id: u64) {
+        self.held.retain(|h| h.id != id);
+    }
 }

@@ -57,6 +57,7 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
         let mut trace = None;
         let mut state = crate::state::MemoryState::default();
         let mut next = 0;
+        let mut held = Vec::new();
         let timed = t.steps.len() > 1 || t.steps.iter().any(|s| s.label != "0s");
         for step in &t.steps {
             let at = if timed {
@@ -65,13 +66,19 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
                 String::new()
             };
             let before = failures.len();
+            // Held deliveries due by this step's time go out first.
+            let released = super::memory::release(&mut held, step.at_ms);
+            let Some(step_alert) = &step.alert else {
+                check_released(set, &released, &step.expects, &at, &mut failures);
+                continue;
+            };
             let received = i64::try_from(step.at_ms)
                 .ok()
                 .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
                 .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
             // Checked at load: a `${now...}` that does not read is an error there.
-            let body = crate::check::at_clock(&step.alert, step.at_ms)
-                .unwrap_or_else(|_| step.alert.clone());
+            let body = crate::check::at_clock(step_alert, step.at_ms)
+                .unwrap_or_else(|_| step_alert.clone());
             let alert = match t.source {
                 Some(source) => match adapt_at(Some(source), body, received, &AdaptLimits::NONE) {
                     Ok(mut alerts) if !alerts.is_empty() => Some(alerts.remove(0)),
@@ -90,8 +97,13 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
             };
             let Some(alert) = alert else { continue };
             let d = set.evaluate(&alert);
-            let (posted, verdicts) = super::memory::step_offline(&d, &alert, &mut state, &mut next);
-            let posted: Vec<&str> = posted.iter().map(String::as_str).collect();
+            let (posted, verdicts) =
+                super::memory::step_offline(&d, &alert, &mut state, &mut next, &mut held);
+            let posted: Vec<&str> = released
+                .iter()
+                .chain(posted.iter())
+                .map(String::as_str)
+                .collect();
             check_step(
                 set,
                 &d,
@@ -114,6 +126,40 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
         });
     }
     TestReport { tests }
+}
+
+/// Checks a step without an alert: `expect post` / `expect no post` against the held
+/// deliveries that went out by its time.
+fn check_released(
+    set: &RuleSet,
+    released: &[String],
+    expects: &[CheckedExpect],
+    at: &str,
+    failures: &mut Vec<String>,
+) {
+    let name = |i: usize| set.inner.targets.get(i).map_or("?", |t| t.name.as_str());
+    let shown = if released.is_empty() {
+        String::from("nothing")
+    } else {
+        released.join(", ")
+    };
+    for e in expects {
+        match e {
+            CheckedExpect::Post(i) if !released.iter().any(|t| t == name(*i)) => {
+                failures.push(format!(
+                    "{at}expected a held delivery to `{}` to have gone out, but what went out was: {shown}",
+                    name(*i)
+                ));
+            }
+            CheckedExpect::NoPost(i) if released.iter().any(|t| t == name(*i)) => {
+                failures.push(format!(
+                    "{at}expected nothing to go out to `{}`, but a held delivery did",
+                    name(*i)
+                ));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Checks one step's expectations; each that fails adds a line (prefixed with the step's
