@@ -283,3 +283,23 @@ fn a_test_step_without_an_alert_sees_a_held_delivery_go_out_when_due() {
         "{text}"
     );
 }
+
+/// Every alert that asks `during` tries each part of the window: the parts are bounded.
+#[test]
+fn a_window_of_more_than_100_parts_is_refused_with_its_count() {
+    let parts = vec!["mon 09:00-10:00"; 101].join(" or ");
+    let text = format!(
+        "window many = {parts} UTC\ntarget t {{ url = \"https://x.test\" }}\nwhen during many -> post t\n"
+    );
+    let e = RuleSet::from_files([("m.rules", text.as_str())]).unwrap_err();
+    let shown = e.diagnostics().unwrap().render(switchyard::Format::Text);
+    assert!(
+        shown.contains("window `many` has 101 parts; the limit is 100"),
+        "{shown}"
+    );
+    let fine = vec!["mon 09:00-10:00"; 100].join(" or ");
+    let text = format!(
+        "window many = {fine} UTC\ntarget t {{ url = \"https://x.test\" }}\nwhen during many -> post t\n"
+    );
+    assert!(RuleSet::from_files([("m.rules", text.as_str())]).is_ok());
+}

@@ -255,6 +255,21 @@ pub(crate) fn check(
             }
         }
     }
+    // `during` refers to windows by their place: one left out would shift the others.
+    // Every window that is not checked has an error of its own; say so if one has none.
+    if cx.errors.is_empty()
+        && let Some(i) = windows.iter().position(Option::is_none)
+        && let Some((name, span)) = scope.windows.get(i)
+    {
+        cx.report(
+            Diagnostic::error(
+                codes::BAD_WINDOW,
+                format!("window `{name}` could not be read"),
+            )
+            .with_primary(*span, "this window")
+            .with_help("rewrite it in the form `window name = mon-fri 09:00-18:00 Europe/Berlin`"),
+        );
+    }
     out.windows = windows.into_iter().flatten().collect();
     check_fallback_cycles(&mut cx, &out.targets, &scope);
     let mut posted = vec![false; scope.targets.len()];

@@ -25,8 +25,26 @@ const LONG_DAY_NAMES: [&str; 7] = [
     "sunday",
 ];
 
+/// The most parts a window has: each alert that asks `during` tries every part.
+pub(crate) const MAX_WINDOW_PARTS: usize = 100;
+
 /// Checks a window declaration; `None` when a part of it is wrong (a diagnostic says which).
 pub(crate) fn check_window(cx: &mut Cx<'_>, w: &WindowDecl) -> Option<Window> {
+    if w.parts.len() > MAX_WINDOW_PARTS {
+        cx.report(
+            Diagnostic::error(
+                codes::BAD_WINDOW,
+                format!(
+                    "window `{}` has {} parts; the limit is {MAX_WINDOW_PARTS}",
+                    w.name.name,
+                    w.parts.len()
+                ),
+            )
+            .with_primary(w.name.span, "too many parts")
+            .with_help("merge days into ranges (`mon-fri`, `mon,wed,fri`), or split it into several windows joined with `or` in the condition"),
+        );
+        return None;
+    }
     let zone = match &w.zone {
         Some(z) => check_zone(cx, z),
         None => {
@@ -143,7 +161,20 @@ fn check_part(cx: &mut Cx<'_>, p: &WindowPart, w: &WindowDecl) -> Option<Part> {
             // A date without a time is the whole day: the range ends at the next midnight.
             let end = match end_time {
                 Some(t) => at(end?, t?),
-                None => end?.tomorrow().ok()?.at(0, 0, 0, 0),
+                None => match end?.tomorrow() {
+                    Ok(next) => next.at(0, 0, 0, 0),
+                    Err(_) => {
+                        cx.report(
+                            Diagnostic::error(
+                                codes::BAD_WINDOW,
+                                "the dated range ends past the calendar's last day",
+                            )
+                            .with_primary(to.0.span, "no day follows this one")
+                            .with_help("end the range on 9999-12-30 at the latest"),
+                        );
+                        return None;
+                    }
+                },
             };
             if end <= start {
                 cx.report(
@@ -171,6 +202,7 @@ fn check_part(cx: &mut Cx<'_>, p: &WindowPart, w: &WindowDecl) -> Option<Part> {
 /// The local date and time `minutes` after midnight of `d` (`24:00` is the next midnight).
 fn at(d: Date, minutes: u16) -> DateTime {
     if minutes >= DAY_MINUTES {
+        // `24:00` of the calendar's last day is its last instant.
         return d
             .tomorrow()
             .map_or(d.at(23, 59, 59, 999_999_999), |t| t.at(0, 0, 0, 0));
@@ -293,7 +325,22 @@ pub(crate) fn moment(
     let tz = check_zone(cx, zone_text)?;
     let (d, c) = (d?, c?);
     let local = d.to_datetime(Time::new((c / 60) as i8, (c % 60) as i8, 0, 0).ok()?);
-    tz.to_ambiguous_timestamp(local).compatible().ok()
+    let moment = tz
+        .to_ambiguous_timestamp(local)
+        .compatible()
+        .ok()
+        .filter(|m| m.as_millisecond() >= 0);
+    if moment.is_none() {
+        cx.report(
+            Diagnostic::error(
+                codes::BAD_TEST,
+                "the moment is outside the test clock's range",
+            )
+            .with_primary(date_text.span.to(zone_text.span), "here")
+            .with_help("a test's clock runs from 1970-01-01 00:00 UTC to the end of 9999"),
+        );
+    }
+    moment
 }
 
 /// A test alert with each `${now}`, `${now-5m}` or `${now+1h}` in its strings replaced by
