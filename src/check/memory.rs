@@ -157,6 +157,22 @@ pub(crate) fn check_memory(
     let Some(first) = first else {
         return out;
     };
+    // `resolve once` sends an owed resolution at once, which would step around the damping.
+    if let (Some((_, flap)), Some((_, once))) = (
+        seen.iter().find(|(n, _)| *n == "mute flapping"),
+        seen.iter().find(|(n, _)| *n == "resolve once"),
+    ) {
+        cx.report(
+            Diagnostic::error(
+                codes::BAD_CLAUSE,
+                "`mute flapping` and `resolve once` pull against each other",
+            )
+            .with_primary(*once, "would send each resolution at once")
+            .with_secondary(*flap, "holds every state until it is stable")
+            .with_help("keep `mute flapping`: the state that goes once stable is the resolution, when the alert settles resolved"),
+        );
+        out.gate = None;
+    }
     if r.name.is_none() {
         cx.report(
             Diagnostic::error(
