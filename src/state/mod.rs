@@ -24,6 +24,11 @@ use crate::alert::State as AlertState;
 /// firing went through. After this they are forgotten (garbage-collected).
 pub const RETENTION_MS: u64 = 7 * 24 * 3_600_000;
 
+/// A resolution this close to its held firing's due time no longer cancels it: both go,
+/// the firing first. Far more than a commit waits in the writer's queue, so a cancellation
+/// never races a worker that is already sending the held delivery.
+pub const CANCEL_MARGIN_MS: u64 = 500;
+
 /// One alert's facts the step needs: its `@id` and `@state`.
 #[derive(Clone, Debug)]
 pub struct AlertFacts {
@@ -548,7 +553,9 @@ fn cancel_held<P>(
         return false;
     };
     state.delete(&key);
-    if now >= until {
+    // Due, or about to be: a worker may be sending it already, and cancelling then would
+    // drop the resolution of a firing that went out. Both go, the firing first.
+    if now.saturating_add(CANCEL_MARGIN_MS) >= until {
         return false;
     }
     out.sink.cancel(delivery);

@@ -850,3 +850,36 @@ fn mute_flapping_holds_until_the_state_is_stable_then_the_current_state_goes_onc
     assert_eq!(d, [(6, None)]);
     assert!(c.is_empty());
 }
+
+/// A cancellation must never race a worker already sending the held firing: a resolution
+/// within the margin of its due time lets both go, the firing first.
+#[test]
+fn a_resolution_just_before_the_held_firing_is_due_lets_both_go() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let delay = || gated_rule(Gate::Delay { ms: 2 * MIN }, false);
+    let (v, ..) = run_gated(
+        &mut s,
+        &facts("a", AlertState::Firing),
+        delay(),
+        0,
+        &mut next,
+    );
+    assert_eq!(
+        v,
+        [VerdictKind::Held {
+            delivery: 1,
+            until: 2 * MIN
+        }]
+    );
+    let (v, d, c) = run_gated(
+        &mut s,
+        &facts("a", AlertState::Resolved),
+        delay(),
+        2 * MIN - CANCEL_MARGIN_MS,
+        &mut next,
+    );
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 2 }]);
+    assert_eq!(d, [(2, None)]);
+    assert!(c.is_empty(), "the held firing goes as planned");
+}
