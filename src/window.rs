@@ -215,11 +215,10 @@ pub(crate) fn zone(name: &str) -> Option<TimeZone> {
     if name == "UTC" {
         return Some(TimeZone::UTC);
     }
-    // `get` also finds a name in another case; a window keeps one spelling.
-    if !zone_names().iter().any(|n| n == name) {
-        return None;
-    }
-    TimeZone::get(name).ok()
+    // `get` also finds a name in another case; a window keeps the database's spelling.
+    TimeZone::get(name)
+        .ok()
+        .filter(|tz| tz.iana_name() == Some(name))
 }
 
 /// Every zone name of the bundled database.
