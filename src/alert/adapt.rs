@@ -202,8 +202,9 @@ pub(crate) fn adapt_at(
         Source::Yandex => yandex(body).and_then(one),
         Source::Alertmanager | Source::Grafana => grouped(source, body, limits),
         Source::Prometheus => prometheus(body, now, limits),
-        Source::Generic => one(Alert::new(body)),
+        Source::Generic => one(Alert::unreceived(body)),
     }?;
+    // Every alert of one body is received at one moment, set here.
     for a in &mut alerts {
         a.received_at = now;
     }
@@ -267,7 +268,7 @@ fn alibaba(body: Value) -> Result<Alert, AdaptError> {
         (Some(rule), dims) => Some(format!("{rule}{}", canonical_labels(dims))),
         (None, _) => get("id").map(str::to_owned),
     };
-    let mut alert = Alert::new(Value::Object(m))
+    let mut alert = Alert::unreceived(Value::Object(m))
         .with_source(Source::Alibaba)
         .with_state(state);
     alert.name = name;
@@ -359,7 +360,7 @@ fn yandex(body: Value) -> Result<Alert, AdaptError> {
         Some(l @ Value::Object(o)) if !o.is_empty() => format!("{id}{}", canonical_labels(Some(l))),
         _ => id.to_owned(),
     });
-    let mut alert = Alert::new(Value::Object(m))
+    let mut alert = Alert::unreceived(Value::Object(m))
         .with_source(Source::Yandex)
         .with_state(state);
     alert.name = name;
@@ -471,7 +472,7 @@ fn labelled(
             _ => labels.map(|l| format!("{:016x}", fingerprint(l))),
         },
     };
-    let mut alert = Alert::new(Value::Object(m))
+    let mut alert = Alert::unreceived(Value::Object(m))
         .with_source(source)
         .with_state(state);
     alert.name = name;

@@ -135,13 +135,19 @@ impl Alert {
     /// An alert from a generic sender: `@source` is `generic`, `@state` `unknown`, received
     /// now (set another time with [`Alert::with_received_at`]).
     pub fn new(body: Value) -> Alert {
+        Alert::unreceived(body).with_received_at(jiff::Timestamp::now())
+    }
+
+    /// An alert whose moment of receipt the caller sets: the adapters, which receive a
+    /// whole body at one moment (`adapt.rs` sets it), without reading the clock per alert.
+    pub(super) fn unreceived(body: Value) -> Alert {
         Alert {
             body,
             source: Source::Generic,
             state: State::Unknown,
             name: None,
             id: None,
-            received_at: jiff::Timestamp::now(),
+            received_at: jiff::Timestamp::UNIX_EPOCH,
         }
     }
 
