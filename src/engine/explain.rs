@@ -113,9 +113,7 @@ pub(crate) fn explain_many(set: &RuleSet, alerts: &[Alert]) -> Vec<Explanation> 
                     super::memory::step_offline(&d, alert, &mut state, &mut next, &mut held);
                 e.decision.targets = posted;
                 e.verdicts = verdicts;
-                for v in &mut e.verdicts {
-                    v.key = set.verdict_key(v, alert);
-                }
+                set.name_keys(&mut e.verdicts, alert);
             }
             e
         })

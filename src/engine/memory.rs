@@ -117,11 +117,32 @@ pub(crate) fn compile(
     }))
 }
 
+impl RuleMemory {
+    /// Whether a resolved alert concerns the rule even when it no longer matches it:
+    /// `resolve once` may owe it its resolution; `delay` and `hold during` may hold its
+    /// firing, which the resolution cancels.
+    pub(crate) fn on_resolve(&self) -> bool {
+        use crate::check::CheckedGate;
+        self.resolve_once
+            || matches!(
+                self.gate,
+                Some(CheckedGate::Delay(_) | CheckedGate::Hold(_))
+            )
+    }
+}
+
 impl RuleSet {
+    /// Fills in each verdict's `key` from `alert`: what both explains show.
+    pub(crate) fn name_keys(&self, verdicts: &mut [crate::state::Verdict], alert: &Alert) {
+        for v in verdicts {
+            v.key = self.verdict_key(v, alert);
+        }
+    }
+
     /// The key of a duplicate or throttled verdict, as explain shows it:
     /// `labels.team=db, labels.cluster=eu` (a dedup without `by`: `@id=...`). `None` for
     /// other verdicts, or a throttle without `by` (one window for the whole rule).
-    pub(crate) fn verdict_key(&self, v: &crate::state::Verdict, alert: &Alert) -> Option<String> {
+    fn verdict_key(&self, v: &crate::state::Verdict, alert: &Alert) -> Option<String> {
         use crate::state::VerdictKind;
         let rule = self.inner.rules.iter().find(|r| r.id() == v.rule)?;
         let m = rule.memory.as_deref()?;
@@ -223,7 +244,7 @@ impl<'r> Decision<'r> {
         self.fired_rules().any(|r| r.memory.is_some())
             || (alert.state() == State::Resolved
                 && alert.id().is_some()
-                && !self.set.inner.resolve_once.is_empty())
+                && !self.set.inner.on_resolve.is_empty())
     }
 
     /// The step function's input (`state::step`): for each fired rule, in order, the
@@ -261,7 +282,7 @@ impl<'r> Decision<'r> {
         }
         let mut probes = Vec::new();
         if alert.state() == State::Resolved && alert.id().is_some() {
-            for &i in self.set.inner.resolve_once.iter() {
+            for &i in self.set.inner.on_resolve.iter() {
                 let Some(r) = self.set.inner.rules.get(i as usize) else {
                     continue;
                 };
@@ -339,9 +360,11 @@ fn gate(set: &RuleSet, g: crate::check::CheckedGate, alert: &Alert) -> crate::st
     let window = |i: usize| {
         let w = set.inner.windows.get(i);
         let name = w.map_or_else(String::new, |w| w.name.clone());
+        // Outside the window its end is `at` itself.
         let until = w
-            .filter(|w| w.contains(at))
-            .map(|w| u64::try_from(w.end_after(at).as_millisecond()).unwrap_or(0));
+            .map(|w| w.end_after(at))
+            .filter(|end| *end > at)
+            .map(|end| u64::try_from(end.as_millisecond()).unwrap_or(0));
         (name, until)
     };
     match g {

@@ -204,7 +204,7 @@ pub(crate) struct Compiled {
     /// The rules a resolved alert concerns even when it no longer matches them, by index:
     /// `resolve once` may owe it its resolution; `delay` and `hold during` may hold its
     /// firing, which the resolution cancels.
-    pub(crate) resolve_once: Box<[u32]>,
+    pub(crate) on_resolve: Box<[u32]>,
     pub(crate) tests: Vec<CheckedTest>,
     pub(crate) sources: Arc<SourceMap>,
     pub(crate) warnings: Diagnostics,
@@ -253,21 +253,10 @@ impl RuleSet {
             .into_iter()
             .map(|r| compiler.rule(r, &checked.targets, &checked.windows))
             .collect();
-        let resolve_once = rules
+        let on_resolve = rules
             .iter()
             .enumerate()
-            .filter(|(_, r)| {
-                r.memory.as_ref().is_some_and(|m| {
-                    m.resolve_once
-                        || matches!(
-                            m.gate,
-                            Some(
-                                crate::check::CheckedGate::Delay(_)
-                                    | crate::check::CheckedGate::Hold(_)
-                            )
-                        )
-                })
-            })
+            .filter(|(_, r)| r.memory.as_ref().is_some_and(|m| m.on_resolve()))
             .map(|(i, _)| i as u32)
             .collect();
         let tables = compiler.finish();
@@ -289,7 +278,7 @@ impl RuleSet {
                 atoms: tables.atoms,
                 index,
                 windows: std::mem::take(&mut checked.windows).into_boxed_slice(),
-                resolve_once,
+                on_resolve,
                 targets,
                 tests: checked.tests,
                 sources,

@@ -770,9 +770,7 @@ async fn explain(
         .map(|(a, verdicts)| {
             let mut e = rules.explain(a);
             e.verdicts = verdicts;
-            for v in &mut e.verdicts {
-                v.key = rules.verdict_key(v, a);
-            }
+            rules.name_keys(&mut e.verdicts, a);
             serde_json::to_value(e).unwrap_or(Value::Null)
         })
         .collect();
