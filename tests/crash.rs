@@ -255,17 +255,6 @@ async fn dedup_state_survives_kill_9_and_resends_stay_quiet() {
         r#"[{{"labels": {{"alertname": "DiskFull", "instance": "db-1"}}, "annotations": {{}}, "startsAt": "{now}", "endsAt": "{}"}}]"#,
         now - jiff::SignedDuration::from_secs(1)
     );
-    let post = |base: String, body: String| async move {
-        let addr = base.trim_start_matches("http://").to_owned();
-        request(
-            &addr,
-            "POST",
-            "/api/v2/alerts",
-            "application/json",
-            body.as_bytes(),
-        )
-        .await
-    };
 
     let (mut child, base) = support::process::serve_with(&dir, "", &rules);
     let (status, body) = post(base.clone(), firing.clone()).await;
@@ -344,7 +333,6 @@ async fn dedup_state_survives_kill_9_and_resends_stay_quiet() {
 /// delay ends, and a held one whose resolution came before the crash never goes.
 #[tokio::test]
 async fn a_held_delivery_survives_kill_9_and_goes_once_when_due() {
-    use support::http::request;
     let dir = std::env::temp_dir().join(format!("switchyard-crash-held-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -365,17 +353,6 @@ async fn a_held_delivery_survives_kill_9_and_goes_once_when_due() {
             String::new()
         };
         format!(r#"[{{"labels": {{"alertname": "{name}"}}, "startsAt": "{now}"{ends}}}]"#)
-    };
-    let post = |base: String, body: String| async move {
-        let addr = base.trim_start_matches("http://").to_owned();
-        request(
-            &addr,
-            "POST",
-            "/api/v2/alerts",
-            "application/json",
-            body.as_bytes(),
-        )
-        .await
     };
     let (mut child, base) = support::process::serve_with(&dir, "", &rules);
     let started = std::time::Instant::now();
@@ -406,4 +383,17 @@ async fn a_held_delivery_survives_kill_9_and_goes_once_when_due() {
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Posts a Prometheus batch to a server at `base` (`http://127.0.0.1:port`).
+async fn post(base: String, body: String) -> (u16, String) {
+    let addr = base.trim_start_matches("http://").to_owned();
+    support::http::request(
+        &addr,
+        "POST",
+        "/api/v2/alerts",
+        "application/json",
+        body.as_bytes(),
+    )
+    .await
 }

@@ -42,6 +42,17 @@ async fn router(rules: RuleSet, dir: &DataDir) -> Router {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The `n` of each received body, in arrival order.
+fn numbers(got: &[support::receiver::Received]) -> Vec<i64> {
+    got.iter()
+        .map(|g| {
+            serde_json::from_str::<serde_json::Value>(&g.body).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
 fn alert() -> Alert {
     Alert::new(json!({"alertId": "a1", "status": "ALARM", "value": 95})).with_id("a1")
 }
@@ -302,13 +313,7 @@ async fn one_alerts_deliveries_arrive_in_the_order_accepted_even_across_a_retry(
         .collect();
     r.submit_many(&alerts).await.unwrap();
     let got = rx.wait_for("/fail/1", 11, WAIT).await;
-    let arrived: Vec<i64> = got
-        .iter()
-        .map(|g| {
-            let v: serde_json::Value = serde_json::from_str(&g.body).unwrap();
-            v["n"].as_i64().unwrap()
-        })
-        .collect();
+    let arrived = numbers(&got);
     // The first request (answered 500) is delivery 1; its retry, then the other nine.
     assert_eq!(arrived, [1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "{arrived:?}");
     wait_until(WAIT, || r.stats().delivered == 10).await;
@@ -363,14 +368,7 @@ async fn one_alerts_order_holds_across_a_restart() {
         .await
         .unwrap();
     let got = rx.wait_for("/busy/2", 3, WAIT).await;
-    let arrived: Vec<i64> = got
-        .iter()
-        .map(|g| {
-            serde_json::from_str::<serde_json::Value>(&g.body).unwrap()["n"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let arrived = numbers(&got);
     assert_eq!(
         arrived,
         [1, 1, 2],
@@ -706,14 +704,7 @@ async fn pending_deliveries_survive_a_restart() {
         20,
         "every pending delivery resumed after the restart"
     );
-    let mut ns: Vec<i64> = got
-        .iter()
-        .map(|g| {
-            serde_json::from_str::<serde_json::Value>(&g.body).unwrap()["n"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let mut ns = numbers(&got);
     ns.sort_unstable();
     assert_eq!(ns, (0..20).collect::<Vec<_>>());
     wait_until(WAIT, || r.stats().pending == 0).await;

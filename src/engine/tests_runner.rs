@@ -128,6 +128,20 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
     TestReport { tests }
 }
 
+/// Target `i`'s name, as a failure names it.
+fn target_name(set: &RuleSet, i: usize) -> &str {
+    set.inner.targets.get(i).map_or("?", |t| t.name.as_str())
+}
+
+/// `a, b`, or `nothing`: the targets a failure says something went to.
+fn listed<S: AsRef<str>>(targets: &[S]) -> String {
+    if targets.is_empty() {
+        return String::from("nothing");
+    }
+    let names: Vec<&str> = targets.iter().map(AsRef::as_ref).collect();
+    names.join(", ")
+}
+
 /// Checks a step without an alert: `expect post` / `expect no post` against the held
 /// deliveries that went out by its time.
 fn check_released(
@@ -137,12 +151,8 @@ fn check_released(
     at: &str,
     failures: &mut Vec<String>,
 ) {
-    let name = |i: usize| set.inner.targets.get(i).map_or("?", |t| t.name.as_str());
-    let shown = if released.is_empty() {
-        String::from("nothing")
-    } else {
-        released.join(", ")
-    };
+    let name = |i: usize| target_name(set, i);
+    let shown = listed(released);
     for e in expects {
         match e {
             CheckedExpect::Post(i) if !released.iter().any(|t| t == name(*i)) => {
@@ -175,12 +185,8 @@ fn check_step(
     at: &str,
     failures: &mut Vec<String>,
 ) {
-    let name = |i: usize| set.inner.targets.get(i).map_or("?", |t| t.name.as_str());
-    let shown = if posted.is_empty() {
-        String::from("nothing")
-    } else {
-        posted.join(", ")
-    };
+    let name = |i: usize| target_name(set, i);
+    let shown = listed(posted);
     for e in expects {
         match e {
             CheckedExpect::Post(i) if !posted.contains(&name(*i)) => {
