@@ -282,6 +282,8 @@ pub(crate) mod codes {
     pub(crate) const UNKNOWN_ZONE: Code = Code("E0405");
     /// Two windows with one name.
     pub(crate) const DUPLICATE_WINDOW: Code = Code("E0406");
+    /// A silence's condition that is not one condition (E0407).
+    pub(crate) const BAD_SILENCE: Code = Code("E0407");
     /// A field no alert of the rule's `@source` has: `alertStat` in an Alibaba rule.
     pub(crate) const UNKNOWN_FIELD: Code = Code("W0201");
     /// `@state == "firng"`: a state value that is never set.
@@ -384,6 +386,19 @@ impl Diagnostic {
     /// Rules of the language that explain the diagnostic.
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// The same diagnostic with each span's ends moved by `to` (a condition parsed inside a
+    /// wrapper, shown where it was written), into the file `to`'s answers point into.
+    pub(crate) fn rebased(mut self, file: FileId, to: impl Fn(usize) -> usize) -> Diagnostic {
+        for l in &mut self.labels {
+            l.span = Span {
+                file,
+                start: clamp_u32(to(l.span.start as usize)),
+                end: clamp_u32(to(l.span.end as usize)),
+            };
+        }
+        self
     }
 
     /// The primary span, where the diagnostic points.

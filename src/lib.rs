@@ -58,6 +58,7 @@ pub use alert::{
     AdaptError, AdaptLimits, Alert, Source, State, adapt_json, adapt_json_at, adapt_json_within,
     detect_source, form_to_json,
 };
+pub use check::MAX_SILENCE_CONDITION;
 pub use diagnostic::{
     Code, Diagnostic, Diagnostics, Format, Position, Severity, SourceFile, SourceMap,
 };
@@ -66,9 +67,12 @@ pub use dispatch::{
     Backoff, DeadLetter, DispatchError, DispatchErrorKind, Outbox, Router, RouterBuilder,
     RouterStats, Submitted,
 };
+#[cfg(feature = "dispatch")]
+pub use dispatch::{MAX_SILENCE_TEXT, NewSilence, SilenceError};
 pub use engine::{
     Choices, Decision, DecisionSummary, Delivery, Explanation, MAX_FALLBACKS, MemoryChanges,
-    PredicateTrace, RuleInfo, RuleSet, RuleTrace, Target, TestOutcome, TestReport, content_hash,
+    PredicateTrace, RuleInfo, RuleSet, RuleTrace, SilenceMatcher, Target, TestOutcome, TestReport,
+    content_hash,
 };
 pub use error::{Error, ErrorKind};
 pub use load::{Loader, MAX_FILES, MAX_TOTAL_BYTES};

@@ -121,6 +121,28 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Add, list and expire silences on a running server (`/api/silences`).
+    #[cfg(feature = "dispatch")]
+    Silence {
+        /// The server's address.
+        #[arg(
+            long,
+            env = "SWITCHYARD_URL",
+            default_value = "http://127.0.0.1:9095",
+            global = true
+        )]
+        server: String,
+        /// The admin bearer token, when the server requires one.
+        #[arg(
+            long,
+            env = "SWITCHYARD_ADMIN_TOKEN",
+            hide_env_values = true,
+            global = true
+        )]
+        token: Option<String>,
+        #[command(subcommand)]
+        action: SilenceAction,
+    },
     /// Show how one alert is routed: each rule tried, each predicate and the values it saw.
     Explain {
         /// The rules folder.
@@ -138,6 +160,44 @@ enum Command {
         /// The alert file (one JSON document, or one per line), or `-` for standard input.
         /// Several alerts go through the rules' memory in order, from empty.
         file: PathBuf,
+    },
+}
+
+/// What to do with silences, against a running server.
+#[cfg(feature = "dispatch")]
+#[derive(Subcommand)]
+enum SilenceAction {
+    /// Add a silence: firings that match CONDITION are held until it ends (or is
+    /// expired), then go out if they still fire.
+    Add {
+        /// The condition, in the rule language: `labels.team == "db"`.
+        condition: String,
+        /// How long it lasts: `2h`, `90m`, `1d` (or give `--ends`).
+        #[arg(long = "for", conflicts_with = "ends")]
+        lasts: Option<String>,
+        /// When it starts (RFC 3339); now if omitted.
+        #[arg(long)]
+        starts: Option<String>,
+        /// When it ends (RFC 3339).
+        #[arg(long)]
+        ends: Option<String>,
+        /// Who silences (default: $USER or $LOGNAME).
+        #[arg(long)]
+        created_by: Option<String>,
+        /// Why.
+        #[arg(long)]
+        comment: String,
+    },
+    /// List silences, newest first.
+    List {
+        /// Print the server's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Expire a silence now: what it held and still fires goes out at once.
+    Expire {
+        /// The silence's id.
+        id: u64,
     },
 }
 
@@ -378,6 +438,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 accept_outbox_loss,
             )
         }
+        #[cfg(feature = "dispatch")]
+        Command::Silence {
+            server,
+            token,
+            action,
+        } => silence(&server, token.as_deref(), action),
         Command::Test { dir } => {
             let set = match load(&dir, OutputFormat::Text)? {
                 Ok(set) => set,
@@ -519,6 +585,130 @@ fn read_alerts(
 }
 
 #[cfg(feature = "dispatch")]
+/// `switchyard silence ...`: one request to the server's `/api/silences`. Exit 0 when it
+/// was done, 1 when the server refused it (its diagnostics or message printed), 2 when the
+/// server could not be reached.
+#[cfg(feature = "dispatch")]
+fn silence(server: &str, token: Option<&str>, action: SilenceAction) -> anyhow::Result<ExitCode> {
+    use serde_json::{Value, json};
+    let base = server.trim_end_matches('/');
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let request = match &action {
+        SilenceAction::Add {
+            condition,
+            lasts,
+            starts,
+            ends,
+            created_by,
+            comment,
+        } => {
+            let created_by = created_by
+                .clone()
+                .or_else(|| std::env::var("USER").ok())
+                .or_else(|| std::env::var("LOGNAME").ok())
+                .unwrap_or_default();
+            let mut body =
+                json!({"condition": condition, "created_by": created_by, "comment": comment});
+            for (key, value) in [("for", lasts), ("starts", starts), ("ends", ends)] {
+                if let Some(v) = value {
+                    body[key] = json!(v);
+                }
+            }
+            client
+                .post(format!("{base}/api/silences"))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+        }
+        SilenceAction::List { .. } => client.get(format!("{base}/api/silences")),
+        SilenceAction::Expire { id } => client.delete(format!("{base}/api/silences/{id}")),
+    };
+    let request = match token {
+        Some(t) => request.bearer_auth(t),
+        None => request,
+    };
+    let answer = rt.block_on(async {
+        let resp = request.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    let (status, body) = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: cannot reach the switchyard server at {base}: {e}");
+            eprintln!(
+                "  = help: start it (`switchyard serve`), or give its address with --server or SWITCHYARD_URL"
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if !status.is_success() {
+        if let Some(rendered) = body.get("rendered").and_then(Value::as_str) {
+            eprint!("{rendered}");
+        }
+        let message = body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("the server refused the request");
+        eprintln!("error: {message} ({status})");
+        return Ok(ExitCode::from(1));
+    }
+    let line = |s: &Value| {
+        let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+        format!(
+            "{:>6}  {:<8}  {:<24}  {:<24}  {:<12}  {}",
+            s.get("id").and_then(Value::as_u64).unwrap_or(0),
+            text("status"),
+            text("starts"),
+            text("ends"),
+            text("created_by"),
+            text("condition")
+        )
+    };
+    match action {
+        SilenceAction::List { json: true } => outln!("{body}"),
+        SilenceAction::List { json: false } => {
+            outln!(
+                "{:>6}  {:<8}  {:<24}  {:<24}  {:<12}  condition",
+                "id",
+                "status",
+                "starts",
+                "ends",
+                "created_by"
+            );
+            for s in body
+                .get("silences")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                outln!("{}", line(s));
+            }
+        }
+        SilenceAction::Add { .. } => {
+            outln!(
+                "silence {} added: {} until {}",
+                body.get("id").and_then(Value::as_u64).unwrap_or(0),
+                body.get("status").and_then(Value::as_str).unwrap_or("-"),
+                body.get("ends").and_then(Value::as_str).unwrap_or("-")
+            );
+        }
+        SilenceAction::Expire { id } => {
+            outln!(
+                "silence {id} expired at {}; what it held and still fires goes out now",
+                body.get("ends").and_then(Value::as_str).unwrap_or("-")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn dead_letters(data: &Path, action: DeadLetterAction) -> anyhow::Result<ExitCode> {
     if !data.join("outbox.sqlite3").exists() {
         anyhow::bail!(

@@ -385,6 +385,155 @@ async fn a_held_delivery_survives_kill_9_and_goes_once_when_due() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A silence made with the CLI against the real binary holds a firing through `kill -9`;
+/// after the restart the silence is still listed, and the firing goes once, when it ends.
+/// The HTTP API answers each refusal with its reason.
+#[tokio::test]
+async fn a_silence_survives_kill_9_and_its_held_firing_goes_once_when_it_ends() {
+    let dir = std::env::temp_dir().join(format!("switchyard-crash-silence-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rx = Receiver::start().await;
+    let rules = format!(
+        "target pager {{ url = \"{}\" }}\n\
+         rule \"pages\" when @source == \"prometheus\" -> post pager\n",
+        rx.url("/pager")
+    );
+    let alert = |name: &str, team: &str| {
+        format!(r#"[{{"labels": {{"alertname": "{name}", "team": "{team}"}}}}]"#)
+    };
+    let cli = |base: &str, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("silence")
+            .args(args)
+            .env("SWITCHYARD_URL", base)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (mut child, base) = support::process::serve_with(&dir, "", &rules);
+    let started = std::time::Instant::now();
+    // A condition with a slip: the diagnostic, with a caret, and exit 1; nothing stored.
+    let (code, _, err) = cli(
+        &base,
+        &[
+            "add",
+            "labels.team = \"db\"",
+            "--for",
+            "3s",
+            "--comment",
+            "x",
+            "--created-by",
+            "ci",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("error[E0103]") && err.contains("^"), "{err}");
+    let (code, out, err) = cli(
+        &base,
+        &[
+            "add",
+            "labels.team == \"db\"",
+            "--for",
+            "3s",
+            "--comment",
+            "upgrade",
+            "--created-by",
+            "ci",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("silence 1 added: active until "), "{out}");
+    // The API's own refusals.
+    let addr = base.trim_start_matches("http://").to_owned();
+    for (body, code) in [
+        (
+            r#"{"condition": "x == 1", "created_by": "a", "comment": "c"}"#,
+            "bad_request",
+        ),
+        (
+            r#"{"condition": "x == 1", "for": "2 hours", "created_by": "a", "comment": "c"}"#,
+            "bad_duration",
+        ),
+        (
+            r#"{"condition": "x == 1", "ends": "tomorrow", "created_by": "a", "comment": "c"}"#,
+            "bad_time",
+        ),
+        (
+            r#"{"condition": "x = 1", "for": "1h", "created_by": "a", "comment": "c"}"#,
+            "bad_condition",
+        ),
+        (r#"{"condition": "x == 1", "for": "1h"}"#, "malformed"),
+    ] {
+        let (status, answer) = support::http::request(
+            &addr,
+            "POST",
+            "/api/silences",
+            "application/json",
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer.contains(&format!(r#""code":"{code}""#)),
+            "{body}: {answer}"
+        );
+    }
+    let (status, answer) =
+        support::http::request(&addr, "DELETE", "/api/silences/99", "application/json", b"").await;
+    assert_eq!(status, 404, "{answer}");
+
+    let (status, body) = post(base.clone(), alert("DiskFull", "db")).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains(r#""verdict":"silenced""#), "{body}");
+    let (_, body) = post(base.clone(), alert("Other", "web")).await;
+    assert!(!body.contains("silenced"), "{body}");
+    rx.wait_for("/pager", 1, Duration::from_secs(10)).await;
+    child.kill().unwrap(); // SIGKILL on Unix, well before the silence ends
+    child.wait().unwrap();
+    if started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            rx.count("/pager"),
+            1,
+            "only the unsilenced alert before the end"
+        );
+    }
+
+    let (mut child, base) = support::process::serve_with(&dir, "", &rules);
+    let (code, out, err) = cli(&base, &["list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(r#"labels.team == "db""#) && out.contains("ci"),
+        "{out}"
+    );
+    let got = rx.wait_for("/pager", 2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2, "the held firing goes after the restart");
+    assert!(got[1].body.contains("DiskFull"), "{}", got[1].body);
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "not before the silence ended: {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(rx.count("/pager"), 2, "once");
+    // Expired (it has ended): the CLI says so; the JSON list shows its status.
+    let (code, out, err) = cli(&base, &["expire", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("silence 1 expired"), "{out}");
+    let (_, out, _) = cli(&base, &["list", "--json"]);
+    assert!(out.contains(r#""status":"expired""#), "{out}");
+    let (code, _, err) = cli("http://127.0.0.1:1", &["list"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Posts a Prometheus batch to a server at `base` (`http://127.0.0.1:port`).
 async fn post(base: String, body: String) -> (u16, String) {
     let addr = base.trim_start_matches("http://").to_owned();

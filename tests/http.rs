@@ -789,6 +789,8 @@ async fn operator_endpoints_need_the_admin_credential() {
             ("POST", "/-/reload"),
             ("GET", "/api/rules"),
             ("POST", "/api/explain?source=yandex"),
+            ("GET", "/api/silences"),
+            ("DELETE", "/api/silences/1"),
         ];
         for (method, uri) in guarded {
             for authz in [None, Some("Bearer y-token"), Some("Bearer nope")] {

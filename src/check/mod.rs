@@ -14,11 +14,14 @@
 mod fields;
 mod memory;
 mod names;
+pub(crate) mod silence;
 mod targets;
 mod types;
 mod windows;
 
-pub(crate) use windows::at_clock;
+pub use silence::MAX_SILENCE_CONDITION;
+pub(crate) use silence::check_silence;
+pub(crate) use windows::{at_clock, duration_ms};
 
 use serde_json::Value;
 
@@ -172,6 +175,17 @@ pub(crate) struct CheckedStep {
     /// at what held deliveries went out by its time (`at 07:00  expect post chat`).
     pub(crate) alert: Option<Value>,
     pub(crate) expects: Vec<CheckedExpect>,
+    /// Silences added at this step's moment (`silence "..." for 2h`), before its alert.
+    pub(crate) silences: Vec<CheckedSilence>,
+}
+
+/// A test's `silence "<condition>" for <d>`: checked, in force from its step's moment.
+#[derive(Debug)]
+pub(crate) struct CheckedSilence {
+    /// The condition (it compiles: it was checked).
+    pub(crate) condition: String,
+    /// How long it lasts (ms).
+    pub(crate) for_ms: u64,
 }
 
 /// An expectation with the target resolved to an index.
@@ -191,6 +205,8 @@ pub(crate) enum CheckedExpect {
     Throttled(usize),
     /// `expect held t`: a `delay` or `hold during` keeps the delivery to `t` for later.
     Held(usize),
+    /// `expect silenced t`: a silence holds (or drops) the delivery to `t`.
+    Silenced(usize),
 }
 
 /// Everything the engine needs from a checked folder.
@@ -498,6 +514,7 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
     let mut alert: Option<Value> = None;
     let mut wrote_alert = false;
     let mut expects = Vec::new();
+    let mut silences: Vec<CheckedSilence> = Vec::new();
     let mut timed = false;
     let mut ok = true;
     for s in &t.statements {
@@ -554,15 +571,20 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                             label: std::mem::take(&mut label),
                             alert: Some(a),
                             expects: std::mem::take(&mut expects),
+                            silences: std::mem::take(&mut silences),
                         });
                     }
-                } else if timed && !steps.is_empty() && alertless(&expects) {
-                    // A step that only looks at what held deliveries went out by now.
+                } else if alertless(&expects, &silences)
+                    && ((timed && !steps.is_empty()) || !silences.is_empty())
+                {
+                    // A step that only adds silences, or looks at what held deliveries
+                    // went out by now.
                     steps.push(CheckedStep {
                         at_ms,
                         label: std::mem::take(&mut label),
                         alert: None,
                         expects: std::mem::take(&mut expects),
+                        silences: std::mem::take(&mut silences),
                     });
                 } else if timed || !expects.is_empty() {
                     ok = false;
@@ -610,6 +632,44 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                     None => ok = false,
                 }
             }
+            ast::TestStatement::Silence {
+                condition,
+                duration,
+                span,
+            } => {
+                let place = silence::place_of_string(
+                    condition.span.file,
+                    condition.span.start as usize,
+                    cx.sources.snippet(condition.span),
+                );
+                if let Err(ds) = check_silence(&condition.value, &place) {
+                    ok = false;
+                    for d in ds {
+                        cx.report(d);
+                    }
+                    continue;
+                }
+                match duration.as_millis() {
+                    Some(ms) if ms > 0 && ms <= crate::state::MAX_SILENCE_MS => {
+                        silences.push(CheckedSilence {
+                            condition: condition.value.clone(),
+                            for_ms: ms,
+                        });
+                    }
+                    Some(_) => {
+                        ok = false;
+                        cx.report(
+                            Diagnostic::error(
+                                codes::BAD_SILENCE,
+                                "a silence lasts from 1ms to 35d",
+                            )
+                            .with_primary(*span, "in this silence")
+                            .with_help("give it a duration such as `for 2h`"),
+                        );
+                    }
+                    None => ok = false,
+                }
+            }
             ast::TestStatement::Expect(e, _) => {
                 let resolved = match e {
                     ast::Expect::Post(n) => scope.resolve_target(cx, n).map(CheckedExpect::Post),
@@ -620,6 +680,9 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                         scope.resolve_target(cx, n).map(CheckedExpect::Throttled)
                     }
                     ast::Expect::Held(n) => scope.resolve_target(cx, n).map(CheckedExpect::Held),
+                    ast::Expect::Silenced(n) => {
+                        scope.resolve_target(cx, n).map(CheckedExpect::Silenced)
+                    }
                     ast::Expect::Drop => Some(CheckedExpect::Drop),
                     ast::Expect::Unrouted => Some(CheckedExpect::Unrouted),
                     ast::Expect::Body(n, b) => {
@@ -641,14 +704,16 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
             label,
             alert: Some(a),
             expects,
+            silences,
         }),
         None if wrote_alert => return None,
-        None if timed && !steps.is_empty() && alertless(&expects) && !expects.is_empty() => {
+        None if timed && !steps.is_empty() && alertless(&expects, &silences) => {
             steps.push(CheckedStep {
                 at_ms,
                 label,
                 alert: None,
                 expects,
+                silences,
             });
         }
         None if steps.is_empty() => {
@@ -681,9 +746,10 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
     })
 }
 
-/// Whether a step without an alert may expect these: only what went out by its time.
-fn alertless(expects: &[CheckedExpect]) -> bool {
-    !expects.is_empty()
+/// Whether a step without an alert may stand: it adds silences, or expects only what went
+/// out by its time (and something).
+fn alertless(expects: &[CheckedExpect], silences: &[CheckedSilence]) -> bool {
+    (!expects.is_empty() || !silences.is_empty())
         && expects
             .iter()
             .all(|e| matches!(e, CheckedExpect::Post(_) | CheckedExpect::NoPost(_)))

@@ -407,7 +407,7 @@ fn bad_now(expr: &str) -> String {
 }
 
 /// `90s` in milliseconds: a whole number and `ms`, `s`, `m`, `h` or `d`.
-fn duration_ms(d: &str) -> Option<i64> {
+pub(crate) fn duration_ms(d: &str) -> Option<i64> {
     let digits = d.len() - d.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let (n, unit) = d.split_at(digits);
     let n: i64 = n.parse().ok()?;

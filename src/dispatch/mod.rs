@@ -23,6 +23,7 @@ mod error;
 mod lanes;
 mod metrics;
 mod order;
+mod silences;
 mod store;
 mod worker;
 
@@ -40,6 +41,7 @@ use crate::engine::{DecisionSummary, Delivery, RuleSet, Target};
 pub use attempt::Backoff;
 pub use error::{DispatchError, DispatchErrorKind};
 use lanes::Lanes;
+pub use silences::{MAX_SILENCE_TEXT, NewSilence, SilenceError};
 pub use store::DeadLetter;
 use store::{Record, Spec, Store};
 
@@ -160,8 +162,10 @@ impl RouterBuilder {
                 DispatchError::caused(DispatchErrorKind::Config, "cannot build the HTTP client", e)
             })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let book = silences::Book::load(store.silences()?);
         let inner = Arc::new(RouterCore {
             rules: arc_swap::ArcSwap::from_pointee(rules),
+            silences: arc_swap::ArcSwap::from_pointee(book),
             store,
             lanes,
             client,
@@ -227,6 +231,8 @@ pub struct RouterStats {
 struct RouterCore {
     /// Swapped whole on reload: an alert is evaluated against exactly one complete set.
     rules: arc_swap::ArcSwap<RuleSet>,
+    /// The silences, replaced whole after each add or expiry is stored.
+    silences: arc_swap::ArcSwap<silences::Book>,
     store: Box<dyn Store>,
     /// New deliveries, per target, handed over by the outbox writer.
     lanes: Arc<Lanes>,
@@ -301,16 +307,17 @@ impl Router {
     pub async fn submit_many(&self, alerts: &[Alert]) -> Result<Vec<Submitted>, DispatchError> {
         let started = std::time::Instant::now();
         let rules = self.rules();
+        let book = self.inner.silences.load();
         let now = now_ms();
         let mut batch = Vec::with_capacity(alerts.len());
         let mut summaries = Vec::with_capacity(alerts.len());
         for alert in alerts {
             let d = rules.evaluate(alert);
             summaries.push(d.summary());
-            if d.remembers(alert) {
+            if let Some(st) = stateful(&d, alert, &book, now) {
                 batch.push(store::Submission {
                     plain: Vec::new(),
-                    stateful: Some(Box::new(stateful(&d, alert, now))),
+                    stateful: Some(Box::new(st)),
                 });
             } else {
                 batch.push(store::Submission {
@@ -375,16 +382,15 @@ impl Router {
         alerts: &[Alert],
     ) -> Result<Vec<Vec<crate::state::Verdict>>, DispatchError> {
         let rules = self.rules();
+        let book = self.inner.silences.load();
         let now = now_ms();
         let mut batch = Vec::new();
         let mut which = Vec::with_capacity(alerts.len());
         for alert in alerts {
             let d = rules.evaluate(alert);
-            let remembers = d.remembers(alert);
-            which.push(remembers);
-            if remembers {
-                batch.push(stateful(&d, alert, now));
-            }
+            let st = stateful(&d, alert, &book, now);
+            which.push(st.is_some());
+            batch.extend(st);
         }
         let mut previews = self.inner.store.preview(batch).await?.into_iter();
         Ok(which
@@ -397,6 +403,56 @@ impl Router {
                 }
             })
             .collect())
+    }
+
+    /// Adds a silence: checked (its condition with diagnostics, its times, who and why),
+    /// stored durably, then in force for every alert submitted after this returns.
+    pub async fn add_silence(
+        &self,
+        new: NewSilence,
+    ) -> Result<crate::state::Silence, SilenceError> {
+        let now = now_ms();
+        let (silence, matcher) = silences::check(new, now)?;
+        let stored = self
+            .inner
+            .store
+            .add_silence(silence, now)
+            .await
+            .map_err(SilenceError::Store)?;
+        self.inner
+            .silences
+            .rcu(|book| book.with(stored.clone(), Some(matcher.clone())));
+        tracing::info!(silence = stored.id, condition = %stored.condition, created_by = %stored.created_by, "silence added");
+        Ok(stored)
+    }
+
+    /// Every silence the router knows (in force, pending and ended), by id.
+    pub fn silences(&self) -> Vec<crate::state::Silence> {
+        self.inner.silences.load().list().cloned().collect()
+    }
+
+    /// Expires silence `id` now, if it has not ended: every firing it holds is released
+    /// at once (they go out now), and it is kept as history. `Ok(None)`: no such silence.
+    pub async fn expire_silence(
+        &self,
+        id: u64,
+    ) -> Result<Option<crate::state::Silence>, DispatchError> {
+        let Some(expired) = self.inner.store.expire_silence(id, now_ms()).await? else {
+            return Ok(None);
+        };
+        let silence = expired.silence;
+        self.inner
+            .silences
+            .rcu(|book| book.with(silence.clone(), None));
+        for target in &expired.released {
+            self.inner.wake_table(target);
+        }
+        tracing::info!(
+            silence = id,
+            released = expired.released.len(),
+            "silence expired"
+        );
+        Ok(Some(silence))
     }
 
     /// Up to `limit` live entries of the rules' memory, for an operator (`GET /api/state`).
@@ -510,19 +566,33 @@ impl Router {
     }
 }
 
-/// The step's input for `alert` (rules that remember have a say in it).
-fn stateful(d: &crate::engine::Decision<'_>, alert: &Alert, now: u64) -> store::Stateful {
+/// The step's input for `alert`, when the step has a say in it: a rule that remembers
+/// chose a target or may owe it a resolution, or a silence matches it, or, while silences
+/// are in force, it is a resolution that may cancel a firing one holds. `None`: the
+/// decision's deliveries go as they are.
+fn stateful(
+    d: &crate::engine::Decision<'_>,
+    alert: &Alert,
+    book: &silences::Book,
+    now: u64,
+) -> Option<store::Stateful> {
+    let (silences, silencing) = book.facts(alert, now);
+    let facts = crate::state::AlertFacts {
+        silences,
+        silencing,
+        ..crate::state::AlertFacts::new(alert.id().map(str::to_owned), alert.state())
+    };
+    if !facts.silenced() && !d.remembers(alert) {
+        return None;
+    }
     let to_record = |delivery: Delivery<'_>| record(delivery, alert, now);
     let (choices, probes) = d.choices(alert);
-    store::Stateful {
-        facts: crate::state::AlertFacts {
-            id: alert.id().map(str::to_owned),
-            state: alert.state(),
-        },
+    Some(store::Stateful {
+        facts,
         now,
         choices: choices.into_iter().map(|c| c.map(to_record)).collect(),
         probes: probes.into_iter().map(|c| c.map(to_record)).collect(),
-    }
+    })
 }
 
 /// A new delivery for `alert`, due now.

@@ -110,7 +110,7 @@ pub(crate) fn explain_many(set: &RuleSet, alerts: &[Alert]) -> Vec<Explanation> 
             let d = set.evaluate(alert);
             if d.remembers(alert) {
                 let (posted, verdicts) =
-                    super::memory::step_offline(&d, alert, &mut state, &mut next, &mut held);
+                    super::memory::step_offline(&d, alert, &[], &mut state, &mut next, &mut held);
                 e.decision.targets = posted;
                 e.verdicts = verdicts;
                 set.name_keys(&mut e.verdicts, alert);

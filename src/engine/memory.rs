@@ -388,19 +388,23 @@ fn gate(set: &RuleSet, g: crate::check::CheckedGate, alert: &Alert) -> crate::st
 pub(crate) fn step_offline(
     d: &Decision<'_>,
     alert: &Alert,
+    silences: &[OfflineSilence],
     state: &mut crate::state::MemoryState,
     next: &mut u64,
     held: &mut Vec<HeldOffline>,
 ) -> (Vec<String>, Vec<crate::state::Verdict>) {
     let now = u64::try_from(alert.received_at().as_millisecond()).unwrap_or(0);
-    if !d.remembers(alert) {
+    let mut facts = crate::state::AlertFacts::new(alert.id().map(str::to_owned), alert.state());
+    for s in silences.iter().filter(|s| s.span.in_force(now).is_some()) {
+        facts.silencing = true;
+        if s.matcher.matches(alert) {
+            facts.silences.push(s.id);
+        }
+    }
+    if !facts.silenced() && !d.remembers(alert) {
         return (d.target_names().map(str::to_owned).collect(), Vec::new());
     }
     let (choices, probes) = d.choices(alert);
-    let facts = crate::state::AlertFacts {
-        id: alert.id().map(str::to_owned),
-        state: alert.state(),
-    };
     let mut sink = Offline {
         next,
         posted: Vec::new(),
@@ -409,6 +413,13 @@ pub(crate) fn step_offline(
     let verdicts = crate::state::step(state, &facts, choices, probes, now, &mut sink);
     let out = sink.posted;
     (out, verdicts)
+}
+
+/// A silence offline (a test's `silence` statement): its id, span and condition.
+pub(crate) struct OfflineSilence {
+    pub(crate) id: u64,
+    pub(crate) span: crate::state::SilenceSpan,
+    pub(crate) matcher: super::SilenceMatcher,
 }
 
 /// A delivery held offline (`delay`, `hold during`, `mute flapping`): where it goes and

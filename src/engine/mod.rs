@@ -7,6 +7,7 @@ mod index;
 mod memory;
 pub(crate) mod program;
 pub(crate) mod render;
+mod silence;
 mod tests_runner;
 pub(crate) mod value;
 
@@ -27,6 +28,7 @@ use program::{Atom, Pred};
 
 pub use explain::{Explanation, PredicateTrace, RuleTrace};
 pub use memory::{Choices, MemoryChanges};
+pub use silence::SilenceMatcher;
 pub use tests_runner::{TestOutcome, TestReport};
 
 /// Sets of at most this many rules are scanned: trying two rules costs less than one

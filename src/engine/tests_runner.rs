@@ -58,6 +58,7 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
         let mut state = crate::state::MemoryState::default();
         let mut next = 0;
         let mut held = Vec::new();
+        let mut silences: Vec<super::memory::OfflineSilence> = Vec::new();
         let timed = t.steps.len() > 1 || t.steps.iter().any(|s| s.label != "0s");
         for step in &t.steps {
             let at = if timed {
@@ -66,6 +67,20 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
                 String::new()
             };
             let before = failures.len();
+            for s in &step.silences {
+                // Checked at load, so it compiles.
+                let Ok(matcher) = super::SilenceMatcher::compile(&s.condition) else {
+                    continue;
+                };
+                let id = silences.len() as u64 + 1;
+                let span = crate::state::SilenceSpan {
+                    starts: step.at_ms,
+                    ends: step.at_ms.saturating_add(s.for_ms),
+                    expired_early: false,
+                };
+                state.set_silence(id, span);
+                silences.push(super::memory::OfflineSilence { id, span, matcher });
+            }
             // Held deliveries due by this step's time go out first.
             let released = super::memory::release(&mut held, step.at_ms);
             let Some(step_alert) = &step.alert else {
@@ -97,8 +112,9 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
             };
             let Some(alert) = alert else { continue };
             let d = set.evaluate(&alert);
-            let (posted, verdicts) =
-                super::memory::step_offline(&d, &alert, &mut state, &mut next, &mut held);
+            let (posted, verdicts) = super::memory::step_offline(
+                &d, &alert, &silences, &mut state, &mut next, &mut held,
+            );
             let posted: Vec<&str> = released
                 .iter()
                 .chain(posted.iter())
@@ -223,6 +239,17 @@ fn check_step(
             {
                 failures.push(format!(
                     "{at}expected the delivery to `{}` to be held, but the alert was posted to: {shown}",
+                    name(*i)
+                ));
+            }
+            CheckedExpect::Silenced(i)
+                if !verdicts.iter().any(|v| {
+                    v.target == name(*i)
+                        && matches!(v.kind, crate::state::VerdictKind::Silenced { .. })
+                }) =>
+            {
+                failures.push(format!(
+                    "{at}expected the delivery to `{}` to be silenced, but the alert was posted to: {shown}",
                     name(*i)
                 ));
             }

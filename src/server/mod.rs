@@ -22,6 +22,7 @@ mod error;
 mod metrics;
 mod receive;
 mod run;
+mod silences;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -239,6 +240,11 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/state", get(state_entries))
         .route("/api/dead-letters/{id}/retry", post(retry_dead_letter))
+        .route("/api/silences", get(silences::list).post(silences::add))
+        .route(
+            "/api/silences/{id}",
+            axum::routing::delete(silences::expire),
+        )
         .route("/-/reload", post(reload))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::State as AlertState;
 
+mod silence;
+pub use silence::{MAX_SILENCE_MS, MAX_SILENCES, Silence, SilenceSpan, SilenceStatus};
+
 /// How long an entry without a window of its own is kept: a `dedup ... until resolved`
 /// that never sees its resolution, a `resolve once` announcement, a throttle's note that a
 /// firing went through. After this they are forgotten (garbage-collected).
@@ -36,6 +39,32 @@ pub struct AlertFacts {
     pub id: Option<String>,
     /// `@state`.
     pub state: AlertState,
+    /// The silences whose condition the alert matches, among those in force when it was
+    /// received (the router's view; the step asks the state whether each still is).
+    pub silences: Vec<u64>,
+    /// Whether a silence may be holding firings: a resolution then looks for its firing
+    /// among them, to cancel it.
+    pub silencing: bool,
+}
+
+impl AlertFacts {
+    /// An alert's facts, without silences.
+    pub fn new(id: Option<String>, state: AlertState) -> AlertFacts {
+        AlertFacts {
+            id,
+            state,
+            silences: Vec::new(),
+            silencing: false,
+        }
+    }
+
+    /// Whether silences have a say in this alert, so that it goes through the step even
+    /// when no rule that remembers chose it: a silence matches it, or, while silences are
+    /// in force, it is a resolution (with an `@id`) that may cancel a firing one holds.
+    pub fn silenced(&self) -> bool {
+        !self.silences.is_empty()
+            || (self.silencing && self.state == AlertState::Resolved && self.id.is_some())
+    }
 }
 
 /// What one rule chose for an alert and what it remembers. `P` is what a delivery carries
@@ -211,6 +240,18 @@ pub enum VerdictKind {
         /// The held delivery cancelled.
         of: u64,
     },
+    /// A firing a silence matches: held as delivery `delivery` until `until` (the
+    /// silence's end, or later when the rule's own gate says so), when it goes out unless
+    /// its resolution came first. An alert without `@id` is dropped (`delivery` is `None`):
+    /// nothing could tell, at the end, whether it still fires.
+    Silenced {
+        /// The silence.
+        silence: u64,
+        /// When the held firing goes out.
+        until: u64,
+        /// The held delivery (an earlier one, when a re-send joins it).
+        delivery: Option<u64>,
+    },
 }
 
 impl std::fmt::Display for Verdict {
@@ -277,6 +318,25 @@ impl std::fmt::Display for Verdict {
             VerdictKind::Cancelled { of } => {
                 write!(f, "resolved while delivery {of} was held: neither goes out")
             }
+            VerdictKind::Silenced {
+                silence,
+                until,
+                delivery: Some(id),
+            } => write!(
+                f,
+                "silenced by silence {silence}: held as {} until {}",
+                delivery(*id).replace("would be delivered", "a delivery"),
+                moment(*until)
+            ),
+            VerdictKind::Silenced {
+                silence,
+                until,
+                delivery: None,
+            } => write!(
+                f,
+                "silenced by silence {silence} (until {}): dropped, the alert has no @id",
+                moment(*until)
+            ),
         }
     }
 }
@@ -291,6 +351,7 @@ impl Verdict {
             VerdictKind::Unannounced => Some("unannounced"),
             VerdictKind::Muted { .. } => Some("muted"),
             VerdictKind::Cancelled { .. } => Some("cancelled"),
+            VerdictKind::Silenced { .. } => Some("silenced"),
             VerdictKind::Delivered { .. }
             | VerdictKind::Diverted { .. }
             | VerdictKind::Held { .. } => None,
@@ -340,6 +401,15 @@ pub enum Entry {
     Held {
         /// The held delivery.
         delivery: u64,
+        /// When it goes out.
+        until: u64,
+    },
+    /// A firing held by silence `silence`: delivery `delivery`, due at `until`.
+    Silenced {
+        /// The held delivery.
+        delivery: u64,
+        /// The silence.
+        silence: u64,
         /// When it goes out.
         until: u64,
     },
@@ -411,6 +481,9 @@ pub trait State {
     fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64);
     /// Forgets `key`.
     fn delete(&mut self, key: &Key<'_>);
+    /// Silence `id` as the store holds it now (an early expiry committed before this step
+    /// counts), if the store knows it.
+    fn silence(&mut self, id: u64) -> Option<SilenceSpan>;
 }
 
 /// One alert through the rules' memory: which of the targets its rules chose get a
@@ -432,21 +505,17 @@ pub fn step<P: Clone>(
         sink,
         verdicts: Vec::new(),
     };
+    let silenced = silenced(state, alert, now);
     for choice in choices {
-        one_rule(state, alert, choice, now, &mut out);
+        one_rule(state, alert, choice, silenced, now, &mut out);
     }
     if alert.state == AlertState::Resolved {
         for probe in probes {
             for (target, payload) in probe.targets {
-                if cancel_held(
-                    state,
-                    alert,
-                    &probe.rule,
-                    probe.clauses,
-                    &target,
-                    now,
-                    &mut out,
-                ) {
+                let place = (probe.rule.as_str(), probe.clauses, target.as_str());
+                if cancel_held(state, alert, place, now, &mut out)
+                    || cancel_silenced(state, alert, place, now, &mut out)
+                {
                     continue;
                 }
                 if take_announced(state, alert, &probe.rule, probe.clauses, &target, now) {
@@ -467,6 +536,11 @@ pub trait Sink<P> {
     fn deliver(&mut self, target: &str, payload: P, id: u64, at: Option<u64>);
     /// Held delivery `id` is not to go out after all.
     fn cancel(&mut self, id: u64);
+    /// Held delivery `delivery` waits for silence `silence`: an early expiry of the
+    /// silence releases it.
+    fn held_by(&mut self, delivery: u64, silence: u64) {
+        let _ = (delivery, silence);
+    }
 }
 
 /// Where the step's deliveries and verdicts go.
@@ -540,9 +614,7 @@ fn take_announced(
 fn cancel_held<P>(
     state: &mut dyn State,
     alert: &AlertFacts,
-    rule: &str,
-    clauses: u64,
-    target: &str,
+    (rule, clauses, target): (&str, u64, &str),
     now: u64,
     out: &mut Out<'_, P>,
 ) -> bool {
@@ -553,18 +625,115 @@ fn cancel_held<P>(
         return false;
     };
     state.delete(&key);
+    cancel(
+        state,
+        alert,
+        (rule, clauses, target),
+        (delivery, until),
+        now,
+        out,
+    )
+}
+
+/// For a resolved alert, while silences may hold firings: when a silence still holds the
+/// firing `rule` delivers to `target`, the held delivery is cancelled and the resolution
+/// dropped with it; true when it was. A firing the silence already released (it ended, or
+/// was expired early) is forgotten, and its resolution goes out after it.
+fn cancel_silenced<P>(
+    state: &mut dyn State,
+    alert: &AlertFacts,
+    (rule, clauses, target): (&str, u64, &str),
+    now: u64,
+    out: &mut Out<'_, P>,
+) -> bool {
+    if !alert.silencing {
+        return false;
+    }
+    let Some(key) = per_alert("silenced", alert, rule, clauses, target) else {
+        return false;
+    };
+    let Some(Entry::Silenced {
+        delivery,
+        silence,
+        until,
+    }) = state.get(&key, now)
+    else {
+        return false;
+    };
+    state.delete(&key);
+    if state.silence(silence).is_none_or(|s| s.expired_early) {
+        return false;
+    }
+    cancel(
+        state,
+        alert,
+        (rule, clauses, target),
+        (delivery, until),
+        now,
+        out,
+    )
+}
+
+/// Cancels held delivery `delivery`, due at `until`, with the resolution that came for it
+/// (verdict `cancelled`), unless it is due or about to be; true when it was cancelled.
+fn cancel<P>(
+    state: &mut dyn State,
+    alert: &AlertFacts,
+    (rule, clauses, target): (&str, u64, &str),
+    (delivery, until): (u64, u64),
+    now: u64,
+    out: &mut Out<'_, P>,
+) -> bool {
     // Due, or about to be: a worker may be sending it already, and cancelling then would
     // drop the resolution of a firing that went out. Both go, the firing first.
     if now.saturating_add(CANCEL_MARGIN_MS) >= until {
         return false;
     }
     out.sink.cancel(delivery);
-    // What `resolve once` noted for the firing goes too: it was never said.
-    if let Some(announced) = per_alert("announced", alert, rule, clauses, target) {
-        state.delete(&announced);
+    // What `resolve once` noted for the firing goes too: it was never said; and a hold
+    // noted both for a gate and for a silence goes from both.
+    for kind in ["announced", "held", "silenced"] {
+        if let Some(key) = per_alert(kind, alert, rule, clauses, target) {
+            state.delete(&key);
+        }
     }
     out.verdict(rule, target, VerdictKind::Cancelled { of: delivery });
     true
+}
+
+/// The silence that holds the alert's firings now, and its end: of the silences the alert
+/// matches, those the state says are in force, the one that ends last. `None` for a
+/// resolution (silences never hold one back).
+fn silenced(state: &mut dyn State, alert: &AlertFacts, now: u64) -> Option<(u64, u64)> {
+    if alert.state == AlertState::Resolved {
+        return None;
+    }
+    alert
+        .silences
+        .iter()
+        .filter_map(|&id| Some((id, state.silence(id)?.in_force(now)?)))
+        .max_by_key(|&(id, until)| (until, std::cmp::Reverse(id)))
+}
+
+/// A firing a silence holds for `rule` and `target`: its delivery, silence and due time,
+/// while the silence is in force.
+fn silenced_firing(
+    state: &mut dyn State,
+    alert: &AlertFacts,
+    (rule, clauses, target): (&str, u64, &str),
+    now: u64,
+) -> Option<(u64, u64, u64)> {
+    let key = per_alert("silenced", alert, rule, clauses, target)?;
+    match state.get(&key, now) {
+        Some(Entry::Silenced {
+            delivery,
+            silence,
+            until,
+        }) if now < until && state.silence(silence)?.in_force(now).is_some() => {
+            Some((delivery, silence, until))
+        }
+        _ => None,
+    }
 }
 
 /// A firing `rule` holds for `target`: its delivery and when it is due, unless that passed.
@@ -587,6 +756,7 @@ fn one_rule<P: Clone>(
     state: &mut dyn State,
     alert: &AlertFacts,
     choice: RuleChoice<P>,
+    silenced: Option<(u64, u64)>,
     now: u64,
     out: &mut Out<'_, P>,
 ) {
@@ -605,9 +775,13 @@ fn one_rule<P: Clone>(
     // neither `dedup` nor `at most` holds them back.
     let mut passing: Vec<(String, P)> = Vec::new();
     for (target, payload) in targets {
+        let place = (rule.as_str(), clauses, target.as_str());
         // A resolution while its firing is still held: neither goes out.
         let holds = matches!(gate, Some(Gate::Delay { .. } | Gate::Hold { .. }));
-        if resolved && holds && cancel_held(state, alert, &rule, clauses, &target, now, out) {
+        if resolved
+            && ((holds && cancel_held(state, alert, place, now, out))
+                || cancel_silenced(state, alert, place, now, out))
+        {
             continue;
         }
         // A re-sent firing while one is held joins it.
@@ -616,6 +790,18 @@ fn one_rule<P: Clone>(
             && let Some((delivery, until)) = held_firing(state, alert, &rule, clauses, &target, now)
         {
             out.verdict(&rule, &target, VerdictKind::Held { delivery, until });
+            continue;
+        }
+        if silenced.is_some()
+            && let Some((delivery, silence, until)) = silenced_firing(state, alert, place, now)
+        {
+            let delivery = Some(delivery);
+            let kind = VerdictKind::Silenced {
+                silence,
+                until,
+                delivery,
+            };
+            out.verdict(&rule, &target, kind);
             continue;
         }
         if resolve_once && resolved {
@@ -710,8 +896,20 @@ fn one_rule<P: Clone>(
         }
     }
     for (target, payload) in passing {
-        let delivery = match gated(&gate, resolved, now) {
+        let delivery = match silence(gated(&gate, resolved, now), silenced) {
             Gated::Now => out.send(&rule, &target, payload),
+            Gated::Silenced {
+                silence,
+                until,
+                gate,
+            } => {
+                let place = (rule.as_str(), clauses, target.as_str());
+                let held = (silence, until, gate);
+                match hold_silenced(state, alert, place, payload, held, out) {
+                    Some(delivery) => delivery,
+                    None => continue,
+                }
+            }
             Gated::Flapping { changes, ms } => {
                 let place = (rule.as_str(), clauses, target.as_str());
                 match flapping(state, alert, place, payload, (changes, ms), now, out) {
@@ -764,6 +962,77 @@ enum Gated {
     Muted { window: String, until: u64 },
     /// It waits until then (`delay`, `hold during`).
     Until(u64),
+    /// A silence holds it until then (`gate`: the rule's gate held it too, to then or
+    /// earlier).
+    Silenced {
+        silence: u64,
+        until: u64,
+        gate: bool,
+    },
+}
+
+/// What a silence in force makes of a gate's answer: a firing that would go, now or later,
+/// waits for the silence's end (or the gate's, when later); a muted one stays muted.
+fn silence(g: Gated, silenced: Option<(u64, u64)>) -> Gated {
+    let Some((silence, end)) = silenced else {
+        return g;
+    };
+    match g {
+        Gated::Muted { .. } => g,
+        Gated::Until(until) => Gated::Silenced {
+            silence,
+            until: until.max(end),
+            gate: true,
+        },
+        Gated::Now | Gated::Flapping { .. } | Gated::Silenced { .. } => Gated::Silenced {
+            silence,
+            until: end,
+            gate: false,
+        },
+    }
+}
+
+/// Holds a firing for silence `silence` until `until`, noted per alert so that a re-send
+/// joins it and its resolution cancels it; answers the held delivery. When the rule's gate
+/// held it too (`gate`), the hold is noted for the gate as well: after the silence ends,
+/// the gate's own resolution check still finds it. An alert without `@id` is dropped
+/// (`None`): nothing could tell at the end whether it still fires.
+fn hold_silenced<P>(
+    state: &mut dyn State,
+    alert: &AlertFacts,
+    (rule, clauses, target): (&str, u64, &str),
+    payload: P,
+    (silence, until, gate): (u64, u64, bool),
+    out: &mut Out<'_, P>,
+) -> Option<u64> {
+    let Some(key) = per_alert("silenced", alert, rule, clauses, target) else {
+        let kind = VerdictKind::Silenced {
+            silence,
+            until,
+            delivery: None,
+        };
+        out.verdict(rule, target, kind);
+        return None;
+    };
+    let delivery = out.sink.id();
+    out.sink.deliver(target, payload, delivery, Some(until));
+    out.sink.held_by(delivery, silence);
+    let entry = Entry::Silenced {
+        delivery,
+        silence,
+        until,
+    };
+    state.put(&key, &entry, until);
+    if gate && let Some(key) = per_alert("held", alert, rule, clauses, target) {
+        state.put(&key, &Entry::Held { delivery, until }, until);
+    }
+    let kind = VerdictKind::Silenced {
+        silence,
+        until,
+        delivery: Some(delivery),
+    };
+    out.verdict(rule, target, kind);
+    Some(delivery)
 }
 
 fn gated(gate: &Option<Gate>, resolved: bool, now: u64) -> Gated {
@@ -923,6 +1192,8 @@ fn record_dedup(
 pub struct MemoryState {
     /// By the key's bytes.
     entries: BTreeMap<Vec<u8>, Held>,
+    /// The silences the step may ask about, by id.
+    silences: BTreeMap<u64, SilenceSpan>,
 }
 
 /// One entry of a [`MemoryState`], with what a listing shows of its key.
@@ -959,6 +1230,16 @@ impl MemoryState {
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Notes silence `id` (new, or changed by an early expiry) for the step to ask about.
+    pub fn set_silence(&mut self, id: u64, span: SilenceSpan) {
+        self.silences.insert(id, span);
+    }
+
+    /// Forgets silence `id` (history past [`MAX_SILENCES`]).
+    pub fn forget_silence(&mut self, id: u64) {
+        self.silences.remove(&id);
     }
 
     /// Forgets every entry that expired before `now`.
@@ -1017,6 +1298,10 @@ impl State for MemoryState {
 
     fn delete(&mut self, key: &Key<'_>) {
         self.entries.remove(&key.bytes);
+    }
+
+    fn silence(&mut self, id: u64) -> Option<SilenceSpan> {
+        self.silences.get(&id).copied()
     }
 }
 

@@ -8,10 +8,7 @@ use super::*;
 const MIN: u64 = 60_000;
 
 fn facts(id: &str, state: AlertState) -> AlertFacts {
-    AlertFacts {
-        id: Some(id.to_owned()),
-        state,
-    }
+    AlertFacts::new(Some(id.to_owned()), state)
 }
 
 fn dedup_rule(window_ms: Option<u64>, key: &str) -> RuleChoice<String> {
@@ -882,4 +879,206 @@ fn a_resolution_just_before_the_held_firing_is_due_lets_both_go() {
     assert_eq!(v, [VerdictKind::Delivered { delivery: 2 }]);
     assert_eq!(d, [(2, None)]);
     assert!(c.is_empty(), "the held firing goes as planned");
+}
+
+/// The alert's facts while silence `id` matches it.
+fn silenced_facts(id: &str, state: AlertState, silence: u64) -> AlertFacts {
+    AlertFacts {
+        silences: vec![silence],
+        silencing: true,
+        ..facts(id, state)
+    }
+}
+
+fn plain_rule() -> RuleChoice<String> {
+    RuleChoice {
+        rule: String::from("pages"),
+        clauses: 0,
+        targets: vec![(String::from("pager"), String::from("body"))],
+        dedup: None,
+        resolve_once: false,
+        throttle: None,
+        gate: None,
+    }
+}
+
+fn silence_span(starts: u64, ends: u64) -> SilenceSpan {
+    SilenceSpan {
+        starts,
+        ends,
+        expired_early: false,
+    }
+}
+
+#[test]
+fn a_silence_holds_a_firing_until_it_ends_and_a_resend_joins_it() {
+    let mut s = MemoryState::default();
+    s.set_silence(1, silence_span(0, 60 * MIN));
+    let mut next = 0;
+    let firing = silenced_facts("a", AlertState::Firing, 1);
+    let (v, d, _) = run_gated(&mut s, &firing, plain_rule(), MIN, &mut next);
+    let held = VerdictKind::Silenced {
+        silence: 1,
+        until: 60 * MIN,
+        delivery: Some(1),
+    };
+    assert_eq!(v, std::slice::from_ref(&held));
+    assert_eq!(d, [(1, Some(60 * MIN))]);
+    // A re-send joins it: nothing new is stored.
+    let (v, d, _) = run_gated(&mut s, &firing, plain_rule(), 2 * MIN, &mut next);
+    assert_eq!(v, [held]);
+    assert!(d.is_empty());
+    // The silence the router saw has been expired early: the state says so, and the next
+    // firing goes at once.
+    s.set_silence(
+        1,
+        SilenceSpan {
+            ends: 3 * MIN,
+            expired_early: true,
+            ..silence_span(0, 0)
+        },
+    );
+    let (v, d, _) = run_gated(&mut s, &firing, plain_rule(), 4 * MIN, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 2 }]);
+    assert_eq!(d, [(2, None)]);
+}
+
+#[test]
+fn a_resolution_cancels_the_firing_a_silence_holds_unless_the_silence_was_expired() {
+    let mut s = MemoryState::default();
+    s.set_silence(1, silence_span(0, 60 * MIN));
+    let mut next = 0;
+    run_gated(
+        &mut s,
+        &silenced_facts("a", AlertState::Firing, 1),
+        plain_rule(),
+        0,
+        &mut next,
+    );
+    // The resolution need not match the silence: silences in force are enough to look.
+    let resolved = AlertFacts {
+        silencing: true,
+        ..facts("a", AlertState::Resolved)
+    };
+    let (v, d, c) = run_gated(&mut s, &resolved, plain_rule(), MIN, &mut next);
+    assert_eq!(v, [VerdictKind::Cancelled { of: 1 }]);
+    assert!(d.is_empty());
+    assert_eq!(c, [1]);
+
+    // Expired early, the held firing was released: its resolution goes, after it.
+    run_gated(
+        &mut s,
+        &silenced_facts("b", AlertState::Firing, 1),
+        plain_rule(),
+        2 * MIN,
+        &mut next,
+    );
+    s.set_silence(
+        1,
+        SilenceSpan {
+            ends: 3 * MIN,
+            expired_early: true,
+            ..silence_span(0, 0)
+        },
+    );
+    let resolved = AlertFacts {
+        silencing: true,
+        ..facts("b", AlertState::Resolved)
+    };
+    let (v, d, c) = run_gated(&mut s, &resolved, plain_rule(), 4 * MIN, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 3 }]);
+    assert_eq!(d, [(3, None)]);
+    assert!(c.is_empty());
+}
+
+#[test]
+fn a_silence_never_holds_a_resolution_and_a_mute_stays_a_mute() {
+    let mut s = MemoryState::default();
+    s.set_silence(1, silence_span(0, 60 * MIN));
+    let mut next = 0;
+    let (v, d, _) = run_gated(
+        &mut s,
+        &silenced_facts("a", AlertState::Resolved, 1),
+        plain_rule(),
+        MIN,
+        &mut next,
+    );
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 1 }]);
+    assert_eq!(d, [(1, None)]);
+    let mute = gated_rule(
+        Gate::Mute {
+            window: String::from("w"),
+            until: Some(30 * MIN),
+        },
+        false,
+    );
+    let (v, _, _) = run_gated(
+        &mut s,
+        &silenced_facts("b", AlertState::Firing, 1),
+        mute,
+        MIN,
+        &mut next,
+    );
+    assert_eq!(
+        v,
+        [VerdictKind::Muted {
+            window: String::from("w"),
+            until: 30 * MIN
+        }]
+    );
+}
+
+#[test]
+fn a_delay_longer_than_the_silence_holds_to_its_own_end_and_its_resolution_still_cancels() {
+    let mut s = MemoryState::default();
+    s.set_silence(1, silence_span(0, 2 * MIN));
+    let mut next = 0;
+    let delay = || gated_rule(Gate::Delay { ms: 10 * MIN }, false);
+    let (v, d, _) = run_gated(
+        &mut s,
+        &silenced_facts("a", AlertState::Firing, 1),
+        delay(),
+        0,
+        &mut next,
+    );
+    assert_eq!(
+        v,
+        [VerdictKind::Silenced {
+            silence: 1,
+            until: 10 * MIN,
+            delivery: Some(1)
+        }]
+    );
+    assert_eq!(d, [(1, Some(10 * MIN))]);
+    // The silence has ended; no silence is in force, yet the delay's own note cancels.
+    let (v, _, c) = run_gated(
+        &mut s,
+        &facts("a", AlertState::Resolved),
+        delay(),
+        5 * MIN,
+        &mut next,
+    );
+    assert_eq!(v, [VerdictKind::Cancelled { of: 1 }]);
+    assert_eq!(c, [1]);
+}
+
+#[test]
+fn a_silenced_alert_without_an_id_is_dropped() {
+    let mut s = MemoryState::default();
+    s.set_silence(1, silence_span(0, 60 * MIN));
+    let mut next = 0;
+    let no_id = AlertFacts {
+        id: None,
+        ..silenced_facts("x", AlertState::Firing, 1)
+    };
+    let (v, d, _) = run_gated(&mut s, &no_id, plain_rule(), MIN, &mut next);
+    assert_eq!(
+        v,
+        [VerdictKind::Silenced {
+            silence: 1,
+            until: 60 * MIN,
+            delivery: None
+        }]
+    );
+    assert!(d.is_empty());
 }

@@ -589,6 +589,16 @@ pub(crate) enum TestStatement {
     At(Duration, #[serde(skip)] Span),
     /// `after 30s`: what follows happens 30 seconds after the last step.
     After(Duration, #[serde(skip)] Span),
+    /// `silence "labels.team == \"db\"" for 2h`: a silence from this step's moment.
+    Silence {
+        /// The condition, as a string of the rule language.
+        condition: Str,
+        /// How long it lasts.
+        duration: Duration,
+        /// The whole statement.
+        #[serde(skip)]
+        span: Span,
+    },
     /// `at 2026-12-24 09:00 Europe/Berlin`: what follows happens at that moment.
     AtMoment {
         /// `2026-12-24`
@@ -612,6 +622,8 @@ pub(crate) enum Expect {
     Throttled(Ident),
     /// `expect held pager`: a `delay` or `hold during` keeps the delivery for later.
     Held(Ident),
+    /// `expect silenced pager`: a silence holds the delivery (or drops it).
+    Silenced(Ident),
     /// `expect no post ok_url`: the decision does not include the target.
     NoPost(Ident),
     /// `expect drop`: a `drop` action fired.

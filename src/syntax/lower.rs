@@ -890,6 +890,21 @@ impl Lowerer {
                         });
                     }
                 }
+                R::test_silence => {
+                    let span = self.span(&p);
+                    let mut inner = p.into_inner();
+                    let condition = inner.find(|p| p.as_rule() == R::string);
+                    let duration = inner.find(|p| p.as_rule() == R::duration);
+                    if let (Some(c), Some(d)) = (condition, duration) {
+                        let condition = self.plain_string(c);
+                        let duration = self.duration(&d);
+                        statements.push(TestStatement::Silence {
+                            condition,
+                            duration,
+                            span,
+                        });
+                    }
+                }
                 R::test_alert => {
                     if let Some(v) = p.into_inner().find(|p| p.as_rule() != R::kw_alert) {
                         statements.push(TestStatement::Alert(self.template(v, false)));
@@ -911,6 +926,7 @@ impl Lowerer {
                                 | R::kw_body
                                 | R::kw_throttled
                                 | R::kw_held
+                                | R::kw_silenced
                         )
                     });
                     let expect = match kind {
@@ -921,6 +937,9 @@ impl Lowerer {
                             inner.next().map(|t| Expect::Throttled(self.ident(&t)))
                         }
                         R::expect_held => inner.next().map(|t| Expect::Held(self.ident(&t))),
+                        R::expect_silenced => {
+                            inner.next().map(|t| Expect::Silenced(self.ident(&t)))
+                        }
                         R::expect_unrouted => Some(Expect::Unrouted),
                         R::expect_body => match (inner.next(), inner.next()) {
                             (Some(t), Some(v)) => {

@@ -257,6 +257,18 @@ fn unclosed(string: bool, file: FileId, start: usize, end: usize) -> Diagnostic 
     }
 }
 
+/// Where `text` stops being one condition of the rule language (a silence's): `None` when
+/// it is exactly one, else the byte offset where the parser gave up.
+pub(crate) fn condition_ends_early(text: &str) -> Option<usize> {
+    match RulesParser::parse(Rule::silence_condition, text) {
+        Ok(_) => None,
+        Err(e) => Some(match e.location {
+            pest::error::InputLocation::Pos(p) => p,
+            pest::error::InputLocation::Span((start, _)) => start,
+        }),
+    }
+}
+
 /// Parses a file, for tests and fuzzing.
 #[cfg(any(test, feature = "unstable-internals"))]
 pub(crate) fn parse_for_tests(text: &str) -> Result<ast::File, Vec<Diagnostic>> {

@@ -380,9 +380,20 @@ fn test(out: &mut String, t: &TestBlock) {
                 Expect::Body(t, b) => format!("expect body {} {}", t.name, template(b, false)),
                 Expect::Throttled(t) => format!("expect throttled {}", t.name),
                 Expect::Held(t) => format!("expect held {}", t.name),
+                Expect::Silenced(t) => format!("expect silenced {}", t.name),
             },
             TestStatement::At(d, _) => format!("at {}{}", d.amount, d.suffix()),
             TestStatement::After(d, _) => format!("after {}{}", d.amount, d.suffix()),
+            TestStatement::Silence {
+                condition,
+                duration,
+                ..
+            } => format!(
+                "silence {} for {}{}",
+                quote(&condition.value),
+                duration.amount,
+                duration.suffix()
+            ),
             TestStatement::AtMoment {
                 date, clock, zone, ..
             } => {

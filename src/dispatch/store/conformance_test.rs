@@ -106,6 +106,7 @@ suite!(
     the_step_runs_in_the_write_and_its_state_holds_across_writes,
     state_survives_reopening,
     pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id,
+    a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now,
 );
 
 fn record(target: &str, n: u64) -> Record {
@@ -518,10 +519,7 @@ fn remembered(id: &str, state: AlertState, now: u64) -> Submission {
     Submission {
         plain: Vec::new(),
         stateful: Some(Box::new(Stateful {
-            facts: AlertFacts {
-                id: Some(id.to_owned()),
-                state,
-            },
+            facts: AlertFacts::new(Some(id.to_owned()), state),
             now,
             choices: vec![RuleChoice {
                 rule: String::from("pages"),
@@ -665,10 +663,7 @@ async fn pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id(
         .submit(vec![Submission {
             plain: Vec::new(),
             stateful: Some(Box::new(Stateful {
-                facts: AlertFacts {
-                    id: Some(String::from("alert-7")),
-                    state: AlertState::Firing,
-                },
+                facts: AlertFacts::new(Some(String::from("alert-7")), AlertState::Firing),
                 now: 1_000,
                 choices: vec![RuleChoice {
                     rule: String::from("slow"),
@@ -706,4 +701,102 @@ async fn pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id(
         [rs[0].id, id],
         "due at its time, as a retry is"
     );
+}
+
+fn silence(ends: u64) -> crate::state::Silence {
+    crate::state::Silence {
+        id: 0,
+        condition: String::from("team == \"db\""),
+        starts: 1_000,
+        ends,
+        created_by: String::from("alice"),
+        comment: String::from("upgrade"),
+        created_at: 1_000,
+        expired_at: None,
+    }
+}
+
+/// Alert `id` firing at `now` through a rule without clauses, while silence `silence`
+/// matches it.
+fn silenced(id: &str, silence: u64, now: u64) -> Submission {
+    let mut r = record("t", now);
+    r.alert_id = Some(id.to_owned());
+    Submission {
+        plain: Vec::new(),
+        stateful: Some(Box::new(Stateful {
+            facts: AlertFacts {
+                silences: vec![silence],
+                silencing: true,
+                ..AlertFacts::new(Some(id.to_owned()), AlertState::Firing)
+            },
+            now,
+            choices: vec![RuleChoice {
+                rule: String::from("pages"),
+                clauses: 0,
+                targets: vec![(String::from("t"), r)],
+                dedup: None,
+                resolve_once: false,
+                throttle: None,
+                gate: None,
+            }],
+            probes: Vec::new(),
+        })),
+    }
+}
+
+async fn a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now(b: &dyn Backend) {
+    let s = b.open(None);
+    let first = s.add_silence(silence(100_000), 1_000).await.unwrap();
+    let second = s.add_silence(silence(200_000), 1_000).await.unwrap();
+    assert_eq!((first.id, second.id), (1, 2), "ids from 1, growing");
+    let stored = s
+        .submit(vec![silenced("a", 1, 2_000), silenced("b", 2, 2_000)])
+        .await
+        .unwrap();
+    let (a, b_id) = (stored[0].ids[0], stored[1].ids[0]);
+    assert!(matches!(
+        stored[0].verdicts[0].kind,
+        VerdictKind::Silenced {
+            silence: 1,
+            until: 100_000,
+            ..
+        }
+    ));
+    assert_eq!(stored[0].later, ["t"], "held: the worker reads the table");
+    assert!(
+        due(&*s, "t", 50_000).await.is_empty(),
+        "held until the silence ends"
+    );
+    assert_eq!(due(&*s, "t", 100_000).await, [a], "due when it ends");
+
+    // Expiring silence 2 early releases what it holds, due now; silence 1's stays.
+    let expired = s.expire_silence(2, 5_000).await.unwrap().unwrap();
+    assert_eq!(expired.released, ["t"]);
+    assert_eq!(expired.silence.ends, 5_000);
+    assert_eq!(expired.silence.expired_at, Some(5_000));
+    assert_eq!(due(&*s, "t", 5_000).await, [b_id]);
+    // Again: nothing more to release; an unknown silence is None.
+    let again = s.expire_silence(2, 6_000).await.unwrap().unwrap();
+    assert!(again.released.is_empty());
+    assert_eq!(again.silence.ends, 5_000);
+    assert!(s.expire_silence(9, 6_000).await.unwrap().is_none());
+
+    // The step sees the expiry: a new firing under silence 2 goes at once.
+    let now = s.submit(vec![silenced("c", 2, 7_000)]).await.unwrap();
+    assert!(matches!(
+        now[0].verdicts[0].kind,
+        VerdictKind::Delivered { .. }
+    ));
+
+    let listed = s.silences().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1], expired.silence);
+    drop(s);
+    if let Some(s) = b.reopen() {
+        assert_eq!(s.silences().unwrap(), listed, "silences survive reopening");
+        // What silence 1 holds is still held, and still released by its expiry.
+        let released = s.expire_silence(1, 8_000).await.unwrap().unwrap();
+        assert_eq!(released.released, ["t"]);
+        assert!(due(&*s, "t", 8_000).await.contains(&a));
+    }
 }

@@ -13,11 +13,11 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{
-    DeadLetter, Depth, Finish, FreshSink, Health, Record, Stateful, Store, StoreFuture, Stored,
-    Submission,
+    DeadLetter, Depth, Expired, Finish, FreshSink, Health, Record, Stateful, Store, StoreFuture,
+    Stored, Submission,
 };
 use crate::dispatch::{DispatchError, DispatchErrorKind};
-use crate::state::{Listed, Verdict};
+use crate::state::{Listed, MAX_SILENCES, Silence, Verdict};
 
 /// The most entries the rules' memory holds in memory: as the SQLite store's.
 const MAX_ENTRIES: usize = super::sqlite_state::MAX_ENTRIES;
@@ -40,6 +40,10 @@ struct State {
     dead: BTreeMap<u64, DeadLetter>,
     /// What the rules remember (`dedup`, `resolve once`, `at most`).
     memory: crate::state::MemoryState,
+    /// Silences, by id.
+    silences: BTreeMap<u64, Silence>,
+    /// Held deliveries that wait for a silence: delivery to silence.
+    silenced: BTreeMap<u64, u64>,
 }
 
 impl State {
@@ -180,6 +184,9 @@ impl Store for MemoryStore {
                     .due
                     .insert((r.spec.target.clone(), r.next_at_ms, r.id));
                 state.pending.insert(r.id, r);
+            }
+            for (delivery, silence) in kept.silenced {
+                state.silenced.insert(delivery, silence);
             }
             for r in kept.now {
                 stored.push(&r);
@@ -358,5 +365,84 @@ impl Store for MemoryStore {
             unreadable: 0,
             lost: 0,
         }
+    }
+
+    fn silences(&self) -> Result<Vec<Silence>, DispatchError> {
+        Ok(self.state().silences.values().cloned().collect())
+    }
+
+    fn add_silence(
+        &self,
+        mut silence: Silence,
+        now: u64,
+    ) -> StoreFuture<'_, Result<Silence, DispatchError>> {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        silence.id = state.silences.keys().next_back().map_or(1, |last| last + 1);
+        state.memory.set_silence(silence.id, silence.span());
+        state.silences.insert(silence.id, silence.clone());
+        let over = state.silences.len().saturating_sub(MAX_SILENCES);
+        if over > 0 {
+            let mut ended: Vec<(u64, u64)> = state
+                .silences
+                .values()
+                .filter(|s| s.ends <= now)
+                .map(|s| (s.ends, s.id))
+                .collect();
+            ended.sort_unstable();
+            for (_, id) in ended.into_iter().take(over) {
+                state.silences.remove(&id);
+                state.memory.forget_silence(id);
+                state.silenced.retain(|_, s| *s != id);
+            }
+        }
+        Box::pin(std::future::ready(Ok(silence)))
+    }
+
+    fn expire_silence(
+        &self,
+        id: u64,
+        now: u64,
+    ) -> StoreFuture<'_, Result<Option<Expired>, DispatchError>> {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let Some(silence) = state.silences.get_mut(&id) else {
+            return Box::pin(std::future::ready(Ok(None)));
+        };
+        if silence.ends <= now {
+            let silence = silence.clone();
+            return Box::pin(std::future::ready(Ok(Some(Expired {
+                silence,
+                released: Vec::new(),
+            }))));
+        }
+        silence.ends = now.max(silence.starts);
+        silence.expired_at = Some(now);
+        let silence = silence.clone();
+        state.memory.set_silence(id, silence.span());
+        let held: Vec<u64> = state
+            .silenced
+            .iter()
+            .filter(|(_, s)| **s == id)
+            .map(|(d, _)| *d)
+            .collect();
+        let mut released = Vec::new();
+        for delivery in held {
+            state.silenced.remove(&delivery);
+            let Some(r) = state.pending.get_mut(&delivery) else {
+                continue;
+            };
+            if r.next_at_ms <= now {
+                continue;
+            }
+            let target = r.spec.target.clone();
+            state.due.remove(&(target.clone(), r.next_at_ms, delivery));
+            r.next_at_ms = now;
+            state.due.insert((target.clone(), now, delivery));
+            if !released.contains(&target) {
+                released.push(target);
+            }
+        }
+        Box::pin(std::future::ready(Ok(Some(Expired { silence, released }))))
     }
 }

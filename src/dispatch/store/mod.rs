@@ -24,6 +24,7 @@ mod gather;
 mod ledger;
 pub(crate) mod memory;
 pub(crate) mod sqlite;
+mod sqlite_silence;
 mod sqlite_state;
 
 use std::future::Future;
@@ -290,6 +291,16 @@ pub(crate) struct Kept {
     pub(crate) later: Vec<Record>,
     /// Held deliveries that are not to go out.
     pub(crate) cancelled: Vec<u64>,
+    /// Held deliveries that wait for a silence: (delivery, silence).
+    pub(crate) silenced: Vec<(u64, u64)>,
+}
+
+/// What expiring a silence did: the silence as it is now, and the targets of the held
+/// deliveries it released (due now), whose workers to tell.
+#[derive(Clone, Debug)]
+pub(crate) struct Expired {
+    pub(crate) silence: crate::state::Silence,
+    pub(crate) released: Vec<String>,
 }
 
 /// The step's sink for a store: ids from the store, records into [`Kept`].
@@ -321,6 +332,10 @@ impl crate::state::Sink<Record> for StoreSink<'_> {
         } else {
             self.kept.cancelled.push(id);
         }
+    }
+
+    fn held_by(&mut self, delivery: u64, silence: u64) {
+        self.kept.silenced.push((delivery, silence));
     }
 }
 
@@ -544,6 +559,26 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// What the store knows of its own state.
     fn health(&self) -> Health;
+
+    /// Every stored silence, in force or ended, by id.
+    fn silences(&self) -> Result<Vec<crate::state::Silence>, DispatchError>;
+
+    /// Stores a new silence (its id is given here, from 1) and answers it as stored, once
+    /// durable. Past [`crate::state::MAX_SILENCES`] the silences that ended longest ago are
+    /// forgotten.
+    fn add_silence(
+        &self,
+        silence: crate::state::Silence,
+        now: u64,
+    ) -> StoreFuture<'_, Result<crate::state::Silence, DispatchError>>;
+
+    /// Ends silence `id` at `now` if it has not ended, and makes every delivery it holds
+    /// due at `now`, in one write; `Ok(None)` if there is no such silence.
+    fn expire_silence(
+        &self,
+        id: u64,
+        now: u64,
+    ) -> StoreFuture<'_, Result<Option<Expired>, DispatchError>>;
 }
 
 #[cfg(test)]

@@ -37,11 +37,11 @@ use super::gather::Gather;
 use super::ledger::{self, Ledger, Loss};
 use super::sqlite_state::{Changes, MemoryIndex, PreviewState, Secret, SqliteState};
 use super::{
-    DeadLetter, Depth, Finish, FreshSink, Health, Record, Stateful, Store, StoreFuture, Stored,
-    Submission,
+    DeadLetter, Depth, Expired, Finish, FreshSink, Health, Record, Stateful, Store, StoreFuture,
+    Stored, Submission,
 };
 use crate::dispatch::{DispatchError, DispatchErrorKind};
-use crate::state::{Listed, Verdict};
+use crate::state::{Listed, Silence, Verdict};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS deliveries (
@@ -83,6 +83,10 @@ enum Op {
     Purge(Option<u64>, oneshot::Sender<Result<usize, Failure>>),
     /// A pending delivery a read could not decode: move it to the dead letters, as it is.
     Quarantine(u64, String),
+    /// Stores a new silence (`Store::add_silence`).
+    AddSilence(Silence, u64, oneshot::Sender<Result<Silence, Failure>>),
+    /// Ends a silence early and releases what it held (`Store::expire_silence`).
+    ExpireSilence(u64, u64, oneshot::Sender<Result<Option<Expired>, Failure>>),
 }
 
 /// What the store knows of its own state, shared by its readers and its writer.
@@ -602,20 +606,46 @@ impl Store for SqliteStore {
             lost: self.health.lost.load(Ordering::Relaxed),
         }
     }
+
+    fn silences(&self) -> Result<Vec<Silence>, DispatchError> {
+        self.read(super::sqlite_silence::list)
+    }
+
+    fn add_silence(
+        &self,
+        silence: Silence,
+        now: u64,
+    ) -> StoreFuture<'_, Result<Silence, DispatchError>> {
+        Box::pin(self.write(move |tx| Op::AddSilence(silence, now, tx)))
+    }
+
+    fn expire_silence(
+        &self,
+        id: u64,
+        now: u64,
+    ) -> StoreFuture<'_, Result<Option<Expired>, DispatchError>> {
+        Box::pin(self.write(move |tx| Op::ExpireSilence(id, now, tx)))
+    }
 }
 
 /// SQLite integers are signed; ids and times stay far below 2^63.
-fn to_i64(n: u64) -> i64 {
+pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn from_i64(n: i64) -> u64 {
+pub(super) fn from_i64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
 /// Creates the tables if needed; answers this store's random id and state secret.
 fn init(conn: &Connection) -> rusqlite::Result<(u64, Secret)> {
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(super::sqlite_silence::SCHEMA)?;
+    // Notes of held deliveries that went (or were cancelled) since: nothing to release.
+    conn.execute(
+        "DELETE FROM silenced WHERE delivery NOT IN (SELECT id FROM deliveries)",
+        [],
+    )?;
     let store_id = random_meta(conn, "store_id")?;
     let secret = Secret(
         random_meta(conn, "state_key_0")?,
@@ -745,6 +775,28 @@ fn put_fresh(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()
     txn.prepare_cached("INSERT OR REPLACE INTO fresh (id, target, record) VALUES (?1, ?2, ?3)")?
         .execute(params![to_i64(r.id), r.spec.target, bytes])?;
     Ok(())
+}
+
+/// Makes held delivery `id` due at `now`, if it is still pending and due later; answers
+/// its target when it was. A record that cannot be read is left as it is (it becomes a
+/// dead letter when it is reached, at its old time).
+fn release(txn: &rusqlite::Transaction<'_>, id: u64, now: u64) -> rusqlite::Result<Option<String>> {
+    let row: Option<(i64, Vec<u8>)> = txn
+        .prepare_cached("SELECT next_at, record FROM deliveries WHERE id = ?1")?
+        .query_row(params![to_i64(id)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((next_at, bytes)) = row else {
+        return Ok(None);
+    };
+    if from_i64(next_at) <= now {
+        return Ok(None);
+    }
+    let Ok(mut r) = decode(id, &bytes) else {
+        return Ok(None);
+    };
+    r.next_at_ms = now;
+    put(txn, &r)?;
+    Ok(Some(r.spec.target))
 }
 
 /// Deletes a delivery from whichever table holds it; returns whether one did. Its stored
@@ -922,6 +974,9 @@ fn commit(
                             put(&txn, &r)?;
                             stored.push_later(&r);
                         }
+                        for (delivery, silence) in kept.silenced {
+                            super::sqlite_silence::note_held(&txn, delivery, silence)?;
+                        }
                         for r in kept.now {
                             put_fresh(&txn, &r)?;
                             stored.push(&r);
@@ -1001,6 +1056,37 @@ fn commit(
                     };
                     replies.push(Box::new(move |res| {
                         let _ = tx.send(res.map(|()| created));
+                    }));
+                }
+                Op::AddSilence(silence, now, tx) => {
+                    let mut forgotten = Vec::new();
+                    let stored = super::sqlite_silence::add(&txn, silence, now, &mut forgotten)?;
+                    changes.silences.insert(stored.id, Some(stored.span()));
+                    for id in forgotten {
+                        changes.silences.insert(id, None);
+                    }
+                    replies.push(Box::new(move |res| {
+                        let _ = tx.send(res.map(|()| stored));
+                    }));
+                }
+                Op::ExpireSilence(id, now, tx) => {
+                    let expired = match super::sqlite_silence::expire(&txn, id, now)? {
+                        None => None,
+                        Some((silence, held)) => {
+                            changes.silences.insert(silence.id, Some(silence.span()));
+                            let mut released = Vec::new();
+                            for delivery in held {
+                                if let Some(target) = release(&txn, delivery, now)?
+                                    && !released.contains(&target)
+                                {
+                                    released.push(target);
+                                }
+                            }
+                            Some(Expired { silence, released })
+                        }
+                    };
+                    replies.push(Box::new(move |res| {
+                        let _ = tx.send(res.map(|()| expired));
                     }));
                 }
                 Op::Quarantine(id, error) => {

@@ -23,7 +23,7 @@ use std::hash::Hasher;
 use rusqlite::{Connection, Transaction, params};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
-use crate::state::{Entry, Key, State};
+use crate::state::{Entry, Key, SilenceSpan, State};
 
 /// The secret that keys the hash of state keys.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +66,8 @@ struct Held {
 pub(crate) struct MemoryIndex {
     entries: HashMap<Hash, Held>,
     by_expiry: BTreeSet<(u64, Hash)>,
+    /// Every stored silence's span, by id: what the step asks ([`State::silence`]).
+    silences: HashMap<u64, SilenceSpan>,
 }
 
 impl MemoryIndex {
@@ -111,12 +113,19 @@ impl MemoryIndex {
             .iter()
             .map(|(h, held)| (held.expires, *h))
             .collect();
+        index.silences = super::sqlite_silence::spans(conn)?;
         Ok(index)
     }
 
     /// Applies a committed transaction's changes.
     pub(crate) fn apply(&mut self, changes: Changes) {
-        for (hash, change) in changes.0 {
+        for (id, span) in changes.silences {
+            match span {
+                Some(span) => self.silences.insert(id, span),
+                None => self.silences.remove(&id),
+            };
+        }
+        for (hash, change) in changes.entries {
             if let Some(old) = self.entries.remove(&hash) {
                 self.by_expiry.remove(&(old.expires, hash));
             }
@@ -128,9 +137,23 @@ impl MemoryIndex {
     }
 }
 
-/// What a transaction changed, by key hash (`None`: deleted), to apply once it committed.
+/// What a transaction changed, to apply once it committed: entries by key hash, silences
+/// by id (`None`: deleted).
 #[derive(Debug, Default)]
-pub(crate) struct Changes(HashMap<Hash, Option<Held>>);
+pub(crate) struct Changes {
+    entries: HashMap<Hash, Option<Held>>,
+    pub(crate) silences: HashMap<u64, Option<SilenceSpan>>,
+}
+
+impl Changes {
+    /// Silence `id` as the transaction sees it.
+    fn silence(&self, index: &MemoryIndex, id: u64) -> Option<SilenceSpan> {
+        match self.silences.get(&id) {
+            Some(change) => *change,
+            None => index.silences.get(&id).copied(),
+        }
+    }
+}
 
 /// The step's state over an open transaction.
 pub(crate) struct SqliteState<'t> {
@@ -170,7 +193,7 @@ impl<'t> SqliteState<'t> {
 
     /// The entry under `hash` as this transaction sees it.
     fn held(&self, hash: &Hash) -> Option<&Held> {
-        match self.changes.0.get(hash) {
+        match self.changes.entries.get(hash) {
             Some(change) => change.as_ref(),
             None => self.index.entries.get(hash),
         }
@@ -204,7 +227,7 @@ impl<'t> SqliteState<'t> {
                 key.target
             ])?;
         let rowid = self.txn.last_insert_rowid();
-        self.changes.0.insert(
+        self.changes.entries.insert(
             hash,
             Some(Held {
                 entry: entry.clone(),
@@ -219,14 +242,14 @@ impl<'t> SqliteState<'t> {
     /// the memory holds more than [`MAX_ENTRIES`], the entries closest to expiring, expired
     /// or not. Returns how many it deleted before their time.
     pub(crate) fn collect(&mut self, now: u64) -> usize {
-        let held = self.index.entries.len() + self.changes.0.len();
+        let held = self.index.entries.len() + self.changes.entries.len();
         let over = held.saturating_sub(MAX_ENTRIES);
         let mut early = 0usize;
         let victims: Vec<Hash> = self
             .index
             .by_expiry
             .iter()
-            .filter(|(_, h)| !self.changes.0.contains_key(h))
+            .filter(|(_, h)| !self.changes.entries.contains_key(h))
             .take_while(|(expires, _)| {
                 if *expires <= now {
                     return true;
@@ -243,7 +266,7 @@ impl<'t> SqliteState<'t> {
                 self.fail(e);
                 return 0;
             }
-            self.changes.0.insert(hash, None);
+            self.changes.entries.insert(hash, None);
         }
         early
     }
@@ -285,7 +308,7 @@ impl State for PreviewState<'_> {
             Some(Some((e, x))) => (e.clone(), *x),
             Some(None) => return None,
             None => {
-                let held = match self.changes.0.get(&hash) {
+                let held = match self.changes.entries.get(&hash) {
                     Some(change) => change.as_ref(),
                     None => self.index.entries.get(&hash),
                 }?;
@@ -303,6 +326,10 @@ impl State for PreviewState<'_> {
     fn delete(&mut self, key: &Key<'_>) {
         let hash = self.hash(key);
         self.overlay.insert(hash, None);
+    }
+
+    fn silence(&mut self, id: u64) -> Option<SilenceSpan> {
+        self.changes.silence(self.index, id)
     }
 }
 
@@ -324,10 +351,14 @@ impl State for SqliteState<'_> {
         let hash = self.hash(key);
         match self.delete_row(&hash) {
             Ok(()) => {
-                self.changes.0.insert(hash, None);
+                self.changes.entries.insert(hash, None);
             }
             Err(e) => self.fail(e),
         }
+    }
+
+    fn silence(&mut self, id: u64) -> Option<SilenceSpan> {
+        self.changes.silence(self.index, id)
     }
 }
 

@@ -206,10 +206,7 @@ async fn the_rules_memory_is_bounded_and_forgets_the_oldest_first() {
     let submit = |id: String, now: u64| Submission {
         plain: Vec::new(),
         stateful: Some(Box::new(Stateful {
-            facts: AlertFacts {
-                id: Some(id.clone()),
-                state: AlertState::Firing,
-            },
+            facts: AlertFacts::new(Some(id.clone()), AlertState::Firing),
             now,
             choices: vec![RuleChoice {
                 rule: String::from("pages"),
