@@ -282,8 +282,10 @@ pub(crate) mod codes {
     pub(crate) const UNKNOWN_ZONE: Code = Code("E0405");
     /// Two windows with one name.
     pub(crate) const DUPLICATE_WINDOW: Code = Code("E0406");
-    /// A silence's condition that is not one condition (E0407).
+    /// A silence's condition that is not one condition.
     pub(crate) const BAD_SILENCE: Code = Code("E0407");
+    /// Two `inhibit`s with one name.
+    pub(crate) const DUPLICATE_INHIBIT: Code = Code("E0408");
     /// A field no alert of the rule's `@source` has: `alertStat` in an Alibaba rule.
     pub(crate) const UNKNOWN_FIELD: Code = Code("W0201");
     /// `@state == "firng"`: a state value that is never set.
@@ -294,6 +296,8 @@ pub(crate) mod codes {
     pub(crate) const REDUNDANT_ACTION: Code = Code("W0204");
     /// A `dedup` window shorter than the sender's resend period: it keeps nothing out.
     pub(crate) const DEDUP_SHORTER_THAN_RESEND: Code = Code("W0401");
+    /// An `inhibit` whose two sides could match one alert.
+    pub(crate) const INHIBIT_OVERLAP: Code = Code("W0402");
 }
 
 /// A labelled span: the `^^^` (primary) or `---` (secondary) under some text.

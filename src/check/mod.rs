@@ -12,6 +12,7 @@
 //! secrets), `fields.rs` (each sender's fields), and test blocks here.
 
 mod fields;
+mod inhibit;
 mod memory;
 mod names;
 pub(crate) mod silence;
@@ -21,7 +22,9 @@ mod windows;
 
 pub use silence::MAX_SILENCE_CONDITION;
 pub(crate) use silence::check_silence;
-pub(crate) use windows::{at_clock, duration_ms};
+pub(crate) use windows::at_clock;
+#[cfg(feature = "server")]
+pub(crate) use windows::duration_ms;
 
 use serde_json::Value;
 
@@ -29,6 +32,7 @@ use crate::alert::Source;
 use crate::diagnostic::{Diagnostic, SourceMap, Span, codes};
 use crate::syntax::ast::{self, CmpOp, FieldPath, Item, Literal};
 
+pub(crate) use inhibit::CheckedInhibit;
 pub(crate) use memory::{CheckedGate, CheckedMemory};
 pub(crate) use targets::{BodyTemplate, Method, SecretText, TextPart};
 
@@ -207,6 +211,8 @@ pub(crate) enum CheckedExpect {
     Held(usize),
     /// `expect silenced t`: a silence holds (or drops) the delivery to `t`.
     Silenced(usize),
+    /// `expect inhibited t`: an `inhibit` keeps the delivery to `t` out.
+    Inhibited(usize),
 }
 
 /// Everything the engine needs from a checked folder.
@@ -216,6 +222,8 @@ pub(crate) struct Checked {
     /// The windows, in declaration order: `CheckedCondition::During` indexes them.
     pub(crate) windows: Vec<crate::window::Window>,
     pub(crate) rules: Vec<CheckedRule>,
+    /// The `inhibit` declarations, in load order.
+    pub(crate) inhibits: Vec<CheckedInhibit>,
     pub(crate) tests: Vec<CheckedTest>,
     pub(crate) warnings: Vec<Diagnostic>,
 }
@@ -402,6 +410,11 @@ pub(crate) fn check(
                 Item::Test(t) => {
                     if let Some(t) = check_test(&mut cx, &t, &scope) {
                         out.tests.push(t);
+                    }
+                }
+                Item::Inhibit(i) => {
+                    if let Some(i) = inhibit::check_inhibit(&mut cx, i, &scope) {
+                        out.inhibits.push(i);
                     }
                 }
                 Item::Target(_) | Item::Window(_) => {}
@@ -682,6 +695,9 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                     ast::Expect::Held(n) => scope.resolve_target(cx, n).map(CheckedExpect::Held),
                     ast::Expect::Silenced(n) => {
                         scope.resolve_target(cx, n).map(CheckedExpect::Silenced)
+                    }
+                    ast::Expect::Inhibited(n) => {
+                        scope.resolve_target(cx, n).map(CheckedExpect::Inhibited)
                     }
                     ast::Expect::Drop => Some(CheckedExpect::Drop),
                     ast::Expect::Unrouted => Some(CheckedExpect::Unrouted),

@@ -40,6 +40,7 @@ impl Scope {
         };
         let mut rules: HashMap<&str, Span> = HashMap::new();
         let mut tests: HashMap<&str, Span> = HashMap::new();
+        let mut inhibits: HashMap<&str, Span> = HashMap::new();
         for f in files {
             for item in &f.items {
                 match item {
@@ -90,6 +91,20 @@ impl Scope {
                             } else {
                                 rules.insert(&n.value, n.span);
                             }
+                        }
+                    }
+                    Item::Inhibit(i) => {
+                        if let Some(&first) = inhibits.get(i.name.value.as_str()) {
+                            cx.report(duplicate(
+                                codes::DUPLICATE_INHIBIT,
+                                "inhibit",
+                                &i.name.value,
+                                i.name.span,
+                                first,
+                                cx,
+                            ));
+                        } else {
+                            inhibits.insert(&i.name.value, i.name.span);
                         }
                     }
                     Item::Test(t) => {
@@ -206,7 +221,12 @@ fn duplicate(
             cx.place(first)
         ))
         .with_note(format!(
-            "a {what} name is unique across every file of the rules folder"
+            "{} {what} name is unique across every file of the rules folder",
+            if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            }
         ))
 }
 

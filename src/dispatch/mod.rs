@@ -567,9 +567,9 @@ impl Router {
 }
 
 /// The step's input for `alert`, when the step has a say in it: a rule that remembers
-/// chose a target or may owe it a resolution, or a silence matches it, or, while silences
-/// are in force, it is a resolution that may cancel a firing one holds. `None`: the
-/// decision's deliveries go as they are.
+/// chose a target or may owe it a resolution, a silence matches it, or, while silences
+/// are in force, it is a resolution that may cancel a firing one holds, or an `inhibit`
+/// names it as a source or a target. `None`: the decision's deliveries go as they are.
 fn stateful(
     d: &crate::engine::Decision<'_>,
     alert: &Alert,
@@ -580,9 +580,10 @@ fn stateful(
     let facts = crate::state::AlertFacts {
         silences,
         silencing,
+        inhibits: d.inhibit_facts(alert),
         ..crate::state::AlertFacts::new(alert.id().map(str::to_owned), alert.state())
     };
-    if !facts.silenced() && !d.remembers(alert) {
+    if !facts.needs_step() && !d.remembers(alert) {
         return None;
     }
     let to_record = |delivery: Delivery<'_>| record(delivery, alert, now);

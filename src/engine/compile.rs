@@ -126,7 +126,7 @@ impl Compiler {
     }
 
     /// A checked condition as a predicate over atom ids.
-    fn condition(&mut self, c: CheckedCondition) -> Pred {
+    pub(crate) fn condition(&mut self, c: CheckedCondition) -> Pred {
         match c {
             CheckedCondition::Any(cs) => {
                 Pred::Any(cs.into_iter().map(|c| self.condition(c)).collect())

@@ -108,7 +108,7 @@ pub(crate) fn explain_many(set: &RuleSet, alerts: &[Alert]) -> Vec<Explanation> 
         .map(|alert| {
             let mut e = explain(set, alert);
             let d = set.evaluate(alert);
-            if d.remembers(alert) {
+            if d.remembers(alert) || !d.inhibit_facts(alert).is_empty() {
                 let (posted, verdicts) =
                     super::memory::step_offline(&d, alert, &[], &mut state, &mut next, &mut held);
                 e.decision.targets = posted;

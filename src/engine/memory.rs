@@ -144,6 +144,10 @@ impl RuleSet {
     /// other verdicts, or a throttle without `by` (one window for the whole rule).
     fn verdict_key(&self, v: &crate::state::Verdict, alert: &Alert) -> Option<String> {
         use crate::state::VerdictKind;
+        if let VerdictKind::Inhibited { inhibit, .. } = &v.kind {
+            let i = self.inner.inhibits.iter().find(|i| &i.name == inhibit)?;
+            return i.shown_key(alert);
+        }
         let rule = self.inner.rules.iter().find(|r| r.id() == v.rule)?;
         let m = rule.memory.as_deref()?;
         let (paths, texts) = match v.kind {
@@ -401,7 +405,8 @@ pub(crate) fn step_offline(
             facts.silences.push(s.id);
         }
     }
-    if !facts.silenced() && !d.remembers(alert) {
+    facts.inhibits = d.inhibit_facts(alert);
+    if !facts.needs_step() && !d.remembers(alert) {
         return (d.target_names().map(str::to_owned).collect(), Vec::new());
     }
     let (choices, probes) = d.choices(alert);

@@ -4,6 +4,7 @@ pub(crate) mod compile;
 mod eval;
 mod explain;
 mod index;
+mod inhibit;
 mod memory;
 pub(crate) mod program;
 pub(crate) mod render;
@@ -203,6 +204,8 @@ pub(crate) struct Compiled {
     pub(crate) targets: Vec<Target>,
     /// The declared windows: `Pred::During` indexes them.
     pub(crate) windows: Box<[crate::window::Window]>,
+    /// The `inhibit` declarations, in load order.
+    pub(crate) inhibits: Box<[inhibit::CompiledInhibit]>,
     /// The rules a resolved alert concerns even when it no longer matches them, by index:
     /// `resolve once` may owe it its resolution; `delay` and `hold during` may hold its
     /// firing, which the resolution cancels.
@@ -255,6 +258,17 @@ impl RuleSet {
             .into_iter()
             .map(|r| compiler.rule(r, &checked.targets, &checked.windows))
             .collect();
+        let inhibits = std::mem::take(&mut checked.inhibits)
+            .into_iter()
+            .map(|i| inhibit::CompiledInhibit {
+                name: i.name,
+                location: i.location,
+                target: compiler.condition(i.target),
+                source: compiler.condition(i.source),
+                matching_text: i.matching.iter().map(|p| p.to_string()).collect(),
+                matching: i.matching.iter().map(program::path).collect(),
+            })
+            .collect();
         let on_resolve = rules
             .iter()
             .enumerate()
@@ -280,6 +294,7 @@ impl RuleSet {
                 atoms: tables.atoms,
                 index,
                 windows: std::mem::take(&mut checked.windows).into_boxed_slice(),
+                inhibits,
                 on_resolve,
                 targets,
                 tests: checked.tests,

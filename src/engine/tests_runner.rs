@@ -253,6 +253,17 @@ fn check_step(
                     name(*i)
                 ));
             }
+            CheckedExpect::Inhibited(i)
+                if !verdicts.iter().any(|v| {
+                    v.target == name(*i)
+                        && matches!(v.kind, crate::state::VerdictKind::Inhibited { .. })
+                }) =>
+            {
+                failures.push(format!(
+                    "{at}expected the delivery to `{}` to be inhibited, but the alert was posted to: {shown}",
+                    name(*i)
+                ));
+            }
             CheckedExpect::Drop if !d.dropped() => failures.push(format!(
                 "{at}expected the alert to be dropped, but no `drop` fired"
             )),

@@ -796,6 +796,7 @@ fn rules_summary(rules: &RuleSet) -> Value {
         "rule_list": rules.rules().collect::<Vec<_>>(),
         "targets": rules.targets().iter().map(|t| t.name()).collect::<Vec<_>>(),
         "windows": rules.windows().map(|(name, definition)| json!({"name": name, "definition": definition})).collect::<Vec<_>>(),
+        "inhibits": rules.inhibits().map(|(name, location)| json!({"name": name, "location": location})).collect::<Vec<_>>(),
         "tests": rules.test_count(),
         "files": files,
         "warnings": rules.warnings().to_json(),

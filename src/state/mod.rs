@@ -45,7 +45,33 @@ pub struct AlertFacts {
     /// Whether a silence may be holding firings: a resolution then looks for its firing
     /// among them, to cancel it.
     pub silencing: bool,
+    /// What each `inhibit` whose target or source condition the alert matches says.
+    pub inhibits: Vec<InhibitFact>,
 }
+
+/// What one `inhibit` says about an alert.
+#[derive(Clone, Debug)]
+pub struct InhibitFact {
+    /// The inhibit's name.
+    pub inhibit: String,
+    /// The canonical JSON of the alert's `matching` values; `None` when a field is
+    /// missing (a missing field equals nothing: the alert neither inhibits nor is
+    /// inhibited through this declaration).
+    pub key: Option<Vec<u8>>,
+    /// The target condition matches: a firing may be kept out.
+    pub target: bool,
+    /// The source condition matches: firing, it keeps targets out.
+    pub source: bool,
+}
+
+/// How long a firing source is remembered without a re-send: a day. A source is forgotten
+/// at its resolution, or after a day without news (a sender that stopped sending does not
+/// keep its targets quiet for ever).
+pub const INHIBIT_SOURCE_MS: u64 = 24 * 3_600_000;
+
+/// The most firing sources remembered under one inhibit and key: past it, the one seen
+/// longest ago is forgotten (one is enough to inhibit).
+pub const MAX_INHIBIT_SOURCES: usize = 64;
 
 impl AlertFacts {
     /// An alert's facts, without silences.
@@ -55,6 +81,7 @@ impl AlertFacts {
             state,
             silences: Vec::new(),
             silencing: false,
+            inhibits: Vec::new(),
         }
     }
 
@@ -64,6 +91,12 @@ impl AlertFacts {
     pub fn silenced(&self) -> bool {
         !self.silences.is_empty()
             || (self.silencing && self.state == AlertState::Resolved && self.id.is_some())
+    }
+
+    /// Whether the step has a say in this alert beyond the rules' clauses: silences (see
+    /// [`AlertFacts::silenced`]) or an `inhibit` whose source or target it is.
+    pub fn needs_step(&self) -> bool {
+        self.silenced() || !self.inhibits.is_empty()
     }
 }
 
@@ -240,6 +273,14 @@ pub enum VerdictKind {
         /// The held delivery cancelled.
         of: u64,
     },
+    /// Kept out by `inhibit "<inhibit>"`: alert `by` (its `@id`), which its source
+    /// condition matches, is firing with the same `matching` values. Never a resolution.
+    Inhibited {
+        /// The inhibit's name.
+        inhibit: String,
+        /// The `@id` of a firing source.
+        by: String,
+    },
     /// A firing a silence matches: held as delivery `delivery` until `until` (the
     /// silence's end, or later when the rule's own gate says so), when it goes out unless
     /// its resolution came first. An alert without `@id` is dropped (`delivery` is `None`):
@@ -318,6 +359,17 @@ impl std::fmt::Display for Verdict {
             VerdictKind::Cancelled { of } => {
                 write!(f, "resolved while delivery {of} was held: neither goes out")
             }
+            VerdictKind::Inhibited { inhibit, by } => {
+                let key = self
+                    .key
+                    .as_deref()
+                    .map(|k| format!(" with {k}"))
+                    .unwrap_or_default();
+                write!(
+                    f,
+                    "inhibited by inhibit \"{inhibit}\": alert {by} is firing{key}"
+                )
+            }
             VerdictKind::Silenced {
                 silence,
                 until,
@@ -352,6 +404,7 @@ impl Verdict {
             VerdictKind::Muted { .. } => Some("muted"),
             VerdictKind::Cancelled { .. } => Some("cancelled"),
             VerdictKind::Silenced { .. } => Some("silenced"),
+            VerdictKind::Inhibited { .. } => Some("inhibited"),
             VerdictKind::Delivered { .. }
             | VerdictKind::Diverted { .. }
             | VerdictKind::Held { .. } => None,
@@ -403,6 +456,12 @@ pub enum Entry {
         delivery: u64,
         /// When it goes out.
         until: u64,
+    },
+    /// The firing sources of an `inhibit` under one key: each source's `@id` and until
+    /// when it counts (its last firing plus [`INHIBIT_SOURCE_MS`]).
+    Inhibitor {
+        /// `(@id, until)`, oldest first.
+        sources: Vec<(String, u64)>,
     },
     /// A firing held by silence `silence`: delivery `delivery`, due at `until`.
     Silenced {
@@ -506,8 +565,13 @@ pub fn step<P: Clone>(
         verdicts: Vec::new(),
     };
     let silenced = silenced(state, alert, now);
+    note_sources(state, alert, now);
+    let gates = Gates {
+        silenced,
+        inhibited: inhibited_by(state, alert, now),
+    };
     for choice in choices {
-        one_rule(state, alert, choice, silenced, now, &mut out);
+        one_rule(state, alert, choice, &gates, now, &mut out);
     }
     if alert.state == AlertState::Resolved {
         for probe in probes {
@@ -701,6 +765,71 @@ fn cancel<P>(
     true
 }
 
+/// What holds back every firing delivery of this alert, whatever rule chose it.
+struct Gates {
+    /// The silence in force that matches it, and its end.
+    silenced: Option<(u64, u64)>,
+    /// The inhibit that keeps it out, and the `@id` of a firing source.
+    inhibited: Option<(String, String)>,
+}
+
+/// The key under which an inhibit's firing sources are kept, for one `matching` key.
+fn inhibitor_key<'a>(inhibit: &'a str, key: &[u8]) -> Key<'a> {
+    Key::new("inhibitor", inhibit, 0, "", key)
+}
+
+/// Notes the alert as a firing source of each inhibit whose source condition it matches
+/// (a resolution, or a firing alert that no longer matches, forgets it). An alert without
+/// `@id` is not noted: its resolution could not be told apart.
+fn note_sources(state: &mut dyn State, alert: &AlertFacts, now: u64) {
+    let Some(id) = alert.id.as_deref() else {
+        return;
+    };
+    for f in &alert.inhibits {
+        let Some(values) = &f.key else { continue };
+        let key = inhibitor_key(&f.inhibit, values);
+        let mut sources = match state.get(&key, now) {
+            Some(Entry::Inhibitor { sources }) => sources,
+            _ => Vec::new(),
+        };
+        let before = sources.len();
+        sources.retain(|(s, until)| s != id && *until > now);
+        let firing = f.source && alert.state != AlertState::Resolved;
+        if firing {
+            sources.push((id.to_owned(), now.saturating_add(INHIBIT_SOURCE_MS)));
+            if sources.len() > MAX_INHIBIT_SOURCES {
+                sources.remove(0);
+            }
+        } else if sources.len() == before {
+            continue;
+        }
+        match sources.iter().map(|(_, until)| *until).max() {
+            Some(expires) => state.put(&key, &Entry::Inhibitor { sources }, expires),
+            None => state.delete(&key),
+        }
+    }
+}
+
+/// The inhibit that keeps this alert's firings out, and a source that fires for it: the
+/// first inhibit whose target condition the alert matches and under whose key another
+/// alert is firing. `None` for a resolution (never inhibited).
+fn inhibited_by(state: &mut dyn State, alert: &AlertFacts, now: u64) -> Option<(String, String)> {
+    if alert.state == AlertState::Resolved {
+        return None;
+    }
+    let id = alert.id.as_deref();
+    alert.inhibits.iter().filter(|f| f.target).find_map(|f| {
+        let values = f.key.as_ref()?;
+        match state.get(&inhibitor_key(&f.inhibit, values), now) {
+            Some(Entry::Inhibitor { sources }) => sources
+                .iter()
+                .find(|(s, until)| Some(s.as_str()) != id && *until > now)
+                .map(|(s, _)| (f.inhibit.clone(), s.clone())),
+            _ => None,
+        }
+    })
+}
+
 /// The silence that holds the alert's firings now, and its end: of the silences the alert
 /// matches, those the state says are in force, the one that ends last. `None` for a
 /// resolution (silences never hold one back).
@@ -756,10 +885,11 @@ fn one_rule<P: Clone>(
     state: &mut dyn State,
     alert: &AlertFacts,
     choice: RuleChoice<P>,
-    silenced: Option<(u64, u64)>,
+    gates: &Gates,
     now: u64,
     out: &mut Out<'_, P>,
 ) {
+    let silenced = gates.silenced;
     let RuleChoice {
         rule,
         clauses,
@@ -855,6 +985,16 @@ fn one_rule<P: Clone>(
                     continue;
                 }
             }
+        }
+        // Inhibited: kept out, neither counted by `at most` nor noted by `dedup` or
+        // `resolve once` (its resolution is owed nothing).
+        if !resolved && let Some((inhibit, by)) = &gates.inhibited {
+            let kind = VerdictKind::Inhibited {
+                inhibit: inhibit.clone(),
+                by: by.clone(),
+            };
+            out.verdict(&rule, &target, kind);
+            continue;
         }
         passing.push((target, payload));
     }

@@ -1082,3 +1082,118 @@ fn a_silenced_alert_without_an_id_is_dropped() {
     );
     assert!(d.is_empty());
 }
+
+/// The facts of alert `id` in `state` for one inhibit, as its source, its target or both.
+fn inhibit_facts(id: &str, state: AlertState, key: &str, source: bool, target: bool) -> AlertFacts {
+    AlertFacts {
+        inhibits: vec![InhibitFact {
+            inhibit: String::from("warn under crit"),
+            key: Some(key.as_bytes().to_vec()),
+            target,
+            source,
+        }],
+        ..facts(id, state)
+    }
+}
+
+#[test]
+fn an_inhibit_keeps_targets_out_while_a_source_with_the_same_key_fires() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let crit = |state| inhibit_facts("crit", state, "eu", true, false);
+    let warn = |id: &str, key: &str| inhibit_facts(id, AlertState::Firing, key, false, true);
+    // The source fires (and is delivered: it is no target).
+    let (v, _, _) = run_gated(
+        &mut s,
+        &crit(AlertState::Firing),
+        plain_rule(),
+        0,
+        &mut next,
+    );
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 1 }]);
+    // A target with the same key is kept out; another key is not.
+    let (v, d, _) = run_gated(&mut s, &warn("w1", "eu"), plain_rule(), MIN, &mut next);
+    assert_eq!(
+        v,
+        [VerdictKind::Inhibited {
+            inhibit: String::from("warn under crit"),
+            by: String::from("crit")
+        }]
+    );
+    assert!(d.is_empty());
+    let (v, _, _) = run_gated(&mut s, &warn("w2", "us"), plain_rule(), MIN, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 2 }]);
+    // A target's resolution is never inhibited.
+    let (v, _, _) = run_gated(
+        &mut s,
+        &inhibit_facts("w1", AlertState::Resolved, "eu", false, true),
+        plain_rule(),
+        2 * MIN,
+        &mut next,
+    );
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 3 }]);
+    // The source resolves: targets go again.
+    run_gated(
+        &mut s,
+        &crit(AlertState::Resolved),
+        plain_rule(),
+        3 * MIN,
+        &mut next,
+    );
+    let (v, _, _) = run_gated(&mut s, &warn("w1", "eu"), plain_rule(), 4 * MIN, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 5 }]);
+}
+
+#[test]
+fn an_alert_never_inhibits_itself_and_a_silent_source_is_forgotten_after_a_day() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let both = inhibit_facts("a", AlertState::Firing, "k", true, true);
+    let (v, _, _) = run_gated(&mut s, &both, plain_rule(), 0, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 1 }]);
+    let (v, _, _) = run_gated(&mut s, &both, plain_rule(), MIN, &mut next);
+    assert_eq!(v, [VerdictKind::Delivered { delivery: 2 }], "not by itself");
+    // Another alert that matches both sides is inhibited by the first.
+    let other = inhibit_facts("b", AlertState::Firing, "k", true, true);
+    let (v, _, _) = run_gated(&mut s, &other, plain_rule(), 2 * MIN, &mut next);
+    assert!(
+        matches!(v[..], [VerdictKind::Inhibited { ref by, .. }] if by == "a"),
+        "{v:?}"
+    );
+    // A day after the last news of both sources, a target goes.
+    let target = inhibit_facts("c", AlertState::Firing, "k", false, true);
+    let later = 2 * MIN + INHIBIT_SOURCE_MS;
+    let (v, _, _) = run_gated(&mut s, &target, plain_rule(), later, &mut next);
+    assert!(matches!(v[..], [VerdictKind::Delivered { .. }]), "{v:?}");
+}
+
+#[test]
+fn a_missing_matching_field_neither_inhibits_nor_is_inhibited() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let no_key = |id: &str, source: bool, target: bool| AlertFacts {
+        inhibits: vec![InhibitFact {
+            inhibit: String::from("warn under crit"),
+            key: None,
+            target,
+            source,
+        }],
+        ..facts(id, AlertState::Firing)
+    };
+    run_gated(
+        &mut s,
+        &no_key("crit", true, false),
+        plain_rule(),
+        0,
+        &mut next,
+    );
+    let (v, _, _) = run_gated(
+        &mut s,
+        &no_key("warn", false, true),
+        plain_rule(),
+        MIN,
+        &mut next,
+    );
+    assert!(matches!(v[..], [VerdictKind::Delivered { .. }]), "{v:?}");
+    assert!(s.is_empty(), "nothing is remembered without a key");
+}

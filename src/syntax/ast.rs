@@ -22,6 +22,8 @@ pub(crate) enum Item {
     Target(TargetDecl),
     /// `window business = mon-fri 09:00-18:00 Europe/Berlin`
     Window(WindowDecl),
+    /// `inhibit "name" when ... while ... is firing matching ...`
+    Inhibit(InhibitDecl),
     /// `when ... -> ...`
     Rule(Rule),
     /// `test "..." { ... }`
@@ -521,6 +523,23 @@ pub(crate) enum Part {
     Path(FieldPath),
 }
 
+/// `inhibit "warnings under a critical" when <target> while <source> is firing matching
+/// labels.cluster`
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct InhibitDecl {
+    /// Its name: what explain and metrics call it.
+    pub(crate) name: Str,
+    /// What it keeps out: the alerts this condition matches.
+    pub(crate) target: Condition,
+    /// While an alert this condition matches is firing...
+    pub(crate) source: Condition,
+    /// ...with the same values at these fields (none: any such alert).
+    pub(crate) matching: Vec<FieldPath>,
+    /// The `inhibit` keyword.
+    #[serde(skip)]
+    pub(crate) span: Span,
+}
+
 /// `window business = mon-fri 09:00-18:00 or sat 10:00-14:00 Europe/Berlin`
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct WindowDecl {
@@ -624,6 +643,8 @@ pub(crate) enum Expect {
     Held(Ident),
     /// `expect silenced pager`: a silence holds the delivery (or drops it).
     Silenced(Ident),
+    /// `expect inhibited chat`: an `inhibit` keeps the delivery out.
+    Inhibited(Ident),
     /// `expect no post ok_url`: the decision does not include the target.
     NoPost(Ident),
     /// `expect drop`: a `drop` action fired.

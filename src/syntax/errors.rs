@@ -39,6 +39,11 @@ fn words(r: R) -> Option<&'static str> {
         R::kw_target | R::target_decl => "`target`",
         R::kw_test | R::test_block => "`test`",
         R::kw_window | R::window_decl => "`window`",
+        R::kw_inhibit | R::inhibit_decl => "`inhibit`",
+        R::kw_while => "`while`",
+        R::kw_is => "`is firing`",
+        R::kw_firing => "`firing`",
+        R::kw_matching | R::inhibit_matching => "`matching`",
         R::window_name => "a window name",
         R::dated_part | R::weekly_part | R::days | R::day_range | R::day | R::kw_daily => {
             "days (`daily`, `mon-fri`, `sat,sun`) or dates (`2026-12-24 .. 2026-12-26`)"

@@ -82,10 +82,50 @@ impl Lowerer {
         match p.as_rule() {
             R::target_decl => items.push(Item::Target(self.target(p))),
             R::window_decl => items.push(Item::Window(self.window(p))),
+            R::inhibit_decl => items.push(Item::Inhibit(self.inhibit(p))),
             R::rule => items.push(Item::Rule(self.rule(p))),
             R::test_block => items.push(Item::Test(self.test(p))),
             R::EOI => {}
             r => unreachable!("grammar: item is target, rule or test, got {r:?}"),
+        }
+    }
+
+    /// `inhibit "name" when <target> while <source> is firing [matching <paths>]`.
+    fn inhibit(&mut self, pair: P<'_>) -> InhibitDecl {
+        let span = self.span(&pair);
+        let span = Span::new(
+            span.file,
+            span.start as usize,
+            span.start as usize + "inhibit".len(),
+        );
+        let mut name = None;
+        let mut conditions = Vec::with_capacity(2);
+        let mut matching = Vec::new();
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                R::string => name = Some(self.plain_string(p)),
+                R::condition => conditions.push(self.condition(p)),
+                R::inhibit_matching => {
+                    matching = p
+                        .into_inner()
+                        .filter(|p| p.as_rule() == R::field_path)
+                        .map(|p| self.field_path(p))
+                        .collect();
+                }
+                _ => {}
+            }
+        }
+        let mut conditions = conditions.into_iter();
+        let (Some(name), Some(target), Some(source)) = (name, conditions.next(), conditions.next())
+        else {
+            unreachable!("grammar: inhibit has a name and two conditions")
+        };
+        InhibitDecl {
+            name,
+            target,
+            source,
+            matching,
+            span,
         }
     }
 
@@ -927,6 +967,7 @@ impl Lowerer {
                                 | R::kw_throttled
                                 | R::kw_held
                                 | R::kw_silenced
+                                | R::kw_inhibited
                         )
                     });
                     let expect = match kind {
@@ -939,6 +980,9 @@ impl Lowerer {
                         R::expect_held => inner.next().map(|t| Expect::Held(self.ident(&t))),
                         R::expect_silenced => {
                             inner.next().map(|t| Expect::Silenced(self.ident(&t)))
+                        }
+                        R::expect_inhibited => {
+                            inner.next().map(|t| Expect::Inhibited(self.ident(&t)))
                         }
                         R::expect_unrouted => Some(Expect::Unrouted),
                         R::expect_body => match (inner.next(), inner.next()) {

@@ -162,7 +162,7 @@ pub(super) fn next_item_line(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 fn starts_item(line: &[u8]) -> bool {
-    ["when", "rule", "target", "window", "test"]
+    ["when", "rule", "target", "window", "inhibit", "test"]
         .iter()
         .any(|w| {
             line.strip_prefix(w.as_bytes())

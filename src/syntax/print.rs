@@ -19,11 +19,28 @@ pub(crate) fn file(f: &File) -> String {
         match item {
             Item::Target(t) => target(&mut out, t),
             Item::Window(w) => window(&mut out, w),
+            Item::Inhibit(i) => inhibit(&mut out, i),
             Item::Rule(r) => rule(&mut out, r),
             Item::Test(t) => test(&mut out, t),
         }
     }
     out
+}
+
+/// `inhibit "name" when <target> while <source> is firing matching <paths>` on one line.
+fn inhibit(out: &mut String, i: &InhibitDecl) {
+    let _ = write!(
+        out,
+        "inhibit {} when {} while {} is firing",
+        quote(&i.name.value),
+        condition(&i.target),
+        condition(&i.source)
+    );
+    if !i.matching.is_empty() {
+        let paths: Vec<String> = i.matching.iter().map(field_path).collect();
+        let _ = write!(out, " matching {}", paths.join(", "));
+    }
+    out.push('\n');
 }
 
 /// `rule "name" when <condition> -> <actions>` on one line.
@@ -381,6 +398,7 @@ fn test(out: &mut String, t: &TestBlock) {
                 Expect::Throttled(t) => format!("expect throttled {}", t.name),
                 Expect::Held(t) => format!("expect held {}", t.name),
                 Expect::Silenced(t) => format!("expect silenced {}", t.name),
+                Expect::Inhibited(t) => format!("expect inhibited {}", t.name),
             },
             TestStatement::At(d, _) => format!("at {}{}", d.amount, d.suffix()),
             TestStatement::After(d, _) => format!("after {}{}", d.amount, d.suffix()),
