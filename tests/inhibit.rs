@@ -102,22 +102,10 @@ test "a wrong expectation fails" {{
         set.warnings().render(Format::Text)
     );
     let report = set.run_tests();
-    let failed: Vec<&str> = report
-        .tests
-        .iter()
-        .filter(|t| !t.failures.is_empty())
-        .map(|t| t.name.as_str())
-        .collect();
-    assert_eq!(failed, ["a wrong expectation fails"], "{report}");
-    let wrong = report
-        .tests
-        .iter()
-        .find(|t| !t.failures.is_empty())
-        .unwrap();
+    let failures = support::report::only_failure(&report, "a wrong expectation fails");
     assert!(
-        wrong.failures[0].contains("expected the delivery to `chat` to be inhibited"),
-        "{:?}",
-        wrong.failures
+        failures[0].contains("expected the delivery to `chat` to be inhibited"),
+        "{failures:?}"
     );
 }
 

@@ -386,22 +386,10 @@ test "a wrong expectation fails" {
     )])
     .unwrap();
     let report = set.run_tests();
-    let failed: Vec<&str> = report
-        .tests
-        .iter()
-        .filter(|t| !t.failures.is_empty())
-        .map(|t| t.name.as_str())
-        .collect();
-    assert_eq!(failed, ["a wrong expectation fails"], "{report}");
-    let wrong = report
-        .tests
-        .iter()
-        .find(|t| !t.failures.is_empty())
-        .unwrap();
+    let failures = support::report::only_failure(&report, "a wrong expectation fails");
     assert!(
-        wrong.failures[0].contains("expected a post to `pager`"),
-        "{:?}",
-        wrong.failures
+        failures[0].contains("expected a post to `pager`"),
+        "{failures:?}"
     );
 }
 

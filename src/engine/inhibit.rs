@@ -48,26 +48,8 @@ impl CompiledInhibit {
     /// `labels.cluster=eu, labels.alertname=DiskFull`: the alert's `matching` values, as
     /// explain shows them; `None` without `matching`.
     pub(crate) fn shown_key(&self, alert: &Alert) -> Option<String> {
-        if self.matching.is_empty() {
-            return None;
-        }
-        let parts: Vec<String> = self
-            .matching
-            .iter()
-            .zip(&self.matching_text)
-            .map(|(p, text)| {
-                let mut values = Vec::new();
-                p.any(alert, &mut |v| {
-                    values.push(match v.to_json() {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    });
-                    false
-                });
-                format!("{text}={}", values.join("|"))
-            })
-            .collect();
-        Some(parts.join(", "))
+        (!self.matching.is_empty())
+            .then(|| super::memory::shown_values(&self.matching, &self.matching_text, alert))
     }
 }
 

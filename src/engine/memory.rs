@@ -163,28 +163,34 @@ impl RuleSet {
                 _ => None,
             };
         }
-        let parts: Vec<String> = paths
-            .iter()
-            .zip(texts)
-            .map(|(p, text)| {
-                let mut values = Vec::new();
-                p.any(alert, &mut |v| {
-                    values.push(match v.to_json() {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    });
-                    false
-                });
-                let shown = match values.as_slice() {
-                    [] => String::from("(missing)"),
-                    [one] => one.clone(),
-                    many => format!("[{}]", many.join(", ")),
-                };
-                format!("{text}={shown}")
-            })
-            .collect();
-        Some(parts.join(", "))
+        Some(shown_values(paths, texts, alert))
     }
+}
+
+/// `labels.team=db, labels.cluster=[eu, us]`: the alert's values at `paths` (written as
+/// `texts`), as explain shows a key.
+pub(crate) fn shown_values(paths: &[Path], texts: &[String], alert: &Alert) -> String {
+    let parts: Vec<String> = paths
+        .iter()
+        .zip(texts)
+        .map(|(p, text)| {
+            let mut values = Vec::new();
+            p.any(alert, &mut |v| {
+                values.push(match v.to_json() {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                });
+                false
+            });
+            let shown = match values.as_slice() {
+                [] => String::from("(missing)"),
+                [one] => one.clone(),
+                many => format!("[{}]", many.join(", ")),
+            };
+            format!("{text}={shown}")
+        })
+        .collect();
+    parts.join(", ")
 }
 
 /// The canonical JSON of the values at `paths`: `[[values of path 1], [values of path 2]]`.

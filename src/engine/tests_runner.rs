@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::RuleSet;
 use crate::alert::{AdaptLimits, Alert, adapt_at};
 use crate::check::CheckedExpect;
+use crate::state::VerdictKind;
 
 /// The outcome of every `test` block.
 #[derive(Clone, Debug, Serialize)]
@@ -232,37 +233,20 @@ fn check_step(
                     name(*i)
                 ));
             }
-            CheckedExpect::Held(i)
-                if !verdicts.iter().any(|v| {
-                    v.target == name(*i) && matches!(v.kind, crate::state::VerdictKind::Held { .. })
-                }) =>
-            {
-                failures.push(format!(
-                    "{at}expected the delivery to `{}` to be held, but the alert was posted to: {shown}",
-                    name(*i)
-                ));
-            }
-            CheckedExpect::Silenced(i)
-                if !verdicts.iter().any(|v| {
-                    v.target == name(*i)
-                        && matches!(v.kind, crate::state::VerdictKind::Silenced { .. })
-                }) =>
-            {
-                failures.push(format!(
-                    "{at}expected the delivery to `{}` to be silenced, but the alert was posted to: {shown}",
-                    name(*i)
-                ));
-            }
-            CheckedExpect::Inhibited(i)
-                if !verdicts.iter().any(|v| {
-                    v.target == name(*i)
-                        && matches!(v.kind, crate::state::VerdictKind::Inhibited { .. })
-                }) =>
-            {
-                failures.push(format!(
-                    "{at}expected the delivery to `{}` to be inhibited, but the alert was posted to: {shown}",
-                    name(*i)
-                ));
+            CheckedExpect::Held(i) | CheckedExpect::Silenced(i) | CheckedExpect::Inhibited(i) => {
+                let (word, is): (&str, fn(&VerdictKind) -> bool) = match e {
+                    CheckedExpect::Held(_) => ("held", |k| matches!(k, VerdictKind::Held { .. })),
+                    CheckedExpect::Silenced(_) => {
+                        ("silenced", |k| matches!(k, VerdictKind::Silenced { .. }))
+                    }
+                    _ => ("inhibited", |k| matches!(k, VerdictKind::Inhibited { .. })),
+                };
+                if !verdicts.iter().any(|v| v.target == name(*i) && is(&v.kind)) {
+                    failures.push(format!(
+                        "{at}expected the delivery to `{}` to be {word}, but the alert was posted to: {shown}",
+                        name(*i)
+                    ));
+                }
             }
             CheckedExpect::Drop if !d.dropped() => failures.push(format!(
                 "{at}expected the alert to be dropped, but no `drop` fired"

@@ -3,3 +3,4 @@ pub(crate) mod fixtures;
 pub(crate) mod http;
 pub(crate) mod process;
 pub(crate) mod receiver;
+pub(crate) mod report;
