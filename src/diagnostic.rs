@@ -298,6 +298,8 @@ pub(crate) mod codes {
     pub(crate) const DEDUP_SHORTER_THAN_RESEND: Code = Code("W0401");
     /// An `inhibit` whose two sides could match one alert.
     pub(crate) const INHIBIT_OVERLAP: Code = Code("W0402");
+    /// A group's `repeat` that is not a multiple of its `every`.
+    pub(crate) const GROUP_REPEAT_ROUNDED: Code = Code("W0403");
 }
 
 /// A labelled span: the `^^^` (primary) or `---` (secondary) under some text.

@@ -534,6 +534,58 @@ async fn a_silence_survives_kill_9_and_its_held_firing_goes_once_when_it_ends() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A group survives `kill -9` during its `wait`: after the restart, exactly one
+/// notification goes out for it, with every member, on time.
+#[tokio::test]
+async fn a_group_survives_kill_9_during_its_wait_and_is_notified_once_on_time() {
+    let dir = std::env::temp_dir().join(format!("switchyard-crash-group-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rx = Receiver::start().await;
+    let rules = format!(
+        "target pager {{ url = \"{}\" }}\n\
+         rule \"cluster pages\" when @source == \"prometheus\" -> post pager, group by labels.cluster wait 3s every 1m\n",
+        rx.url("/pager")
+    );
+    let alert =
+        |name: &str| format!(r#"[{{"labels": {{"alertname": "{name}", "cluster": "eu"}}}}]"#);
+    let (mut child, base) = support::process::serve_with(&dir, "", &rules);
+    let started = std::time::Instant::now();
+    for name in ["NodeDown", "DiskFull"] {
+        let (status, body) = post(base.clone(), alert(name)).await;
+        assert_eq!(status, 202, "{body}");
+        assert!(body.contains(r#""verdict":"grouped""#), "{body}");
+    }
+    child.kill().unwrap(); // SIGKILL on Unix, during the group's wait
+    child.wait().unwrap();
+    if started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(rx.count("/pager"), 0, "nothing before the wait ends");
+    }
+
+    let (mut child, _base) = support::process::serve_with(&dir, "", &rules);
+    let got = rx.wait_for("/pager", 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "the group is notified after the restart");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "not before its wait ended: {:?}",
+        started.elapsed()
+    );
+    let body: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
+    let mut names: Vec<&str> = body["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["labels"]["alertname"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["DiskFull", "NodeDown"], "{body}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rx.count("/pager"), 1, "exactly once");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Posts a Prometheus batch to a server at `base` (`http://127.0.0.1:port`).
 async fn post(base: String, body: String) -> (u16, String) {
     let addr = base.trim_start_matches("http://").to_owned();

@@ -911,7 +911,7 @@ async fn operations_endpoints() {
     let (s, v) = send(&f, get("/healthz")).await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
     let (s, v) = send(&f, get("/readyz")).await;
-    assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(10)));
+    assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(11)));
 
     // Explain routes without delivering.
     let before = f.state.router().stats().submitted;
@@ -936,8 +936,12 @@ async fn operations_endpoints() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     let (s, v) = send(&f, get("/api/rules")).await;
-    assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(10)));
+    assert_eq!((s, v["rules"].as_u64()), (StatusCode::OK, Some(11)));
     assert_eq!(v["files"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        v["inhibits"],
+        serde_json::json!([{"name": "warnings under a critical", "location": "30-prometheus.rules:112"}])
+    );
     assert_eq!(
         v["windows"],
         serde_json::json!([{"name": "office_hours", "definition": "mon-fri 09:00-18:00 Europe/Berlin"}])
@@ -945,7 +949,7 @@ async fn operations_endpoints() {
     assert!(v["files"][0]["hash"].as_str().unwrap().len() == 16);
     // Found by a user: the listing had counts but no rule names.
     let list = v["rule_list"].as_array().unwrap();
-    assert_eq!(list.len(), 10);
+    assert_eq!(list.len(), 11);
     assert_eq!(list[0]["name"], "yandex alarm");
     assert_eq!(list[0]["actions"][0], "post alarm_url");
     assert!(

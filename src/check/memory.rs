@@ -48,6 +48,24 @@ pub(crate) enum CheckedGate {
     Flapping { changes: u64, ms: u64 },
 }
 
+/// `group by <paths> wait <d> every <d> repeat <d>`, checked, in milliseconds.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedGroup {
+    /// The fields whose values make a group; empty: one group.
+    pub(crate) by: Vec<FieldPath>,
+    pub(crate) wait_ms: u64,
+    pub(crate) every_ms: u64,
+    /// The effective reminder period: `repeat` rounded up to a multiple of `every` (a
+    /// reminder goes at a flush), as the warning W0403 says when it differs.
+    pub(crate) repeat_ms: u64,
+}
+
+/// `repeat` when a `group` does not say: Alertmanager's `repeat_interval`.
+pub(crate) const DEFAULT_REPEAT_MS: u64 = 4 * 3_600_000;
+
+/// The shortest `every`: a group is notified at most once a second.
+pub(crate) const MIN_EVERY_MS: u64 = 1_000;
+
 /// The most changes `mute flapping` counts: each is a time kept per alert.
 pub(crate) const MAX_FLAP_CHANGES: u64 = 100;
 
@@ -58,12 +76,17 @@ pub(crate) struct CheckedMemory {
     pub(crate) resolve_once: bool,
     pub(crate) throttle: Option<CheckedThrottle>,
     pub(crate) gate: Option<CheckedGate>,
+    pub(crate) group: Option<CheckedGroup>,
 }
 
 impl CheckedMemory {
     /// Whether the rule remembers anything.
     pub(crate) fn any(&self) -> bool {
-        self.dedup.is_some() || self.resolve_once || self.throttle.is_some() || self.gate.is_some()
+        self.dedup.is_some()
+            || self.resolve_once
+            || self.throttle.is_some()
+            || self.gate.is_some()
+            || self.group.is_some()
     }
 }
 
@@ -100,6 +123,7 @@ pub(crate) fn check_memory(
             Action::HoldDuring(_, span) => ("hold during", *span),
             Action::MuteDuring(_, span) => ("mute during", *span),
             Action::MuteFlapping(f) => ("mute flapping", f.span),
+            Action::Group(g) => ("group", g.span),
             _ => continue,
         };
         let gates = ["delay", "hold during", "mute during", "mute flapping"];
@@ -151,12 +175,29 @@ pub(crate) fn check_memory(
                 out.gate = scope.resolve_window(cx, w).map(CheckedGate::Mute);
             }
             Action::MuteFlapping(f) => out.gate = flapping(cx, f),
+            Action::Group(g) => out.group = group(cx, g),
             _ => {}
         }
     }
     let Some(first) = first else {
         return out;
     };
+    // A group decides itself what is notified when: resolutions once, repeats, timing.
+    if let Some((_, at)) = seen.iter().find(|(n, _)| *n == "group")
+        && let Some((other, other_at)) = seen.iter().find(|(n, _)| *n != "group")
+    {
+        cx.report(
+            Diagnostic::error(
+                codes::BAD_CLAUSE,
+                format!("`group` does not combine with `{other}`"),
+            )
+            .with_primary(*other_at, "remove this")
+            .with_secondary(*at, "decides when the group's notifications go")
+            .with_note("a group already sends each resolution once, only for alerts it notified firing, and repeats at most every `repeat`")
+            .with_help("write a second rule for the other clause"),
+        );
+        out.group = None;
+    }
     // `resolve once` sends an owed resolution at once, which would step around the damping.
     if let (Some((_, flap)), Some((_, once))) = (
         seen.iter().find(|(n, _)| *n == "mute flapping"),
@@ -237,6 +278,82 @@ fn dedup(cx: &mut Cx<'_>, d: &ast::Dedup, r: &ast::Rule) -> Option<CheckedDedup>
     Some(CheckedDedup {
         by: d.by.clone(),
         window_ms,
+    })
+}
+
+fn group(cx: &mut Cx<'_>, g: &ast::GroupClause) -> Option<CheckedGroup> {
+    for p in &g.by {
+        check_path(cx, p);
+    }
+    let [wait_span, every_span, repeat_span] = g.spans;
+    let wait_ms = g.wait.as_millis()?;
+    let every_ms = g.every.as_millis()?;
+    let repeat = match &g.repeat {
+        Some(r) => r.as_millis()?,
+        None => DEFAULT_REPEAT_MS,
+    };
+    let mut bad = |span, message: &str, help: &str| {
+        cx.report(
+            Diagnostic::error(codes::BAD_CLAUSE, message.to_owned())
+                .with_primary(span, "here")
+                .with_help(help.to_owned()),
+        );
+    };
+    if wait_ms > MAX_DELAY_MS {
+        bad(
+            wait_span,
+            "a group's `wait` takes from 0s to 7d",
+            "Alertmanager's default is `wait 30s`",
+        );
+        return None;
+    }
+    if !(MIN_EVERY_MS..=MAX_DELAY_MS).contains(&every_ms) {
+        bad(
+            every_span,
+            "a group's `every` takes from 1s to 7d",
+            "Alertmanager's default is `every 5m`",
+        );
+        return None;
+    }
+    if repeat < every_ms || repeat > MAX_DELAY_MS {
+        bad(
+            repeat_span,
+            "a group's `repeat` takes from its `every` to 7d",
+            "a reminder goes at a notification time: `every 5m repeat 4h`",
+        );
+        return None;
+    }
+    // A reminder goes at a flush: the first at or after `repeat`.
+    let repeat_ms = repeat.div_ceil(every_ms) * every_ms;
+    if repeat_ms != repeat {
+        cx.report(
+            Diagnostic::warning(
+                codes::GROUP_REPEAT_ROUNDED,
+                format!(
+                    "reminders go every {}, not {}: a group is notified only every {}",
+                    ast::millis(repeat_ms),
+                    ast::millis(repeat),
+                    ast::millis(every_ms)
+                ),
+            )
+            .with_primary(
+                repeat_span,
+                format!(
+                    "the first notification time at or after it is {}",
+                    ast::millis(repeat_ms)
+                ),
+            )
+            .with_help(format!(
+                "write `repeat {}` to say what happens, or a multiple of `every`",
+                ast::millis(repeat_ms)
+            )),
+        );
+    }
+    Some(CheckedGroup {
+        by: g.by.clone(),
+        wait_ms,
+        every_ms,
+        repeat_ms,
     })
 }
 

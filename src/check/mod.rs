@@ -213,6 +213,9 @@ pub(crate) enum CheckedExpect {
     Silenced(usize),
     /// `expect inhibited t`: an `inhibit` keeps the delivery to `t` out.
     Inhibited(usize),
+    /// `expect group t [names]`: a group notification went to `t` (with exactly these
+    /// alerts, by `@name`).
+    Group(usize, Option<Vec<String>>),
 }
 
 /// Everything the engine needs from a checked folder.
@@ -362,7 +365,8 @@ pub(crate) fn check(
                             | ast::Action::Delay(..)
                             | ast::Action::HoldDuring(..)
                             | ast::Action::MuteDuring(..)
-                            | ast::Action::MuteFlapping(..) => None,
+                            | ast::Action::MuteFlapping(..)
+                            | ast::Action::Group(..) => None,
                         };
                         if let Some((span, what, why)) = redundant {
                             cx.report(
@@ -699,6 +703,12 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                     ast::Expect::Inhibited(n) => {
                         scope.resolve_target(cx, n).map(CheckedExpect::Inhibited)
                     }
+                    ast::Expect::Group(n, names) => scope.resolve_target(cx, n).map(|i| {
+                        let names = names
+                            .as_ref()
+                            .map(|ns| ns.iter().map(|n| n.value.clone()).collect());
+                        CheckedExpect::Group(i, names)
+                    }),
                     ast::Expect::Drop => Some(CheckedExpect::Drop),
                     ast::Expect::Unrouted => Some(CheckedExpect::Unrouted),
                     ast::Expect::Body(n, b) => {
@@ -766,9 +776,12 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
 /// out by its time (and something).
 fn alertless(expects: &[CheckedExpect], silences: &[CheckedSilence]) -> bool {
     (!expects.is_empty() || !silences.is_empty())
-        && expects
-            .iter()
-            .all(|e| matches!(e, CheckedExpect::Post(_) | CheckedExpect::NoPost(_)))
+        && expects.iter().all(|e| {
+            matches!(
+                e,
+                CheckedExpect::Post(_) | CheckedExpect::NoPost(_) | CheckedExpect::Group(..)
+            )
+        })
 }
 
 /// Where a template value is written, when it has a span of its own.

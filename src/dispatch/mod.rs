@@ -20,6 +20,7 @@
 
 mod attempt;
 mod error;
+mod groups;
 mod lanes;
 mod metrics;
 mod order;
@@ -167,6 +168,7 @@ impl RouterBuilder {
             rules: arc_swap::ArcSwap::from_pointee(rules),
             silences: arc_swap::ArcSwap::from_pointee(book),
             store,
+            groups_changed: Notify::new(),
             lanes,
             client,
             in_flight: self.in_flight,
@@ -193,6 +195,11 @@ impl RouterBuilder {
         }
         for target in router.inner.store.pending_targets().await? {
             router.inner.wake_table(&target);
+        }
+        if !router.inner.hold
+            && let Ok(mut tasks) = router.inner.tasks.lock()
+        {
+            tasks.spawn(groups::clock(router.inner.clone()));
         }
         Ok(router)
     }
@@ -234,6 +241,8 @@ struct RouterCore {
     /// The silences, replaced whole after each add or expiry is stored.
     silences: arc_swap::ArcSwap<silences::Book>,
     store: Box<dyn Store>,
+    /// Told when a submit put an alert in a group: the groups' clock looks again.
+    groups_changed: Notify,
     /// New deliveries, per target, handed over by the outbox writer.
     lanes: Arc<Lanes>,
     client: reqwest::Client,
@@ -346,6 +355,9 @@ impl Router {
                 tracing::debug!(alert_id = alert.id().unwrap_or("-"), source = %alert.source(), rules = ?summary.rules, "dropped by a rule");
             }
             for v in &stored.verdicts {
+                if matches!(v.kind, crate::state::VerdictKind::Grouped { .. }) {
+                    self.inner.groups_changed.notify_one();
+                }
                 if let Some(reason) = v.suppressed() {
                     m.suppressed(&v.rule, reason);
                     tracing::debug!(alert_id = alert.id().unwrap_or("-"), rule = %v.rule, target = %v.target, reason, "delivery suppressed");

@@ -27,8 +27,20 @@ pub(crate) struct RuleMemory {
     throttle: Option<Throttle>,
     /// `delay`, `hold during`, `mute during`.
     pub(crate) gate: Option<crate::check::CheckedGate>,
+    /// `group by ... wait ... every ... repeat ...`.
+    group: Option<Grouping>,
     /// The `by` fields as written, for explain: the dedup's, then the throttle's.
     by_text: (Vec<String>, Vec<String>),
+}
+
+/// A `group` clause, compiled.
+#[derive(Debug)]
+struct Grouping {
+    by: Vec<Path>,
+    by_text: Vec<String>,
+    wait_ms: u64,
+    every_ms: u64,
+    repeat_ms: u64,
 }
 
 #[derive(Debug)]
@@ -77,6 +89,15 @@ pub(crate) fn compile(
             }
         });
     }
+    if let Some(g) = &m.group {
+        text.push(format!(
+            "group{} wait {} every {} repeat {}",
+            by_text(&g.by),
+            millis(g.wait_ms),
+            millis(g.every_ms),
+            millis(g.repeat_ms)
+        ));
+    }
     if let Some(t) = &m.throttle {
         let mut s = format!(
             "at most {} per {}{}",
@@ -103,6 +124,13 @@ pub(crate) fn compile(
             else_post: t.else_post.map(|i| i as u32),
         }),
         gate: m.gate,
+        group: m.group.as_ref().map(|g| Grouping {
+            by: g.by.iter().map(super::program::path).collect(),
+            by_text: g.by.iter().map(|p| p.to_string()).collect(),
+            wait_ms: g.wait_ms,
+            every_ms: g.every_ms,
+            repeat_ms: g.repeat_ms,
+        }),
         by_text: (
             m.dedup
                 .as_ref()
@@ -120,10 +148,11 @@ pub(crate) fn compile(
 impl RuleMemory {
     /// Whether a resolved alert concerns the rule even when it no longer matches it:
     /// `resolve once` may owe it its resolution; `delay` and `hold during` may hold its
-    /// firing, which the resolution cancels.
+    /// firing, which the resolution cancels; a group may hold it as a member.
     pub(crate) fn on_resolve(&self) -> bool {
         use crate::check::CheckedGate;
         self.resolve_once
+            || self.group.is_some()
             || matches!(
                 self.gate,
                 Some(CheckedGate::Delay(_) | CheckedGate::Hold(_))
@@ -334,6 +363,7 @@ fn choice<'r>(
             resolve_once: false,
             throttle: None,
             gate: None,
+            group: None,
         };
     };
     RuleChoice {
@@ -359,6 +389,15 @@ fn choice<'r>(
                 .map(|t: &Target| (t.name().to_owned(), set.delivery(t, alert))),
         }),
         gate: m.gate.map(|g| gate(set, g, alert)),
+        group: m.group.as_ref().map(|g| crate::state::GroupIntent {
+            key: String::from_utf8(key(&g.by, alert)).unwrap_or_default(),
+            labels: super::group::group_labels(&g.by, &g.by_text, alert),
+            member: super::group::member_json(alert),
+            name: alert.name().unwrap_or_default().to_owned(),
+            wait_ms: g.wait_ms,
+            every_ms: g.every_ms,
+            repeat_ms: g.repeat_ms,
+        }),
     }
 }
 
@@ -483,4 +522,67 @@ impl<P> crate::state::Sink<P> for Offline<'_> {
     fn cancel(&mut self, id: u64) {
         self.held.retain(|h| h.id != id);
     }
+}
+
+/// A group notification made offline (a test's): its target and the `@name`s of the
+/// alerts it carries.
+#[derive(Clone, Debug)]
+pub(crate) struct GroupPost {
+    pub(crate) target: String,
+    pub(crate) names: Vec<String>,
+}
+
+/// The most flushes one offline catch-up runs: a bound on a long test with a short
+/// `every`.
+const MAX_OFFLINE_FLUSHES: usize = 100_000;
+
+/// Flushes, in time order, every group due by `until`, each at its own flush time (as the
+/// router's clock does); answers the notifications made.
+pub(crate) fn flush_offline(
+    state: &mut crate::state::MemoryState,
+    until: u64,
+    next: &mut u64,
+) -> Vec<GroupPost> {
+    let mut posts = Vec::new();
+    for _ in 0..MAX_OFFLINE_FLUSHES {
+        let Some(at) = state.next_group_flush().filter(|at| *at <= until) else {
+            break;
+        };
+        let mut sink = GroupSink {
+            next: &mut *next,
+            posts: &mut posts,
+        };
+        let mut render = |note: &crate::state::GroupNote<'_>| {
+            Some(GroupPost {
+                target: note.target.to_owned(),
+                names: note
+                    .firing
+                    .iter()
+                    .chain(&note.resolved)
+                    .map(|m| m.name.clone())
+                    .collect(),
+            })
+        };
+        crate::state::flush(state, at, &mut sink, &mut render);
+    }
+    posts
+}
+
+/// The flush's sink offline: numbered notifications, kept in order.
+struct GroupSink<'a> {
+    next: &'a mut u64,
+    posts: &'a mut Vec<GroupPost>,
+}
+
+impl crate::state::Sink<GroupPost> for GroupSink<'_> {
+    fn id(&mut self) -> u64 {
+        *self.next += 1;
+        *self.next
+    }
+
+    fn deliver(&mut self, _: &str, post: GroupPost, _: u64, _: Option<u64>) {
+        self.posts.push(post);
+    }
+
+    fn cancel(&mut self, _: u64) {}
 }

@@ -3,6 +3,7 @@
 pub(crate) mod compile;
 mod eval;
 mod explain;
+pub(crate) mod group;
 mod index;
 mod inhibit;
 mod memory;
@@ -408,6 +409,12 @@ impl RuleSet {
     }
 
     /// What delivering `alert` to `target` takes: see [`Delivery`].
+    /// What `target` is sent for `alert`: its body rendered, its fallback chain. For a
+    /// notification the router makes itself (a group's).
+    pub fn delivery_to<'r>(&'r self, target: &'r Target, alert: &Alert) -> Delivery<'r> {
+        self.delivery(target, alert)
+    }
+
     fn delivery<'r>(&'r self, target: &'r Target, alert: &Alert) -> Delivery<'r> {
         Delivery {
             target,

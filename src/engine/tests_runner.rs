@@ -82,10 +82,13 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
                 state.set_silence(id, span);
                 silences.push(super::memory::OfflineSilence { id, span, matcher });
             }
-            // Held deliveries due by this step's time go out first.
-            let released = super::memory::release(&mut held, step.at_ms);
+            // Held deliveries and groups due by this step's time go out first.
+            let mut released = super::memory::release(&mut held, step.at_ms);
+            let mut groups = super::memory::flush_offline(&mut state, step.at_ms, &mut next);
             let Some(step_alert) = &step.alert else {
+                released.extend(groups.iter().map(|g| g.target.clone()));
                 check_released(set, &released, &step.expects, &at, &mut failures);
+                check_groups(set, &groups, &step.expects, &at, &mut failures);
                 continue;
             };
             let received = i64::try_from(step.at_ms)
@@ -116,6 +119,12 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
             let (posted, verdicts) = super::memory::step_offline(
                 &d, &alert, &silences, &mut state, &mut next, &mut held,
             );
+            // A group due at this very moment (`wait 0s`) is notified in this step.
+            groups.extend(super::memory::flush_offline(
+                &mut state, step.at_ms, &mut next,
+            ));
+            released.extend(groups.iter().map(|g| g.target.clone()));
+            check_groups(set, &groups, &step.expects, &at, &mut failures);
             let posted: Vec<&str> = released
                 .iter()
                 .chain(posted.iter())
@@ -185,6 +194,51 @@ fn check_released(
                 ));
             }
             _ => {}
+        }
+    }
+}
+
+/// Checks `expect group <target> [names]` against the group notifications of a step.
+fn check_groups(
+    set: &RuleSet,
+    groups: &[super::memory::GroupPost],
+    expects: &[CheckedExpect],
+    at: &str,
+    failures: &mut Vec<String>,
+) {
+    for e in expects {
+        let CheckedExpect::Group(i, names) = e else {
+            continue;
+        };
+        let target = target_name(set, *i);
+        let to_target: Vec<&super::memory::GroupPost> =
+            groups.iter().filter(|g| g.target == target).collect();
+        let sorted = |ns: &[String]| {
+            let mut ns = ns.to_vec();
+            ns.sort();
+            ns
+        };
+        let ok = match names {
+            None => !to_target.is_empty(),
+            Some(want) => to_target.iter().any(|g| sorted(&g.names) == sorted(want)),
+        };
+        if !ok {
+            let got: Vec<String> = to_target
+                .iter()
+                .map(|g| format!("[{}]", g.names.join(", ")))
+                .collect();
+            let want = names
+                .as_ref()
+                .map(|n| format!(" with [{}]", n.join(", ")))
+                .unwrap_or_default();
+            let got = if got.is_empty() {
+                String::from("none")
+            } else {
+                got.join(", ")
+            };
+            failures.push(format!(
+                "{at}expected a group notification to `{target}`{want}, but the notifications to it were: {got}"
+            ));
         }
     }
 }

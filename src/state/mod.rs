@@ -19,7 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::State as AlertState;
 
+mod group;
 mod silence;
+pub use group::{
+    Group, GroupIntent, GroupNote, MAX_FLUSH_GROUPS, MAX_GROUP_MEMBERS, MEMBER_SILENCE_MS, Member,
+    Notified, due_among, flush,
+};
 pub use silence::{MAX_SILENCE_MS, MAX_SILENCES, Silence, SilenceSpan, SilenceStatus};
 
 /// How long an entry without a window of its own is kept: a `dedup ... until resolved`
@@ -119,6 +124,8 @@ pub struct RuleChoice<P> {
     pub throttle: Option<ThrottleIntent<P>>,
     /// `delay`, `hold during`, `mute during`: when a delivery that passed may go.
     pub gate: Option<Gate>,
+    /// `group by ... wait ... every ...`: the alert joins a group instead of going alone.
+    pub group: Option<GroupIntent>,
 }
 
 /// When a delivery that passed `dedup` and `at most` may go out.
@@ -174,6 +181,7 @@ impl<P> RuleChoice<P> {
                 else_post: t.else_post.map(|(to, p)| (to, f(p))),
             }),
             gate: self.gate,
+            group: self.group,
         }
     }
 }
@@ -281,6 +289,16 @@ pub enum VerdictKind {
         /// The `@id` of a firing source.
         by: String,
     },
+    /// Joined a group (`group by ...`): its labels (`groupLabels`, as JSON), when the group
+    /// is next notified (ms), and how many alerts it holds.
+    Grouped {
+        /// The group's labels.
+        group: String,
+        /// Its next notification time.
+        flush: u64,
+        /// Its members.
+        members: u64,
+    },
     /// A firing a silence matches: held as delivery `delivery` until `until` (the
     /// silence's end, or later when the rule's own gate says so), when it goes out unless
     /// its resolution came first. An alert without `@id` is dropped (`delivery` is `None`):
@@ -359,6 +377,15 @@ impl std::fmt::Display for Verdict {
             VerdictKind::Cancelled { of } => {
                 write!(f, "resolved while delivery {of} was held: neither goes out")
             }
+            VerdictKind::Grouped {
+                group,
+                flush,
+                members,
+            } => write!(
+                f,
+                "grouped into {group} ({members} alert(s)); the group is notified at {}",
+                moment(*flush)
+            ),
             VerdictKind::Inhibited { inhibit, by } => {
                 let key = self
                     .key
@@ -407,7 +434,8 @@ impl Verdict {
             VerdictKind::Inhibited { .. } => Some("inhibited"),
             VerdictKind::Delivered { .. }
             | VerdictKind::Diverted { .. }
-            | VerdictKind::Held { .. } => None,
+            | VerdictKind::Held { .. }
+            | VerdictKind::Grouped { .. } => None,
         }
     }
 }
@@ -457,6 +485,8 @@ pub enum Entry {
         /// When it goes out.
         until: u64,
     },
+    /// A group (`group by ...`): its members, timers and last notification.
+    Group(Box<Group>),
     /// The firing sources of an `inhibit` under one key: each source's `@id` and until
     /// when it counts (its last firing plus [`INHIBIT_SOURCE_MS`]).
     Inhibitor {
@@ -543,6 +573,8 @@ pub trait State {
     /// Silence `id` as the store holds it now (an early expiry committed before this step
     /// counts), if the store knows it.
     fn silence(&mut self, id: u64) -> Option<SilenceSpan>;
+    /// Up to `limit` groups due to be flushed by `now`, earliest first.
+    fn due_groups(&mut self, now: u64, limit: usize) -> Vec<Group>;
 }
 
 /// One alert through the rules' memory: which of the targets its rules chose get a
@@ -577,6 +609,10 @@ pub fn step<P: Clone>(
         for probe in probes {
             for (target, payload) in probe.targets {
                 let place = (probe.rule.as_str(), probe.clauses, target.as_str());
+                if let Some(g) = &probe.group {
+                    group::join(state, alert, place, g, now, &mut out);
+                    continue;
+                }
                 if cancel_held(state, alert, place, now, &mut out)
                     || cancel_silenced(state, alert, place, now, &mut out)
                 {
@@ -898,6 +934,7 @@ fn one_rule<P: Clone>(
         resolve_once,
         throttle,
         gate,
+        group,
     } = choice;
     let resolved = alert.state == AlertState::Resolved;
     let state_name = alert.state.as_str();
@@ -994,6 +1031,22 @@ fn one_rule<P: Clone>(
                 by: by.clone(),
             };
             out.verdict(&rule, &target, kind);
+            continue;
+        }
+        if let Some(g) = &group
+            && alert.id.is_some()
+        {
+            // A silenced firing does not join: its re-send after the silence does.
+            if !resolved && let Some((silence, until)) = silenced {
+                let kind = VerdictKind::Silenced {
+                    silence,
+                    until,
+                    delivery: None,
+                };
+                out.verdict(&rule, &target, kind);
+            } else {
+                group::join(state, alert, (&rule, clauses, &target), g, now, out);
+            }
             continue;
         }
         passing.push((target, payload));
@@ -1442,6 +1495,24 @@ impl State for MemoryState {
 
     fn silence(&mut self, id: u64) -> Option<SilenceSpan> {
         self.silences.get(&id).copied()
+    }
+
+    fn due_groups(&mut self, now: u64, limit: usize) -> Vec<Group> {
+        let entries = self.entries.values().map(|h| (&h.entry, h.expires));
+        group::due_among(entries, now, limit)
+    }
+}
+
+impl MemoryState {
+    /// When the next group is due to be flushed, if any.
+    pub fn next_group_flush(&self) -> Option<u64> {
+        self.entries
+            .values()
+            .filter_map(|h| match &h.entry {
+                Entry::Group(g) => Some(g.next_flush),
+                _ => None,
+            })
+            .min()
     }
 }
 

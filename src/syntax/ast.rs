@@ -87,6 +87,27 @@ pub(crate) enum Action {
     MuteDuring(Ident, #[serde(skip)] Span),
     /// `mute flapping <n> changes in <d>`.
     MuteFlapping(Flapping),
+    /// `group [by <paths>] wait <d> every <d> [repeat <d>]`.
+    Group(GroupClause),
+}
+
+/// `group by labels.alertname wait 30s every 5m repeat 4h`
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct GroupClause {
+    /// The fields whose values make a group; empty: one group for the rule and target.
+    pub(crate) by: Vec<FieldPath>,
+    /// How long a new group waits before its first notification.
+    pub(crate) wait: Duration,
+    /// At most one notification per this long, when the group changed.
+    pub(crate) every: Duration,
+    /// A reminder after this long without a change; `None`: the default, 4h.
+    pub(crate) repeat: Option<Duration>,
+    /// Where each duration is written: wait, every, repeat.
+    #[serde(skip)]
+    pub(crate) spans: [Span; 3],
+    /// The whole clause.
+    #[serde(skip)]
+    pub(crate) span: Span,
 }
 
 /// `mute flapping 4 changes in 30m`
@@ -645,6 +666,9 @@ pub(crate) enum Expect {
     Silenced(Ident),
     /// `expect inhibited chat`: an `inhibit` keeps the delivery out.
     Inhibited(Ident),
+    /// `expect group pager ["A", "B"]`: a group notification went to the target, with
+    /// exactly these alerts (by `@name`) when a list is given.
+    Group(Ident, Option<Vec<Str>>),
     /// `expect no post ok_url`: the decision does not include the target.
     NoPost(Ident),
     /// `expect drop`: a `drop` action fired.

@@ -201,6 +201,36 @@ impl Lowerer {
                                 }
                                 Action::MuteFlapping(f)
                             }
+                            R::group_clause => {
+                                let mut by = Vec::new();
+                                let mut durations = Vec::new();
+                                for p in a.into_inner() {
+                                    match p.as_rule() {
+                                        R::by_paths => by = self.by_paths(p),
+                                        R::duration => {
+                                            durations.push((self.duration(&p), self.span(&p)))
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                                let mut d = durations.into_iter();
+                                let (Some((wait, ws)), Some((every, es))) = (d.next(), d.next())
+                                else {
+                                    unreachable!("grammar: group has wait and every")
+                                };
+                                let (repeat, rs) = match d.next() {
+                                    Some((r, rs)) => (Some(r), rs),
+                                    None => (None, span),
+                                };
+                                Action::Group(GroupClause {
+                                    by,
+                                    wait,
+                                    every,
+                                    repeat,
+                                    spans: [ws, es, rs],
+                                    span,
+                                })
+                            }
                             R::hold_clause | R::mute_clause => {
                                 let hold = a.as_rule() == R::hold_clause;
                                 let name = a
@@ -968,6 +998,7 @@ impl Lowerer {
                                 | R::kw_held
                                 | R::kw_silenced
                                 | R::kw_inhibited
+                                | R::kw_group
                         )
                     });
                     let expect = match kind {
@@ -984,6 +1015,15 @@ impl Lowerer {
                         R::expect_inhibited => {
                             inner.next().map(|t| Expect::Inhibited(self.ident(&t)))
                         }
+                        R::expect_group => inner.next().map(|t| {
+                            let names = inner.next().map(|list| {
+                                list.into_inner()
+                                    .filter(|p| p.as_rule() == R::string)
+                                    .map(|p| self.plain_string(p))
+                                    .collect()
+                            });
+                            Expect::Group(self.ident(&t), names)
+                        }),
                         R::expect_unrouted => Some(Expect::Unrouted),
                         R::expect_body => match (inner.next(), inner.next()) {
                             (Some(t), Some(v)) => {

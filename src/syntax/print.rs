@@ -69,6 +69,21 @@ fn rule(out: &mut String, r: &Rule) {
             Action::Delay(d, ..) => format!("delay {}{} unless resolved", d.amount, d.suffix()),
             Action::HoldDuring(w, _) => format!("hold during {}", w.name),
             Action::MuteDuring(w, _) => format!("mute during {}", w.name),
+            Action::Group(g) => {
+                let repeat = g
+                    .repeat
+                    .as_ref()
+                    .map(|r| format!(" repeat {}{}", r.amount, r.suffix()))
+                    .unwrap_or_default();
+                format!(
+                    "group{} wait {}{} every {}{}{repeat}",
+                    by_paths(&g.by),
+                    g.wait.amount,
+                    g.wait.suffix(),
+                    g.every.amount,
+                    g.every.suffix()
+                )
+            }
             Action::MuteFlapping(f) => format!(
                 "mute flapping {} changes in {}{}",
                 f.changes.unwrap_or(u64::MAX),
@@ -399,6 +414,11 @@ fn test(out: &mut String, t: &TestBlock) {
                 Expect::Held(t) => format!("expect held {}", t.name),
                 Expect::Silenced(t) => format!("expect silenced {}", t.name),
                 Expect::Inhibited(t) => format!("expect inhibited {}", t.name),
+                Expect::Group(t, None) => format!("expect group {}", t.name),
+                Expect::Group(t, Some(names)) => {
+                    let names: Vec<String> = names.iter().map(|n| quote(&n.value)).collect();
+                    format!("expect group {} [{}]", t.name, names.join(", "))
+                }
             },
             TestStatement::At(d, _) => format!("at {}{}", d.amount, d.suffix()),
             TestStatement::After(d, _) => format!("after {}{}", d.amount, d.suffix()),

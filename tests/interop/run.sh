@@ -5,6 +5,11 @@
 #   Prometheus (always-firing rule) --/api/v2/alerts-------------------> switchyard -> receiver /prom
 #   Prometheus -> Alertmanager --webhook /alerts/alertmanager----------> switchyard -> receiver /am
 #
+# Then grouping against Alertmanager's as the reference: one alert stream posted to both,
+# Alertmanager grouping by cluster (group_wait 2s, group_interval 3s) to /am-group and
+# switchyard's `group by labels.cluster wait 2s every 3s` to /sy-group; the notifications
+# agree in count and membership, group by group.
+#
 # Then routing that remembers, against Prometheus's own re-sends (every second here): over
 # 10 s of re-sends, `dedup until resolved` lets exactly one firing delivery through to
 # /once; when the alerting rule stops firing (its file rewritten, Prometheus reloaded with
@@ -60,10 +65,13 @@ cat > "$WORK/rules/interop.rules" <<RULES
 target prom_sink { url = "http://127.0.0.1:$RECV_PORT/prom" }
 target am_sink   { url = "http://127.0.0.1:$RECV_PORT/am" }
 target once_sink { url = "http://127.0.0.1:$RECV_PORT/once" }
+target group_sink { url = "http://127.0.0.1:$RECV_PORT/sy-group" }
 when @source == "prometheus" and labels.alertname == "InteropAlways" and @state == "firing" -> post prom_sink
 when @source == "alertmanager" and labels.alertname == "InteropAlways" -> post am_sink
 rule "interop once" when @source == "prometheus" and labels.alertname == "InteropAlways" and @state == "firing"
   -> post once_sink, dedup until resolved, resolve once
+rule "interop groups" when @source == "prometheus" and labels.alertname in ["GroupA", "GroupB", "GroupC", "GroupD"]
+  -> post group_sink, group by labels.cluster wait 2s every 3s repeat 1h
 RULES
 "$BIN" serve --listen "127.0.0.1:$SY_PORT" --rules "$WORK/rules" --data "$WORK/data" >"$WORK/switchyard.log" 2>&1 &
 PIDS+=($!)
@@ -74,10 +82,20 @@ route:
   group_wait: 1s
   group_interval: 1s
   repeat_interval: 1m
+  routes:
+    - matchers: ['alertname=~"Group.*"']
+      receiver: reference
+      group_by: [cluster]
+      group_wait: 2s
+      group_interval: 3s
+      repeat_interval: 1h
 receivers:
   - name: switchyard
     webhook_configs:
       - url: http://127.0.0.1:$SY_PORT/alerts/alertmanager
+  - name: reference
+    webhook_configs:
+      - url: http://127.0.0.1:$RECV_PORT/am-group
 AM
 prometheus-alertmanager --config.file="$WORK/am.yml" --storage.path="$WORK/am" \
     --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= >"$WORK/am.log" 2>&1 &
@@ -124,6 +142,42 @@ done
 echo "interop: Prometheus -> switchyard and Prometheus -> Alertmanager -> switchyard delivered in $((SECONDS - start))s"
 grep -m1 '^/prom ' "$WORK/received" | cut -c1-200
 grep -m1 '^/am ' "$WORK/received" | cut -c1-200
+
+# Grouping, with Alertmanager as the reference: the same alerts to both, at the same time.
+post_both() {
+    python3 - "$AM_PORT" "$SY_PORT" "$@" <<'PY' || fail "posting the group alerts"
+import datetime, json, sys, urllib.request
+now = datetime.datetime.now(datetime.timezone.utc)
+moment = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
+alerts = [{"labels": {"alertname": s.split(":")[0], "cluster": s.split(":")[1]},
+           "startsAt": moment(now), "endsAt": moment(now + datetime.timedelta(hours=1))}
+          for s in sys.argv[3:]]
+for port in sys.argv[1:3]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v2/alerts", json.dumps(alerts).encode(),
+                                 {"content-type": "application/json"})
+    urllib.request.urlopen(req, timeout=5).read()
+PY
+}
+post_both GroupA:eu GroupB:eu GroupC:us
+sleep 4
+post_both GroupD:eu
+sleep 5
+python3 - "$WORK/received" <<'PY' || fail "the group notifications differ from Alertmanager's"
+import json, sys
+seen = {"/am-group": {}, "/sy-group": {}}
+for line in open(sys.argv[1]):
+    path, _, body = line.rstrip("\n").partition(" ")
+    if path in seen:
+        b = json.loads(body)
+        names = sorted(a["labels"]["alertname"] for a in b["alerts"] if a["status"] == "firing")
+        seen[path].setdefault(b["groupLabels"].get("cluster"), []).append(names)
+am, sy = seen["/am-group"], seen["/sy-group"]
+print("interop: Alertmanager's groups:", am)
+print("interop: switchyard's groups:  ", sy)
+want = {"eu": [["GroupA", "GroupB"], ["GroupA", "GroupB", "GroupD"]], "us": [["GroupC"]]}
+sys.exit(0 if am == sy == want else 1)
+PY
+echo "interop: group notifications agree with Alertmanager's in count and membership"
 
 # Ten seconds of re-sends: /prom (no memory) gets each, /once exactly one.
 first_prom=$(count /prom)

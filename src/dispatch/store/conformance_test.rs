@@ -107,6 +107,7 @@ suite!(
     state_survives_reopening,
     pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id,
     a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now,
+    groups_are_flushed_when_due_in_one_write_and_survive_reopening,
 );
 
 fn record(target: &str, n: u64) -> Record {
@@ -532,6 +533,7 @@ fn remembered(id: &str, state: AlertState, now: u64) -> Submission {
                 resolve_once: true,
                 throttle: None,
                 gate: None,
+                group: None,
             }],
             probes: Vec::new(),
         })),
@@ -673,6 +675,7 @@ async fn pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id(
                     resolve_once: false,
                     throttle: None,
                     gate: Some(crate::state::Gate::Delay { ms: 49_000 }),
+                    group: None,
                 }],
                 probes: Vec::new(),
             })),
@@ -738,6 +741,7 @@ fn silenced(id: &str, silence: u64, now: u64) -> Submission {
                 resolve_once: false,
                 throttle: None,
                 gate: None,
+                group: None,
             }],
             probes: Vec::new(),
         })),
@@ -798,5 +802,100 @@ async fn a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now(b
         let released = s.expire_silence(1, 8_000).await.unwrap().unwrap();
         assert_eq!(released.released, ["t"]);
         assert!(due(&*s, "t", 8_000).await.contains(&a));
+    }
+}
+
+/// Alert `id` firing at `now` through a rule with `group wait 1s every 5s`, to target `t`.
+fn grouped(id: &str, now: u64) -> Submission {
+    let mut r = record("t", now);
+    r.alert_id = Some(id.to_owned());
+    Submission {
+        plain: Vec::new(),
+        stateful: Some(Box::new(Stateful {
+            facts: AlertFacts::new(Some(id.to_owned()), AlertState::Firing),
+            now,
+            choices: vec![RuleChoice {
+                rule: String::from("groups"),
+                clauses: 3,
+                targets: vec![(String::from("t"), r)],
+                dedup: None,
+                resolve_once: false,
+                throttle: None,
+                gate: None,
+                group: Some(crate::state::GroupIntent {
+                    key: String::from("[[\"eu\"]]"),
+                    labels: String::from("{\"cluster\":\"eu\"}"),
+                    member: format!("{{\"fingerprint\":\"{id}\"}}"),
+                    name: id.to_owned(),
+                    wait_ms: 1_000,
+                    every_ms: 5_000,
+                    repeat_ms: 3_600_000,
+                }),
+            }],
+            probes: Vec::new(),
+        })),
+    }
+}
+
+/// Renders a group's note as a record to its target whose body lists its members.
+fn note_render() -> super::GroupRender {
+    Box::new(|note| {
+        let names: Vec<&str> = note.firing.iter().map(|m| m.name.as_str()).collect();
+        Some(Record::for_test(note.target, names.join(",")))
+    })
+}
+
+async fn groups_are_flushed_when_due_in_one_write_and_survive_reopening(b: &dyn Backend) {
+    let sunk: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let into = sunk.clone();
+    let s = b.open(Some(Box::new(move |rs: Vec<Record>| {
+        into.lock().unwrap().extend(rs.iter().map(|r| r.id))
+    })));
+    let stored = s
+        .submit(vec![grouped("a", 10_000), grouped("b", 10_500)])
+        .await
+        .unwrap();
+    assert!(
+        stored.iter().all(|st| st.ids.is_empty()),
+        "nothing is stored to send yet"
+    );
+    assert!(matches!(
+        stored[1].verdicts[0].kind,
+        VerdictKind::Grouped {
+            flush: 11_000,
+            members: 2,
+            ..
+        }
+    ));
+    // Not due yet: nothing, and the next flush is the group's.
+    let early = s.flush_groups(10_999, note_render()).await.unwrap();
+    assert_eq!((early.sent, early.next), (0, Some(11_000)));
+    let flushed = s.flush_groups(11_000, note_render()).await.unwrap();
+    assert_eq!(flushed.sent, 1);
+    assert_eq!(flushed.targets, ["t"]);
+    assert_eq!(flushed.next, Some(16_000), "every 5s from the first flush");
+    let fresh = fresh_pending(&*s).await;
+    assert_eq!(fresh.len(), 1);
+    let body = s.fresh_records(&[fresh[0].0]).await.unwrap()[0]
+        .body
+        .clone();
+    assert_eq!(body, "a,b");
+    assert_eq!(
+        *sunk.lock().unwrap(),
+        [fresh[0].0],
+        "the sink got it before the answer"
+    );
+    // Unchanged at the next flush: nothing sent, still scheduled.
+    let again = s.flush_groups(16_000, note_render()).await.unwrap();
+    assert_eq!((again.sent, again.next), (0, Some(21_000)));
+    drop(s);
+    if let Some(s) = b.reopen() {
+        // A new member after a restart: notified at the group's next flush, with all.
+        s.submit(vec![grouped("c", 17_000)]).await.unwrap();
+        let flushed = s.flush_groups(21_000, note_render()).await.unwrap();
+        assert_eq!(flushed.sent, 1, "the group survived reopening");
+        let fresh = fresh_pending(&*s).await;
+        let last = fresh.last().unwrap().0;
+        assert_eq!(s.fresh_records(&[last]).await.unwrap()[0].body, "a,b,c");
     }
 }

@@ -367,6 +367,45 @@ impl Store for MemoryStore {
         }
     }
 
+    fn flush_groups(
+        &self,
+        now: u64,
+        mut render: super::GroupRender,
+    ) -> StoreFuture<'_, Result<super::Flushed, DispatchError>> {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let mut kept = super::Kept::default();
+        let State {
+            next_id, memory, ..
+        } = state;
+        let mut ids = || {
+            *next_id = (*next_id).max(1);
+            let id = *next_id;
+            *next_id += 1;
+            id
+        };
+        let sent = super::run_flush(memory, now, &mut ids, &mut kept, &mut render);
+        let mut flushed = super::Flushed {
+            sent,
+            targets: Vec::new(),
+            next: memory.next_group_flush(),
+        };
+        let mut fresh = Vec::new();
+        for r in kept.now {
+            if !flushed.targets.contains(&r.spec.target) {
+                flushed.targets.push(r.spec.target.clone());
+            }
+            state.fresh.insert(r.id, r.clone());
+            fresh.push(r);
+        }
+        if let Some(sink) = &self.sink
+            && !fresh.is_empty()
+        {
+            sink(fresh);
+        }
+        Box::pin(std::future::ready(Ok(flushed)))
+    }
+
     fn silences(&self) -> Result<Vec<Silence>, DispatchError> {
         Ok(self.state().silences.values().cloned().collect())
     }

@@ -357,6 +357,31 @@ pub(crate) fn run_step(
     )
 }
 
+/// Renders a group's notification as a delivery, or `None` when it cannot go (its target
+/// is gone from the rules).
+pub(crate) type GroupRender = Box<dyn FnMut(&crate::state::GroupNote<'_>) -> Option<Record> + Send>;
+
+/// What a flush of the groups did: the notifications stored (due now), their targets, and
+/// when the next group is due.
+#[derive(Debug, Default)]
+pub(crate) struct Flushed {
+    pub(crate) sent: usize,
+    pub(crate) targets: Vec<String>,
+    pub(crate) next: Option<u64>,
+}
+
+/// Flushes the groups due by `now` into `kept.now`, with ids from `ids`. What every store
+/// runs inside the write that stores the notifications.
+pub(crate) fn run_flush(
+    state: &mut dyn crate::state::State,
+    now: u64,
+    ids: &mut dyn FnMut() -> u64,
+    kept: &mut Kept,
+    render: &mut GroupRender,
+) -> usize {
+    crate::state::flush(state, now, &mut StoreSink { ids, kept }, &mut **render)
+}
+
 /// Runs the step for a preview: nothing kept, ids 0.
 pub(crate) fn preview_one(state: &mut dyn crate::state::State, st: Stateful) -> Vec<Verdict> {
     run_step(state, st, &mut || 0, &mut Kept::default())
@@ -559,6 +584,15 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// What the store knows of its own state.
     fn health(&self) -> Health;
+
+    /// Flushes every group due by `now` (`state::flush`): the notifications `render` makes
+    /// are stored, due now, in the same write as the groups' new state; answers them and
+    /// when the next group is due.
+    fn flush_groups(
+        &self,
+        now: u64,
+        render: GroupRender,
+    ) -> StoreFuture<'_, Result<Flushed, DispatchError>>;
 
     /// Every stored silence, in force or ended, by id.
     fn silences(&self) -> Result<Vec<crate::state::Silence>, DispatchError>;

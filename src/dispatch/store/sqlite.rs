@@ -83,6 +83,12 @@ enum Op {
     Purge(Option<u64>, oneshot::Sender<Result<usize, Failure>>),
     /// A pending delivery a read could not decode: move it to the dead letters, as it is.
     Quarantine(u64, String),
+    /// Flushes the groups due (`Store::flush_groups`).
+    FlushGroups(
+        u64,
+        super::GroupRender,
+        oneshot::Sender<Result<super::Flushed, Failure>>,
+    ),
     /// Stores a new silence (`Store::add_silence`).
     AddSilence(Silence, u64, oneshot::Sender<Result<Silence, Failure>>),
     /// Ends a silence early and releases what it held (`Store::expire_silence`).
@@ -607,6 +613,14 @@ impl Store for SqliteStore {
         }
     }
 
+    fn flush_groups(
+        &self,
+        now: u64,
+        render: super::GroupRender,
+    ) -> StoreFuture<'_, Result<super::Flushed, DispatchError>> {
+        Box::pin(self.write(move |tx| Op::FlushGroups(now, render, tx)))
+    }
+
     fn silences(&self) -> Result<Vec<Silence>, DispatchError> {
         self.read(super::sqlite_silence::list)
     }
@@ -1056,6 +1070,37 @@ fn commit(
                     };
                     replies.push(Box::new(move |res| {
                         let _ = tx.send(res.map(|()| created));
+                    }));
+                }
+                Op::FlushGroups(now, mut render, tx) => {
+                    collect_before = collect_before.max(now);
+                    let mut kept = super::Kept::default();
+                    let mut state = SqliteState::new(&txn, secret, memory, &mut changes);
+                    let mut ids = || {
+                        next_id += 1;
+                        next_id - 1
+                    };
+                    let sent = super::run_flush(&mut state, now, &mut ids, &mut kept, &mut render);
+                    if let Some(e) = state.error.take() {
+                        return Err(e);
+                    }
+                    let next = state.next_group_flush();
+                    let mut flushed = super::Flushed {
+                        sent,
+                        targets: Vec::new(),
+                        next,
+                    };
+                    for r in kept.now {
+                        put_fresh(&txn, &r)?;
+                        if !flushed.targets.contains(&r.spec.target) {
+                            flushed.targets.push(r.spec.target.clone());
+                        }
+                        if sink.is_some() {
+                            fresh.push(r);
+                        }
+                    }
+                    replies.push(Box::new(move |res| {
+                        let _ = tx.send(res.map(|()| flushed));
                     }));
                 }
                 Op::AddSilence(silence, now, tx) => {

@@ -23,7 +23,7 @@ use std::hash::Hasher;
 use rusqlite::{Connection, Transaction, params};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
-use crate::state::{Entry, Key, SilenceSpan, State};
+use crate::state::{Entry, Group, Key, SilenceSpan, State};
 
 /// The secret that keys the hash of state keys.
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +68,8 @@ pub(crate) struct MemoryIndex {
     by_expiry: BTreeSet<(u64, Hash)>,
     /// Every stored silence's span, by id: what the step asks ([`State::silence`]).
     silences: HashMap<u64, SilenceSpan>,
+    /// Every group's next flush, earliest first: what the flush timer reads.
+    groups: BTreeSet<(u64, Hash)>,
 }
 
 impl MemoryIndex {
@@ -113,6 +115,11 @@ impl MemoryIndex {
             .iter()
             .map(|(h, held)| (held.expires, *h))
             .collect();
+        index.groups = index
+            .entries
+            .iter()
+            .filter_map(|(h, held)| group_flush(&held.entry).map(|at| (at, *h)))
+            .collect();
         index.silences = super::sqlite_silence::spans(conn)?;
         Ok(index)
     }
@@ -128,12 +135,26 @@ impl MemoryIndex {
         for (hash, change) in changes.entries {
             if let Some(old) = self.entries.remove(&hash) {
                 self.by_expiry.remove(&(old.expires, hash));
+                if let Some(at) = group_flush(&old.entry) {
+                    self.groups.remove(&(at, hash));
+                }
             }
             if let Some(held) = change {
                 self.by_expiry.insert((held.expires, hash));
+                if let Some(at) = group_flush(&held.entry) {
+                    self.groups.insert((at, hash));
+                }
                 self.entries.insert(hash, held);
             }
         }
+    }
+}
+
+/// When a group entry is next flushed; `None` for any other entry.
+fn group_flush(entry: &Entry) -> Option<u64> {
+    match entry {
+        Entry::Group(g) => Some(g.next_flush),
+        _ => None,
     }
 }
 
@@ -331,6 +352,11 @@ impl State for PreviewState<'_> {
     fn silence(&mut self, id: u64) -> Option<SilenceSpan> {
         self.changes.silence(self.index, id)
     }
+
+    /// A preview flushes nothing.
+    fn due_groups(&mut self, _: u64, _: usize) -> Vec<Group> {
+        Vec::new()
+    }
 }
 
 impl State for SqliteState<'_> {
@@ -359,6 +385,39 @@ impl State for SqliteState<'_> {
 
     fn silence(&mut self, id: u64) -> Option<SilenceSpan> {
         self.changes.silence(self.index, id)
+    }
+
+    fn due_groups(&mut self, now: u64, limit: usize) -> Vec<Group> {
+        let stored = self
+            .index
+            .groups
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter(|(_, h)| !self.changes.entries.contains_key(h))
+            .filter_map(|(_, h)| self.index.entries.get(h));
+        let changed = self.changes.entries.values().flatten();
+        let entries = stored.chain(changed).map(|h| (&h.entry, h.expires));
+        crate::state::due_among(entries, now, limit)
+    }
+}
+
+impl SqliteState<'_> {
+    /// When the next group is due to be flushed, as this transaction leaves them.
+    pub(crate) fn next_group_flush(&self) -> Option<u64> {
+        let stored = self
+            .index
+            .groups
+            .iter()
+            .find(|(_, h)| !self.changes.entries.contains_key(h))
+            .map(|(at, _)| *at);
+        let changed = self
+            .changes
+            .entries
+            .values()
+            .flatten()
+            .filter_map(|held| group_flush(&held.entry))
+            .min();
+        stored.into_iter().chain(changed).min()
     }
 }
 

@@ -219,6 +219,7 @@ async fn the_rules_memory_is_bounded_and_forgets_the_oldest_first() {
                 resolve_once: false,
                 throttle: None,
                 gate: None,
+                group: None,
             }],
             probes: Vec::new(),
         })),
