@@ -193,3 +193,43 @@ async fn a_router_keeps_the_warning_out_and_remembers_the_source_across_a_restar
         "{metrics}"
     );
 }
+
+#[test]
+fn a_grouped_target_is_left_out_at_each_flush_while_its_source_fires() {
+    let set = RuleSet::from_files([(
+        "g.rules",
+        format!(
+            r#"target chat {{ url = "https://x.test/chat" }}
+target pager {{ url = "https://x.test/pager" }}
+rule "pages" when labels.severity == "critical" -> post pager
+rule "chat groups" when labels.severity == "warning" -> post chat, group by labels.cluster wait 30s every 1m
+{INHIBIT}
+test "a grouped warning waits out the critical" {{
+    source prometheus
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "eu" }} }}]
+    after 1s
+    alert [{{ "labels": {{ "alertname": "DiskSlow", "severity": "warning", "cluster": "eu" }} }}]
+    expect no post chat
+    at 31s
+    expect no post chat
+    at 40s
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "eu" }}, "endsAt": "${{now}}" }}]
+    at 91s
+    expect group chat ["DiskSlow"]
+}}
+
+test "a warning of another cluster is notified on time" {{
+    source prometheus
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "eu" }} }}]
+    after 1s
+    alert [{{ "labels": {{ "alertname": "DiskSlow", "severity": "warning", "cluster": "us" }} }}]
+    at 31s
+    expect group chat ["DiskSlow"]
+}}
+"#
+        ),
+    )])
+    .unwrap();
+    let report = set.run_tests();
+    assert_eq!(report.failed(), 0, "{report}");
+}

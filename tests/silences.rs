@@ -125,6 +125,11 @@ async fn a_silenced_firing_is_held_and_goes_at_once_when_the_silence_is_expired(
         .await
         .unwrap();
     assert_eq!(s.id, 1);
+    let metrics = r.metrics_text();
+    assert!(
+        metrics.contains("switchyard_silences_active 1"),
+        "{metrics}"
+    );
     assert_eq!(s.status(now_ms()), SilenceStatus::Active);
 
     let held = r.submit(&firing("db-1", "db")).await.unwrap();

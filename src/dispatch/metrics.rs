@@ -69,6 +69,8 @@ pub(crate) struct Metrics {
     pub(crate) attempts: Family<TargetLabel, Counter>,
     suppressed: Family<SuppressedLabel, Counter>,
     pub(crate) state_entries: Gauge,
+    /// Silences in force.
+    pub(crate) silences_active: Gauge,
     pub(crate) attempt_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
     pub(crate) submit_seconds: Histogram,
     pub(crate) pending: Gauge,
@@ -88,6 +90,7 @@ impl Default for Metrics {
             attempts: Family::default(),
             suppressed: Family::default(),
             state_entries: Gauge::default(),
+            silences_active: Gauge::default(),
             attempt_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             submit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             pending: Gauge::default(),
@@ -150,13 +153,18 @@ impl Metrics {
         );
         r.register(
             "deliveries_suppressed",
-            "Deliveries a rule that remembers kept out, by rule and reason: duplicate (dedup), throttled (at most), unannounced (resolve once: a resolution of nothing delivered)",
+            "Deliveries a rule that remembers kept out, by rule and reason: duplicate (dedup), throttled (at most), unannounced (resolve once: a resolution of nothing delivered), muted, cancelled, silenced, inhibited",
             self.suppressed.clone(),
         );
         r.register(
             "state_entries",
             "Entries the rules' memory holds (dedup, resolve once, at most), expired ones not yet collected included",
             self.state_entries.clone(),
+        );
+        r.register(
+            "silences_active",
+            "Silences in force now (GET /api/silences lists them)",
+            self.silences_active.clone(),
         );
         r.register(
             "delivery_attempts",

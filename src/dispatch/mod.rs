@@ -506,6 +506,15 @@ impl Router {
         if let Ok(n) = self.inner.store.state_entries() {
             m.state_entries.set(gauge(n));
         }
+        let now = now_ms();
+        let active = self
+            .inner
+            .silences
+            .load()
+            .list()
+            .filter(|s| s.status(now) == crate::state::SilenceStatus::Active)
+            .count();
+        m.silences_active.set(gauge(active as u64));
         if let Ok(depth) = self.inner.store.depth() {
             m.pending.set(gauge(depth.pending));
             m.dead_letters.set(gauge(depth.dead));

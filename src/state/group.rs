@@ -58,6 +58,10 @@ pub struct Member {
     pub data: String,
     /// When a firing member counts as resolved without news (ms).
     pub until: u64,
+    /// The inhibits whose target it is, with its `matching` key: at each flush, a member
+    /// a firing source inhibits is left out of the notification.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inhibits: Vec<(String, String)>,
 }
 
 /// What the last notification of a group said: which members fired and which resolved.
@@ -165,12 +169,22 @@ pub(super) fn join<P>(
         },
     };
     let firing = alert.state != AlertState::Resolved;
+    let inhibits: Vec<(String, String)> = alert
+        .inhibits
+        .iter()
+        .filter(|f| f.target)
+        .filter_map(|f| {
+            let key = String::from_utf8(f.key.clone()?).ok()?;
+            Some((f.inhibit.clone(), key))
+        })
+        .collect();
     let full = group.members.len() >= MAX_GROUP_MEMBERS;
     match group.members.iter_mut().find(|m| m.id == id) {
         Some(m) => {
             m.firing = firing;
             m.data = g.member.clone();
             m.until = now.saturating_add(MEMBER_SILENCE_MS);
+            m.inhibits = inhibits;
         }
         // A resolution of an alert the group does not hold: nothing to say.
         None if !firing => {
@@ -184,6 +198,7 @@ pub(super) fn join<P>(
             firing,
             data: g.member.clone(),
             until: now.saturating_add(MEMBER_SILENCE_MS),
+            inhibits,
         }),
     }
     let kind = VerdictKind::Grouped {
@@ -219,10 +234,23 @@ pub fn flush<P>(
                 m.firing = false;
             }
         }
-        let firing: Vec<String> = group
+        // A firing member a firing source inhibits now is left out of this notification
+        // (it stays a member: once the source resolves, it is new to the next one).
+        let inhibited: Vec<String> = group
             .members
             .iter()
             .filter(|m| m.firing)
+            .filter(|m| {
+                m.inhibits.iter().any(|(inhibit, key)| {
+                    super::firing_source(state, inhibit, key.as_bytes(), Some(&m.id), now).is_some()
+                })
+            })
+            .map(|m| m.id.clone())
+            .collect();
+        let firing: Vec<String> = group
+            .members
+            .iter()
+            .filter(|m| m.firing && !inhibited.contains(&m.id))
             .map(|m| m.id.clone())
             .collect();
         let last = group.notified.as_ref();
@@ -250,7 +278,11 @@ pub fn flush<P>(
                 target: &group.target,
                 key: &group.key,
                 labels: &group.labels,
-                firing: group.members.iter().filter(|m| m.firing).collect(),
+                firing: group
+                    .members
+                    .iter()
+                    .filter(|m| firing.contains(&m.id))
+                    .collect(),
                 resolved: group
                     .members
                     .iter()

@@ -814,6 +814,23 @@ fn inhibitor_key<'a>(inhibit: &'a str, key: &[u8]) -> Key<'a> {
     Key::new("inhibitor", inhibit, 0, "", key)
 }
 
+/// A firing source of inhibit `inhibit` under `key`, other than alert `id`, at `now`.
+fn firing_source(
+    state: &mut dyn State,
+    inhibit: &str,
+    key: &[u8],
+    id: Option<&str>,
+    now: u64,
+) -> Option<String> {
+    match state.get(&inhibitor_key(inhibit, key), now) {
+        Some(Entry::Inhibitor { sources }) => sources
+            .iter()
+            .find(|(s, until)| Some(s.as_str()) != id && *until > now)
+            .map(|(s, _)| s.clone()),
+        _ => None,
+    }
+}
+
 /// Notes the alert as a firing source of each inhibit whose source condition it matches
 /// (a resolution, or a firing alert that no longer matches, forgets it). An alert without
 /// `@id` is not noted: its resolution could not be told apart.
@@ -855,14 +872,8 @@ fn inhibited_by(state: &mut dyn State, alert: &AlertFacts, now: u64) -> Option<(
     }
     let id = alert.id.as_deref();
     alert.inhibits.iter().filter(|f| f.target).find_map(|f| {
-        let values = f.key.as_ref()?;
-        match state.get(&inhibitor_key(&f.inhibit, values), now) {
-            Some(Entry::Inhibitor { sources }) => sources
-                .iter()
-                .find(|(s, until)| Some(s.as_str()) != id && *until > now)
-                .map(|(s, _)| (f.inhibit.clone(), s.clone())),
-            _ => None,
-        }
+        let by = firing_source(state, &f.inhibit, f.key.as_ref()?, id, now)?;
+        Some((f.inhibit.clone(), by))
     })
 }
 
@@ -1023,16 +1034,7 @@ fn one_rule<P: Clone>(
                 }
             }
         }
-        // Inhibited: kept out, neither counted by `at most` nor noted by `dedup` or
-        // `resolve once` (its resolution is owed nothing).
-        if !resolved && let Some((inhibit, by)) = &gates.inhibited {
-            let kind = VerdictKind::Inhibited {
-                inhibit: inhibit.clone(),
-                by: by.clone(),
-            };
-            out.verdict(&rule, &target, kind);
-            continue;
-        }
+        // A group member's inhibition is decided at each flush, not here: it joins.
         if let Some(g) = &group
             && alert.id.is_some()
         {
@@ -1047,6 +1049,16 @@ fn one_rule<P: Clone>(
             } else {
                 group::join(state, alert, (&rule, clauses, &target), g, now, out);
             }
+            continue;
+        }
+        // Inhibited: kept out, neither counted by `at most` nor noted by `dedup` or
+        // `resolve once` (its resolution is owed nothing).
+        if !resolved && let Some((inhibit, by)) = &gates.inhibited {
+            let kind = VerdictKind::Inhibited {
+                inhibit: inhibit.clone(),
+                by: by.clone(),
+            };
+            out.verdict(&rule, &target, kind);
             continue;
         }
         passing.push((target, payload));
