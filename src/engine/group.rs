@@ -17,8 +17,8 @@ const NO_END: &str = "0001-01-01T00:00:00Z";
 /// `alert` as a member of a group notification: Alertmanager's alert object, from the
 /// fields the sender gave (`labels`, `annotations`, `startsAt`, `endsAt`, `generatorURL`)
 /// with `@state` as `status` and `@id` as `fingerprint`; a field the sender did not give
-/// is empty (labels, annotations), the moment the alert was received (`startsAt`), or
-/// Alertmanager's zero moment (`endsAt` of a firing alert).
+/// is empty (labels, annotations), left for the group to fill in (`startsAt`: when the
+/// member joined), or Alertmanager's zero moment (`endsAt` of a firing alert).
 pub(crate) fn member_json(alert: &Alert) -> String {
     let body = alert.body();
     let object = |k: &str| match body.get(k) {
@@ -31,7 +31,9 @@ pub(crate) fn member_json(alert: &Alert) -> String {
         "status": if resolved { "resolved" } else { "firing" },
         "labels": object("labels"),
         "annotations": object("annotations"),
-        "startsAt": text("startsAt").unwrap_or_else(|| alert.received_at().to_string()),
+        // Absent when the sender gave none: the group fills in when the member joined, so
+        // that a re-send is the same member data (and costs no write).
+        "startsAt": text("startsAt"),
         "endsAt": text("endsAt").unwrap_or_else(|| if resolved { alert.received_at().to_string() } else { String::from(NO_END) }),
         "generatorURL": text("generatorURL").unwrap_or_default(),
         "fingerprint": alert.id().unwrap_or_default(),
@@ -87,7 +89,19 @@ pub(crate) fn webhook_body(note: &GroupNote<'_>) -> Value {
         .firing
         .iter()
         .chain(&note.resolved)
-        .map(|m| serde_json::from_str(&m.data).unwrap_or(Value::Null))
+        .map(|m| {
+            let mut a: Value = serde_json::from_str(&m.data).unwrap_or(Value::Null);
+            if a.get("startsAt").is_none_or(Value::is_null)
+                && let Some(o) = a.as_object_mut()
+            {
+                let since = i64::try_from(m.since)
+                    .ok()
+                    .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                o.insert(String::from("startsAt"), json!(since.to_string()));
+            }
+            a
+        })
         .collect();
     let group_labels: Value =
         serde_json::from_str(note.labels).unwrap_or_else(|_| Value::Object(Map::new()));

@@ -20,6 +20,10 @@ use super::{AlertFacts, AlertState, Entry, Key, Out, State, VerdictKind};
 /// `endsAt` passed).
 pub const MEMBER_SILENCE_MS: u64 = 24 * 3_600_000;
 
+/// How stale a member's news may get before a re-send that changes nothing is written
+/// (to move its [`MEMBER_SILENCE_MS`] on): an hour. Re-sends within it cost a read.
+pub const MEMBER_REFRESH_MS: u64 = 3_600_000;
+
 /// The most members a group keeps: later alerts are counted in `truncatedAlerts`.
 pub const MAX_GROUP_MEMBERS: usize = 1_000;
 
@@ -58,6 +62,10 @@ pub struct Member {
     pub data: String,
     /// When a firing member counts as resolved without news (ms).
     pub until: u64,
+    /// When it joined, or fired again after it resolved (ms): its `startsAt` when the
+    /// sender gave none.
+    #[serde(default)]
+    pub since: u64,
     /// The inhibits whose target it is, with its `matching` key: at each flush, a member
     /// a firing source inhibits is left out of the notification.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -179,11 +187,26 @@ pub(super) fn join<P>(
         })
         .collect();
     let full = group.members.len() >= MAX_GROUP_MEMBERS;
+    let until = now.saturating_add(MEMBER_SILENCE_MS);
     match group.members.iter_mut().find(|m| m.id == id) {
+        // A re-send that changes nothing (Prometheus every minute): nothing to write, as
+        // long as the member's news is fresh enough.
+        Some(m)
+            if m.firing == firing
+                && m.data == g.member
+                && m.inhibits == inhibits
+                && m.until.saturating_add(MEMBER_REFRESH_MS) >= until =>
+        {
+            out.verdict(rule, target, grouped(g, &group));
+            return;
+        }
         Some(m) => {
+            if firing && !m.firing {
+                m.since = now;
+            }
             m.firing = firing;
             m.data = g.member.clone();
-            m.until = now.saturating_add(MEMBER_SILENCE_MS);
+            m.until = until;
             m.inhibits = inhibits;
         }
         // A resolution of an alert the group does not hold: nothing to say.
@@ -191,27 +214,44 @@ pub(super) fn join<P>(
             out.verdict(rule, target, VerdictKind::Unannounced);
             return;
         }
-        None if full => group.truncated += 1,
+        // A full group: the alert is only counted, in an entry of its own, so that a flood
+        // into a full group does not rewrite the group for each alert.
+        None if full => {
+            let count = Key::new("group-truncated", rule, clauses, target, g.key.as_bytes());
+            let n = match state.get(&count, now) {
+                Some(Entry::Truncated { count }) => count,
+                _ => 0,
+            };
+            state.put(&count, &Entry::Truncated { count: n + 1 }, group.expires());
+            out.verdict(rule, target, grouped(g, &group));
+            return;
+        }
         None => group.members.push(Member {
             id: id.to_owned(),
             name: g.name.clone(),
             firing,
             data: g.member.clone(),
-            until: now.saturating_add(MEMBER_SILENCE_MS),
+            until,
+            since: now,
             inhibits,
         }),
     }
-    let kind = VerdictKind::Grouped {
-        group: g.labels.clone(),
-        flush: group.next_flush,
-        members: group.members.len() as u64,
-    };
+    let kind = grouped(g, &group);
     state.put(
         &key,
         &Entry::Group(Box::new(group.clone())),
         group.expires(),
     );
     out.verdict(rule, target, kind);
+}
+
+/// The verdict of an alert in `group`.
+fn grouped(g: &GroupIntent, group: &Group) -> VerdictKind {
+    VerdictKind::Grouped {
+        group: g.labels.clone(),
+        flush: group.next_flush,
+        members: group.members.len() as u64,
+    }
 }
 
 /// Flushes every group due by `now` (at most [`MAX_FLUSH_GROUPS`]): each that needs it is
@@ -225,6 +265,17 @@ pub fn flush<P>(
 ) -> usize {
     let mut sent = 0;
     for mut group in state.due_groups(now, MAX_FLUSH_GROUPS) {
+        let count = Key::new(
+            "group-truncated",
+            &group.rule,
+            group.clauses,
+            &group.target,
+            group.key.as_bytes(),
+        );
+        if let Some(Entry::Truncated { count: n }) = state.get(&count, now) {
+            group.truncated = group.truncated.saturating_add(n);
+            state.delete(&count);
+        }
         // Its scheduled time: reminders are counted on the schedule; members' news at `now`
         // (later than `at` after a restart).
         let at = group.next_flush;

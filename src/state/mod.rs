@@ -22,8 +22,8 @@ use crate::alert::State as AlertState;
 mod group;
 mod silence;
 pub use group::{
-    Group, GroupIntent, GroupNote, MAX_FLUSH_GROUPS, MAX_GROUP_MEMBERS, MEMBER_SILENCE_MS, Member,
-    Notified, due_among, flush,
+    Group, GroupIntent, GroupNote, MAX_FLUSH_GROUPS, MAX_GROUP_MEMBERS, MEMBER_REFRESH_MS,
+    MEMBER_SILENCE_MS, Member, Notified, due_among, flush,
 };
 pub use silence::{MAX_SILENCE_MS, MAX_SILENCES, Silence, SilenceSpan, SilenceStatus};
 
@@ -487,6 +487,11 @@ pub enum Entry {
     },
     /// A group (`group by ...`): its members, timers and last notification.
     Group(Box<Group>),
+    /// Alerts left out of a full group since its last notification.
+    Truncated {
+        /// How many.
+        count: u64,
+    },
     /// The firing sources of an `inhibit` under one key: each source's `@id` and until
     /// when it counts (its last firing plus [`INHIBIT_SOURCE_MS`]).
     Inhibitor {

@@ -1365,3 +1365,53 @@ fn a_member_without_news_for_a_day_counts_as_resolved() {
     );
     assert!(s.next_group_flush().is_none());
 }
+
+#[test]
+fn a_resend_that_changes_nothing_writes_nothing_yet_keeps_the_member_alive() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let rule = || group_rule(0, 5 * MIN, 7 * 24 * 60 * MIN);
+    let firing = facts("a", AlertState::Firing);
+    run_gated(&mut s, &firing, rule(), 0, &mut next);
+    assert_eq!(flush_at(&mut s, 0, &mut next), [(strings(&["a"]), vec![])]);
+    let member_until = |s: &MemoryState| match &s.list(10)[0].entry {
+        Entry::Group(g) => g.members[0].until,
+        other => panic!("{other:?}"),
+    };
+    // Within the refresh period: the member is not rewritten.
+    run_gated(&mut s, &firing, rule(), 30 * MIN, &mut next);
+    assert_eq!(member_until(&s), MEMBER_SILENCE_MS);
+    // Past it: rewritten, and the member outlives the first day.
+    let later = MEMBER_SILENCE_MS - 30 * MIN;
+    run_gated(&mut s, &firing, rule(), later, &mut next);
+    assert_eq!(member_until(&s), later + MEMBER_SILENCE_MS);
+    let after_a_day = (MEMBER_SILENCE_MS + 10 * MIN).div_ceil(5 * MIN) * 5 * MIN;
+    assert!(
+        flush_at(&mut s, after_a_day, &mut next).is_empty(),
+        "still firing: nothing new"
+    );
+}
+
+#[test]
+fn a_full_group_counts_the_alerts_it_leaves_out_without_rewriting_itself() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let rule = || group_rule(30_000, 5 * MIN, 60 * MIN);
+    for i in 0..MAX_GROUP_MEMBERS + 2 {
+        run_gated(
+            &mut s,
+            &facts(&format!("a{i}"), AlertState::Firing),
+            rule(),
+            0,
+            &mut next,
+        );
+    }
+    let mut sink = Sunk::default();
+    let mut seen = None;
+    let mut render = |n: &GroupNote<'_>| {
+        seen = Some((n.firing.len(), n.truncated));
+        Some(String::new())
+    };
+    flush(&mut s, 30_000, &mut sink, &mut render);
+    assert_eq!(seen, Some((MAX_GROUP_MEMBERS, 2)));
+}
