@@ -409,3 +409,32 @@ fn a_bad_silence_in_a_test_block_points_into_its_string() {
     assert!(text.contains("error[E0103]"), "{text}");
     assert!(text.contains("--> t.rules:4:19"), "{text}");
 }
+
+/// Found in review: expiring a silence that had not started yet left it `pending` (its end
+/// was moved to its start, still in the future).
+#[tokio::test]
+async fn a_pending_silence_expired_early_is_expired_not_pending() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("silence-pending");
+    let r = router(rules(&rx), &dir).await;
+    let hour = 3_600_000;
+    let s = r
+        .add_silence(NewSilence {
+            starts: Some(now_ms() + hour),
+            ends: now_ms() + 2 * hour,
+            ..db_silence(Duration::ZERO)
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.status(now_ms()), SilenceStatus::Pending);
+    let expired = r.expire_silence(s.id).await.unwrap().unwrap();
+    assert_eq!(
+        expired.status(now_ms()),
+        SilenceStatus::Expired,
+        "{expired:?}"
+    );
+    assert!(expired.starts <= expired.ends);
+    // It never comes into force.
+    let later = r.silences();
+    assert_eq!(later[0].status(now_ms() + hour + 1), SilenceStatus::Expired);
+}

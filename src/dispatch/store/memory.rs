@@ -455,8 +455,7 @@ impl Store for MemoryStore {
                 released: Vec::new(),
             }))));
         }
-        silence.ends = now.max(silence.starts);
-        silence.expired_at = Some(now);
+        silence.expire(now);
         let silence = silence.clone();
         state.memory.set_silence(id, silence.span());
         let held: Vec<u64> = state

@@ -129,8 +129,7 @@ pub(crate) fn expire(
     if s.ends <= now {
         return Ok(Some((s, Vec::new())));
     }
-    s.ends = now.max(s.starts);
-    s.expired_at = Some(now);
+    s.expire(now);
     txn.prepare_cached("UPDATE silences SET record = ?2 WHERE id = ?1")?
         .execute(params![to_i64(id), encode(&s)?])?;
     let held: Vec<u64> = txn
