@@ -79,47 +79,20 @@ impl Scope {
                     }
                     Item::Rule(r) => {
                         if let Some(n) = &r.name {
-                            if let Some(&first) = rules.get(n.value.as_str()) {
-                                cx.report(duplicate(
-                                    codes::DUPLICATE_RULE,
-                                    "rule",
-                                    &n.value,
-                                    n.span,
-                                    first,
-                                    cx,
-                                ));
-                            } else {
-                                rules.insert(&n.value, n.span);
-                            }
+                            unique(cx, &mut rules, codes::DUPLICATE_RULE, "rule", n);
                         }
                     }
                     Item::Inhibit(i) => {
-                        if let Some(&first) = inhibits.get(i.name.value.as_str()) {
-                            cx.report(duplicate(
-                                codes::DUPLICATE_INHIBIT,
-                                "inhibit",
-                                &i.name.value,
-                                i.name.span,
-                                first,
-                                cx,
-                            ));
-                        } else {
-                            inhibits.insert(&i.name.value, i.name.span);
-                        }
+                        unique(
+                            cx,
+                            &mut inhibits,
+                            codes::DUPLICATE_INHIBIT,
+                            "inhibit",
+                            &i.name,
+                        );
                     }
                     Item::Test(t) => {
-                        if let Some(&first) = tests.get(t.name.value.as_str()) {
-                            cx.report(duplicate(
-                                codes::DUPLICATE_TEST,
-                                "test",
-                                &t.name.value,
-                                t.name.span,
-                                first,
-                                cx,
-                            ));
-                        } else {
-                            tests.insert(&t.name.value, t.name.span);
-                        }
+                        unique(cx, &mut tests, codes::DUPLICATE_TEST, "test", &t.name);
                     }
                 }
             }
@@ -201,6 +174,22 @@ impl Scope {
         };
         cx.report(d);
         None
+    }
+}
+
+/// Notes `name` among the names of its kind (`seen`), or reports it declared twice.
+fn unique<'n>(
+    cx: &mut Cx<'_>,
+    seen: &mut HashMap<&'n str, Span>,
+    code: crate::diagnostic::Code,
+    what: &str,
+    name: &'n ast::Str,
+) {
+    match seen.get(name.value.as_str()) {
+        Some(&first) => cx.report(duplicate(code, what, &name.value, name.span, first, cx)),
+        None => {
+            seen.insert(&name.value, name.span);
+        }
     }
 }
 

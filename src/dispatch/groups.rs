@@ -41,7 +41,7 @@ pub(crate) fn render(rules: &RuleSet, note: &GroupNote<'_>, now: u64) -> Option<
         .to_owned();
     // Each group's notifications go in order, like one alert's.
     let alert = Alert::new(body).with_id(key);
-    let delivery = rules.delivery_to(target, &alert);
+    let delivery = rules.delivery(target, &alert);
     Some(record(delivery, &alert, now))
 }
 

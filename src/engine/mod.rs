@@ -408,14 +408,9 @@ impl RuleSet {
         &self.inner.targets
     }
 
-    /// What delivering `alert` to `target` takes: see [`Delivery`].
-    /// What `target` is sent for `alert`: its body rendered, its fallback chain. For a
-    /// notification the router makes itself (a group's).
-    pub fn delivery_to<'r>(&'r self, target: &'r Target, alert: &Alert) -> Delivery<'r> {
-        self.delivery(target, alert)
-    }
-
-    fn delivery<'r>(&'r self, target: &'r Target, alert: &Alert) -> Delivery<'r> {
+    /// What delivering `alert` to `target` takes (see [`Delivery`]): also for a
+    /// notification the router makes itself, a group's.
+    pub(crate) fn delivery<'r>(&'r self, target: &'r Target, alert: &Alert) -> Delivery<'r> {
         Delivery {
             target,
             fallbacks: self.fallbacks(target),
