@@ -163,7 +163,7 @@ impl RouterBuilder {
                 DispatchError::caused(DispatchErrorKind::Config, "cannot build the HTTP client", e)
             })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let book = silences::Book::load(store.silences()?);
+        let book = silences::Book::load(store.silences()?, now_ms());
         let inner = Arc::new(RouterCore {
             rules: arc_swap::ArcSwap::from_pointee(rules),
             silences: arc_swap::ArcSwap::from_pointee(book),
@@ -433,7 +433,7 @@ impl Router {
             .map_err(SilenceError::Store)?;
         self.inner
             .silences
-            .rcu(|book| book.with(stored.clone(), Some(matcher.clone())));
+            .rcu(|book| book.with(stored.clone(), Some(matcher.clone()), now));
         tracing::info!(silence = stored.id, condition = %stored.condition, created_by = %stored.created_by, "silence added");
         Ok(stored)
     }
@@ -449,13 +449,14 @@ impl Router {
         &self,
         id: u64,
     ) -> Result<Option<crate::state::Silence>, DispatchError> {
-        let Some(expired) = self.inner.store.expire_silence(id, now_ms()).await? else {
+        let now = now_ms();
+        let Some(expired) = self.inner.store.expire_silence(id, now).await? else {
             return Ok(None);
         };
         let silence = expired.silence;
         self.inner
             .silences
-            .rcu(|book| book.with(silence.clone(), None));
+            .rcu(|book| book.with(silence.clone(), None, now));
         for target in &expired.released {
             self.inner.wake_table(target);
         }

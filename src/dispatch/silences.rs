@@ -99,61 +99,61 @@ pub(crate) fn check(new: NewSilence, now: u64) -> Result<(Silence, SilenceMatche
     Ok((silence, matcher))
 }
 
-/// Every silence the router knows, with its matcher, by id.
+/// Every silence the router knows, by id, with its matcher while it can still come into
+/// force (an ended silence never does, so history costs no compiled condition).
 #[derive(Default)]
 pub(crate) struct Book {
-    entries: Vec<(Silence, SilenceMatcher)>,
+    entries: Vec<(Silence, Option<SilenceMatcher>)>,
 }
 
 impl Book {
-    /// The book of stored silences. One whose condition no longer compiles (written by
-    /// another version) is left out with a warning: it matches nothing.
-    pub(crate) fn load(list: Vec<Silence>) -> Book {
-        let mut entries = Vec::with_capacity(list.len());
-        for s in list {
-            match SilenceMatcher::compile(&s.condition) {
-                Ok(m) => entries.push((s, m)),
-                Err(d) => tracing::warn!(
-                    silence = s.id,
-                    errors = %d.render(crate::Format::Text),
-                    "a stored silence's condition does not compile; it matches nothing"
-                ),
-            }
-        }
+    /// The book of stored silences, at `now`. A condition that no longer compiles (written
+    /// by another version) is left without a matcher, with a warning: it matches nothing.
+    pub(crate) fn load(list: Vec<Silence>, now: u64) -> Book {
+        let mut entries: Vec<(Silence, Option<SilenceMatcher>)> = list
+            .into_iter()
+            .map(|s| {
+                if s.status(now) == SilenceStatus::Expired {
+                    return (s, None);
+                }
+                match SilenceMatcher::compile(&s.condition) {
+                    Ok(m) => (s, Some(m)),
+                    Err(d) => {
+                        tracing::warn!(
+                            silence = s.id,
+                            errors = %d.render(crate::Format::Text),
+                            "a stored silence's condition does not compile; it matches nothing"
+                        );
+                        (s, None)
+                    }
+                }
+            })
+            .collect();
         entries.sort_by_key(|(s, _)| s.id);
         Book { entries }
     }
 
-    /// The book with `silence` put in (new, or replacing the one with its id), keeping
-    /// the matcher of the one it replaces when `matcher` is `None`.
-    pub(crate) fn with(&self, silence: Silence, matcher: Option<SilenceMatcher>) -> Book {
-        let mut entries: Vec<(Silence, SilenceMatcher)> =
-            Vec::with_capacity(self.entries.len() + 1);
+    /// The book with `silence` put in (new, or replacing the one with its id: the matcher
+    /// of the one it replaces is kept when `matcher` is `None`, until it has ended), and
+    /// without what the stores forget at `now` ([`crate::state::silences_to_forget`]).
+    pub(crate) fn with(&self, silence: Silence, matcher: Option<SilenceMatcher>, now: u64) -> Book {
         let mut matcher = matcher;
+        let mut entries: Vec<(Silence, Option<SilenceMatcher>)> =
+            Vec::with_capacity(self.entries.len() + 1);
         for (s, m) in &self.entries {
             if s.id == silence.id {
-                matcher = matcher.or_else(|| Some(m.clone()));
+                matcher = matcher.or_else(|| m.clone());
             } else {
                 entries.push((s.clone(), m.clone()));
             }
         }
-        if let Some(m) = matcher {
-            entries.push((silence, m));
+        if silence.status(now) == SilenceStatus::Expired {
+            matcher = None;
         }
+        entries.push((silence, matcher));
         entries.sort_by_key(|(s, _)| s.id);
-        // As the store keeps them: past the limit, those that ended longest ago go.
-        let over = entries.len().saturating_sub(crate::state::MAX_SILENCES);
-        if over > 0 {
-            let now = super::now_ms();
-            let mut ended: Vec<(u64, u64)> = entries
-                .iter()
-                .filter(|(s, _)| s.ends <= now)
-                .map(|(s, _)| (s.ends, s.id))
-                .collect();
-            ended.sort_unstable();
-            let gone: Vec<u64> = ended.into_iter().take(over).map(|(_, id)| id).collect();
-            entries.retain(|(s, _)| !gone.contains(&s.id));
-        }
+        let gone = crate::state::silences_to_forget(entries.iter().map(|(s, _)| s), now);
+        entries.retain(|(s, _)| !gone.contains(&s.id));
         Book { entries }
     }
 
@@ -173,7 +173,7 @@ impl Book {
                 continue;
             }
             silencing = true;
-            if m.matches(alert) {
+            if m.as_ref().is_some_and(|m| m.matches(alert)) {
                 ids.push(s.id);
             }
         }

@@ -28,7 +28,10 @@ pub use group::{
 };
 pub use inhibit::{INHIBIT_SOURCE_MS, InhibitFact, MAX_INHIBIT_SOURCES};
 use inhibit::{firing_source, inhibited_by, note_sources};
-pub use silence::{MAX_SILENCE_MS, MAX_SILENCES, Silence, SilenceSpan, SilenceStatus};
+pub use silence::{
+    MAX_SILENCE_MS, MAX_SILENCES, Silence, SilenceSpan, SilenceStatus,
+    to_forget as silences_to_forget,
+};
 
 /// How long an entry without a window of its own is kept: a `dedup ... until resolved`
 /// that never sees its resolution, a `resolve once` announcement, a throttle's note that a

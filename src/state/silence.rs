@@ -34,6 +34,24 @@ pub struct Silence {
     pub expired_at: Option<u64>,
 }
 
+/// Which silences to forget so that at most [`MAX_SILENCES`] remain at `now`: those that
+/// ended longest ago (history; one in force or pending is never forgotten). The one policy
+/// every store and the router's list apply.
+pub fn to_forget<'s>(all: impl IntoIterator<Item = &'s Silence>, now: u64) -> Vec<u64> {
+    let all: Vec<&Silence> = all.into_iter().collect();
+    let over = all.len().saturating_sub(MAX_SILENCES);
+    if over == 0 {
+        return Vec::new();
+    }
+    let mut ended: Vec<(u64, u64)> = all
+        .iter()
+        .filter(|s| s.ends <= now)
+        .map(|s| (s.ends, s.id))
+        .collect();
+    ended.sort_unstable();
+    ended.into_iter().take(over).map(|(_, id)| id).collect()
+}
+
 /// Where a silence is in its life at a moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

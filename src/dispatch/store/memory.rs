@@ -17,7 +17,7 @@ use super::{
     Stored, Submission,
 };
 use crate::dispatch::{DispatchError, DispatchErrorKind};
-use crate::state::{Listed, MAX_SILENCES, Silence, Verdict};
+use crate::state::{Listed, Silence, Verdict};
 
 /// The most entries the rules' memory holds in memory: as the SQLite store's.
 const MAX_ENTRIES: usize = super::sqlite_state::MAX_ENTRIES;
@@ -420,20 +420,10 @@ impl Store for MemoryStore {
         silence.id = state.silences.keys().next_back().map_or(1, |last| last + 1);
         state.memory.set_silence(silence.id, silence.span());
         state.silences.insert(silence.id, silence.clone());
-        let over = state.silences.len().saturating_sub(MAX_SILENCES);
-        if over > 0 {
-            let mut ended: Vec<(u64, u64)> = state
-                .silences
-                .values()
-                .filter(|s| s.ends <= now)
-                .map(|s| (s.ends, s.id))
-                .collect();
-            ended.sort_unstable();
-            for (_, id) in ended.into_iter().take(over) {
-                state.silences.remove(&id);
-                state.memory.forget_silence(id);
-                state.silenced.retain(|_, s| *s != id);
-            }
+        for id in crate::state::silences_to_forget(state.silences.values(), now) {
+            state.silences.remove(&id);
+            state.memory.forget_silence(id);
+            state.silenced.retain(|_, s| *s != id);
         }
         Box::pin(std::future::ready(Ok(silence)))
     }

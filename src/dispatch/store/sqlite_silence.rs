@@ -7,7 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::sqlite::{from_i64, to_i64};
-use crate::state::{MAX_SILENCES, Silence, SilenceSpan};
+use crate::state::{Silence, SilenceSpan};
 
 /// The tables, created with the outbox's.
 pub(crate) const SCHEMA: &str = "
@@ -51,7 +51,7 @@ pub(crate) fn spans(
 }
 
 /// Stores a new silence under the next id and returns it as stored. Past
-/// [`MAX_SILENCES`], the silences that ended longest ago are forgotten, with their notes
+/// [`crate::state::MAX_SILENCES`], the silences that ended longest ago are forgotten, with their notes
 /// of held deliveries. `forgotten` gets their ids.
 pub(crate) fn add(
     txn: &Transaction<'_>,
@@ -68,22 +68,18 @@ pub(crate) fn add(
     let count: i64 = txn
         .prepare_cached("SELECT COUNT(*) FROM silences")?
         .query_row([], |r| r.get(0))?;
-    let over = usize::try_from(count)
-        .unwrap_or(0)
-        .saturating_sub(MAX_SILENCES);
-    if over > 0 {
-        let mut ended: Vec<Silence> = list_txn(txn)?
-            .into_iter()
-            .filter(|s| s.ends <= now)
-            .collect();
-        ended.sort_by_key(|s| s.ends);
-        for old in ended.into_iter().take(over) {
-            txn.prepare_cached("DELETE FROM silences WHERE id = ?1")?
-                .execute(params![to_i64(old.id)])?;
-            txn.prepare_cached("DELETE FROM silenced WHERE silence = ?1")?
-                .execute(params![to_i64(old.id)])?;
-            forgotten.push(old.id);
-        }
+    // Read them all only when some must go.
+    let all = if usize::try_from(count).unwrap_or(0) > crate::state::MAX_SILENCES {
+        list_txn(txn)?
+    } else {
+        Vec::new()
+    };
+    for id in crate::state::silences_to_forget(&all, now) {
+        txn.prepare_cached("DELETE FROM silences WHERE id = ?1")?
+            .execute(params![to_i64(id)])?;
+        txn.prepare_cached("DELETE FROM silenced WHERE silence = ?1")?
+            .execute(params![to_i64(id)])?;
+        forgotten.push(id);
     }
     Ok(s)
 }
