@@ -599,15 +599,16 @@ fn stateful(
     now: u64,
 ) -> Option<store::Stateful> {
     let (silences, silencing) = book.facts(alert, now);
-    let facts = crate::state::AlertFacts {
+    let mut facts = crate::state::AlertFacts {
         silences,
         silencing,
         inhibits: d.inhibit_facts(alert),
-        ..crate::state::AlertFacts::new(alert.id().map(str::to_owned), alert.state())
+        ..crate::state::AlertFacts::new(None, alert.state())
     };
     if !facts.needs_step() && !d.remembers(alert) {
         return None;
     }
+    facts.id = alert.id().map(str::to_owned);
     let to_record = |delivery: Delivery<'_>| record(delivery, alert, now);
     let (choices, probes) = d.choices(alert);
     Some(store::Stateful {

@@ -443,7 +443,7 @@ pub(crate) fn step_offline(
     held: &mut Vec<HeldOffline>,
 ) -> (Vec<String>, Vec<crate::state::Verdict>) {
     let now = u64::try_from(alert.received_at().as_millisecond()).unwrap_or(0);
-    let mut facts = crate::state::AlertFacts::new(alert.id().map(str::to_owned), alert.state());
+    let mut facts = crate::state::AlertFacts::new(None, alert.state());
     for s in silences.iter().filter(|s| s.span.in_force(now).is_some()) {
         facts.silencing = true;
         if s.matcher.matches(alert) {
@@ -454,6 +454,7 @@ pub(crate) fn step_offline(
     if !facts.needs_step() && !d.remembers(alert) {
         return (d.target_names().map(str::to_owned).collect(), Vec::new());
     }
+    facts.id = alert.id().map(str::to_owned);
     let (choices, probes) = d.choices(alert);
     let mut sink = Offline {
         next,

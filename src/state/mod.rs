@@ -72,18 +72,14 @@ impl AlertFacts {
         }
     }
 
-    /// Whether silences have a say in this alert, so that it goes through the step even
-    /// when no rule that remembers chose it: a silence matches it, or, while silences are
-    /// in force, it is a resolution (with an `@id`) that may cancel a firing one holds.
-    pub fn silenced(&self) -> bool {
-        !self.silences.is_empty()
-            || (self.silencing && self.state == AlertState::Resolved && self.id.is_some())
-    }
-
-    /// Whether the step has a say in this alert beyond the rules' clauses: silences (see
-    /// [`AlertFacts::silenced`]) or an `inhibit` whose source or target it is.
+    /// Whether the step has a say in this alert beyond the rules' clauses: a silence
+    /// matches it; or, while silences are in force, it is a resolution that may cancel a
+    /// firing one holds; or an `inhibit` names it as a source or a target. Does not look at
+    /// `id`, so that a caller fills it in only for an alert that goes through the step.
     pub fn needs_step(&self) -> bool {
-        self.silenced() || !self.inhibits.is_empty()
+        !self.silences.is_empty()
+            || (self.silencing && self.state == AlertState::Resolved)
+            || !self.inhibits.is_empty()
     }
 }
 
