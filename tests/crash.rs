@@ -12,6 +12,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::data::DataDir;
 use support::receiver::Receiver;
 
 const ALERTS: usize = 1_000;
@@ -333,9 +334,8 @@ async fn dedup_state_survives_kill_9_and_resends_stay_quiet() {
 /// delay ends, and a held one whose resolution came before the crash never goes.
 #[tokio::test]
 async fn a_held_delivery_survives_kill_9_and_goes_once_when_due() {
-    let dir = std::env::temp_dir().join(format!("switchyard-crash-held-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let data = DataDir::new("crash-held");
+    let dir = &data.0;
     let rx = Receiver::start().await;
     let rules = format!(
         "target pager {{ url = \"{}\" }}\n\
@@ -354,7 +354,7 @@ async fn a_held_delivery_survives_kill_9_and_goes_once_when_due() {
         };
         format!(r#"[{{"labels": {{"alertname": "{name}"}}, "startsAt": "{now}"{ends}}}]"#)
     };
-    let (mut child, base) = support::process::serve_with(&dir, "", &rules);
+    let (mut child, base) = support::process::serve_with(dir, "", &rules);
     let started = std::time::Instant::now();
     let (status, body) = post(base.clone(), alert("DiskFull", false)).await;
     assert_eq!(status, 202, "{body}");
@@ -369,7 +369,7 @@ async fn a_held_delivery_survives_kill_9_and_goes_once_when_due() {
         assert_eq!(rx.count("/pager"), 0, "nothing before the delay ends");
     }
 
-    let (mut child, _base) = support::process::serve_with(&dir, "", &rules);
+    let (mut child, _base) = support::process::serve_with(dir, "", &rules);
     let got = rx.wait_for("/pager", 1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1, "the held firing goes after the restart");
     assert!(got[0].body.contains("DiskFull"), "{}", got[0].body);
@@ -382,7 +382,6 @@ async fn a_held_delivery_survives_kill_9_and_goes_once_when_due() {
     assert_eq!(rx.count("/pager"), 1, "once, and never the cancelled one");
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A silence made with the CLI against the real binary holds a firing through `kill -9`;
@@ -390,9 +389,8 @@ async fn a_held_delivery_survives_kill_9_and_goes_once_when_due() {
 /// The HTTP API answers each refusal with its reason.
 #[tokio::test]
 async fn a_silence_survives_kill_9_and_its_held_firing_goes_once_when_it_ends() {
-    let dir = std::env::temp_dir().join(format!("switchyard-crash-silence-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let data = DataDir::new("crash-silence");
+    let dir = &data.0;
     let rx = Receiver::start().await;
     let rules = format!(
         "target pager {{ url = \"{}\" }}\n\
@@ -415,7 +413,7 @@ async fn a_silence_survives_kill_9_and_its_held_firing_goes_once_when_it_ends() 
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (mut child, base) = support::process::serve_with(&dir, "", &rules);
+    let (mut child, base) = support::process::serve_with(dir, "", &rules);
     let started = std::time::Instant::now();
     // A condition with a slip: the diagnostic, with a caret, and exit 1; nothing stored.
     let (code, _, err) = cli(
@@ -503,7 +501,7 @@ async fn a_silence_survives_kill_9_and_its_held_firing_goes_once_when_it_ends() 
         );
     }
 
-    let (mut child, base) = support::process::serve_with(&dir, "", &rules);
+    let (mut child, base) = support::process::serve_with(dir, "", &rules);
     let (code, out, err) = cli(&base, &["list"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
@@ -531,16 +529,14 @@ async fn a_silence_survives_kill_9_and_its_held_firing_goes_once_when_it_ends() 
     assert!(err.contains("cannot reach"), "{err}");
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A group survives `kill -9` during its `wait`: after the restart, exactly one
 /// notification goes out for it, with every member, on time.
 #[tokio::test]
 async fn a_group_survives_kill_9_during_its_wait_and_is_notified_once_on_time() {
-    let dir = std::env::temp_dir().join(format!("switchyard-crash-group-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let data = DataDir::new("crash-group");
+    let dir = &data.0;
     let rx = Receiver::start().await;
     let rules = format!(
         "target pager {{ url = \"{}\" }}\n\
@@ -549,7 +545,7 @@ async fn a_group_survives_kill_9_during_its_wait_and_is_notified_once_on_time() 
     );
     let alert =
         |name: &str| format!(r#"[{{"labels": {{"alertname": "{name}", "cluster": "eu"}}}}]"#);
-    let (mut child, base) = support::process::serve_with(&dir, "", &rules);
+    let (mut child, base) = support::process::serve_with(dir, "", &rules);
     let started = std::time::Instant::now();
     for name in ["NodeDown", "DiskFull"] {
         let (status, body) = post(base.clone(), alert(name)).await;
@@ -562,7 +558,7 @@ async fn a_group_survives_kill_9_during_its_wait_and_is_notified_once_on_time() 
         assert_eq!(rx.count("/pager"), 0, "nothing before the wait ends");
     }
 
-    let (mut child, _base) = support::process::serve_with(&dir, "", &rules);
+    let (mut child, _base) = support::process::serve_with(dir, "", &rules);
     let got = rx.wait_for("/pager", 1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1, "the group is notified after the restart");
     assert!(
@@ -583,7 +579,6 @@ async fn a_group_survives_kill_9_during_its_wait_and_is_notified_once_on_time() 
     assert_eq!(rx.count("/pager"), 1, "exactly once");
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Posts a Prometheus batch to a server at `base` (`http://127.0.0.1:port`).
