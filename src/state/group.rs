@@ -386,3 +386,7 @@ pub fn due_among<'e>(
     due.truncate(limit);
     due
 }
+
+#[cfg(test)]
+#[path = "group_test.rs"]
+mod tests;
