@@ -58,6 +58,12 @@ pub(crate) fn view(s: &Silence, now: u64) -> Value {
     })
 }
 
+/// A silence just stored, as it was at that moment: the router's clock, not the handler's
+/// (read earlier; a silence made "from now" would otherwise show as pending).
+fn added(s: &Silence) -> Value {
+    view(s, s.created_at)
+}
+
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
@@ -123,7 +129,7 @@ pub(crate) async fn add(State(s): State<Arc<AppState>>, body: Bytes) -> Result<R
     let now = crate::dispatch::now_ms();
     let new = new_silence(request, now)?;
     match s.router().add_silence(new).await {
-        Ok(silence) => Ok((StatusCode::CREATED, Json(view(&silence, now))).into_response()),
+        Ok(silence) => Ok((StatusCode::CREATED, Json(added(&silence))).into_response()),
         Err(SilenceError::Condition(d)) => {
             let message = format!("the condition has {} error(s)", d.error_count());
             let body = json!({
@@ -163,3 +169,7 @@ pub(crate) async fn expire(
         )),
     }
 }
+
+#[cfg(test)]
+#[path = "silences_test.rs"]
+mod tests;
