@@ -233,3 +233,187 @@ test "a warning of another cluster is notified on time" {{
     let report = set.run_tests();
     assert_eq!(report.failed(), 0, "{report}");
 }
+
+/// Inhibition is decided when a delivery would be made: a firing held by `delay` (or by a
+/// silence) is checked again when it is due, against the sources firing then.
+#[test]
+fn a_held_warning_is_kept_out_when_a_critical_fires_before_it_is_due() {
+    let set = RuleSet::from_files([(
+        "h.rules",
+        format!(
+            r#"target chat {{ url = "https://x.test/chat" }}
+target pager {{ url = "https://x.test/pager" }}
+rule "pages" when labels.severity == "critical" -> post pager
+rule "chat waits" when labels.severity == "warning" -> post chat, delay 5m unless resolved
+{INHIBIT}
+test "a critical during the delay keeps the warning out" {{
+    source prometheus
+    alert [{{ "labels": {{ "alertname": "DiskSlow", "severity": "warning", "cluster": "eu" }} }}]
+    expect held chat
+    after 1m
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "eu" }} }}]
+    expect post pager
+    after 5m
+    expect no post chat
+}}
+
+test "a critical that resolved before the delay ends keeps nothing out" {{
+    source prometheus
+    alert [{{ "labels": {{ "alertname": "DiskSlow", "severity": "warning", "cluster": "eu" }} }}]
+    after 1m
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "eu" }} }}]
+    after 1m
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "eu" }}, "endsAt": "${{now}}" }}]
+    after 4m
+    expect post chat
+}}
+
+test "a critical of another cluster keeps nothing out" {{
+    source prometheus
+    alert [{{ "labels": {{ "alertname": "DiskSlow", "severity": "warning", "cluster": "eu" }} }}]
+    after 1m
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "us" }} }}]
+    after 5m
+    expect post chat
+}}
+
+test "a firing held by a silence is checked when the silence ends" {{
+    source prometheus
+    silence "labels.alertname == \"DiskSlow\"" for 10m
+    alert [{{ "labels": {{ "alertname": "DiskSlow", "severity": "warning", "cluster": "eu" }} }}]
+    expect silenced chat
+    after 6m
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "eu" }} }}]
+    after 5m
+    expect no post chat
+}}
+"#
+        ),
+    )])
+    .unwrap();
+    let report = set.run_tests();
+    assert_eq!(report.failed(), 0, "{report}");
+}
+
+/// A firing held by `delay` is checked against the inhibits when its delay ends, by the
+/// router that sends it: a critical that fired meanwhile keeps it out, also when the
+/// router restarted in between (the check is stored with the held delivery).
+#[tokio::test]
+async fn a_delayed_warning_is_kept_out_when_a_critical_fires_during_its_delay_across_a_restart() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("inhibit-held");
+    let text = format!(
+        r#"target chat {{ url = "{}" }}
+target pager {{ url = "{}" }}
+rule "pages" when labels.severity == "critical" -> post pager
+rule "chat waits" when labels.severity == "warning" -> post chat, delay 3s unless resolved
+{INHIBIT}"#,
+        rx.url("/chat"),
+        rx.url("/pager")
+    );
+    let build = || async {
+        Router::builder()
+            .rules(RuleSet::from_files([("h.rules", text.clone())]).unwrap())
+            .data_dir(&dir.0)
+            .build()
+            .await
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    {
+        let r = build().await;
+        for cluster in ["eu", "us"] {
+            let s = r
+                .submit(
+                    &alert("DiskSlow", "warning", Some(cluster), State::Firing).with_id(cluster),
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(&s.verdicts[..], [v] if matches!(v.kind, VerdictKind::Held { .. })),
+                "{:?}",
+                s.verdicts
+            );
+        }
+        r.submit(&alert("NodeDown", "critical", Some("eu"), State::Firing))
+            .await
+            .unwrap();
+        rx.wait_for("/pager", 1, Duration::from_secs(10)).await;
+        r.shutdown(Duration::from_secs(2)).await;
+    }
+    let restarted_in_time = started.elapsed() < Duration::from_secs(3);
+    let r = build().await;
+    let got = rx.wait_for("/chat", 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    assert!(got[0].body.contains(r#""us""#), "{}", got[0].body);
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "not before its delay ended"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rx.count("/chat"),
+        1,
+        "the warning in the critical's cluster is kept out"
+    );
+    if restarted_in_time {
+        let metrics = r.metrics_text();
+        for line in [
+            r#"switchyard_deliveries_total{target="chat",outcome="inhibited"} 1"#,
+            r#"switchyard_deliveries_suppressed_total{rule="chat waits",reason="inhibited"} 1"#,
+        ] {
+            assert!(metrics.contains(line), "{line}\n{metrics}");
+        }
+    }
+    r.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A held firing kept out when due leaves no note behind, as one kept out on arrival:
+/// `resolve once` owes its resolution nothing, and `dedup` does not measure the next
+/// re-send against a delivery that never went.
+#[test]
+fn a_held_firing_kept_out_when_due_is_owed_no_resolution_and_its_resend_goes_later() {
+    let set = RuleSet::from_files([(
+        "h.rules",
+        format!(
+            r#"target chat {{ url = "https://x.test/chat" }}
+target pager {{ url = "https://x.test/pager" }}
+rule "pages" when labels.severity == "critical" -> post pager
+rule "chat waits" when labels.severity == "warning"
+  -> post chat, delay 5m unless resolved, dedup until resolved, resolve once
+{INHIBIT}
+test "its re-send after the critical is held anew, then goes" {{
+    source prometheus
+    alert [{{ "labels": {{ "alertname": "DiskSlow", "severity": "warning", "cluster": "eu" }} }}]
+    expect held chat
+    after 1m
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "eu" }} }}]
+    after 5m
+    expect no post chat
+    after 1m
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "eu" }}, "endsAt": "${{now}}" }}]
+    after 1m
+    alert [{{ "labels": {{ "alertname": "DiskSlow", "severity": "warning", "cluster": "eu" }} }}]
+    expect held chat
+    after 5m
+    expect post chat
+}}
+
+test "its resolution is owed nothing" {{
+    source prometheus
+    alert [{{ "labels": {{ "alertname": "DiskSlow", "severity": "warning", "cluster": "eu" }} }}]
+    after 1m
+    alert [{{ "labels": {{ "alertname": "NodeDown", "severity": "critical", "cluster": "eu" }} }}]
+    after 5m
+    expect no post chat
+    after 1m
+    alert [{{ "labels": {{ "alertname": "DiskSlow", "severity": "warning", "cluster": "eu" }}, "endsAt": "${{now}}" }}]
+    expect no post chat
+}}
+"#
+        ),
+    )])
+    .unwrap();
+    let report = set.run_tests();
+    assert_eq!(report.failed(), 0, "{report}");
+}

@@ -57,6 +57,14 @@ pub(crate) enum AttemptOutcome {
         error: String,
         now_ms: u64,
     },
+    /// Not attempted: a held firing (with its `check`) that inhibit `inhibit` keeps out at
+    /// `now`, when it is due, because alert `by` fires as its source.
+    Inhibited {
+        check: Box<crate::state::Recheck>,
+        inhibit: String,
+        by: String,
+        now: u64,
+    },
 }
 
 /// The policy: what the store records for an attempt's outcome. A delivery given up goes
@@ -65,6 +73,11 @@ pub(crate) enum AttemptOutcome {
 pub(crate) fn settle(mut r: Record, outcome: AttemptOutcome) -> Finish {
     match outcome {
         AttemptOutcome::Delivered => Finish::Delivered(r.id),
+        AttemptOutcome::Inhibited { check, now, .. } => Finish::Inhibited {
+            id: r.id,
+            check,
+            now,
+        },
         AttemptOutcome::Retry {
             attempts,
             next_at_ms,
@@ -95,6 +108,8 @@ pub(crate) fn settle(mut r: Record, outcome: AttemptOutcome) -> Finish {
                         last_error: Some(format!("{from}: {error}")),
                         created_ms: r.created_ms,
                         fallback_from: Some(from),
+                        // A fallback follows an attempt: inhibition was checked before it.
+                        recheck: None,
                     },
                 }
             }

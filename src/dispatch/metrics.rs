@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct OutcomeLabel {
     pub(crate) target: String,
-    /// `delivered`, `retried`, `fallback`, `dead`.
+    /// `delivered`, `retried`, `fallback`, `dead`, `inhibited`.
     pub(crate) outcome: &'static str,
 }
 
@@ -38,6 +38,8 @@ pub(crate) enum Counted {
     Retried,
     FellBack,
     Dead,
+    /// A held firing an inhibit kept out when it was due: never attempted.
+    Inhibited,
 }
 
 impl Counted {
@@ -48,6 +50,7 @@ impl Counted {
             Counted::Retried => "retried",
             Counted::FellBack => "fallback",
             Counted::Dead => "dead",
+            Counted::Inhibited => "inhibited",
         }
     }
 }
@@ -65,7 +68,7 @@ pub(crate) struct Metrics {
     pub(crate) dropped: Counter,
     deliveries: Family<OutcomeLabel, Counter>,
     /// `deliveries` summed over targets, by [`Counted`]: for `Router::stats`, not exported.
-    totals: [Counter; 4],
+    totals: [Counter; 5],
     pub(crate) attempts: Family<TargetLabel, Counter>,
     suppressed: Family<SuppressedLabel, Counter>,
     pub(crate) state_entries: Gauge,
@@ -148,7 +151,7 @@ impl Metrics {
         );
         r.register(
             "deliveries",
-            "Recorded delivery outcomes by target: delivered, fallback and dead once per delivery; retried once per failed attempt that will be tried again",
+            "Recorded delivery outcomes by target: delivered, fallback and dead once per delivery; retried once per failed attempt that will be tried again; inhibited once per held firing an inhibit kept out when it was due",
             self.deliveries.clone(),
         );
         r.register(

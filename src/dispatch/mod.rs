@@ -632,6 +632,7 @@ fn record(delivery: Delivery<'_>, alert: &Alert, now: u64) -> Record {
         last_error: None,
         created_ms: now,
         fallback_from: None,
+        recheck: None,
     }
 }
 

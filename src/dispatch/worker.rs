@@ -98,7 +98,15 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
                         .filter(|r| order.admit(r.id, r.alert_id.as_deref(), From::Table))
                         .collect();
                     in_flight.extend(due.iter().map(|r| r.id));
-                    batch.extend(due);
+                    match recheck(&inner, due, now, &done_tx, &mut sends).await {
+                        Ok(due) => batch.extend(due),
+                        Err((ids, e)) => {
+                            tracing::error!(target = %target, error = %e, "cannot check held deliveries against the inhibits; they wait");
+                            for id in &ids {
+                                in_flight.remove(id);
+                            }
+                        }
+                    }
                     let skip = |id: u64| in_flight.contains(&id) || order.is_held(id);
                     table_at = match inner.store.next_due(&target, &skip).await {
                         Ok(next) => next.unwrap_or(u64::MAX),
@@ -166,6 +174,54 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         record(&inner, vec![done]).await;
     }
     while sends.join_next().await.is_some() {}
+}
+
+/// Asks the store whether an inhibit keeps out each held firing that is due for the first
+/// time (inhibition is decided when a delivery would be made); answers the deliveries to
+/// send. One kept out is not attempted: its outcome ([`AttemptOutcome::Inhibited`]) goes
+/// the way of every attempt's, recorded and counted by [`record`]. When the store cannot
+/// answer, the held ones are given back (their ids) to be read again later.
+async fn recheck(
+    inner: &Arc<RouterCore>,
+    due: Vec<Record>,
+    now: u64,
+    done: &mpsc::Sender<(Record, AttemptOutcome)>,
+    sends: &mut JoinSet<()>,
+) -> Result<Vec<Record>, (Vec<u64>, DispatchError)> {
+    let (held, mut out): (Vec<Record>, Vec<Record>) = due
+        .into_iter()
+        .partition(|r| r.attempts == 0 && r.recheck.is_some());
+    if held.is_empty() {
+        return Ok(out);
+    }
+    let checks: Vec<crate::state::Recheck> = held
+        .iter()
+        .filter_map(|r| r.recheck.as_deref().cloned())
+        .collect();
+    let verdicts = match inner.store.inhibitors(checks, now).await {
+        Ok(v) => v,
+        Err(e) => return Err((held.iter().map(|r| r.id).collect(), e)),
+    };
+    for (mut r, verdict) in held.into_iter().zip(verdicts) {
+        // Checked: an attempt that fails is retried without checking again.
+        let check = r.recheck.take();
+        match (verdict, check) {
+            (None, _) | (_, None) => out.push(r),
+            (Some((inhibit, by)), Some(check)) => {
+                let tx = done.clone();
+                let outcome = AttemptOutcome::Inhibited {
+                    check,
+                    inhibit,
+                    by,
+                    now,
+                };
+                sends.spawn(async move {
+                    let _ = tx.send((r, outcome)).await;
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Up to `n` new deliveries from `target`'s queue; those queued by id alone are read from
@@ -264,13 +320,23 @@ async fn record(inner: &Arc<RouterCore>, done: Vec<(Record, AttemptOutcome)>) ->
     for (r, outcome) in done {
         log_outcome(&r, &outcome);
         let target = r.spec.target.clone();
+        let suppressed = match &outcome {
+            AttemptOutcome::Inhibited { check, .. } => Some(check.rule.clone()),
+            _ => None,
+        };
         let finish = settle(r, outcome);
-        kinds.push((finish.id(), target, counted(&finish), finish.settles()));
+        kinds.push((
+            finish.id(),
+            target,
+            counted(&finish),
+            finish.settles(),
+            suppressed,
+        ));
         items.push(finish);
     }
     let results = inner.store.finish(items).await;
     let mut out = Recorded::default();
-    for (result, (id, target, kind, settles)) in results.into_iter().zip(kinds) {
+    for (result, (id, target, kind, settles, suppressed)) in results.into_iter().zip(kinds) {
         match result {
             Ok(created) => {
                 out.recorded.push(id);
@@ -278,6 +344,9 @@ async fn record(inner: &Arc<RouterCore>, done: Vec<(Record, AttemptOutcome)>) ->
                     out.settled.push(id);
                 }
                 inner.metrics.count(target, kind);
+                if let Some(rule) = suppressed {
+                    inner.metrics.suppressed(&rule, "inhibited");
+                }
                 if let Some(created) = created {
                     inner.wake_table(&created.spec.target);
                 }
@@ -361,6 +430,7 @@ fn counted(finish: &Finish) -> Counted {
         Finish::Retry(_) => Counted::Retried,
         Finish::FallBack { .. } => Counted::FellBack,
         Finish::Dead(_) => Counted::Dead,
+        Finish::Inhibited { .. } => Counted::Inhibited,
     }
 }
 
@@ -376,6 +446,9 @@ fn log_outcome(r: &Record, outcome: &AttemptOutcome) {
             next_at_ms,
         } => {
             tracing::info!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, attempt = attempts, error = %error, retry_in_ms = next_at_ms.saturating_sub(now_ms()), "attempt failed; will retry");
+        }
+        AttemptOutcome::Inhibited { inhibit, by, .. } => {
+            tracing::info!(delivery = r.id, alert_id = r.alert_id.as_deref().unwrap_or("-"), target = %r.spec.target, inhibit = %inhibit, by = %by, "held delivery inhibited when due: not sent");
         }
         AttemptOutcome::GiveUp {
             attempts, error, ..

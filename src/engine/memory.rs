@@ -480,17 +480,28 @@ pub(crate) struct HeldOffline {
     pub(crate) target: String,
     pub(crate) id: u64,
     pub(crate) at: u64,
+    /// What it checks when due: an inhibit whose source fires then keeps it out.
+    pub(crate) recheck: Option<crate::state::Recheck>,
 }
 
-/// Takes the held deliveries due by `now`, and answers their targets.
-pub(crate) fn release(held: &mut Vec<HeldOffline>, now: u64) -> Vec<String> {
+/// Takes the held deliveries due by `now`, and answers the targets of those that go: one
+/// that an inhibit keeps out at its due time goes nowhere (as in the router's worker).
+pub(crate) fn release(
+    held: &mut Vec<HeldOffline>,
+    state: &mut crate::state::MemoryState,
+    now: u64,
+) -> Vec<String> {
     let mut out = Vec::new();
     held.retain(|h| {
         let due = h.at <= now;
-        if due {
-            out.push(h.target.clone());
+        if !due {
+            return true;
         }
-        !due
+        match &h.recheck {
+            Some(c) if c.inhibitor(state, h.at).is_some() => c.forget(state, h.id, h.at),
+            _ => out.push(h.target.clone()),
+        }
+        false
     });
     out
 }
@@ -516,12 +527,19 @@ impl<P> crate::state::Sink<P> for Offline<'_> {
                 target: target.to_owned(),
                 id,
                 at,
+                recheck: None,
             }),
         }
     }
 
     fn cancel(&mut self, id: u64) {
         self.held.retain(|h| h.id != id);
+    }
+
+    fn recheck(&mut self, delivery: u64, check: crate::state::Recheck) {
+        if let Some(h) = self.held.iter_mut().find(|h| h.id == delivery) {
+            h.recheck = Some(check);
+        }
     }
 }
 

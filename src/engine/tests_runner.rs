@@ -83,7 +83,7 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
                 silences.push(super::memory::OfflineSilence { id, span, matcher });
             }
             // Held deliveries and groups due by this step's time go out first.
-            let mut released = super::memory::release(&mut held, step.at_ms);
+            let mut released = super::memory::release(&mut held, &mut state, step.at_ms);
             let mut groups = super::memory::flush_offline(&mut state, step.at_ms, &mut next);
             let Some(step_alert) = &step.alert else {
                 released.extend(groups.iter().map(|g| g.target.clone()));

@@ -177,15 +177,7 @@ pub(super) fn join<P>(
         },
     };
     let firing = alert.state != AlertState::Resolved;
-    let inhibits: Vec<(String, String)> = alert
-        .inhibits
-        .iter()
-        .filter(|f| f.target)
-        .filter_map(|f| {
-            let key = String::from_utf8(f.key.clone()?).ok()?;
-            Some((f.inhibit.clone(), key))
-        })
-        .collect();
+    let inhibits = super::inhibit::target_keys(alert);
     let full = group.members.len() >= MAX_GROUP_MEMBERS;
     let until = now.saturating_add(MEMBER_SILENCE_MS);
     match group.members.iter_mut().find(|m| m.id == id) {
@@ -291,11 +283,7 @@ pub fn flush<P>(
             .members
             .iter()
             .filter(|m| m.firing)
-            .filter(|m| {
-                m.inhibits.iter().any(|(inhibit, key)| {
-                    super::firing_source(state, inhibit, key.as_bytes(), Some(&m.id), now).is_some()
-                })
-            })
+            .filter(|m| super::inhibit::inhibitor_among(state, &m.inhibits, &m.id, now).is_some())
             .map(|m| m.id.clone())
             .collect();
         let firing: Vec<String> = group

@@ -26,8 +26,8 @@ pub use group::{
     Group, GroupIntent, GroupNote, MAX_FLUSH_GROUPS, MAX_GROUP_MEMBERS, MEMBER_REFRESH_MS,
     MEMBER_SILENCE_MS, Member, Notified, due_among, flush,
 };
-pub use inhibit::{INHIBIT_SOURCE_MS, InhibitFact, MAX_INHIBIT_SOURCES};
-use inhibit::{firing_source, inhibited_by, note_sources};
+pub use inhibit::{INHIBIT_SOURCE_MS, InhibitFact, MAX_INHIBIT_SOURCES, Recheck};
+use inhibit::{inhibited_by, note_sources};
 pub use silence::{
     MAX_SILENCE_MS, MAX_SILENCES, Silence, SilenceSpan, SilenceStatus,
     to_forget as silences_to_forget,
@@ -578,6 +578,7 @@ pub fn step<P: Clone>(
     let mut out = Out {
         sink,
         verdicts: Vec::new(),
+        held: Vec::new(),
     };
     let silenced = silenced(state, alert, now);
     note_sources(state, alert, now);
@@ -624,12 +625,20 @@ pub trait Sink<P> {
     fn held_by(&mut self, delivery: u64, silence: u64) {
         let _ = (delivery, silence);
     }
+    /// Held delivery `delivery` is a firing that inhibits name as a target: when it is
+    /// due, `check` says whether a source fires by then and keeps it out
+    /// ([`Recheck::inhibitor`]).
+    fn recheck(&mut self, delivery: u64, check: Recheck) {
+        let _ = (delivery, check);
+    }
 }
 
 /// Where the step's deliveries and verdicts go.
 struct Out<'o, P> {
     sink: &'o mut dyn Sink<P>,
     verdicts: Vec<Verdict>,
+    /// The deliveries held in this step: what [`one_rule`] gives a [`Recheck`].
+    held: Vec<u64>,
 }
 
 impl<P> Out<'_, P> {
@@ -643,9 +652,16 @@ impl<P> Out<'_, P> {
 
     /// Stores `payload` for `target`, due at `until`; returns its id.
     fn hold(&mut self, rule: &str, target: &str, payload: P, until: u64) -> u64 {
+        let delivery = self.held(target, payload, until);
+        self.verdict(rule, target, VerdictKind::Held { delivery, until });
+        delivery
+    }
+
+    /// Stores `payload` for `target`, due at `until`; returns its id.
+    fn held(&mut self, target: &str, payload: P, until: u64) -> u64 {
         let delivery = self.sink.id();
         self.sink.deliver(target, payload, delivery, Some(until));
-        self.verdict(rule, target, VerdictKind::Held { delivery, until });
+        self.held.push(delivery);
         delivery
     }
 
@@ -1059,6 +1075,14 @@ fn one_rule<P: Clone>(
             now,
             delivery,
         );
+        // Held: inhibition is decided again when it is due.
+        if out.held.last() == Some(&delivery) {
+            let place = (rule.as_str(), clauses, target.as_str());
+            let key = dedup.as_ref().and_then(|d| d.key.as_deref());
+            if let Some(check) = Recheck::of(alert, place, key) {
+                out.sink.recheck(delivery, check);
+            }
+        }
         if resolve_once
             && !resolved
             && let Some(key) = per_alert("announced", alert, &rule, clauses, &target)
@@ -1134,8 +1158,7 @@ fn hold_silenced<P>(
         out.verdict(rule, target, kind);
         return None;
     };
-    let delivery = out.sink.id();
-    out.sink.deliver(target, payload, delivery, Some(until));
+    let delivery = out.held(target, payload, until);
     out.sink.held_by(delivery, silence);
     let entry = Entry::Silenced {
         delivery,

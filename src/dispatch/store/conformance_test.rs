@@ -108,6 +108,7 @@ suite!(
     pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id,
     a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now,
     groups_are_flushed_when_due_in_one_write_and_survive_reopening,
+    a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it_out,
 );
 
 fn record(target: &str, n: u64) -> Record {
@@ -802,6 +803,96 @@ async fn a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now(b
         let released = s.expire_silence(1, 8_000).await.unwrap().unwrap();
         assert_eq!(released.released, ["t"]);
         assert!(due(&*s, "t", 8_000).await.contains(&a));
+    }
+}
+
+/// What inhibit `i` says of an alert in cluster `eu`: a target, or a source.
+fn inhibit_fact(target: bool) -> crate::state::InhibitFact {
+    crate::state::InhibitFact {
+        inhibit: String::from("i"),
+        key: Some(br#"[["eu"]]"#.to_vec()),
+        target,
+        source: !target,
+    }
+}
+
+async fn a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it_out(
+    b: &dyn Backend,
+) {
+    let s = b.open(None);
+    s.add_silence(silence(100_000), 1_000).await.unwrap();
+    let warning = |id: &str| {
+        let mut w = silenced(id, 1, 2_000);
+        if let Some(st) = &mut w.stateful {
+            st.facts.inhibits.push(inhibit_fact(true));
+            st.choices[0].resolve_once = true;
+        }
+        w
+    };
+    let announced = |s: &dyn Store| {
+        s.state_list(3_000, 100)
+            .unwrap()
+            .iter()
+            .filter(|l| l.kind == "announced")
+            .count()
+    };
+    let stored = s.submit(vec![warning("w1"), warning("w2")]).await.unwrap();
+    let (w1, w2) = (stored[0].ids[0], stored[1].ids[0]);
+    let checks = |due: &[Record]| -> Vec<crate::state::Recheck> {
+        due.iter()
+            .map(|r| {
+                *r.recheck
+                    .clone()
+                    .expect("a held target of an inhibit keeps its check")
+            })
+            .collect()
+    };
+    let due = s.due("t", 100_000, 10, &|_| false).await.unwrap();
+    assert_eq!(due.iter().map(|r| r.id).collect::<Vec<_>>(), [w1, w2]);
+    let held = checks(&due);
+    assert_eq!(
+        (held[0].rule.as_str(), held[0].alert.as_str()),
+        ("pages", "w1")
+    );
+    assert_eq!(
+        s.inhibitors(held.clone(), 3_000).await.unwrap(),
+        [None, None]
+    );
+
+    // A source fires in the same cluster: the held firings are kept out when due.
+    let mut source = remembered("crit", AlertState::Firing, 3_000);
+    if let Some(st) = &mut source.stateful {
+        st.facts.inhibits.push(inhibit_fact(false));
+    }
+    s.submit(vec![source]).await.unwrap();
+    let by = Some((String::from("i"), String::from("crit")));
+    assert_eq!(
+        s.inhibitors(held.clone(), 100_000).await.unwrap(),
+        [by.clone(), by.clone()]
+    );
+    let forget = Box::new(held[0].clone());
+    let finish = Finish::Inhibited {
+        id: w1,
+        check: forget,
+        now: 100_000,
+    };
+    // `resolve once` noted both held firings and the source's.
+    assert_eq!(announced(&*s), 3);
+    assert_eq!(finish_one(&*s, finish).await, None);
+    assert_eq!(announced(&*s), 2, "the one kept out is owed no resolution");
+    let due = s.due("t", 100_000, 10, &|_| false).await.unwrap();
+    assert_eq!(
+        due.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [w2],
+        "w1 forgotten, unsent"
+    );
+    assert!(s.dead_letters(10).unwrap().is_empty(), "not a dead letter");
+    assert_eq!(s.inhibitors(Vec::new(), 100_000).await.unwrap(), []);
+    drop(s);
+    if let Some(s) = b.reopen() {
+        let due = s.due("t", 100_000, 10, &|_| false).await.unwrap();
+        assert_eq!(checks(&due), held[1..], "the check survives reopening");
+        assert_eq!(s.inhibitors(checks(&due), 100_000).await.unwrap(), [by]);
     }
 }
 

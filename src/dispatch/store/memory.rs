@@ -95,6 +95,10 @@ impl MemoryStore {
         }
         match item {
             Finish::Delivered(_) => None,
+            Finish::Inhibited { id, check, now } => {
+                check.forget(&mut state.memory, id, now);
+                None
+            }
             Finish::Retry(r) => {
                 state.put_pending(r);
                 None
@@ -213,6 +217,19 @@ impl Store for MemoryStore {
         let out = batch
             .into_iter()
             .map(|st| super::preview_one(&mut state, st))
+            .collect();
+        Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn inhibitors(
+        &self,
+        checks: Vec<crate::state::Recheck>,
+        now: u64,
+    ) -> StoreFuture<'_, Result<super::Inhibitors, DispatchError>> {
+        let mut state = self.state();
+        let out = checks
+            .iter()
+            .map(|c| c.inhibitor(&mut state.memory, now))
             .collect();
         Box::pin(std::future::ready(Ok(out)))
     }

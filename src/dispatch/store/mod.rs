@@ -43,6 +43,10 @@ pub(crate) use ledger::Loss;
 /// hold any store as `dyn Store` (one allocation per operation, beside a commit's fsync).
 pub(crate) type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What [`Store::inhibitors`] answers: per held firing, in order, the inhibit that keeps it
+/// out and the `@id` of a source firing for it, or `None` (it goes).
+pub(crate) type Inhibitors = Vec<Option<(String, String)>>;
+
 /// Takes the deliveries a write has just made durable (ids set), in id order, before the
 /// writer is answered: the router's in-memory queues (`lanes.rs`).
 pub(crate) type FreshSink = Box<dyn Fn(Vec<Record>) + Send + Sync>;
@@ -78,6 +82,10 @@ pub(crate) struct Record {
     pub(crate) created_ms: u64,
     /// The target this delivery fell back from, if any.
     pub(crate) fallback_from: Option<String>,
+    /// A held firing that inhibits name as a target: checked when it is first due
+    /// ([`Store::inhibitors`]); a source firing by then keeps it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) recheck: Option<Box<crate::state::Recheck>>,
 }
 
 #[cfg(test)]
@@ -103,6 +111,7 @@ impl Record {
             last_error: None,
             created_ms: 0,
             fallback_from: None,
+            recheck: None,
         }
     }
 }
@@ -227,6 +236,13 @@ pub(crate) enum Finish {
     FallBack { from: u64, to: Record },
     /// Given up, no fallback: keep it as a dead letter (same id).
     Dead(DeadLetter),
+    /// Held firing `id`, which an inhibit keeps out now that it is due: forget it, unsent,
+    /// with what the step noted for it ([`crate::state::Recheck::forget`] at `now`).
+    Inhibited {
+        id: u64,
+        check: Box<crate::state::Recheck>,
+        now: u64,
+    },
 }
 
 impl Finish {
@@ -239,7 +255,9 @@ impl Finish {
     /// The delivery this finishes.
     pub(crate) fn id(&self) -> u64 {
         match self {
-            Finish::Delivered(id) | Finish::FallBack { from: id, .. } => *id,
+            Finish::Delivered(id)
+            | Finish::Inhibited { id, .. }
+            | Finish::FallBack { from: id, .. } => *id,
             Finish::Retry(r) => r.id,
             Finish::Dead(d) => d.id,
         }
@@ -267,6 +285,7 @@ impl DeadLetter {
             last_error: Some(self.error),
             created_ms: self.created_ms,
             fallback_from: None,
+            recheck: None,
         })
     }
 }
@@ -336,6 +355,12 @@ impl crate::state::Sink<Record> for StoreSink<'_> {
 
     fn held_by(&mut self, delivery: u64, silence: u64) {
         self.kept.silenced.push((delivery, silence));
+    }
+
+    fn recheck(&mut self, delivery: u64, check: crate::state::Recheck) {
+        if let Some(r) = self.kept.later.iter_mut().find(|r| r.id == delivery) {
+            r.recheck = Some(Box::new(check));
+        }
     }
 }
 
@@ -505,6 +530,15 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// How many state entries the store holds (`dedup`, `resolve once`, `at most`),
     /// expired ones not yet collected included.
     fn state_entries(&self) -> Result<u64, DispatchError>;
+
+    /// For held firings now due (each [`Record::recheck`]), in order: the inhibit that keeps
+    /// each out at `now` and the `@id` of a source firing for it, or `None` (it goes).
+    /// A read of the rules' memory; the worker then records [`Finish::Inhibited`].
+    fn inhibitors(
+        &self,
+        checks: Vec<crate::state::Recheck>,
+        now: u64,
+    ) -> StoreFuture<'_, Result<Inhibitors, DispatchError>>;
 
     /// Records what attempts came to, atomically as one write where the store can; one
     /// result per item, in order: a fallback's new delivery for [`Finish::FallBack`].

@@ -75,6 +75,13 @@ enum Op {
         Vec<Stateful>,
         oneshot::Sender<Result<Vec<Vec<Verdict>>, Failure>>,
     ),
+    /// Which held firings an inhibit keeps out now (`Store::inhibitors`): a read of the
+    /// rules' memory, in the writer's order.
+    Inhibitors(
+        Vec<crate::state::Recheck>,
+        u64,
+        oneshot::Sender<Result<super::Inhibitors, Failure>>,
+    ),
     Finish(
         Box<Finish>,
         oneshot::Sender<Result<Option<Record>, Failure>>,
@@ -464,6 +471,19 @@ impl Store for SqliteStore {
                 return Ok(Vec::new());
             }
             self.write(|tx| Op::Preview(batch, tx)).await
+        })
+    }
+
+    fn inhibitors(
+        &self,
+        checks: Vec<crate::state::Recheck>,
+        now: u64,
+    ) -> StoreFuture<'_, Result<super::Inhibitors, DispatchError>> {
+        Box::pin(async move {
+            if checks.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.write(|tx| Op::Inhibitors(checks, now, tx)).await
         })
     }
 
@@ -1014,6 +1034,16 @@ fn commit(
                         let _ = tx.send(res.map(|()| out));
                     }));
                 }
+                Op::Inhibitors(checks, now, tx) => {
+                    let mut state = PreviewState::new(secret, memory, &changes);
+                    let out: super::Inhibitors = checks
+                        .iter()
+                        .map(|c| c.inhibitor(&mut state, now))
+                        .collect();
+                    replies.push(Box::new(move |res| {
+                        let _ = tx.send(res.map(|()| out));
+                    }));
+                }
                 Op::Finish(item, tx) => {
                     let id = item.id();
                     let mut created = None;
@@ -1021,6 +1051,15 @@ fn commit(
                     if remove(&txn, id)? {
                         match *item {
                             Finish::Delivered(_) => deleted_max = deleted_max.max(id),
+                            Finish::Inhibited { check, now, .. } => {
+                                deleted_max = deleted_max.max(id);
+                                let mut state =
+                                    SqliteState::new(&txn, secret, memory, &mut changes);
+                                check.forget(&mut state, id, now);
+                                if let Some(e) = state.error.take() {
+                                    return Err(e);
+                                }
+                            }
                             Finish::Retry(r) => put(&txn, &r)?,
                             Finish::FallBack { to: mut r, .. } => {
                                 deleted_max = deleted_max.max(id);
