@@ -23,6 +23,8 @@
 mod gather;
 mod ledger;
 pub(crate) mod memory;
+#[cfg(feature = "nats")]
+pub(crate) mod nats;
 pub(crate) mod sqlite;
 mod sqlite_silence;
 mod sqlite_state;

@@ -1,0 +1,427 @@
+//! The NATS JetStream backend's foundation: connecting (with the server version the design
+//! needs), the one stream every replica shares, and the one write it makes, an atomic batch
+//! whose state writes are compare-and-set (docs/nats.md, "Design").
+//!
+//! Owns: what a replica checks before it trusts a NATS deployment (reachable, JetStream on,
+//! a server of at least [`MIN_SERVER`], the stream as the design needs it), and committing
+//! a batch of messages all or nothing. Never: decides routing (the step does), or retries
+//! a refused commit by itself (the caller re-reads and runs the step again).
+//!
+//! Why one stream: a submit's state changes and its deliveries must become durable
+//! together, and JetStream's atomic batches (2.12) are atomic within one stream only. With
+//! `max_msgs_per_subject = 1`, each state key's subject holds its latest value (what a KV
+//! bucket is), and `Nats-Expected-Last-Subject-Sequence` on each write makes the batch
+//! fail whole when another replica changed a key it read.
+
+// Built in steps: this is the foundation, proved by its tests against a real cluster; the
+// `Store` on top of it, and the `state:` settings that select it, come next (docs/nats.md,
+// "Status"). Until then nothing outside the tests calls it.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+use serde::Deserialize;
+
+/// The oldest server the design runs on: atomic batch publishes came in 2.12.
+pub(crate) const MIN_SERVER: Version = Version(2, 12, 0);
+
+/// A server version, `major.minor.patch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Version(pub(crate) u64, pub(crate) u64, pub(crate) u64);
+
+impl Version {
+    /// `2.15.1`, `v2.12.0-beta.3` (a pre-release counts as its release); `None` for
+    /// anything else.
+    pub(crate) fn parse(text: &str) -> Option<Version> {
+        let core = text.trim().trim_start_matches('v');
+        let core = core.split(['-', '+']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+        let v = Version(
+            parts.next()??,
+            parts.next()??,
+            parts.next().unwrap_or(Some(0))?,
+        );
+        parts.next().is_none().then_some(v)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// How a replica reaches NATS.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// Server URLs (`nats://127.0.0.1:4222`); the client picks one and fails over.
+    pub(crate) urls: Vec<String>,
+    /// A user and password, or a token, if the servers ask for one.
+    pub(crate) auth: Auth,
+    /// The stream's name and the root of its subjects (`SWITCHYARD`): several deployments
+    /// share a NATS cluster under different prefixes.
+    pub(crate) prefix: String,
+    /// How many servers keep each message (3 for a 3-node cluster; 1 for a single server).
+    pub(crate) replicas: usize,
+    /// How long connecting, and each request, may take.
+    pub(crate) timeout: Duration,
+}
+
+/// Credentials for the NATS servers. Values never appear in an error or a log.
+#[derive(Clone, Default)]
+pub(crate) enum Auth {
+    #[default]
+    None,
+    UserPassword(String, String),
+    Token(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::None => "None",
+            Auth::UserPassword(..) => "UserPassword(***)",
+            Auth::Token(_) => "Token(***)",
+        })
+    }
+}
+
+/// Why a replica cannot use the NATS deployment, said so that an operator can fix it.
+#[derive(Debug)]
+pub(crate) enum SetupError {
+    /// No server answered.
+    Unreachable { urls: String, reason: String },
+    /// The server is older than the design needs.
+    TooOld { found: String },
+    /// The account has no JetStream.
+    NoJetStream(String),
+    /// The stream exists with settings the design cannot work with.
+    Mismatch { stream: String, what: String },
+    /// A JetStream request failed (no quorum, a timeout).
+    Request(String),
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Unreachable { urls, reason } => write!(
+                f,
+                "cannot reach NATS at {urls}: {reason}; start the servers, or fix `state.urls`"
+            ),
+            SetupError::TooOld { found } => write!(
+                f,
+                "the NATS server is {found}, older than {MIN_SERVER}, the first with atomic batch publishes, which the NATS backend needs; upgrade the servers"
+            ),
+            SetupError::NoJetStream(why) => write!(
+                f,
+                "the NATS account has no JetStream ({why}); start the servers with JetStream on (`-js`, or `jetstream {{}}` in their configuration)"
+            ),
+            SetupError::Mismatch { stream, what } => write!(
+                f,
+                "the stream {stream} exists with settings the NATS backend cannot use: {what}; delete it (`nats stream rm {stream}`) if it holds nothing you need, or give `state.stream_prefix` another name"
+            ),
+            SetupError::Request(why) => write!(
+                f,
+                "a JetStream request failed: {why} (is a majority of the NATS servers up?)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// A replica's connection to the deployment: the client, JetStream, and the stream.
+pub(crate) struct Nats {
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) stream: stream::Stream,
+    pub(crate) version: Version,
+    prefix: String,
+    timeout: Duration,
+}
+
+/// Connects, checks the server and JetStream, and creates the stream or verifies the one
+/// that exists. Bounded by `settings.timeout` for the connection and each request.
+pub(crate) async fn connect(settings: &Settings) -> Result<Nats, SetupError> {
+    let urls = settings.urls.join(", ");
+    let mut options = async_nats::ConnectOptions::new()
+        .name("switchyard")
+        .connection_timeout(settings.timeout)
+        .request_timeout(Some(settings.timeout));
+    options = match &settings.auth {
+        Auth::None => options,
+        Auth::UserPassword(user, password) => {
+            options.user_and_password(user.clone(), password.clone())
+        }
+        Auth::Token(token) => options.token(token.clone()),
+    };
+    let addrs: Vec<async_nats::ServerAddr> = settings
+        .urls
+        .iter()
+        .map(|u| {
+            u.parse().map_err(|e| SetupError::Unreachable {
+                urls: urls.clone(),
+                reason: format!("`{u}` is not a NATS URL ({e})"),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let client = tokio::time::timeout(settings.timeout, options.connect(addrs))
+        .await
+        .map_err(|_| SetupError::Unreachable {
+            urls: urls.clone(),
+            reason: format!("no answer within {:?}", settings.timeout),
+        })?
+        .map_err(|e| SetupError::Unreachable {
+            urls: urls.clone(),
+            reason: e.to_string(),
+        })?;
+    let found = client.server_info().version;
+    let version = Version::parse(&found)
+        .filter(|v| *v >= MIN_SERVER)
+        .ok_or(SetupError::TooOld { found })?;
+    let js = jetstream::new(client.clone());
+    js.query_account()
+        .await
+        .map_err(|e| SetupError::NoJetStream(e.to_string()))?;
+    let stream = ensure_stream(&js, settings).await?;
+    Ok(Nats {
+        client,
+        js,
+        stream,
+        version,
+        prefix: settings.prefix.clone(),
+        timeout: settings.timeout,
+    })
+}
+
+/// The stream as the design needs it.
+fn stream_config(settings: &Settings) -> stream::Config {
+    stream::Config {
+        name: settings.prefix.clone(),
+        subjects: vec![format!("{}.>", settings.prefix)],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        max_messages_per_subject: 1,
+        discard: stream::DiscardPolicy::Old,
+        allow_atomic_publish: true,
+        allow_direct: true,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    }
+}
+
+/// Creates the stream, or checks that the one there has what the design relies on.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &Settings,
+) -> Result<stream::Stream, SetupError> {
+    let want = stream_config(settings);
+    let mut stream = js
+        .get_or_create_stream(want.clone())
+        .await
+        .map_err(|e| SetupError::Request(e.to_string()))?;
+    let have = stream
+        .info()
+        .await
+        .map_err(|e| SetupError::Request(e.to_string()))?
+        .config
+        .clone();
+    let mismatch = |what: String| SetupError::Mismatch {
+        stream: want.name.clone(),
+        what,
+    };
+    if have.subjects != want.subjects {
+        return Err(mismatch(format!(
+            "its subjects are {:?}, not {:?}",
+            have.subjects, want.subjects
+        )));
+    }
+    if have.max_messages_per_subject != 1 {
+        return Err(mismatch(format!(
+            "it keeps {} messages per subject, not 1",
+            have.max_messages_per_subject
+        )));
+    }
+    if !have.allow_atomic_publish {
+        return Err(mismatch(String::from("atomic publishes are off")));
+    }
+    if have.retention != stream::RetentionPolicy::Limits {
+        return Err(mismatch(format!(
+            "its retention is {:?}, not limits",
+            have.retention
+        )));
+    }
+    if have.num_replicas != want.num_replicas {
+        return Err(mismatch(format!(
+            "it has {} replicas, not the {} of `state.replicas`",
+            have.num_replicas, want.num_replicas
+        )));
+    }
+    Ok(stream)
+}
+
+/// One message of a commit.
+#[derive(Clone, Debug)]
+pub(crate) struct Write {
+    /// The subject under the prefix (`state.ab12…`), without the prefix.
+    pub(crate) subject: String,
+    pub(crate) payload: Vec<u8>,
+    /// Compare-and-set: the write applies only if the subject's last message is this
+    /// sequence (0: the subject holds nothing).
+    pub(crate) expect: Option<u64>,
+}
+
+/// Why a commit was not stored.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CommitError {
+    /// A compare-and-set failed: another replica changed what this one read. Nothing of
+    /// the batch was stored; re-read and decide again.
+    Conflict(String),
+    /// Refused for another reason, or no answer (no quorum, a timeout): whether it was
+    /// stored is unknown until the subjects are read again.
+    Failed(String),
+}
+
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommitError::Conflict(why) => write!(f, "a concurrent change: {why}"),
+            CommitError::Failed(why) => write!(f, "the commit failed: {why}"),
+        }
+    }
+}
+
+/// The most messages one atomic batch may hold (the server's limit).
+pub(crate) const MAX_BATCH: usize = 1000;
+
+/// The answer JetStream gives a publish: an ack with the sequence, or an error.
+#[derive(Deserialize)]
+struct PubAnswer {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    err_code: u64,
+    #[serde(default)]
+    description: String,
+}
+
+/// JetStream's error codes for a failed `Nats-Expected-Last-Subject-Sequence`: on a single
+/// publish, and on an atomic batch's commit (2.15 answers a race lost inside a batch with
+/// the second; seen in `the_design_holds_on_a_three_node_cluster`).
+const WRONG_LAST_SEQUENCE: [u64; 2] = [10071, 10164];
+
+impl Nats {
+    /// The full subject of `subject` under the prefix.
+    pub(crate) fn subject(&self, subject: &str) -> String {
+        format!("{}.{subject}", self.prefix)
+    }
+
+    /// The last message of `subject` (under the prefix), from the stream's leader (a
+    /// replica may lag): its sequence and payload; `None` when the subject holds nothing.
+    pub(crate) async fn last(&self, subject: &str) -> Result<Option<(u64, Vec<u8>)>, String> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&self.subject(subject))
+            .await
+        {
+            Ok(m) => Ok(Some((m.sequence, m.payload.to_vec()))),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Stores `writes` all or nothing, as one atomic batch; answers the last message's
+    /// stream sequence. A single write is a plain publish (atomic by itself).
+    pub(crate) async fn commit(&self, writes: Vec<Write>) -> Result<u64, CommitError> {
+        let n = writes.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        if n > MAX_BATCH {
+            return Err(CommitError::Failed(format!(
+                "{n} writes in one commit; at most {MAX_BATCH}"
+            )));
+        }
+        let batch = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let mut last = None;
+        for (i, w) in writes.into_iter().enumerate() {
+            let mut headers = HeaderMap::new();
+            if n > 1 {
+                headers.insert("Nats-Batch-Id", batch.as_str());
+                headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+                if i + 1 == n {
+                    headers.insert("Nats-Batch-Commit", "1");
+                }
+            }
+            if let Some(seq) = w.expect {
+                headers.insert(
+                    "Nats-Expected-Last-Subject-Sequence",
+                    seq.to_string().as_str(),
+                );
+            }
+            let subject = self.subject(&w.subject);
+            // The first message opens the batch (the server answers it), the last commits
+            // it (the server answers with the ack); those between need no answer.
+            if i == 0 || i + 1 == n {
+                let answer = tokio::time::timeout(
+                    self.timeout,
+                    self.client
+                        .request_with_headers(subject, headers, w.payload.into()),
+                )
+                .await
+                .map_err(|_| CommitError::Failed(format!("no answer within {:?}", self.timeout)))?
+                .map_err(|e| CommitError::Failed(e.to_string()))?;
+                last = Some(answer.payload);
+            } else {
+                self.client
+                    .publish_with_headers(subject, headers, w.payload.into())
+                    .await
+                    .map_err(|e| CommitError::Failed(e.to_string()))?;
+            }
+            // An error on the opening message ends the batch there.
+            if i == 0
+                && n > 1
+                && let Some(p) = &last
+                && !p.is_empty()
+                && let Err(e) = judge(p)
+            {
+                return Err(e);
+            }
+        }
+        judge(&last.unwrap_or_default())
+    }
+}
+
+/// What a publish answer says.
+fn judge(payload: &[u8]) -> Result<u64, CommitError> {
+    let answer: PubAnswer = serde_json::from_slice(payload).map_err(|e| {
+        CommitError::Failed(format!(
+            "an answer that is not JetStream's ({e}): {}",
+            String::from_utf8_lossy(payload)
+        ))
+    })?;
+    match answer.error {
+        None => Ok(answer.seq),
+        Some(e) if WRONG_LAST_SEQUENCE.contains(&e.err_code) => {
+            Err(CommitError::Conflict(e.description))
+        }
+        Some(e) => Err(CommitError::Failed(format!(
+            "{} (code {})",
+            e.description, e.err_code
+        ))),
+    }
+}
+
+#[cfg(test)]
+#[path = "nats_test.rs"]
+mod tests;

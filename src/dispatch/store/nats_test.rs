@@ -1,0 +1,206 @@
+use std::time::Duration;
+
+use super::*;
+
+#[test]
+fn versions_parse_as_servers_report_them_and_compare_by_number() {
+    assert_eq!(Version::parse("2.15.1"), Some(Version(2, 15, 1)));
+    assert_eq!(Version::parse("v2.12.0-beta.3"), Some(Version(2, 12, 0)));
+    assert_eq!(Version::parse("2.10"), Some(Version(2, 10, 0)));
+    assert_eq!(Version::parse("2.x.1"), None);
+    assert_eq!(Version::parse("2.1.1.1"), None);
+    assert_eq!(Version::parse(""), None);
+    assert!(Version(2, 9, 10) < MIN_SERVER);
+    assert!(Version(2, 11, 99) < MIN_SERVER);
+    assert!(Version(2, 12, 0) >= MIN_SERVER);
+    assert!(Version(3, 0, 0) > Version(2, 15, 1));
+}
+
+#[test]
+fn a_publish_answer_is_a_sequence_a_conflict_or_a_failure() {
+    assert_eq!(judge(br#"{"stream":"S","seq":7}"#), Ok(7));
+    assert!(matches!(
+        judge(br#"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}"#),
+        Err(CommitError::Conflict(d)) if d == "wrong last sequence: 3"
+    ));
+    assert!(matches!(
+        judge(br#"{"error":{"code":400,"err_code":10164,"description":"wrong last sequence"}}"#),
+        Err(CommitError::Conflict(_))
+    ));
+    assert!(matches!(
+        judge(br#"{"error":{"code":503,"err_code":10077,"description":"no quorum"}}"#),
+        Err(CommitError::Failed(d)) if d.contains("no quorum") && d.contains("10077")
+    ));
+    assert!(matches!(judge(b"<html>"), Err(CommitError::Failed(_))));
+}
+
+#[test]
+fn credentials_never_show_in_debug() {
+    let shown = format!("{:?}", Auth::UserPassword("u".into(), "hunter2".into()));
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!format!("{:?}", Auth::Token("s3cret".into())).contains("s3cret"));
+}
+
+#[path = "../../../tests/support/nats.rs"]
+mod cluster;
+
+/// What the design relies on, proved against the pinned server on a 3-node cluster (the
+/// research's probes, as tests): the start-up checks, compare-and-set on one subject, an
+/// atomic batch that is stored whole or not at all, and racing writers of whom exactly one
+/// wins. Skips, with the reason, only when the server cannot be installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_design_holds_on_a_three_node_cluster() {
+    let c = match cluster::Cluster::start("design", 3, Duration::from_secs(60)) {
+        Ok(c) => c,
+        Err(cluster::StartError::Unavailable(why)) => {
+            eprintln!("skipped: nats-server cannot be installed here: {why}");
+            return;
+        }
+        Err(cluster::StartError::Failed(why)) => panic!("{why}"),
+    };
+    let settings = Settings {
+        urls: c.urls(),
+        auth: Auth::None,
+        prefix: String::from("SY"),
+        replicas: 3,
+        timeout: Duration::from_secs(10),
+    };
+    let nats = connect(&settings)
+        .await
+        .expect("connects and creates the stream");
+    assert!(nats.version >= MIN_SERVER, "{}", nats.version);
+    let mut stream = nats.stream.clone();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+    // A second replica verifies the stream instead of creating it.
+    let again = connect(&settings).await.expect("verifies the stream");
+
+    let put = |subject: &str, payload: &str, expect: Option<u64>| Write {
+        subject: subject.to_owned(),
+        payload: payload.as_bytes().to_vec(),
+        expect,
+    };
+    // Compare-and-set on one subject: created once, then only from what was read.
+    let a1 = nats
+        .commit(vec![put("state.a", "1", Some(0))])
+        .await
+        .unwrap();
+    assert!(matches!(
+        again.commit(vec![put("state.a", "x", Some(0))]).await,
+        Err(CommitError::Conflict(_))
+    ));
+    assert_eq!(
+        nats.last("state.a").await.unwrap(),
+        Some((a1, b"1".to_vec()))
+    );
+    assert_eq!(nats.last("state.none").await.unwrap(), None);
+
+    // An atomic batch: stored whole...
+    let seq = nats
+        .commit(vec![
+            put("state.a", "2", Some(a1)),
+            put("state.b", "1", Some(0)),
+            put("deliver.pager.1", "body", None),
+        ])
+        .await
+        .unwrap();
+    let a2 = nats.last("state.a").await.unwrap().unwrap().0;
+    let b1 = nats.last("state.b").await.unwrap().unwrap().0;
+    assert_eq!(
+        (a2, b1, seq),
+        (a1 + 1, a1 + 2, a1 + 3),
+        "in order, together"
+    );
+    // ... or not at all: one stale read refuses the batch, the others included.
+    let refused = nats
+        .commit(vec![
+            put("state.a", "3", Some(a2)),
+            put("state.b", "2", Some(a1)),
+            put("deliver.pager.2", "body", None),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(CommitError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(nats.last("state.a").await.unwrap().unwrap().0, a2);
+    assert_eq!(nats.last("deliver.pager.2").await.unwrap(), None);
+    // One message per subject: a write replaces the subject's last.
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.state.messages, 3, "a, b and one delivery");
+
+    // Racing writers on two replicas' connections: exactly one wins each round.
+    for round in 0..20u64 {
+        let subject = format!("state.race{round}");
+        let (x, y) = tokio::join!(
+            nats.commit(vec![
+                put(&subject, "x", Some(0)),
+                put("deliver.t.x", "x", None)
+            ]),
+            again.commit(vec![
+                put(&subject, "y", Some(0)),
+                put("deliver.t.y", "y", None)
+            ]),
+        );
+        let won = [&x, &y].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "round {round}: {x:?} {y:?}");
+        assert!(
+            [&x, &y]
+                .iter()
+                .any(|r| matches!(r, Err(CommitError::Conflict(_)))),
+            "the loser is told it lost: {x:?} {y:?}"
+        );
+    }
+
+    // A stream of the same name with other settings is refused, with what differs.
+    nats.js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: String::from("OTHER"),
+            subjects: vec![String::from("OTHER.>")],
+            max_messages_per_subject: 5,
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let other = Settings {
+        prefix: String::from("OTHER"),
+        ..settings.clone()
+    };
+    let err = connect(&other).await.err().expect("refused");
+    assert!(err.to_string().contains("5 messages per subject"), "{err}");
+    drop(c);
+}
+
+#[tokio::test]
+async fn an_unreachable_deployment_is_said_at_once_with_the_urls() {
+    // A port nothing listens on (the OS gave it, then it was closed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = Settings {
+        urls: vec![format!("nats://127.0.0.1:{port}")],
+        auth: Auth::None,
+        prefix: String::from("SY"),
+        replicas: 1,
+        timeout: Duration::from_secs(2),
+    };
+    let started = std::time::Instant::now();
+    let err = connect(&settings).await.err().expect("refused");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("cannot reach NATS at nats://127.0.0.1:{port}")),
+        "{text}"
+    );
+    assert!(matches!(
+        connect(&Settings {
+            urls: vec![String::from("not a url::")],
+            ..settings
+        })
+        .await,
+        Err(SetupError::Unreachable { .. })
+    ));
+}
