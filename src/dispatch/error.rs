@@ -35,6 +35,9 @@ pub enum DispatchErrorKind {
     /// The operation is refused for this item: a dead letter holding a delivery that could
     /// not be read cannot be replayed.
     Refused,
+    /// The shared store (NATS JetStream) did not answer, or has no quorum: whether the
+    /// write was stored is unknown until it is read again.
+    Unavailable,
 }
 
 impl DispatchErrorKind {
@@ -59,6 +62,7 @@ impl DispatchErrorKind {
             DispatchErrorKind::Io => "the outbox cannot be read or written",
             DispatchErrorKind::Config => "a setting is wrong",
             DispatchErrorKind::Refused => "refused for this item",
+            DispatchErrorKind::Unavailable => "the shared store is unreachable or has no quorum",
         }
     }
 }

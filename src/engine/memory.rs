@@ -532,7 +532,7 @@ impl<P> crate::state::Sink<P> for Offline<'_> {
         }
     }
 
-    fn cancel(&mut self, id: u64) {
+    fn cancel(&mut self, _: &str, id: u64) {
         self.held.retain(|h| h.id != id);
     }
 
@@ -603,5 +603,5 @@ impl crate::state::Sink<GroupPost> for GroupSink<'_> {
         self.posts.push(post);
     }
 
-    fn cancel(&mut self, _: u64) {}
+    fn cancel(&mut self, _: &str, _: u64) {}
 }

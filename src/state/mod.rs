@@ -618,8 +618,8 @@ pub trait Sink<P> {
     /// Stores `payload` for `target` as delivery `id`: due now, or at `at` (ms) when it is
     /// held.
     fn deliver(&mut self, target: &str, payload: P, id: u64, at: Option<u64>);
-    /// Held delivery `id` is not to go out after all.
-    fn cancel(&mut self, id: u64);
+    /// Held delivery `id`, for `target`, is not to go out after all.
+    fn cancel(&mut self, target: &str, id: u64);
     /// Held delivery `delivery` waits for silence `silence`: an early expiry of the
     /// silence releases it.
     fn held_by(&mut self, delivery: u64, silence: u64) {
@@ -788,7 +788,7 @@ fn cancel<P>(
     if now.saturating_add(CANCEL_MARGIN_MS) >= until {
         return false;
     }
-    out.sink.cancel(delivery);
+    out.sink.cancel(target, delivery);
     // What `resolve once` noted for the firing goes too: it was never said; and a hold
     // noted both for a gate and for a silence goes from both.
     for kind in ["announced", "held", "silenced"] {
@@ -1244,7 +1244,7 @@ fn flapping<P>(
             }
             _ => {
                 if let Some((old, _)) = held {
-                    out.sink.cancel(old);
+                    out.sink.cancel(target, old);
                 }
                 let until = now.saturating_add(ms);
                 let delivery = out.hold(rule, target, payload, until);

@@ -43,7 +43,7 @@ impl Sink<String> for Sunk {
     fn deliver(&mut self, target: &str, _: String, id: u64, at: Option<u64>) {
         self.delivered.push((target.to_owned(), id, at));
     }
-    fn cancel(&mut self, id: u64) {
+    fn cancel(&mut self, _: &str, id: u64) {
         self.cancelled.push(id);
     }
 }

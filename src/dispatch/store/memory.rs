@@ -176,7 +176,7 @@ impl Store for MemoryStore {
                     );
                 }
             }
-            for id in kept.cancelled {
+            for (_, id) in kept.cancelled {
                 state.fresh.remove(&id);
                 if let Some(r) = state.pending.remove(&id) {
                     state.due.remove(&(r.spec.target.clone(), r.next_at_ms, id));

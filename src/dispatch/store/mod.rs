@@ -25,6 +25,8 @@ mod ledger;
 pub(crate) mod memory;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
+#[cfg(feature = "nats")]
+pub(crate) mod nats_state;
 pub(crate) mod sqlite;
 mod sqlite_silence;
 mod sqlite_state;
@@ -293,7 +295,7 @@ impl DeadLetter {
 }
 
 /// One alert's deliveries, as a submit hands them to the store.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Submission {
     /// Deliveries no clause has a say in: stored as they are.
     pub(crate) plain: Vec<Record>,
@@ -310,8 +312,8 @@ pub(crate) struct Kept {
     pub(crate) now: Vec<Record>,
     /// Due later: stored as pending, due at their `next_at_ms`.
     pub(crate) later: Vec<Record>,
-    /// Held deliveries that are not to go out.
-    pub(crate) cancelled: Vec<u64>,
+    /// Held deliveries that are not to go out: (target, delivery).
+    pub(crate) cancelled: Vec<(String, u64)>,
     /// Held deliveries that wait for a silence: (delivery, silence).
     pub(crate) silenced: Vec<(u64, u64)>,
 }
@@ -346,12 +348,12 @@ impl crate::state::Sink<Record> for StoreSink<'_> {
         }
     }
 
-    fn cancel(&mut self, id: u64) {
+    fn cancel(&mut self, target: &str, id: u64) {
         // Held in this very write: it never reaches the outbox.
         if let Some(i) = self.kept.later.iter().position(|r| r.id == id) {
             self.kept.later.remove(i);
         } else {
-            self.kept.cancelled.push(id);
+            self.kept.cancelled.push((target.to_owned(), id));
         }
     }
 
@@ -415,7 +417,7 @@ pub(crate) fn preview_one(state: &mut dyn crate::state::State, st: Stateful) -> 
 }
 
 /// The step's input for one alert, with stored records as payloads.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Stateful {
     pub(crate) facts: AlertFacts,
     /// The submit's time: the step's `now`.

@@ -207,6 +207,7 @@ fn stream_config(settings: &Settings) -> stream::Config {
         max_messages_per_subject: 1,
         discard: stream::DiscardPolicy::Old,
         allow_atomic_publish: true,
+        allow_message_ttl: true,
         allow_direct: true,
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
@@ -248,6 +249,9 @@ async fn ensure_stream(
     if !have.allow_atomic_publish {
         return Err(mismatch(String::from("atomic publishes are off")));
     }
+    if !have.allow_message_ttl {
+        return Err(mismatch(String::from("per-message TTLs are off")));
+    }
     if have.retention != stream::RetentionPolicy::Limits {
         return Err(mismatch(format!(
             "its retention is {:?}, not limits",
@@ -272,6 +276,9 @@ pub(crate) struct Write {
     /// Compare-and-set: the write applies only if the subject's last message is this
     /// sequence (0: the subject holds nothing).
     pub(crate) expect: Option<u64>,
+    /// How long the server keeps the message (`Nats-TTL`), in seconds; `None`: until it is
+    /// replaced or removed.
+    pub(crate) ttl_secs: Option<u64>,
 }
 
 /// Why a commit was not stored.
@@ -327,34 +334,70 @@ impl Nats {
 
     /// The last message of `subject` (under the prefix), from the stream's leader (a
     /// replica may lag): its sequence and payload; `None` when the subject holds nothing.
+    /// "No responders" is asked again, as for [`Nats::commit`].
     pub(crate) async fn last(&self, subject: &str) -> Result<Option<(u64, Vec<u8>)>, String> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
-        match self
-            .stream
-            .get_last_raw_message_by_subject(&self.subject(subject))
-            .await
-        {
-            Ok(m) => Ok(Some((m.sequence, m.payload.to_vec()))),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(e.to_string()),
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self
+                .stream
+                .get_last_raw_message_by_subject(&self.subject(subject))
+                .await
+            {
+                Ok(m) => return Ok(Some((m.sequence, m.payload.to_vec()))),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+                Err(e)
+                    if e.to_string().contains("no responders")
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
         }
     }
 
     /// Stores `writes` all or nothing, as one atomic batch; answers the last message's
     /// stream sequence. A single write is a plain publish (atomic by itself).
+    ///
+    /// "No responders" (a server that has not yet learned where the stream lives, just
+    /// after a connect or a leader change) means the batch was not committed: it is sent
+    /// again, with a new batch id, for at most the request timeout.
     pub(crate) async fn commit(&self, writes: Vec<Write>) -> Result<u64, CommitError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.commit_once(&writes).await {
+                Err(Attempt::NoResponders) if tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(Attempt::NoResponders) => {
+                    return Err(CommitError::Failed(String::from(
+                        "no server took the commit (no responders) within the request timeout",
+                    )));
+                }
+                Err(Attempt::Done(e)) => return Err(e),
+                Ok(seq) => return Ok(seq),
+            }
+        }
+    }
+
+    async fn commit_once(&self, writes: &[Write]) -> Result<u64, Attempt> {
         let n = writes.len();
         if n == 0 {
             return Ok(0);
         }
         if n > MAX_BATCH {
-            return Err(CommitError::Failed(format!(
+            return Err(Attempt::Done(CommitError::Failed(format!(
                 "{n} writes in one commit; at most {MAX_BATCH}"
-            )));
+            ))));
         }
         let batch = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         let mut last = None;
-        for (i, w) in writes.into_iter().enumerate() {
+        for (i, w) in writes.iter().enumerate() {
             let mut headers = HeaderMap::new();
             if n > 1 {
                 headers.insert("Nats-Batch-Id", batch.as_str());
@@ -362,6 +405,9 @@ impl Nats {
                 if i + 1 == n {
                     headers.insert("Nats-Batch-Commit", "1");
                 }
+            }
+            if let Some(ttl) = w.ttl_secs {
+                headers.insert("Nats-TTL", format!("{}s", ttl.max(1)).as_str());
             }
             if let Some(seq) = w.expect {
                 headers.insert(
@@ -376,17 +422,25 @@ impl Nats {
                 let answer = tokio::time::timeout(
                     self.timeout,
                     self.client
-                        .request_with_headers(subject, headers, w.payload.into()),
+                        .request_with_headers(subject, headers, w.payload.clone().into()),
                 )
                 .await
-                .map_err(|_| CommitError::Failed(format!("no answer within {:?}", self.timeout)))?
-                .map_err(|e| CommitError::Failed(e.to_string()))?;
+                .map_err(|_| {
+                    Attempt::Done(CommitError::Failed(format!(
+                        "no answer within {:?}",
+                        self.timeout
+                    )))
+                })?
+                .map_err(|e| match e.kind() {
+                    async_nats::RequestErrorKind::NoResponders => Attempt::NoResponders,
+                    _ => Attempt::Done(CommitError::Failed(e.to_string())),
+                })?;
                 last = Some(answer.payload);
             } else {
                 self.client
-                    .publish_with_headers(subject, headers, w.payload.into())
+                    .publish_with_headers(subject, headers, w.payload.clone().into())
                     .await
-                    .map_err(|e| CommitError::Failed(e.to_string()))?;
+                    .map_err(|e| Attempt::Done(CommitError::Failed(e.to_string())))?;
             }
             // An error on the opening message ends the batch there.
             if i == 0
@@ -395,11 +449,18 @@ impl Nats {
                 && !p.is_empty()
                 && let Err(e) = judge(p)
             {
-                return Err(e);
+                return Err(Attempt::Done(e));
             }
         }
-        judge(&last.unwrap_or_default())
+        judge(&last.unwrap_or_default()).map_err(Attempt::Done)
     }
+}
+
+/// How one try at a commit ended, when it did not store it.
+enum Attempt {
+    /// Nobody took it: nothing was stored; it may be sent again.
+    NoResponders,
+    Done(CommitError),
 }
 
 /// What a publish answer says.
@@ -424,4 +485,4 @@ fn judge(payload: &[u8]) -> Result<u64, CommitError> {
 
 #[cfg(test)]
 #[path = "nats_test.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -42,7 +42,31 @@ fn credentials_never_show_in_debug() {
 }
 
 #[path = "../../../tests/support/nats.rs"]
-mod cluster;
+pub(crate) mod cluster;
+
+/// A 3-node cluster for a test, or `None` (with the reason printed) when the server cannot
+/// be installed here.
+pub(crate) fn cluster_for(name: &str) -> Option<cluster::Cluster> {
+    match cluster::Cluster::start(name, 3, Duration::from_secs(60)) {
+        Ok(c) => Some(c),
+        Err(cluster::StartError::Unavailable(why)) => {
+            eprintln!("skipped: nats-server cannot be installed here: {why}");
+            None
+        }
+        Err(cluster::StartError::Failed(why)) => panic!("{why}"),
+    }
+}
+
+/// A replica's settings for cluster `c`.
+pub(crate) fn settings_for(c: &cluster::Cluster) -> Settings {
+    Settings {
+        urls: c.urls(),
+        auth: Auth::None,
+        prefix: String::from("SY"),
+        replicas: 3,
+        timeout: Duration::from_secs(10),
+    }
+}
 
 /// What the design relies on, proved against the pinned server on a 3-node cluster (the
 /// research's probes, as tests): the start-up checks, compare-and-set on one subject, an
@@ -50,21 +74,10 @@ mod cluster;
 /// wins. Skips, with the reason, only when the server cannot be installed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_design_holds_on_a_three_node_cluster() {
-    let c = match cluster::Cluster::start("design", 3, Duration::from_secs(60)) {
-        Ok(c) => c,
-        Err(cluster::StartError::Unavailable(why)) => {
-            eprintln!("skipped: nats-server cannot be installed here: {why}");
-            return;
-        }
-        Err(cluster::StartError::Failed(why)) => panic!("{why}"),
+    let Some(c) = cluster_for("design") else {
+        return;
     };
-    let settings = Settings {
-        urls: c.urls(),
-        auth: Auth::None,
-        prefix: String::from("SY"),
-        replicas: 3,
-        timeout: Duration::from_secs(10),
-    };
+    let settings = settings_for(&c);
     let nats = connect(&settings)
         .await
         .expect("connects and creates the stream");
@@ -79,6 +92,7 @@ async fn the_design_holds_on_a_three_node_cluster() {
         subject: subject.to_owned(),
         payload: payload.as_bytes().to_vec(),
         expect,
+        ttl_secs: None,
     };
     // Compare-and-set on one subject: created once, then only from what was read.
     let a1 = nats
@@ -129,6 +143,22 @@ async fn the_design_holds_on_a_three_node_cluster() {
     let info = stream.info().await.unwrap();
     assert_eq!(info.state.messages, 3, "a, b and one delivery");
 
+    // A message with a TTL is removed by the servers when it ends, in a batch too: how
+    // the rules' memory forgets expired entries without a collector.
+    let mut short = put("state.short", "1", Some(0));
+    short.ttl_secs = Some(1);
+    nats.commit(vec![short, put("state.long", "1", Some(0))])
+        .await
+        .unwrap();
+    assert!(nats.last("state.short").await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        nats.last("state.short").await.unwrap(),
+        None,
+        "gone after its TTL"
+    );
+    assert!(nats.last("state.long").await.unwrap().is_some());
+
     // Racing writers on two replicas' connections: exactly one wins each round.
     for round in 0..20u64 {
         let subject = format!("state.race{round}");
@@ -169,6 +199,28 @@ async fn the_design_holds_on_a_three_node_cluster() {
     };
     let err = connect(&other).await.err().expect("refused");
     assert!(err.to_string().contains("5 messages per subject"), "{err}");
+
+    // Found by a flaky run: a replica's server answered "no responders" for a moment. It
+    // is asked again, for at most the request timeout; with the stream gone for good, the
+    // commit fails within that time, saying so, instead of hanging or passing.
+    let quick = connect(&Settings {
+        timeout: Duration::from_secs(2),
+        ..settings.clone()
+    })
+    .await
+    .unwrap();
+    nats.js.delete_stream("SY").await.unwrap();
+    let started = std::time::Instant::now();
+    let gone = quick.commit(vec![put("state.z", "1", Some(0))]).await;
+    assert!(
+        matches!(&gone, Err(CommitError::Failed(why)) if why.contains("no responders")),
+        "{gone:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     drop(c);
 }
 

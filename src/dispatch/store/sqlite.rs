@@ -999,7 +999,7 @@ fn commit(
                                 return Err(e);
                             }
                         }
-                        for id in kept.cancelled {
+                        for (_, id) in kept.cancelled {
                             if remove(&txn, id)? {
                                 deleted_max = deleted_max.max(id);
                             }

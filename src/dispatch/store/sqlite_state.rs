@@ -31,7 +31,7 @@ pub(crate) struct Secret(pub(crate) u64, pub(crate) u64);
 
 impl Secret {
     /// The keyed 128-bit SipHash-1-3 of a key's bytes: what the outbox stores.
-    fn hash(self, key: &Key<'_>) -> Hash {
+    pub(crate) fn hash(self, key: &Key<'_>) -> Hash {
         let mut h = SipHasher13::new_with_keys(self.0, self.1);
         h.write(&key.bytes);
         h.finish128().as_bytes()
@@ -51,7 +51,7 @@ pub(crate) const MAX_ENTRIES: usize = 1_000_000;
 #[cfg(test)]
 pub(crate) const MAX_ENTRIES: usize = 50;
 
-type Hash = [u8; 16];
+pub(crate) type Hash = [u8; 16];
 
 /// One entry as the index holds it: the entry, when it expires, and its row.
 #[derive(Clone, Debug)]

@@ -1,0 +1,452 @@
+//! The rules' memory and the new deliveries on NATS: a replica decides with the step
+//! function on what it read, and commits the state it changed and the deliveries it made as
+//! one atomic compare-and-set batch (docs/nats.md, "The commit"). A lost race is decided
+//! again, from fresh reads.
+//!
+//! Owns: reading the entries the step asks for (fetched, then the step runs again until it
+//! had every one it read or wrote), the commit's messages, delivery ids unique across
+//! replicas (claimed in blocks, by compare-and-set), and the deployment's identity (its
+//! store id and the secret that keys state subjects, made once by whichever replica comes
+//! first). Never: keeps what it read past one submit (another replica may have changed
+//! it), or answers a submit before its commit is stored.
+
+// Built in steps, like `nats.rs`: proved by its tests against a real cluster; the `Store`
+// that serves the router on it comes next (docs/nats.md, "Status").
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::nats::{CommitError, Nats, Write};
+use super::sqlite_state::{Hash, Secret};
+use super::{Kept, Record, Stored, Submission};
+use crate::dispatch::{DispatchError, DispatchErrorKind};
+use crate::state::{Entry, Group, Key, SilenceSpan, State};
+
+/// The most times one submit decides again: after losing a race to another replica, or
+/// after fetching entries the step asked for.
+const MAX_ROUNDS: usize = 16;
+
+/// Delivery ids a replica claims at a time.
+const ID_BLOCK: u64 = 1024;
+
+/// The deployment's identity, made once (`meta.store`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Identity {
+    /// Idempotency keys are `<store id>-<delivery id>`.
+    store_id: u64,
+    /// Keys the hash of state subjects: no alert data appears in a subject.
+    secret: [u64; 2],
+}
+
+/// A state entry as stored: the entry and when it expires (ms). An empty message is a
+/// forgotten entry.
+#[derive(Serialize, Deserialize)]
+struct Value {
+    e: Entry,
+    x: u64,
+}
+
+/// What a replica read of one subject: its last sequence (0: none) and the entry.
+#[derive(Clone, Debug)]
+struct Read {
+    seq: u64,
+    entry: Option<(Entry, u64)>,
+}
+
+/// The shared state and deliveries of one deployment, as one replica sees them.
+pub(crate) struct Shared {
+    nats: Nats,
+    identity: Identity,
+    /// The ids this replica claimed and has not used: `next..end`.
+    ids: tokio::sync::Mutex<(u64, u64)>,
+    /// Commits refused because another replica changed what this one read (each was
+    /// decided again): the measure of contention, for the metrics to come.
+    conflicts: std::sync::atomic::AtomicU64,
+}
+
+fn unavailable(what: impl std::fmt::Display) -> DispatchError {
+    DispatchError::other(DispatchErrorKind::Unavailable, what.to_string())
+}
+
+/// The subject of a state entry: its keyed hash, in hex.
+fn state_subject(hash: &Hash) -> String {
+    let mut s = String::with_capacity(6 + 32);
+    s.push_str("state.");
+    for b in hash {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// The subject of a delivery.
+pub(crate) fn delivery_subject(target: &str, id: u64) -> String {
+    format!("deliver.{target}.{id}")
+}
+
+impl Shared {
+    /// Reads the deployment's identity, or makes it (the first replica to start does).
+    pub(crate) async fn open(nats: Nats) -> Result<Shared, DispatchError> {
+        let identity = loop {
+            if let Some((_, bytes)) = nats.last("meta.store").await.map_err(unavailable)? {
+                break serde_json::from_slice::<Identity>(&bytes).map_err(|e| {
+                    DispatchError::other(
+                        DispatchErrorKind::Corrupt,
+                        format!(
+                            "the deployment's identity (subject meta.store) cannot be read: {e}"
+                        ),
+                    )
+                })?;
+            }
+            let made = Identity {
+                store_id: fastrand::u64(..),
+                secret: [fastrand::u64(..), fastrand::u64(..)],
+            };
+            let write = Write {
+                subject: String::from("meta.store"),
+                payload: serde_json::to_vec(&made).unwrap_or_default(),
+                expect: Some(0),
+                ttl_secs: None,
+            };
+            match nats.commit(vec![write]).await {
+                Ok(_) => break made,
+                // Another replica made it first: read theirs.
+                Err(CommitError::Conflict(_)) => continue,
+                Err(CommitError::Failed(e)) => return Err(unavailable(e)),
+            }
+        };
+        Ok(Shared {
+            nats,
+            identity,
+            ids: tokio::sync::Mutex::new((0, 0)),
+            conflicts: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// The deployment's store id, the same on every replica.
+    pub(crate) fn store_id(&self) -> u64 {
+        self.identity.store_id
+    }
+
+    /// Commits refused by a concurrent change since this replica started.
+    pub(crate) fn conflicts(&self) -> u64 {
+        self.conflicts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn secret(&self) -> Secret {
+        Secret(self.identity.secret[0], self.identity.secret[1])
+    }
+
+    /// `n` delivery ids no other replica will use, from this replica's block (claiming a
+    /// new block, by compare-and-set on `meta.ids`, when it runs out).
+    async fn take_ids(&self, n: usize) -> Result<Vec<u64>, DispatchError> {
+        let mut block = self.ids.lock().await;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if block.0 >= block.1 {
+                *block = self.claim_block(n as u64 - out.len() as u64).await?;
+            }
+            out.push(block.0);
+            block.0 += 1;
+        }
+        Ok(out)
+    }
+
+    async fn claim_block(&self, at_least: u64) -> Result<(u64, u64), DispatchError> {
+        let size = ID_BLOCK.max(at_least);
+        for _ in 0..MAX_ROUNDS {
+            let (seq, next) = match self.nats.last("meta.ids").await.map_err(unavailable)? {
+                Some((seq, bytes)) => (seq, serde_json::from_slice::<u64>(&bytes).unwrap_or(1)),
+                None => (0, 1),
+            };
+            let end = next.saturating_add(size);
+            let write = Write {
+                subject: String::from("meta.ids"),
+                payload: end.to_string().into_bytes(),
+                expect: Some(seq),
+                ttl_secs: None,
+            };
+            match self.nats.commit(vec![write]).await {
+                Ok(_) => return Ok((next, end)),
+                Err(CommitError::Conflict(_)) => continue,
+                Err(CommitError::Failed(e)) => return Err(unavailable(e)),
+            }
+        }
+        Err(DispatchError::other(
+            DispatchErrorKind::Busy,
+            "could not claim delivery ids: other replicas kept claiming at the same moment",
+        ))
+    }
+
+    /// What a state subject holds now, from the stream's leader.
+    async fn read(&self, hash: &Hash) -> Result<Read, DispatchError> {
+        match self
+            .nats
+            .last(&state_subject(hash))
+            .await
+            .map_err(unavailable)?
+        {
+            None => Ok(Read {
+                seq: 0,
+                entry: None,
+            }),
+            Some((seq, bytes)) if bytes.is_empty() => Ok(Read { seq, entry: None }),
+            Some((seq, bytes)) => {
+                // An entry that cannot be read is forgotten (the SQLite store does the
+                // same): at most one duplicate gets through; no alert is lost.
+                let entry = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .map(|s| (s.e, s.x));
+                Ok(Read { seq, entry })
+            }
+        }
+    }
+
+    /// Stores each submission's deliveries, running the step on those chosen by rules that
+    /// remember, against the shared state; answers once the commit is stored. Losing a
+    /// race to another replica decides again, from fresh reads.
+    pub(crate) async fn submit(
+        &self,
+        batch: Vec<Submission>,
+    ) -> Result<Vec<Stored>, DispatchError> {
+        let mut reads: HashMap<Hash, Read> = HashMap::new();
+        let mut ids: Vec<u64> = Vec::new();
+        let want = batch
+            .iter()
+            .map(|s| {
+                s.plain.len()
+                    + s.stateful.as_ref().map_or(0, |st| {
+                        st.choices
+                            .iter()
+                            .chain(&st.probes)
+                            .map(|c| c.targets.len() + 1)
+                            .sum()
+                    })
+            })
+            .sum::<usize>();
+        for _ in 0..MAX_ROUNDS {
+            if ids.len() < want {
+                ids.extend(self.take_ids(want - ids.len()).await?);
+            }
+            let decided = self.decide(batch.clone(), &reads, &ids);
+            if !decided.missing.is_empty() {
+                for hash in decided.missing {
+                    let read = self.read(&hash).await?;
+                    reads.insert(hash, read);
+                }
+                continue;
+            }
+            if decided.used > ids.len() {
+                ids.extend(self.take_ids(decided.used - ids.len()).await?);
+                continue;
+            }
+            let writes = decided.writes(&reads);
+            match self.nats.commit(writes).await {
+                Ok(_) => return Ok(decided.stored),
+                Err(CommitError::Conflict(_)) => {
+                    // Another replica changed what this one read: read it all again.
+                    self.conflicts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    reads.clear();
+                    // The ids of the refused commit were never stored: used again.
+                }
+                Err(CommitError::Failed(e)) => return Err(unavailable(e)),
+            }
+        }
+        Err(DispatchError::other(
+            DispatchErrorKind::Busy,
+            format!(
+                "the shared state kept changing under this submit ({MAX_ROUNDS} tries); try again"
+            ),
+        ))
+    }
+
+    /// One decision on what was read: the step over every submission, in order, on one
+    /// view of the state.
+    fn decide(&self, batch: Vec<Submission>, reads: &HashMap<Hash, Read>, ids: &[u64]) -> Decided {
+        let mut view = View {
+            secret: self.secret(),
+            reads,
+            writes: Vec::new(),
+            written: HashMap::new(),
+            missing: Vec::new(),
+        };
+        let mut next = 0usize;
+        let mut stored_all = Vec::with_capacity(batch.len());
+        let mut kept_all = Vec::with_capacity(batch.len());
+        for sub in batch {
+            let mut take = || {
+                let id = ids.get(next).copied().unwrap_or(0);
+                next += 1;
+                id
+            };
+            let mut kept = Kept {
+                now: sub.plain,
+                ..Kept::default()
+            };
+            for r in &mut kept.now {
+                r.id = take();
+            }
+            let mut stored = Stored::default();
+            if let Some(st) = sub.stateful {
+                stored.verdicts = super::run_step(&mut view, *st, &mut take, &mut kept);
+            }
+            for r in &kept.later {
+                stored.push_later(r);
+            }
+            for r in &kept.now {
+                stored.push(r);
+            }
+            stored_all.push(stored);
+            kept_all.push(kept);
+        }
+        Decided {
+            missing: view.missing,
+            writes: view.writes,
+            kept: kept_all,
+            stored: stored_all,
+            used: next,
+        }
+    }
+}
+
+/// What one decision came to.
+struct Decided {
+    /// State subjects the step read or wrote that were not fetched: fetch, decide again.
+    missing: Vec<Hash>,
+    /// The state the step changed, in order of first change: the entry and its expiry, or
+    /// `None` (forgotten).
+    writes: Vec<(Hash, Option<(Entry, u64)>)>,
+    kept: Vec<Kept>,
+    stored: Vec<Stored>,
+    /// How many delivery ids the step took.
+    used: usize,
+}
+
+impl Decided {
+    /// The commit's messages: each changed entry (compare-and-set on what was read, kept
+    /// by the server until it expires), then each delivery (on a subject nobody used).
+    fn writes(&self, reads: &HashMap<Hash, Read>) -> Vec<Write> {
+        let mut out = Vec::new();
+        let now_ms = crate::dispatch::now_ms();
+        for (hash, value) in &self.writes {
+            let expect = Some(reads.get(hash).map_or(0, |r| r.seq));
+            let (payload, ttl_secs) = match value {
+                Some((e, x)) => (
+                    serde_json::to_vec(&Value {
+                        e: e.clone(),
+                        x: *x,
+                    })
+                    .unwrap_or_default(),
+                    // The server forgets it a little after it expires.
+                    Some(x.saturating_sub(now_ms) / 1000 + 2),
+                ),
+                None => (Vec::new(), Some(60)),
+            };
+            out.push(Write {
+                subject: state_subject(hash),
+                payload,
+                expect,
+                ttl_secs,
+            });
+        }
+        for kept in &self.kept {
+            for r in kept.now.iter().chain(&kept.later) {
+                out.push(delivery_write(r));
+            }
+            for (target, id) in &kept.cancelled {
+                // Replaced by an empty message: the delivery is gone; the marker goes in a
+                // minute.
+                out.push(Write {
+                    subject: delivery_subject(target, *id),
+                    payload: Vec::new(),
+                    expect: None,
+                    ttl_secs: Some(60),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A new delivery's message: on its own subject, which nothing used before.
+fn delivery_write(r: &Record) -> Write {
+    Write {
+        subject: delivery_subject(&r.spec.target, r.id),
+        payload: serde_json::to_vec(r).unwrap_or_default(),
+        expect: Some(0),
+        ttl_secs: None,
+    }
+}
+
+/// The step's state during one decision: what was read, what the step wrote, and what it
+/// asked for that was not read.
+struct View<'r> {
+    secret: Secret,
+    reads: &'r HashMap<Hash, Read>,
+    writes: Vec<(Hash, Option<(Entry, u64)>)>,
+    /// Index into `writes` by hash.
+    written: HashMap<Hash, usize>,
+    missing: Vec<Hash>,
+}
+
+impl View<'_> {
+    fn note_missing(&mut self, hash: Hash) {
+        if !self.reads.contains_key(&hash) && !self.missing.contains(&hash) {
+            self.missing.push(hash);
+        }
+    }
+
+    fn write(&mut self, hash: Hash, value: Option<(Entry, u64)>) {
+        // A write needs the sequence it replaces: fetched like a read.
+        self.note_missing(hash);
+        match self.written.get(&hash) {
+            Some(&i) => self.writes[i].1 = value,
+            None => {
+                self.written.insert(hash, self.writes.len());
+                self.writes.push((hash, value));
+            }
+        }
+    }
+}
+
+impl State for View<'_> {
+    fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
+        let hash = self.secret.hash(key);
+        let held = match self.written.get(&hash) {
+            Some(&i) => self.writes[i].1.clone(),
+            None => match self.reads.get(&hash) {
+                Some(read) => read.entry.clone(),
+                None => {
+                    self.note_missing(hash);
+                    None
+                }
+            },
+        };
+        held.and_then(|(entry, expires)| (expires > now).then_some(entry))
+    }
+
+    fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) {
+        let hash = self.secret.hash(key);
+        self.write(hash, Some((entry.clone(), expires)));
+    }
+
+    fn delete(&mut self, key: &Key<'_>) {
+        let hash = self.secret.hash(key);
+        self.write(hash, None);
+    }
+
+    fn silence(&mut self, _id: u64) -> Option<SilenceSpan> {
+        // Silences on NATS come with the operator's endpoints (docs/nats.md, "Status").
+        None
+    }
+
+    fn due_groups(&mut self, _now: u64, _limit: usize) -> Vec<Group> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+#[path = "nats_state_test.rs"]
+mod tests;

@@ -1,0 +1,162 @@
+use super::super::nats::tests::{cluster_for, settings_for};
+use super::super::nats::{Nats, connect};
+use super::*;
+use crate::alert::State as AlertState;
+use crate::state::{AlertFacts, DedupIntent, RuleChoice, VerdictKind};
+
+async fn replica(c: &super::super::nats::tests::cluster::Cluster) -> Shared {
+    let nats: Nats = connect(&settings_for(c)).await.unwrap();
+    Shared::open(nats).await.unwrap()
+}
+
+/// Alert `id` in `state` at `now`, through a rule with `dedup until resolved` and
+/// `resolve once`, to target `t`.
+fn remembered(id: &str, state: AlertState, now: u64) -> Submission {
+    let mut r = Record::for_test("t", format!("{id} {}", state.as_str()));
+    r.alert_id = Some(id.to_owned());
+    Submission {
+        plain: Vec::new(),
+        stateful: Some(Box::new(super::super::Stateful {
+            facts: AlertFacts::new(Some(id.to_owned()), state),
+            now,
+            choices: vec![RuleChoice {
+                rule: String::from("pages"),
+                clauses: 7,
+                targets: vec![(String::from("t"), r)],
+                dedup: Some(DedupIntent {
+                    key: Some(id.as_bytes().to_vec()),
+                    window_ms: None,
+                }),
+                resolve_once: true,
+                throttle: None,
+                gate: None,
+                group: None,
+            }],
+            probes: Vec::new(),
+        })),
+    }
+}
+
+fn kinds(stored: &[Stored]) -> Vec<&'static str> {
+    stored
+        .iter()
+        .flat_map(|s| &s.verdicts)
+        .map(|v| match v.kind {
+            VerdictKind::Delivered { .. } => "delivered",
+            VerdictKind::Duplicate { .. } => "duplicate",
+            VerdictKind::Unannounced => "unannounced",
+            _ => "other",
+        })
+        .collect()
+}
+
+/// The design's promise, on a real 3-node cluster: the same alert sent to two replicas at
+/// the same moment pages once; the state is shared (a third replica, started later, sees
+/// it); a resolution goes once; delivery ids never collide across replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_receiving_the_same_alert_at_once_page_once() {
+    let Some(c) = cluster_for("state") else {
+        return;
+    };
+    let (a, b) = (replica(&c).await, replica(&c).await);
+    assert_eq!(a.store_id(), b.store_id(), "one deployment, one identity");
+    let now = crate::dispatch::now_ms();
+    let mut ids = Vec::new();
+    for round in 0..20 {
+        let alert = format!("alert-{round}");
+        let (x, y) = tokio::join!(
+            a.submit(vec![remembered(&alert, AlertState::Firing, now)]),
+            b.submit(vec![remembered(&alert, AlertState::Firing, now)]),
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        let mut got = kinds(&x);
+        got.extend(kinds(&y));
+        got.sort_unstable();
+        assert_eq!(got, ["delivered", "duplicate"], "round {round}");
+        ids.extend(x.iter().chain(&y).flat_map(|s| s.ids.iter().copied()));
+    }
+    // How often the two met inside one decision (each such loser decided again).
+    eprintln!(
+        "races lost and decided again: {} of 20 rounds",
+        a.conflicts() + b.conflicts()
+    );
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        (n, ids.len()),
+        (20, 20),
+        "one delivery per alert, each id once"
+    );
+    let mut stream = a.nats.stream.clone();
+    let info = stream.info().await.unwrap();
+    assert!(
+        info.state.messages >= 20 + 20,
+        "20 deliveries and 20 dedup entries at least"
+    );
+
+    // A replica started later sees the shared state.
+    let late = replica(&c).await;
+    let again = late
+        .submit(vec![remembered("alert-3", AlertState::Firing, now + 1)])
+        .await
+        .unwrap();
+    assert_eq!(kinds(&again), ["duplicate"]);
+    // The resolution goes once, whichever replica gets it; a second copy is owed nothing.
+    let (x, y) = tokio::join!(
+        a.submit(vec![remembered("alert-3", AlertState::Resolved, now + 2)]),
+        late.submit(vec![remembered("alert-3", AlertState::Resolved, now + 2)]),
+    );
+    let mut got = kinds(&x.unwrap());
+    got.extend(kinds(&y.unwrap()));
+    got.sort_unstable();
+    assert!(
+        got == ["delivered", "duplicate"] || got == ["delivered", "unannounced"],
+        "{got:?}"
+    );
+    drop(c);
+}
+
+/// The interleaving a race may or may not hit, forced: replica B decides on what it read,
+/// replica A commits the same alert first, and B's commit is refused whole (its delivery
+/// is not stored); B's submit, deciding again, finds A's note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_on_a_stale_read_is_refused_whole_and_decided_again() {
+    let Some(c) = cluster_for("stale") else {
+        return;
+    };
+    let (a, b) = (replica(&c).await, replica(&c).await);
+    let now = crate::dispatch::now_ms();
+    let alert = || vec![remembered("disk", AlertState::Firing, now)];
+    // B reads what the step needs and decides: a delivery.
+    let ids = b.take_ids(4).await.unwrap();
+    let mut reads = HashMap::new();
+    loop {
+        let decided = b.decide(alert(), &reads, &ids);
+        if decided.missing.is_empty() {
+            break;
+        }
+        for h in decided.missing {
+            reads.insert(h, b.read(&h).await.unwrap());
+        }
+    }
+    let decided = b.decide(alert(), &reads, &ids);
+    assert_eq!(kinds(&decided.stored), ["delivered"]);
+    let delivery = decided.stored[0].ids[0];
+    // A commits the same alert first.
+    assert_eq!(kinds(&a.submit(alert()).await.unwrap()), ["delivered"]);
+    // B's commit is refused, and nothing of it is stored.
+    let refused = b.nats.commit(decided.writes(&reads)).await;
+    assert!(
+        matches!(refused, Err(CommitError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        b.nats.last(&delivery_subject("t", delivery)).await.unwrap(),
+        None,
+        "the refused commit's delivery was not stored"
+    );
+    // Deciding again from fresh reads: a duplicate.
+    assert_eq!(kinds(&b.submit(alert()).await.unwrap()), ["duplicate"]);
+    drop(c);
+}
