@@ -515,7 +515,7 @@ async fn what_was_stored_survives_reopening(b: &dyn Backend) {
 
 /// A submission of alert `id` in `state` at `now` through a rule with `dedup until
 /// resolved` and `resolve once`, to target `t`.
-fn remembered(id: &str, state: AlertState, now: u64) -> Submission {
+pub(crate) fn remembered(id: &str, state: AlertState, now: u64) -> Submission {
     let mut r = record("t", now);
     r.alert_id = Some(id.to_owned());
     Submission {

@@ -655,4 +655,4 @@ pub(crate) trait Store: Send + Sync + 'static {
 
 #[cfg(test)]
 #[path = "conformance_test.rs"]
-mod conformance;
+pub(crate) mod conformance;

@@ -1,40 +1,13 @@
+use super::super::conformance::remembered;
 use super::super::nats::tests::{cluster_for, settings_for};
 use super::super::nats::{Nats, connect};
 use super::*;
 use crate::alert::State as AlertState;
-use crate::state::{AlertFacts, DedupIntent, RuleChoice, VerdictKind};
+use crate::state::VerdictKind;
 
 async fn replica(c: &super::super::nats::tests::cluster::Cluster) -> Shared {
     let nats: Nats = connect(&settings_for(c)).await.unwrap();
     Shared::open(nats).await.unwrap()
-}
-
-/// Alert `id` in `state` at `now`, through a rule with `dedup until resolved` and
-/// `resolve once`, to target `t`.
-fn remembered(id: &str, state: AlertState, now: u64) -> Submission {
-    let mut r = Record::for_test("t", format!("{id} {}", state.as_str()));
-    r.alert_id = Some(id.to_owned());
-    Submission {
-        plain: Vec::new(),
-        stateful: Some(Box::new(super::super::Stateful {
-            facts: AlertFacts::new(Some(id.to_owned()), state),
-            now,
-            choices: vec![RuleChoice {
-                rule: String::from("pages"),
-                clauses: 7,
-                targets: vec![(String::from("t"), r)],
-                dedup: Some(DedupIntent {
-                    key: Some(id.as_bytes().to_vec()),
-                    window_ms: None,
-                }),
-                resolve_once: true,
-                throttle: None,
-                gate: None,
-                group: None,
-            }],
-            probes: Vec::new(),
-        })),
-    }
 }
 
 fn kinds(stored: &[Stored]) -> Vec<&'static str> {
