@@ -77,9 +77,22 @@ impl Cluster {
     /// Starts `n` nodes (JetStream on, clustered when `n > 1`) and waits, at most `within`,
     /// until every node answers `/healthz` (JetStream current) and the cluster has a meta
     /// leader. `name` must be unique within a test binary.
+    ///
+    /// Ports come from the OS and are released before a node binds them, so a cluster
+    /// started beside others may lose one to a neighbour (seen with five clusters at once
+    /// under load): a start that is not ready within a third of `within` is stopped and
+    /// tried again on new ports, at most three times; the last failure says what each
+    /// node logged.
     pub(crate) fn start(name: &str, n: usize, within: Duration) -> Result<Cluster, StartError> {
         let bin = server_binary().map_err(StartError::Unavailable)?;
-        Cluster::start_with(bin, name, n, within).map_err(StartError::Failed)
+        let mut last = String::new();
+        for attempt in 1..=3 {
+            match Cluster::start_with(bin.clone(), &format!("{name}-{attempt}"), n, within / 3) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = e,
+            }
+        }
+        Err(StartError::Failed(last))
     }
 
     fn start_with(bin: PathBuf, name: &str, n: usize, within: Duration) -> Result<Cluster, String> {
@@ -98,8 +111,11 @@ impl Cluster {
                     .iter()
                     .map(|p| format!("nats-route://127.0.0.1:{p}"))
                     .collect();
+                // A name of its own: a route that reached another test's cluster (a port
+                // reused) is refused instead of merging the two.
                 format!(
-                    "cluster {{ name: switchyard, listen: 127.0.0.1:{route}, routes: [{}] }}",
+                    "cluster {{ name: sy-{name}-{}, listen: 127.0.0.1:{route}, routes: [{}] }}",
+                    std::process::id(),
                     peers.join(", ")
                 )
             } else {
@@ -127,10 +143,22 @@ impl Cluster {
         for i in 0..n {
             c.restart(i)?;
         }
-        c.wait(within, |c| c.healthy() && c.leader().is_some())
-            .map_err(|_| {
-                format!("the {n}-node JetStream cluster was not ready within {within:?}")
-            })?;
+        if c.wait(within, |c| c.healthy() && c.leader().is_some()).is_err() {
+            let logs: Vec<String> = c
+                .nodes
+                .iter()
+                .map(|node| {
+                    let text = std::fs::read_to_string(c.dir.join(format!("{}.log", node.name)))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+                    format!("{}: {}", node.name, tail.join(" | "))
+                })
+                .collect();
+            return Err(format!(
+                "the {n}-node JetStream cluster was not ready within {within:?}; {}",
+                logs.join("; ")
+            ));
+        }
         Ok(c)
     }
 

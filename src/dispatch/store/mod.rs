@@ -26,6 +26,8 @@ pub(crate) mod memory;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
 #[cfg(feature = "nats")]
+pub(crate) mod nats_queue;
+#[cfg(feature = "nats")]
 pub(crate) mod nats_state;
 pub(crate) mod sqlite;
 mod sqlite_silence;

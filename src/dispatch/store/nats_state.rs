@@ -124,6 +124,11 @@ impl Shared {
         })
     }
 
+    /// The connection.
+    pub(crate) fn nats(&self) -> &Nats {
+        &self.nats
+    }
+
     /// The deployment's store id, the same on every replica.
     pub(crate) fn store_id(&self) -> u64 {
         self.identity.store_id
@@ -140,7 +145,7 @@ impl Shared {
 
     /// `n` delivery ids no other replica will use, from this replica's block (claiming a
     /// new block, by compare-and-set on `meta.ids`, when it runs out).
-    async fn take_ids(&self, n: usize) -> Result<Vec<u64>, DispatchError> {
+    pub(crate) async fn take_ids(&self, n: usize) -> Result<Vec<u64>, DispatchError> {
         let mut block = self.ids.lock().await;
         let mut out = Vec::with_capacity(n);
         while out.len() < n {

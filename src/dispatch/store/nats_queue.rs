@@ -1,0 +1,245 @@
+//! Each target's deliveries on NATS, shared by the replicas: one durable pull consumer per
+//! target that every replica takes from, so work is spread and a replica that dies
+//! mid-delivery loses nothing (docs/nats.md, "The deliveries").
+//!
+//! Owns: taking due deliveries (a held one, not yet due, is given back with the delay it
+//! still has), and storing what an attempt came to ([`Finish`]) as one commit on the
+//! delivery's own subject, compare-and-set on the message that was taken, before the
+//! message is acknowledged. Never: decides retries or fallbacks (`dispatch/attempt.rs`
+//! does), or acknowledges a message whose outcome is not stored (it comes back after the
+//! consumer's `ack_wait`, with the same delivery id, hence the same `Idempotency-Key`).
+
+// Built in steps, like `nats.rs`: proved by its tests against a real cluster; the `Store`
+// that serves the router on it comes next (docs/nats.md, "Status").
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer};
+use futures_util::StreamExt;
+
+use super::nats::{CommitError, Nats, Write};
+use super::nats_state::delivery_subject;
+use super::{DeadLetter, Finish, Record};
+use crate::dispatch::{DispatchError, DispatchErrorKind};
+
+fn unavailable(what: impl std::fmt::Display) -> DispatchError {
+    DispatchError::other(DispatchErrorKind::Unavailable, what.to_string())
+}
+
+/// The subject of a dead letter.
+pub(crate) fn dead_subject(target: &str, id: u64) -> String {
+    format!("dead.{target}.{id}")
+}
+
+/// How long a removed delivery's empty marker stays (a replica that took the delivery
+/// before it was removed finds it, and acknowledges it).
+const MARKER_TTL_SECS: u64 = 60;
+
+/// One target's queue, as a replica takes from it.
+pub(crate) struct Queue {
+    target: String,
+    consumer: consumer::PullConsumer,
+}
+
+/// A delivery taken from its queue: its record, and the message that holds it (acked
+/// once its outcome is stored).
+pub(crate) struct Leased {
+    pub(crate) record: Record,
+    /// How many times the message has been handed out (1 the first time; more after a
+    /// replica took it and died).
+    pub(crate) handed: i64,
+    message: jetstream::Message,
+    seq: u64,
+}
+
+impl Queue {
+    /// The queue of `target`: its durable consumer, made by the first replica that asks
+    /// (the same name and settings on every replica). `ack_wait` is how long a taken
+    /// delivery may go without its outcome before another replica gets it: more than the
+    /// target's request timeout.
+    pub(crate) async fn open(
+        nats: &Nats,
+        target: &str,
+        ack_wait: Duration,
+    ) -> Result<Queue, DispatchError> {
+        let name = format!("deliver-{target}");
+        let config = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: nats.subject(&format!("deliver.{target}.>")),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        };
+        let consumer = nats
+            .stream
+            .get_or_create_consumer(&name, config)
+            .await
+            .map_err(unavailable)?;
+        Ok(Queue {
+            target: target.to_owned(),
+            consumer,
+        })
+    }
+
+    /// Up to `n` deliveries due at `now`, waiting at most `wait` for the first. A held one
+    /// not yet due goes back with its remaining delay; an empty marker (a delivery removed)
+    /// is acknowledged; one that cannot be read becomes a dead letter with its bytes.
+    pub(crate) async fn take(
+        &self,
+        nats: &Nats,
+        n: usize,
+        now: u64,
+        wait: Duration,
+    ) -> Result<Vec<Leased>, DispatchError> {
+        let mut batch = self
+            .consumer
+            .fetch()
+            .max_messages(n.max(1))
+            .expires(wait.max(Duration::from_millis(100)))
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(unavailable)?;
+            let (seq, handed) = match message.info() {
+                Ok(info) => (info.stream_sequence, info.delivered),
+                Err(e) => return Err(unavailable(e)),
+            };
+            if message.payload.is_empty() {
+                message.ack().await.map_err(unavailable)?;
+                continue;
+            }
+            let record = match serde_json::from_slice::<Record>(&message.payload) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.quarantine(nats, &message, seq, &e.to_string(), now)
+                        .await?;
+                    continue;
+                }
+            };
+            if record.next_at_ms > now {
+                let delay = Duration::from_millis(record.next_at_ms - now);
+                message
+                    .ack_with(AckKind::Nak(Some(delay)))
+                    .await
+                    .map_err(unavailable)?;
+                continue;
+            }
+            out.push(Leased {
+                record,
+                handed,
+                message,
+                seq,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A delivery that cannot be read: kept as a dead letter holding its raw bytes, and
+    /// removed from the queue, in one commit.
+    async fn quarantine(
+        &self,
+        nats: &Nats,
+        message: &jetstream::Message,
+        seq: u64,
+        error: &str,
+        now: u64,
+    ) -> Result<(), DispatchError> {
+        let id = message
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(seq);
+        let dead = DeadLetter::unreadable(id, self.target.clone(), &message.payload, error, now);
+        let writes = vec![
+            marker(&self.target, id, seq),
+            Write {
+                subject: dead_subject(&self.target, id),
+                payload: serde_json::to_vec(&dead).unwrap_or_default(),
+                expect: None,
+                ttl_secs: None,
+            },
+        ];
+        settle(nats.commit(writes).await, message).await
+    }
+
+    /// Stores what the attempt at `leased` came to, then acknowledges its message; answers
+    /// a fallback's new delivery. `fallback_id` is the id a [`Finish::FallBack`] stores its
+    /// new delivery under (unique across replicas: the caller claims it). A delivery that
+    /// was changed meanwhile (cancelled) is acknowledged as it is: the outcome concerns a
+    /// delivery that no longer waits.
+    pub(crate) async fn finish(
+        &self,
+        nats: &Nats,
+        leased: Leased,
+        finish: Finish,
+        fallback_id: u64,
+    ) -> Result<Option<Record>, DispatchError> {
+        let (target, id, seq) = (&leased.record.spec.target, leased.record.id, leased.seq);
+        let mut created = None;
+        let writes = match finish {
+            Finish::Delivered(_) | Finish::Inhibited { .. } => vec![marker(target, id, seq)],
+            Finish::Retry(r) => vec![Write {
+                subject: delivery_subject(target, id),
+                payload: serde_json::to_vec(&r).unwrap_or_default(),
+                expect: Some(seq),
+                ttl_secs: None,
+            }],
+            Finish::FallBack { to: mut r, .. } => {
+                r.id = fallback_id;
+                let write = Write {
+                    subject: delivery_subject(&r.spec.target, r.id),
+                    payload: serde_json::to_vec(&r).unwrap_or_default(),
+                    expect: Some(0),
+                    ttl_secs: None,
+                };
+                created = Some(r);
+                vec![marker(target, id, seq), write]
+            }
+            Finish::Dead(d) => vec![
+                marker(target, id, seq),
+                Write {
+                    subject: dead_subject(target, id),
+                    payload: serde_json::to_vec(&d).unwrap_or_default(),
+                    expect: None,
+                    ttl_secs: None,
+                },
+            ],
+        };
+        let stored = nats.commit(writes).await;
+        let changed = matches!(stored, Err(CommitError::Conflict(_)));
+        settle(stored, &leased.message).await?;
+        Ok(if changed { None } else { created })
+    }
+}
+
+/// The delivery's subject emptied, compare-and-set on the message taken: an empty marker
+/// that the servers forget in a minute.
+fn marker(target: &str, id: u64, seq: u64) -> Write {
+    Write {
+        subject: delivery_subject(target, id),
+        payload: Vec::new(),
+        expect: Some(seq),
+        ttl_secs: Some(MARKER_TTL_SECS),
+    }
+}
+
+/// Acknowledges `message` once its outcome is stored (or found moot: the delivery changed
+/// meanwhile); a commit that failed leaves it unacknowledged, to come back.
+async fn settle(
+    stored: Result<u64, CommitError>,
+    message: &jetstream::Message,
+) -> Result<(), DispatchError> {
+    match stored {
+        Ok(_) | Err(CommitError::Conflict(_)) => message.double_ack().await.map_err(unavailable),
+        Err(CommitError::Failed(e)) => Err(unavailable(e)),
+    }
+}
+
+#[cfg(test)]
+#[path = "nats_queue_test.rs"]
+mod tests;
