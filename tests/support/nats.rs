@@ -143,7 +143,9 @@ impl Cluster {
         for i in 0..n {
             c.restart(i)?;
         }
-        if c.wait(within, |c| c.healthy() && c.leader().is_some()).is_err() {
+        if c.wait(within, |c| c.healthy() && c.leader().is_some())
+            .is_err()
+        {
             let logs: Vec<String> = c
                 .nodes
                 .iter()
