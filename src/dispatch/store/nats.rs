@@ -327,6 +327,12 @@ struct ApiError {
 const WRONG_LAST_SEQUENCE: [u64; 2] = [10071, 10164];
 
 impl Nats {
+    /// How long a request may take (`Settings::timeout`): also what a whole submit may
+    /// take before it is refused.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The full subject of `subject` under the prefix.
     pub(crate) fn subject(&self, subject: &str) -> String {
         format!("{}.{subject}", self.prefix)

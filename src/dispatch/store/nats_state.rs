@@ -211,10 +211,26 @@ impl Shared {
     /// Stores each submission's deliveries, running the step on those chosen by rules that
     /// remember, against the shared state; answers once the commit is stored. Losing a
     /// race to another replica decides again, from fresh reads.
+    ///
+    /// The whole submit takes at most the request timeout: past it (no quorum, a server
+    /// that does not answer) it is refused as `Unavailable`, so that the sender hears a
+    /// 503 within its patience, and whether a commit in flight was stored is left to the
+    /// next read (a sender's retry is decided again, and finds it if it was).
     pub(crate) async fn submit(
         &self,
         batch: Vec<Submission>,
     ) -> Result<Vec<Stored>, DispatchError> {
+        let budget = self.nats.timeout();
+        tokio::time::timeout(budget, self.submit_within(batch))
+            .await
+            .unwrap_or_else(|_| {
+                Err(unavailable(format!(
+                    "the shared store did not answer within {budget:?} (is a majority of the NATS servers up?)"
+                )))
+            })
+    }
+
+    async fn submit_within(&self, batch: Vec<Submission>) -> Result<Vec<Stored>, DispatchError> {
         let mut reads: HashMap<Hash, Read> = HashMap::new();
         let mut ids: Vec<u64> = Vec::new();
         let want = batch

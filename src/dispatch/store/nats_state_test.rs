@@ -1,9 +1,10 @@
 use super::super::conformance::remembered;
 use super::super::nats::tests::{cluster_for, settings_for};
-use super::super::nats::{Nats, connect};
+use super::super::nats::{Nats, Settings, connect};
 use super::*;
 use crate::alert::State as AlertState;
 use crate::state::VerdictKind;
+use std::time::Duration;
 
 async fn replica(c: &super::super::nats::tests::cluster::Cluster) -> Shared {
     let nats: Nats = connect(&settings_for(c)).await.unwrap();
@@ -131,5 +132,76 @@ async fn a_decision_on_a_stale_read_is_refused_whole_and_decided_again() {
     );
     // Deciding again from fresh reads: a duplicate.
     assert_eq!(kinds(&b.submit(alert()).await.unwrap()), ["duplicate"]);
+    drop(c);
+}
+
+/// Without a quorum (two of three nodes down), a submit is refused within its time budget
+/// as `Unavailable` (a 503 to the sender), never answered as stored; when the nodes come
+/// back, the sender's retry of the same alert pages once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_a_submit_is_refused_in_time_and_its_retry_pages_once() {
+    let Some(mut c) = cluster_for("quorum-state") else {
+        return;
+    };
+    let settings = Settings {
+        timeout: Duration::from_secs(2),
+        ..settings_for(&c)
+    };
+    let r = Shared::open(connect(&settings).await.unwrap())
+        .await
+        .unwrap();
+    let now = crate::dispatch::now_ms();
+    let alert = |id: &str| vec![remembered(id, AlertState::Firing, now)];
+    assert_eq!(
+        kinds(&r.submit(alert("before")).await.unwrap()),
+        ["delivered"]
+    );
+
+    c.kill(1);
+    c.kill(2);
+    let started = std::time::Instant::now();
+    let refused = r.submit(alert("during")).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == DispatchErrorKind::Unavailable),
+        "{refused:?}"
+    );
+    assert!(took < Duration::from_millis(2500), "refused in {took:?}");
+
+    c.restart(1).unwrap();
+    c.restart(2).unwrap();
+    c.wait(Duration::from_secs(60), |c| {
+        c.healthy() && c.leader().is_some()
+    })
+    .unwrap_or_else(|()| panic!("the cluster did not recover"));
+    // The sender retries until the stream has its leader again (bounded).
+    let started = std::time::Instant::now();
+    let stored = loop {
+        match r.submit(alert("during")).await {
+            Ok(s) => break s,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                assert_eq!(e.kind(), DispatchErrorKind::Unavailable, "{e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("not back within 30 s: {e}"),
+        }
+    };
+    // Refused means not answered as stored: here it was not stored (a delivery now), or a
+    // commit in flight was applied once the quorum came back (a duplicate now). Either way
+    // the alert pages once.
+    let first = kinds(&stored);
+    assert!(
+        first == ["delivered"] || first == ["duplicate"],
+        "{first:?}"
+    );
+    assert_eq!(
+        kinds(&r.submit(alert("during")).await.unwrap()),
+        ["duplicate"]
+    );
+    assert_eq!(
+        kinds(&r.submit(alert("before")).await.unwrap()),
+        ["duplicate"],
+        "state kept"
+    );
     drop(c);
 }
