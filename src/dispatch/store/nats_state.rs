@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::nats::{CommitError, Nats, Write};
@@ -27,6 +28,9 @@ use crate::state::{Entry, Group, Key, SilenceSpan, State};
 /// The most times one submit decides again: after losing a race to another replica, or
 /// after fetching entries the step asked for.
 const MAX_ROUNDS: usize = 16;
+
+/// The most reads of state subjects one submit has in flight at once.
+const READS_AT_ONCE: usize = 64;
 
 /// Delivery ids a replica claims at a time.
 const ID_BLOCK: u64 = 1024;
@@ -252,8 +256,15 @@ impl Shared {
             }
             let decided = self.decide(batch.clone(), &reads, &ids);
             if !decided.missing.is_empty() {
-                for hash in decided.missing {
-                    let read = self.read(&hash).await?;
+                // Fetched side by side: one round trip's wait for all of them.
+                let fetched: Vec<Result<(Hash, Read), DispatchError>> =
+                    futures_util::stream::iter(decided.missing)
+                        .map(|hash| async move { Ok((hash, self.read(&hash).await?)) })
+                        .buffer_unordered(READS_AT_ONCE)
+                        .collect()
+                        .await;
+                for f in fetched {
+                    let (hash, read) = f?;
                     reads.insert(hash, read);
                 }
                 continue;

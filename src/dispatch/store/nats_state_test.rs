@@ -205,3 +205,72 @@ async fn without_a_quorum_a_submit_is_refused_in_time_and_its_retry_pages_once()
     );
     drop(c);
 }
+
+/// A benchmark, not a test (`cargo test --all-features --lib nats_submit_rate -- --ignored
+/// --nocapture`): alerts per second through one replica's submit on the 3-node cluster,
+/// one alert per submit and 50 per submit, plain and with `dedup` + `resolve once`, and
+/// through the SQLite outbox's submit in the same run (the ratio is the figure: these
+/// machines are shared). Prints figures; asserts nothing about speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by hand, prints figures"]
+async fn nats_submit_rate() {
+    let Some(c) = cluster_for("bench") else {
+        return;
+    };
+    let r = replica(&c).await;
+    let plain = |i: usize| Submission {
+        plain: vec![Record::for_test("t", format!("{{\"n\":{i}}}"))],
+        stateful: None,
+    };
+    let now = crate::dispatch::now_ms();
+    let dir = std::env::temp_dir().join(format!("switchyard-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sqlite =
+        super::super::sqlite::SqliteStore::open_with(&dir, None, super::super::Loss::Refuse)
+            .unwrap();
+    for (name, per) in [
+        ("plain", 1usize),
+        ("plain", 50),
+        ("dedup", 1),
+        ("dedup", 50),
+    ] {
+        let n = 1000usize;
+        let batches = |tag: &str| -> Vec<Vec<Submission>> {
+            (0..n)
+                .step_by(per)
+                .map(|i| {
+                    (i..i + per)
+                        .map(|k| {
+                            if name == "plain" {
+                                plain(k)
+                            } else {
+                                let id = format!("{tag}-{name}-{per}-{k}");
+                                remembered(&id, AlertState::Firing, now)
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let started = std::time::Instant::now();
+        for batch in batches("nats") {
+            r.submit(batch).await.unwrap();
+        }
+        let nats = started.elapsed().as_secs_f64();
+        let started = std::time::Instant::now();
+        for batch in batches("sqlite") {
+            super::super::Store::submit(&sqlite, batch).await.unwrap();
+        }
+        let local = started.elapsed().as_secs_f64();
+        println!(
+            "{name:>5}, {per:>2} per submit: NATS {:>6.0} alerts/s ({:.2} ms per submit), SQLite {:>6.0} alerts/s: NATS at {:.2}x",
+            n as f64 / nats,
+            nats * 1000.0 / (n / per) as f64,
+            n as f64 / local,
+            local / nats
+        );
+    }
+    drop(sqlite);
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(c);
+}
