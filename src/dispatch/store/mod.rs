@@ -28,6 +28,8 @@ pub(crate) mod nats;
 #[cfg(feature = "nats")]
 pub(crate) mod nats_queue;
 #[cfg(feature = "nats")]
+pub(crate) mod nats_silence;
+#[cfg(feature = "nats")]
 pub(crate) mod nats_state;
 pub(crate) mod sqlite;
 mod sqlite_silence;

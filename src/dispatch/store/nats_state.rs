@@ -236,6 +236,7 @@ impl Shared {
 
     async fn submit_within(&self, batch: Vec<Submission>) -> Result<Vec<Stored>, DispatchError> {
         let mut reads: HashMap<Hash, Read> = HashMap::new();
+        let mut silences: HashMap<u64, Option<SilenceSpan>> = HashMap::new();
         let mut ids: Vec<u64> = Vec::new();
         let want = batch
             .iter()
@@ -254,7 +255,13 @@ impl Shared {
             if ids.len() < want {
                 ids.extend(self.take_ids(want - ids.len()).await?);
             }
-            let decided = self.decide(batch.clone(), &reads, &ids);
+            let decided = self.decide(batch.clone(), (&reads, &silences), &ids);
+            if !decided.missing_silences.is_empty() {
+                for id in decided.missing_silences {
+                    silences.insert(id, super::nats_silence::span(&self.nats, id).await?);
+                }
+                continue;
+            }
             if !decided.missing.is_empty() {
                 // Fetched side by side: one round trip's wait for all of them.
                 let fetched: Vec<Result<(Hash, Read), DispatchError>> =
@@ -281,6 +288,7 @@ impl Shared {
                     self.conflicts
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     reads.clear();
+                    silences.clear();
                     // The ids of the refused commit were never stored: used again.
                 }
                 Err(CommitError::Failed(e)) => return Err(unavailable(e)),
@@ -296,13 +304,20 @@ impl Shared {
 
     /// One decision on what was read: the step over every submission, in order, on one
     /// view of the state.
-    fn decide(&self, batch: Vec<Submission>, reads: &HashMap<Hash, Read>, ids: &[u64]) -> Decided {
+    fn decide(
+        &self,
+        batch: Vec<Submission>,
+        (reads, silences): (&HashMap<Hash, Read>, &HashMap<u64, Option<SilenceSpan>>),
+        ids: &[u64],
+    ) -> Decided {
         let mut view = View {
             secret: self.secret(),
             reads,
+            silences,
             writes: Vec::new(),
             written: HashMap::new(),
             missing: Vec::new(),
+            missing_silences: Vec::new(),
         };
         let mut next = 0usize;
         let mut stored_all = Vec::with_capacity(batch.len());
@@ -335,6 +350,7 @@ impl Shared {
         }
         Decided {
             missing: view.missing,
+            missing_silences: view.missing_silences,
             writes: view.writes,
             kept: kept_all,
             stored: stored_all,
@@ -347,6 +363,8 @@ impl Shared {
 struct Decided {
     /// State subjects the step read or wrote that were not fetched: fetch, decide again.
     missing: Vec<Hash>,
+    /// Silences the step asked about that were not fetched.
+    missing_silences: Vec<u64>,
     /// The state the step changed, in order of first change: the entry and its expiry, or
     /// `None` (forgotten).
     writes: Vec<(Hash, Option<(Entry, u64)>)>,
@@ -387,6 +405,14 @@ impl Decided {
             for r in kept.now.iter().chain(&kept.later) {
                 out.push(delivery_write(r));
             }
+            for &(delivery, silence) in &kept.silenced {
+                if let Some(r) = kept.later.iter().find(|r| r.id == delivery) {
+                    let (target, until) = (&r.spec.target, r.next_at_ms);
+                    out.push(super::nats_silence::held_write(
+                        silence, target, delivery, until, now_ms,
+                    ));
+                }
+            }
             for (target, id) in &kept.cancelled {
                 // Replaced by an empty message: the delivery is gone; the marker goes in a
                 // minute.
@@ -417,6 +443,9 @@ fn delivery_write(r: &Record) -> Write {
 struct View<'r> {
     secret: Secret,
     reads: &'r HashMap<Hash, Read>,
+    /// The silences read: each one's span, or `None` (no such silence).
+    silences: &'r HashMap<u64, Option<SilenceSpan>>,
+    missing_silences: Vec<u64>,
     writes: Vec<(Hash, Option<(Entry, u64)>)>,
     /// Index into `writes` by hash.
     written: HashMap<Hash, usize>,
@@ -469,9 +498,16 @@ impl State for View<'_> {
         self.write(hash, None);
     }
 
-    fn silence(&mut self, _id: u64) -> Option<SilenceSpan> {
-        // Silences on NATS come with the operator's endpoints (docs/nats.md, "Status").
-        None
+    fn silence(&mut self, id: u64) -> Option<SilenceSpan> {
+        match self.silences.get(&id) {
+            Some(span) => *span,
+            None => {
+                if !self.missing_silences.contains(&id) {
+                    self.missing_silences.push(id);
+                }
+                None
+            }
+        }
     }
 
     fn due_groups(&mut self, _now: u64, _limit: usize) -> Vec<Group> {

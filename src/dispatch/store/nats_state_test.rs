@@ -106,7 +106,7 @@ async fn a_decision_on_a_stale_read_is_refused_whole_and_decided_again() {
     let ids = b.take_ids(4).await.unwrap();
     let mut reads = HashMap::new();
     loop {
-        let decided = b.decide(alert(), &reads, &ids);
+        let decided = b.decide(alert(), (&reads, &HashMap::new()), &ids);
         if decided.missing.is_empty() {
             break;
         }
@@ -114,7 +114,7 @@ async fn a_decision_on_a_stale_read_is_refused_whole_and_decided_again() {
             reads.insert(h, b.read(&h).await.unwrap());
         }
     }
-    let decided = b.decide(alert(), &reads, &ids);
+    let decided = b.decide(alert(), (&reads, &HashMap::new()), &ids);
     assert_eq!(kinds(&decided.stored), ["delivered"]);
     let delivery = decided.stored[0].ids[0];
     // A commits the same alert first.
