@@ -897,7 +897,7 @@ async fn a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it
 }
 
 /// Alert `id` firing at `now` through a rule with `group wait 1s every 5s`, to target `t`.
-fn grouped(id: &str, now: u64) -> Submission {
+pub(crate) fn grouped(id: &str, now: u64) -> Submission {
     let mut r = record("t", now);
     r.alert_id = Some(id.to_owned());
     Submission {
@@ -929,7 +929,7 @@ fn grouped(id: &str, now: u64) -> Submission {
 }
 
 /// Renders a group's note as a record to its target whose body lists its members.
-fn note_render() -> super::GroupRender {
+pub(crate) fn note_render() -> super::GroupRender {
     Box::new(|note| {
         let names: Vec<&str> = note.firing.iter().map(|m| m.name.as_str()).collect();
         Some(Record::for_test(note.target, names.join(",")))

@@ -84,6 +84,23 @@ fn state_subject(hash: &Hash) -> String {
     s
 }
 
+/// A state subject's hash from its hex.
+fn parse_hash(hex: &str) -> Option<Hash> {
+    let mut out = [0u8; 16];
+    if hex.len() != 32 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The subject of a group's timer: its next flush time, handed to one replica when due.
+fn timer_subject(hash: &Hash) -> String {
+    format!("timer.group.{}", &state_subject(hash)["state.".len()..])
+}
+
 /// The subject of a delivery.
 pub(crate) fn delivery_subject(target: &str, id: u64) -> String {
     format!("deliver.{target}.{id}")
@@ -302,6 +319,177 @@ impl Shared {
         ))
     }
 
+    /// The groups' timers: one durable consumer on `<prefix>.timer.>` that every replica
+    /// takes from, so each due group is flushed by one replica.
+    pub(crate) async fn timers(
+        &self,
+        ack_wait: std::time::Duration,
+    ) -> Result<async_nats::jetstream::consumer::PullConsumer, DispatchError> {
+        let config = async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some(String::from("timers")),
+            filter_subject: self.nats.subject("timer.>"),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ack_wait,
+            ..Default::default()
+        };
+        self.nats
+            .stream
+            .get_or_create_consumer("timers", config)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Takes up to `n` group timers (waiting at most `wait` for the first) and flushes each
+    /// group that is due at `now`, as a submit decides and commits: the group's entry
+    /// compare-and-set, its notification and its next timer in one commit, then the timer
+    /// is acknowledged. A timer not yet due goes back with its remaining delay; one whose
+    /// group another replica flushed (or that is gone) is acknowledged as it is.
+    pub(crate) async fn flush_due(
+        &self,
+        timers: &async_nats::jetstream::consumer::PullConsumer,
+        now: u64,
+        n: usize,
+        wait: std::time::Duration,
+        render: &mut super::GroupRender,
+    ) -> Result<super::Flushed, DispatchError> {
+        use async_nats::jetstream::AckKind;
+        let mut batch = timers
+            .fetch()
+            .max_messages(n.max(1))
+            .expires(wait.max(std::time::Duration::from_millis(100)))
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        let mut flushed = super::Flushed::default();
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(unavailable)?;
+            let due = std::str::from_utf8(&message.payload)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok());
+            let hash = message.subject.rsplit('.').next().and_then(parse_hash);
+            let (Some(due), Some(hash)) = (due, hash) else {
+                // A removed timer, or one that cannot be read: nothing to flush.
+                message.ack().await.map_err(unavailable)?;
+                continue;
+            };
+            if due > now {
+                let delay = std::time::Duration::from_millis(due - now);
+                message
+                    .ack_with(AckKind::Nak(Some(delay)))
+                    .await
+                    .map_err(unavailable)?;
+                continue;
+            }
+            let stored = self.flush_one(hash, now, render).await?;
+            flushed.sent += stored.iter().map(|s| s.ids.len()).sum::<usize>();
+            for s in &stored {
+                for t in &s.targets {
+                    if !flushed.targets.contains(t) {
+                        flushed.targets.push(t.clone());
+                    }
+                }
+            }
+            message.double_ack().await.map_err(unavailable)?;
+        }
+        Ok(flushed)
+    }
+
+    /// Flushes group `hash` if it is due at `now`: decided on fresh reads, committed with
+    /// compare-and-set on the group's entry, decided again after a lost race.
+    async fn flush_one(
+        &self,
+        hash: Hash,
+        now: u64,
+        render: &mut super::GroupRender,
+    ) -> Result<Vec<Stored>, DispatchError> {
+        let mut reads: HashMap<Hash, Read> = HashMap::new();
+        let mut silences: HashMap<u64, Option<SilenceSpan>> = HashMap::new();
+        let mut ids: Vec<u64> = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            if let std::collections::hash_map::Entry::Vacant(slot) = reads.entry(hash) {
+                slot.insert(self.read(&hash).await?);
+            }
+            if ids.is_empty() {
+                ids = self.take_ids(1).await?;
+            }
+            let decided = self.decide_flush(hash, (&reads, &silences), &ids, now, render);
+            if !decided.missing_silences.is_empty() {
+                for id in decided.missing_silences {
+                    silences.insert(id, super::nats_silence::span(&self.nats, id).await?);
+                }
+                continue;
+            }
+            if !decided.missing.is_empty() {
+                for hash in decided.missing {
+                    reads.insert(hash, self.read(&hash).await?);
+                }
+                continue;
+            }
+            if decided.used > ids.len() {
+                ids.extend(self.take_ids(decided.used - ids.len()).await?);
+                continue;
+            }
+            match self.nats.commit(decided.writes(&reads)).await {
+                Ok(_) => return Ok(decided.stored),
+                Err(CommitError::Conflict(_)) => {
+                    self.conflicts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    reads.clear();
+                    silences.clear();
+                }
+                Err(CommitError::Failed(e)) => return Err(unavailable(e)),
+            }
+        }
+        Err(DispatchError::other(
+            DispatchErrorKind::Busy,
+            format!(
+                "group kept changing under its flush ({MAX_ROUNDS} tries); its timer comes back"
+            ),
+        ))
+    }
+
+    /// One flush decision on what was read.
+    fn decide_flush(
+        &self,
+        hash: Hash,
+        (reads, silences): (&HashMap<Hash, Read>, &HashMap<u64, Option<SilenceSpan>>),
+        ids: &[u64],
+        now: u64,
+        render: &mut super::GroupRender,
+    ) -> Decided {
+        let mut view = View {
+            secret: self.secret(),
+            reads,
+            silences,
+            due: vec![hash],
+            writes: Vec::new(),
+            written: HashMap::new(),
+            missing: Vec::new(),
+            missing_silences: Vec::new(),
+        };
+        let mut next = 0usize;
+        let mut take = || {
+            let id = ids.get(next).copied().unwrap_or(0);
+            next += 1;
+            id
+        };
+        let mut kept = Kept::default();
+        super::run_flush(&mut view, now, &mut take, &mut kept, render);
+        let mut stored = Stored::default();
+        for r in &kept.now {
+            stored.push(r);
+        }
+        Decided {
+            timers: view.timers(),
+            missing: view.missing,
+            missing_silences: view.missing_silences,
+            writes: view.writes,
+            kept: vec![kept],
+            stored: vec![stored],
+            used: next,
+        }
+    }
+
     /// One decision on what was read: the step over every submission, in order, on one
     /// view of the state.
     fn decide(
@@ -314,6 +502,7 @@ impl Shared {
             secret: self.secret(),
             reads,
             silences,
+            due: Vec::new(),
             writes: Vec::new(),
             written: HashMap::new(),
             missing: Vec::new(),
@@ -349,6 +538,7 @@ impl Shared {
             kept_all.push(kept);
         }
         Decided {
+            timers: view.timers(),
             missing: view.missing,
             missing_silences: view.missing_silences,
             writes: view.writes,
@@ -365,6 +555,8 @@ struct Decided {
     missing: Vec<Hash>,
     /// Silences the step asked about that were not fetched.
     missing_silences: Vec<u64>,
+    /// Groups whose next flush changed: their timers, rewritten (`None`: the group is gone).
+    timers: Vec<(Hash, Option<u64>)>,
     /// The state the step changed, in order of first change: the entry and its expiry, or
     /// `None` (forgotten).
     writes: Vec<(Hash, Option<(Entry, u64)>)>,
@@ -399,6 +591,22 @@ impl Decided {
                 payload,
                 expect,
                 ttl_secs,
+            });
+        }
+        for (hash, next) in &self.timers {
+            out.push(match next {
+                Some(at) => Write {
+                    subject: timer_subject(hash),
+                    payload: at.to_string().into_bytes(),
+                    expect: None,
+                    ttl_secs: None,
+                },
+                None => Write {
+                    subject: timer_subject(hash),
+                    payload: Vec::new(),
+                    expect: None,
+                    ttl_secs: Some(60),
+                },
             });
         }
         for kept in &self.kept {
@@ -445,6 +653,8 @@ struct View<'r> {
     reads: &'r HashMap<Hash, Read>,
     /// The silences read: each one's span, or `None` (no such silence).
     silences: &'r HashMap<u64, Option<SilenceSpan>>,
+    /// The groups a flush was handed: what `due_groups` answers from.
+    due: Vec<Hash>,
     missing_silences: Vec<u64>,
     writes: Vec<(Hash, Option<(Entry, u64)>)>,
     /// Index into `writes` by hash.
@@ -452,7 +662,28 @@ struct View<'r> {
     missing: Vec<Hash>,
 }
 
+/// A group's next flush, if `entry` is a group.
+fn next_flush(entry: Option<&(Entry, u64)>) -> Option<u64> {
+    match entry {
+        Some((Entry::Group(g), _)) => Some(g.next_flush),
+        _ => None,
+    }
+}
+
 impl View<'_> {
+    /// The groups whose next flush this decision changed (a new group, a flush, a group
+    /// gone): their timers are written with the commit.
+    fn timers(&self) -> Vec<(Hash, Option<u64>)> {
+        self.writes
+            .iter()
+            .filter_map(|(hash, value)| {
+                let before = next_flush(self.reads.get(hash).and_then(|r| r.entry.as_ref()));
+                let after = next_flush(value.as_ref());
+                (before != after).then_some((*hash, after))
+            })
+            .collect()
+    }
+
     fn note_missing(&mut self, hash: Hash) {
         if !self.reads.contains_key(&hash) && !self.missing.contains(&hash) {
             self.missing.push(hash);
@@ -510,8 +741,17 @@ impl State for View<'_> {
         }
     }
 
-    fn due_groups(&mut self, _now: u64, _limit: usize) -> Vec<Group> {
-        Vec::new()
+    fn due_groups(&mut self, now: u64, limit: usize) -> Vec<Group> {
+        // Only the groups this flush was handed (their timers came due), as read.
+        let due: Vec<(Entry, u64)> = self
+            .due
+            .iter()
+            .filter_map(|hash| match self.written.get(hash) {
+                Some(&i) => self.writes[i].1.clone(),
+                None => self.reads.get(hash).and_then(|r| r.entry.clone()),
+            })
+            .collect();
+        crate::state::due_among(due.iter().map(|(e, x)| (e, *x)), now, limit)
     }
 }
 

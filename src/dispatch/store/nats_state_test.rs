@@ -274,3 +274,71 @@ async fn nats_submit_rate() {
     let _ = std::fs::remove_dir_all(&dir);
     drop(c);
 }
+
+/// Replica `r` flushing due groups for 3 s; answers how many notifications it made.
+async fn flush_for(r: &Shared, timers: async_nats::jetstream::consumer::PullConsumer) -> usize {
+    let mut render = super::super::conformance::note_render();
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let now = crate::dispatch::now_ms();
+        let f = r
+            .flush_due(&timers, now, 10, Duration::from_millis(200), &mut render)
+            .await
+            .unwrap();
+        sent += f.sent;
+    }
+    sent
+}
+
+/// Groups on NATS: alerts joining one group through two replicas make one group; when its
+/// `wait` ends, whichever replica takes its timer flushes it, once, with every member, in
+/// the commit that moves its timer on; the other replica, flushing at the same time,
+/// sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_joined_through_two_replicas_is_notified_once_when_due() {
+    let Some(c) = cluster_for("groups") else {
+        return;
+    };
+    let (a, b) = (replica(&c).await, replica(&c).await);
+    let now = crate::dispatch::now_ms();
+    let (x, y) = tokio::join!(
+        a.submit(vec![super::super::conformance::grouped("NodeDown", now)]),
+        b.submit(vec![super::super::conformance::grouped("DiskFull", now)]),
+    );
+    for s in x.unwrap().iter().chain(&y.unwrap()) {
+        assert!(
+            matches!(s.verdicts[..], [ref v] if matches!(v.kind, VerdictKind::Grouped { .. })),
+            "{:?}",
+            s.verdicts
+        );
+        assert!(s.ids.is_empty(), "nothing sent on joining");
+    }
+    let wait = Duration::from_secs(30);
+    let (ta, tb) = (a.timers(wait).await.unwrap(), b.timers(wait).await.unwrap());
+    // Both replicas flush for 3 s (the group's wait is 1 s; its `every` 5 s).
+    let (sa, sb) = tokio::join!(flush_for(&a, ta), flush_for(&b, tb));
+    assert_eq!(sa + sb, 1, "one notification: {sa} + {sb}");
+    // It is on the target's queue, with both members.
+    let q = super::super::nats_queue::Queue::open(a.nats(), "t", wait)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let started = std::time::Instant::now();
+    while got.is_empty() && started.elapsed() < Duration::from_secs(5) {
+        got = q
+            .take(
+                a.nats(),
+                10,
+                crate::dispatch::now_ms(),
+                Duration::from_millis(300),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(got.len(), 1);
+    let mut members: Vec<&str> = got[0].record.body.split(',').collect();
+    members.sort_unstable();
+    assert_eq!(members, ["DiskFull", "NodeDown"]);
+    drop(c);
+}
