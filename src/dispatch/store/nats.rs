@@ -24,6 +24,25 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use serde::Deserialize;
 
+/// A failure to reach the deployment, or one it answered with: the sender hears a 503 and
+/// tries again.
+pub(crate) fn unavailable(what: impl std::fmt::Display) -> crate::dispatch::DispatchError {
+    crate::dispatch::DispatchError::other(
+        crate::dispatch::DispatchErrorKind::Unavailable,
+        what.to_string(),
+    )
+}
+
+/// Whether a fetch from a consumer failed with status 503: no server answered the pull
+/// (the consumer has no leader yet, just after it was made or while its servers elect
+/// one). The client reports it only as text. A caller takes it as "nothing to take yet":
+/// its next fetch asks again.
+pub(crate) fn is_no_responders(error: &dyn std::fmt::Display) -> bool {
+    error
+        .to_string()
+        .starts_with("error while processing messages from the stream: 503")
+}
+
 /// The oldest server the design runs on: atomic batch publishes came in 2.12.
 pub(crate) const MIN_SERVER: Version = Version(2, 12, 0);
 
@@ -331,6 +350,32 @@ impl Nats {
     /// take before it is refused.
     pub(crate) fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The durable pull consumer `name`, made by the first replica that asks (the same
+    /// name and settings on every replica). Making it is idempotent, so a request that
+    /// timed out (a cluster busy electing, or starved of CPU: seen in a test under load) is
+    /// asked again, three times at most.
+    pub(crate) async fn consumer(
+        &self,
+        name: &str,
+        config: jetstream::consumer::pull::Config,
+    ) -> Result<jetstream::consumer::PullConsumer, crate::dispatch::DispatchError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .stream
+                .get_or_create_consumer(name, config.clone())
+                .await
+            {
+                Ok(c) => return Ok(c),
+                Err(e) if tries < 3 && e.to_string().contains("timed out") => {
+                    tracing::warn!(consumer = name, error = %e, "making a consumer timed out; asking again");
+                }
+                Err(e) => return Err(unavailable(format!("consumer {name}: {e}"))),
+            }
+        }
     }
 
     /// The full subject of `subject` under the prefix.

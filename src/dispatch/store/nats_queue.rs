@@ -18,14 +18,10 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures_util::StreamExt;
 
-use super::nats::{CommitError, Nats, Write};
+use super::nats::{CommitError, Nats, Write, unavailable};
 use super::nats_state::delivery_subject;
 use super::{DeadLetter, Finish, Record};
-use crate::dispatch::{DispatchError, DispatchErrorKind};
-
-fn unavailable(what: impl std::fmt::Display) -> DispatchError {
-    DispatchError::other(DispatchErrorKind::Unavailable, what.to_string())
-}
+use crate::dispatch::DispatchError;
 
 /// The subject of a dead letter.
 pub(crate) fn dead_subject(target: &str, id: u64) -> String {
@@ -72,11 +68,7 @@ impl Queue {
             deliver_policy: consumer::DeliverPolicy::All,
             ..Default::default()
         };
-        let consumer = nats
-            .stream
-            .get_or_create_consumer(&name, config)
-            .await
-            .map_err(unavailable)?;
+        let consumer = nats.consumer(&name, config).await?;
         Ok(Queue {
             target: target.to_owned(),
             consumer,
@@ -103,7 +95,14 @@ impl Queue {
             .map_err(unavailable)?;
         let mut out = Vec::new();
         while let Some(message) = batch.next().await {
-            let message = message.map_err(unavailable)?;
+            let message = match message {
+                Ok(m) => m,
+                Err(e) if super::nats::is_no_responders(&e) => {
+                    tracing::debug!(target = %self.target, "the queue's consumer has no leader yet; taking nothing now");
+                    break;
+                }
+                Err(e) => return Err(unavailable(e)),
+            };
             let (seq, handed) = match message.info() {
                 Ok(info) => (info.stream_sequence, info.delivered),
                 Err(e) => return Err(unavailable(e)),

@@ -11,14 +11,10 @@
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::Expired;
-use super::nats::{CommitError, Nats, Write};
+use super::nats::{CommitError, Nats, Write, unavailable};
 use super::nats_state::delivery_subject;
 use crate::dispatch::{DispatchError, DispatchErrorKind};
 use crate::state::{Silence, SilenceSpan};
-
-fn unavailable(what: impl std::fmt::Display) -> DispatchError {
-    DispatchError::other(DispatchErrorKind::Unavailable, what.to_string())
-}
 
 /// The most times an operator's change is tried again after losing a race.
 const MAX_ROUNDS: usize = 16;

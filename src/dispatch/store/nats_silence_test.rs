@@ -67,16 +67,18 @@ async fn silences_are_shared_and_an_early_expiry_releases_what_they_hold() {
     let queue = Queue::open(b.nats(), "t", Duration::from_secs(30))
         .await
         .unwrap();
-    let taken = queue
-        .take(
+    let take = || {
+        queue.take(
             b.nats(),
             5,
             crate::dispatch::now_ms(),
             Duration::from_millis(300),
         )
-        .await
-        .unwrap();
-    assert!(taken.is_empty(), "held until the silence ends");
+    };
+    assert!(
+        take().await.unwrap().is_empty(),
+        "held until the silence ends"
+    );
 
     // Expired early through replica B: released, due now, taken at once.
     let later = crate::dispatch::now_ms();
@@ -86,15 +88,7 @@ async fn silences_are_shared_and_an_early_expiry_releases_what_they_hold() {
     let started = std::time::Instant::now();
     let mut taken = Vec::new();
     while taken.is_empty() && started.elapsed() < Duration::from_secs(5) {
-        taken = queue
-            .take(
-                b.nats(),
-                5,
-                crate::dispatch::now_ms(),
-                Duration::from_millis(300),
-            )
-            .await
-            .unwrap();
+        taken = take().await.unwrap();
     }
     assert_eq!(
         taken.iter().map(|l| l.record.id).collect::<Vec<_>>(),

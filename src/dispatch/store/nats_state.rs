@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::nats::{CommitError, Nats, Write};
+use super::nats::{CommitError, Nats, Write, unavailable};
 use super::sqlite_state::{Hash, Secret};
 use super::{Kept, Record, Stored, Submission};
 use crate::dispatch::{DispatchError, DispatchErrorKind};
@@ -52,6 +52,12 @@ struct Value {
     x: u64,
 }
 
+/// What a decision reads from: the state entries and the silences fetched so far.
+type Reads<'r> = (
+    &'r HashMap<Hash, Read>,
+    &'r HashMap<u64, Option<SilenceSpan>>,
+);
+
 /// What a replica read of one subject: its last sequence (0: none) and the entry.
 #[derive(Clone, Debug)]
 struct Read {
@@ -68,10 +74,6 @@ pub(crate) struct Shared {
     /// Commits refused because another replica changed what this one read (each was
     /// decided again): the measure of contention, for the metrics to come.
     conflicts: std::sync::atomic::AtomicU64,
-}
-
-fn unavailable(what: impl std::fmt::Display) -> DispatchError {
-    DispatchError::other(DispatchErrorKind::Unavailable, what.to_string())
 }
 
 /// The subject of a state entry: its keyed hash, in hex.
@@ -252,9 +254,6 @@ impl Shared {
     }
 
     async fn submit_within(&self, batch: Vec<Submission>) -> Result<Vec<Stored>, DispatchError> {
-        let mut reads: HashMap<Hash, Read> = HashMap::new();
-        let mut silences: HashMap<u64, Option<SilenceSpan>> = HashMap::new();
-        let mut ids: Vec<u64> = Vec::new();
         let want = batch
             .iter()
             .map(|s| {
@@ -268,11 +267,29 @@ impl Shared {
                     })
             })
             .sum::<usize>();
-        for _ in 0..MAX_ROUNDS {
+        self.settle(want, |read, ids| self.decide(batch.clone(), read, ids))
+            .await
+    }
+
+    /// Decides with `decide` on what was read and commits what it decided: each entry or
+    /// silence it asked for and was not read is fetched (side by side) and it decides
+    /// again; a lost race clears what was read and starts again, at most [`MAX_ROUNDS`]
+    /// times. `want` delivery ids are claimed before the first decision (more if it used
+    /// more); the ids of a refused commit were never stored and are used again.
+    async fn settle(
+        &self,
+        want: usize,
+        mut decide: impl FnMut(Reads<'_>, &[u64]) -> Decided,
+    ) -> Result<Vec<Stored>, DispatchError> {
+        let mut reads: HashMap<Hash, Read> = HashMap::new();
+        let mut silences: HashMap<u64, Option<SilenceSpan>> = HashMap::new();
+        let mut ids: Vec<u64> = Vec::new();
+        let mut lost = String::new();
+        for round in 0..MAX_ROUNDS {
             if ids.len() < want {
                 ids.extend(self.take_ids(want - ids.len()).await?);
             }
-            let decided = self.decide(batch.clone(), (&reads, &silences), &ids);
+            let decided = decide((&reads, &silences), &ids);
             if !decided.missing_silences.is_empty() {
                 for id in decided.missing_silences {
                     silences.insert(id, super::nats_silence::span(&self.nats, id).await?);
@@ -297,16 +314,21 @@ impl Shared {
                 ids.extend(self.take_ids(decided.used - ids.len()).await?);
                 continue;
             }
-            let writes = decided.writes(&reads);
-            match self.nats.commit(writes).await {
+            match self.nats.commit(decided.writes(&reads)).await {
                 Ok(_) => return Ok(decided.stored),
-                Err(CommitError::Conflict(_)) => {
+                Err(CommitError::Conflict(why)) => {
                     // Another replica changed what this one read: read it all again.
                     self.conflicts
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     reads.clear();
                     silences.clear();
-                    // The ids of the refused commit were never stored: used again.
+                    lost = why;
+                    // A pause that grows, at random, before reading again: replicas that
+                    // keep meeting spread apart, and a leader catching up after a restart
+                    // (found by a test under load: 16 refusals in a row) gets its time.
+                    let bound = 5u64 << round.min(6);
+                    tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..=bound)))
+                        .await;
                 }
                 Err(CommitError::Failed(e)) => return Err(unavailable(e)),
             }
@@ -314,7 +336,7 @@ impl Shared {
         Err(DispatchError::other(
             DispatchErrorKind::Busy,
             format!(
-                "the shared state kept changing under this submit ({MAX_ROUNDS} tries); try again"
+                "the shared state kept changing under this change ({MAX_ROUNDS} tries, the last refused with \"{lost}\"); try again"
             ),
         ))
     }
@@ -332,11 +354,7 @@ impl Shared {
             ack_wait,
             ..Default::default()
         };
-        self.nats
-            .stream
-            .get_or_create_consumer("timers", config)
-            .await
-            .map_err(unavailable)
+        self.nats.consumer("timers", config).await
     }
 
     /// Takes up to `n` group timers (waiting at most `wait` for the first) and flushes each
@@ -362,7 +380,11 @@ impl Shared {
             .map_err(unavailable)?;
         let mut flushed = super::Flushed::default();
         while let Some(message) = batch.next().await {
-            let message = message.map_err(unavailable)?;
+            let message = match message {
+                Ok(m) => m,
+                Err(e) if super::nats::is_no_responders(&e) => break,
+                Err(e) => return Err(unavailable(e)),
+            };
             let due = std::str::from_utf8(&message.payload)
                 .ok()
                 .and_then(|t| t.parse::<u64>().ok());
@@ -394,65 +416,25 @@ impl Shared {
         Ok(flushed)
     }
 
-    /// Flushes group `hash` if it is due at `now`: decided on fresh reads, committed with
-    /// compare-and-set on the group's entry, decided again after a lost race.
+    /// Flushes group `hash` if it is due at `now`, decided and committed like a submit
+    /// ([`Shared::settle`]).
     async fn flush_one(
         &self,
         hash: Hash,
         now: u64,
         render: &mut super::GroupRender,
     ) -> Result<Vec<Stored>, DispatchError> {
-        let mut reads: HashMap<Hash, Read> = HashMap::new();
-        let mut silences: HashMap<u64, Option<SilenceSpan>> = HashMap::new();
-        let mut ids: Vec<u64> = Vec::new();
-        for _ in 0..MAX_ROUNDS {
-            if let std::collections::hash_map::Entry::Vacant(slot) = reads.entry(hash) {
-                slot.insert(self.read(&hash).await?);
-            }
-            if ids.is_empty() {
-                ids = self.take_ids(1).await?;
-            }
-            let decided = self.decide_flush(hash, (&reads, &silences), &ids, now, render);
-            if !decided.missing_silences.is_empty() {
-                for id in decided.missing_silences {
-                    silences.insert(id, super::nats_silence::span(&self.nats, id).await?);
-                }
-                continue;
-            }
-            if !decided.missing.is_empty() {
-                for hash in decided.missing {
-                    reads.insert(hash, self.read(&hash).await?);
-                }
-                continue;
-            }
-            if decided.used > ids.len() {
-                ids.extend(self.take_ids(decided.used - ids.len()).await?);
-                continue;
-            }
-            match self.nats.commit(decided.writes(&reads)).await {
-                Ok(_) => return Ok(decided.stored),
-                Err(CommitError::Conflict(_)) => {
-                    self.conflicts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    reads.clear();
-                    silences.clear();
-                }
-                Err(CommitError::Failed(e)) => return Err(unavailable(e)),
-            }
-        }
-        Err(DispatchError::other(
-            DispatchErrorKind::Busy,
-            format!(
-                "group kept changing under its flush ({MAX_ROUNDS} tries); its timer comes back"
-            ),
-        ))
+        self.settle(1, |read, ids| {
+            self.decide_flush(hash, read, ids, now, render)
+        })
+        .await
     }
 
     /// One flush decision on what was read.
     fn decide_flush(
         &self,
         hash: Hash,
-        (reads, silences): (&HashMap<Hash, Read>, &HashMap<u64, Option<SilenceSpan>>),
+        (reads, silences): Reads<'_>,
         ids: &[u64],
         now: u64,
         render: &mut super::GroupRender,
@@ -492,12 +474,7 @@ impl Shared {
 
     /// One decision on what was read: the step over every submission, in order, on one
     /// view of the state.
-    fn decide(
-        &self,
-        batch: Vec<Submission>,
-        (reads, silences): (&HashMap<Hash, Read>, &HashMap<u64, Option<SilenceSpan>>),
-        ids: &[u64],
-    ) -> Decided {
+    fn decide(&self, batch: Vec<Submission>, (reads, silences): Reads<'_>, ids: &[u64]) -> Decided {
         let mut view = View {
             secret: self.secret(),
             reads,
@@ -703,10 +680,11 @@ impl View<'_> {
     }
 }
 
-impl State for View<'_> {
-    fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
-        let hash = self.secret.hash(key);
-        let held = match self.written.get(&hash) {
+impl View<'_> {
+    /// The entry under `hash` as this decision sees it (its own writes first); one not
+    /// read yet is noted to be fetched.
+    fn entry(&mut self, hash: Hash) -> Option<(Entry, u64)> {
+        match self.written.get(&hash) {
             Some(&i) => self.writes[i].1.clone(),
             None => match self.reads.get(&hash) {
                 Some(read) => read.entry.clone(),
@@ -715,8 +693,15 @@ impl State for View<'_> {
                     None
                 }
             },
-        };
-        held.and_then(|(entry, expires)| (expires > now).then_some(entry))
+        }
+    }
+}
+
+impl State for View<'_> {
+    fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
+        let hash = self.secret.hash(key);
+        self.entry(hash)
+            .and_then(|(entry, expires)| (expires > now).then_some(entry))
     }
 
     fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) {
@@ -742,15 +727,12 @@ impl State for View<'_> {
     }
 
     fn due_groups(&mut self, now: u64, limit: usize) -> Vec<Group> {
-        // Only the groups this flush was handed (their timers came due), as read.
-        let due: Vec<(Entry, u64)> = self
-            .due
-            .iter()
-            .filter_map(|hash| match self.written.get(hash) {
-                Some(&i) => self.writes[i].1.clone(),
-                None => self.reads.get(hash).and_then(|r| r.entry.clone()),
-            })
-            .collect();
+        // Only the groups this flush was handed (their timers came due), as read; one not
+        // read yet is fetched first.
+        let mut due: Vec<(Entry, u64)> = Vec::new();
+        for hash in self.due.clone() {
+            due.extend(self.entry(hash));
+        }
         crate::state::due_among(due.iter().map(|(e, x)| (e, *x)), now, limit)
     }
 }

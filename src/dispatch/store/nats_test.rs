@@ -35,6 +35,14 @@ fn a_publish_answer_is_a_sequence_a_conflict_or_a_failure() {
 }
 
 #[test]
+fn a_pull_nobody_answered_is_told_apart_from_other_failures() {
+    let e = std::io::Error::other("error while processing messages from the stream: 503, None");
+    assert!(is_no_responders(&e));
+    let e = std::io::Error::other("error while processing messages from the stream: 409, None");
+    assert!(!is_no_responders(&e));
+}
+
+#[test]
 fn credentials_never_show_in_debug() {
     let shown = format!("{:?}", Auth::UserPassword("u".into(), "hunter2".into()));
     assert!(!shown.contains("hunter2"), "{shown}");
