@@ -378,6 +378,26 @@ impl Nats {
         }
     }
 
+    /// The subjects under `filter` (relative to the prefix) that hold a message, relative
+    /// to the prefix.
+    pub(crate) async fn subjects(
+        &self,
+        filter: &str,
+    ) -> Result<Vec<String>, crate::dispatch::DispatchError> {
+        use futures_util::TryStreamExt;
+        let mut pages = self
+            .stream
+            .info_with_subjects(self.subject(filter))
+            .await
+            .map_err(unavailable)?;
+        let root = self.subject("");
+        let mut out = Vec::new();
+        while let Some((subject, _)) = pages.try_next().await.map_err(unavailable)? {
+            out.push(subject.strip_prefix(&root).unwrap_or(&subject).to_owned());
+        }
+        Ok(out)
+    }
+
     /// The full subject of `subject` under the prefix.
     pub(crate) fn subject(&self, subject: &str) -> String {
         format!("{}.{subject}", self.prefix)

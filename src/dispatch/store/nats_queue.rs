@@ -23,6 +23,143 @@ use super::nats_state::delivery_subject;
 use super::{DeadLetter, Finish, Record};
 use crate::dispatch::DispatchError;
 
+/// The most reads one listing has in flight at once.
+const READS_AT_ONCE: usize = 64;
+
+/// Every dead letter's target and id (`dead.<target>.<id>`), by id.
+async fn dead_ids(nats: &Nats, filter: &str) -> Result<Vec<(String, u64)>, DispatchError> {
+    let mut out: Vec<(String, u64)> = nats
+        .subjects(filter)
+        .await?
+        .iter()
+        .filter_map(|s| {
+            let mut parts = s.splitn(3, '.').skip(1);
+            Some((parts.next()?.to_owned(), parts.next()?.parse().ok()?))
+        })
+        .collect();
+    out.sort_by_key(|(_, id)| *id);
+    Ok(out)
+}
+
+/// Dead letter `id` of `target` and the sequence of its message; `None` when it is gone.
+/// One that cannot be read is answered as unreadable, holding its bytes, never skipped.
+async fn read_dead(
+    nats: &Nats,
+    target: &str,
+    id: u64,
+) -> Result<Option<(u64, DeadLetter)>, DispatchError> {
+    match nats
+        .last(&dead_subject(target, id))
+        .await
+        .map_err(unavailable)?
+    {
+        Some((seq, bytes)) if !bytes.is_empty() => {
+            let dead = serde_json::from_slice(&bytes).unwrap_or_else(|e: serde_json::Error| {
+                DeadLetter::unreadable(id, target.to_owned(), &bytes, &e.to_string(), 0)
+            });
+            Ok(Some((seq, dead)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Dead letters, oldest first (by id), at most `limit`.
+pub(crate) async fn dead_letters(
+    nats: &Nats,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, DispatchError> {
+    let ids = dead_ids(nats, "dead.>").await?;
+    let read: Vec<Result<Option<(u64, DeadLetter)>, DispatchError>> =
+        futures_util::stream::iter(ids.into_iter().take(limit))
+            .map(|(target, id)| async move { read_dead(nats, &target, id).await })
+            .buffered(READS_AT_ONCE)
+            .collect()
+            .await;
+    let mut out = Vec::new();
+    for r in read {
+        if let Some((_, d)) = r? {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+/// Dead letter `id`, if there is one.
+pub(crate) async fn dead_letter(nats: &Nats, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
+    for (target, id) in dead_ids(nats, &format!("dead.*.{id}")).await? {
+        if let Some((_, d)) = read_dead(nats, &target, id).await? {
+            return Ok(Some(d));
+        }
+    }
+    Ok(None)
+}
+
+/// Puts dead letter `id` back on its target's queue, due at `now_ms` with its attempts
+/// reset, in the commit that removes the dead letter; `Ok(None)` if there is none; an
+/// error of kind `Refused` for one whose delivery could not be read.
+pub(crate) async fn replay(
+    nats: &Nats,
+    id: u64,
+    now_ms: u64,
+) -> Result<Option<Record>, DispatchError> {
+    for (target, id) in dead_ids(nats, &format!("dead.*.{id}")).await? {
+        let Some((seq, dead)) = read_dead(nats, &target, id).await? else {
+            continue;
+        };
+        let record = dead.into_retry(now_ms).map_err(|why| {
+            DispatchError::other(crate::dispatch::DispatchErrorKind::Refused, why)
+        })?;
+        let subject = delivery_subject(&record.spec.target, record.id);
+        let before = nats
+            .last(&subject)
+            .await
+            .map_err(unavailable)?
+            .map_or(0, |(s, _)| s);
+        let writes = vec![
+            Write {
+                subject: dead_subject(&target, id),
+                payload: Vec::new(),
+                expect: Some(seq),
+                ttl_secs: Some(MARKER_TTL_SECS),
+            },
+            Write {
+                subject,
+                payload: serde_json::to_vec(&record).unwrap_or_default(),
+                expect: Some(before),
+                ttl_secs: None,
+            },
+        ];
+        return match nats.commit(writes).await {
+            Ok(_) => Ok(Some(record)),
+            // Another operator replayed or purged it meanwhile.
+            Err(CommitError::Conflict(_)) => Ok(None),
+            Err(CommitError::Failed(e)) => Err(unavailable(e)),
+        };
+    }
+    Ok(None)
+}
+
+/// Deletes dead letter `id`, or every dead letter; answers how many.
+pub(crate) async fn purge(nats: &Nats, id: Option<u64>) -> Result<usize, DispatchError> {
+    let filter = match id {
+        Some(id) => format!("dead.*.{id}"),
+        None => String::from("dead.>"),
+    };
+    // Markers of replayed ones (empty) are not dead letters: counted out.
+    let mut count = 0;
+    for (target, id) in dead_ids(nats, &filter).await? {
+        if read_dead(nats, &target, id).await?.is_some() {
+            count += 1;
+        }
+    }
+    nats.stream
+        .purge()
+        .filter(nats.subject(&filter))
+        .await
+        .map_err(unavailable)?;
+    Ok(count)
+}
+
 /// The subject of a dead letter.
 pub(crate) fn dead_subject(target: &str, id: u64) -> String {
     format!("dead.{target}.{id}")

@@ -248,5 +248,41 @@ async fn retries_holds_a_dead_replica_dead_letters_and_fallbacks() {
         .unwrap();
     let kept: DeadLetter = serde_json::from_slice(&bytes).unwrap();
     assert!(kept.is_unreadable() && kept.body == "not json", "{kept:?}");
+
+    // The dead letters, by id, from any replica: the fallback's, and the unreadable bytes.
+    let ids = |list: &[DeadLetter]| list.iter().map(|d| d.id).collect::<Vec<_>>();
+    let listed = dead_letters(b.nats(), 10).await.unwrap();
+    assert_eq!(ids(&listed), [fallback_id, 999_999]);
+    assert_eq!(
+        dead_letter(b.nats(), fallback_id).await.unwrap(),
+        Some(dead.clone())
+    );
+    assert!(dead_letter(b.nats(), 12_345_678).await.unwrap().is_none());
+    // The unreadable one cannot be replayed, and is kept.
+    let refused = replay(a.nats(), 999_999, now).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == crate::dispatch::DispatchErrorKind::Refused),
+        "{refused:?}"
+    );
+    // Replayed: back on its queue, due now, attempts reset; no longer a dead letter; once.
+    let back = replay(b.nats(), fallback_id, crate::dispatch::now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((back.id, back.attempts), (fallback_id, 0));
+    let again = take_all(&qv, a.nats(), 1, Duration::from_secs(5)).await;
+    assert_eq!(
+        again.iter().map(|l| l.record.id).collect::<Vec<_>>(),
+        [fallback_id]
+    );
+    assert_eq!(ids(&dead_letters(a.nats(), 10).await.unwrap()), [999_999]);
+    assert!(
+        replay(a.nats(), fallback_id, now).await.unwrap().is_none(),
+        "once"
+    );
+    // Purged: one that is not there is none; every dead letter, counted.
+    assert_eq!(purge(a.nats(), Some(12_345_678)).await.unwrap(), 0);
+    assert_eq!(purge(a.nats(), None).await.unwrap(), 1);
+    assert!(dead_letters(a.nats(), 10).await.unwrap().is_empty());
     drop(c);
 }

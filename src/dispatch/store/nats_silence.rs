@@ -8,7 +8,7 @@
 // that serves the router on it comes next (docs/nats.md, "Status").
 #![cfg_attr(not(test), allow(dead_code))]
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 
 use super::Expired;
 use super::nats::{CommitError, Nats, Write, unavailable};
@@ -61,27 +61,10 @@ async fn read(nats: &Nats, id: u64) -> Result<Option<(u64, Silence)>, DispatchEr
     }
 }
 
-/// The subjects under `filter` (relative to the prefix) that hold a message.
-async fn subjects(nats: &Nats, filter: &str) -> Result<Vec<String>, DispatchError> {
-    let mut pages = nats
-        .stream
-        .info_with_subjects(nats.subject(filter))
-        .await
-        .map_err(unavailable)?;
-    let mut out = Vec::new();
-    while let Some((subject, _)) = pages.try_next().await.map_err(unavailable)? {
-        let relative = subject
-            .strip_prefix(&nats.subject(""))
-            .unwrap_or(&subject)
-            .to_owned();
-        out.push(relative);
-    }
-    Ok(out)
-}
-
 /// Every silence, by id (in force, pending and ended).
 pub(crate) async fn list(nats: &Nats) -> Result<Vec<Silence>, DispatchError> {
-    let ids: Vec<u64> = subjects(nats, "silence.*")
+    let ids: Vec<u64> = nats
+        .subjects("silence.*")
         .await?
         .iter()
         .filter_map(|s| s.strip_prefix("silence.")?.parse().ok())
@@ -126,7 +109,7 @@ pub(crate) async fn add(nats: &Nats, mut s: Silence, now: u64) -> Result<Silence
             },
         ];
         // Read them all only when some must go.
-        let count = subjects(nats, "silence.*").await?.len();
+        let count = nats.subjects("silence.*").await?.len();
         if count + 1 > crate::state::MAX_SILENCES {
             let all = list(nats).await?;
             for id in crate::state::silences_to_forget(all.iter().chain([&s]), now) {
@@ -176,7 +159,7 @@ pub(crate) async fn expire(
             ttl_secs: None,
         }];
         let mut released = Vec::new();
-        for marker in subjects(nats, &format!("held.{id}.>")).await? {
+        for marker in nats.subjects(&format!("held.{id}.>")).await? {
             // held.<silence>.<target>.<delivery>
             let mut parts = marker.splitn(4, '.').skip(2);
             let (Some(target), Some(delivery)) = (
