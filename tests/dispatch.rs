@@ -213,7 +213,7 @@ async fn a_redirect_is_not_followed_and_the_secret_header_stays_home() {
         "nothing reached the other receiver"
     );
     assert_eq!(r.stats().delivered, 0, "a redirect is not a delivery");
-    let dead = r.dead_letters(10).unwrap();
+    let dead = r.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 4);
     for d in &dead {
         assert!(d.error.contains("redirect"), "{}", d.error);
@@ -250,7 +250,7 @@ async fn a_secret_in_a_body_template_is_sent_but_never_shown_in_a_dead_letter() 
             got[0].body.contains("s3cret"),
             "the receiver gets the value"
         );
-        let dead = r.dead_letters(10).unwrap();
+        let dead = r.dead_letters(10).await.unwrap();
         assert_eq!(dead.len(), 1);
         assert!(!dead[0].body().contains("s3cret"), "{}", dead[0].body());
         assert!(
@@ -478,7 +478,7 @@ async fn a_4xx_is_final_and_becomes_a_dead_letter_that_can_be_replayed() {
     r.submit(&alert()).await.unwrap();
     wait_until(WAIT, || r.stats().dead_letters == 1).await;
     assert_eq!(rx.count("/bad"), 1, "a 400 is not retried");
-    let dead = r.dead_letters(10).unwrap();
+    let dead = r.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].target, "t");
     assert_eq!(dead[0].attempts, 1);
@@ -512,7 +512,7 @@ async fn a_timeout_is_retried_then_given_up() {
     wait_until(WAIT, || r.stats().dead_letters == 1).await;
     assert_eq!(rx.count("/hang"), 2, "first attempt and one retry");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let dead = r.dead_letters(1).unwrap();
+    let dead = r.dead_letters(1).await.unwrap();
     assert!(dead[0].error.contains("timed out"), "{}", dead[0].error);
     r.shutdown(Duration::from_millis(100)).await;
 }
@@ -607,7 +607,7 @@ async fn an_in_memory_router_retries_falls_back_and_keeps_dead_letters() {
         "one key across attempts"
     );
     assert_eq!(rx.count("/backup"), 1);
-    let dead = r.dead_letters(10).unwrap();
+    let dead = r.dead_letters(10).await.unwrap();
     assert_eq!((dead[0].target.as_str(), dead[0].attempts), ("bad", 1));
     assert!(r.retry_dead_letter(dead[0].id).await.unwrap());
     rx.wait_for("/bad", 2, WAIT).await;

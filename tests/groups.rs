@@ -203,7 +203,11 @@ async fn a_group_is_notified_once_after_its_wait_as_an_alertmanager_webhook() {
         "an ended group says nothing more"
     );
     assert!(
-        r.state_list(100).unwrap().iter().all(|e| e.kind != "group"),
+        r.state_list(100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.kind != "group"),
         "no group is left"
     );
 }

@@ -163,7 +163,7 @@ impl RouterBuilder {
                 DispatchError::caused(DispatchErrorKind::Config, "cannot build the HTTP client", e)
             })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let book = silences::Book::load(store.silences()?, now_ms());
+        let book = silences::Book::load(store.silences().await?, now_ms());
         let inner = Arc::new(RouterCore {
             rules: arc_swap::ArcSwap::from_pointee(rules),
             silences: arc_swap::ArcSwap::from_pointee(book),
@@ -469,8 +469,11 @@ impl Router {
     }
 
     /// Up to `limit` live entries of the rules' memory, for an operator (`GET /api/state`).
-    pub fn state_list(&self, limit: usize) -> Result<Vec<crate::state::Listed>, DispatchError> {
-        self.inner.store.state_list(now_ms(), limit)
+    pub async fn state_list(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::state::Listed>, DispatchError> {
+        self.inner.store.state_list(now_ms(), limit).await
     }
 
     /// The router's counters and the outbox's depth.
@@ -535,8 +538,8 @@ impl Router {
     }
 
     /// Dead letters, oldest first.
-    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
-        self.inner.store.dead_letters(limit)
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
+        self.inner.store.dead_letters(limit).await
     }
 
     /// Sends a dead letter again, with its attempts reset. False if there is no such id.
@@ -723,12 +726,12 @@ impl Outbox {
 
     /// Dead letters, oldest first.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
-        self.store.dead_letters(limit)
+        self.store.dead_letters_now(limit)
     }
 
     /// One dead letter.
     pub fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
-        self.store.dead_letter(id)
+        self.store.dead_letter_now(id)
     }
 
     /// Queues a dead letter again, due now; the next router start sends it.

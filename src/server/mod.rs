@@ -835,7 +835,10 @@ async fn dead_letters(
     State(s): State<Arc<AppState>>,
     Query(l): Query<Limit>,
 ) -> Result<Json<Value>, ApiError> {
-    let list = s.router.dead_letters(l.limit.unwrap_or(100).min(10_000))?;
+    let list = s
+        .router
+        .dead_letters(l.limit.unwrap_or(100).min(10_000))
+        .await?;
     let items: Vec<Value> = list
         .iter()
         .map(|d| {
@@ -855,7 +858,10 @@ async fn state_entries(
     State(s): State<Arc<AppState>>,
     Query(l): Query<Limit>,
 ) -> Result<Json<Value>, ApiError> {
-    let list = s.router.state_list(l.limit.unwrap_or(100).min(10_000))?;
+    let list = s
+        .router
+        .state_list(l.limit.unwrap_or(100).min(10_000))
+        .await?;
     Ok(Json(json!({"entries": list})))
 }
 

@@ -338,7 +338,7 @@ async fn a_dead_letter_keeps_what_was_sent_and_replays_due_now(b: &dyn Backend) 
     rs[0].shown_body = None;
     assert_eq!(finish_one(&*s, dead(rs[0].clone(), "HTTP 500")).await, None);
     assert_eq!(depth(&*s), (1, 1));
-    let listed = s.dead_letters(10).unwrap();
+    let listed = s.dead_letters(10).await.unwrap();
     assert_eq!(listed.len(), 1);
     let d = &listed[0];
     assert_eq!(
@@ -355,8 +355,8 @@ async fn a_dead_letter_keeps_what_was_sent_and_replays_due_now(b: &dyn Backend) 
         (d.body(), d.alert_id.as_deref()),
         ("{\"n\":0}", Some("alert-0"))
     );
-    assert_eq!(s.dead_letter(rs[0].id).unwrap().as_ref(), Some(d));
-    assert_eq!(s.dead_letter(999_999).unwrap(), None);
+    assert_eq!(s.dead_letter(rs[0].id).await.unwrap().as_ref(), Some(d));
+    assert_eq!(s.dead_letter(999_999).await.unwrap(), None);
 
     let replayed = s.replay(rs[0].id, 7_000).await.unwrap().expect("replayed");
     assert_eq!(
@@ -385,6 +385,7 @@ async fn purge_deletes_one_or_every_dead_letter(b: &dyn Backend) {
     assert_eq!(s.purge(Some(rs[1].id)).await.unwrap(), 0);
     assert_eq!(
         s.dead_letters(10)
+            .await
             .unwrap()
             .iter()
             .map(|d| d.id)
@@ -462,7 +463,7 @@ async fn an_unreadable_dead_letter_is_refused_a_replay_and_kept(b: &dyn Backend)
     finish_one(&*s, Finish::Dead(d)).await;
     let refused = s.replay(rs[0].id, 0).await.expect_err("refused");
     assert_eq!(refused.kind(), DispatchErrorKind::Refused, "{refused}");
-    let kept = s.dead_letter(rs[0].id).unwrap().expect("kept");
+    let kept = s.dead_letter(rs[0].id).await.unwrap().expect("kept");
     assert!(kept.is_unreadable());
     assert_eq!(depth(&*s), (0, 1));
 }
@@ -505,7 +506,7 @@ async fn what_was_stored_survives_reopening(b: &dyn Backend) {
     assert_eq!(s.fresh_records(&[rs[0].id]).await.unwrap(), [rs[0].clone()]);
     assert_eq!(due(&*s, "t", 40).await, [rs[1].id]);
     assert_eq!(
-        s.dead_letter(rs[2].id).unwrap().map(|d| d.error),
+        s.dead_letter(rs[2].id).await.unwrap().map(|d| d.error),
         Some(String::from("HTTP 500"))
     );
     assert_eq!(depth(&*s), (2, 1));
@@ -793,12 +794,16 @@ async fn a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now(b
         VerdictKind::Delivered { .. }
     ));
 
-    let listed = s.silences().unwrap();
+    let listed = s.silences().await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[1], expired.silence);
     drop(s);
     if let Some(s) = b.reopen() {
-        assert_eq!(s.silences().unwrap(), listed, "silences survive reopening");
+        assert_eq!(
+            s.silences().await.unwrap(),
+            listed,
+            "silences survive reopening"
+        );
         // What silence 1 holds is still held, and still released by its expiry.
         let released = s.expire_silence(1, 8_000).await.unwrap().unwrap();
         assert_eq!(released.released, ["t"]);
@@ -829,13 +834,8 @@ async fn a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it
         }
         w
     };
-    let announced = |s: &dyn Store| {
-        s.state_list(3_000, 100)
-            .unwrap()
-            .iter()
-            .filter(|l| l.kind == "announced")
-            .count()
-    };
+    let announced =
+        |list: Vec<crate::state::Listed>| list.iter().filter(|l| l.kind == "announced").count();
     let stored = s.submit(vec![warning("w1"), warning("w2")]).await.unwrap();
     let (w1, w2) = (stored[0].ids[0], stored[1].ids[0]);
     let checks = |due: &[Record]| -> Vec<crate::state::Recheck> {
@@ -877,16 +877,23 @@ async fn a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it
         now: 100_000,
     };
     // `resolve once` noted both held firings and the source's.
-    assert_eq!(announced(&*s), 3);
+    assert_eq!(announced(s.state_list(3_000, 100).await.unwrap()), 3);
     assert_eq!(finish_one(&*s, finish).await, None);
-    assert_eq!(announced(&*s), 2, "the one kept out is owed no resolution");
+    assert_eq!(
+        announced(s.state_list(3_000, 100).await.unwrap()),
+        2,
+        "the one kept out is owed no resolution"
+    );
     let due = s.due("t", 100_000, 10, &|_| false).await.unwrap();
     assert_eq!(
         due.iter().map(|r| r.id).collect::<Vec<_>>(),
         [w2],
         "w1 forgotten, unsent"
     );
-    assert!(s.dead_letters(10).unwrap().is_empty(), "not a dead letter");
+    assert!(
+        s.dead_letters(10).await.unwrap().is_empty(),
+        "not a dead letter"
+    );
     assert_eq!(s.inhibitors(Vec::new(), 100_000).await.unwrap(), []);
     drop(s);
     if let Some(s) = b.reopen() {

@@ -234,11 +234,15 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(out)))
     }
 
-    fn state_list(&self, now: u64, limit: usize) -> Result<Vec<Listed>, DispatchError> {
+    fn state_list(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, Result<Vec<Listed>, DispatchError>> {
         let mut listed = self.state().memory.list(usize::MAX);
         listed.retain(|l| l.expires > now);
         listed.truncate(limit);
-        Ok(listed)
+        Box::pin(std::future::ready(Ok(listed)))
     }
 
     fn state_entries(&self) -> Result<u64, DispatchError> {
@@ -368,12 +372,18 @@ impl Store for MemoryStore {
         })
     }
 
-    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
-        Ok(self.state().dead.values().take(limit).cloned().collect())
+    fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> StoreFuture<'_, Result<Vec<DeadLetter>, DispatchError>> {
+        let list = self.state().dead.values().take(limit).cloned().collect();
+        Box::pin(std::future::ready(Ok(list)))
     }
 
-    fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
-        Ok(self.state().dead.get(&id).cloned())
+    #[cfg(test)]
+    fn dead_letter(&self, id: u64) -> StoreFuture<'_, Result<Option<DeadLetter>, DispatchError>> {
+        let one = self.state().dead.get(&id).cloned();
+        Box::pin(std::future::ready(Ok(one)))
     }
 
     fn health(&self) -> Health {
@@ -423,8 +433,9 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(flushed)))
     }
 
-    fn silences(&self) -> Result<Vec<Silence>, DispatchError> {
-        Ok(self.state().silences.values().cloned().collect())
+    fn silences(&self) -> StoreFuture<'_, Result<Vec<Silence>, DispatchError>> {
+        let list = self.state().silences.values().cloned().collect();
+        Box::pin(std::future::ready(Ok(list)))
     }
 
     fn add_silence(

@@ -488,9 +488,10 @@ pub(crate) struct Health {
 /// contract; `conformance_test.rs` is its executable form.
 ///
 /// Writes are asynchronous and return once durable. The worker's reads (`due`,
-/// `next_due`, `fresh_records`, ...) are asynchronous too, since a networked store reads
-/// over the network; the operator's reads (`depth`, `dead_letters`) answer from the
-/// store's local view at once.
+/// `next_due`, `fresh_records`, ...) and the operator's listings (dead letters, state,
+/// silences) are asynchronous too, since a networked store reads over the network; the
+/// counts (`depth`, `state_entries`) and `health` answer from the store's local view at
+/// once (for metrics).
 pub(crate) trait Store: Send + Sync + 'static {
     /// A random id of this store, fixed for its life on disk: idempotency keys are
     /// `<store id>-<delivery id>`, unique across stores.
@@ -533,7 +534,7 @@ pub(crate) trait Store: Send + Sync + 'static {
         &self,
         now: u64,
         limit: usize,
-    ) -> Result<Vec<crate::state::Listed>, DispatchError>;
+    ) -> StoreFuture<'_, Result<Vec<crate::state::Listed>, DispatchError>>;
 
     /// How many state entries the store holds (`dedup`, `resolve once`, `at most`),
     /// expired ones not yet collected included.
@@ -619,10 +620,13 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Dead letters, oldest first, at most `limit`. One that cannot be read is listed as
     /// unreadable, never skipped.
-    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError>;
+    fn dead_letters(&self, limit: usize)
+    -> StoreFuture<'_, Result<Vec<DeadLetter>, DispatchError>>;
 
-    /// One dead letter.
-    fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError>;
+    /// One dead letter (the conformance suite's; the offline `Outbox` reads SQLite
+    /// directly).
+    #[cfg(test)]
+    fn dead_letter(&self, id: u64) -> StoreFuture<'_, Result<Option<DeadLetter>, DispatchError>>;
 
     /// What the store knows of its own state.
     fn health(&self) -> Health;
@@ -637,7 +641,7 @@ pub(crate) trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Result<Flushed, DispatchError>>;
 
     /// Every stored silence, in force or ended, by id.
-    fn silences(&self) -> Result<Vec<crate::state::Silence>, DispatchError>;
+    fn silences(&self) -> StoreFuture<'_, Result<Vec<crate::state::Silence>, DispatchError>>;
 
     /// Stores a new silence (its id is given here, from 1) and answers it as stored, once
     /// durable. Past [`crate::state::MAX_SILENCES`] the silences that ended longest ago are

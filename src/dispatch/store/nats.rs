@@ -200,7 +200,8 @@ pub(crate) async fn connect(settings: &Settings) -> Result<Nats, SetupError> {
     let version = Version::parse(&found)
         .filter(|v| *v >= MIN_SERVER)
         .ok_or(SetupError::TooOld { found })?;
-    let js = jetstream::new(client.clone());
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(settings.timeout);
     js.query_account()
         .await
         .map_err(|e| SetupError::NoJetStream(e.to_string()))?;
@@ -239,10 +240,19 @@ async fn ensure_stream(
     settings: &Settings,
 ) -> Result<stream::Stream, SetupError> {
     let want = stream_config(settings);
-    let mut stream = js
-        .get_or_create_stream(want.clone())
-        .await
-        .map_err(|e| SetupError::Request(e.to_string()))?;
+    // Idempotent, so a request that timed out (a cluster busy electing, or starved of CPU:
+    // seen in a test under load) is asked again, three times at most.
+    let mut tries = 0;
+    let mut stream = loop {
+        tries += 1;
+        match js.get_or_create_stream(want.clone()).await {
+            Ok(s) => break s,
+            Err(e) if tries < 3 && e.to_string().contains("timed out") => {
+                tracing::warn!(stream = %want.name, error = %e, "making the stream timed out; asking again");
+            }
+            Err(e) => return Err(SetupError::Request(e.to_string())),
+        }
+    };
     let have = stream
         .info()
         .await

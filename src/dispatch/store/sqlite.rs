@@ -487,8 +487,14 @@ impl Store for SqliteStore {
         })
     }
 
-    fn state_list(&self, now: u64, limit: usize) -> Result<Vec<Listed>, DispatchError> {
-        self.read(|c| super::sqlite_state::list(c, now, limit))
+    fn state_list(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, Result<Vec<Listed>, DispatchError>> {
+        Box::pin(std::future::ready(
+            self.read(|c| super::sqlite_state::list(c, now, limit)),
+        ))
     }
 
     fn state_entries(&self) -> Result<u64, DispatchError> {
@@ -597,32 +603,16 @@ impl Store for SqliteStore {
         })
     }
 
-    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT id, record FROM dead ORDER BY id LIMIT ?1")?;
-            let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                Ok((from_i64(r.get(0)?), r.get::<_, Vec<u8>>(1)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, bytes) = row?;
-                out.push(decode_dead(id, &bytes));
-            }
-            Ok(out)
-        })
+    fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> StoreFuture<'_, Result<Vec<DeadLetter>, DispatchError>> {
+        Box::pin(std::future::ready(self.dead_letters_now(limit)))
     }
 
-    fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
-        self.read(|c| {
-            let bytes: Option<Vec<u8>> = c
-                .query_row(
-                    "SELECT record FROM dead WHERE id = ?1",
-                    params![to_i64(id)],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(bytes.map(|b| decode_dead(id, &b)))
-        })
+    #[cfg(test)]
+    fn dead_letter(&self, id: u64) -> StoreFuture<'_, Result<Option<DeadLetter>, DispatchError>> {
+        Box::pin(std::future::ready(self.dead_letter_now(id)))
     }
 
     fn health(&self) -> Health {
@@ -641,8 +631,8 @@ impl Store for SqliteStore {
         Box::pin(self.write(move |tx| Op::FlushGroups(now, render, tx)))
     }
 
-    fn silences(&self) -> Result<Vec<Silence>, DispatchError> {
-        self.read(super::sqlite_silence::list)
+    fn silences(&self) -> StoreFuture<'_, Result<Vec<Silence>, DispatchError>> {
+        Box::pin(std::future::ready(self.read(super::sqlite_silence::list)))
     }
 
     fn add_silence(
@@ -1277,6 +1267,40 @@ fn commit(
     }
     for reply in replies {
         reply(result.clone());
+    }
+}
+
+/// Reads the offline `Outbox` makes on its own thread.
+impl SqliteStore {
+    /// Dead letters, oldest first, at most `limit`: a read on the calling thread (the
+    /// offline `Outbox` uses it).
+    pub(crate) fn dead_letters_now(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatchError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, record FROM dead ORDER BY id LIMIT ?1")?;
+            let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok((from_i64(r.get(0)?), r.get::<_, Vec<u8>>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, bytes) = row?;
+                out.push(decode_dead(id, &bytes));
+            }
+            Ok(out)
+        })
+    }
+
+    /// One dead letter: a read on the calling thread.
+    pub(crate) fn dead_letter_now(&self, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
+        self.read(|c| {
+            let bytes: Option<Vec<u8>> = c
+                .query_row(
+                    "SELECT record FROM dead WHERE id = ?1",
+                    params![to_i64(id)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(bytes.map(|b| decode_dead(id, &b)))
+        })
     }
 }
 

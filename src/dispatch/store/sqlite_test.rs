@@ -100,7 +100,7 @@ async fn an_unreadable_record_becomes_a_dead_letter_not_nothing() {
     let _ = store.finish(vec![Finish::Delivered(ids[2])]).await;
     assert_eq!(depth(&store), (0, 2), "nothing pending, two dead letters");
     assert_eq!(store.health().unreadable, 2);
-    let dead = store.dead_letters(10).unwrap();
+    let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(
         dead.iter().map(|d| d.id).collect::<Vec<_>>(),
         [ids[0], ids[1]]
@@ -119,7 +119,7 @@ async fn an_unreadable_record_becomes_a_dead_letter_not_nothing() {
 
     // A damaged dead letter: listed as unreadable, not replayed, not deleted.
     corrupt(&dir, "dead", ids[1], b"garbage");
-    let dead = store.dead_letters(10).unwrap();
+    let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 2);
     assert!(dead[1].is_unreadable() && dead[1].body == "garbage");
     assert!(store.replay(ids[1], 0).await.is_err());
