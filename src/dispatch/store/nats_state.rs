@@ -253,7 +253,31 @@ impl Shared {
             })
     }
 
-    async fn submit_within(&self, batch: Vec<Submission>) -> Result<Vec<Stored>, DispatchError> {
+    /// A batch whose commit would pass the server's limit on one atomic batch
+    /// ([`super::nats::MAX_BATCH`] messages) is split in halves, each committed on its own
+    /// (each alert stays whole: its state and deliveries commit together); one alert that
+    /// alone passes the limit is refused, saying so.
+    fn submit_within(
+        &self,
+        batch: Vec<Submission>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<Stored>, DispatchError>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            match self.submit_whole(batch.clone()).await {
+                Err(e) if e.kind() == DispatchErrorKind::Refused && batch.len() > 1 => {
+                    let mut first = batch;
+                    let second = first.split_off(first.len() / 2);
+                    let mut stored = self.submit_within(first).await?;
+                    stored.extend(self.submit_within(second).await?);
+                    Ok(stored)
+                }
+                other => other,
+            }
+        })
+    }
+
+    async fn submit_whole(&self, batch: Vec<Submission>) -> Result<Vec<Stored>, DispatchError> {
         let want = batch
             .iter()
             .map(|s| {
@@ -314,7 +338,18 @@ impl Shared {
                 ids.extend(self.take_ids(decided.used - ids.len()).await?);
                 continue;
             }
-            match self.nats.commit(decided.writes(&reads)).await {
+            let writes = decided.writes(&reads);
+            if writes.len() > super::nats::MAX_BATCH {
+                return Err(DispatchError::other(
+                    DispatchErrorKind::Refused,
+                    format!(
+                        "one commit would hold {} messages; a NATS atomic batch holds at most {}",
+                        writes.len(),
+                        super::nats::MAX_BATCH
+                    ),
+                ));
+            }
+            match self.nats.commit(writes).await {
                 Ok(_) => return Ok(decided.stored),
                 Err(CommitError::Conflict(why)) => {
                     // Another replica changed what this one read: read it all again.

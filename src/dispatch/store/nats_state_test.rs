@@ -349,3 +349,29 @@ async fn a_group_joined_through_two_replicas_is_notified_once_when_due() {
     assert_eq!(members, ["DiskFull", "NodeDown"]);
     drop(c);
 }
+
+/// A request of many alerts whose commit would pass the server's limit on one atomic batch
+/// (1,000 messages) is stored in parts, each alert whole, instead of being refused: 600
+/// alerts with `dedup` and `resolve once` make 1,800 messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_past_the_atomic_limit_is_stored_in_parts_each_alert_whole() {
+    let Some(c) = cluster_for("big") else {
+        return;
+    };
+    let r = replica(&c).await;
+    let now = crate::dispatch::now_ms();
+    let batch = |tag: &str| -> Vec<Submission> {
+        (0..600)
+            .map(|i| remembered(&format!("{tag}-{i}"), AlertState::Firing, now))
+            .collect()
+    };
+    let stored = r.submit(batch("big")).await.unwrap();
+    assert_eq!(stored.len(), 600);
+    assert!(kinds(&stored).iter().all(|k| *k == "delivered"));
+    let again = r.submit(batch("big")).await.unwrap();
+    assert!(
+        kinds(&again).iter().all(|k| *k == "duplicate"),
+        "all stored"
+    );
+    drop(c);
+}
