@@ -286,3 +286,66 @@ async fn retries_holds_a_dead_replica_dead_letters_and_fallbacks() {
     assert!(dead_letters(a.nats(), 10).await.unwrap().is_empty());
     drop(c);
 }
+
+/// A benchmark, not a test (`cargo test --release --all-features --lib nats_queue_rate --
+/// --ignored --nocapture`): deliveries per second taken from one target's queue and
+/// finished as delivered (no HTTP), by one replica and by two at once. Prints figures;
+/// asserts nothing about speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by hand, prints figures"]
+async fn nats_queue_rate() {
+    let Some(c) = cluster_for("queue-bench") else {
+        return;
+    };
+    let (a, b) = (replica(&c).await, replica(&c).await);
+    let wait = Duration::from_secs(30);
+    let n = 2000usize;
+    for replicas in [1usize, 2] {
+        let target = format!("bench{replicas}");
+        for _ in 0..n / 200 {
+            put(&a, &target, 200, 0).await;
+        }
+        let (qa, qb) = (
+            Queue::open(a.nats(), &target, wait).await.unwrap(),
+            Queue::open(b.nats(), &target, wait).await.unwrap(),
+        );
+        let started = std::time::Instant::now();
+        let (x, y) = tokio::join!(drain_queue(&qa, a.nats(), n / replicas), async {
+            if replicas == 2 {
+                drain_queue(&qb, b.nats(), n / 2).await
+            } else {
+                0
+            }
+        });
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{replicas} replica(s): {} deliveries taken and finished in {secs:.2} s: {:.0}/s",
+            x + y,
+            (x + y) as f64 / secs
+        );
+    }
+    drop(c);
+}
+
+/// Takes and finishes (delivered) up to `want` deliveries from `q`, 50 at a time, until
+/// the queue has none for 2 s; answers how many.
+async fn drain_queue(q: &Queue, nats: &Nats, want: usize) -> usize {
+    let mut done = 0;
+    let mut idle = std::time::Instant::now();
+    while done < want && idle.elapsed() < Duration::from_secs(2) {
+        let now = crate::dispatch::now_ms();
+        let got = q
+            .take(nats, 50, now, Duration::from_millis(100))
+            .await
+            .unwrap();
+        if !got.is_empty() {
+            idle = std::time::Instant::now();
+        }
+        for l in got {
+            let id = l.record.id;
+            q.finish(nats, l, Finish::Delivered(id), 0).await.unwrap();
+            done += 1;
+        }
+    }
+    done
+}
