@@ -240,19 +240,11 @@ async fn ensure_stream(
     settings: &Settings,
 ) -> Result<stream::Stream, SetupError> {
     let want = stream_config(settings);
-    // Idempotent, so a request that timed out (a cluster busy electing, or starved of CPU:
-    // seen in a test under load) is asked again, three times at most.
-    let mut tries = 0;
-    let mut stream = loop {
-        tries += 1;
-        match js.get_or_create_stream(want.clone()).await {
-            Ok(s) => break s,
-            Err(e) if tries < 3 && e.to_string().contains("timed out") => {
-                tracing::warn!(stream = %want.name, error = %e, "making the stream timed out; asking again");
-            }
-            Err(e) => return Err(SetupError::Request(e.to_string())),
-        }
-    };
+    let mut stream = idempotent(&format!("the stream {}", want.name), || {
+        js.get_or_create_stream(want.clone())
+    })
+    .await
+    .map_err(SetupError::Request)?;
     let have = stream
         .info()
         .await
@@ -294,6 +286,28 @@ async fn ensure_stream(
         )));
     }
     Ok(stream)
+}
+
+/// Runs an idempotent set-up request (making a stream or a consumer), asking again when
+/// it timed out (a cluster busy electing, or starved of CPU: seen in tests under load),
+/// three times at most; the error, naming `what`, otherwise.
+async fn idempotent<T, E, F, Fut>(what: &str, mut request: F) -> Result<T, String>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match request().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tries < 3 && e.to_string().contains("timed out") => {
+                tracing::warn!(error = %e, "making {what} timed out; asking again");
+            }
+            Err(e) => return Err(format!("{what}: {e}")),
+        }
+    }
 }
 
 /// One message of a commit.
@@ -371,21 +385,11 @@ impl Nats {
         name: &str,
         config: jetstream::consumer::pull::Config,
     ) -> Result<jetstream::consumer::PullConsumer, crate::dispatch::DispatchError> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self
-                .stream
-                .get_or_create_consumer(name, config.clone())
-                .await
-            {
-                Ok(c) => return Ok(c),
-                Err(e) if tries < 3 && e.to_string().contains("timed out") => {
-                    tracing::warn!(consumer = name, error = %e, "making a consumer timed out; asking again");
-                }
-                Err(e) => return Err(unavailable(format!("consumer {name}: {e}"))),
-            }
-        }
+        idempotent(&format!("the consumer {name}"), || {
+            self.stream.get_or_create_consumer(name, config.clone())
+        })
+        .await
+        .map_err(unavailable)
     }
 
     /// The subjects under `filter` (relative to the prefix) that hold a message, relative
