@@ -344,6 +344,13 @@ impl std::fmt::Display for CommitError {
     }
 }
 
+/// The most times a change decides again: after losing a race to another replica, or after
+/// fetching what its decision asked for.
+pub(crate) const MAX_ROUNDS: usize = 16;
+
+/// The most reads one decision or listing has in flight at once.
+pub(crate) const READS_AT_ONCE: usize = 64;
+
 /// The most messages one atomic batch may hold (the server's limit).
 pub(crate) const MAX_BATCH: usize = 1000;
 

@@ -18,13 +18,10 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures_util::StreamExt;
 
-use super::nats::{CommitError, Nats, Write, unavailable};
+use super::nats::{CommitError, Nats, READS_AT_ONCE, Write, unavailable};
 use super::nats_state::delivery_subject;
 use super::{DeadLetter, Finish, Record};
 use crate::dispatch::DispatchError;
-
-/// The most reads one listing has in flight at once.
-const READS_AT_ONCE: usize = 64;
 
 /// Every dead letter's target and id (`dead.<target>.<id>`), by id.
 async fn dead_ids(nats: &Nats, filter: &str) -> Result<Vec<(String, u64)>, DispatchError> {

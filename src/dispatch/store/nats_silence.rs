@@ -11,16 +11,10 @@
 use futures_util::StreamExt;
 
 use super::Expired;
-use super::nats::{CommitError, Nats, Write, unavailable};
+use super::nats::{CommitError, MAX_ROUNDS, Nats, READS_AT_ONCE, Write, unavailable};
 use super::nats_state::delivery_subject;
 use crate::dispatch::{DispatchError, DispatchErrorKind};
 use crate::state::{Silence, SilenceSpan};
-
-/// The most times an operator's change is tried again after losing a race.
-const MAX_ROUNDS: usize = 16;
-
-/// The most reads one listing has in flight at once.
-const READS_AT_ONCE: usize = 64;
 
 pub(crate) fn silence_subject(id: u64) -> String {
     format!("silence.{id}")

@@ -19,18 +19,11 @@ use std::collections::HashMap;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::nats::{CommitError, Nats, Write, unavailable};
+use super::nats::{CommitError, MAX_ROUNDS, Nats, READS_AT_ONCE, Write, unavailable};
 use super::sqlite_state::{Hash, Secret};
 use super::{Kept, Record, Stored, Submission};
 use crate::dispatch::{DispatchError, DispatchErrorKind};
 use crate::state::{Entry, Group, Key, SilenceSpan, State};
-
-/// The most times one submit decides again: after losing a race to another replica, or
-/// after fetching entries the step asked for.
-const MAX_ROUNDS: usize = 16;
-
-/// The most reads of state subjects one submit has in flight at once.
-const READS_AT_ONCE: usize = 64;
 
 /// Delivery ids a replica claims at a time.
 const ID_BLOCK: u64 = 1024;
@@ -76,31 +69,27 @@ pub(crate) struct Shared {
     conflicts: std::sync::atomic::AtomicU64,
 }
 
-/// The subject of a state entry: its keyed hash, in hex.
-fn state_subject(hash: &Hash) -> String {
-    let mut s = String::with_capacity(6 + 32);
-    s.push_str("state.");
-    for b in hash {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+/// A state key's hash as a subject token: 32 hex digits.
+fn hex(hash: &Hash) -> String {
+    format!("{:032x}", u128::from_be_bytes(*hash))
 }
 
-/// A state subject's hash from its hex.
+/// A state key's hash from its subject token.
 fn parse_hash(hex: &str) -> Option<Hash> {
-    let mut out = [0u8; 16];
-    if hex.len() != 32 {
-        return None;
-    }
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    (hex.len() == 32)
+        .then(|| u128::from_str_radix(hex, 16).ok())
+        .flatten()
+        .map(u128::to_be_bytes)
+}
+
+/// The subject of a state entry.
+fn state_subject(hash: &Hash) -> String {
+    format!("state.{}", hex(hash))
 }
 
 /// The subject of a group's timer: its next flush time, handed to one replica when due.
 fn timer_subject(hash: &Hash) -> String {
-    format!("timer.group.{}", &state_subject(hash)["state.".len()..])
+    format!("timer.group.{}", hex(hash))
 }
 
 /// The subject of a delivery.

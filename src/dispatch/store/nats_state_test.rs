@@ -375,3 +375,16 @@ async fn a_batch_past_the_atomic_limit_is_stored_in_parts_each_alert_whole() {
     );
     drop(c);
 }
+
+#[test]
+fn a_state_key_survives_its_subject_token() {
+    let hash: Hash = [0, 1, 2, 0xab, 0xff, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0x10];
+    assert_eq!(hex(&hash), "000102abff0908070605040302010010");
+    assert_eq!(parse_hash(&hex(&hash)), Some(hash));
+    assert_eq!(
+        timer_subject(&hash),
+        "timer.group.000102abff0908070605040302010010"
+    );
+    assert_eq!(parse_hash("abc"), None);
+    assert_eq!(parse_hash("zz0102abff0908070605040302010010"), None);
+}
