@@ -37,10 +37,53 @@ pub(crate) fn unavailable(what: impl std::fmt::Display) -> crate::dispatch::Disp
 /// (the consumer has no leader yet, just after it was made or while its servers elect
 /// one). The client reports it only as text. A caller takes it as "nothing to take yet":
 /// its next fetch asks again.
-pub(crate) fn is_no_responders(error: &dyn std::fmt::Display) -> bool {
+fn is_no_responders(error: &dyn std::fmt::Display) -> bool {
     error
         .to_string()
         .starts_with("error while processing messages from the stream: 503")
+}
+
+/// Up to `n` messages from `consumer`, waiting at most `wait` (100 ms at least) for them.
+/// A pull nobody answered (see [`is_no_responders`]) gives what came before it.
+pub(crate) async fn fetch(
+    consumer: &jetstream::consumer::PullConsumer,
+    n: usize,
+    wait: Duration,
+) -> Result<Vec<jetstream::Message>, crate::dispatch::DispatchError> {
+    use futures_util::StreamExt;
+    let mut batch = consumer
+        .fetch()
+        .max_messages(n.max(1))
+        .expires(wait.max(Duration::from_millis(100)))
+        .messages()
+        .await
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    while let Some(message) = batch.next().await {
+        match message {
+            Ok(m) => out.push(m),
+            Err(e) if is_no_responders(&e) => {
+                tracing::debug!("a consumer has no leader yet; nothing taken now");
+                break;
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Gives `message` back until `due` (ms): the servers hand it out again then, so that no
+/// replica polls for it.
+pub(crate) async fn nak_until(
+    message: &jetstream::Message,
+    due: u64,
+    now: u64,
+) -> Result<(), crate::dispatch::DispatchError> {
+    let delay = Duration::from_millis(due.saturating_sub(now));
+    message
+        .ack_with(jetstream::AckKind::Nak(Some(delay)))
+        .await
+        .map_err(unavailable)
 }
 
 /// The oldest server the design runs on: atomic batch publishes came in 2.12.
@@ -429,25 +472,42 @@ impl Nats {
     /// "No responders" is asked again, as for [`Nats::commit`].
     pub(crate) async fn last(&self, subject: &str) -> Result<Option<(u64, Vec<u8>)>, String> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        let full = self.subject(subject);
+        self.while_unanswered(|| async {
+            match self.stream.get_last_raw_message_by_subject(&full).await {
+                Ok(m) => Some(Ok(Some((m.sequence, m.payload.to_vec())))),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Some(Ok(None)),
+                Err(e) if e.to_string().contains("no responders") => None,
+                Err(e) => Some(Err(e.to_string())),
+            }
+        })
+        .await
+        .unwrap_or_else(|| {
+            Err(String::from(
+                "no server answered the read (no responders) within the request timeout",
+            ))
+        })
+    }
+
+    /// Runs `attempt` again while it answers `None` (no responders: nobody took the
+    /// request, so asking again is safe), pausing 20 ms, then twice as long each time up to
+    /// 500 ms, for at most the request timeout; `None` past it.
+    async fn while_unanswered<T, F, Fut>(&self, mut attempt: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut pause = Duration::from_millis(20);
         loop {
-            match self
-                .stream
-                .get_last_raw_message_by_subject(&self.subject(subject))
-                .await
-            {
-                Ok(m) => return Ok(Some((m.sequence, m.payload.to_vec()))),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
-                Err(e)
-                    if e.to_string().contains("no responders")
-                        && tokio::time::Instant::now() + pause < deadline =>
-                {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                }
-                Err(e) => return Err(e.to_string()),
+            if let Some(done) = attempt().await {
+                return Some(done);
             }
+            if tokio::time::Instant::now() + pause >= deadline {
+                return None;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -458,23 +518,19 @@ impl Nats {
     /// after a connect or a leader change) means the batch was not committed: it is sent
     /// again, with a new batch id, for at most the request timeout.
     pub(crate) async fn commit(&self, writes: Vec<Write>) -> Result<u64, CommitError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut pause = Duration::from_millis(20);
-        loop {
+        self.while_unanswered(|| async {
             match self.commit_once(&writes).await {
-                Err(Attempt::NoResponders) if tokio::time::Instant::now() + pause < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                }
-                Err(Attempt::NoResponders) => {
-                    return Err(CommitError::Failed(String::from(
-                        "no server took the commit (no responders) within the request timeout",
-                    )));
-                }
-                Err(Attempt::Done(e)) => return Err(e),
-                Ok(seq) => return Ok(seq),
+                Err(Attempt::NoResponders) => None,
+                Err(Attempt::Done(e)) => Some(Err(e)),
+                Ok(seq) => Some(Ok(seq)),
             }
-        }
+        })
+        .await
+        .unwrap_or_else(|| {
+            Err(CommitError::Failed(String::from(
+                "no server took the commit (no responders) within the request timeout",
+            )))
+        })
     }
 
     async fn commit_once(&self, writes: &[Write]) -> Result<u64, Attempt> {

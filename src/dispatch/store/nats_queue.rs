@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer};
+use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 
 use super::nats::{CommitError, Nats, READS_AT_ONCE, Write, unavailable};
@@ -219,24 +219,8 @@ impl Queue {
         now: u64,
         wait: Duration,
     ) -> Result<Vec<Leased>, DispatchError> {
-        let mut batch = self
-            .consumer
-            .fetch()
-            .max_messages(n.max(1))
-            .expires(wait.max(Duration::from_millis(100)))
-            .messages()
-            .await
-            .map_err(unavailable)?;
         let mut out = Vec::new();
-        while let Some(message) = batch.next().await {
-            let message = match message {
-                Ok(m) => m,
-                Err(e) if super::nats::is_no_responders(&e) => {
-                    tracing::debug!(target = %self.target, "the queue's consumer has no leader yet; taking nothing now");
-                    break;
-                }
-                Err(e) => return Err(unavailable(e)),
-            };
+        for message in super::nats::fetch(&self.consumer, n, wait).await? {
             let (seq, handed) = match message.info() {
                 Ok(info) => (info.stream_sequence, info.delivered),
                 Err(e) => return Err(unavailable(e)),
@@ -254,11 +238,7 @@ impl Queue {
                 }
             };
             if record.next_at_ms > now {
-                let delay = Duration::from_millis(record.next_at_ms - now);
-                message
-                    .ack_with(AckKind::Nak(Some(delay)))
-                    .await
-                    .map_err(unavailable)?;
+                super::nats::nak_until(&message, record.next_at_ms, now).await?;
                 continue;
             }
             out.push(Leased {

@@ -394,21 +394,8 @@ impl Shared {
         wait: std::time::Duration,
         render: &mut super::GroupRender,
     ) -> Result<super::Flushed, DispatchError> {
-        use async_nats::jetstream::AckKind;
-        let mut batch = timers
-            .fetch()
-            .max_messages(n.max(1))
-            .expires(wait.max(std::time::Duration::from_millis(100)))
-            .messages()
-            .await
-            .map_err(unavailable)?;
         let mut flushed = super::Flushed::default();
-        while let Some(message) = batch.next().await {
-            let message = match message {
-                Ok(m) => m,
-                Err(e) if super::nats::is_no_responders(&e) => break,
-                Err(e) => return Err(unavailable(e)),
-            };
+        for message in super::nats::fetch(timers, n, wait).await? {
             let due = std::str::from_utf8(&message.payload)
                 .ok()
                 .and_then(|t| t.parse::<u64>().ok());
@@ -419,11 +406,7 @@ impl Shared {
                 continue;
             };
             if due > now {
-                let delay = std::time::Duration::from_millis(due - now);
-                message
-                    .ack_with(AckKind::Nak(Some(delay)))
-                    .await
-                    .map_err(unavailable)?;
+                super::nats::nak_until(&message, due, now).await?;
                 continue;
             }
             let stored = self.flush_one(hash, now, render).await?;
