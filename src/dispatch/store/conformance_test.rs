@@ -542,22 +542,23 @@ pub(crate) fn remembered(id: &str, state: AlertState, now: u64) -> Submission {
     }
 }
 
+/// A verdict as the scenarios compare it: `delivered`, `duplicate`, `unannounced` or
+/// `other`.
+pub(crate) fn kind(v: &crate::state::Verdict) -> &'static str {
+    match v.kind {
+        VerdictKind::Delivered { .. } => "delivered",
+        VerdictKind::Duplicate { .. } => "duplicate",
+        VerdictKind::Unannounced => "unannounced",
+        _ => "other",
+    }
+}
+
 async fn verdicts(s: &dyn Store, batch: Vec<Submission>) -> Vec<Vec<&'static str>> {
     s.submit(batch)
         .await
         .unwrap()
         .into_iter()
-        .map(|st| {
-            st.verdicts
-                .iter()
-                .map(|v| match v.kind {
-                    VerdictKind::Delivered { .. } => "delivered",
-                    VerdictKind::Duplicate { .. } => "duplicate",
-                    VerdictKind::Unannounced => "unannounced",
-                    _ => "other",
-                })
-                .collect()
-        })
+        .map(|st| st.verdicts.iter().map(kind).collect())
         .collect()
 }
 

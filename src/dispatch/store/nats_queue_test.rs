@@ -1,16 +1,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::super::nats::tests::{cluster_for, settings_for};
-use super::super::nats::{Nats, connect};
+use super::super::nats::Nats;
+use super::super::nats::tests::cluster_for;
 use super::super::nats_state::Shared;
 use super::super::{Spec, Submission};
 use super::*;
 
-async fn replica(c: &super::super::nats::tests::cluster::Cluster) -> Shared {
-    let nats: Nats = connect(&settings_for(c)).await.unwrap();
-    Shared::open(nats).await.unwrap()
-}
+use super::super::nats::tests::replica_for as replica;
 
 /// Stores `n` plain deliveries to `target` through replica `r`; answers their ids.
 async fn put(r: &Shared, target: &str, n: usize, next_at_ms: u64) -> Vec<u64> {

@@ -1,10 +1,8 @@
 use std::time::Duration;
 
 use super::super::conformance::remembered;
-use super::super::nats::connect;
-use super::super::nats::tests::{cluster_for, settings_for};
+use super::super::nats::tests::{cluster_for, replica_for};
 use super::super::nats_queue::Queue;
-use super::super::nats_state::Shared;
 use super::*;
 use crate::alert::State as AlertState;
 use crate::state::VerdictKind;
@@ -31,12 +29,8 @@ async fn silences_are_shared_and_an_early_expiry_releases_what_they_hold() {
     let Some(c) = cluster_for("silences") else {
         return;
     };
-    let a = Shared::open(connect(&settings_for(&c)).await.unwrap())
-        .await
-        .unwrap();
-    let b = Shared::open(connect(&settings_for(&c)).await.unwrap())
-        .await
-        .unwrap();
+    let a = replica_for(&c).await;
+    let b = replica_for(&c).await;
     let now = crate::dispatch::now_ms();
     let hour = now + 3_600_000;
     let (x, y) = tokio::join!(

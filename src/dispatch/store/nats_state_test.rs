@@ -1,26 +1,18 @@
 use super::super::conformance::remembered;
 use super::super::nats::tests::{cluster_for, settings_for};
-use super::super::nats::{Nats, Settings, connect};
+use super::super::nats::{Settings, connect};
 use super::*;
 use crate::alert::State as AlertState;
 use crate::state::VerdictKind;
 use std::time::Duration;
 
-async fn replica(c: &super::super::nats::tests::cluster::Cluster) -> Shared {
-    let nats: Nats = connect(&settings_for(c)).await.unwrap();
-    Shared::open(nats).await.unwrap()
-}
+use super::super::nats::tests::replica_for as replica;
 
 fn kinds(stored: &[Stored]) -> Vec<&'static str> {
     stored
         .iter()
         .flat_map(|s| &s.verdicts)
-        .map(|v| match v.kind {
-            VerdictKind::Delivered { .. } => "delivered",
-            VerdictKind::Duplicate { .. } => "duplicate",
-            VerdictKind::Unannounced => "unannounced",
-            _ => "other",
-        })
+        .map(super::super::conformance::kind)
         .collect()
 }
 

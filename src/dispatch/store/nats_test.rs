@@ -65,6 +65,12 @@ pub(crate) fn cluster_for(name: &str) -> Option<cluster::Cluster> {
     }
 }
 
+/// A replica of a deployment on cluster `c`: connected, its identity read or made.
+pub(crate) async fn replica_for(c: &cluster::Cluster) -> super::super::nats_state::Shared {
+    let nats = connect(&settings_for(c)).await.unwrap();
+    super::super::nats_state::Shared::open(nats).await.unwrap()
+}
+
 /// A replica's settings for cluster `c`.
 pub(crate) fn settings_for(c: &cluster::Cluster) -> Settings {
     Settings {
