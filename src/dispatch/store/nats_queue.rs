@@ -60,35 +60,41 @@ async fn read_dead(
     }
 }
 
-/// Dead letters, oldest first (by id), at most `limit`.
-pub(crate) async fn dead_letters(
+/// The dead letters under `filter` (a replayed one's empty marker is not one), oldest
+/// first (by id), at most `limit`, each with the sequence of its message: read side by
+/// side, and no further than `limit` needs.
+async fn live_dead(
     nats: &Nats,
+    filter: &str,
     limit: usize,
-) -> Result<Vec<DeadLetter>, DispatchError> {
-    let ids = dead_ids(nats, "dead.>").await?;
-    let read: Vec<Result<Option<(u64, DeadLetter)>, DispatchError>> =
-        futures_util::stream::iter(ids.into_iter().take(limit))
-            .map(|(target, id)| async move { read_dead(nats, &target, id).await })
-            .buffered(READS_AT_ONCE)
-            .collect()
-            .await;
+) -> Result<Vec<(u64, DeadLetter)>, DispatchError> {
+    let ids = dead_ids(nats, filter).await?;
+    let mut reads = futures_util::stream::iter(ids)
+        .map(|(target, id)| async move { read_dead(nats, &target, id).await })
+        .buffered(READS_AT_ONCE);
     let mut out = Vec::new();
-    for r in read {
-        if let Some((_, d)) = r? {
-            out.push(d);
+    while out.len() < limit {
+        match reads.next().await {
+            Some(read) => out.extend(read?),
+            None => break,
         }
     }
     Ok(out)
 }
 
+/// Dead letters, oldest first (by id), at most `limit`.
+pub(crate) async fn dead_letters(
+    nats: &Nats,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, DispatchError> {
+    let live = live_dead(nats, "dead.>", limit).await?;
+    Ok(live.into_iter().map(|(_, d)| d).collect())
+}
+
 /// Dead letter `id`, if there is one.
 pub(crate) async fn dead_letter(nats: &Nats, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
-    for (target, id) in dead_ids(nats, &format!("dead.*.{id}")).await? {
-        if let Some((_, d)) = read_dead(nats, &target, id).await? {
-            return Ok(Some(d));
-        }
-    }
-    Ok(None)
+    let live = live_dead(nats, &format!("dead.*.{id}"), 1).await?;
+    Ok(live.into_iter().next().map(|(_, d)| d))
 }
 
 /// Puts dead letter `id` back on its target's queue, due at `now_ms` with its attempts
@@ -99,10 +105,9 @@ pub(crate) async fn replay(
     id: u64,
     now_ms: u64,
 ) -> Result<Option<Record>, DispatchError> {
-    for (target, id) in dead_ids(nats, &format!("dead.*.{id}")).await? {
-        let Some((seq, dead)) = read_dead(nats, &target, id).await? else {
-            continue;
-        };
+    let live = live_dead(nats, &format!("dead.*.{id}"), 1).await?;
+    if let Some((seq, dead)) = live.into_iter().next() {
+        let target = dead.target.clone();
         let record = dead.into_retry(now_ms).map_err(|why| {
             DispatchError::other(crate::dispatch::DispatchErrorKind::Refused, why)
         })?;
@@ -142,13 +147,7 @@ pub(crate) async fn purge(nats: &Nats, id: Option<u64>) -> Result<usize, Dispatc
         Some(id) => format!("dead.*.{id}"),
         None => String::from("dead.>"),
     };
-    // Markers of replayed ones (empty) are not dead letters: counted out.
-    let mut count = 0;
-    for (target, id) in dead_ids(nats, &filter).await? {
-        if read_dead(nats, &target, id).await?.is_some() {
-            count += 1;
-        }
-    }
+    let count = live_dead(nats, &filter, usize::MAX).await?.len();
     nats.stream
         .purge()
         .filter(nats.subject(&filter))
