@@ -69,6 +69,8 @@ pub use dispatch::{
 };
 #[cfg(feature = "dispatch")]
 pub use dispatch::{MAX_SILENCE_TEXT, NewSilence, SilenceError};
+#[cfg(feature = "nats")]
+pub use dispatch::{NatsAuth, NatsSettings};
 pub use engine::{
     Choices, Decision, DecisionSummary, Delivery, Explanation, MAX_FALLBACKS, MemoryChanges,
     PredicateTrace, RuleInfo, RuleSet, RuleTrace, SilenceMatcher, Target, TestOutcome, TestReport,

@@ -208,3 +208,62 @@ fn the_readme_rules_folder_checks_its_tests_pass_and_its_typo_reads_as_shown() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// deploy/kubernetes/: the switchyard config in its ConfigMap is what the server accepts
+/// (NATS settings checked as at start), its rules pass `switchyard check`, and the
+/// Deployment probes the endpoints the server has, on the port the config listens on.
+#[test]
+fn the_kubernetes_manifests_hold_a_config_and_rules_the_binary_accepts() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let text = std::fs::read_to_string(dir.join("configmap.yaml")).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .split("\n---\n")
+        .map(|d| serde_saphyr::from_str(d).unwrap())
+        .collect();
+    let data = |name: &str| {
+        docs.iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no ConfigMap {name}"))["data"]
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let config_text = data("switchyard-config")["switchyard.yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let config = switchyard::server::Config::parse(&config_text, "configmap.yaml").unwrap();
+    let env = |name: &str| (name == "SWITCHYARD_ADMIN_TOKEN").then(|| String::from("t0ken"));
+    config.admin_auth(&env).unwrap();
+    assert_eq!(config.listen.port(), 9095);
+    #[cfg(feature = "nats")]
+    {
+        let nats = config
+            .nats_settings(&env)
+            .unwrap()
+            .expect("the nats backend");
+        assert_eq!((nats.urls.len(), nats.replicas), (3, 3));
+    }
+
+    let rules = std::env::temp_dir().join(format!("switchyard-k8s-rules-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&rules);
+    std::fs::create_dir_all(&rules).unwrap();
+    for (name, body) in data("switchyard-rules") {
+        std::fs::write(rules.join(name), body.as_str().unwrap()).unwrap();
+    }
+    let out = Command::new(BIN).arg("check").arg(&rules).output().unwrap();
+    let _ = std::fs::remove_dir_all(&rules);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let deployment = std::fs::read_to_string(dir.join("deployment.yaml")).unwrap();
+    let deployment: serde_json::Value = serde_saphyr::from_str(&deployment).unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["ports"][0]["containerPort"], 9095);
+    assert_eq!(deployment["spec"]["replicas"], 3);
+}

@@ -44,6 +44,8 @@ pub use error::{DispatchError, DispatchErrorKind};
 use lanes::Lanes;
 pub use silences::{MAX_SILENCE_TEXT, NewSilence, SilenceError};
 pub use store::DeadLetter;
+#[cfg(feature = "nats")]
+pub use store::nats::{Auth as NatsAuth, Settings as NatsSettings};
 use store::{Record, Spec, Store};
 
 /// Builds a [`Router`].
@@ -57,9 +59,19 @@ pub struct RouterBuilder {
     queue_memory: usize,
     accept_loss: bool,
     in_memory: bool,
+    #[cfg(feature = "nats")]
+    nats: Option<NatsSettings>,
 }
 
 impl RouterBuilder {
+    /// Keep deliveries and the rules' memory on NATS JetStream, shared by every replica
+    /// built with the same settings, instead of the SQLite outbox (docs/nats.md).
+    #[cfg(feature = "nats")]
+    pub fn nats(mut self, settings: NatsSettings) -> Self {
+        self.nats = Some(settings);
+        self
+    }
+
     /// Open the outbox even when its ledger shows that the database lost committed
     /// deliveries (a damaged write-ahead log): the loss is logged as an error and counted
     /// (`switchyard_outbox_lost_deliveries`). Without it (the default), opening fails and
@@ -133,7 +145,22 @@ impl RouterBuilder {
             let lanes = lanes.clone();
             Some(Box::new(move |records| lanes.push(records)))
         };
-        let store: Box<dyn Store> = if self.in_memory {
+        #[cfg(feature = "nats")]
+        let nats = self.nats;
+        #[cfg(not(feature = "nats"))]
+        let nats: Option<()> = None;
+        let store: Box<dyn Store> = if let Some(settings) = nats {
+            #[cfg(feature = "nats")]
+            {
+                drop(sink);
+                Box::new(store::nats_store::NatsStore::open(&settings).await?)
+            }
+            #[cfg(not(feature = "nats"))]
+            {
+                let () = settings;
+                unreachable!()
+            }
+        } else if self.in_memory {
             Box::new(store::memory::MemoryStore::new(sink))
         } else {
             let loss = if self.accept_loss {
@@ -200,6 +227,9 @@ impl RouterBuilder {
             && let Ok(mut tasks) = router.inner.tasks.lock()
         {
             tasks.spawn(groups::clock(router.inner.clone()));
+            if router.inner.store.shared_queues() {
+                tasks.spawn(census(router.inner.clone()));
+            }
         }
         Ok(router)
     }
@@ -289,6 +319,8 @@ impl Router {
             queue_memory: DEFAULT_QUEUE_MEMORY,
             accept_loss: false,
             in_memory: false,
+            #[cfg(feature = "nats")]
+            nats: None,
         }
     }
 
@@ -498,6 +530,7 @@ impl Router {
     /// server exports. Call [`Router::refresh_gauges`] before each scrape.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.inner.metrics.register(registry);
+        self.inner.store.register(registry);
     }
 
     /// Reads the outbox depth and dead-letter count into their gauges.
@@ -577,6 +610,9 @@ impl Router {
             // last of them is gone. Aborted tasks end at their next await point.
             while tasks.join_next().await.is_some() {}
         }
+        // On a shared store, what this replica took and did not finish goes back to the
+        // others now, not when its lease runs out.
+        self.inner.store.release().await;
     }
 
     /// Whether the outbox takes writes: `false` from a failed commit (a full disk) until
@@ -671,10 +707,50 @@ struct Signal {
     table: AtomicBool,
 }
 
+/// How often a replica on a shared store reads what other replicas changed: the targets
+/// with work waiting (a replica that died leaves its deliveries to the others) and the
+/// silences.
+const CENSUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs until the router stops, on a store shared by replicas: wakes the worker of every
+/// target with a queue, and takes the silences as stored (added or expired on another
+/// replica) every [`CENSUS_EVERY`].
+async fn census(core: Arc<RouterCore>) {
+    let mut shutdown = core.shutdown.clone();
+    let mut every = tokio::time::interval(CENSUS_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match core.store.pending_targets().await {
+            Ok(targets) => {
+                for t in targets {
+                    core.wake_table(&t);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list the shared queues"),
+        }
+        match core.store.silences().await {
+            Ok(stored) => {
+                let now = now_ms();
+                let known = core.silences.load();
+                if known.list().ne(stored.iter()) {
+                    core.silences
+                        .store(Arc::new(silences::Book::load(stored, now)));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the shared silences"),
+        }
+    }
+}
+
 impl RouterCore {
     /// Wakes the target's worker for new deliveries in its queue, starting it if needed.
+    /// On a store shared by replicas they are taken from the store's queue.
     fn wake(self: &Arc<Self>, target: &str) {
-        self.signal(target, false);
+        let shared = self.store.shared_queues();
+        self.signal(target, shared);
     }
 
     /// Wakes the target's worker for a delivery in the outbox's table of attempted ones.

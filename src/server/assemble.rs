@@ -108,16 +108,22 @@ impl Server {
         let cfg = self.config;
         let auth = cfg.ingest_auth(&*self.env).map_err(ServeError::Config)?;
         let admin = cfg.admin_auth(&*self.env).map_err(ServeError::Config)?;
-        let router = Router::builder()
+        let nats = cfg.nats_settings(&*self.env).map_err(ServeError::Config)?;
+        let builder = Router::builder()
             .rules(self.rules)
             .data_dir(&cfg.data)
             .in_flight_per_target(cfg.delivery.in_flight_per_target)
             .hold_deliveries(cfg.delivery.hold)
             .queue_memory(cfg.delivery.queue_memory_mb.saturating_mul(1 << 20))
-            .accept_outbox_loss(self.accept_outbox_loss)
-            .build()
-            .await
-            .map_err(ServeError::Outbox)?;
+            .accept_outbox_loss(self.accept_outbox_loss);
+        #[cfg(feature = "nats")]
+        let builder = match nats {
+            Some(settings) => builder.nats(settings),
+            None => builder,
+        };
+        #[cfg(not(feature = "nats"))]
+        let _ = nats;
+        let router = builder.build().await.map_err(ServeError::Outbox)?;
         if cfg.delivery.hold {
             tracing::warn!("delivery.hold is set: deliveries are stored in the outbox, not sent");
         }

@@ -19,6 +19,13 @@ impl Secret {
         Secret(s.into())
     }
 
+    /// The value, for handing to a client library that sends it (the NATS connection);
+    /// never for a log or a message.
+    #[cfg(feature = "nats")]
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
     fn matches(&self, candidate: &str) -> bool {
         // An empty secret never authenticates (the config refuses one at start; this is the
         // second lock on that door).

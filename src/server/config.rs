@@ -36,6 +36,9 @@ pub struct Config {
     pub logging: Logging,
     /// Requests in flight per target.
     pub delivery: Delivery,
+    /// Where deliveries and the rules' memory live: the embedded SQLite outbox (default),
+    /// or NATS JetStream shared by replicas.
+    pub state: StateConfig,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             admin: Admin::default(),
             logging: Logging::default(),
             delivery: Delivery::default(),
+            state: StateConfig::default(),
         }
     }
 }
@@ -137,6 +141,63 @@ impl Default for Delivery {
             in_flight_per_target: crate::dispatch::DEFAULT_IN_FLIGHT,
             hold: false,
             queue_memory_mb: crate::dispatch::DEFAULT_QUEUE_MEMORY >> 20,
+        }
+    }
+}
+
+/// Where deliveries and the rules' memory live (`state:`; docs/nats.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// `sqlite` (the outbox under `data`, one process) or `nats` (JetStream, shared by
+    /// every replica with the same `urls` and `stream`).
+    pub backend: Backend,
+    /// NATS server URLs (`nats://10.0.0.1:4222`); give every node of the cluster.
+    pub urls: Vec<String>,
+    /// A NATS user, with `password`.
+    pub user: Option<String>,
+    /// The NATS user's password.
+    pub password: Option<SecretRef>,
+    /// A NATS token (instead of a user and password).
+    pub token: Option<SecretRef>,
+    /// The stream's name and the root of its subjects (`SWITCHYARD`): deployments sharing
+    /// a NATS cluster use different names.
+    pub stream: String,
+    /// How many NATS servers keep each message (3: a 3-node cluster that survives one
+    /// node down; 1 for a single server).
+    pub replicas: usize,
+    /// The longest connecting, a request, or a whole ingest's store may take before the
+    /// sender hears 503 with `Retry-After` (4000 ms: senders such as Alibaba give up after
+    /// 5 s).
+    pub timeout_ms: u64,
+    /// How long a delivery taken by a replica stays its own without a word (30000 ms):
+    /// renewed while the replica lives, so this is how soon a dead replica's deliveries go
+    /// to another. Every replica must use the same.
+    pub lease_ms: u64,
+}
+
+/// Which store the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded SQLite outbox.
+    Sqlite,
+    /// NATS JetStream.
+    Nats,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            backend: Backend::Sqlite,
+            urls: Vec::new(),
+            user: None,
+            password: None,
+            token: None,
+            stream: String::from("SWITCHYARD"),
+            replicas: 3,
+            timeout_ms: 4000,
+            lease_ms: 30_000,
         }
     }
 }
@@ -342,6 +403,108 @@ impl Config {
             env,
         )?;
         Ok(AdminAuth::require(creds).metrics_open(self.admin.metrics_open))
+    }
+
+    /// The NATS settings of `state:` when its backend is `nats` (secrets read from the
+    /// environment or files), checked: every mistake named with its key and a fix.
+    #[cfg(feature = "nats")]
+    pub fn nats_settings(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<crate::dispatch::NatsSettings>, ConfigError> {
+        use crate::dispatch::NatsAuth;
+        let st = &self.state;
+        if st.backend != Backend::Nats {
+            return Ok(None);
+        }
+        let invalid = |m: String| ConfigError::new(ConfigErrorKind::Invalid, m);
+        if st.urls.is_empty() {
+            return Err(invalid(String::from(
+                "state.urls: the nats backend needs the servers' URLs, for example [nats://10.0.0.1:4222, nats://10.0.0.2:4222, nats://10.0.0.3:4222]",
+            )));
+        }
+        if let Some(u) = st
+            .urls
+            .iter()
+            .find(|u| !(u.starts_with("nats://") || u.starts_with("tls://")) || u.contains('@'))
+        {
+            return Err(invalid(format!(
+                "state.urls: `{}` is not a NATS URL without credentials: write nats://host:port (or tls://), and give credentials in state.user/password or state.token",
+                if u.contains('@') {
+                    "<a URL with credentials>"
+                } else {
+                    u
+                }
+            )));
+        }
+        let valid_name = !st.stream.is_empty()
+            && st.stream.len() <= 64
+            && st
+                .stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid_name {
+            return Err(invalid(format!(
+                "state.stream: `{}` is not a usable stream name: letters, digits, `_` and `-`, at most 64",
+                st.stream
+            )));
+        }
+        if !(1..=5).contains(&st.replicas) {
+            return Err(invalid(format!(
+                "state.replicas: {} is not possible: JetStream keeps 1 to 5 copies (3 for a 3-node cluster)",
+                st.replicas
+            )));
+        }
+        if !(500..=60_000).contains(&st.timeout_ms) {
+            return Err(invalid(format!(
+                "state.timeout_ms: {} is out of range: 500 to 60000 (4000 keeps a 503 within the senders' patience)",
+                st.timeout_ms
+            )));
+        }
+        if !(1000..=600_000).contains(&st.lease_ms) {
+            return Err(invalid(format!(
+                "state.lease_ms: {} is out of range: 1000 to 600000 (how soon a dead replica's deliveries go to another)",
+                st.lease_ms
+            )));
+        }
+        let auth = match (&st.user, &st.password, &st.token) {
+            (None, None, None) => NatsAuth::None,
+            (Some(user), Some(p), None) => NatsAuth::UserPassword(
+                user.clone(),
+                read_secret("state.password", p, env)?.expose().to_owned(),
+            ),
+            (None, None, Some(t)) => {
+                NatsAuth::Token(read_secret("state.token", t, env)?.expose().to_owned())
+            }
+            _ => {
+                return Err(invalid(String::from(
+                    "state: give either `user` with `password`, or `token`, or neither",
+                )));
+            }
+        };
+        Ok(Some(crate::dispatch::NatsSettings {
+            urls: st.urls.clone(),
+            auth,
+            prefix: st.stream.clone(),
+            replicas: st.replicas,
+            timeout: Duration::from_millis(st.timeout_ms),
+            lease: Duration::from_millis(st.lease_ms),
+        }))
+    }
+
+    /// A `state.backend: nats` in a build without NATS support.
+    #[cfg(not(feature = "nats"))]
+    pub fn nats_settings(
+        &self,
+        _env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<()>, ConfigError> {
+        if self.state.backend == Backend::Nats {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Invalid,
+                "state.backend: this build has no NATS support; build with the `nats` feature (on by default) or use `sqlite`",
+            ));
+        }
+        Ok(None)
     }
 
     /// The ingest credentials, with secrets read from the environment or files.

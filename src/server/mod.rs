@@ -711,7 +711,7 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError>
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "outbox_unavailable",
-            "the outbox cannot be written (is the disk full?); alerts would be refused",
+            "the outbox cannot be written (a full disk; on NATS, the servers unreachable or without a majority); alerts would be refused",
         ));
     }
     if !s.ready.load(Ordering::SeqCst) {

@@ -6,6 +6,7 @@
 //! - `/busy/N`: 429 with `Retry-After: N` the first time, then 200;
 //! - `/bad`: 400;
 //! - `/hang`: answers only after 30 s;
+//! - `/slow/MS`: 200 after MS milliseconds (at most 10 s);
 //! - `/redirect/CODE?to=URL`: answers CODE (301, 302, 307, 308) with `Location: URL`.
 //!
 //! Every request is recorded (method, path, headers, body, arrival time). The server stops
@@ -154,6 +155,11 @@ async fn handle(
         ["redirect", code] => (code.parse::<u16>().unwrap_or(302), None),
         ["hang"] => {
             tokio::time::sleep(Duration::from_secs(30)).await;
+            (200, None)
+        }
+        ["slow", ms] => {
+            let ms = ms.parse::<u64>().unwrap_or(0).min(10_000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
             (200, None)
         }
         _ => (200, None),

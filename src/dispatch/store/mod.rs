@@ -31,6 +31,8 @@ pub(crate) mod nats_queue;
 pub(crate) mod nats_silence;
 #[cfg(feature = "nats")]
 pub(crate) mod nats_state;
+#[cfg(feature = "nats")]
+pub(crate) mod nats_store;
 pub(crate) mod sqlite;
 mod sqlite_silence;
 mod sqlite_state;
@@ -499,6 +501,23 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Where the store is, for messages: a file, or `memory`.
     fn location(&self) -> &Path;
+
+    /// Whether other processes (replicas) share this store's queues and state (NATS):
+    /// a new delivery is then taken from its queue through [`Store::due`] (another replica
+    /// may take it), never handed to a [`FreshSink`]; and what another replica changes
+    /// (silences, targets with work) is read again from time to time.
+    fn shared_queues(&self) -> bool {
+        false
+    }
+
+    /// Gives back what this process took from shared queues and did not finish, so that
+    /// another replica takes it at once: called when the router stops.
+    fn release(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Registers the store's own metrics, if it has any.
+    fn register(&self, _registry: &mut prometheus_client::registry::Registry) {}
 
     /// Stores each alert's new deliveries (fresh), running the step function on those
     /// chosen by rules that remember, with its state written in the same write; answers

@@ -13,11 +13,6 @@
 //! bucket is), and `Nats-Expected-Last-Subject-Sequence` on each write makes the batch
 //! fail whole when another replica changed a key it read.
 
-// Built in steps: this is the foundation, proved by its tests against a real cluster; the
-// `Store` on top of it, and the `state:` settings that select it, come next (docs/nats.md,
-// "Status"). Until then nothing outside the tests calls it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -115,28 +110,36 @@ impl std::fmt::Display for Version {
     }
 }
 
-/// How a replica reaches NATS.
+/// How a replica reaches NATS (`state:` in the config file, docs/nats.md).
 #[derive(Clone, Debug)]
-pub(crate) struct Settings {
+pub struct Settings {
     /// Server URLs (`nats://127.0.0.1:4222`); the client picks one and fails over.
-    pub(crate) urls: Vec<String>,
+    pub urls: Vec<String>,
     /// A user and password, or a token, if the servers ask for one.
-    pub(crate) auth: Auth,
+    pub auth: Auth,
     /// The stream's name and the root of its subjects (`SWITCHYARD`): several deployments
     /// share a NATS cluster under different prefixes.
-    pub(crate) prefix: String,
+    pub prefix: String,
     /// How many servers keep each message (3 for a 3-node cluster; 1 for a single server).
-    pub(crate) replicas: usize,
-    /// How long connecting, and each request, may take.
-    pub(crate) timeout: Duration,
+    pub replicas: usize,
+    /// How long connecting, and each request, may take; also the longest a submit waits
+    /// before it is refused (503), within the senders' patience.
+    pub timeout: Duration,
+    /// How long a delivery taken by a replica stays its own without a word: renewed while
+    /// the replica lives, so this is how soon a dead replica's deliveries go to another.
+    /// Every replica must use the same.
+    pub lease: Duration,
 }
 
 /// Credentials for the NATS servers. Values never appear in an error or a log.
 #[derive(Clone, Default)]
-pub(crate) enum Auth {
+pub enum Auth {
+    /// The servers ask for nothing.
     #[default]
     None,
+    /// A user and a password.
     UserPassword(String, String),
+    /// A token.
     Token(String),
 }
 
@@ -195,8 +198,11 @@ impl std::fmt::Display for SetupError {
 impl std::error::Error for SetupError {}
 
 /// A replica's connection to the deployment: the client, JetStream, and the stream.
+#[derive(Clone)]
 pub(crate) struct Nats {
     pub(crate) client: async_nats::Client,
+    /// JetStream, for what the stream handle does not do (tests remove the stream).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) js: jetstream::Context,
     pub(crate) stream: stream::Stream,
     pub(crate) version: Version,

@@ -9,10 +9,6 @@
 //! does), or acknowledges a message whose outcome is not stored (it comes back after the
 //! consumer's `ack_wait`, with the same delivery id, hence the same `Idempotency-Key`).
 
-// Built in steps, like `nats.rs`: proved by its tests against a real cluster; the `Store`
-// that serves the router on it comes next (docs/nats.md, "Status").
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
@@ -180,6 +176,14 @@ pub(crate) struct Leased {
     pub(crate) handed: i64,
     message: jetstream::Message,
     seq: u64,
+}
+
+impl Leased {
+    /// The message that holds the delivery: what a lease renewal acknowledges as "in
+    /// progress".
+    pub(crate) fn message(&self) -> &jetstream::Message {
+        &self.message
+    }
 }
 
 impl Queue {

@@ -4,10 +4,6 @@
 //! that holds them, so that expiring a silence early releases them (docs/nats.md,
 //! "Silences"). The same semantics as the SQLite outbox's `sqlite_silence.rs`.
 
-// Built in steps, like `nats.rs`: proved by its tests against a real cluster; the `Store`
-// that serves the router on it comes next (docs/nats.md, "Status").
-#![cfg_attr(not(test), allow(dead_code))]
-
 use futures_util::StreamExt;
 
 use super::Expired;

@@ -10,10 +10,6 @@
 //! first). Never: keeps what it read past one submit (another replica may have changed
 //! it), or answers a submit before its commit is stored.
 
-// Built in steps, like `nats.rs`: proved by its tests against a real cluster; the `Store`
-// that serves the router on it comes next (docs/nats.md, "Status").
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
@@ -37,12 +33,23 @@ struct Identity {
     secret: [u64; 2],
 }
 
-/// A state entry as stored: the entry and when it expires (ms). An empty message is a
-/// forgotten entry.
+/// A state entry as stored: the entry, when it expires (ms), and what an operator's
+/// listing shows of its key (never the key's values). An empty message is a forgotten
+/// entry.
 #[derive(Serialize, Deserialize)]
 struct Value {
     e: Entry,
     x: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m: Option<Meta>,
+}
+
+/// What an operator's listing shows of a state entry's key: its kind, rule and target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Meta {
+    k: String,
+    r: String,
+    t: String,
 }
 
 /// What a decision reads from: the state entries and the silences fetched so far.
@@ -214,7 +221,7 @@ impl Shared {
                 // same): at most one duplicate gets through; no alert is lost.
                 let entry = serde_json::from_slice::<Value>(&bytes)
                     .ok()
-                    .map(|s| (s.e, s.x));
+                    .map(|v| (v.e, v.x));
                 Ok(Read { seq, entry })
             }
         }
@@ -303,24 +310,13 @@ impl Shared {
                 ids.extend(self.take_ids(want - ids.len()).await?);
             }
             let decided = decide((&reads, &silences), &ids);
-            if !decided.missing_silences.is_empty() {
-                for id in decided.missing_silences {
-                    silences.insert(id, super::nats_silence::span(&self.nats, id).await?);
-                }
-                continue;
-            }
-            if !decided.missing.is_empty() {
-                // Fetched side by side: one round trip's wait for all of them.
-                let fetched: Vec<Result<(Hash, Read), DispatchError>> =
-                    futures_util::stream::iter(decided.missing)
-                        .map(|hash| async move { Ok((hash, self.read(&hash).await?)) })
-                        .buffer_unordered(READS_AT_ONCE)
-                        .collect()
-                        .await;
-                for f in fetched {
-                    let (hash, read) = f?;
-                    reads.insert(hash, read);
-                }
+            if !decided.missing.is_empty() || !decided.missing_silences.is_empty() {
+                self.fetch(
+                    (&mut reads, &mut silences),
+                    decided.missing,
+                    decided.missing_silences,
+                )
+                .await?;
                 continue;
             }
             if decided.used > ids.len() {
@@ -363,6 +359,109 @@ impl Shared {
                 "the shared state kept changing under this change ({MAX_ROUNDS} tries, the last refused with \"{lost}\"); try again"
             ),
         ))
+    }
+
+    /// Fetches the state entries and silences a decision asked for and did not have: the
+    /// entries side by side (one round trip's wait for all of them).
+    async fn fetch(
+        &self,
+        (reads, silences): (
+            &mut HashMap<Hash, Read>,
+            &mut HashMap<u64, Option<SilenceSpan>>,
+        ),
+        missing: Vec<Hash>,
+        missing_silences: Vec<u64>,
+    ) -> Result<(), DispatchError> {
+        for id in missing_silences {
+            silences.insert(id, super::nats_silence::span(&self.nats, id).await?);
+        }
+        let fetched: Vec<Result<(Hash, Read), DispatchError>> = futures_util::stream::iter(missing)
+            .map(|hash| async move { Ok((hash, self.read(&hash).await?)) })
+            .buffer_unordered(READS_AT_ONCE)
+            .collect()
+            .await;
+        for f in fetched {
+            let (hash, read) = f?;
+            reads.insert(hash, read);
+        }
+        Ok(())
+    }
+
+    /// What `look` answers on the shared state as it is now, with nothing written: it runs
+    /// on what was read, and again after fetching what it asked for, until it had every
+    /// entry it read. For a preview and for the inhibit check of a held firing.
+    pub(crate) async fn look<T>(
+        &self,
+        mut look: impl FnMut(&mut dyn State) -> T,
+    ) -> Result<T, DispatchError> {
+        let mut reads: HashMap<Hash, Read> = HashMap::new();
+        let mut silences: HashMap<u64, Option<SilenceSpan>> = HashMap::new();
+        for _ in 0..MAX_ROUNDS {
+            let mut view = View::new(self.secret(), &reads, &silences);
+            let answer = look(&mut view);
+            let (missing, missing_silences) = (view.missing, view.missing_silences);
+            if missing.is_empty() && missing_silences.is_empty() {
+                return Ok(answer);
+            }
+            self.fetch((&mut reads, &mut silences), missing, missing_silences)
+                .await?;
+        }
+        Err(DispatchError::other(
+            DispatchErrorKind::Busy,
+            format!(
+                "a read of the shared state asked for more entries {MAX_ROUNDS} times in a row"
+            ),
+        ))
+    }
+
+    /// Changes the shared state with `change` (no deliveries), decided and committed like
+    /// a submit ([`Shared::settle`]).
+    pub(crate) async fn apply(
+        &self,
+        mut change: impl FnMut(&mut dyn State),
+    ) -> Result<(), DispatchError> {
+        let secret = self.secret();
+        self.settle(0, |(reads, silences), _| {
+            let mut view = View::new(secret, reads, silences);
+            change(&mut view);
+            Decided::from_view(view, Vec::new(), Vec::new(), 0)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Up to `limit` live state entries (not expired at `now`), for an operator; an entry
+    /// that cannot be read, or stored before entries carried what a listing shows, is left
+    /// out.
+    pub(crate) async fn list(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::state::Listed>, DispatchError> {
+        let subjects = self.nats.subjects("state.>").await?;
+        let mut reads = futures_util::stream::iter(subjects)
+            .map(|subject| async move { self.nats.last(&subject).await.map_err(unavailable) })
+            .buffered(READS_AT_ONCE);
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(read) = reads.next().await else {
+                break;
+            };
+            let Some((_, bytes)) = read? else { continue };
+            let Ok(Value { e, x, m: Some(m) }) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            if x > now {
+                out.push(crate::state::Listed {
+                    rule: m.r,
+                    kind: m.k,
+                    target: m.t,
+                    expires: x,
+                    entry: e,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The groups' timers: one durable consumer on `<prefix>.timer.>` that every replica
@@ -446,16 +545,8 @@ impl Shared {
         now: u64,
         render: &mut super::GroupRender,
     ) -> Decided {
-        let mut view = View {
-            secret: self.secret(),
-            reads,
-            silences,
-            due: vec![hash],
-            writes: Vec::new(),
-            written: HashMap::new(),
-            missing: Vec::new(),
-            missing_silences: Vec::new(),
-        };
+        let mut view = View::new(self.secret(), reads, silences);
+        view.due = vec![hash];
         let mut next = 0usize;
         let mut take = || {
             let id = ids.get(next).copied().unwrap_or(0);
@@ -468,30 +559,13 @@ impl Shared {
         for r in &kept.now {
             stored.push(r);
         }
-        Decided {
-            timers: view.timers(),
-            missing: view.missing,
-            missing_silences: view.missing_silences,
-            writes: view.writes,
-            kept: vec![kept],
-            stored: vec![stored],
-            used: next,
-        }
+        Decided::from_view(view, vec![kept], vec![stored], next)
     }
 
     /// One decision on what was read: the step over every submission, in order, on one
     /// view of the state.
     fn decide(&self, batch: Vec<Submission>, (reads, silences): Reads<'_>, ids: &[u64]) -> Decided {
-        let mut view = View {
-            secret: self.secret(),
-            reads,
-            silences,
-            due: Vec::new(),
-            writes: Vec::new(),
-            written: HashMap::new(),
-            missing: Vec::new(),
-            missing_silences: Vec::new(),
-        };
+        let mut view = View::new(self.secret(), reads, silences);
         let mut next = 0usize;
         let mut stored_all = Vec::with_capacity(batch.len());
         let mut kept_all = Vec::with_capacity(batch.len());
@@ -521,15 +595,7 @@ impl Shared {
             stored_all.push(stored);
             kept_all.push(kept);
         }
-        Decided {
-            timers: view.timers(),
-            missing: view.missing,
-            missing_silences: view.missing_silences,
-            writes: view.writes,
-            kept: kept_all,
-            stored: stored_all,
-            used: next,
-        }
+        Decided::from_view(view, kept_all, stored_all, next)
     }
 }
 
@@ -544,6 +610,8 @@ struct Decided {
     /// The state the step changed, in order of first change: the entry and its expiry, or
     /// `None` (forgotten).
     writes: Vec<(Hash, Option<(Entry, u64)>)>,
+    /// What a listing shows of each written entry's key.
+    meta: HashMap<Hash, Meta>,
     kept: Vec<Kept>,
     stored: Vec<Stored>,
     /// How many delivery ids the step took.
@@ -551,6 +619,21 @@ struct Decided {
 }
 
 impl Decided {
+    /// What a decision on `view` came to: what it asked for, what it wrote, the deliveries
+    /// it kept and stored, and how many ids it used.
+    fn from_view(view: View<'_>, kept: Vec<Kept>, stored: Vec<Stored>, used: usize) -> Decided {
+        Decided {
+            timers: view.timers(),
+            missing: view.missing,
+            missing_silences: view.missing_silences,
+            meta: view.meta,
+            writes: view.writes,
+            kept,
+            stored,
+            used,
+        }
+    }
+
     /// The commit's messages: each changed entry (compare-and-set on what was read, kept
     /// by the server until it expires), then each delivery (on a subject nobody used).
     fn writes(&self, reads: &HashMap<Hash, Read>) -> Vec<Write> {
@@ -563,6 +646,7 @@ impl Decided {
                     serde_json::to_vec(&Value {
                         e: e.clone(),
                         x: *x,
+                        m: self.meta.get(hash).cloned(),
                     })
                     .unwrap_or_default(),
                     // The server forgets it a little after it expires.
@@ -644,6 +728,29 @@ struct View<'r> {
     /// Index into `writes` by hash.
     written: HashMap<Hash, usize>,
     missing: Vec<Hash>,
+    /// What a listing shows of each key written.
+    meta: HashMap<Hash, Meta>,
+}
+
+impl<'r> View<'r> {
+    /// A decision's view of what was read, with nothing written yet.
+    fn new(
+        secret: Secret,
+        reads: &'r HashMap<Hash, Read>,
+        silences: &'r HashMap<u64, Option<SilenceSpan>>,
+    ) -> View<'r> {
+        View {
+            secret,
+            reads,
+            silences,
+            due: Vec::new(),
+            missing_silences: Vec::new(),
+            writes: Vec::new(),
+            written: HashMap::new(),
+            missing: Vec::new(),
+            meta: HashMap::new(),
+        }
+    }
 }
 
 /// A group's next flush, if `entry` is a group.
@@ -713,6 +820,11 @@ impl State for View<'_> {
 
     fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) {
         let hash = self.secret.hash(key);
+        self.meta.entry(hash).or_insert_with(|| Meta {
+            k: key.kind.to_owned(),
+            r: key.rule.to_owned(),
+            t: key.target.to_owned(),
+        });
         self.write(hash, Some((entry.clone(), expires)));
     }
 

@@ -137,6 +137,7 @@ async fn without_a_quorum_a_submit_is_refused_in_time_and_its_retry_pages_once()
     };
     let settings = Settings {
         timeout: Duration::from_secs(2),
+        lease: Duration::from_secs(30),
         ..settings_for(&c)
     };
     let r = Shared::open(connect(&settings).await.unwrap())

@@ -79,6 +79,7 @@ pub(crate) fn settings_for(c: &cluster::Cluster) -> Settings {
         prefix: String::from("SY"),
         replicas: 3,
         timeout: Duration::from_secs(10),
+        lease: Duration::from_secs(30),
     }
 }
 
@@ -219,6 +220,7 @@ async fn the_design_holds_on_a_three_node_cluster() {
     // commit fails within that time, saying so, instead of hanging or passing.
     let quick = connect(&Settings {
         timeout: Duration::from_secs(2),
+        lease: Duration::from_secs(30),
         ..settings.clone()
     })
     .await
@@ -252,6 +254,7 @@ async fn an_unreachable_deployment_is_said_at_once_with_the_urls() {
         prefix: String::from("SY"),
         replicas: 1,
         timeout: Duration::from_secs(2),
+        lease: Duration::from_secs(30),
     };
     let started = std::time::Instant::now();
     let err = connect(&settings).await.err().expect("refused");

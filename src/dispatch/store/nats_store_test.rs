@@ -1,0 +1,336 @@
+//! The NATS backend through the [`Store`] interface, as the router uses it, on a real
+//! 3-node cluster: with real time, since the servers hold a delivery due later for its real
+//! delay (the conformance suite's scenarios run on a made-up clock).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::super::conformance::{kind, remembered};
+use super::super::nats::tests::{cluster, cluster_for, settings_for};
+use super::*;
+use crate::alert::State as AlertState;
+use crate::dispatch::now_ms;
+
+async fn store(c: &cluster::Cluster, ack_wait: Duration) -> NatsStore {
+    let settings = super::super::nats::Settings {
+        lease: ack_wait,
+        ..settings_for(c)
+    };
+    NatsStore::open(&settings).await.unwrap()
+}
+
+/// Stores `n` plain deliveries to `target`, due now; answers their ids.
+async fn put(s: &NatsStore, target: &str, n: usize) -> Vec<u64> {
+    let plain = (0..n)
+        .map(|i| {
+            let mut r = Record::for_test(target, format!("{{\"n\":{i}}}"));
+            r.alert_id = Some(format!("a{i}"));
+            r.next_at_ms = now_ms();
+            r
+        })
+        .collect();
+    let stored = s
+        .submit(vec![Submission {
+            plain,
+            stateful: None,
+        }])
+        .await
+        .unwrap();
+    stored[0].ids.clone()
+}
+
+/// Takes from `target` through `s` until `want` came or `within` passed, as a worker
+/// does (what it already holds is skipped).
+async fn take(s: &NatsStore, target: &str, want: usize, within: Duration) -> Vec<Record> {
+    let started = std::time::Instant::now();
+    let mut got: Vec<Record> = Vec::new();
+    while got.len() < want && started.elapsed() < within {
+        let held: HashSet<u64> = got.iter().map(|r| r.id).collect();
+        let skip = |id: u64| held.contains(&id);
+        got.extend(
+            s.due(target, now_ms(), want - got.len(), &skip)
+                .await
+                .unwrap(),
+        );
+        if got.len() < want {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    got
+}
+
+/// Two replicas on one deployment: deliveries stored by one are taken by both, each once;
+/// what an attempt came to is recorded by the replica that took it, and a delivery finished
+/// is gone for both. A dead letter is listed by the other replica, replayed into its
+/// queue, and purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_take_each_delivery_once_and_record_its_outcome() {
+    let Some(c) = cluster_for("store-share") else {
+        return;
+    };
+    let (a, b) = (
+        store(&c, Duration::from_secs(30)).await,
+        store(&c, Duration::from_secs(30)).await,
+    );
+    assert!(a.shared_queues());
+    assert_eq!(a.store_id(), b.store_id(), "one deployment, one identity");
+    let mut ids = put(&a, "t", 10).await;
+    ids.extend(put(&b, "t", 10).await);
+    // Each asks for half: neither may take one the other holds.
+    let (ta, tb) = tokio::join!(
+        take(&a, "t", 10, Duration::from_secs(3)),
+        take(&b, "t", 10, Duration::from_secs(3)),
+    );
+    let mut all: Vec<u64> = ta.iter().chain(&tb).map(|r| r.id).collect();
+    all.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(all, ids, "each taken once: a {} b {}", ta.len(), tb.len());
+
+    // Every outcome recorded by the replica holding it; the last of a's is a dead letter.
+    let (dead, delivered) = ta.split_last().expect("a took some");
+    let mut items: Vec<Finish> = delivered.iter().map(|r| Finish::Delivered(r.id)).collect();
+    items.push(Finish::Dead(DeadLetter {
+        id: dead.id,
+        target: dead.spec.target.clone(),
+        alert_id: dead.alert_id.clone(),
+        attempts: 1,
+        error: String::from("HTTP 400"),
+        created_ms: dead.created_ms,
+        dead_ms: now_ms(),
+        body: dead.body.clone(),
+        shown_body: None,
+        spec: dead.spec.clone(),
+        unreadable: false,
+    }));
+    assert!(a.finish(items).await.iter().all(|r| matches!(r, Ok(None))));
+    let results = b
+        .finish(tb.iter().map(|r| Finish::Delivered(r.id)).collect())
+        .await;
+    assert!(results.iter().all(|r| matches!(r, Ok(None))));
+    // Finishing what this replica does not hold writes nothing.
+    assert!(matches!(
+        a.finish(vec![Finish::Delivered(tb[0].id)]).await[0],
+        Ok(None)
+    ));
+    assert!(
+        take(&a, "t", 1, Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    assert!(
+        take(&b, "t", 1, Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+
+    let listed = b.dead_letters(10).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|d| (d.id, d.error.as_str()))
+            .collect::<Vec<_>>(),
+        [(dead.id, "HTTP 400")]
+    );
+    let replayed = b
+        .replay(dead.id, now_ms())
+        .await
+        .unwrap()
+        .expect("replayed");
+    assert_eq!((replayed.id, replayed.attempts), (dead.id, 0));
+    let back = take(&a, "t", 1, Duration::from_secs(3)).await;
+    assert_eq!(back.iter().map(|r| r.id).collect::<Vec<_>>(), [dead.id]);
+    assert!(b.dead_letters(10).await.unwrap().is_empty());
+    a.finish(vec![Finish::Dead(DeadLetter {
+        error: String::from("HTTP 410"),
+        ..listed[0].clone()
+    })])
+    .await;
+    assert_eq!(a.purge(None).await.unwrap(), 1);
+    assert!(b.dead_letters(10).await.unwrap().is_empty());
+    assert!(a.health().writable && b.health().writable);
+}
+
+/// A retry comes back when it is due, not before, with its attempts; a fallback's new
+/// delivery goes to its own target's queue under a new id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_comes_back_when_due_and_a_fallback_joins_its_targets_queue() {
+    let Some(c) = cluster_for("store-retry") else {
+        return;
+    };
+    let s = store(&c, Duration::from_secs(30)).await;
+    let ids = put(&s, "t", 2).await;
+    let taken = take(&s, "t", 2, Duration::from_secs(3)).await;
+    assert_eq!(taken.len(), 2);
+    let mut retry = taken[0].clone();
+    retry.attempts = 1;
+    retry.next_at_ms = now_ms() + 800;
+    retry.last_error = Some(String::from("HTTP 503"));
+    let mut to = Record::for_test("backup", String::from("{}"));
+    to.fallback_from = Some(String::from("t"));
+    to.next_at_ms = now_ms();
+    let results = s
+        .finish(vec![
+            Finish::Retry(retry),
+            Finish::FallBack {
+                from: taken[1].id,
+                to,
+            },
+        ])
+        .await;
+    assert!(matches!(results[0], Ok(None)));
+    let created = results[1]
+        .as_ref()
+        .unwrap()
+        .clone()
+        .expect("the new delivery");
+    assert!(!ids.contains(&created.id), "a new id");
+    let asked = now_ms();
+    let early = take(&s, "t", 1, Duration::from_millis(300)).await;
+    assert!(early.is_empty(), "not before it is due: {early:?}");
+    let back = take(&s, "t", 1, Duration::from_secs(5)).await;
+    assert_eq!(back.len(), 1, "due again");
+    assert!(now_ms() >= asked + 600, "held by the servers until due");
+    assert_eq!(
+        (back[0].id, back[0].attempts, back[0].last_error.as_deref()),
+        (ids[0], 1, Some("HTTP 503"))
+    );
+    let backup = take(&s, "backup", 1, Duration::from_secs(3)).await;
+    assert_eq!(
+        backup.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [created.id]
+    );
+    let mut targets = s.pending_targets().await.unwrap();
+    targets.sort();
+    assert_eq!(targets, ["backup", "t"]);
+}
+
+/// A replica that dies holding a delivery (its lease not renewed) leaves it to another
+/// replica once the lease runs out: the same id (so the same `Idempotency-Key`), counted
+/// as a redelivery. A replica alive renews its leases: nothing it holds goes elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_held_by_a_dead_replica_goes_to_another_with_the_same_id() {
+    let Some(c) = cluster_for("store-lease") else {
+        return;
+    };
+    let lease = Duration::from_millis(1500);
+    let (a, b) = (store(&c, lease).await, store(&c, lease).await);
+    let ids = put(&a, "t", 2).await;
+    let held = take(&a, "t", 2, Duration::from_secs(3)).await;
+    assert_eq!(held.len(), 2);
+    // Alive: a's renewals keep both its own past the lease.
+    tokio::time::sleep(lease * 2).await;
+    assert!(
+        take(&b, "t", 1, Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    drop(a);
+    let taken = take(&b, "t", 2, lease * 4).await;
+    let mut got: Vec<u64> = taken.iter().map(|r| r.id).collect();
+    got.sort_unstable();
+    assert_eq!(got, ids, "the dead replica's deliveries, same ids");
+    assert_eq!(b.metrics.redeliveries.get(), 2);
+}
+
+/// The rules' memory is one for every replica: a duplicate is found by the other replica's
+/// preview, listed there, and a held firing's inhibit check reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_memory_is_shared_by_preview_listing_and_the_inhibit_check() {
+    let Some(c) = cluster_for("store-state") else {
+        return;
+    };
+    let (a, b) = (
+        store(&c, Duration::from_secs(30)).await,
+        store(&c, Duration::from_secs(30)).await,
+    );
+    let now = now_ms();
+    let stored = a
+        .submit(vec![remembered("x", AlertState::Firing, now)])
+        .await
+        .unwrap();
+    assert_eq!(
+        stored[0].verdicts.iter().map(kind).collect::<Vec<_>>(),
+        ["delivered"]
+    );
+    let Some(super::super::Submission {
+        stateful: Some(st), ..
+    }) = Some(remembered("x", AlertState::Firing, now + 1))
+    else {
+        unreachable!()
+    };
+    let preview = b.preview(vec![*st]).await.unwrap();
+    assert_eq!(
+        preview[0].iter().map(kind).collect::<Vec<_>>(),
+        ["duplicate"],
+        "seen by the other replica, nothing stored"
+    );
+    let listed = b.state_list(now_ms(), 10).await.unwrap();
+    let mut kinds: Vec<(&str, &str, &str)> = listed
+        .iter()
+        .map(|l| (l.rule.as_str(), l.kind.as_str(), l.target.as_str()))
+        .collect();
+    kinds.sort_unstable();
+    assert!(kinds.contains(&("pages", "dedup", "t")), "{kinds:?}");
+    // The delivery it made is one, whichever replica asks again.
+    let again = b
+        .submit(vec![remembered("x", AlertState::Firing, now + 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        again[0].verdicts.iter().map(kind).collect::<Vec<_>>(),
+        ["duplicate"]
+    );
+    assert!(again[0].ids.is_empty());
+}
+
+/// A silence added on one replica is listed by the other; expired there, it is ended for
+/// both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_is_shared_by_the_replicas() {
+    let Some(c) = cluster_for("store-silence") else {
+        return;
+    };
+    let (a, b) = (
+        store(&c, Duration::from_secs(30)).await,
+        store(&c, Duration::from_secs(30)).await,
+    );
+    let now = now_ms();
+    let silence = crate::state::Silence {
+        id: 0,
+        condition: String::from("service == \"db\""),
+        starts: now,
+        ends: now + 3_600_000,
+        created_by: String::from("ops"),
+        comment: String::from("maintenance"),
+        created_at: now,
+        expired_at: None,
+    };
+    let added = a.add_silence(silence, now).await.unwrap();
+    assert_eq!(added.id, 1);
+    let seen = b.silences().await.unwrap();
+    assert_eq!(seen.iter().map(|s| s.id).collect::<Vec<_>>(), [1]);
+    let expired = b.expire_silence(1, now_ms()).await.unwrap().expect("there");
+    assert!(expired.silence.expired_at.is_some());
+    let after = a.silences().await.unwrap();
+    assert!(after[0].ends <= now_ms(), "ended for a too");
+}
+
+/// A replica that stops gracefully gives back what it took and did not finish: another
+/// replica takes it at once, not after the lease (30 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopping_gives_back_what_it_took_at_once() {
+    let Some(c) = cluster_for("store-release") else {
+        return;
+    };
+    let (a, b) = (
+        store(&c, Duration::from_secs(30)).await,
+        store(&c, Duration::from_secs(30)).await,
+    );
+    let ids = put(&a, "t", 3).await;
+    assert_eq!(take(&a, "t", 3, Duration::from_secs(3)).await.len(), 3);
+    a.release().await;
+    let taken = take(&b, "t", 3, Duration::from_secs(3)).await;
+    let mut got: Vec<u64> = taken.iter().map(|r| r.id).collect();
+    got.sort_unstable();
+    assert_eq!(got, ids, "given back, same ids");
+}
