@@ -338,3 +338,161 @@ fn a_replica_refuses_to_start_when_nats_is_unreachable_and_says_where() {
     assert!(took < Duration::from_secs(10), "refused in {took:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Messages the switchyard replicas sent to the NATS servers so far (every publish,
+/// request, acknowledgement and pull, summed over the nodes' client connections): what a
+/// replica's round trips cost the cluster.
+fn nats_messages(c: &Cluster) -> u64 {
+    c.nodes
+        .iter()
+        .filter_map(|n| support::nats::get(n.monitor, "/connz?limit=1024"))
+        .filter_map(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .flat_map(|v| v["connections"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["name"] == "switchyard")
+        .map(|c| c["in_msgs"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// One set-up of the benchmark: the SQLite outbox, or `n` replicas on NATS.
+#[derive(Clone, Copy, Debug)]
+enum Setup {
+    Sqlite,
+    Nats(usize),
+}
+
+/// Sends `{"n": i}` alerts, one per request, from `conns` connections spread over
+/// `bases`, for `secs` seconds or until `total` were accepted; answers how many were
+/// accepted (202) and the seconds it took.
+async fn load(bases: &[String], conns: usize, secs: u64, total: usize) -> (usize, f64) {
+    let client = reqwest::Client::new();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..conns)
+        .map(|k| {
+            let (client, next) = (client.clone(), next.clone());
+            let url = format!("{}/alerts", bases[k % bases.len()]);
+            tokio::spawn(async move {
+                let mut ok = 0usize;
+                while Instant::now() < until {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let sent = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(format!("{{\"n\": {i}}}"))
+                        .send()
+                        .await;
+                    if sent.is_ok_and(|r| r.status().as_u16() == 202) {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    (accepted, started.elapsed().as_secs_f64())
+}
+
+/// Starts `setup` with `rules`, held (ingest alone) or not; the replicas and their bases.
+fn start_setup(
+    c: &Cluster,
+    setup: Setup,
+    stream: &str,
+    hold: bool,
+    rules: &str,
+) -> (Vec<Replica>, std::path::PathBuf) {
+    let delivery = format!("delivery:\n  hold: {hold}\n");
+    let (config, n) = match setup {
+        Setup::Sqlite => (delivery, 1),
+        Setup::Nats(n) => (
+            format!(
+                "{delivery}{}",
+                config(c).replace("stream: SY", &format!("stream: {stream}"))
+            ),
+            n,
+        ),
+    };
+    replicas(stream, n, &config, rules)
+}
+
+/// Ingest and end-to-end throughput with 1, 2 and 3 replicas on a 3-node NATS cluster,
+/// against the SQLite outbox in the same run, alternated over two rounds; and the messages
+/// the replicas send NATS per accepted alert. Everything (3 NATS nodes, the replicas, the
+/// load and the receiver) shares this machine's cores: the ratios say what the design
+/// costs here, not what a cluster of machines reaches. Release build:
+/// `cargo test --release --all-features --test replicas -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by hand, with --release"]
+async fn replica_throughput_against_the_embedded_store() {
+    let Some(c) = cluster("bench") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let rules = format!(
+        "target sink {{ url = \"{}\" retries = 20 }}\nwhen exists(n) -> post sink\n",
+        rx.url("/sink")
+    );
+    const CONNS: usize = 32;
+    const INGEST_SECS: u64 = 5;
+    const E2E: usize = 3000;
+    let setups = [
+        Setup::Sqlite,
+        Setup::Nats(1),
+        Setup::Nats(2),
+        Setup::Nats(3),
+    ];
+    println!(
+        "{} cores; {CONNS} connections; ingest {INGEST_SECS} s held; end to end {E2E} alerts",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for round in 0..2 {
+        let mut baseline = (0.0, 0.0);
+        for setup in setups {
+            let stream = match setup {
+                Setup::Sqlite => format!("B{round}s"),
+                Setup::Nats(n) => format!("B{round}n{n}"),
+            };
+            // Ingest alone: stored, not sent.
+            let (reps, root) = start_setup(&c, setup, &format!("{stream}i"), true, &rules);
+            let bases: Vec<String> = reps.iter().map(|r| r.base.clone()).collect();
+            let before = nats_messages(&c);
+            let (accepted, took) = load(&bases, CONNS, INGEST_SECS, usize::MAX).await;
+            let per_alert = (nats_messages(&c) - before) as f64 / accepted.max(1) as f64;
+            let ingest = accepted as f64 / took;
+            drop(reps);
+            let _ = std::fs::remove_dir_all(root);
+            // End to end: every alert delivered.
+            let (reps, root) = start_setup(&c, setup, &format!("{stream}e"), false, &rules);
+            let bases: Vec<String> = reps.iter().map(|r| r.base.clone()).collect();
+            let already = rx.count("/sink");
+            let started = Instant::now();
+            let before = nats_messages(&c);
+            let (accepted, _) = load(&bases, CONNS, 120, E2E).await;
+            let got = rx
+                .wait_for("/sink", already + accepted, Duration::from_secs(120))
+                .await;
+            let took = started.elapsed().as_secs_f64();
+            let e2e_msgs = (nats_messages(&c) - before) as f64 / accepted.max(1) as f64;
+            let delivered = got.len() - already;
+            let e2e = delivered as f64 / took;
+            drop(reps);
+            let _ = std::fs::remove_dir_all(root);
+            if matches!(setup, Setup::Sqlite) {
+                baseline = (ingest, e2e);
+            }
+            println!(
+                "round {round} {setup:?}: ingest {ingest:.0}/s ({:.2}x SQLite), {per_alert:.1} NATS messages per accepted alert; end to end {delivered}/{accepted} delivered, {e2e:.0}/s ({:.2}x SQLite), {e2e_msgs:.1} NATS messages per alert",
+                ingest / baseline.0,
+                e2e / baseline.1
+            );
+            assert_eq!(delivered, accepted, "every accepted alert delivered");
+        }
+    }
+}

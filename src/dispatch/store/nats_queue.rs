@@ -215,6 +215,7 @@ impl Queue {
     /// Up to `n` deliveries due at `now`, waiting at most `wait` for the first. A held one
     /// not yet due goes back with its remaining delay; an empty marker (a delivery removed)
     /// is acknowledged; one that cannot be read becomes a dead letter with its bytes.
+    #[cfg(test)]
     pub(crate) async fn take(
         &self,
         nats: &Nats,
@@ -222,8 +223,22 @@ impl Queue {
         now: u64,
         wait: Duration,
     ) -> Result<Vec<Leased>, DispatchError> {
+        Ok(self.take_counted(nats, n, now, wait).await?.0)
+    }
+
+    /// [`Queue::take`], and how many messages the servers handed out (those given back,
+    /// markers and unreadable ones included): all `n` of them means more may wait.
+    pub(crate) async fn take_counted(
+        &self,
+        nats: &Nats,
+        n: usize,
+        now: u64,
+        wait: Duration,
+    ) -> Result<(Vec<Leased>, usize), DispatchError> {
         let mut out = Vec::new();
-        for message in super::nats::fetch(&self.consumer, n, wait).await? {
+        let fetched = super::nats::fetch(&self.consumer, n, wait).await?;
+        let handed = fetched.len();
+        for message in fetched {
             let (seq, handed) = match message.info() {
                 Ok(info) => (info.stream_sequence, info.delivered),
                 Err(e) => return Err(unavailable(e)),
@@ -251,7 +266,7 @@ impl Queue {
                 seq,
             });
         }
-        Ok(out)
+        Ok((out, handed))
     }
 
     /// A delivery that cannot be read: kept as a dead letter holding its raw bytes, and

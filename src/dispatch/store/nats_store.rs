@@ -11,7 +11,7 @@
 //! router's in-memory queues (another replica may take it: every delivery is taken from its
 //! queue, [`Store::due`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,9 @@ pub(crate) struct NatsStore {
     queues: tokio::sync::Mutex<HashMap<String, Arc<Queue>>>,
     /// What this replica has taken and not finished, by delivery id.
     leases: Arc<Mutex<HashMap<u64, Leased>>>,
+    /// The targets whose last take got all it asked for: more may wait, so the worker
+    /// looks again as soon as it has room, not after [`LOOK_AGAIN`].
+    more: Mutex<HashSet<String>>,
     timers: tokio::sync::OnceCell<async_nats::jetstream::consumer::PullConsumer>,
     counts: Arc<Counts>,
     metrics: NatsMetrics,
@@ -125,6 +128,7 @@ impl NatsStore {
             ack_wait,
             queues: tokio::sync::Mutex::default(),
             leases,
+            more: Mutex::default(),
             timers: tokio::sync::OnceCell::new(),
             counts,
             metrics,
@@ -507,11 +511,19 @@ impl Store for NatsStore {
             };
             if out.len() < limit {
                 let queue = self.noted(self.queue(target).await)?;
-                let taken = self.noted(
+                let asked = limit - out.len();
+                let (taken, handed) = self.noted(
                     queue
-                        .take(self.nats(), limit - out.len(), now_ms, Duration::ZERO)
+                        .take_counted(self.nats(), asked, now_ms, Duration::ZERO)
                         .await,
                 )?;
+                let mut more = self.more.lock().unwrap_or_else(|p| p.into_inner());
+                if handed >= asked {
+                    more.insert(target.to_owned());
+                } else {
+                    more.remove(target);
+                }
+                drop(more);
                 let mut leases = self.leases_lock();
                 for leased in taken {
                     if leased.handed > 1 {
@@ -535,9 +547,14 @@ impl Store for NatsStore {
             .leases_lock()
             .values()
             .any(|l| l.record.spec.target == target && !skip(l.record.id));
+        let more = self
+            .more
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(target);
         // The queue's servers know when a held delivery is due, this replica does not:
         // it looks again soon.
-        let at = if set_aside {
+        let at = if set_aside || more {
             now
         } else {
             now + LOOK_AGAIN.as_millis() as u64
