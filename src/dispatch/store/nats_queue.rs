@@ -167,6 +167,17 @@ pub(crate) struct Queue {
     consumer: consumer::PullConsumer,
 }
 
+/// What one take from a queue came to.
+pub(crate) struct Taken {
+    /// The deliveries taken, due now.
+    pub(crate) leased: Vec<Leased>,
+    /// How many messages the servers handed out (given back, markers and unreadable ones
+    /// included): as many as asked means more may wait.
+    pub(crate) messages: usize,
+    /// The earliest time a delivery given back (not yet due) is due.
+    pub(crate) given_back_until: Option<u64>,
+}
+
 /// A delivery taken from its queue: its record, and the message that holds it (acked
 /// once its outcome is stored).
 pub(crate) struct Leased {
@@ -223,21 +234,24 @@ impl Queue {
         now: u64,
         wait: Duration,
     ) -> Result<Vec<Leased>, DispatchError> {
-        Ok(self.take_counted(nats, n, now, wait).await?.0)
+        Ok(self.take_counted(nats, n, now, wait).await?.leased)
     }
 
-    /// [`Queue::take`], and how many messages the servers handed out (those given back,
-    /// markers and unreadable ones included): all `n` of them means more may wait.
+    /// [`Queue::take`], with what else the take saw (see [`Taken`]).
     pub(crate) async fn take_counted(
         &self,
         nats: &Nats,
         n: usize,
         now: u64,
         wait: Duration,
-    ) -> Result<(Vec<Leased>, usize), DispatchError> {
+    ) -> Result<Taken, DispatchError> {
         let mut out = Vec::new();
         let fetched = super::nats::fetch(&self.consumer, n, wait).await?;
-        let handed = fetched.len();
+        let mut taken = Taken {
+            leased: Vec::new(),
+            messages: fetched.len(),
+            given_back_until: None,
+        };
         for message in fetched {
             let (seq, handed) = match message.info() {
                 Ok(info) => (info.stream_sequence, info.delivered),
@@ -257,6 +271,8 @@ impl Queue {
             };
             if record.next_at_ms > now {
                 super::nats::nak_until(&message, record.next_at_ms, now).await?;
+                let until = taken.given_back_until.get_or_insert(record.next_at_ms);
+                *until = (*until).min(record.next_at_ms);
                 continue;
             }
             out.push(Leased {
@@ -266,7 +282,8 @@ impl Queue {
                 seq,
             });
         }
-        Ok((out, handed))
+        taken.leased = out;
+        Ok(taken)
     }
 
     /// A delivery that cannot be read: kept as a dead letter holding its raw bytes, and

@@ -11,7 +11,7 @@
 //! router's in-memory queues (another replica may take it: every delivery is taken from its
 //! queue, [`Store::due`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,10 +32,23 @@ use crate::state::{Listed, Silence, Verdict};
 /// How often the counts the metrics show are read again.
 const COUNT_EVERY: Duration = Duration::from_secs(5);
 
-/// How long a worker waits, at most, before it looks at its queue again when it has
-/// nothing to do: deliveries another replica stored (its own are woken at once), and held
-/// ones that came due.
+/// How long a worker waits, at first, before it looks at its queue again when it found
+/// nothing to do: for deliveries another replica stored (its own wake it at once). It
+/// doubles, to 4 times this, while the queue stays empty; a delivery this replica gave back
+/// (held, or a retry) is looked for when it is due.
 const LOOK_AGAIN: Duration = Duration::from_millis(500);
+
+/// What the last takes from a target's queue saw.
+#[derive(Clone, Copy, Default)]
+struct Look {
+    /// The last take got all it asked for: more may wait, so the worker looks again as
+    /// soon as it has room.
+    more: bool,
+    /// Takes in a row that found nothing.
+    idle: u32,
+    /// The earliest due time of a delivery given back by the last take.
+    given_back_until: Option<u64>,
+}
 
 /// The NATS backend as the router sees it.
 pub(crate) struct NatsStore {
@@ -50,9 +63,8 @@ pub(crate) struct NatsStore {
     queues: tokio::sync::Mutex<HashMap<String, Arc<Queue>>>,
     /// What this replica has taken and not finished, by delivery id.
     leases: Arc<Mutex<HashMap<u64, Leased>>>,
-    /// The targets whose last take got all it asked for: more may wait, so the worker
-    /// looks again as soon as it has room, not after [`LOOK_AGAIN`].
-    more: Mutex<HashSet<String>>,
+    /// What the last takes from each target's queue saw: when the worker looks again.
+    looks: Mutex<HashMap<String, Look>>,
     timers: tokio::sync::OnceCell<async_nats::jetstream::consumer::PullConsumer>,
     counts: Arc<Counts>,
     metrics: NatsMetrics,
@@ -128,7 +140,7 @@ impl NatsStore {
             ack_wait,
             queues: tokio::sync::Mutex::default(),
             leases,
-            more: Mutex::default(),
+            looks: Mutex::default(),
             timers: tokio::sync::OnceCell::new(),
             counts,
             metrics,
@@ -205,6 +217,19 @@ impl NatsStore {
         };
         let queue = self.queue(&target).await?;
         queue.finish(self.nats(), leased, item, fallback_id).await
+    }
+
+    /// Notes what a take of `asked` from `target`'s queue saw.
+    fn note_look(&self, target: &str, taken: &nats_queue::Taken, asked: usize) {
+        let mut looks = self.looks.lock().unwrap_or_else(|p| p.into_inner());
+        let look = looks.entry(target.to_owned()).or_default();
+        look.more = taken.messages >= asked;
+        look.idle = if taken.messages == 0 {
+            look.idle.saturating_add(1)
+        } else {
+            0
+        };
+        look.given_back_until = taken.given_back_until;
     }
 
     fn leases_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Leased>> {
@@ -512,18 +537,13 @@ impl Store for NatsStore {
             if out.len() < limit {
                 let queue = self.noted(self.queue(target).await)?;
                 let asked = limit - out.len();
-                let (taken, handed) = self.noted(
+                let taken = self.noted(
                     queue
                         .take_counted(self.nats(), asked, now_ms, Duration::ZERO)
                         .await,
                 )?;
-                let mut more = self.more.lock().unwrap_or_else(|p| p.into_inner());
-                if handed >= asked {
-                    more.insert(target.to_owned());
-                } else {
-                    more.remove(target);
-                }
-                drop(more);
+                self.note_look(target, &taken, asked);
+                let taken = taken.leased;
                 let mut leases = self.leases_lock();
                 for leased in taken {
                     if leased.handed > 1 {
@@ -547,17 +567,22 @@ impl Store for NatsStore {
             .leases_lock()
             .values()
             .any(|l| l.record.spec.target == target && !skip(l.record.id));
-        let more = self
-            .more
+        // The queue's servers know when a held delivery is due, this replica knows only
+        // those it gave back: it looks again then, or after its pause.
+        let look = self
+            .looks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(target);
-        // The queue's servers know when a held delivery is due, this replica does not:
-        // it looks again soon.
-        let at = if set_aside || more {
+            .get(target)
+            .copied()
+            .unwrap_or_default();
+        let at = if set_aside || look.more {
             now
         } else {
-            now + LOOK_AGAIN.as_millis() as u64
+            let pause = LOOK_AGAIN.as_millis() as u64 * (1 << look.idle.saturating_sub(1).min(2));
+            // A little past the time: the servers hand it out again when its delay ends.
+            look.given_back_until
+                .map_or(now + pause, |t| (t + 5).min(now + pause))
         };
         Box::pin(std::future::ready(Ok(Some(at))))
     }
