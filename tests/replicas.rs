@@ -239,6 +239,17 @@ async fn without_a_nats_majority_ingest_answers_503_and_nothing_accepted_is_lost
     let base = reps[0].base.clone();
     assert!(send(std::slice::from_ref(&base), 0, 1).await);
     rx.wait_for("/pager", 1, Duration::from_secs(15)).await;
+    // The backend's own metrics are exported beside the router's.
+    let (status, _, metrics) = request(&base, "GET", "/metrics", "").await.unwrap();
+    assert_eq!(status, 200);
+    for name in [
+        "switchyard_nats_round_trip_seconds_count",
+        "switchyard_nats_redeliveries_total",
+        "switchyard_nats_pending_acks",
+        "switchyard_nats_conflicts",
+    ] {
+        assert!(metrics.contains(name), "{name} in {metrics}");
+    }
 
     c.kill(0);
     c.kill(1);

@@ -323,7 +323,7 @@ impl Queue {
     pub(crate) async fn finish(
         &self,
         nats: &Nats,
-        leased: Leased,
+        leased: &Leased,
         finish: Finish,
         fallback_id: u64,
     ) -> Result<Option<Record>, DispatchError> {

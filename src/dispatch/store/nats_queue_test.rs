@@ -71,7 +71,7 @@ async fn two_replicas_share_one_queue_and_each_delivery_is_taken_once() {
     for l in ta {
         let id = l.record.id;
         assert_eq!(
-            qa.finish(a.nats(), l, Finish::Delivered(id), 0)
+            qa.finish(a.nats(), &l, Finish::Delivered(id), 0)
                 .await
                 .unwrap(),
             None
@@ -79,7 +79,7 @@ async fn two_replicas_share_one_queue_and_each_delivery_is_taken_once() {
     }
     for l in tb {
         let id = l.record.id;
-        qb.finish(b.nats(), l, Finish::Delivered(id), 0)
+        qb.finish(b.nats(), &l, Finish::Delivered(id), 0)
             .await
             .unwrap();
     }
@@ -138,7 +138,7 @@ async fn retries_holds_a_dead_replica_dead_letters_and_fallbacks() {
     retry.attempts = 1;
     retry.next_at_ms = crate::dispatch::now_ms() + 1000;
     retry.last_error = Some(String::from("HTTP 503"));
-    qb.finish(b.nats(), leased, Finish::Retry(retry), 0)
+    qb.finish(b.nats(), &leased, Finish::Retry(retry), 0)
         .await
         .unwrap();
     let again = take_all(&qa, a.nats(), 1, Duration::from_secs(5)).await;
@@ -173,7 +173,7 @@ async fn retries_holds_a_dead_replica_dead_letters_and_fallbacks() {
     let created = qb
         .finish(
             b.nats(),
-            leased,
+            &leased,
             Finish::FallBack { from: held, to },
             fallback_id,
         )
@@ -206,7 +206,7 @@ async fn retries_holds_a_dead_replica_dead_letters_and_fallbacks() {
         spec: leased.record.spec.clone(),
         unreadable: false,
     };
-    qv.finish(a.nats(), leased, Finish::Dead(dead.clone()), 0)
+    qv.finish(a.nats(), &leased, Finish::Dead(dead.clone()), 0)
         .await
         .unwrap();
     let (_, bytes) = a
@@ -340,7 +340,7 @@ async fn drain_queue(q: &Queue, nats: &Nats, want: usize) -> usize {
         }
         for l in got {
             let id = l.record.id;
-            q.finish(nats, l, Finish::Delivered(id), 0).await.unwrap();
+            q.finish(nats, &l, Finish::Delivered(id), 0).await.unwrap();
             done += 1;
         }
     }

@@ -199,6 +199,22 @@ impl NatsStore {
             // back to the queue): nothing to write.
             return Ok(None);
         };
+        let finished = self.finish_leased(&leased, item).await;
+        if finished.is_err() {
+            // Not stored: still this replica's, renewed, and handed to the worker again
+            // when it takes again after its pause.
+            self.leases_lock().insert(id, leased);
+        }
+        finished
+    }
+
+    /// Stores what the attempt at `leased` came to, then acknowledges its message.
+    async fn finish_leased(
+        &self,
+        leased: &Leased,
+        item: Finish,
+    ) -> Result<Option<Record>, DispatchError> {
+        let id = leased.record.id;
         let target = leased.record.spec.target.clone();
         let fallback_id = match &item {
             Finish::FallBack { to, .. } => {

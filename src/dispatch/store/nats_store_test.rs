@@ -418,3 +418,46 @@ async fn a_delivery_given_back_is_looked_for_when_due() {
     assert_eq!(got.len(), 1);
     assert!(now_ms() >= due_at);
 }
+
+/// Found by a review: finishing a delivery dropped its lease before the outcome was
+/// stored, so an outcome NATS refused (no majority) left the delivery neither finished nor
+/// held: the worker could not take it back, and its lease was no longer renewed. The lease
+/// now stays until the outcome is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_not_stored_keeps_its_lease_found_by_review() {
+    let Some(mut c) = cluster_for("store-keep-lease") else {
+        return;
+    };
+    let settings = super::super::nats::Settings {
+        timeout: Duration::from_secs(2),
+        ..settings_for(&c)
+    };
+    let s = NatsStore::open(&settings).await.unwrap();
+    put(&s, "t", 1).await;
+    let taken = take(&s, "t", 1, Duration::from_secs(3)).await;
+    assert_eq!(taken.len(), 1);
+    let id = taken[0].id;
+    c.kill(0);
+    c.kill(1);
+    let refused = s.finish(vec![Finish::Delivered(id)]).await;
+    assert!(refused[0].is_err(), "{refused:?}");
+    assert!(!s.health().writable);
+    assert_eq!(
+        s.fresh_records(&[id]).await.unwrap().len(),
+        1,
+        "still this replica's"
+    );
+    c.restart(0).unwrap();
+    c.restart(1).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut stored = false;
+    while !stored && std::time::Instant::now() < deadline {
+        stored = matches!(s.finish(vec![Finish::Delivered(id)]).await[0], Ok(None));
+        if !stored {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    assert!(stored, "stored once the majority is back");
+    assert!(s.health().writable);
+    assert!(s.fresh_records(&[id]).await.unwrap().is_empty());
+}
