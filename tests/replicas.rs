@@ -507,3 +507,61 @@ async fn replica_throughput_against_the_embedded_store() {
         }
     }
 }
+
+/// A silence added through one replica is in force on the others at once (the servers
+/// push the change to every replica), not only after their 5 s census; expired through
+/// another replica, it ends for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_added_on_one_replica_holds_on_the_others_at_once() {
+    let Some(c) = cluster("silence") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let (reps, root) = replicas("silence", 2, &config(&c), &rules(&rx, "/pager"));
+    let (a, b) = (reps[0].base.clone(), reps[1].base.clone());
+    let (status, _, body) = request(
+        &a,
+        "POST",
+        "/api/silences",
+        r#"{"condition": "labels.n == \"7\"", "for": "1h", "created_by": "ops", "comment": "upgrade"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let added = Instant::now();
+    // On the other replica, within a moment: the push, not the census.
+    let mut silenced = false;
+    while !silenced && added.elapsed() < Duration::from_secs(3) {
+        let (status, _, body) = request(&b, "GET", "/api/silences", "").await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        silenced = body.contains("upgrade");
+        if !silenced {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let seen_in = added.elapsed();
+    assert!(silenced, "the other replica knows the silence");
+    assert!(seen_in < Duration::from_secs(2), "seen in {seen_in:?}");
+    let (status, _, body) = request(&b, "POST", "/api/v2/alerts", &alert(7))
+        .await
+        .unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains(r#""verdict":"silenced""#), "{body}");
+    // Expired through b: a's next alert goes out (and the held one is released).
+    let (status, _, body) = request(&b, "DELETE", "/api/silences/1", "").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let expired = Instant::now();
+    let mut ended = false;
+    while !ended && expired.elapsed() < Duration::from_secs(3) {
+        let (_, _, body) = request(&a, "GET", "/api/silences", "").await.unwrap();
+        ended = body.contains(r#""status":"expired""#);
+        if !ended {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(ended, "ended for a too");
+    rx.wait_for("/pager", 1, Duration::from_secs(10)).await;
+    println!("a silence reached the other replica in {seen_in:?}");
+    drop(reps);
+    let _ = std::fs::remove_dir_all(root);
+}

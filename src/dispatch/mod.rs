@@ -713,23 +713,32 @@ struct Signal {
 const CENSUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until the router stops, on a store shared by replicas: wakes the worker of every
-/// target with a queue, and takes the silences as stored (added or expired on another
-/// replica) every [`CENSUS_EVERY`].
+/// target with a queue every [`CENSUS_EVERY`], and takes the silences as stored (added or
+/// expired on another replica) then, and at once when the store says one changed.
 async fn census(core: Arc<RouterCore>) {
     let mut shutdown = core.shutdown.clone();
     let mut every = tokio::time::interval(CENSUS_EVERY);
+    let changed = core.store.silence_changes();
     loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        match core.store.pending_targets().await {
-            Ok(targets) => {
-                for t in targets {
-                    core.wake_table(&t);
+        let silences_only = tokio::select! {
+            _ = every.tick() => false,
+            () = async {
+                match &changed {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
                 }
+            } => true,
+            _ = shutdown.changed() => return,
+        };
+        if !silences_only {
+            match core.store.pending_targets().await {
+                Ok(targets) => {
+                    for t in targets {
+                        core.wake_table(&t);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list the shared queues"),
             }
-            Err(e) => tracing::warn!(error = %e, "cannot list the shared queues"),
         }
         match core.store.silences().await {
             Ok(stored) => {

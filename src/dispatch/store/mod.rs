@@ -510,6 +510,12 @@ pub(crate) trait Store: Send + Sync + 'static {
         false
     }
 
+    /// On a store shared by replicas: told when a silence changed (added or expired through
+    /// any replica), so that the router reads the silences again at once.
+    fn silence_changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// Gives back what this process took from shared queues and did not finish, so that
     /// another replica takes it at once: called when the router stops.
     fn release(&self) -> StoreFuture<'_, ()> {

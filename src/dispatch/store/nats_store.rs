@@ -66,6 +66,9 @@ pub(crate) struct NatsStore {
     /// What the last takes from each target's queue saw: when the worker looks again.
     looks: Mutex<HashMap<String, Look>>,
     timers: tokio::sync::OnceCell<async_nats::jetstream::consumer::PullConsumer>,
+    /// Told when a message lands on a silence's subject.
+    silences_changed: Arc<tokio::sync::Notify>,
+    watcher: tokio::task::JoinHandle<()>,
     counts: Arc<Counts>,
     metrics: NatsMetrics,
     background: tokio::task::JoinHandle<()>,
@@ -134,7 +137,14 @@ impl NatsStore {
             counts.clone(),
             metrics.clone(),
         ));
+        let silences_changed = Arc::new(tokio::sync::Notify::new());
+        let watcher = tokio::spawn(watch_silences(
+            shared.nats().clone(),
+            silences_changed.clone(),
+        ));
         Ok(NatsStore {
+            silences_changed,
+            watcher,
             shared,
             location,
             ack_wait,
@@ -281,6 +291,41 @@ impl NatsStore {
 impl Drop for NatsStore {
     fn drop(&mut self) {
         self.background.abort();
+        self.watcher.abort();
+    }
+}
+
+/// Tells `changed` of every new message on the silences' subjects, from an ordered
+/// consumer (the servers push each one as it is stored), until the store is dropped; a
+/// consumer lost (a server restarted) is made again after a pause.
+async fn watch_silences(nats: Nats, changed: Arc<tokio::sync::Notify>) {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    loop {
+        let config = OrderedConfig {
+            filter_subject: nats.subject("silence.>"),
+            deliver_policy: DeliverPolicy::New,
+            ..Default::default()
+        };
+        match nats.stream.create_consumer(config).await {
+            Ok(consumer) => match consumer.messages().await {
+                Ok(mut messages) => {
+                    while let Some(m) = messages.next().await {
+                        match m {
+                            Ok(_) => changed.notify_one(),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "the silences' watch was interrupted");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot watch the silences"),
+            },
+            Err(e) => tracing::debug!(error = %e, "cannot watch the silences"),
+        }
+        // Whatever changed meanwhile is read by the router's census.
+        changed.notify_one();
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -710,6 +755,10 @@ impl Store for NatsStore {
 
     fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         NatsStore::register(self, registry);
+    }
+
+    fn silence_changes(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.silences_changed.clone())
     }
 
     fn release(&self) -> StoreFuture<'_, ()> {
