@@ -547,6 +547,7 @@ impl Shared {
     ) -> Decided {
         let mut view = View::new(self.secret(), reads, silences);
         view.due = vec![hash];
+        view.now = Some(now);
         let mut next = 0usize;
         let mut take = || {
             let id = ids.get(next).copied().unwrap_or(0);
@@ -584,6 +585,7 @@ impl Shared {
             }
             let mut stored = Stored::default();
             if let Some(st) = sub.stateful {
+                view.now = Some(view.now.map_or(st.now, |n| n.max(st.now)));
                 stored.verdicts = super::run_step(&mut view, *st, &mut take, &mut kept);
             }
             for r in &kept.later {
@@ -612,6 +614,8 @@ struct Decided {
     writes: Vec<(Hash, Option<(Entry, u64)>)>,
     /// What a listing shows of each written entry's key.
     meta: HashMap<Hash, Meta>,
+    /// The step's clock, if a step ran: entries' time to live is measured on it.
+    now: Option<u64>,
     kept: Vec<Kept>,
     stored: Vec<Stored>,
     /// How many delivery ids the step took.
@@ -628,6 +632,7 @@ impl Decided {
             missing_silences: view.missing_silences,
             meta: view.meta,
             writes: view.writes,
+            now: view.now,
             kept,
             stored,
             used,
@@ -639,6 +644,8 @@ impl Decided {
     fn writes(&self, reads: &HashMap<Hash, Read>) -> Vec<Write> {
         let mut out = Vec::new();
         let now_ms = crate::dispatch::now_ms();
+        // An entry expires on the step's clock (the submit's time, in service).
+        let step_now = self.now.unwrap_or(now_ms);
         for (hash, value) in &self.writes {
             let expect = Some(reads.get(hash).map_or(0, |r| r.seq));
             let (payload, ttl_secs) = match value {
@@ -650,7 +657,7 @@ impl Decided {
                     })
                     .unwrap_or_default(),
                     // The server forgets it a little after it expires.
-                    Some(x.saturating_sub(now_ms) / 1000 + 2),
+                    Some(x.saturating_sub(step_now) / 1000 + 2),
                 ),
                 None => (Vec::new(), Some(60)),
             };
@@ -730,6 +737,8 @@ struct View<'r> {
     missing: Vec<Hash>,
     /// What a listing shows of each key written.
     meta: HashMap<Hash, Meta>,
+    /// The step's clock (its latest `now`): what the entries' expiries are measured on.
+    now: Option<u64>,
 }
 
 impl<'r> View<'r> {
@@ -749,6 +758,7 @@ impl<'r> View<'r> {
             written: HashMap::new(),
             missing: Vec::new(),
             meta: HashMap::new(),
+            now: None,
         }
     }
 }

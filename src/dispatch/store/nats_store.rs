@@ -690,6 +690,25 @@ impl Store for NatsStore {
         })
     }
 
+    #[cfg(test)]
+    fn depth_now(&self) -> StoreFuture<'_, Result<Depth, DispatchError>> {
+        Box::pin(async move {
+            // Deliveries whose subject holds one (not an emptied marker), and dead letters.
+            let mut pending = 0;
+            for subject in self.nats().subjects("deliver.>").await? {
+                if let Some((_, bytes)) = self.nats().last(&subject).await.map_err(unavailable)?
+                    && !bytes.is_empty()
+                {
+                    pending += 1;
+                }
+            }
+            let dead = nats_queue::dead_letters(self.nats(), usize::MAX)
+                .await?
+                .len() as u64;
+            Ok(Depth { pending, dead })
+        })
+    }
+
     fn dead_letters(
         &self,
         limit: usize,
@@ -773,6 +792,10 @@ impl Store for NatsStore {
                 {
                     tracing::warn!(delivery = l.record.id, error = %e, "cannot give back a taken delivery; another replica takes it when its lease runs out");
                 }
+            }
+            // Sent before the process goes: one not sent waits out its lease.
+            if let Err(e) = self.nats().client.flush().await {
+                tracing::warn!(error = %e, "cannot flush the deliveries given back; they go to another replica when their leases run out");
             }
         })
     }
