@@ -213,6 +213,10 @@ impl Queue {
             filter_subject: nats.subject(&format!("deliver.{target}.>")),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait,
+            // A message given back with a delay (a held delivery, a retry, a group's next
+            // flush) counts as unacknowledged until it comes back: the server's default
+            // limit (1,000) would stop the queue behind that many (found by a test).
+            max_ack_pending: -1,
             deliver_policy: consumer::DeliverPolicy::All,
             ..Default::default()
         };

@@ -475,6 +475,10 @@ impl Shared {
             filter_subject: self.nats.subject("timer.>"),
             ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
             ack_wait,
+            // A message given back with a delay (a held delivery, a retry, a group's next
+            // flush) counts as unacknowledged until it comes back: the server's default
+            // limit (1,000) would stop the queue behind that many (found by a test).
+            max_ack_pending: -1,
             ..Default::default()
         };
         self.nats.consumer("timers", config).await

@@ -461,3 +461,43 @@ async fn an_outcome_not_stored_keeps_its_lease_found_by_review() {
     assert!(s.health().writable);
     assert!(s.fresh_records(&[id]).await.unwrap().is_empty());
 }
+
+/// Found by this test: 1,200 held deliveries stopped their queue, since a message given
+/// back with a delay counts as unacknowledged and a consumer lets out at most 1,000 by
+/// default; a delivery due now behind them waited until they came due. The queues now have
+/// no such limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_held_deliveries_do_not_block_one_due_now() {
+    let Some(c) = cluster_for("store-many-held") else {
+        return;
+    };
+    let s = store(&c, Duration::from_secs(30)).await;
+    let later = now_ms() + 120_000;
+    for _ in 0..3 {
+        let plain = (0..400)
+            .map(|i| {
+                let mut r = Record::for_test("t", format!("{{\"held\":{i}}}"));
+                r.next_at_ms = later;
+                r
+            })
+            .collect();
+        s.submit(vec![Submission {
+            plain,
+            stateful: None,
+        }])
+        .await
+        .unwrap();
+    }
+    let due_now = put(&s, "t", 1).await;
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    while got.is_empty() && started.elapsed() < Duration::from_secs(20) {
+        got = s.due("t", now_ms(), 32, &|_| false).await.unwrap();
+    }
+    assert_eq!(
+        got.iter().map(|r| r.id).collect::<Vec<_>>(),
+        due_now,
+        "taken behind 1,200 held, in {:?}",
+        started.elapsed()
+    );
+}
