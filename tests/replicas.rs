@@ -565,3 +565,36 @@ async fn a_silence_added_on_one_replica_holds_on_the_others_at_once() {
     drop(reps);
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// An alert whose delivery is larger than the NATS servers take (their `max_payload`, 1 MB
+/// by default) can never be stored as it is: ingest answers 413 saying so and what to
+/// change, not a 503 that the sender would retry forever; the replica stays ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_too_large_for_the_servers_is_refused_413_not_retried() {
+    let Some(c) = cluster("too-large") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let (reps, root) = replicas("too-large", 1, &config(&c), &rules(&rx, "/pager"));
+    let base = reps[0].base.clone();
+    // 400 kB of quotes: each is escaped in the request and the body, and again in the record.
+    let quotes = "\"".repeat(400_000);
+    let body = format!(
+        r#"[{{"labels": {{"alertname": "Big", "n": "1"}}, "annotations": {{"q": {}}}, "startsAt": "2026-11-29T10:00:00Z"}}]"#,
+        serde_json::Value::String(quotes)
+    );
+    let (status, _, answer) = request(&base, "POST", "/api/v2/alerts", &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("too_large_to_store"), "{answer}");
+    assert!(answer.contains("max_payload"), "{answer}");
+    let (status, _, _) = request(&base, "GET", "/readyz", "").await.unwrap();
+    assert_eq!(status, 200, "a refused alert says nothing of the servers");
+    assert!(
+        send(std::slice::from_ref(&base), 0, 2).await,
+        "the next alert goes in"
+    );
+    drop(reps);
+    let _ = std::fs::remove_dir_all(root);
+}

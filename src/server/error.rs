@@ -78,9 +78,20 @@ impl From<crate::DispatchError> for ApiError {
 }
 
 impl ApiError {
-    /// Alerts that could not be stored: nothing was accepted, and the sender should retry.
-    /// Says why in a few words, never the outbox's path.
+    /// Alerts that could not be stored: nothing was accepted, and the sender should retry
+    /// (503), unless they can never be stored as they are (413). Says why in a few words,
+    /// never the outbox's path.
     pub(crate) fn not_stored(e: &crate::DispatchError) -> ApiError {
+        if e.kind() == crate::DispatchErrorKind::Refused {
+            // Never storable as it is (larger than the shared store takes): a retry would
+            // fail the same way, so it is not a 503.
+            tracing::warn!(error = %e, "alerts refused: too large to store");
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large_to_store",
+                format!("the alerts cannot be stored: {e}; nothing was accepted"),
+            );
+        }
         tracing::error!(error = %e, "cannot queue the alerts");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -382,6 +382,24 @@ pub(crate) enum CommitError {
     /// Refused for another reason, or no answer (no quorum, a timeout): whether it was
     /// stored is unknown until the subjects are read again.
     Failed(String),
+    /// A message larger than the servers take (`max_payload`): never sent, and never
+    /// storable as it is; asking again cannot help.
+    TooLarge(String),
+}
+
+impl CommitError {
+    /// The error a caller answers with: unavailable (a 503: try again) for a commit that
+    /// failed, refused for one that can never be stored, busy for a race lost too often.
+    pub(crate) fn into_error(self) -> crate::dispatch::DispatchError {
+        use crate::dispatch::{DispatchError, DispatchErrorKind};
+        match self {
+            CommitError::Failed(e) => unavailable(e),
+            CommitError::TooLarge(e) => DispatchError::other(DispatchErrorKind::Refused, e),
+            CommitError::Conflict(e) => {
+                DispatchError::other(DispatchErrorKind::Busy, format!("a concurrent change: {e}"))
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for CommitError {
@@ -389,6 +407,7 @@ impl std::fmt::Display for CommitError {
         match self {
             CommitError::Conflict(why) => write!(f, "a concurrent change: {why}"),
             CommitError::Failed(why) => write!(f, "the commit failed: {why}"),
+            CommitError::TooLarge(why) => write!(f, "{why}"),
         }
     }
 }
@@ -524,6 +543,14 @@ impl Nats {
     /// after a connect or a leader change) means the batch was not committed: it is sent
     /// again, with a new batch id, for at most the request timeout.
     pub(crate) async fn commit(&self, writes: Vec<Write>) -> Result<u64, CommitError> {
+        let max = self.client.server_info().max_payload;
+        if let Some(w) = writes.iter().find(|w| w.payload.len() > max) {
+            return Err(CommitError::TooLarge(format!(
+                "a message of {} bytes (subject {}) is larger than the NATS servers take (max_payload {max} bytes): raise max_payload on the servers, or lower limits.max_body_bytes",
+                w.payload.len(),
+                w.subject.split('.').take(2).collect::<Vec<_>>().join(".")
+            )));
+        }
         self.while_unanswered(|| async {
             match self.commit_once(&writes).await {
                 Err(Attempt::NoResponders) => None,

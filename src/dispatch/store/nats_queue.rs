@@ -131,7 +131,7 @@ pub(crate) async fn replay(
             Ok(_) => Ok(Some(record)),
             // Another operator replayed or purged it meanwhile.
             Err(CommitError::Conflict(_)) => Ok(None),
-            Err(CommitError::Failed(e)) => Err(unavailable(e)),
+            Err(e) => Err(e.into_error()),
         };
     }
     Ok(None)
@@ -388,7 +388,7 @@ async fn settle(
 ) -> Result<(), DispatchError> {
     match stored {
         Ok(_) | Err(CommitError::Conflict(_)) => message.double_ack().await.map_err(unavailable),
-        Err(CommitError::Failed(e)) => Err(unavailable(e)),
+        Err(e) => Err(e.into_error()),
     }
 }
 

@@ -114,7 +114,7 @@ pub(crate) async fn add(nats: &Nats, mut s: Silence, now: u64) -> Result<Silence
         match nats.commit(writes).await {
             Ok(_) => return Ok(s),
             Err(CommitError::Conflict(_)) => continue,
-            Err(CommitError::Failed(e)) => return Err(unavailable(e)),
+            Err(e) => return Err(e.into_error()),
         }
     }
     Err(DispatchError::other(
@@ -191,7 +191,7 @@ pub(crate) async fn expire(
             Ok(_) => return Ok(Some(Expired { silence, released })),
             // The silence or a held delivery changed meanwhile (sent, cancelled): again.
             Err(CommitError::Conflict(_)) => continue,
-            Err(CommitError::Failed(e)) => return Err(unavailable(e)),
+            Err(e) => return Err(e.into_error()),
         }
     }
     Err(DispatchError::other(

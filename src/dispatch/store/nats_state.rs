@@ -132,7 +132,7 @@ impl Shared {
                 Ok(_) => break made,
                 // Another replica made it first: read theirs.
                 Err(CommitError::Conflict(_)) => continue,
-                Err(CommitError::Failed(e)) => return Err(unavailable(e)),
+                Err(e) => return Err(e.into_error()),
             }
         };
         Ok(Shared {
@@ -194,7 +194,7 @@ impl Shared {
             match self.nats.commit(vec![write]).await {
                 Ok(_) => return Ok((next, end)),
                 Err(CommitError::Conflict(_)) => continue,
-                Err(CommitError::Failed(e)) => return Err(unavailable(e)),
+                Err(e) => return Err(e.into_error()),
             }
         }
         Err(DispatchError::other(
@@ -350,7 +350,7 @@ impl Shared {
                     tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..=bound)))
                         .await;
                 }
-                Err(CommitError::Failed(e)) => return Err(unavailable(e)),
+                Err(e) => return Err(e.into_error()),
             }
         }
         Err(DispatchError::other(
