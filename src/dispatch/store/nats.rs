@@ -81,6 +81,12 @@ pub(crate) async fn nak_until(
         .map_err(unavailable)
 }
 
+/// The subject of a delivery (under the prefix): the state, the queues and the silences
+/// all name deliveries so.
+pub(crate) fn delivery_subject(target: &str, id: u64) -> String {
+    format!("deliver.{target}.{id}")
+}
+
 /// The oldest server the design runs on: atomic batch publishes came in 2.12.
 pub(crate) const MIN_SERVER: Version = Version(2, 12, 0);
 

@@ -14,8 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 
-use super::nats::{CommitError, Nats, READS_AT_ONCE, Write, unavailable};
-use super::nats_state::delivery_subject;
+use super::nats::{CommitError, Nats, READS_AT_ONCE, Write, delivery_subject, unavailable};
 use super::{DeadLetter, Finish, Record};
 use crate::dispatch::DispatchError;
 

@@ -7,8 +7,9 @@
 use futures_util::StreamExt;
 
 use super::Expired;
-use super::nats::{CommitError, MAX_ROUNDS, Nats, READS_AT_ONCE, Write, unavailable};
-use super::nats_state::delivery_subject;
+use super::nats::{
+    CommitError, MAX_ROUNDS, Nats, READS_AT_ONCE, Write, delivery_subject, unavailable,
+};
 use crate::dispatch::{DispatchError, DispatchErrorKind};
 use crate::state::{Silence, SilenceSpan};
 

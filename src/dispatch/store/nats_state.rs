@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::nats::{CommitError, MAX_ROUNDS, Nats, READS_AT_ONCE, Write, unavailable};
+use super::nats::{
+    CommitError, MAX_ROUNDS, Nats, READS_AT_ONCE, Write, delivery_subject, unavailable,
+};
 use super::sqlite_state::{Hash, Secret};
 use super::{Kept, Record, Stored, Submission};
 use crate::dispatch::{DispatchError, DispatchErrorKind};
@@ -97,11 +99,6 @@ fn state_subject(hash: &Hash) -> String {
 /// The subject of a group's timer: its next flush time, handed to one replica when due.
 fn timer_subject(hash: &Hash) -> String {
     format!("timer.group.{}", hex(hash))
-}
-
-/// The subject of a delivery.
-pub(crate) fn delivery_subject(target: &str, id: u64) -> String {
-    format!("deliver.{target}.{id}")
 }
 
 impl Shared {
