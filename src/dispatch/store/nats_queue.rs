@@ -87,6 +87,7 @@ pub(crate) async fn dead_letters(
 }
 
 /// Dead letter `id`, if there is one.
+#[cfg(test)]
 pub(crate) async fn dead_letter(nats: &Nats, id: u64) -> Result<Option<DeadLetter>, DispatchError> {
     let live = live_dead(nats, &format!("dead.*.{id}"), 1).await?;
     Ok(live.into_iter().next().map(|(_, d)| d))

@@ -60,7 +60,7 @@ pub(crate) struct NatsStore {
     ack_wait: Duration,
     /// Each target's queue, opened on first use (the same durable consumer on every
     /// replica).
-    queues: tokio::sync::Mutex<HashMap<String, Arc<Queue>>>,
+    queues: Mutex<HashMap<String, Arc<Queue>>>,
     /// What this replica has taken and not finished, by delivery id.
     leases: Arc<Mutex<HashMap<u64, Leased>>>,
     /// What the last takes from each target's queue saw: when the worker looks again.
@@ -80,8 +80,8 @@ struct Counts {
     pending: AtomicU64,
     dead: AtomicU64,
     state: AtomicU64,
-    pending_acks: AtomicU64,
-    /// `false` from a request that failed (NATS unreachable, no quorum) until one succeeds.
+    /// `true` from a request that failed for want of the servers (NATS unreachable, no
+    /// majority) until a write, or the background's count, goes through.
     failing: AtomicBool,
 }
 
@@ -148,7 +148,7 @@ impl NatsStore {
             shared,
             location,
             ack_wait,
-            queues: tokio::sync::Mutex::default(),
+            queues: Mutex::default(),
             leases,
             looks: Mutex::default(),
             timers: tokio::sync::OnceCell::new(),
@@ -162,15 +162,27 @@ impl NatsStore {
         self.shared.nats()
     }
 
-    /// `target`'s queue, opened on first use.
+    /// `target`'s queue, opened on first use. Every submit asks for its targets' queues:
+    /// the lock covers the lookup only, never a request (two first uses at once both open
+    /// the consumer, which is idempotent, and one is kept).
     async fn queue(&self, target: &str) -> Result<Arc<Queue>, DispatchError> {
-        let mut queues = self.queues.lock().await;
-        if let Some(q) = queues.get(target) {
-            return Ok(q.clone());
+        let known = self
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .cloned();
+        if let Some(q) = known {
+            return Ok(q);
         }
         let q = Arc::new(Queue::open(self.nats(), target, self.ack_wait).await?);
-        queues.insert(target.to_owned(), q.clone());
-        Ok(q)
+        Ok(self
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(target.to_owned())
+            .or_insert(q)
+            .clone())
     }
 
     /// Notes a request to NATS that failed for want of the servers: `/readyz` answers 503
@@ -178,18 +190,25 @@ impl NatsStore {
     /// stream's leader too). A read that went through proves nothing: a lone node answers
     /// some reads without a majority.
     fn noted<T>(&self, r: Result<T, DispatchError>) -> Result<T, DispatchError> {
-        if matches!(&r, Err(e) if e.kind() == crate::dispatch::DispatchErrorKind::Unavailable) {
-            self.counts.failing.store(true, Ordering::Release);
-        }
+        self.note(std::slice::from_ref(&r), false);
         r
     }
 
     /// Notes the result of a write: stored means the servers have a majority.
     fn wrote<T>(&self, r: Result<T, DispatchError>) -> Result<T, DispatchError> {
-        if r.is_ok() {
+        self.note(std::slice::from_ref(&r), true);
+        r
+    }
+
+    /// Failing when one of `results` failed for want of the servers; else, for writes,
+    /// not failing when one of them was stored.
+    fn note<T>(&self, results: &[Result<T, DispatchError>], writes: bool) {
+        let unavailable = |r: &Result<T, DispatchError>| matches!(r, Err(e) if e.kind() == crate::dispatch::DispatchErrorKind::Unavailable);
+        if results.iter().any(unavailable) {
+            self.counts.failing.store(true, Ordering::Release);
+        } else if writes && results.iter().any(Result::is_ok) {
             self.counts.failing.store(false, Ordering::Release);
         }
-        self.noted(r)
     }
 
     /// Times one commit for the round-trip histogram.
@@ -389,7 +408,6 @@ async fn background(
                 match read_counts(&shared).await {
                     Ok((pending, acks, dead, state)) => {
                         counts.pending.store(pending, Ordering::Relaxed);
-                        counts.pending_acks.store(acks, Ordering::Relaxed);
                         counts.dead.store(dead, Ordering::Relaxed);
                         counts.state.store(state, Ordering::Relaxed);
                         counts.failing.store(false, Ordering::Release);
@@ -412,12 +430,13 @@ async fn read_counts(shared: &Shared) -> Result<(u64, u64, u64, u64), DispatchEr
     let nats = shared.nats();
     let (mut pending, mut acks) = (0u64, 0u64);
     for target in queue_targets(nats).await? {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = nats
+        // Getting a consumer reads its info: one request per queue.
+        let consumer: async_nats::jetstream::consumer::PullConsumer = nats
             .stream
             .get_consumer(&format!("deliver-{target}"))
             .await
             .map_err(unavailable)?;
-        let info = consumer.info().await.map_err(unavailable)?;
+        let info = consumer.cached_info();
         pending += info.num_pending + info.num_ack_pending as u64;
         acks += info.num_ack_pending as u64;
     }
@@ -544,14 +563,7 @@ impl Store for NatsStore {
                         .collect(),
                 )
                 .await;
-            let failing = out.iter().any(|r| {
-                matches!(r, Err(e) if e.kind() == crate::dispatch::DispatchErrorKind::Unavailable)
-            });
-            if failing {
-                self.counts.failing.store(true, Ordering::Release);
-            } else if !out.is_empty() {
-                self.counts.failing.store(false, Ordering::Release);
-            }
+            self.note(&out, true);
             out
         })
     }
@@ -561,12 +573,8 @@ impl Store for NatsStore {
         id: u64,
         now_ms: u64,
     ) -> StoreFuture<'_, Result<Option<Record>, DispatchError>> {
-        Box::pin(async move {
-            if let Some(dead) = nats_queue::dead_letter(self.nats(), id).await? {
-                self.queue(&dead.target).await?;
-            }
-            nats_queue::replay(self.nats(), id, now_ms).await
-        })
+        // A dead letter's target has a queue already: the delivery was taken from it.
+        Box::pin(nats_queue::replay(self.nats(), id, now_ms))
     }
 
     fn purge(&self, id: Option<u64>) -> StoreFuture<'_, Result<usize, DispatchError>> {
