@@ -131,12 +131,41 @@ impl RouterBuilder {
         self
     }
 
+    /// The store the builder names: NATS, memory, or the SQLite outbox (the default).
+    /// `sink` takes new deliveries for the in-memory queues; a store shared by replicas
+    /// has none (another replica may take them).
+    async fn open_store(
+        &self,
+        sink: Option<store::FreshSink>,
+    ) -> Result<Box<dyn Store>, DispatchError> {
+        #[cfg(feature = "nats")]
+        if let Some(settings) = &self.nats {
+            return Ok(Box::new(
+                store::nats_store::NatsStore::open(settings).await?,
+            ));
+        }
+        if self.in_memory {
+            return Ok(Box::new(store::memory::MemoryStore::new(sink)));
+        }
+        let loss = if self.accept_loss {
+            store::Loss::Accept
+        } else {
+            store::Loss::Refuse
+        };
+        let dir = self.data_dir.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            store::sqlite::SqliteStore::open_with(&dir, sink, loss)
+        })
+        .await
+        .map_err(|e| DispatchError::caused(DispatchErrorKind::Io, "cannot open the outbox", e))?;
+        Ok(Box::new(opened?))
+    }
+
     /// Opens the outbox, builds the HTTP client, and resumes every pending delivery.
-    pub async fn build(self) -> Result<Router, DispatchError> {
-        let rules = self.rules.ok_or_else(|| {
+    pub async fn build(mut self) -> Result<Router, DispatchError> {
+        let rules = self.rules.take().ok_or_else(|| {
             DispatchError::other(DispatchErrorKind::Config, "a router needs a rule set")
         })?;
-        let dir = self.data_dir.clone();
         let lanes = Arc::new(Lanes::new(self.queue_memory));
         // Held deliveries are not queued: they stay in the outbox for a router without hold.
         let sink: Option<store::FreshSink> = if self.hold {
@@ -145,38 +174,7 @@ impl RouterBuilder {
             let lanes = lanes.clone();
             Some(Box::new(move |records| lanes.push(records)))
         };
-        #[cfg(feature = "nats")]
-        let nats = self.nats;
-        #[cfg(not(feature = "nats"))]
-        let nats: Option<()> = None;
-        let store: Box<dyn Store> = if let Some(settings) = nats {
-            #[cfg(feature = "nats")]
-            {
-                drop(sink);
-                Box::new(store::nats_store::NatsStore::open(&settings).await?)
-            }
-            #[cfg(not(feature = "nats"))]
-            {
-                let () = settings;
-                unreachable!()
-            }
-        } else if self.in_memory {
-            Box::new(store::memory::MemoryStore::new(sink))
-        } else {
-            let loss = if self.accept_loss {
-                store::Loss::Accept
-            } else {
-                store::Loss::Refuse
-            };
-            let opened = tokio::task::spawn_blocking(move || {
-                store::sqlite::SqliteStore::open_with(&dir, sink, loss)
-            })
-            .await
-            .map_err(|e| {
-                DispatchError::caused(DispatchErrorKind::Io, "cannot open the outbox", e)
-            })?;
-            Box::new(opened?)
-        };
+        let store = self.open_store(sink).await?;
         let client = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
