@@ -449,24 +449,34 @@ impl Config {
                 st.stream
             )));
         }
-        if !(1..=5).contains(&st.replicas) {
-            return Err(invalid(format!(
-                "state.replicas: {} is not possible: JetStream keeps 1 to 5 copies (3 for a 3-node cluster)",
-                st.replicas
-            )));
-        }
-        if !(500..=60_000).contains(&st.timeout_ms) {
-            return Err(invalid(format!(
-                "state.timeout_ms: {} is out of range: 500 to 60000 (4000 keeps a 503 within the senders' patience)",
-                st.timeout_ms
-            )));
-        }
-        if !(1000..=600_000).contains(&st.lease_ms) {
-            return Err(invalid(format!(
-                "state.lease_ms: {} is out of range: 1000 to 600000 (how soon a dead replica's deliveries go to another)",
-                st.lease_ms
-            )));
-        }
+        let within = |key: &str, value: u64, range: std::ops::RangeInclusive<u64>, why: &str| {
+            if range.contains(&value) {
+                return Ok(());
+            }
+            Err(invalid(format!(
+                "state.{key}: {value} is out of range: {} to {} ({why})",
+                range.start(),
+                range.end()
+            )))
+        };
+        within(
+            "replicas",
+            st.replicas as u64,
+            1..=5,
+            "the copies JetStream keeps; 3 for a 3-node cluster",
+        )?;
+        within(
+            "timeout_ms",
+            st.timeout_ms,
+            500..=60_000,
+            "4000 keeps a 503 within the senders' patience",
+        )?;
+        within(
+            "lease_ms",
+            st.lease_ms,
+            1000..=600_000,
+            "how soon a dead replica's deliveries go to another",
+        )?;
         let auth = match (&st.user, &st.password, &st.token) {
             (None, None, None) => NatsAuth::None,
             (Some(user), Some(p), None) => NatsAuth::UserPassword(
