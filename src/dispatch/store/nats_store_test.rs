@@ -19,6 +19,11 @@ async fn store(c: &cluster::Cluster, ack_wait: Duration) -> NatsStore {
     NatsStore::open(&settings).await.unwrap()
 }
 
+/// A replica with the default lease (30 s: longer than any of these tests).
+async fn replica(c: &cluster::Cluster) -> NatsStore {
+    store(c, Duration::from_secs(30)).await
+}
+
 /// Stores `n` plain deliveries to `target`, due now; answers their ids.
 async fn put(s: &NatsStore, target: &str, n: usize) -> Vec<u64> {
     let plain = (0..n)
@@ -68,10 +73,7 @@ async fn two_replicas_take_each_delivery_once_and_record_its_outcome() {
     let Some(c) = cluster_for("store-share") else {
         return;
     };
-    let (a, b) = (
-        store(&c, Duration::from_secs(30)).await,
-        store(&c, Duration::from_secs(30)).await,
-    );
+    let (a, b) = (replica(&c).await, replica(&c).await);
     assert!(a.shared_queues());
     assert_eq!(a.store_id(), b.store_id(), "one deployment, one identity");
     let mut ids = put(&a, "t", 10).await;
@@ -157,7 +159,7 @@ async fn a_retry_comes_back_when_due_and_a_fallback_joins_its_targets_queue() {
     let Some(c) = cluster_for("store-retry") else {
         return;
     };
-    let s = store(&c, Duration::from_secs(30)).await;
+    let s = replica(&c).await;
     let ids = put(&s, "t", 2).await;
     let taken = take(&s, "t", 2, Duration::from_secs(3)).await;
     assert_eq!(taken.len(), 2);
@@ -239,10 +241,7 @@ async fn the_rules_memory_is_shared_by_preview_listing_and_the_inhibit_check() {
     let Some(c) = cluster_for("store-state") else {
         return;
     };
-    let (a, b) = (
-        store(&c, Duration::from_secs(30)).await,
-        store(&c, Duration::from_secs(30)).await,
-    );
+    let (a, b) = (replica(&c).await, replica(&c).await);
     let now = now_ms();
     let stored = a
         .submit(vec![remembered("x", AlertState::Firing, now)])
@@ -290,10 +289,7 @@ async fn a_silence_is_shared_by_the_replicas() {
     let Some(c) = cluster_for("store-silence") else {
         return;
     };
-    let (a, b) = (
-        store(&c, Duration::from_secs(30)).await,
-        store(&c, Duration::from_secs(30)).await,
-    );
+    let (a, b) = (replica(&c).await, replica(&c).await);
     let now = now_ms();
     let silence = crate::state::Silence {
         id: 0,
@@ -322,10 +318,7 @@ async fn a_replica_stopping_gives_back_what_it_took_at_once() {
     let Some(c) = cluster_for("store-release") else {
         return;
     };
-    let (a, b) = (
-        store(&c, Duration::from_secs(30)).await,
-        store(&c, Duration::from_secs(30)).await,
-    );
+    let (a, b) = (replica(&c).await, replica(&c).await);
     let ids = put(&a, "t", 3).await;
     assert_eq!(take(&a, "t", 3, Duration::from_secs(3)).await.len(), 3);
     a.release().await;
@@ -344,7 +337,7 @@ async fn a_take_that_got_all_it_asked_is_followed_at_once_found_by_the_replica_b
     let Some(c) = cluster_for("store-more") else {
         return;
     };
-    let s = store(&c, Duration::from_secs(30)).await;
+    let s = replica(&c).await;
     put(&s, "t", 30).await;
     let none = |_: u64| false;
     let first = s.due("t", now_ms(), 10, &none).await.unwrap();
@@ -392,7 +385,7 @@ async fn a_delivery_given_back_is_looked_for_when_due() {
     let Some(c) = cluster_for("store-given-back") else {
         return;
     };
-    let s = store(&c, Duration::from_secs(30)).await;
+    let s = replica(&c).await;
     let due_at = now_ms() + 400;
     let mut r = Record::for_test("t", String::from("{}"));
     r.next_at_ms = due_at;
@@ -471,7 +464,7 @@ async fn many_held_deliveries_do_not_block_one_due_now() {
     let Some(c) = cluster_for("store-many-held") else {
         return;
     };
-    let s = store(&c, Duration::from_secs(30)).await;
+    let s = replica(&c).await;
     let later = now_ms() + 120_000;
     for _ in 0..3 {
         let plain = (0..400)
