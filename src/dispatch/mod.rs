@@ -712,7 +712,8 @@ const CENSUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until the router stops, on a store shared by replicas: wakes the worker of every
 /// target with a queue every [`CENSUS_EVERY`], and takes the silences as stored (added or
-/// expired on another replica) then, and at once when the store says one changed.
+/// expired on another replica) when the store says one changed (or, for a store that
+/// cannot say, every round).
 async fn census(core: Arc<RouterCore>) {
     let mut shutdown = core.shutdown.clone();
     let mut every = tokio::time::interval(CENSUS_EVERY);
@@ -736,6 +737,11 @@ async fn census(core: Arc<RouterCore>) {
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot list the shared queues"),
+            }
+            // A store that says when silences change (and again after any gap in saying
+            // so) is not read every round: with thousands of silences that is most of it.
+            if changed.is_some() {
+                continue;
             }
         }
         match core.store.silences().await {

@@ -328,6 +328,8 @@ async fn watch_silences(nats: Nats, changed: Arc<tokio::sync::Notify>) {
         match nats.stream.create_consumer(config).await {
             Ok(consumer) => match consumer.messages().await {
                 Ok(mut messages) => {
+                    // Watching from now: what came before is read once more.
+                    changed.notify_one();
                     while let Some(m) = messages.next().await {
                         match m {
                             Ok(_) => changed.notify_one(),
@@ -342,7 +344,7 @@ async fn watch_silences(nats: Nats, changed: Arc<tokio::sync::Notify>) {
             },
             Err(e) => tracing::debug!(error = %e, "cannot watch the silences"),
         }
-        // Whatever changed meanwhile is read by the router's census.
+        // Whatever changed while nothing watched: the router reads the silences again.
         changed.notify_one();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
