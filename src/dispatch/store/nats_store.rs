@@ -32,6 +32,11 @@ use crate::state::{Listed, Silence, Verdict};
 /// How often the counts the metrics show are read again.
 const COUNT_EVERY: Duration = Duration::from_secs(5);
 
+/// Every how many counts the state entries are counted too: listing every entry's subject
+/// (a hundred thousand, with `dedup` on busy alerts) is the costly part, and the figure
+/// moves slowly.
+const STATE_EVERY: u64 = 12;
+
 /// How long a worker waits, at first, before it looks at its queue again when it found
 /// nothing to do: for deliveries another replica stored (its own wake it at once). It
 /// doubles, to 4 times this, while the queue stays empty; a delivery this replica gave back
@@ -391,6 +396,7 @@ async fn background(
 ) {
     let mut renew = tokio::time::interval(ack_wait / 3);
     let mut count = tokio::time::interval(COUNT_EVERY);
+    let mut round: u64 = 0;
     loop {
         tokio::select! {
             _ = renew.tick() => {
@@ -407,11 +413,15 @@ async fn background(
                 }
             }
             _ = count.tick() => {
-                match read_counts(&shared).await {
+                let with_state = round.is_multiple_of(STATE_EVERY);
+                round += 1;
+                match read_counts(&shared, with_state).await {
                     Ok((pending, acks, dead, state)) => {
                         counts.pending.store(pending, Ordering::Relaxed);
                         counts.dead.store(dead, Ordering::Relaxed);
-                        counts.state.store(state, Ordering::Relaxed);
+                        if let Some(state) = state {
+                            counts.state.store(state, Ordering::Relaxed);
+                        }
                         counts.failing.store(false, Ordering::Release);
                         metrics.pending_acks.set(i64::try_from(acks).unwrap_or(i64::MAX));
                     }
@@ -427,8 +437,11 @@ async fn background(
 }
 
 /// Deliveries waiting (every queue's messages not yet handed out, and handed out but not
-/// acknowledged), those handed out, dead letters, and state entries.
-async fn read_counts(shared: &Shared) -> Result<(u64, u64, u64, u64), DispatchError> {
+/// acknowledged), those handed out, dead letters, and (`with_state`) state entries.
+async fn read_counts(
+    shared: &Shared,
+    with_state: bool,
+) -> Result<(u64, u64, u64, Option<u64>), DispatchError> {
     let nats = shared.nats();
     let (mut pending, mut acks) = (0u64, 0u64);
     for target in queue_targets(nats).await? {
@@ -443,7 +456,11 @@ async fn read_counts(shared: &Shared) -> Result<(u64, u64, u64, u64), DispatchEr
         acks += info.num_ack_pending as u64;
     }
     let dead = nats.subjects("dead.>").await?.len() as u64;
-    let state = nats.subjects("state.>").await?.len() as u64;
+    let state = if with_state {
+        Some(nats.subjects("state.>").await?.len() as u64)
+    } else {
+        None
+    };
     Ok((pending, acks, dead, state))
 }
 
