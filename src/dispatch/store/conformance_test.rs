@@ -1,18 +1,20 @@
 //! The store contract as tests: every scenario runs against every implementation
-//! (`sqlite::`, `memory::` below). A new backend adds a [`Backend`] and one line in
-//! `suite!`; it is done when every scenario passes.
+//! (`sqlite::`, `memory::` and, with feature `nats`, `nats::` below, on a one-node
+//! JetStream server the scenario starts and stops). A new backend adds a [`Backend`] and
+//! one line in `suite!`; it is done when every scenario passes.
 //!
-//! Scenarios speak only through [`Store`]: what the router sees. Durability across a
-//! reopen is asked only of backends that promise it ([`Backend::reopen`]).
+//! Scenarios speak only through [`Store`]: what the router sees, in the order the router
+//! does it (a delivery is taken by [`Store::due`] before its outcome is finished).
+//! Durability across a reopen is asked only of backends that promise it
+//! ([`Backend::reopen`]).
 //!
-//! The NATS backend (`nats::` below, on a one-node JetStream server the test starts) runs
-//! the scenarios whose made-up clock it can follow: its servers hold a delivery due later
-//! for its real delay, so a scenario that asks for a delivery at a made-up time later than
-//! the one it was given back at would wait that long for real. Those (retries, holds,
-//! silences, groups on the made-up clock) and the ones about the in-memory hand-over it
-//! does not have (the sink, `fresh_pending`) are proved for NATS in real time by
-//! `nats_store_test.rs`. On a shared store (`Store::shared_queues`) a delivery is finished
-//! by the replica that took it, so [`stored`] takes what it stores, as a worker would.
+//! Time is a [`Clock`] of short real offsets: a shared store's servers hold a delivery
+//! given back for its real delay, so on one the scenario waits until a time has come
+//! before it acts at it (a local store takes the times as given, and waits for nothing).
+//! Where the contract is written differently for a store shared by replicas
+//! ([`Store::shared_queues`]: a new delivery is taken from its queue, never handed to a
+//! sink; the order is the servers' within a take; `next_due` is when to look again) the
+//! scenario asserts each form, and says so.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,38 +88,35 @@ impl Backend for Sqlite {
     }
 }
 
-/// A NATS deployment on a one-node JetStream server of its own, stopped (by PID) at the
-/// end of the scenario; `None` when the server cannot be installed here (the scenario
-/// skips, saying why).
+/// A NATS deployment of its own (a stream under its own prefix) on the suite's 3-node
+/// JetStream cluster.
 #[cfg(feature = "nats")]
 struct Nats {
-    cluster: super::nats::tests::cluster::Cluster,
+    settings: super::nats::Settings,
 }
 
 #[cfg(feature = "nats")]
 impl Nats {
-    fn new(scenario: &str) -> Option<Nats> {
-        use super::nats::tests::cluster::{Cluster, StartError};
-        match Cluster::start(
-            &format!("conf-{scenario}"),
-            1,
-            std::time::Duration::from_secs(30),
-        ) {
-            Ok(cluster) => Some(Nats { cluster }),
-            Err(StartError::Unavailable(why)) => {
-                eprintln!("skipped: nats-server cannot be installed here: {why}");
-                None
-            }
-            Err(StartError::Failed(why)) => panic!("{why}"),
+    fn on(cluster: &super::nats::tests::cluster::Cluster, scenario: &str) -> Nats {
+        // A stream name is at most 64 characters: the scenario's initials.
+        let initials: String = scenario
+            .split('_')
+            .filter_map(|w| w.chars().next())
+            .collect();
+        Nats {
+            settings: super::nats::Settings {
+                prefix: format!("CONF-{initials}"),
+                ..super::nats::tests::settings_for(cluster)
+            },
         }
     }
 
     async fn store(&self) -> Box<dyn Store> {
-        let settings = super::nats::Settings {
-            replicas: 1,
-            ..super::nats::tests::settings_for(&self.cluster)
-        };
-        Box::new(super::nats_store::NatsStore::open(&settings).await.unwrap())
+        Box::new(
+            super::nats_store::NatsStore::open(&self.settings)
+                .await
+                .unwrap(),
+        )
     }
 }
 
@@ -131,32 +130,6 @@ impl Backend for Nats {
         Box::pin(async move { Some(self.store().await) })
     }
 }
-
-/// The scenarios a shared store runs (see the module's docs for why not every one).
-macro_rules! shared_suite {
-    ($($scenario:ident),* $(,)?) => {
-        #[cfg(feature = "nats")]
-        mod nats {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    if let Some(b) = super::Nats::new(stringify!($scenario)) {
-                        super::$scenario(&b).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-shared_suite!(
-    purge_deletes_one_or_every_dead_letter,
-    an_unreadable_dead_letter_is_refused_a_replay_and_kept,
-    one_write_finishes_many_deliveries_each_with_its_result,
-    the_step_runs_in_the_write_and_its_state_holds_across_writes,
-    state_survives_reopening,
-    a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it_out,
-);
 
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
@@ -174,6 +147,20 @@ macro_rules! suite {
                 async fn $scenario() {
                     super::$scenario(&super::Memory).await;
                 }
+            )*
+        }
+        /// Every scenario in turn on one 3-node cluster (replicated streams, as deployed),
+        /// each on a deployment of its own; the cluster is stopped by PID at the end, or
+        /// when a scenario fails.
+        #[cfg(feature = "nats")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn on_a_three_node_nats_cluster() {
+            let Some(cluster) = super::nats::tests::cluster_for("conformance") else {
+                return;
+            };
+            $(
+                eprintln!("scenario {}", stringify!($scenario));
+                $scenario(&Nats::on(&cluster, stringify!($scenario))).await;
             )*
         }
     };
@@ -200,6 +187,36 @@ suite!(
     a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it_out,
 );
 
+/// The scenarios' time: `t0 + offset` ms, with `t0` the real time the scenario began.
+struct Clock {
+    t0: u64,
+    /// Whether to wait for a time before acting at it (a shared store keeps real time).
+    real: bool,
+}
+
+impl Clock {
+    fn of(s: &dyn Store) -> Clock {
+        Clock {
+            t0: crate::dispatch::now_ms(),
+            real: s.shared_queues(),
+        }
+    }
+
+    fn at(&self, offset: u64) -> u64 {
+        self.t0 + offset
+    }
+
+    /// `at(offset)`, once it has come.
+    async fn come(&self, offset: u64) -> u64 {
+        let at = self.at(offset);
+        let now = crate::dispatch::now_ms();
+        if self.real && at > now {
+            tokio::time::sleep(std::time::Duration::from_millis(at - now)).await;
+        }
+        at
+    }
+}
+
 fn record(target: &str, n: u64) -> Record {
     let mut r = Record::for_test(target, format!("{{\"n\":{n}}}"));
     r.alert_id = Some(format!("alert-{n}"));
@@ -222,10 +239,38 @@ async fn fresh_pending(s: &dyn Store) -> Vec<(u64, String)> {
     out
 }
 
-async fn due(s: &dyn Store, target: &str, now_ms: u64) -> Vec<u64> {
-    let none = |_: u64| false;
-    let due = s.due(target, now_ms, 100, &none).await.unwrap();
-    due.iter().map(|r| r.id).collect()
+/// What `due` hands out for `target` at `now`, skipping `busy` (in the worker's hands),
+/// asserted to be `want` (by id). On a shared store a delivery given back comes back when
+/// its servers' delay ends, a moment after its time, and the order is theirs: the look is
+/// repeated (for up to 5 s) until it hands out `want` as a set, or for 100 ms to see that
+/// nothing comes when nothing is wanted.
+async fn due_is(s: &dyn Store, target: &str, now: u64, busy: &[u64], want: &[u64]) -> Vec<Record> {
+    let skip = |id: u64| busy.contains(&id);
+    let shared = s.shared_queues();
+    let patience = std::time::Duration::from_millis(if want.is_empty() { 100 } else { 5_000 });
+    let sorted = |ids: &[u64]| {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let got = s.due(target, now, 100, &skip).await.unwrap();
+        let ids: Vec<u64> = got.iter().map(|r| r.id).collect();
+        let settled = !shared
+            || (want.is_empty() && !ids.is_empty())
+            || (!want.is_empty() && sorted(&ids) == sorted(want))
+            || started.elapsed() >= patience;
+        if settled {
+            if shared {
+                assert_eq!(sorted(&ids), sorted(want), "due for {target} at {now}");
+            } else {
+                assert_eq!(ids, want, "due for {target} at {now}");
+            }
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// `r` as the router retries it: attempt `attempts` failed, due again at `at`.
@@ -254,15 +299,20 @@ fn dead(r: Record, error: &str) -> Finish {
 
 /// Appends `n` deliveries to `target` and returns them with their ids.
 async fn stored(s: &dyn Store, target: &str, n: u64) -> Vec<Record> {
-    let records: Vec<Record> = (0..n).map(|i| record(target, i)).collect();
+    stored_records(s, target, (0..n).map(|i| record(target, i)).collect()).await
+}
+
+/// Appends `records` (all to `target`) and returns them with their ids. On a shared store
+/// they are taken, as a worker takes them: finished by the one that holds them.
+async fn stored_records(s: &dyn Store, target: &str, records: Vec<Record>) -> Vec<Record> {
     let ids = s.append(records.clone()).await.unwrap();
     if s.shared_queues() {
-        // Taken, as a worker takes them: finished by the one that holds them.
         let started = std::time::Instant::now();
         let mut taken: Vec<u64> = Vec::new();
         while taken.len() < ids.len() && started.elapsed() < std::time::Duration::from_secs(5) {
-            let held = taken.clone();
-            let skip = move |id: u64| held.contains(&id);
+            // What it took before (of these, and of earlier appends) is not asked again.
+            let (held, wanted) = (taken.clone(), ids.clone());
+            let skip = move |id: u64| held.contains(&id) || !wanted.contains(&id);
             let more = s.due(target, u64::MAX, ids.len(), &skip).await.unwrap();
             taken.extend(more.iter().map(|r| r.id).filter(|id| ids.contains(id)));
         }
@@ -294,41 +344,47 @@ async fn appends_get_growing_ids_and_reach_the_sink_before_the_answer(b: &dyn Ba
                 .extend(rs.iter().map(|r| (r.id, r.body.clone())));
         })))
         .await;
+    let c = Clock::of(&*s);
     let first = s.append((0..4).map(|n| record("t", n)).collect()).await;
     let first = first.unwrap();
-    assert_eq!(
-        sunk.lock()
-            .unwrap()
-            .iter()
-            .map(|(id, _)| *id)
-            .collect::<Vec<_>>(),
-        first,
-        "handed to the sink before the answer, in order"
-    );
-    assert_eq!(sunk.lock().unwrap()[2].1, "{\"n\":2}");
     assert!(first.windows(2).all(|w| w[0] < w[1]), "{first:?}");
     let second = s.append(vec![record("u", 9)]).await.unwrap();
     assert!(second[0] > first[3], "{second:?} after {first:?}");
     assert!(s.append(Vec::new()).await.unwrap().is_empty());
-    assert_eq!(
-        sunk.lock().unwrap().len(),
-        5,
-        "an empty append sinks nothing"
-    );
     assert_eq!(depth(&*s).await, (5, 0));
-    let listed = fresh_pending(&*s).await;
-    assert_eq!(
-        listed,
-        first
-            .iter()
-            .map(|&id| (id, String::from("t")))
-            .chain([(second[0], String::from("u"))])
-            .collect::<Vec<_>>()
-    );
-    assert!(
-        due(&*s, "t", u64::MAX).await.is_empty(),
-        "fresh ones are not due"
-    );
+    if s.shared_queues() {
+        // Nothing is handed over in memory: each is taken from its queue, in order.
+        assert!(
+            sunk.lock().unwrap().is_empty(),
+            "a shared store has no sink"
+        );
+        assert!(fresh_pending(&*s).await.is_empty());
+        let taken = due_is(&*s, "t", c.at(0), &[], &first).await;
+        assert_eq!(taken.iter().map(|r| r.id).collect::<Vec<_>>(), first);
+        assert_eq!(taken[2].body, "{\"n\":2}");
+        due_is(&*s, "u", c.at(0), &[], &second).await;
+    } else {
+        assert_eq!(
+            sunk.lock()
+                .unwrap()
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>(),
+            first.iter().chain(&second).copied().collect::<Vec<_>>(),
+            "handed to the sink before the answer, in order; an empty append sinks nothing"
+        );
+        assert_eq!(sunk.lock().unwrap()[2].1, "{\"n\":2}");
+        let listed = fresh_pending(&*s).await;
+        assert_eq!(
+            listed,
+            first
+                .iter()
+                .map(|&id| (id, String::from("t")))
+                .chain([(second[0], String::from("u"))])
+                .collect::<Vec<_>>()
+        );
+        due_is(&*s, "t", u64::MAX, &[], &[]).await; // fresh ones are not due
+    }
     assert!(s.health().writable);
 }
 
@@ -346,40 +402,63 @@ async fn fresh_deliveries_come_back_by_id_in_the_order_asked(b: &dyn Backend) {
     );
 }
 
+/// Asserts the fresh deliveries (stored, never attempted) of `target` are `ids`: every
+/// one `fresh_pending` lists, on a local store; on a shared one, those the replica that
+/// took them holds and reads back by id.
+async fn fresh_are(s: &dyn Store, target: &str, ids: &[u64]) {
+    if s.shared_queues() {
+        let held = s.fresh_records(ids).await.unwrap();
+        assert_eq!(held.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+        assert!(
+            held.iter()
+                .all(|r| r.spec.target == target && r.attempts == 0)
+        );
+    } else {
+        let want: Vec<(u64, String)> = ids.iter().map(|&id| (id, target.to_owned())).collect();
+        assert_eq!(fresh_pending(s).await, want);
+    }
+}
+
 async fn a_retry_moves_a_delivery_to_pending_due_at_its_time(b: &dyn Backend) {
     let s = b.open(None).await;
+    let c = Clock::of(&*s);
     let rs = stored(&*s, "t", 2).await;
+    let busy = [rs[1].id];
     assert_eq!(
-        finish_one(&*s, retried(rs[0].clone(), 1, 5_000)).await,
+        finish_one(&*s, retried(rs[0].clone(), 1, c.at(300))).await,
         None
     );
     assert_eq!(depth(&*s).await, (2, 0), "still pending");
     assert!(s.fresh_records(&[rs[0].id]).await.unwrap().is_empty());
-    assert_eq!(fresh_pending(&*s).await, [(rs[1].id, String::from("t"))]);
-    assert!(due(&*s, "t", 4_999).await.is_empty());
-    let none = |_: u64| false;
-    let back = s.due("t", 5_000, 10, &none).await.unwrap();
-    assert_eq!(back.len(), 1);
+    fresh_are(&*s, "t", &[rs[1].id]).await;
+    due_is(&*s, "t", c.come(299).await, &busy, &[]).await;
+    let back = due_is(&*s, "t", c.come(300).await, &busy, &[rs[0].id]).await;
     assert_eq!(
         (back[0].id, back[0].attempts, back[0].last_error.as_deref()),
         (rs[0].id, 1, Some("HTTP 503"))
     );
     assert_eq!(back[0].body, rs[0].body);
-    assert_eq!(s.next_due("t", &none).await.unwrap(), Some(5_000));
+    let none = |_: u64| false;
+    if !s.shared_queues() {
+        // A shared store's servers know when a delivery is due; it answers when to look.
+        assert_eq!(s.next_due("t", &none).await.unwrap(), Some(c.at(300)));
+    }
     assert_eq!(s.pending_targets().await.unwrap(), ["t"]);
     // Retried again: the new time replaces the old one.
     assert_eq!(
-        finish_one(&*s, retried(back[0].clone(), 2, 8_000)).await,
+        finish_one(&*s, retried(back[0].clone(), 2, c.at(600))).await,
         None
     );
-    assert!(due(&*s, "t", 7_999).await.is_empty());
-    assert_eq!(due(&*s, "t", 8_000).await, [rs[0].id]);
+    due_is(&*s, "t", c.come(599).await, &busy, &[]).await;
+    due_is(&*s, "t", c.come(600).await, &busy, &[rs[0].id]).await;
 }
 
 async fn delivered_removes_a_delivery_fresh_or_pending(b: &dyn Backend) {
     let s = b.open(None).await;
+    let c = Clock::of(&*s);
     let rs = stored(&*s, "t", 3).await;
-    finish_one(&*s, retried(rs[1].clone(), 1, 0)).await;
+    finish_one(&*s, retried(rs[1].clone(), 1, c.at(0))).await;
+    due_is(&*s, "t", c.at(0), &[rs[0].id, rs[2].id], &[rs[1].id]).await;
     let results = s
         .finish(vec![
             Finish::Delivered(rs[0].id),
@@ -388,10 +467,15 @@ async fn delivered_removes_a_delivery_fresh_or_pending(b: &dyn Backend) {
         .await;
     assert!(results.iter().all(|r| matches!(r, Ok(None))));
     assert_eq!(depth(&*s).await, (1, 0));
-    let none = |_: u64| false;
-    assert_eq!(s.next_due("t", &none).await.unwrap(), None);
-    assert!(s.pending_targets().await.unwrap().is_empty());
-    assert_eq!(fresh_pending(&*s).await, [(rs[2].id, String::from("t"))]);
+    due_is(&*s, "t", c.at(0), &[rs[2].id], &[]).await;
+    if !s.shared_queues() {
+        // On a shared store every target with a queue is listed, and `next_due` is when
+        // to look again.
+        let none = |_: u64| false;
+        assert_eq!(s.next_due("t", &none).await.unwrap(), None);
+        assert!(s.pending_targets().await.unwrap().is_empty());
+    }
+    fresh_are(&*s, "t", &[rs[2].id]).await;
     // Delivered twice: nothing more happens.
     assert_eq!(finish_one(&*s, Finish::Delivered(rs[0].id)).await, None);
     assert_eq!(depth(&*s).await, (1, 0));
@@ -399,9 +483,10 @@ async fn delivered_removes_a_delivery_fresh_or_pending(b: &dyn Backend) {
 
 async fn a_fallback_replaces_the_delivery_under_a_new_id(b: &dyn Backend) {
     let s = b.open(None).await;
+    let c = Clock::of(&*s);
     let rs = stored(&*s, "t", 2).await;
     let mut to = record("backup", 7);
-    to.next_at_ms = 3_000;
+    to.next_at_ms = c.at(100);
     to.fallback_from = Some(String::from("t"));
     let created = finish_one(
         &*s,
@@ -427,8 +512,9 @@ async fn a_fallback_replaces_the_delivery_under_a_new_id(b: &dyn Backend) {
     );
     assert_eq!(depth(&*s).await, (2, 0));
     assert!(s.fresh_records(&[rs[0].id]).await.unwrap().is_empty());
-    assert!(due(&*s, "t", u64::MAX).await.is_empty());
-    assert_eq!(due(&*s, "backup", 3_000).await, [created.id]);
+    due_is(&*s, "t", c.at(100), &[rs[1].id], &[]).await;
+    due_is(&*s, "backup", c.come(99).await, &[], &[]).await;
+    due_is(&*s, "backup", c.come(100).await, &[], &[created.id]).await;
     // A second fallback from the same delivery finds it gone.
     assert_eq!(
         finish_one(&*s, Finish::FallBack { from: rs[0].id, to }).await,
@@ -439,6 +525,7 @@ async fn a_fallback_replaces_the_delivery_under_a_new_id(b: &dyn Backend) {
 
 async fn a_dead_letter_keeps_what_was_sent_and_replays_due_now(b: &dyn Backend) {
     let s = b.open(None).await;
+    let c = Clock::of(&*s);
     let mut rs = stored(&*s, "t", 2).await;
     rs[0].shown_body = None;
     assert_eq!(finish_one(&*s, dead(rs[0].clone(), "HTTP 500")).await, None);
@@ -463,21 +550,22 @@ async fn a_dead_letter_keeps_what_was_sent_and_replays_due_now(b: &dyn Backend) 
     assert_eq!(s.dead_letter(rs[0].id).await.unwrap().as_ref(), Some(d));
     assert_eq!(s.dead_letter(999_999).await.unwrap(), None);
 
-    let replayed = s.replay(rs[0].id, 7_000).await.unwrap().expect("replayed");
+    let now = c.at(0);
+    let replayed = s.replay(rs[0].id, now).await.unwrap().expect("replayed");
     assert_eq!(
         (replayed.id, replayed.attempts, replayed.next_at_ms),
-        (rs[0].id, 0, 7_000)
+        (rs[0].id, 0, now)
     );
     assert_eq!(replayed.last_error.as_deref(), Some("HTTP 500"));
     assert_eq!(replayed.body, rs[0].body);
     assert_eq!(depth(&*s).await, (2, 0));
-    assert_eq!(due(&*s, "t", 7_000).await, [rs[0].id]);
+    due_is(&*s, "t", now, &[rs[1].id], &[rs[0].id]).await;
     assert_eq!(
-        s.replay(rs[0].id, 7_000).await.unwrap(),
+        s.replay(rs[0].id, now).await.unwrap(),
         None,
         "no longer dead"
     );
-    assert_eq!(s.replay(999_999, 7_000).await.unwrap(), None);
+    assert_eq!(s.replay(999_999, now).await.unwrap(), None);
 }
 
 async fn purge_deletes_one_or_every_dead_letter(b: &dyn Backend) {
@@ -504,6 +592,7 @@ async fn purge_deletes_one_or_every_dead_letter(b: &dyn Backend) {
 
 async fn finishing_a_delivery_that_is_gone_writes_nothing(b: &dyn Backend) {
     let s = b.open(None).await;
+    let c = Clock::of(&*s);
     let rs = stored(&*s, "t", 1).await;
     let mut ghost = record("t", 5);
     ghost.id = 999_999;
@@ -521,44 +610,69 @@ async fn finishing_a_delivery_that_is_gone_writes_nothing(b: &dyn Backend) {
     assert_eq!(results.len(), 4);
     assert!(results.iter().all(|r| matches!(r, Ok(None))), "{results:?}");
     assert_eq!(depth(&*s).await, (1, 0));
-    assert!(due(&*s, "t", u64::MAX).await.is_empty());
-    assert!(due(&*s, "backup", u64::MAX).await.is_empty());
-    assert_eq!(fresh_pending(&*s).await, [(rs[0].id, String::from("t"))]);
+    due_is(&*s, "t", c.at(0), &[rs[0].id], &[]).await;
+    due_is(&*s, "backup", c.at(0), &[], &[]).await;
+    fresh_are(&*s, "t", &[rs[0].id]).await;
 }
 
 async fn due_keeps_the_limit_the_skip_the_order_and_the_target(b: &dyn Backend) {
     let s = b.open(None).await;
+    let c = Clock::of(&*s);
+    let shared = s.shared_queues();
     let rs = stored(&*s, "a", 5).await;
-    let times = [30, 10, 20, 10, 40];
+    let times = [300, 100, 200, 100, 400];
     s.finish(
         rs.iter()
             .zip(times)
-            .map(|(r, at)| retried(r.clone(), 1, at))
+            .map(|(r, at)| retried(r.clone(), 1, c.at(at)))
             .collect(),
     )
     .await;
     let other = stored(&*s, "b", 1).await;
-    finish_one(&*s, retried(other[0].clone(), 1, 0)).await;
+    finish_one(&*s, retried(other[0].clone(), 1, c.at(0))).await;
 
-    // By due time, then id.
-    assert_eq!(due(&*s, "a", 25).await, [rs[1].id, rs[3].id, rs[2].id]);
+    // By due time, then id (a shared store: the servers' order within a take).
+    let now = c.come(250).await;
+    due_is(&*s, "a", now, &[], &[rs[1].id, rs[3].id, rs[2].id]).await;
     let none = |_: u64| false;
-    let two = s.due("a", 25, 2, &none).await.unwrap();
+    let two: Vec<u64> = s
+        .due("a", now, 2, &none)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    if shared {
+        assert_eq!(two.len(), 2, "{two:?}");
+        assert!(
+            two.iter()
+                .all(|id| [rs[1].id, rs[2].id, rs[3].id].contains(id)),
+            "{two:?}"
+        );
+    } else {
+        assert_eq!(two, [rs[1].id, rs[3].id]);
+    }
+    let skip = |id: u64| two.contains(&id);
+    let rest = s.due("a", now, 2, &skip).await.unwrap();
+    let third = [rs[1].id, rs[2].id, rs[3].id]
+        .into_iter()
+        .find(|id| !two.contains(id));
     assert_eq!(
-        two.iter().map(|r| r.id).collect::<Vec<_>>(),
-        [rs[1].id, rs[3].id]
+        rest.iter().map(|r| r.id).collect::<Vec<_>>(),
+        Vec::from_iter(third)
     );
-    let in_flight = [rs[1].id, rs[3].id];
-    let skip = |id: u64| in_flight.contains(&id);
-    let rest = s.due("a", 25, 2, &skip).await.unwrap();
-    assert_eq!(rest.iter().map(|r| r.id).collect::<Vec<_>>(), [rs[2].id]);
-    assert_eq!(s.next_due("a", &skip).await.unwrap(), Some(20));
-    assert_eq!(s.next_due("a", &none).await.unwrap(), Some(10));
-    assert_eq!(due(&*s, "b", 0).await, [other[0].id]);
-    assert!(due(&*s, "c", u64::MAX).await.is_empty());
+    if !shared {
+        assert_eq!(s.next_due("a", &skip).await.unwrap(), Some(c.at(200)));
+        assert_eq!(s.next_due("a", &none).await.unwrap(), Some(c.at(100)));
+    }
     let mut targets = s.pending_targets().await.unwrap();
     targets.sort();
     assert_eq!(targets, ["a", "b"]);
+    due_is(&*s, "b", now, &[], &[other[0].id]).await;
+    due_is(&*s, "c", now, &[], &[]).await;
+    // The later ones when their times come.
+    let rest = [rs[1].id, rs[2].id, rs[3].id];
+    due_is(&*s, "a", c.come(400).await, &rest, &[rs[0].id, rs[4].id]).await;
 }
 
 async fn an_unreadable_dead_letter_is_refused_a_replay_and_kept(b: &dyn Backend) {
@@ -598,18 +712,27 @@ async fn one_write_finishes_many_deliveries_each_with_its_result(b: &dyn Backend
 
 async fn what_was_stored_survives_reopening(b: &dyn Backend) {
     let s = b.open(None).await;
+    let c = Clock::of(&*s);
     let id = s.store_id();
     let rs = stored(&*s, "t", 3).await;
-    finish_one(&*s, retried(rs[1].clone(), 1, 40)).await;
+    finish_one(&*s, retried(rs[1].clone(), 1, c.at(40))).await;
     finish_one(&*s, dead(rs[2].clone(), "HTTP 500")).await;
+    // As a router stops: what it took and did not finish goes back (a shared store's).
+    s.release().await;
     drop(s);
     let Some(s) = b.reopen().await else {
         return; // not a durable backend
     };
     assert_eq!(s.store_id(), id, "idempotency keys stay the same");
-    assert_eq!(fresh_pending(&*s).await, [(rs[0].id, String::from("t"))]);
+    let now = c.come(40).await;
+    if s.shared_queues() {
+        // The fresh one given back is taken again, with the retry.
+        due_is(&*s, "t", now, &[], &[rs[0].id, rs[1].id]).await;
+    } else {
+        due_is(&*s, "t", now, &[], &[rs[1].id]).await;
+    }
+    fresh_are(&*s, "t", &[rs[0].id]).await;
     assert_eq!(s.fresh_records(&[rs[0].id]).await.unwrap(), [rs[0].clone()]);
-    assert_eq!(due(&*s, "t", 40).await, [rs[1].id]);
     assert_eq!(
         s.dead_letter(rs[2].id).await.unwrap().map(|d| d.error),
         Some(String::from("HTTP 500"))
@@ -757,33 +880,25 @@ async fn state_survives_reopening(b: &dyn Backend) {
 
 async fn pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id(b: &dyn Backend) {
     let s = b.open(None).await;
+    let c = Clock::of(&*s);
     let rs = stored(&*s, "t", 4).await;
     stored(&*s, "other", 1).await;
     let mut no_id = record("t", 9);
     no_id.alert_id = None;
-    s.append(vec![no_id]).await.unwrap();
+    let no_id = stored_records(&*s, "t", vec![no_id]).await;
     // One waits for a retry, one was delivered, one is dead: pending are the first two.
-    finish_one(&*s, retried(rs[0].clone(), 1, 5_000)).await;
+    finish_one(&*s, retried(rs[0].clone(), 1, c.at(100))).await;
     finish_one(&*s, Finish::Delivered(rs[2].id)).await;
     finish_one(&*s, dead(rs[3].clone(), "HTTP 400")).await;
-    let pending = s.pending_alerts("t", 1_000).await.unwrap();
-    assert_eq!(
-        pending,
-        [
-            (rs[0].id, String::from("alert-0")),
-            (rs[1].id, String::from("alert-1"))
-        ]
-    );
-    assert!(s.pending_alerts("nobody", 1_000).await.unwrap().is_empty());
     // A held delivery (never attempted, due later) is left out until it is due.
     let mut held = record("t", 7);
-    held.next_at_ms = 50_000;
+    held.next_at_ms = c.at(300);
     let id = s
         .submit(vec![Submission {
             plain: Vec::new(),
             stateful: Some(Box::new(Stateful {
                 facts: AlertFacts::new(Some(String::from("alert-7")), AlertState::Firing),
-                now: 1_000,
+                now: c.at(0),
                 choices: vec![RuleChoice {
                     rule: String::from("slow"),
                     clauses: 1,
@@ -791,7 +906,7 @@ async fn pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id(
                     dedup: None,
                     resolve_once: false,
                     throttle: None,
-                    gate: Some(crate::state::Gate::Delay { ms: 49_000 }),
+                    gate: Some(crate::state::Gate::Delay { ms: 300 }),
                     group: None,
                 }],
                 probes: Vec::new(),
@@ -800,27 +915,44 @@ async fn pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id(
         .await
         .unwrap()[0]
         .ids[0];
-    assert!(
-        s.pending_alerts("t", 49_999)
-            .await
-            .unwrap()
-            .iter()
-            .all(|(i, _)| *i != id),
-        "not before it is due"
-    );
-    assert!(
-        s.pending_alerts("t", 50_000)
-            .await
-            .unwrap()
-            .contains(&(id, String::from("alert-7"))),
-        "once due"
-    );
-    assert_eq!(due(&*s, "t", 49_999).await, [rs[0].id]);
-    assert_eq!(
-        due(&*s, "t", 50_000).await,
-        [rs[0].id, id],
-        "due at its time, as a retry is"
-    );
+    if s.shared_queues() {
+        // One alert's deliveries are ordered within the replica that takes them: what
+        // other replicas hold is not listed (docs/nats.md, "Order and timing").
+        assert!(s.pending_alerts("t", c.at(300)).await.unwrap().is_empty());
+    } else {
+        let pending = s.pending_alerts("t", c.at(0)).await.unwrap();
+        assert_eq!(
+            pending,
+            [
+                (rs[0].id, String::from("alert-0")),
+                (rs[1].id, String::from("alert-1"))
+            ]
+        );
+        assert!(
+            s.pending_alerts("nobody", c.at(0))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            s.pending_alerts("t", c.at(299))
+                .await
+                .unwrap()
+                .iter()
+                .all(|(i, _)| *i != id),
+            "not before it is due"
+        );
+        assert!(
+            s.pending_alerts("t", c.at(300))
+                .await
+                .unwrap()
+                .contains(&(id, String::from("alert-7"))),
+            "once due"
+        );
+    }
+    let busy = [rs[1].id, no_id[0].id];
+    due_is(&*s, "t", c.come(299).await, &busy, &[rs[0].id]).await;
+    due_is(&*s, "t", c.come(300).await, &busy, &[rs[0].id, id]).await;
 }
 
 fn silence(ends: u64) -> crate::state::Silence {
@@ -836,10 +968,15 @@ fn silence(ends: u64) -> crate::state::Silence {
     }
 }
 
-/// Alert `id` firing at `now` through a rule without clauses, while silence `silence`
-/// matches it.
+/// Alert `id` firing at `now` through a rule without clauses to `t`, while silence
+/// `silence` matches it.
 fn silenced(id: &str, silence: u64, now: u64) -> Submission {
-    let mut r = record("t", now);
+    silenced_to("t", id, silence, now)
+}
+
+/// [`silenced`], to `target`.
+fn silenced_to(target: &str, id: &str, silence: u64, now: u64) -> Submission {
+    let mut r = record(target, now);
     r.alert_id = Some(id.to_owned());
     Submission {
         plain: Vec::new(),
@@ -853,7 +990,7 @@ fn silenced(id: &str, silence: u64, now: u64) -> Submission {
             choices: vec![RuleChoice {
                 rule: String::from("pages"),
                 clauses: 0,
-                targets: vec![(String::from("t"), r)],
+                targets: vec![(target.to_owned(), r)],
                 dedup: None,
                 resolve_once: false,
                 throttle: None,
@@ -867,51 +1004,67 @@ fn silenced(id: &str, silence: u64, now: u64) -> Submission {
 
 async fn a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now(b: &dyn Backend) {
     let s = b.open(None).await;
-    let first = s.add_silence(silence(100_000), 1_000).await.unwrap();
-    let second = s.add_silence(silence(200_000), 1_000).await.unwrap();
-    assert_eq!((first.id, second.id), (1, 2), "ids from 1, growing");
+    let c = Clock::of(&*s);
+    let mut ids = Vec::new();
+    for ends in [2_000, 5_000, 250] {
+        ids.push(
+            s.add_silence(silence(c.at(ends)), c.at(0))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    assert_eq!(ids, [1, 2, 3], "ids from 1, growing");
     let stored = s
-        .submit(vec![silenced("a", 1, 2_000), silenced("b", 2, 2_000)])
+        .submit(vec![
+            silenced("a", 1, c.at(0)),
+            silenced("b", 2, c.at(0)),
+            silenced("d", 3, c.at(0)),
+        ])
         .await
         .unwrap();
-    let (a, b_id) = (stored[0].ids[0], stored[1].ids[0]);
+    let (a, b_id, d) = (stored[0].ids[0], stored[1].ids[0], stored[2].ids[0]);
     assert!(matches!(
         stored[0].verdicts[0].kind,
         VerdictKind::Silenced {
             silence: 1,
-            until: 100_000,
+            until,
             ..
-        }
+        } if until == c.at(2_000)
     ));
     assert_eq!(stored[0].later, ["t"], "held: the worker reads the table");
-    assert!(
-        due(&*s, "t", 50_000).await.is_empty(),
-        "held until the silence ends"
-    );
-    assert_eq!(due(&*s, "t", 100_000).await, [a], "due when it ends");
+    due_is(&*s, "t", c.come(100).await, &[], &[]).await; // held while the silences last
 
     // Expiring silence 2 early releases what it holds, due now; silence 1's stays.
-    let expired = s.expire_silence(2, 5_000).await.unwrap().unwrap();
+    let now = c.come(150).await;
+    let expired = s.expire_silence(2, now).await.unwrap().unwrap();
     assert_eq!(expired.released, ["t"]);
-    assert_eq!(expired.silence.ends, 5_000);
-    assert_eq!(expired.silence.expired_at, Some(5_000));
-    assert_eq!(due(&*s, "t", 5_000).await, [b_id]);
+    assert_eq!(expired.silence.ends, now);
+    assert_eq!(expired.silence.expired_at, Some(now));
+    due_is(&*s, "t", now, &[], &[b_id]).await;
     // Again: nothing more to release; an unknown silence is None.
-    let again = s.expire_silence(2, 6_000).await.unwrap().unwrap();
+    let again = s.expire_silence(2, c.at(160)).await.unwrap().unwrap();
     assert!(again.released.is_empty());
-    assert_eq!(again.silence.ends, 5_000);
-    assert!(s.expire_silence(9, 6_000).await.unwrap().is_none());
+    assert_eq!(again.silence.ends, now);
+    assert!(s.expire_silence(9, c.at(160)).await.unwrap().is_none());
 
     // The step sees the expiry: a new firing under silence 2 goes at once.
-    let now = s.submit(vec![silenced("c", 2, 7_000)]).await.unwrap();
+    let fresh = s
+        .submit(vec![silenced_to("u", "c", 2, c.at(160))])
+        .await
+        .unwrap();
     assert!(matches!(
-        now[0].verdicts[0].kind,
+        fresh[0].verdicts[0].kind,
         VerdictKind::Delivered { .. }
     ));
+    // A silence that ends by itself: what it holds is due when it ends.
+    due_is(&*s, "t", c.come(249).await, &[b_id], &[]).await;
+    due_is(&*s, "t", c.come(250).await, &[b_id], &[d]).await;
 
     let listed = s.silences().await.unwrap();
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 3);
     assert_eq!(listed[1], expired.silence);
+    s.release().await;
     drop(s);
     if let Some(s) = b.reopen().await {
         assert_eq!(
@@ -920,9 +1073,10 @@ async fn a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now(b
             "silences survive reopening"
         );
         // What silence 1 holds is still held, and still released by its expiry.
-        let released = s.expire_silence(1, 8_000).await.unwrap().unwrap();
+        let now = c.come(300).await;
+        let released = s.expire_silence(1, now).await.unwrap().unwrap();
         assert_eq!(released.released, ["t"]);
-        assert!(due(&*s, "t", 8_000).await.contains(&a));
+        due_is(&*s, "t", now, &[], &[b_id, d, a]).await;
     }
 }
 
@@ -1030,7 +1184,8 @@ async fn a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it
     }
 }
 
-/// Alert `id` firing at `now` through a rule with `group wait 1s every 5s`, to target `t`.
+/// Alert `id` firing at `now` through a rule with `group wait 200ms every 500ms`, to
+/// target `t`.
 pub(crate) fn grouped(id: &str, now: u64) -> Submission {
     let mut r = record("t", now);
     r.alert_id = Some(id.to_owned());
@@ -1052,8 +1207,8 @@ pub(crate) fn grouped(id: &str, now: u64) -> Submission {
                     labels: String::from("{\"cluster\":\"eu\"}"),
                     member: format!("{{\"fingerprint\":\"{id}\"}}"),
                     name: id.to_owned(),
-                    wait_ms: 1_000,
-                    every_ms: 5_000,
+                    wait_ms: 200,
+                    every_ms: 500,
                     repeat_ms: 3_600_000,
                 }),
             }],
@@ -1070,6 +1225,44 @@ pub(crate) fn note_render() -> super::GroupRender {
     })
 }
 
+/// Flushes the groups due at `now` until one notification is sent: on a shared store a
+/// group's timer comes back when its servers' delay ends, a moment after its time (for up
+/// to 5 s).
+async fn flushed(s: &dyn Store, now: u64) -> super::Flushed {
+    let started = std::time::Instant::now();
+    loop {
+        let flushed = s.flush_groups(now, note_render()).await.unwrap();
+        if flushed.sent > 0
+            || !s.shared_queues()
+            || started.elapsed() >= std::time::Duration::from_secs(5)
+        {
+            return flushed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The fresh deliveries (the notes a flush stored), `n` of them, by id: from
+/// `fresh_pending` on a local store, taken from their queue on a shared one.
+async fn notes(s: &dyn Store, now: u64, n: usize) -> Vec<Record> {
+    let mut out = if s.shared_queues() {
+        let started = std::time::Instant::now();
+        loop {
+            let due = s.due("t", now, 100, &|_| false).await.unwrap();
+            if due.len() >= n || started.elapsed() >= std::time::Duration::from_secs(5) {
+                break due;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    } else {
+        let ids: Vec<u64> = fresh_pending(s).await.iter().map(|(id, _)| *id).collect();
+        s.fresh_records(&ids).await.unwrap()
+    };
+    out.sort_by_key(|r| r.id);
+    assert_eq!(out.len(), n, "{out:?}");
+    out
+}
+
 async fn groups_are_flushed_when_due_in_one_write_and_survive_reopening(b: &dyn Backend) {
     let sunk: Arc<Mutex<Vec<u64>>> = Arc::default();
     let into = sunk.clone();
@@ -1078,8 +1271,11 @@ async fn groups_are_flushed_when_due_in_one_write_and_survive_reopening(b: &dyn 
             into.lock().unwrap().extend(rs.iter().map(|r| r.id))
         })))
         .await;
+    let c = Clock::of(&*s);
+    // On a shared store `next` is when to look again: its servers know when a group is due.
+    let local = !s.shared_queues();
     let stored = s
-        .submit(vec![grouped("a", 10_000), grouped("b", 10_500)])
+        .submit(vec![grouped("a", c.at(0)), grouped("b", c.at(50))])
         .await
         .unwrap();
     assert!(
@@ -1089,40 +1285,56 @@ async fn groups_are_flushed_when_due_in_one_write_and_survive_reopening(b: &dyn 
     assert!(matches!(
         stored[1].verdicts[0].kind,
         VerdictKind::Grouped {
-            flush: 11_000,
+            flush,
             members: 2,
             ..
-        }
+        } if flush == c.at(200)
     ));
     // Not due yet: nothing, and the next flush is the group's.
-    let early = s.flush_groups(10_999, note_render()).await.unwrap();
-    assert_eq!((early.sent, early.next), (0, Some(11_000)));
-    let flushed = s.flush_groups(11_000, note_render()).await.unwrap();
-    assert_eq!(flushed.sent, 1);
-    assert_eq!(flushed.targets, ["t"]);
-    assert_eq!(flushed.next, Some(16_000), "every 5s from the first flush");
-    let fresh = fresh_pending(&*s).await;
-    assert_eq!(fresh.len(), 1);
-    let body = s.fresh_records(&[fresh[0].0]).await.unwrap()[0]
-        .body
-        .clone();
-    assert_eq!(body, "a,b");
-    assert_eq!(
-        *sunk.lock().unwrap(),
-        [fresh[0].0],
-        "the sink got it before the answer"
-    );
+    let early = s
+        .flush_groups(c.come(199).await, note_render())
+        .await
+        .unwrap();
+    assert_eq!(early.sent, 0);
+    if local {
+        assert_eq!(early.next, Some(c.at(200)));
+    }
+    let first = flushed(&*s, c.come(200).await).await;
+    assert_eq!(first.sent, 1);
+    assert_eq!(first.targets, ["t"]);
+    if local {
+        assert_eq!(
+            first.next,
+            Some(c.at(700)),
+            "every 500ms from the first flush"
+        );
+    }
+    let note = notes(&*s, c.at(200), 1).await;
+    assert_eq!(note[0].body, "a,b");
+    if local {
+        assert_eq!(
+            *sunk.lock().unwrap(),
+            [note[0].id],
+            "the sink got it before the answer"
+        );
+    }
     // Unchanged at the next flush: nothing sent, still scheduled.
-    let again = s.flush_groups(16_000, note_render()).await.unwrap();
-    assert_eq!((again.sent, again.next), (0, Some(21_000)));
+    let again = s
+        .flush_groups(c.come(700).await, note_render())
+        .await
+        .unwrap();
+    assert_eq!(again.sent, 0);
+    if local {
+        assert_eq!(again.next, Some(c.at(1_200)));
+    }
+    s.release().await;
     drop(s);
     if let Some(s) = b.reopen().await {
         // A new member after a restart: notified at the group's next flush, with all.
-        s.submit(vec![grouped("c", 17_000)]).await.unwrap();
-        let flushed = s.flush_groups(21_000, note_render()).await.unwrap();
+        s.submit(vec![grouped("c", c.at(750))]).await.unwrap();
+        let flushed = flushed(&*s, c.come(1_200).await).await;
         assert_eq!(flushed.sent, 1, "the group survived reopening");
-        let fresh = fresh_pending(&*s).await;
-        let last = fresh.last().unwrap().0;
-        assert_eq!(s.fresh_records(&[last]).await.unwrap()[0].body, "a,b,c");
+        let notes = notes(&*s, c.at(1_200), 2).await;
+        assert_eq!(notes[1].body, "a,b,c");
     }
 }

@@ -191,7 +191,7 @@ impl std::fmt::Display for SetupError {
             ),
             SetupError::Mismatch { stream, what } => write!(
                 f,
-                "the stream {stream} exists with settings the NATS backend cannot use: {what}; delete it (`nats stream rm {stream}`) if it holds nothing you need, or give `state.stream_prefix` another name"
+                "the stream {stream} exists with settings the NATS backend cannot use: {what}; delete it (`nats stream rm {stream}`) if it holds nothing you need, or give `state.stream` another name"
             ),
             SetupError::Request(why) => write!(
                 f,

@@ -1,6 +1,7 @@
 //! The NATS backend through the [`Store`] interface, as the router uses it, on a real
-//! 3-node cluster: with real time, since the servers hold a delivery due later for its real
-//! delay (the conformance suite's scenarios run on a made-up clock).
+//! 3-node cluster: what only several replicas (or a replica's own timing) show. What one
+//! store does alone is the conformance suite's (`conformance_test.rs`), which NATS passes
+//! too.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -150,60 +151,6 @@ async fn two_replicas_take_each_delivery_once_and_record_its_outcome() {
     assert_eq!(a.purge(None).await.unwrap(), 1);
     assert!(b.dead_letters(10).await.unwrap().is_empty());
     assert!(a.health().writable && b.health().writable);
-}
-
-/// A retry comes back when it is due, not before, with its attempts; a fallback's new
-/// delivery goes to its own target's queue under a new id.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_comes_back_when_due_and_a_fallback_joins_its_targets_queue() {
-    let Some(c) = cluster_for("store-retry") else {
-        return;
-    };
-    let s = replica(&c).await;
-    let ids = put(&s, "t", 2).await;
-    let taken = take(&s, "t", 2, Duration::from_secs(3)).await;
-    assert_eq!(taken.len(), 2);
-    let mut retry = taken[0].clone();
-    retry.attempts = 1;
-    retry.next_at_ms = now_ms() + 800;
-    retry.last_error = Some(String::from("HTTP 503"));
-    let mut to = Record::for_test("backup", String::from("{}"));
-    to.fallback_from = Some(String::from("t"));
-    to.next_at_ms = now_ms();
-    let results = s
-        .finish(vec![
-            Finish::Retry(retry),
-            Finish::FallBack {
-                from: taken[1].id,
-                to,
-            },
-        ])
-        .await;
-    assert!(matches!(results[0], Ok(None)));
-    let created = results[1]
-        .as_ref()
-        .unwrap()
-        .clone()
-        .expect("the new delivery");
-    assert!(!ids.contains(&created.id), "a new id");
-    let asked = now_ms();
-    let early = take(&s, "t", 1, Duration::from_millis(300)).await;
-    assert!(early.is_empty(), "not before it is due: {early:?}");
-    let back = take(&s, "t", 1, Duration::from_secs(5)).await;
-    assert_eq!(back.len(), 1, "due again");
-    assert!(now_ms() >= asked + 600, "held by the servers until due");
-    assert_eq!(
-        (back[0].id, back[0].attempts, back[0].last_error.as_deref()),
-        (ids[0], 1, Some("HTTP 503"))
-    );
-    let backup = take(&s, "backup", 1, Duration::from_secs(3)).await;
-    assert_eq!(
-        backup.iter().map(|r| r.id).collect::<Vec<_>>(),
-        [created.id]
-    );
-    let mut targets = s.pending_targets().await.unwrap();
-    targets.sort();
-    assert_eq!(targets, ["backup", "t"]);
 }
 
 /// A replica that dies holding a delivery (its lease not renewed) leaves it to another

@@ -16,6 +16,46 @@ fn versions_parse_as_servers_report_them_and_compare_by_number() {
     assert!(Version(3, 0, 0) > Version(2, 15, 1));
 }
 
+/// Found by review: the message for a mismatched stream told the operator to change
+/// `state.stream_prefix`, a key the configuration does not have.
+#[test]
+fn every_setup_message_names_a_key_the_configuration_has() {
+    let errors = [
+        SetupError::Unreachable {
+            urls: String::from("nats://127.0.0.1:4222"),
+            reason: String::from("refused"),
+        },
+        SetupError::TooOld {
+            found: String::from("2.9.10"),
+        },
+        SetupError::NoJetStream(String::from("no responders")),
+        SetupError::Mismatch {
+            stream: String::from("SWITCHYARD"),
+            what: String::from("retention"),
+        },
+        SetupError::Request(String::from("timed out")),
+    ];
+    let mut named = 0;
+    for e in &errors {
+        let text = e.to_string();
+        for (at, _) in text.match_indices("`state.") {
+            let key: String = text[at + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let yaml = format!("state:\n  {key}: null\n");
+            let parsed = crate::server::Config::parse(&yaml, "switchyard.yaml");
+            let said = parsed.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                !said.contains("unknown field"),
+                "{text}\nnames `state.{key}`: {said}"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 2, "the messages name the keys to fix");
+}
+
 #[test]
 fn a_publish_answer_is_a_sequence_a_conflict_or_a_failure() {
     assert_eq!(judge(br#"{"stream":"S","seq":7}"#), Ok(7));
