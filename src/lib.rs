@@ -64,8 +64,8 @@ pub use diagnostic::{
 };
 #[cfg(feature = "dispatch")]
 pub use dispatch::{
-    Backoff, DeadLetter, DispatchError, DispatchErrorKind, Outbox, Router, RouterBuilder,
-    RouterStats, Submitted,
+    Backoff, DeadLetter, DispatchError, DispatchErrorKind, Outbox, OutboxView, Router,
+    RouterBuilder, RouterStats, Submitted, TargetDepth, Waiting,
 };
 #[cfg(feature = "dispatch")]
 pub use dispatch::{MAX_SILENCE_TEXT, NewSilence, SilenceError};

@@ -70,6 +70,8 @@ pub(crate) struct Metrics {
     /// `deliveries` summed over targets, by [`Counted`]: for `Router::stats`, not exported.
     totals: [Counter; 5],
     pub(crate) attempts: Family<TargetLabel, Counter>,
+    /// Deliveries being sent now, per target.
+    pub(crate) in_flight: Family<TargetLabel, Gauge>,
     suppressed: Family<SuppressedLabel, Counter>,
     pub(crate) state_entries: Gauge,
     /// Silences in force.
@@ -91,6 +93,7 @@ impl Default for Metrics {
             deliveries: Family::default(),
             totals: Default::default(),
             attempts: Family::default(),
+            in_flight: Family::default(),
             suppressed: Family::default(),
             state_entries: Gauge::default(),
             silences_active: Gauge::default(),
@@ -134,6 +137,11 @@ impl Metrics {
     /// Registers every series under the `switchyard` prefix.
     pub(crate) fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("switchyard");
+        r.register(
+            "deliveries_in_flight",
+            "Deliveries being sent now by this process, per target",
+            self.in_flight.clone(),
+        );
         r.register(
             "alerts_submitted",
             "Alerts submitted to the router",

@@ -43,9 +43,9 @@ pub use attempt::Backoff;
 pub use error::{DispatchError, DispatchErrorKind};
 use lanes::Lanes;
 pub use silences::{MAX_SILENCE_TEXT, NewSilence, SilenceError};
-pub use store::DeadLetter;
 #[cfg(feature = "nats")]
 pub use store::nats::{Auth as NatsAuth, Settings as NatsSettings};
+pub use store::{DeadLetter, OutboxView, TargetDepth, Waiting};
 use store::{Record, Spec, Store};
 
 /// Builds a [`Router`].
@@ -504,6 +504,29 @@ impl Router {
         limit: usize,
     ) -> Result<Vec<crate::state::Listed>, DispatchError> {
         self.inner.store.state_list(now_ms(), limit).await
+    }
+
+    /// What waits in the outbox per target (with what this process is sending now), and
+    /// the `limit` deliveries due soonest after a retry or a hold: the console's view.
+    pub async fn outbox_view(&self, limit: usize) -> Result<OutboxView, DispatchError> {
+        let mut view = self.inner.store.outbox_view(limit).await?;
+        for t in &mut view.targets {
+            t.in_flight = self
+                .inner
+                .metrics
+                .in_flight
+                .get_or_create(&metrics::TargetLabel {
+                    target: t.target.clone(),
+                })
+                .get()
+                .max(0) as u64;
+        }
+        Ok(view)
+    }
+
+    /// Whether the store is shared by replicas (NATS JetStream).
+    pub fn shared_store(&self) -> bool {
+        self.inner.store.shared_queues()
     }
 
     /// The router's counters and the outbox's depth.

@@ -25,6 +25,13 @@ use super::{DispatchError, RouterCore, Signal, metrics, now_ms};
 /// retries from the outbox, and sends them, at most `in_flight` at a time.
 pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<Signal>) {
     let mut in_flight: HashSet<u64> = HashSet::new();
+    let busy = inner
+        .metrics
+        .in_flight
+        .get_or_create(&metrics::TargetLabel {
+            target: target.clone(),
+        })
+        .clone();
     let (done_tx, mut done_rx) = mpsc::channel::<(Record, AttemptOutcome)>(inner.in_flight.max(1));
     let mut shutdown = inner.shutdown.clone();
     let mut sends = JoinSet::new();
@@ -123,6 +130,7 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
             let parsed = url.parse(&r.spec.url);
             send(&inner, r, parsed, &done_tx, &mut sends);
         }
+        busy.set(i64::try_from(in_flight.len()).unwrap_or(i64::MAX));
         let sleep = if let Some(until) = stall.until {
             until.saturating_duration_since(tokio::time::Instant::now())
         } else if table_at == u64::MAX || !may_read(in_flight.len()) {
@@ -173,6 +181,7 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
     while let Some(done) = done_rx.recv().await {
         record(&inner, vec![done]).await;
     }
+    busy.set(0);
     while sends.join_next().await.is_some() {}
 }
 

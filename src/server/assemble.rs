@@ -108,6 +108,7 @@ impl Server {
         let cfg = self.config;
         let auth = cfg.ingest_auth(&*self.env).map_err(ServeError::Config)?;
         let admin = cfg.admin_auth(&*self.env).map_err(ServeError::Config)?;
+        let console = cfg.console_settings().map_err(ServeError::Config)?.clone();
         let nats = cfg.nats_settings(&*self.env).map_err(ServeError::Config)?;
         let builder = Router::builder()
             .rules(self.rules)
@@ -143,7 +144,8 @@ impl Server {
                 cfg.limits.clone(),
                 auth,
             )
-            .with_admin(admin),
+            .with_admin(admin)
+            .with_console(&console),
         );
         state.note_loaded(&router.rules());
         let _watcher = watch(&state);

@@ -184,6 +184,13 @@ impl AdminAuth {
         !self.credentials.is_empty()
     }
 
+    /// True when a basic-auth credential is accepted: a browser can be asked for it.
+    pub(crate) fn has_basic(&self) -> bool {
+        self.credentials
+            .iter()
+            .any(|c| matches!(c, Credential::Basic { .. }))
+    }
+
     /// Checks a request to an operator endpoint (`metrics`: it is `/metrics`).
     pub(crate) fn check(&self, headers: &HeaderMap, metrics: bool) -> Result<(), ApiError> {
         if !self.is_enabled() || (metrics && self.metrics_open) {

@@ -39,6 +39,8 @@ pub struct Config {
     /// Where deliveries and the rules' memory live: the embedded SQLite outbox (default),
     /// or NATS JetStream shared by replicas.
     pub state: StateConfig,
+    /// The web console at `/ui` (docs/console.md).
+    pub console: ConsoleConfig,
 }
 
 impl Default for Config {
@@ -55,6 +57,28 @@ impl Default for Config {
             logging: Logging::default(),
             delivery: Delivery::default(),
             state: StateConfig::default(),
+            console: ConsoleConfig::default(),
+        }
+    }
+}
+
+/// The web console (`/ui`): on by default, behind the admin credential when one is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Whether `/ui` is served (true).
+    pub enabled: bool,
+    /// How many recent decisions the console keeps in memory to show (200; 0 keeps none,
+    /// at most 10,000). Each keeps its alert when the alert's share of its request is at
+    /// most 16 KiB, so the memory stays bounded.
+    pub recent: usize,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            recent: 200,
         }
     }
 }
@@ -388,6 +412,21 @@ impl Config {
                 "{rendered}\n  = help: the keys are listed, one by one, in docs/server.md; a value's type must match its default"
             ))
         })
+    }
+
+    /// The console's settings, checked.
+    pub fn console_settings(&self) -> Result<&ConsoleConfig, ConfigError> {
+        let most = super::recent::MAX_RECENT;
+        if self.console.recent > most {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Invalid,
+                format!(
+                    "console.recent: {} is more than the console keeps ({most}); give at most {most}, or 0 to keep none",
+                    self.console.recent
+                ),
+            ));
+        }
+        Ok(&self.console)
     }
 
     /// The admin credentials, with secrets read from the environment or files.

@@ -33,11 +33,20 @@ struct SourceLabel {
     source: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
+}
+
 /// The server's metrics, registered with the router's in one registry.
 pub(crate) struct ServerMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     alerts: Family<SourceLabel, Counter>,
+    /// `alerts` over every source, for the console's rate (not exported).
+    received: Counter,
+    /// Alerts each rule fired for, by the rule's name or `file:line`, since start.
+    rule_hits: Family<RuleLabel, Counter>,
     reloads: Family<OutcomeLabel, Counter>,
     last_reload_ok: Gauge,
     last_reload_success_seconds: Gauge,
@@ -55,6 +64,8 @@ impl ServerMetrics {
             registry: Registry::default(),
             requests: Family::default(),
             alerts: Family::default(),
+            received: Counter::default(),
+            rule_hits: Family::default(),
             reloads: Family::default(),
             last_reload_ok: Gauge::default(),
             last_reload_success_seconds: Gauge::default(),
@@ -72,6 +83,11 @@ impl ServerMetrics {
             "alerts_received",
             "Alerts received, by source",
             m.alerts.clone(),
+        );
+        sub.register(
+            "rule_hits",
+            "Alerts each rule fired for since start, by the rule's name or file:line (a rule reloaded under the same name keeps counting)",
+            m.rule_hits.clone(),
         );
         sub.register(
             "reloads",
@@ -116,6 +132,30 @@ impl ServerMetrics {
     /// An alert received from `source`.
     pub(crate) fn alert(&self, source: &'static str) {
         self.alerts.get_or_create(&SourceLabel { source }).inc();
+        self.received.inc();
+    }
+
+    /// Alerts received since start, from every source.
+    pub(crate) fn alerts_total(&self) -> u64 {
+        self.received.get()
+    }
+
+    /// The rules that fired for one alert.
+    pub(crate) fn fired(&self, rules: &[String]) {
+        for rule in rules {
+            self.rule_hits
+                .get_or_create(&RuleLabel { rule: rule.clone() })
+                .inc();
+        }
+    }
+
+    /// How many alerts `rule` fired for since start.
+    pub(crate) fn rule_hits(&self, rule: &str) -> u64 {
+        self.rule_hits
+            .get_or_create(&RuleLabel {
+                rule: rule.to_owned(),
+            })
+            .get()
     }
 
     /// A reload that ended `outcome` (`loaded`, `rejected`, `unchanged`, `watch_error`, `reload_error`).

@@ -18,9 +18,12 @@
 mod assemble;
 mod auth;
 mod config;
+mod console;
+mod csrf;
 mod error;
 mod metrics;
 mod receive;
+mod recent;
 mod run;
 mod silences;
 
@@ -44,7 +47,8 @@ use crate::reload::RulesFolder;
 pub use assemble::{ServeError, Server, shutdown_signal};
 pub use auth::{AdminAuth, Credential, IngestAuth, Secret};
 pub use config::{
-    Admin, Config, ConfigError, ConfigErrorKind, DEFAULT_LISTEN, Limits, LogFormat, Logging,
+    Admin, Config, ConfigError, ConfigErrorKind, ConsoleConfig, DEFAULT_LISTEN, Limits, LogFormat,
+    Logging,
 };
 pub use error::ApiError;
 use metrics::ServerMetrics;
@@ -60,8 +64,17 @@ pub struct AppState {
     auth: IngestAuth,
     ready: AtomicBool,
     metrics: ServerMetrics,
-    rejected_reload: std::sync::Mutex<Option<Value>>,
+    /// The rejected reload's diagnostics: as JSON, and rendered as in a terminal.
+    rejected_reload: std::sync::Mutex<Option<(Value, String)>>,
     admin: AdminAuth,
+    /// When the set in use was loaded, in ms since the epoch.
+    loaded_at_ms: std::sync::atomic::AtomicU64,
+    /// Whether `/ui` is served.
+    console_enabled: bool,
+    /// The last decisions, for the console.
+    recent: recent::Recent,
+    /// Alerts in and deliveries out per second, for the console.
+    rates: console::Rates,
     permits: tokio::sync::Semaphore,
     /// Bytes of request bodies held, all requests together ([`Limits::body_memory_mb`]).
     body_budget: tokio::sync::Semaphore,
@@ -88,6 +101,10 @@ impl AppState {
             ready: AtomicBool::new(true),
             metrics,
             rejected_reload: std::sync::Mutex::new(None),
+            loaded_at_ms: std::sync::atomic::AtomicU64::new(crate::dispatch::now_ms()),
+            console_enabled: ConsoleConfig::default().enabled,
+            recent: recent::Recent::new(ConsoleConfig::default().recent),
+            rates: console::Rates::new(),
             permits,
             body_budget,
         }
@@ -102,6 +119,70 @@ impl AppState {
     pub fn with_admin(mut self, admin: AdminAuth) -> AppState {
         self.admin = admin;
         self
+    }
+
+    /// Serves the console (or not) and keeps `recent` decisions for it (see
+    /// [`ConsoleConfig`]; at most 10,000).
+    pub fn with_console(mut self, console: &ConsoleConfig) -> AppState {
+        self.console_enabled = console.enabled;
+        self.recent = recent::Recent::new(if console.enabled { console.recent } else { 0 });
+        self
+    }
+
+    /// The rejected reload's diagnostics, rendered as in a terminal, while the folder
+    /// holds the rejected edit.
+    fn rejected_text(&self) -> Option<String> {
+        self.rejected_reload
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|(_, text)| text.clone()))
+    }
+
+    /// Explains a payload given as text (the console's form): parsed and adapted as
+    /// ingest does (JSON, or a form body), within the ingest limits.
+    async fn explain_text(
+        &self,
+        source: Option<Source>,
+        text: &[u8],
+    ) -> Result<Vec<crate::engine::Explanation>, ApiError> {
+        if text.len() > self.limits.max_body_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the alert is larger than {} bytes",
+                    self.limits.max_body_bytes
+                ),
+            ));
+        }
+        let value = parse_payload(None, text)?;
+        let alerts =
+            adapt_json_within(source, value, &self.limits.adapt_limits()).map_err(adapt_error)?;
+        self.explanations(&alerts).await
+    }
+
+    /// Each alert's trace under the rules in use, with what the rules that remember would
+    /// do now (nothing stored).
+    async fn explanations(
+        &self,
+        alerts: &[Alert],
+    ) -> Result<Vec<crate::engine::Explanation>, ApiError> {
+        let rules = self.router.rules();
+        let previews = self
+            .router
+            .preview(alerts)
+            .await
+            .map_err(|e| ApiError::not_stored(&e))?;
+        Ok(alerts
+            .iter()
+            .zip(previews)
+            .map(|(a, verdicts)| {
+                let mut e = rules.explain(a);
+                e.verdicts = verdicts;
+                rules.name_keys(&mut e.verdicts, a);
+                e
+            })
+            .collect())
     }
 
     /// The rules folder every reload goes through (the watcher and SIGHUP too), if the
@@ -135,6 +216,8 @@ impl AppState {
     /// rejected edit's diagnostics (the edit is gone or fixed).
     fn note_success(&self) {
         self.metrics.reload_succeeded();
+        self.loaded_at_ms
+            .store(crate::dispatch::now_ms(), Ordering::Relaxed);
         if let Ok(mut r) = self.rejected_reload.lock() {
             *r = None;
         }
@@ -187,8 +270,11 @@ impl AppState {
                         tracing::warn!(trigger, error = %e, "reload rejected; the running rules stay")
                     }
                 }
+                let text = e
+                    .diagnostics()
+                    .map_or_else(|| e.to_string(), |d| d.render(crate::Format::Text));
                 if let Ok(mut r) = self.rejected_reload.lock() {
-                    *r = Some(diagnostics.clone());
+                    *r = Some((diagnostics.clone(), text));
                 }
                 self.metrics.reload_failed();
                 self.metrics.reload("rejected");
@@ -250,6 +336,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
             state.clone(),
             admin_guard,
         ));
+    let console = console::routes(state.clone());
     axum::Router::new()
         .route("/alerts", post(ingest_detect))
         .route("/alerts/{source}", post(ingest_source).put(ingest_source))
@@ -257,6 +344,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(operator)
+        .merge(console)
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -280,10 +368,18 @@ async fn admin_guard(
     next: axum::middleware::Next,
 ) -> Response {
     let metrics = req.uri().path() == "/metrics";
-    match s.admin.check(req.headers(), metrics) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+    if let Err(e) = s.admin.check(req.headers(), metrics) {
+        return e.into_response();
     }
+    // A change made from a browser must come from the console's own pages.
+    let reads = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !reads && let Err(e) = csrf::check(req.headers(), None) {
+        return e.into_response();
+    }
+    next.run(req).await
 }
 
 /// Refuses a request whose head (request line and headers) is over `max_header_bytes`
@@ -404,11 +500,17 @@ async fn accept(
     for a in alerts {
         s.metrics.alert(a.source().as_str());
     }
+    let rules_hash = s.router.rules().content_hash();
     let submitted = s
         .router
         .submit_many(alerts)
         .await
         .map_err(|e| ApiError::not_stored(&e))?;
+    for sub in &submitted {
+        s.metrics.fired(&sub.decision.rules);
+    }
+    s.recent
+        .record(alerts, &submitted, rules_hash, incoming.body_bytes);
     let per_alert: Vec<AcceptedAlert> = alerts
         .iter()
         .zip(submitted)
@@ -461,6 +563,8 @@ struct AcceptedAlert {
 /// while the request is handled: a handling slot and the body's bytes of the budget.
 struct Incoming<'a> {
     alerts: Vec<Alert>,
+    /// The body's length: the console keeps an alert only when its share is small.
+    body_bytes: usize,
     _slot: tokio::sync::SemaphorePermit<'a>,
     _bytes: Option<tokio::sync::SemaphorePermit<'a>>,
 }
@@ -533,6 +637,7 @@ async fn incoming<'a>(
     let limits = s.limits.adapt_limits();
     let content_type = headers.get(header::CONTENT_TYPE).cloned();
     let large = bytes.len() > INLINE_PARSE_BYTES;
+    let body_bytes = bytes.len();
     let parse = move || -> Result<Vec<Alert>, ApiError> {
         let value = parse_payload(content_type.as_ref(), &bytes)?;
         adapt_json_within(named, value, &limits).map_err(adapt_error)
@@ -561,6 +666,7 @@ async fn incoming<'a>(
     }
     Ok(Incoming {
         alerts,
+        body_bytes,
         _slot: slot,
         _bytes: budget,
     })
@@ -762,23 +868,12 @@ async fn explain(
         Caller::Sender
     };
     let incoming = incoming(&s, None, &q, &headers, body, who).await?;
-    let rules = s.router.rules();
     // What rules that remember would do now, against the live state; nothing is stored.
-    let previews = s
-        .router
-        .preview(&incoming.alerts)
-        .await
-        .map_err(|e| ApiError::not_stored(&e))?;
-    let explained: Vec<Value> = incoming
-        .alerts
-        .iter()
-        .zip(previews)
-        .map(|(a, verdicts)| {
-            let mut e = rules.explain(a);
-            e.verdicts = verdicts;
-            rules.name_keys(&mut e.verdicts, a);
-            serde_json::to_value(e).unwrap_or(Value::Null)
-        })
+    let explained: Vec<Value> = s
+        .explanations(&incoming.alerts)
+        .await?
+        .into_iter()
+        .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
         .collect();
     Ok(Json(json!({ "alerts": explained })))
 }
@@ -807,7 +902,11 @@ fn rules_summary(rules: &RuleSet) -> Value {
 /// folder still holds the rejected edit.
 async fn rules(State(s): State<Arc<AppState>>) -> Json<Value> {
     let mut v = rules_summary(&s.router.rules());
-    let rejected = s.rejected_reload.lock().ok().and_then(|r| r.clone());
+    let rejected = s
+        .rejected_reload
+        .lock()
+        .ok()
+        .and_then(|r| r.as_ref().map(|(json, _)| json.clone()));
     v["rejected_reload"] = rejected.unwrap_or(Value::Null);
     Json(v)
 }

@@ -22,7 +22,7 @@ use crate::state::Silence;
 /// The body of `POST /api/silences`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SilenceRequest {
+pub(super) struct SilenceRequest {
     condition: String,
     /// RFC 3339; now when absent or in the past.
     starts: Option<String>,
@@ -33,6 +33,25 @@ struct SilenceRequest {
     lasts: Option<String>,
     created_by: String,
     comment: String,
+}
+
+impl SilenceRequest {
+    /// A silence from now, for `lasts` (a duration of the rule language): the console's form.
+    pub(super) fn lasting(
+        condition: String,
+        lasts: String,
+        created_by: String,
+        comment: String,
+    ) -> SilenceRequest {
+        SilenceRequest {
+            condition,
+            starts: None,
+            ends: None,
+            lasts: Some(lasts),
+            created_by,
+            comment,
+        }
+    }
 }
 
 /// A moment in ms as RFC 3339, UTC.
@@ -81,7 +100,7 @@ fn parse_moment(field: &str, text: &str) -> Result<u64, ApiError> {
 }
 
 /// The request as the router takes it.
-fn new_silence(r: SilenceRequest, now: u64) -> Result<NewSilence, ApiError> {
+pub(super) fn new_silence(r: SilenceRequest, now: u64) -> Result<NewSilence, ApiError> {
     let starts = r
         .starts
         .as_deref()

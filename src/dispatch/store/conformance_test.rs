@@ -185,6 +185,7 @@ suite!(
     a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now,
     groups_are_flushed_when_due_in_one_write_and_survive_reopening,
     a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it_out,
+    the_outbox_view_counts_per_target_and_lists_what_waits_soonest_first,
 );
 
 /// The scenarios' time: `t0 + offset` ms, with `t0` the real time the scenario began.
@@ -326,6 +327,47 @@ async fn stored_records(s: &dyn Store, target: &str, records: Vec<Record>) -> Ve
             r
         })
         .collect()
+}
+
+async fn the_outbox_view_counts_per_target_and_lists_what_waits_soonest_first(b: &dyn Backend) {
+    let s = b.open(None).await;
+    let c = Clock::of(&*s);
+    let rs = stored(&*s, "t", 3).await;
+    stored(&*s, "u", 1).await;
+    finish_one(&*s, retried(rs[2].clone(), 1, c.at(60_000))).await;
+    finish_one(&*s, retried(rs[1].clone(), 2, c.at(30_000))).await;
+    let view = s.outbox_view(10).await.unwrap();
+    let totals: Vec<(&str, u64)> = view
+        .targets
+        .iter()
+        .map(|t| (t.target.as_str(), t.fresh + t.waiting))
+        .collect();
+    assert_eq!(
+        totals,
+        [("t", 3), ("u", 1)],
+        "by name, every delivery counted once"
+    );
+    if !s.shared_queues() {
+        // A shared store's counts are its queues': taken by a replica, or not yet.
+        assert_eq!((view.targets[0].fresh, view.targets[0].waiting), (1, 2));
+    }
+    let waiting: Vec<(u64, u32, u64)> = view
+        .waiting
+        .iter()
+        .map(|w| (w.id, w.attempts, w.next_at_ms))
+        .collect();
+    assert_eq!(
+        waiting,
+        [(rs[1].id, 2, c.at(30_000)), (rs[2].id, 1, c.at(60_000))],
+        "soonest first"
+    );
+    assert_eq!(view.waiting[0].last_error.as_deref(), Some("HTTP 503"));
+    assert_eq!(view.waiting[0].alert_id.as_deref(), Some("alert-1"));
+    assert_eq!(
+        s.outbox_view(1).await.unwrap().waiting.len(),
+        1,
+        "at most the limit"
+    );
 }
 
 async fn finish_one(s: &dyn Store, item: Finish) -> Option<Record> {

@@ -372,6 +372,28 @@ impl Store for MemoryStore {
         })
     }
 
+    fn outbox_view(
+        &self,
+        limit: usize,
+    ) -> StoreFuture<'_, Result<super::OutboxView, DispatchError>> {
+        let state = self.state();
+        let mut view = super::OutboxView::default();
+        for r in state.fresh.values() {
+            super::count_into(&mut view.targets, &r.spec.target, true, 1);
+        }
+        for r in state.pending.values() {
+            super::count_into(&mut view.targets, &r.spec.target, false, 1);
+        }
+        let mut soonest: Vec<&Record> = state.pending.values().collect();
+        soonest.sort_by_key(|r| (r.next_at_ms, r.id));
+        view.waiting = soonest
+            .into_iter()
+            .take(limit)
+            .map(super::Waiting::of)
+            .collect();
+        Box::pin(std::future::ready(Ok(view)))
+    }
+
     fn dead_letters(
         &self,
         limit: usize,

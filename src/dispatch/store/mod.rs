@@ -473,6 +473,80 @@ pub(crate) struct Depth {
     pub(crate) dead: u64,
 }
 
+/// What waits in a store, for an operator (the console's Deliveries page).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxView {
+    /// Per target with anything waiting, by name.
+    pub targets: Vec<TargetDepth>,
+    /// Deliveries due later (a retry, or one held), soonest first, at most the limit asked.
+    pub waiting: Vec<Waiting>,
+}
+
+/// How many deliveries wait for one target.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetDepth {
+    /// The target.
+    pub target: String,
+    /// Never attempted, due now.
+    pub fresh: u64,
+    /// Due later: retries, and deliveries held (a silence, a delay).
+    pub waiting: u64,
+    /// Being sent now by this process (filled in by the router, not the store).
+    pub in_flight: u64,
+}
+
+/// One delivery due later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// The delivery's id.
+    pub id: u64,
+    /// Its target.
+    pub target: String,
+    /// The alert's `@id`, if it has one.
+    pub alert_id: Option<String>,
+    /// Attempts made (0: held, never attempted).
+    pub attempts: u32,
+    /// When it is due, in ms since the epoch.
+    pub next_at_ms: u64,
+    /// What the last attempt came to.
+    pub last_error: Option<String>,
+}
+
+impl Waiting {
+    pub(crate) fn of(r: &Record) -> Waiting {
+        Waiting {
+            id: r.id,
+            target: r.spec.target.clone(),
+            alert_id: r.alert_id.clone(),
+            attempts: r.attempts,
+            next_at_ms: r.next_at_ms,
+            last_error: r.last_error.clone(),
+        }
+    }
+}
+
+/// Adds one delivery to a view's per-target counts (`fresh` or `waiting`).
+pub(crate) fn count_into(targets: &mut Vec<TargetDepth>, target: &str, fresh: bool, n: u64) {
+    let at = match targets.binary_search_by(|t| t.target.as_str().cmp(target)) {
+        Ok(at) => at,
+        Err(at) => {
+            targets.insert(
+                at,
+                TargetDepth {
+                    target: target.to_owned(),
+                    ..TargetDepth::default()
+                },
+            );
+            at
+        }
+    };
+    if fresh {
+        targets[at].fresh += n;
+    } else {
+        targets[at].waiting += n;
+    }
+}
+
 /// What a store knows of its own state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Health {
@@ -642,6 +716,10 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// How many deliveries are fresh or pending, and how many are dead.
     fn depth(&self) -> Result<Depth, DispatchError>;
+
+    /// What waits, per target, and the `limit` deliveries due soonest after a retry or a
+    /// hold, for an operator.
+    fn outbox_view(&self, limit: usize) -> StoreFuture<'_, Result<OutboxView, DispatchError>>;
 
     /// [`Store::depth`] counted now, where `depth` answers from a view refreshed in the
     /// background (the conformance suite's).

@@ -43,6 +43,9 @@ const STATE_EVERY: u64 = 12;
 /// (held, or a retry) is looked for when it is due.
 const LOOK_AGAIN: Duration = Duration::from_millis(500);
 
+/// The most deliveries an operator's view of the outbox reads (one request each).
+const VIEW_READS: usize = 500;
+
 /// What the last takes from a target's queue saw.
 #[derive(Clone, Copy, Default)]
 struct Look {
@@ -444,16 +447,9 @@ async fn read_counts(
 ) -> Result<(u64, u64, u64, Option<u64>), DispatchError> {
     let nats = shared.nats();
     let (mut pending, mut acks) = (0u64, 0u64);
-    for target in queue_targets(nats).await? {
-        // Getting a consumer reads its info: one request per queue.
-        let consumer: async_nats::jetstream::consumer::PullConsumer = nats
-            .stream
-            .get_consumer(&format!("deliver-{target}"))
-            .await
-            .map_err(unavailable)?;
-        let info = consumer.cached_info();
-        pending += info.num_pending + info.num_ack_pending as u64;
-        acks += info.num_ack_pending as u64;
+    for (_, waiting, taken) in queue_counts(nats).await? {
+        pending += waiting + taken;
+        acks += taken;
     }
     let dead = nats.subjects("dead.>").await?.len() as u64;
     let state = if with_state {
@@ -462,6 +458,23 @@ async fn read_counts(
         None
     };
     Ok((pending, acks, dead, state))
+}
+
+/// Per queue: its target, its messages not yet handed out, and those handed out and not
+/// acknowledged (taken by a replica, or given back until due). Getting a consumer reads
+/// its info: one request per queue.
+async fn queue_counts(nats: &Nats) -> Result<Vec<(String, u64, u64)>, DispatchError> {
+    let mut out = Vec::new();
+    for target in queue_targets(nats).await? {
+        let consumer: async_nats::jetstream::consumer::PullConsumer = nats
+            .stream
+            .get_consumer(&format!("deliver-{target}"))
+            .await
+            .map_err(unavailable)?;
+        let info = consumer.cached_info();
+        out.push((target, info.num_pending, info.num_ack_pending as u64));
+    }
+    Ok(out)
 }
 
 /// Every target that has a queue (a durable consumer `deliver-<target>`).
@@ -708,6 +721,37 @@ impl Store for NatsStore {
         // One alert's deliveries are ordered within the replica that takes them; what
         // other replicas hold is not listed (docs/nats.md, "Order").
         Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    fn outbox_view(
+        &self,
+        limit: usize,
+    ) -> StoreFuture<'_, Result<super::OutboxView, DispatchError>> {
+        Box::pin(async move {
+            let nats = self.nats();
+            let mut view = super::OutboxView::default();
+            // Per queue, from its consumer: not yet taken by any replica ("fresh"), and
+            // taken (in flight on some replica, or given back until it is due).
+            for (target, waiting, taken) in queue_counts(nats).await? {
+                super::count_into(&mut view.targets, &target, true, waiting);
+                super::count_into(&mut view.targets, &target, false, taken);
+            }
+            view.targets.retain(|t| t.fresh + t.waiting > 0);
+            // The deliveries due later, from a bounded read of the queues' messages.
+            let now = crate::dispatch::now_ms();
+            let mut later: Vec<Record> = Vec::new();
+            for subject in nats.subjects("deliver.>").await?.iter().take(VIEW_READS) {
+                if let Some((_, bytes)) = nats.last(subject).await.map_err(unavailable)?
+                    && let Ok(r) = serde_json::from_slice::<Record>(&bytes)
+                    && (r.attempts > 0 || r.next_at_ms > now)
+                {
+                    later.push(r);
+                }
+            }
+            later.sort_by_key(|r| (r.next_at_ms, r.id));
+            view.waiting = later.iter().take(limit).map(super::Waiting::of).collect();
+            Ok(view)
+        })
     }
 
     fn depth(&self) -> Result<Depth, DispatchError> {

@@ -427,6 +427,41 @@ impl SqliteStore {
         })
     }
 
+    fn outbox_view_now(&self, limit: usize) -> Result<super::OutboxView, DispatchError> {
+        self.read(|c| {
+            let mut view = super::OutboxView::default();
+            let mut counts = c.prepare_cached(
+                "SELECT target, count(*), 1 FROM fresh GROUP BY target
+                 UNION ALL SELECT target, count(*), 0 FROM deliveries GROUP BY target",
+            )?;
+            let mut rows = counts.query([])?;
+            while let Some(row) = rows.next()? {
+                let target: String = row.get(0)?;
+                let fresh: i64 = row.get(2)?;
+                super::count_into(
+                    &mut view.targets,
+                    &target,
+                    fresh == 1,
+                    from_i64(row.get(1)?),
+                );
+            }
+            let mut soonest = c.prepare_cached(
+                "SELECT id, record FROM deliveries WHERE id IN
+                 (SELECT id FROM deliveries ORDER BY next_at, id LIMIT ?1) ORDER BY next_at, id",
+            )?;
+            let mut rows = soonest.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
+            while let Some(row) = rows.next()? {
+                let id = from_i64(row.get(0)?);
+                // One that cannot be read is left out here: it becomes a dead letter when
+                // its worker reaches it.
+                if let Ok(r) = decode(id, row.get_ref(1)?.as_blob()?) {
+                    view.waiting.push(super::Waiting::of(&r));
+                }
+            }
+            Ok(view)
+        })
+    }
+
     fn pending_targets_now(&self) -> Result<Vec<String>, DispatchError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT DISTINCT target FROM deliveries")?;
@@ -578,6 +613,13 @@ impl Store for SqliteStore {
 
     fn pending_targets(&self) -> StoreFuture<'_, Result<Vec<String>, DispatchError>> {
         Box::pin(std::future::ready(self.pending_targets_now()))
+    }
+
+    fn outbox_view(
+        &self,
+        limit: usize,
+    ) -> StoreFuture<'_, Result<super::OutboxView, DispatchError>> {
+        Box::pin(std::future::ready(self.outbox_view_now(limit)))
     }
 
     fn pending_alerts<'a>(

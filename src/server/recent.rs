@@ -1,0 +1,149 @@
+//! The last N decisions, for the console's "Recent decisions" page: what each alert was,
+//! which rules fired, where it went, and what the rules that remember said.
+//!
+//! Owns: a ring of fixed capacity (`console.recent`, 0 turns it off) whose memory is
+//! bounded: an alert whose share of its request is over [`MAX_KEPT_BYTES`] is kept without
+//! its payload (its decision is still listed; its trace cannot be shown again). Never:
+//! keeps a credential (headers are never read here), or blocks ingest on a reader (the lock
+//! is held for a push or a copy of the list's handles).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use crate::alert::Alert;
+use crate::dispatch::Submitted;
+
+/// The largest share of a request's body an alert may have for its payload to be kept.
+pub(crate) const MAX_KEPT_BYTES: usize = 16 * 1024;
+
+/// The most decisions the ring may be configured to keep.
+pub(crate) const MAX_RECENT: usize = 10_000;
+
+/// One decision as it was taken.
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    /// Its number since start (1, 2, ...): the console's link to it.
+    pub(crate) seq: u64,
+    /// When it was stored, in ms since the epoch.
+    pub(crate) at_ms: u64,
+    pub(crate) source: &'static str,
+    pub(crate) state: &'static str,
+    pub(crate) id: Option<String>,
+    pub(crate) name: Option<String>,
+    /// Fired rules, by name or `file:line`.
+    pub(crate) rules: Vec<String>,
+    /// Targets chosen, in delivery order.
+    pub(crate) targets: Vec<String>,
+    pub(crate) dropped: bool,
+    pub(crate) unrouted: bool,
+    /// Deliveries stored for it.
+    pub(crate) deliveries: Vec<u64>,
+    /// What the rules that remember did with each target they chose.
+    pub(crate) verdicts: Vec<crate::state::Verdict>,
+    /// The content hash of the rule set that decided.
+    pub(crate) rules_hash: u64,
+    /// The alert, to explain again; `None` when it was too large to keep.
+    pub(crate) alert: Option<Alert>,
+}
+
+/// The ring.
+pub(crate) struct Recent {
+    capacity: usize,
+    inner: Mutex<Ring>,
+}
+
+#[derive(Default)]
+struct Ring {
+    next: u64,
+    items: VecDeque<Arc<Recorded>>,
+}
+
+impl Recent {
+    /// A ring of `capacity` decisions (at most [`MAX_RECENT`]; 0 keeps none).
+    pub(crate) fn new(capacity: usize) -> Recent {
+        Recent {
+            capacity: capacity.min(MAX_RECENT),
+            inner: Mutex::new(Ring::default()),
+        }
+    }
+
+    /// How many decisions it keeps at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the decisions of one request: `alerts[i]` was decided as `submitted[i]`,
+    /// under the rule set with hash `rules_hash`; the request's body was `body_bytes` long.
+    pub(crate) fn record(
+        &self,
+        alerts: &[Alert],
+        submitted: &[Submitted],
+        rules_hash: u64,
+        body_bytes: usize,
+    ) {
+        if self.capacity == 0 || alerts.is_empty() {
+            return;
+        }
+        let keep_payload = body_bytes / alerts.len() <= MAX_KEPT_BYTES;
+        let at_ms = crate::dispatch::now_ms();
+        // Only the newest `capacity` of a large request could stay: build no more.
+        let skip = alerts.len().saturating_sub(self.capacity);
+        let made: Vec<Recorded> = alerts
+            .iter()
+            .zip(submitted)
+            .skip(skip)
+            .map(|(a, sub)| Recorded {
+                seq: 0,
+                at_ms,
+                source: a.source().as_str(),
+                state: a.state().as_str(),
+                id: a.id().map(str::to_owned),
+                name: a.name().map(str::to_owned),
+                rules: sub.decision.rules.clone(),
+                targets: sub.decision.targets.clone(),
+                dropped: sub.decision.dropped,
+                unrouted: sub.decision.unrouted,
+                deliveries: sub.deliveries.clone(),
+                verdicts: sub.verdicts.clone(),
+                rules_hash,
+                alert: keep_payload.then(|| a.clone()),
+            })
+            .collect();
+        let mut ring = self.lock();
+        for mut r in made {
+            ring.next += 1;
+            r.seq = ring.next;
+            if ring.items.len() == self.capacity {
+                ring.items.pop_front();
+            }
+            ring.items.push_back(Arc::new(r));
+        }
+    }
+
+    /// The decisions kept, newest first, at most `limit`.
+    pub(crate) fn list(&self, limit: usize) -> Vec<Arc<Recorded>> {
+        self.lock()
+            .items
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Decision `seq`, if it is still kept.
+    pub(crate) fn get(&self, seq: u64) -> Option<Arc<Recorded>> {
+        let ring = self.lock();
+        let first = ring.items.front()?.seq;
+        let at = usize::try_from(seq.checked_sub(first)?).ok()?;
+        ring.items.get(at).cloned()
+    }
+}
+
+#[cfg(test)]
+#[path = "recent_test.rs"]
+mod tests;
