@@ -163,6 +163,9 @@ async fn every_page_answers_html_with_the_security_headers() {
         let csp = a.headers["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
         assert_eq!(a.headers["x-content-type-options"], "nosniff");
+        // Found by the browser test: under `no-referrer` a form's POST says `Origin: null`,
+        // and the console refused its own forms.
+        assert_eq!(a.headers["referrer-policy"], "same-origin");
         assert_eq!(a.headers["cache-control"], "no-store");
         assert!(
             a.body.contains("aria-current=\"page\""),

@@ -1,3 +1,4 @@
+pub(crate) mod browser;
 pub(crate) mod data;
 pub(crate) mod fixtures;
 pub(crate) mod http;

@@ -75,6 +75,7 @@ fn head(title: &str) -> Markup {
         meta name="color-scheme" content="light dark";
         title { (title) " · switchyard" }
         link rel="stylesheet" href="/ui/assets/console.css";
+        link rel="icon" type="image/svg+xml" href="/ui/assets/icon.svg";
     }
 }
 
