@@ -69,8 +69,8 @@ pub struct ConsoleConfig {
     /// Whether `/ui` is served (true).
     pub enabled: bool,
     /// How many recent decisions the console keeps in memory to show (200; 0 keeps none,
-    /// at most 10,000). Each keeps its alert when the alert's share of its request is at
-    /// most 16 KiB, so the memory stays bounded.
+    /// at most 10,000). Each keeps its request's body when it is at most 64 KiB, so the
+    /// memory stays under `recent` x 64 KiB.
     pub recent: usize,
 }
 

@@ -47,6 +47,8 @@ pub(crate) struct ServerMetrics {
     received: Counter,
     /// Alerts each rule fired for, by the rule's name or `file:line`, since start.
     rule_hits: Family<RuleLabel, Counter>,
+    /// The same counters by name, found without making a label (an allocation) per hit.
+    hits_by_name: std::sync::RwLock<std::collections::HashMap<String, Counter>>,
     reloads: Family<OutcomeLabel, Counter>,
     last_reload_ok: Gauge,
     last_reload_success_seconds: Gauge,
@@ -66,6 +68,7 @@ impl ServerMetrics {
             alerts: Family::default(),
             received: Counter::default(),
             rule_hits: Family::default(),
+            hits_by_name: std::sync::RwLock::default(),
             reloads: Family::default(),
             last_reload_ok: Gauge::default(),
             last_reload_success_seconds: Gauge::default(),
@@ -142,20 +145,51 @@ impl ServerMetrics {
 
     /// The rules that fired for one alert.
     pub(crate) fn fired(&self, rules: &[String]) {
+        let known = self
+            .hits_by_name
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut new = Vec::new();
         for rule in rules {
-            self.rule_hits
-                .get_or_create(&RuleLabel { rule: rule.clone() })
-                .inc();
+            match known.get(rule) {
+                Some(c) => {
+                    c.inc();
+                }
+                None => new.push(rule),
+            }
+        }
+        drop(known);
+        for rule in new {
+            self.hits(rule).inc();
         }
     }
 
     /// How many alerts `rule` fired for since start.
     pub(crate) fn rule_hits(&self, rule: &str) -> u64 {
-        self.rule_hits
-            .get_or_create(&RuleLabel {
-                rule: rule.to_owned(),
-            })
-            .get()
+        self.hits(rule).get()
+    }
+
+    /// The counter of `rule`: a read lock and a lookup by name; made (once) the first time.
+    fn hits(&self, rule: &str) -> Counter {
+        let known = self
+            .hits_by_name
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(rule)
+            .cloned();
+        known.unwrap_or_else(|| {
+            let made = self
+                .rule_hits
+                .get_or_create(&RuleLabel {
+                    rule: rule.to_owned(),
+                })
+                .clone();
+            self.hits_by_name
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(rule.to_owned(), made.clone());
+            made
+        })
     }
 
     /// A reload that ended `outcome` (`loaded`, `rejected`, `unchanged`, `watch_error`, `reload_error`).

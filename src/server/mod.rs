@@ -510,7 +510,7 @@ async fn accept(
         s.metrics.fired(&sub.decision.rules);
     }
     s.recent
-        .record(alerts, &submitted, rules_hash, incoming.body_bytes);
+        .record(alerts, &submitted, rules_hash, &incoming.body);
     let per_alert: Vec<AcceptedAlert> = alerts
         .iter()
         .zip(submitted)
@@ -563,8 +563,8 @@ struct AcceptedAlert {
 /// while the request is handled: a handling slot and the body's bytes of the budget.
 struct Incoming<'a> {
     alerts: Vec<Alert>,
-    /// The body's length: the console keeps an alert only when its share is small.
-    body_bytes: usize,
+    /// The body as it came (shared, not copied): the console reads an alert again from it.
+    body: recent::Body,
     _slot: tokio::sync::SemaphorePermit<'a>,
     _bytes: Option<tokio::sync::SemaphorePermit<'a>>,
 }
@@ -637,7 +637,11 @@ async fn incoming<'a>(
     let limits = s.limits.adapt_limits();
     let content_type = headers.get(header::CONTENT_TYPE).cloned();
     let large = bytes.len() > INLINE_PARSE_BYTES;
-    let body_bytes = bytes.len();
+    let body = recent::Body {
+        bytes: bytes.clone(),
+        content_type: content_type.clone(),
+        named,
+    };
     let parse = move || -> Result<Vec<Alert>, ApiError> {
         let value = parse_payload(content_type.as_ref(), &bytes)?;
         adapt_json_within(named, value, &limits).map_err(adapt_error)
@@ -666,7 +670,7 @@ async fn incoming<'a>(
     }
     Ok(Incoming {
         alerts,
-        body_bytes,
+        body,
         _slot: slot,
         _bytes: budget,
     })

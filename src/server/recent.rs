@@ -2,19 +2,42 @@
 //! which rules fired, where it went, and what the rules that remember said.
 //!
 //! Owns: a ring of fixed capacity (`console.recent`, 0 turns it off) whose memory is
-//! bounded: an alert whose share of its request is over [`MAX_KEPT_BYTES`] is kept without
-//! its payload (its decision is still listed; its trace cannot be shown again). Never:
-//! keeps a credential (headers are never read here), or blocks ingest on a reader (the lock
-//! is held for a push or a copy of the list's handles).
+//! bounded: an alert keeps its request's body (shared by the request's alerts, not copied:
+//! ingest pays a reference count, not a copy of the alert) only when the body is at most
+//! [`MAX_KEPT_BYTES`]; a larger one is listed without it (its trace cannot be shown again).
+//! Never: keeps a credential (only the body and its content type are kept), or blocks ingest
+//! on a reader (the lock is held for a push or a copy of the list's handles).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use crate::alert::Alert;
+use axum::body::Bytes;
+use axum::http::HeaderValue;
+
+use crate::alert::{Alert, Source};
 use crate::dispatch::Submitted;
 
-/// The largest share of a request's body an alert may have for its payload to be kept.
-pub(crate) const MAX_KEPT_BYTES: usize = 16 * 1024;
+/// A request's body as it came, to read one of its alerts again.
+#[derive(Debug, Clone)]
+pub(crate) struct Body {
+    pub(crate) bytes: Bytes,
+    pub(crate) content_type: Option<HeaderValue>,
+    /// The sender the request named (its path, or `?source=`), if it named one.
+    pub(crate) named: Option<Source>,
+}
+
+/// Where an alert is in its request's body.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    pub(crate) body: Body,
+    /// Its place among the request's alerts.
+    pub(crate) index: usize,
+    /// When it was received (a window's `during` is decided at that moment).
+    pub(crate) received_at: jiff::Timestamp,
+}
+
+/// The largest request body kept for its alerts to be explained again.
+pub(crate) const MAX_KEPT_BYTES: usize = 64 * 1024;
 
 /// The most decisions the ring may be configured to keep.
 pub(crate) const MAX_RECENT: usize = 10_000;
@@ -42,8 +65,8 @@ pub(crate) struct Recorded {
     pub(crate) verdicts: Vec<crate::state::Verdict>,
     /// The content hash of the rule set that decided.
     pub(crate) rules_hash: u64,
-    /// The alert, to explain again; `None` when it was too large to keep.
-    pub(crate) alert: Option<Alert>,
+    /// The request's body, to read the alert again; `None` when it was too large to keep.
+    pub(crate) kept: Option<Kept>,
 }
 
 /// The ring.
@@ -77,26 +100,27 @@ impl Recent {
     }
 
     /// Records the decisions of one request: `alerts[i]` was decided as `submitted[i]`,
-    /// under the rule set with hash `rules_hash`; the request's body was `body_bytes` long.
+    /// under the rule set with hash `rules_hash`; `body` is the request's.
     pub(crate) fn record(
         &self,
         alerts: &[Alert],
         submitted: &[Submitted],
         rules_hash: u64,
-        body_bytes: usize,
+        body: &Body,
     ) {
         if self.capacity == 0 || alerts.is_empty() {
             return;
         }
-        let keep_payload = body_bytes / alerts.len() <= MAX_KEPT_BYTES;
+        let keep = body.bytes.len() <= MAX_KEPT_BYTES;
         let at_ms = crate::dispatch::now_ms();
         // Only the newest `capacity` of a large request could stay: build no more.
         let skip = alerts.len().saturating_sub(self.capacity);
         let made: Vec<Recorded> = alerts
             .iter()
             .zip(submitted)
+            .enumerate()
             .skip(skip)
-            .map(|(a, sub)| Recorded {
+            .map(|(index, (a, sub))| Recorded {
                 seq: 0,
                 at_ms,
                 source: a.source().as_str(),
@@ -110,7 +134,11 @@ impl Recent {
                 deliveries: sub.deliveries.clone(),
                 verdicts: sub.verdicts.clone(),
                 rules_hash,
-                alert: keep_payload.then(|| a.clone()),
+                kept: keep.then(|| Kept {
+                    body: body.clone(),
+                    index,
+                    received_at: a.received_at(),
+                }),
             })
             .collect();
         let mut ring = self.lock();
@@ -133,6 +161,17 @@ impl Recent {
             .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// The alert of a decision, read again from its request's body, within `limits`.
+    pub(crate) fn alert(kept: &Kept, limits: &crate::alert::AdaptLimits) -> Option<Alert> {
+        let value = super::parse_payload(kept.body.content_type.as_ref(), &kept.body.bytes).ok()?;
+        let mut alerts = crate::alert::adapt_json_within(kept.body.named, value, limits).ok()?;
+        (kept.index < alerts.len()).then(|| {
+            alerts
+                .swap_remove(kept.index)
+                .with_received_at(kept.received_at)
+        })
     }
 
     /// Decision `seq`, if it is still kept.

@@ -1,8 +1,27 @@
 use super::*;
 use crate::engine::DecisionSummary;
 
-fn alert(n: usize) -> Alert {
-    Alert::new(serde_json::json!({ "n": n }))
+/// A Prometheus request's body holding `n` alerts, labelled `n="0"`, `n="1"`, ...
+fn body(n: usize, pad: usize) -> Body {
+    let alerts: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "labels": { "alertname": "a", "n": i.to_string() },
+                "annotations": { "pad": "x".repeat(pad) }
+            })
+        })
+        .collect();
+    Body {
+        bytes: Bytes::from(serde_json::to_vec(&alerts).unwrap()),
+        content_type: None,
+        named: Some(Source::Prometheus),
+    }
+}
+
+fn alerts_of(b: &Body) -> Vec<Alert> {
+    let v = serde_json::from_slice(&b.bytes).unwrap();
+    crate::alert::adapt_json_within(b.named, v, &crate::server::Limits::default().adapt_limits())
+        .unwrap()
 }
 
 fn submitted(rule: &str) -> Submitted {
@@ -18,20 +37,19 @@ fn submitted(rule: &str) -> Submitted {
     }
 }
 
-fn record(r: &Recent, n: usize, body_bytes: usize) {
-    r.record(
-        &[alert(n)],
-        &[submitted(&format!("rule {n}"))],
-        42,
-        body_bytes,
-    );
+fn record(r: &Recent, n: usize) {
+    let b = body(n + 1, 0);
+    let alerts = alerts_of(&b);
+    let subs: Vec<Submitted> = (0..=n).map(|i| submitted(&format!("rule {i}"))).collect();
+    // Only the last alert of each request is recorded here.
+    r.record(&alerts[n..], &subs[n..], 42, &b);
 }
 
 #[test]
 fn the_ring_keeps_the_newest_capacity_numbered_from_one() {
     let r = Recent::new(3);
     for n in 0..5 {
-        record(&r, n, 100);
+        record(&r, n);
     }
     let listed: Vec<(u64, String)> = r
         .list(10)
@@ -58,23 +76,39 @@ fn the_ring_keeps_the_newest_capacity_numbered_from_one() {
         (d.targets.as_slice(), d.rules_hash),
         (&[String::from("pager")][..], 42)
     );
-    assert_eq!(
-        d.alert.as_ref().map(|a| a.body().clone()),
-        Some(serde_json::json!({ "n": 4 }))
-    );
 }
 
 #[test]
-fn a_large_request_keeps_its_newest_alerts_and_no_payload_over_the_cap() {
+fn an_alert_is_read_again_from_its_request_at_its_place_and_moment() {
+    let r = Recent::new(10);
+    let b = body(3, 0);
+    let alerts = alerts_of(&b);
+    let subs: Vec<Submitted> = (0..3).map(|i| submitted(&format!("rule {i}"))).collect();
+    r.record(&alerts, &subs, 1, &b);
+    let second = r.get(2).unwrap();
+    let again = Recent::alert(
+        second.kept.as_ref().unwrap(),
+        &crate::server::Limits::default().adapt_limits(),
+    )
+    .unwrap();
+    assert_eq!(again.body()["labels"]["n"], "1");
+    assert_eq!(again.received_at(), alerts[1].received_at());
+    assert_eq!(again, alerts[1]);
+}
+
+#[test]
+fn a_large_request_keeps_its_newest_alerts_and_not_its_body() {
     let r = Recent::new(2);
-    let alerts: Vec<Alert> = (0..4).map(alert).collect();
+    let b = body(4, MAX_KEPT_BYTES / 4);
+    assert!(b.bytes.len() > MAX_KEPT_BYTES);
+    let alerts = alerts_of(&b);
     let subs: Vec<Submitted> = (0..4).map(|n| submitted(&format!("rule {n}"))).collect();
-    r.record(&alerts, &subs, 1, 4 * (MAX_KEPT_BYTES + 1));
+    r.record(&alerts, &subs, 1, &b);
     let listed = r.list(10);
     assert_eq!(listed.len(), 2);
     assert_eq!((listed[0].seq, listed[0].rules[0].as_str()), (2, "rule 3"));
     assert!(
-        listed.iter().all(|d| d.alert.is_none()),
+        listed.iter().all(|d| d.kept.is_none()),
         "over the cap: decision only"
     );
 }
@@ -82,7 +116,7 @@ fn a_large_request_keeps_its_newest_alerts_and_no_payload_over_the_cap() {
 #[test]
 fn capacity_zero_keeps_nothing_and_the_capacity_is_bounded() {
     let r = Recent::new(0);
-    record(&r, 1, 10);
+    record(&r, 1);
     assert!(r.list(10).is_empty());
     assert_eq!(Recent::new(usize::MAX).capacity(), MAX_RECENT);
 }

@@ -469,7 +469,11 @@ async fn decision(
         );
     };
     let set = s.router().rules();
-    let trace = d.alert.as_ref().map(|a| set.explain(a));
+    let alert = d
+        .kept
+        .as_ref()
+        .and_then(|k| super::recent::Recent::alert(k, &s.limits.adapt_limits()));
+    let trace = alert.as_ref().map(|a| (a, set.explain(a)));
     let body = pages::decision(&d, trace.as_ref(), set.content_hash() != d.rules_hash);
     page(
         "decisions",

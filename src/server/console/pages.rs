@@ -344,7 +344,7 @@ pub(crate) fn decisions(
 /// One decision, with its trace under the rules in use.
 pub(crate) fn decision(
     d: &crate::server::recent::Recorded,
-    trace: Option<&Explanation>,
+    trace: Option<&(&crate::alert::Alert, Explanation)>,
     rules_changed: bool,
 ) -> Markup {
     html! {
@@ -365,16 +365,16 @@ pub(crate) fn decision(
         }
         h2 { "Trace" }
         @match trace {
-            Some(e) => {
+            Some((alert, e)) => {
                 @if rules_changed {
                     div.flash.bad role="note" { "The rules were reloaded since this alert: the trace below is under the rules in use now." }
                 }
                 (trace_rules(e))
                 h2 { "Alert" }
-                (json_block(d.alert.as_ref().map(|a| a.body())))
+                (json_block(Some(alert.body())))
             }
             None => {
-                p.muted { "This alert was too large to keep (over 16 KiB of its request); its decision is above." }
+                p.muted { "This alert's request was too large to keep (over 64 KiB); its decision is above." }
             }
         }
     }
