@@ -79,6 +79,16 @@ pub use engine::{
 pub use error::{Error, ErrorKind};
 pub use load::{Loader, MAX_FILES, MAX_TOTAL_BYTES};
 
+/// Formats one rules file as `switchyard fmt` does: canonical layout, comments kept, the
+/// same meaning (it parses to the same tree); idempotent. `Err`: the file does not parse,
+/// with its diagnostics (`name` names the file in them).
+pub fn format_rules(name: &str, text: &str) -> Result<String, Diagnostics> {
+    let mut sources = SourceMap::default();
+    let file = sources.add(name, text.to_owned());
+    syntax::format::format(text, file)
+        .map_err(|items| Diagnostics::new(std::sync::Arc::new(sources), items))
+}
+
 /// The stages between text and rule set, for tests and fuzz targets. Not a stable API.
 #[cfg(feature = "unstable-internals")]
 pub mod internals {

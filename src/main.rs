@@ -65,6 +65,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Format rules files in canonical layout, every comment kept; exit 0 when done (with
+    /// `--check`: when nothing would change), 1 when a file would change (`--check`) or does
+    /// not parse, 2 on I/O errors.
+    Fmt {
+        /// Rules files, or folders whose `.rules` files (at any depth) are formatted.
+        #[arg(default_value = "rules")]
+        paths: Vec<PathBuf>,
+        /// Change nothing: print each file that would change, and exit 1 if any would.
+        #[arg(long)]
+        check: bool,
+    },
     /// Route one alert (JSON) and print the decision as one line of JSON per alert.
     Route {
         /// The rules folder.
@@ -312,6 +323,99 @@ fn diagnostics_format() -> Format {
 }
 
 /// Loads a folder; rule errors are printed and become exit code 1.
+/// The `.rules` files of `paths` (a file as given; a folder's at any depth), sorted per
+/// folder.
+fn rules_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let mut stack = vec![p.clone()];
+        let mut found = Vec::new();
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir)
+                .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+            for entry in entries {
+                let path = entry
+                    .with_context(|| format!("cannot read the folder {}", dir.display()))?
+                    .path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rules") {
+                    found.push(path);
+                }
+            }
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// `switchyard fmt`: formats each file in place (written whole, then renamed over the old),
+/// or with `check` lists those that would change.
+fn fmt(paths: &[PathBuf], check: bool) -> anyhow::Result<ExitCode> {
+    let files = match rules_files(paths) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let (mut changed, mut broken, mut unreadable) = (0usize, 0usize, 0usize);
+    for path in &files {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                unreadable += 1;
+                continue;
+            }
+        };
+        let formatted = match switchyard::format_rules(&path.display().to_string(), &text) {
+            Ok(f) => f,
+            Err(d) => {
+                let color = if std::io::stderr().is_terminal() {
+                    Format::Color
+                } else {
+                    Format::Text
+                };
+                eprint!("{}", d.render(color));
+                eprintln!(
+                    "error: {} does not parse; it is left as it is",
+                    path.display()
+                );
+                broken += 1;
+                continue;
+            }
+        };
+        if formatted == text {
+            continue;
+        }
+        changed += 1;
+        if check {
+            outln!("{}", path.display());
+            continue;
+        }
+        let tmp = path.with_extension("rules.fmt-tmp");
+        let written = std::fs::write(&tmp, &formatted).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            eprintln!("error: cannot write {}: {e}", path.display());
+            unreadable += 1;
+        }
+    }
+    Ok(if unreadable > 0 {
+        ExitCode::from(2)
+    } else if broken > 0 || (check && changed > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn load(dir: &Path, format: OutputFormat) -> anyhow::Result<Result<RuleSet, ExitCode>> {
     match RuleSet::load_dir(dir) {
         Ok(set) => {
@@ -356,6 +460,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => serve(config, listen, rules, data, accept_outbox_loss),
         #[cfg(feature = "server")]
         Command::Receive { listen } => receive(listen),
+        Command::Fmt { paths, check } => fmt(&paths, check),
         Command::Check { dir, format } => {
             let set = match load(&dir, format)? {
                 Ok(set) => set,

@@ -624,3 +624,51 @@ fn explain_json_prints_conditions_with_their_parentheses() {
         r#"@source == "yandex" and (status == "ALARM" or alertStatus == "ALARM")"#
     );
 }
+
+/// `switchyard fmt`: formats in place with the comments kept, settles in one pass, and
+/// `--check` says which files would change with exit 1 (0 when none would); a file that
+/// does not parse is left as it is, with its diagnostic and exit 1.
+#[test]
+fn fmt_formats_in_place_and_check_lists_what_would_change() {
+    let dir = std::env::temp_dir().join(format!("switchyard-fmt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("team")).unwrap();
+    let messy =
+        "# pages\ntarget  pager{url=\"http://127.0.0.1:1/\"}\nwhen cpu>90->post pager # hot\n";
+    let tidy = "# pages\ntarget pager {\n    url = \"http://127.0.0.1:1/\"\n}\n\nwhen cpu > 90 -> post pager  # hot\n";
+    std::fs::write(dir.join("a.rules"), messy).unwrap();
+    std::fs::write(dir.join("team").join("b.rules"), tidy).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not rules").unwrap();
+    let d = dir.to_str().unwrap();
+
+    let check = run(&["fmt", "--check", d]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert_eq!(stdout(&check).trim(), dir.join("a.rules").to_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("a.rules")).unwrap(),
+        messy,
+        "--check changes nothing"
+    );
+
+    let done = run(&["fmt", d]);
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    assert_eq!(std::fs::read_to_string(dir.join("a.rules")).unwrap(), tidy);
+    assert_eq!(run(&["fmt", "--check", d]).status.code(), Some(0));
+    assert_eq!(run(&["check", d]).status.code(), Some(0), "still loads");
+
+    std::fs::write(dir.join("c.rules"), "when cpu = 1 -> stop\n").unwrap();
+    let broken = run(&["fmt", dir.join("c.rules").to_str().unwrap()]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        stderr(&broken).contains("E0103") && stderr(&broken).contains("does not parse"),
+        "{}",
+        stderr(&broken)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("c.rules")).unwrap(),
+        "when cpu = 1 -> stop\n"
+    );
+    let missing = run(&["fmt", dir.join("nope.rules").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,6 +13,9 @@ use crate::diagnostic::Span;
 pub(crate) struct File {
     /// Items in source order.
     pub(crate) items: Vec<Item>,
+    /// Where each item is written, in the same order (the formatter keeps what is between).
+    #[serde(skip)]
+    pub(crate) spans: Vec<Span>,
 }
 
 /// A top-level item.

@@ -30,11 +30,45 @@ pub(crate) struct Lowerer {
     /// Where the text pest saw starts in the file (an item parsed on its own).
     pub(crate) offset: usize,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Where each item lowered so far is written.
+    pub(crate) item_spans: Vec<Span>,
     /// How deep the condition being lowered is nested (groups and `not`s).
     depth: usize,
 }
 
 type P<'i> = Pair<'i, R>;
+
+/// How long item `p` is written, without the whitespace and comments its span may hold
+/// at its end (an optional last part leaves them there): up to its last token, which is
+/// its deepest last pair's end, or a closing literal after it (`}`).
+fn item_len(p: &P<'_>) -> usize {
+    let start = p.as_span().start();
+    let text = p.as_str();
+    let mut last = p.clone();
+    let mut end = text.len();
+    while let Some(child) = last.clone().into_inner().last() {
+        end = child.as_span().end() - start;
+        last = child;
+    }
+    // After the last pair: whitespace, comments, and closing literals.
+    let bytes = text.as_bytes();
+    let (mut at, mut len) = (end, end);
+    while at < bytes.len() {
+        match bytes[at] {
+            b'#' => {
+                while at < bytes.len() && bytes[at] != b'\n' {
+                    at += 1;
+                }
+            }
+            b if b.is_ascii_whitespace() => at += 1,
+            _ => {
+                at += 1;
+                len = at;
+            }
+        }
+    }
+    len
+}
 
 impl Lowerer {
     /// A lowerer for `file`, at offset 0.
@@ -43,6 +77,7 @@ impl Lowerer {
             file,
             offset: 0,
             diagnostics: Vec::new(),
+            item_spans: Vec::new(),
             depth: 0,
         }
     }
@@ -74,11 +109,23 @@ impl Lowerer {
         for p in pair.into_inner() {
             self.item(p, &mut items);
         }
-        File { items }
+        File {
+            items,
+            spans: std::mem::take(&mut self.item_spans),
+        }
     }
 
     /// One item (or `EOI`, which adds nothing).
     pub(crate) fn item(&mut self, p: P<'_>, items: &mut Vec<Item>) {
+        if p.as_rule() != R::EOI {
+            let s = p.as_span();
+            let end = s.start() + item_len(&p);
+            self.item_spans.push(Span::new(
+                self.file,
+                self.offset + s.start(),
+                self.offset + end,
+            ));
+        }
         match p.as_rule() {
             R::target_decl => items.push(Item::Target(self.target(p))),
             R::window_decl => items.push(Item::Window(self.window(p))),

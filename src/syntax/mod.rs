@@ -10,6 +10,7 @@
 
 pub(crate) mod ast;
 mod errors;
+pub(crate) mod format;
 mod lower;
 mod parallel;
 mod parser;
@@ -63,9 +64,9 @@ pub(crate) fn parse(text: &str, file: FileId) -> Result<ast::File, Vec<Diagnosti
 /// and `None` as soon as an item does not parse, so that the whole-file parse reports the
 /// error exactly as always.
 fn parse_by_item(text: &str, file: FileId) -> Option<Result<ast::File, Vec<Diagnostic>>> {
-    let (items, diagnostics) = parse_items(text, 0..text.len(), file)?;
+    let (parsed, diagnostics) = parse_items(text, 0..text.len(), file)?;
     Some(if diagnostics.is_empty() {
-        Ok(ast::File { items })
+        Ok(parsed)
     } else {
         Err(diagnostics)
     })
@@ -77,7 +78,7 @@ fn parse_items(
     text: &str,
     range: Range<usize>,
     file: FileId,
-) -> Option<(Vec<ast::Item>, Vec<Diagnostic>)> {
+) -> Option<(ast::File, Vec<Diagnostic>)> {
     let mut lw = lower::Lowerer::new(file);
     let mut items = Vec::new();
     let mut pos = range.start;
@@ -88,7 +89,8 @@ fn parse_items(
         lw.offset = pos;
         for item in pairs.into_iter().next()?.into_inner() {
             if item.as_rule() == Rule::EOI {
-                return Some((items, lw.diagnostics));
+                let spans = std::mem::take(&mut lw.item_spans);
+                return Some((ast::File { items, spans }, lw.diagnostics));
             }
             end = item.as_span().end();
             lw.item(item, &mut items);

@@ -14,7 +14,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::ast::{File, Item};
+use super::ast::File;
 use super::{parse, parse_items, prescan};
 use crate::diagnostic::{Diagnostic, FileId};
 
@@ -106,26 +106,28 @@ pub(crate) fn parse_files(
 /// A file from its pieces, in order; `None` (parse it whole) when it has none (it failed
 /// the prescan) or one of them did not parse.
 fn join(pieces: Vec<Piece>) -> Option<Result<File, Vec<Diagnostic>>> {
-    let pieces: Vec<(Vec<Item>, Vec<Diagnostic>)> = pieces.into_iter().collect::<Option<_>>()?;
+    let pieces: Vec<(File, Vec<Diagnostic>)> = pieces.into_iter().collect::<Option<_>>()?;
     if pieces.is_empty() {
         return None;
     }
     // Each item moves once, into a vector of the right size.
-    let mut items = Vec::with_capacity(pieces.iter().map(|(items, _)| items.len()).sum());
+    let n = pieces.iter().map(|(f, _)| f.items.len()).sum();
+    let (mut items, mut spans) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut diagnostics = Vec::new();
     for (part, ds) in pieces {
-        items.extend(part);
+        items.extend(part.items);
+        spans.extend(part.spans);
         diagnostics.extend(ds);
     }
     Some(if diagnostics.is_empty() {
-        Ok(File { items })
+        Ok(File { items, spans })
     } else {
         Err(diagnostics)
     })
 }
 
 /// A piece's items and diagnostics, or `None` when it does not parse item by item.
-type Piece = Option<(Vec<Item>, Vec<Diagnostic>)>;
+type Piece = Option<(File, Vec<Diagnostic>)>;
 
 /// Cuts `text` into ranges of at least `piece_bytes` (all of it if shorter), each ending
 /// just before a line that starts an item.

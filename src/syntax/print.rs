@@ -1,8 +1,8 @@
 //! AST to canonical rules text. `parse(print(ast))` gives back the same tree (spans aside).
 //!
 //! The checker uses the pieces (`field_path`, `literal`, `quote`) in its messages; whole
-//! files are printed only by the round-trip tests and fuzz targets. Comments are not part
-//! of the tree, so this is not a formatter for users' files.
+//! files are printed by the round-trip tests and fuzz targets, and items by the formatter
+//! (`format.rs`, which keeps the comments the tree does not hold).
 #![cfg_attr(not(any(test, feature = "unstable-internals")), allow(dead_code))]
 
 use std::fmt::Write as _;
@@ -12,19 +12,24 @@ use super::ast::*;
 /// Prints a whole file in canonical layout.
 pub(crate) fn file(f: &File) -> String {
     let mut out = String::new();
-    for (i, item) in f.items.iter().enumerate() {
+    for (i, it) in f.items.iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        match item {
-            Item::Target(t) => target(&mut out, t),
-            Item::Window(w) => window(&mut out, w),
-            Item::Inhibit(i) => inhibit(&mut out, i),
-            Item::Rule(r) => rule(&mut out, r),
-            Item::Test(t) => test(&mut out, t),
-        }
+        item(&mut out, it);
     }
     out
+}
+
+/// Prints one item in canonical layout, ending with a newline.
+pub(crate) fn item(out: &mut String, item: &Item) {
+    match item {
+        Item::Target(t) => target(out, t),
+        Item::Window(w) => window(out, w),
+        Item::Inhibit(i) => inhibit(out, i),
+        Item::Rule(r) => rule(out, r),
+        Item::Test(t) => test(out, t),
+    }
 }
 
 /// `inhibit "name" when <target> while <source> is firing matching <paths>` on one line.
@@ -45,12 +50,12 @@ fn inhibit(out: &mut String, i: &InhibitDecl) {
 
 /// `rule "name" when <condition> -> <actions>` on one line.
 fn rule(out: &mut String, r: &Rule) {
-    if let Some(n) = &r.name {
-        let _ = write!(out, "rule {} ", quote(&n.value));
-    }
-    out.push_str("when ");
-    out.push_str(&condition(&r.condition));
-    out.push_str(" -> ");
+    let name = r
+        .name
+        .as_ref()
+        .map(|n| format!("rule {} ", quote(&n.value)))
+        .unwrap_or_default();
+    let cond = condition(&r.condition);
     let actions: Vec<String> = r
         .actions
         .iter()
@@ -105,8 +110,54 @@ fn rule(out: &mut String, r: &Rule) {
             }
         })
         .collect();
-    out.push_str(&actions.join(", "));
-    out.push('\n');
+    let actions = actions.join(", ");
+    let when = format!("when {cond} -> {actions}");
+    if width(&name) + width(&when) <= WIDTH {
+        let _ = writeln!(out, "{name}{when}");
+        return;
+    }
+    // Too long for one line: the name on a line of its own, then the condition one
+    // top-level `and` (or `or`) a line, and the actions after them.
+    if !name.is_empty() {
+        let _ = writeln!(out, "{}", name.trim_end());
+    }
+    if width(&when) <= WIDTH {
+        let _ = writeln!(out, "{when}");
+        return;
+    }
+    let (joiner, parts) = match &r.condition {
+        Condition::All(cs) if cs.len() > 1 => (" and ", cs),
+        Condition::Any(cs) if cs.len() > 1 => (" or ", cs),
+        _ => ("", &Vec::new()),
+    };
+    if parts.is_empty() {
+        let _ = writeln!(out, "when {cond}\n    -> {actions}");
+        return;
+    }
+    for (i, c) in parts.iter().enumerate() {
+        let text = condition(c);
+        // Under `and`, an `or` keeps its parentheses.
+        let text = if joiner == " and " && matches!(c, Condition::Any(_)) {
+            format!("({text})")
+        } else {
+            text
+        };
+        if i == 0 {
+            let _ = writeln!(out, "when {text}");
+        } else {
+            let _ = writeln!(out, "   {joiner}{text}");
+        }
+    }
+    let _ = writeln!(out, "    -> {actions}");
+}
+
+/// The widest a printed line is meant to be (a longer one is broken where the layout can:
+/// a named rule before `when`, an object or array one member a line).
+const WIDTH: usize = 100;
+
+/// How wide `s` shows, in characters.
+fn width(s: &str) -> usize {
+    s.chars().count()
 }
 
 /// Prints a condition; parentheses only where precedence needs them.
@@ -325,14 +376,56 @@ fn by_paths(paths: &[FieldPath]) -> String {
 /// `target name { ... }`, one setting a line.
 fn target(out: &mut String, t: &TargetDecl) {
     let _ = writeln!(out, "target {} {{", t.name.name);
+    // The `=` of a target's settings line up.
+    let names = t
+        .settings
+        .iter()
+        .map(|s| width(&s.name.name))
+        .max()
+        .unwrap_or(0);
     for s in &t.settings {
         let value = match &s.value {
             SettingValue::Duration(d) => format!("{}{}", d.amount, d.suffix()),
-            SettingValue::Template(t) => template(t, true),
+            SettingValue::Template(t) => template_at(t, true, 4, 4 + names + 3),
         };
-        let _ = writeln!(out, "    {} = {}", s.name.name, value);
+        let _ = writeln!(out, "    {:<names$} = {}", s.name.name, value);
     }
     out.push_str("}\n");
+}
+
+/// [`template`] at `indent`, starting `column` characters into its line: on one line when
+/// it fits in [`WIDTH`], else an object or array one member a line, each at `indent` + 4.
+fn template_at(t: &Template, interp: bool, indent: usize, column: usize) -> String {
+    let one = template(t, interp);
+    if column + width(&one) <= WIDTH {
+        return one;
+    }
+    let inner = " ".repeat(indent + 4);
+    let lines: Vec<String> = match t {
+        Template::Object(members, _) if !members.is_empty() => members
+            .iter()
+            .map(|(k, v)| {
+                let key = format!("{}: ", quote(&k.value));
+                let value = template_at(v, interp, indent + 4, indent + 4 + width(&key));
+                format!("{inner}{key}{value}")
+            })
+            .collect(),
+        Template::Array(items, _) if !items.is_empty() => items
+            .iter()
+            .map(|v| format!("{inner}{}", template_at(v, interp, indent + 4, indent + 4)))
+            .collect(),
+        _ => return one,
+    };
+    let (open, close) = if matches!(t, Template::Object(..)) {
+        ("{", "}")
+    } else {
+        ("[", "]")
+    };
+    format!(
+        "{open}\n{}\n{}{close}",
+        lines.join(",\n"),
+        " ".repeat(indent)
+    )
 }
 
 /// A template in canonical form, on one line. `interp` is false for test data, whose
@@ -403,13 +496,20 @@ fn test(out: &mut String, t: &TestBlock) {
     for s in &t.statements {
         let line = match s {
             TestStatement::Source(n) => format!("source {}", n.name),
-            TestStatement::Alert(a) => format!("alert {}", template(a, false)),
+            TestStatement::Alert(a) => format!("alert {}", template_at(a, false, 4, 10)),
             TestStatement::Expect(e, _) => match e {
                 Expect::Post(t) => format!("expect post {}", t.name),
                 Expect::NoPost(t) => format!("expect no post {}", t.name),
                 Expect::Drop => String::from("expect drop"),
                 Expect::Unrouted => String::from("expect unrouted"),
-                Expect::Body(t, b) => format!("expect body {} {}", t.name, template(b, false)),
+                Expect::Body(t, b) => {
+                    let column = 4 + width("expect body  ") + width(&t.name);
+                    format!(
+                        "expect body {} {}",
+                        t.name,
+                        template_at(b, false, 4, column)
+                    )
+                }
                 Expect::Throttled(t) => format!("expect throttled {}", t.name),
                 Expect::Held(t) => format!("expect held {}", t.name),
                 Expect::Silenced(t) => format!("expect silenced {}", t.name),
