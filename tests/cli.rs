@@ -392,7 +392,7 @@ fn route_and_explain_at_a_moment_with_the_rules_memory() {
 
 #[test]
 fn help_for_each_command() {
-    for cmd in ["check", "route", "test", "explain"] {
+    for cmd in ["check", "route", "test", "explain", "fmt"] {
         let out = run(&[cmd, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         assert!(stdout(&out).contains("Usage: switchyard"), "{cmd}");

@@ -940,7 +940,7 @@ async fn operations_endpoints() {
     assert_eq!(v["files"].as_array().unwrap().len(), 4);
     assert_eq!(
         v["inhibits"],
-        serde_json::json!([{"name": "warnings under a critical", "location": "30-prometheus.rules:112"}])
+        serde_json::json!([{"name": "warnings under a critical", "location": "30-prometheus.rules:122"}])
     );
     assert_eq!(
         v["windows"],

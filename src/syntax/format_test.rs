@@ -58,6 +58,18 @@ fn long_lines_are_broken_where_the_layout_can() {
 }
 
 #[test]
+fn a_long_inhibit_puts_its_parts_a_line_each() {
+    let text = "inhibit \"warnings under a critical\" when labels.severity == \"warning\" while labels.severity == \"critical\" is firing matching labels.instance\n";
+    let out = fmt(text);
+    assert_eq!(
+        out,
+        "inhibit \"warnings under a critical\"\n    when labels.severity == \"warning\"\n    while labels.severity == \"critical\" is firing matching labels.instance\n"
+    );
+    assert_eq!(tree(&out), tree(text));
+    assert_eq!(fmt(&out), out);
+}
+
+#[test]
 fn an_item_with_a_comment_inside_is_kept_as_written() {
     let text = "target t {\n    url = \"http://x/\"   # where\n    retries = 1   \n}\nwhen a == 1 -> post t\n";
     let out = fmt(text);

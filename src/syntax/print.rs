@@ -34,18 +34,20 @@ pub(crate) fn item(out: &mut String, item: &Item) {
 
 /// `inhibit "name" when <target> while <source> is firing matching <paths>` on one line.
 fn inhibit(out: &mut String, i: &InhibitDecl) {
-    let _ = write!(
-        out,
-        "inhibit {} when {} while {} is firing",
-        quote(&i.name.value),
-        condition(&i.target),
-        condition(&i.source)
-    );
+    let name = quote(&i.name.value);
+    let when = format!("when {}", condition(&i.target));
+    let mut source = format!("while {} is firing", condition(&i.source));
     if !i.matching.is_empty() {
         let paths: Vec<String> = i.matching.iter().map(field_path).collect();
-        let _ = write!(out, " matching {}", paths.join(", "));
+        let _ = write!(source, " matching {}", paths.join(", "));
     }
-    out.push('\n');
+    let one = format!("inhibit {name} {when} {source}");
+    if width(&one) <= WIDTH {
+        let _ = writeln!(out, "{one}");
+    } else {
+        // Too long for one line: its parts a line each, under the name.
+        let _ = writeln!(out, "inhibit {name}\n    {when}\n    {source}");
+    }
 }
 
 /// `rule "name" when <condition> -> <actions>` on one line.
