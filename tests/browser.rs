@@ -68,12 +68,17 @@ impl Drop for Server {
 }
 
 fn serve(name: &str, config: &str) -> Server {
+    serve_env(name, config, &[])
+}
+
+/// `switchyard serve` on [`RULES`] and `config`, with `env` in its environment.
+fn serve_env(name: &str, config: &str, env: &[(&str, &str)]) -> Server {
     let dir = std::env::temp_dir().join(format!(
         "switchyard-browser-srv-{name}-{}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let (child, url) = support::process::serve_with(&dir, config, RULES);
+    let (child, url) = support::process::serve_with_env(&dir, config, RULES, env);
     Server { child, url, dir }
 }
 
@@ -239,30 +244,7 @@ async fn without_the_admin_credential_the_console_and_its_changes_are_refused() 
         return;
     };
     let config = "admin:\n  basic: { user: ops, password: { env: SY_BROWSER_PW } }\n";
-    let dir = std::env::temp_dir().join(format!(
-        "switchyard-browser-srv-admin-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    // SAFETY-free: the child gets the password through its environment.
-    let rules_dir = dir.join("rules");
-    std::fs::create_dir_all(&rules_dir).unwrap();
-    std::fs::write(rules_dir.join("r.rules"), RULES).unwrap();
-    std::fs::write(dir.join("s.yaml"), config).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    cmd.env("SY_BROWSER_PW", "pw").args([
-        "serve",
-        "--config",
-        dir.join("s.yaml").to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--rules",
-        rules_dir.to_str().unwrap(),
-        "--data",
-        dir.join("data").to_str().unwrap(),
-    ]);
-    let (child, url) = support::process::spawn_until(cmd, "listening on ", Duration::from_secs(30));
-    let s = Server { child, url, dir };
+    let s = serve_env("admin", config, &[("SY_BROWSER_PW", "pw")]);
     let base = &s.url;
 
     // A page of the server's that needs no credential, to run the requests from.

@@ -25,24 +25,6 @@ pub(crate) enum StartError {
     Failed(String),
 }
 
-/// ChromeDriver's path, installed by `scripts/chromium`; the reason when it cannot be.
-fn driver_path() -> Result<PathBuf, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/chromium");
-    let out = Command::new(&script)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
-
-/// A free port on 127.0.0.1, as the OS gives one.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// Sends a WebDriver request (its body as JSON) and reads the JSON answer.
 async fn answer(req: reqwest::RequestBuilder, body: Option<&Value>) -> Result<Value, String> {
     let req = match body {
@@ -72,7 +54,7 @@ pub(crate) struct Browser {
 impl Browser {
     /// ChromeDriver and a headless Chromium with an empty profile of its own.
     pub(crate) async fn start(name: &str) -> Result<Browser, StartError> {
-        let driver = driver_path().map_err(StartError::Unavailable)?;
+        let driver = super::nats::installed("scripts/chromium").map_err(StartError::Unavailable)?;
         let profile =
             std::env::temp_dir().join(format!("switchyard-browser-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
@@ -82,7 +64,7 @@ impl Browser {
             .map_err(|e| StartError::Failed(e.to_string()))?;
         // A port taken between the OS's answer and ChromeDriver's bind: another one.
         for _ in 0..3 {
-            let port = free_port();
+            let port = super::nats::free_port();
             let mut child = Command::new(&driver)
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())

@@ -14,7 +14,13 @@ use std::time::{Duration, Instant};
 /// The binary, installed by `scripts/nats-server` at the pinned version; the reason when it
 /// cannot be (a test then skips with it).
 pub(crate) fn server_binary() -> Result<PathBuf, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nats-server");
+    installed("scripts/nats-server")
+}
+
+/// What one of the project's install scripts (`scripts/nats-server`, `scripts/chromium`)
+/// prints: the path of what it installed; its reason on standard error when it cannot.
+pub(crate) fn installed(script: &str) -> Result<PathBuf, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
     let out = Command::new(&script)
         .stderr(Stdio::piped())
         .output()
@@ -26,7 +32,7 @@ pub(crate) fn server_binary() -> Result<PathBuf, String> {
 }
 
 /// A free port on 127.0.0.1 (the OS's; released before the server binds it).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

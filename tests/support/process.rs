@@ -49,11 +49,22 @@ pub(crate) fn serve(args: &[&str]) -> (Child, String) {
 /// Starts `serve` on 127.0.0.1 (a port from the OS) with `config` as its config file and
 /// `rules` as its one rules file, both written in `dir`; returns the child and its URL.
 pub(crate) fn serve_with(dir: &std::path::Path, config: &str, rules: &str) -> (Child, String) {
+    serve_with_env(dir, config, rules, &[])
+}
+
+/// [`serve_with`], with `env` set in the server's environment (a secret it reads).
+pub(crate) fn serve_with_env(
+    dir: &std::path::Path,
+    config: &str,
+    rules: &str,
+    env: &[(&str, &str)],
+) -> (Child, String) {
     let rules_dir = dir.join("rules");
     std::fs::create_dir_all(&rules_dir).unwrap();
     std::fs::write(rules_dir.join("r.rules"), rules).unwrap();
     std::fs::write(dir.join("s.yaml"), config).unwrap();
-    serve(&[
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.envs(env.iter().copied()).arg("serve").args([
         "--config",
         dir.join("s.yaml").to_str().unwrap(),
         "--listen",
@@ -62,7 +73,8 @@ pub(crate) fn serve_with(dir: &std::path::Path, config: &str, rules: &str) -> (C
         rules_dir.to_str().unwrap(),
         "--data",
         dir.join("data").to_str().unwrap(),
-    ])
+    ]);
+    spawn_until(cmd, "listening on ", Duration::from_secs(30))
 }
 
 /// The peak resident memory of a process (`VmHWM`), in KiB.
