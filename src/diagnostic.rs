@@ -310,6 +310,19 @@ pub(crate) struct Label {
     pub(crate) primary: bool,
 }
 
+/// A replacement that fixes a diagnostic, exactly: what an editor's quick fix applies and
+/// what `check --format json` lists under `fixes`. Only a change that is certainly what the
+/// help says is one (a did-you-mean, `=` to `==`); a help that needs judgement is not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Fix {
+    /// The text to replace (empty: insert at its start).
+    pub(crate) span: Span,
+    /// What goes there.
+    pub(crate) replacement: String,
+    /// What the fix does, as a menu shows it: "replace with `alarm_url`".
+    pub(crate) title: String,
+}
+
 /// One problem found in a rules folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -319,6 +332,7 @@ pub struct Diagnostic {
     pub(crate) labels: Vec<Label>,
     pub(crate) help: Vec<String>,
     pub(crate) notes: Vec<String>,
+    pub(crate) fixes: Vec<Fix>,
 }
 
 impl Diagnostic {
@@ -338,7 +352,29 @@ impl Diagnostic {
             labels: Vec::new(),
             help: Vec::new(),
             notes: Vec::new(),
+            fixes: Vec::new(),
         }
+    }
+
+    /// Adds a fix: `replacement` in place of the text at `span`.
+    pub(crate) fn with_fix(
+        mut self,
+        span: Span,
+        replacement: impl Into<String>,
+        title: impl Into<String>,
+    ) -> Diagnostic {
+        self.fixes.push(Fix {
+            span,
+            replacement: replacement.into(),
+            title: title.into(),
+        });
+        self
+    }
+
+    /// A did-you-mean: the help, and the fix that writes `name` over `span`.
+    pub(crate) fn with_suggestion(self, span: Span, name: &str, help: String) -> Diagnostic {
+        self.with_help(help)
+            .with_fix(span, name, format!("replace with `{name}`"))
     }
 
     pub(crate) fn with_primary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
@@ -397,12 +433,16 @@ impl Diagnostic {
     /// The same diagnostic with each span's ends moved by `to` (a condition parsed inside a
     /// wrapper, shown where it was written), into the file `to`'s answers point into.
     pub(crate) fn rebased(mut self, file: FileId, to: impl Fn(usize) -> usize) -> Diagnostic {
+        let moved = |span: Span| Span {
+            file,
+            start: clamp_u32(to(span.start as usize)),
+            end: clamp_u32(to(span.end as usize)),
+        };
         for l in &mut self.labels {
-            l.span = Span {
-                file,
-                start: clamp_u32(to(l.span.start as usize)),
-                end: clamp_u32(to(l.span.end as usize)),
-            };
+            l.span = moved(l.span);
+        }
+        for f in &mut self.fixes {
+            f.span = moved(f.span);
         }
         self
     }
@@ -503,7 +543,7 @@ impl Diagnostics {
     }
 
     /// Every diagnostic as a JSON array of
-    /// `{severity, code, message, file, line, column, labels, help, notes}`.
+    /// `{severity, code, message, file, line, column, labels, help, notes, fixes}`.
     pub fn to_json(&self) -> Value {
         Value::Array(self.items.iter().map(|d| self.diagnostic_json(d)).collect())
     }
@@ -542,6 +582,18 @@ impl Diagnostics {
             "labels": labels,
             "help": d.help,
             "notes": d.notes,
+            "fixes": d.fixes.iter().map(|f| {
+                let (file, start, end) = place(f.span);
+                json!({
+                    "file": file,
+                    "line": start.map(|p| p.line),
+                    "column": start.map(|p| p.column),
+                    "end_line": end.map(|p| p.line),
+                    "end_column": end.map(|p| p.column),
+                    "replacement": f.replacement,
+                    "title": f.title,
+                })
+            }).collect::<Vec<_>>(),
         })
     }
 }

@@ -133,3 +133,77 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A byte offset of a 1-based line and column (columns in characters), as the JSON form
+/// gives them.
+fn offset(text: &str, line: u64, column: u64) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line as usize - 1)
+        .map(str::len)
+        .sum();
+    let rest = &text[start..];
+    rest.char_indices()
+        .nth(column as usize - 1)
+        .map_or(text.len(), |(i, _)| start + i)
+}
+
+/// The diagnostics of one file as JSON, loaded as the cases are.
+fn json_diagnostics(name: &str, text: &str) -> Vec<serde_json::Value> {
+    match loader().from_files([(name, text)]) {
+        Ok(set) => set.warnings().to_json(),
+        Err(e) => e.diagnostics().unwrap().to_json(),
+    }
+    .as_array()
+    .cloned()
+    .unwrap_or_default()
+}
+
+/// Every fix a diagnostic offers (what an editor's quick fix applies) makes that
+/// diagnostic go away, and makes no new error: checked on every single-file case.
+#[test]
+fn every_fix_removes_what_it_fixes() {
+    let mut fixed_codes = std::collections::BTreeSet::new();
+    insta::glob!("ui/*/*.rules", |path| {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let name = "case.rules";
+        let before = json_diagnostics(name, &text);
+        for d in &before {
+            for fix in d["fixes"].as_array().unwrap() {
+                let n = |k: &str| fix[k].as_u64().unwrap();
+                let (from, to) = (
+                    offset(&text, n("line"), n("column")),
+                    offset(&text, n("end_line"), n("end_column")),
+                );
+                let mut changed = text.clone();
+                changed.replace_range(from..to, fix["replacement"].as_str().unwrap());
+                let after = json_diagnostics(name, &changed);
+                let at = |d: &serde_json::Value| (d["code"].clone(), d["line"].clone());
+                assert!(
+                    !after.iter().any(|a| at(a) == at(d)),
+                    "{}: the fix {fix} left {}:\n{changed}",
+                    path.display(),
+                    d["message"]
+                );
+                let errors = |ds: &[serde_json::Value]| {
+                    ds.iter().filter(|d| d["severity"] == "error").count()
+                };
+                assert!(
+                    errors(&after) < errors(&before) || d["severity"] == "warning",
+                    "{}: the fix {fix} did not lower the errors:\n{changed}",
+                    path.display()
+                );
+                fixed_codes.insert(d["code"].as_str().unwrap().to_owned());
+            }
+        }
+    });
+    // The fixes the editor relies on, each seen on a case.
+    for code in [
+        "E0103", "E0104", "E0201", "E0205", "E0206", "E0207", "W0201", "W0202",
+    ] {
+        assert!(
+            fixed_codes.contains(code),
+            "no case exercises a fix for {code}; fixed: {fixed_codes:?}"
+        );
+    }
+}

@@ -9,7 +9,7 @@
 use super::Cx;
 use super::names::suggest;
 use crate::alert::Source;
-use crate::diagnostic::{Diagnostic, codes};
+use crate::diagnostic::{Diagnostic, Span, codes};
 use crate::syntax::ast::{Action, CmpOp, Condition, FieldPath, LiteralKind, Rule};
 
 /// Alibaba CloudMonitor callbacks: threshold, event and multi-dimension forms.
@@ -196,7 +196,20 @@ fn check_fields(cx: &mut Cx<'_>, source: Source, ps: Vec<&FieldPath>) {
             .with_primary(p.span, format!("not a field of {source} alerts"))
             .with_note(format!("this rule only matches alerts with `@source == \"{source}\"`; docs/sources.md lists their fields"));
         let d = match suggest(first, known.iter().copied()) {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            Some(s) => {
+                // The fix replaces the first step only, when it is written bare.
+                let at = Span::new(
+                    p.span.file,
+                    p.span.start as usize,
+                    p.span.start as usize + first.len(),
+                );
+                let d = d.with_help(format!("did you mean `{s}`?"));
+                if cx.sources.snippet(at) == first {
+                    d.with_fix(at, s, format!("replace with `{s}`"))
+                } else {
+                    d
+                }
+            }
             None => d.with_help(format!(
                 "{source} alerts have {}",
                 known

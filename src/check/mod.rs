@@ -540,7 +540,7 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                 Some(src) => source = Some(src),
                 None => {
                     ok = false;
-                    cx.report(names::unknown_source(&name.name, name.span));
+                    cx.report(names::unknown_source(&name.name, name.span, false));
                 }
             },
             ast::TestStatement::At(..)

@@ -128,7 +128,7 @@ impl Scope {
                 let at = span
                     .map(|sp| format!(" (declared at {})", cx.place(sp)))
                     .unwrap_or_default();
-                d = d.with_help(format!("did you mean `{s}`{at}?"));
+                d = d.with_suggestion(name.span, s, format!("did you mean `{s}`{at}?"));
             }
             None => {
                 d = d.with_help(format!(
@@ -165,7 +165,7 @@ impl Scope {
                     .find(|(n, _)| n == s)
                     .map(|(_, sp)| format!(" (declared at {})", cx.place(*sp)))
                     .unwrap_or_default();
-                d.with_help(format!("did you mean `{s}`{at}?"))
+                d.with_suggestion(name.span, s, format!("did you mean `{s}`{at}?"))
             }
             None => d.with_help(format!(
                 "declare it in any file of the folder: `window {} = mon-fri 09:00-18:00 Europe/Berlin`",
@@ -243,12 +243,16 @@ pub(crate) fn suggest<'a>(
 }
 
 /// `source alibab`, `@source == "alibab"`: an unknown sender, with a suggestion.
-pub(crate) fn unknown_source(name: &str, span: Span) -> Diagnostic {
+/// `quoted`: the span is a string literal (`"alibab"`), so the fix keeps the quotes.
+pub(crate) fn unknown_source(name: &str, span: Span, quoted: bool) -> Diagnostic {
     let all: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
     let d = Diagnostic::error(codes::UNKNOWN_SOURCE, format!("unknown source `{name}`"))
         .with_primary(span, "not a sender");
     match suggest(name, all.iter().copied()) {
-        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+        Some(s) if quoted => {
+            d.with_suggestion(span, &format!("\"{s}\""), format!("did you mean `{s}`?"))
+        }
+        Some(s) => d.with_suggestion(span, s, format!("did you mean `{s}`?")),
         None => d.with_help(format!(
             "the sources are {}",
             all.iter()

@@ -392,7 +392,7 @@ fn unknown_setting(cx: &mut Cx<'_>, tname: &str, other: &str, span: Span) {
             .join(", ")
     ));
     cx.report(match suggest(other, SETTINGS) {
-        Some(x) => d.with_help(format!("did you mean `{x}`?")),
+        Some(x) => d.with_suggestion(span, x, format!("did you mean `{x}`?")),
         None => d.with_help("remove it"),
     });
 }

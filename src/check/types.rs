@@ -88,7 +88,21 @@ pub(crate) fn check_path(cx: &mut Cx<'_>, p: &FieldPath) {
         .with_primary(p.span, "not a metadata field")
         .with_note("the metadata fields are `@source`, `@state`, `@name` and `@id`");
         let d = match suggest(m, META_FIELDS) {
-            Some(s) => d.with_help(format!("did you mean `@{s}`?")),
+            Some(s) => {
+                // The fix replaces `@name` only, not the steps after it.
+                let at = crate::diagnostic::Span::new(
+                    p.span.file,
+                    p.span.start as usize,
+                    p.span.start as usize + 1 + m.len(),
+                );
+                let fixed = cx.sources.snippet(at) == format!("@{m}");
+                let d = d.with_help(format!("did you mean `@{s}`?"));
+                if fixed {
+                    d.with_fix(at, format!("@{s}"), format!("replace with `@{s}`"))
+                } else {
+                    d
+                }
+            }
             None => d.with_help(format!("for a field of the payload, drop the `@`: `{m}`")),
         };
         cx.report(d);
@@ -263,7 +277,7 @@ fn check_source_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
     if let LiteralKind::String(s) = kind
         && crate::alert::Source::from_name(s).is_none()
     {
-        cx.report(unknown_source(s, span));
+        cx.report(unknown_source(s, span, true));
     }
 }
 
@@ -283,7 +297,9 @@ fn check_state_literal(cx: &mut Cx<'_>, kind: &LiteralKind, span: Span) {
                         .join(", ")
                 ));
             let d = match suggest(s, all.iter().copied()) {
-                Some(x) => d.with_help(format!("did you mean `{x}`?")),
+                Some(x) => {
+                    d.with_suggestion(span, &format!("\"{x}\""), format!("did you mean `{x}`?"))
+                }
                 None => d.with_help(
                     "to test the sender's own status field, name it: `status == \"ALARM\"`",
                 ),

@@ -291,7 +291,7 @@ pub(crate) fn check_zone(cx: &mut Cx<'_>, z: &Ident) -> Option<jiff::tz::TimeZon
             names.len()
         ));
     let d = match suggest(&z.name, names.iter().map(String::as_str)) {
-        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+        Some(s) => d.with_suggestion(z.span, s, format!("did you mean `{s}`?")),
         None => d.with_help(
             "write an IANA zone as `Area/City` (`Europe/Berlin`, `America/New_York`) or `UTC`",
         ),

@@ -159,11 +159,20 @@ pub(super) fn syntax_error(err: &Error<R>, text: &str, file: FileId) -> Diagnost
             format!("expected {expected_text}")
         },
         help: Vec::new(),
+        fixes: Vec::new(),
     };
     slip.hint(text, pos, &expected, &found, found_len);
     let mut d = Diagnostic::error(slip.code, message).with_primary(span, slip.label);
     for h in slip.help {
         d = d.with_help(h);
+    }
+    for (len, with) in slip.fixes {
+        let title = if len == 0 {
+            format!("insert `{}`", with.trim())
+        } else {
+            format!("replace with `{}`", with.trim())
+        };
+        d = d.with_fix(Span::new(file, pos, pos + len), with, title);
     }
     d
 }
@@ -258,6 +267,8 @@ struct Slip {
     code: Code,
     label: String,
     help: Vec<String>,
+    /// Exact fixes at the error's position: the bytes replaced there, and by what.
+    fixes: Vec<(usize, String)>,
 }
 
 impl Slip {
@@ -268,7 +279,9 @@ impl Slip {
             code,
             label: d_label,
             help,
+            fixes,
         } = self;
+        let mut fix = |len: usize, with: &str| fixes.push((len, with.to_owned()));
         let line = line_around(text, pos);
         let token = text.get(pos..pos + found_len).unwrap_or("");
 
@@ -282,21 +295,25 @@ impl Slip {
                     "use `==` to test equality: `{}`",
                     fix_line(text, pos, 1, "==")
                 ));
+                fix(1, "==");
             } else if token == "<>" {
                 help.push(format!(
                     "use `!=` for \"not equal\": `{}`",
                     fix_line(text, pos, 2, "!=")
                 ));
+                fix(2, "!=");
             } else if token == "===" {
                 help.push(format!(
                     "use `==` to test equality: `{}`",
                     fix_line(text, pos, 3, "==")
                 ));
+                fix(3, "==");
             } else if token == "is" || token == "eq" {
                 help.push(format!(
                     "use `==` to test equality: `{}`",
                     fix_line(text, pos, token.len(), "==")
                 ));
+                fix(token.len(), "==");
             }
         }
         if expected.contains(&"`->`") && matches!(token, "post" | "drop" | "stop") {
@@ -305,6 +322,7 @@ impl Slip {
                 "put `->` between the condition and the actions: `{}`",
                 fix_line(text, pos, 0, "-> ")
             ));
+            fix(0, "-> ");
         }
         if expected.contains(&"`->`") && token == "=>" {
             *code = codes::MISSING_ARROW;
@@ -312,11 +330,14 @@ impl Slip {
                 "write the arrow as `->`: `{}`",
                 fix_line(text, pos, 2, "->")
             ));
+            fix(2, "->");
         }
         if token == "&&" {
             help.push(format!("write `and`: `{}`", fix_line(text, pos, 2, "and")));
+            fix(2, "and");
         } else if token == "||" {
             help.push(format!("write `or`: `{}`", fix_line(text, pos, 2, "or")));
+            fix(2, "or");
         } else if token == "!" {
             help.push(String::from(
                 "write `not` before a condition, or use `!=`, `!~`",
@@ -328,6 +349,7 @@ impl Slip {
             && !matches!(token, "true" | "false" | "null")
         {
             help.push(format!("put text in quotes: `\"{token}\"`"));
+            fix(token.len(), &format!("\"{token}\""));
             d_label.push_str("; a field cannot be compared with another field");
         }
         if expected.contains(&"`when`") && is_word(token) && line.contains("->") {
@@ -341,6 +363,8 @@ impl Slip {
                 "settings use `=`: `{}`",
                 fix_line(text, pos, 1, " =").replace("  =", " =")
             ));
+            let spaced = text.get(..pos).is_some_and(|t| t.ends_with(' '));
+            fix(1, if spaced { "=" } else { " =" });
         }
     }
 }
