@@ -45,6 +45,8 @@ mod dispatch;
 mod engine;
 mod error;
 mod load;
+#[cfg(feature = "lsp")]
+pub mod lsp;
 mod number;
 #[cfg(feature = "reload")]
 pub mod reload;

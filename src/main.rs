@@ -76,6 +76,15 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run the language server on standard input and output, for an editor to start
+    /// (docs/editors.md): diagnostics as you type, quick fixes, hover, definition,
+    /// references, completion, symbols and formatting.
+    #[cfg(feature = "lsp")]
+    Lsp {
+        /// Accepted for editors that pass it; stdio is the only transport.
+        #[arg(long, hide = true)]
+        stdio: bool,
+    },
     /// Route one alert (JSON) and print the decision as one line of JSON per alert.
     Route {
         /// The rules folder.
@@ -461,6 +470,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "server")]
         Command::Receive { listen } => receive(listen),
         Command::Fmt { paths, check } => fmt(&paths, check),
+        #[cfg(feature = "lsp")]
+        Command::Lsp { .. } => {
+            switchyard::lsp::serve_stdio()?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { dir, format } => {
             let set = match load(&dir, format)? {
                 Ok(set) => set,

@@ -1,8 +1,8 @@
 //! Fields each sender sends: a rule that says `@source == "alibaba"` and uses a field no
 //! Alibaba alert has gets a warning with a suggestion. The lists follow `docs/sources.md`.
 //!
-//! Owns: the list of top-level fields per sender (one place: the editor's completion and
-//! hover will read [`known_fields`] too). Never: an error (a sender may add a field before
+//! Owns: the list of top-level fields per sender and what each holds (one place: the
+//! editor's completion and hover read [`fields_of`]). Never: an error (a sender may add a field before
 //! this list knows it, so an unknown field is a warning), or a judgement on a rule not
 //! tied to one sender (`generic`, or no `@source ==`).
 
@@ -12,111 +12,226 @@ use crate::alert::Source;
 use crate::diagnostic::{Diagnostic, Span, codes};
 use crate::syntax::ast::{Action, CmpOp, Condition, FieldPath, LiteralKind, Rule};
 
+/// A field a sender sends, and what it holds: what hover in the editor shows.
+type Field = (&'static str, &'static str);
+
 /// Alibaba CloudMonitor callbacks: threshold, event and multi-dimension forms.
-const ALIBABA: &[&str] = &[
+const ALIBABA: &[Field] = &[
     // Threshold callbacks (documented, sample and observed fields).
-    "alertName",
-    "alertState",
-    "curValue",
-    "dimensions",
-    "expression",
-    "instanceName",
-    "metricName",
-    "metricProject",
-    "namespace",
-    "preTriggerLevel",
-    "ruleId",
-    "timestamp",
-    "triggerLevel",
-    "userId",
-    "signature",
-    "lastTime",
-    "rawMetricName",
-    "groupId",
-    "productGroupName",
-    "regionId",
-    "regionName",
-    "customLabels",
-    "transId",
-    "unit",
+    (
+        "alertName",
+        "the alert rule's name, such as `CPU above 90%`; becomes `@name`",
+    ),
+    (
+        "alertState",
+        "`ALERT` or `ALARM` (firing), `OK` (resolved), `INSUFFICIENT_DATA` (no data); becomes `@state`",
+    ),
+    (
+        "curValue",
+        "the metric's value when the rule was evaluated, as a string holding a number (`\"95.5\"`)",
+    ),
+    (
+        "dimensions",
+        "the monitored resource, such as `{instanceId=i-1, userId=2}`: a string Alibaba sends, made an object for rules",
+    ),
+    (
+        "expression",
+        "the threshold as Alibaba renders it: `$Average>=90`",
+    ),
+    ("instanceName", "the monitored instance's display name"),
+    ("metricName", "the metric, such as `CPUUtilization`"),
+    (
+        "metricProject",
+        "the metric's project, such as `acs_ecs_dashboard`",
+    ),
+    (
+        "namespace",
+        "the metric's namespace, such as `acs_ecs_dashboard`",
+    ),
+    (
+        "preTriggerLevel",
+        "the level before this change: `CRITICAL`, `WARN`, `INFO`",
+    ),
+    ("ruleId", "the alert rule's ID; part of `@id`"),
+    (
+        "timestamp",
+        "when the callback was sent, in milliseconds since the epoch (a string)",
+    ),
+    ("triggerLevel", "the level now: `CRITICAL`, `WARN`, `INFO`"),
+    ("userId", "the Alibaba Cloud account ID"),
+    ("signature", "Alibaba's signature of the callback"),
+    (
+        "lastTime",
+        "how long the alert has lasted, as Alibaba words it",
+    ),
+    (
+        "rawMetricName",
+        "the metric's name before Alibaba renamed it for display",
+    ),
+    ("groupId", "the application group's ID"),
+    ("productGroupName", "the product group's name"),
+    ("regionId", "the region, such as `cn-hangzhou`"),
+    ("regionName", "the region's display name"),
+    ("customLabels", "the labels set on the alert rule"),
+    ("transId", "the callback's transaction ID"),
+    ("unit", "the metric's unit, such as `%`"),
     // System events.
-    "eventTime",
-    "id",
-    "level",
-    "name",
-    "product",
-    "resourceId",
-    "ver",
-    "content",
-    "traceId",
-    "status",
-    "eventType",
-    "groupId",
-    "instanceName",
+    ("eventTime", "a system event: when it happened"),
+    ("id", "a system event: its ID; becomes `@id`"),
+    ("level", "a system event: `CRITICAL`, `WARN`, `INFO`"),
+    (
+        "name",
+        "a system event: its name, such as `Instance:StateChange`; becomes `@name`",
+    ),
+    ("product", "a system event: the product, such as `ECS`"),
+    (
+        "resourceId",
+        "a system event: the resource it concerns, as an ARN",
+    ),
+    ("ver", "a system event: the format's version"),
+    ("content", "a system event: its details, an object"),
+    ("traceId", "a system event: its trace ID"),
+    (
+        "status",
+        "a system event: the resource's status, such as `Stopped`",
+    ),
+    ("eventType", "a system event: its type"),
 ];
 
 /// Yandex Monitoring, as a Cloud Function forwards it.
-const YANDEX: &[&str] = &[
-    "alertId",
-    "alertName",
-    "folderId",
-    "cloudId",
-    "status",
-    "alertStatus",
-    "annotations",
-    "labels",
+const YANDEX: &[Field] = &[
+    ("alertId", "the alert's ID; becomes `@id`"),
+    ("alertName", "the alert's name; becomes `@name`"),
+    ("folderId", "the cloud folder the alert belongs to"),
+    ("cloudId", "the cloud the alert belongs to"),
+    (
+        "status",
+        "older revisions: `ALARM`, `OK`, `WARN`, `NO_DATA`, `ERROR`; becomes `@state`",
+    ),
+    (
+        "alertStatus",
+        "`ALARM`, `OK`, `WARN`, `NO_DATA`, `ERROR`; becomes `@state`",
+    ),
+    (
+        "annotations",
+        "the alert's annotations, an object of strings",
+    ),
+    (
+        "labels",
+        "a multialert's sub-alert labels, an object of strings; part of `@id`",
+    ),
 ];
 
 /// One alert of an Alertmanager webhook (after splitting), with the group's fields.
-const ALERTMANAGER: &[&str] = &[
-    "status",
-    "labels",
-    "annotations",
-    "startsAt",
-    "endsAt",
-    "generatorURL",
-    "fingerprint",
+const ALERTMANAGER: &[Field] = &[
+    (
+        "status",
+        "this alert's `firing` or `resolved`; becomes `@state`",
+    ),
+    (
+        "labels",
+        "the alert's labels: `labels.alertname`, `labels.severity`, ...",
+    ),
+    (
+        "annotations",
+        "the alert's annotations: `annotations.summary`, ...",
+    ),
+    ("startsAt", "when the alert started firing (RFC 3339)"),
+    (
+        "endsAt",
+        "when it resolved, or `0001-01-01T00:00:00Z` while firing",
+    ),
+    ("generatorURL", "a link to the expression in Prometheus"),
+    (
+        "fingerprint",
+        "Alertmanager's hash of the labels; becomes `@id`",
+    ),
     // Group fields, kept on every alert of the group.
-    "version",
-    "groupKey",
-    "truncatedAlerts",
-    "receiver",
-    "groupLabels",
-    "commonLabels",
-    "commonAnnotations",
-    "externalURL",
-    "notification_reason",
-    "routeLabels",
+    (
+        "version",
+        "the webhook's format version: `\"4\"` (group field)",
+    ),
+    ("groupKey", "the Alertmanager group's key (group field)"),
+    (
+        "truncatedAlerts",
+        "how many alerts Alertmanager left out of the webhook (group field)",
+    ),
+    (
+        "receiver",
+        "the Alertmanager receiver that sent the webhook (group field)",
+    ),
+    (
+        "groupLabels",
+        "the labels the group is formed by (group field)",
+    ),
+    (
+        "commonLabels",
+        "the labels every alert of the group shares (group field)",
+    ),
+    (
+        "commonAnnotations",
+        "the annotations every alert of the group shares (group field)",
+    ),
+    (
+        "externalURL",
+        "a link to the Alertmanager that sent it (group field)",
+    ),
+    (
+        "notification_reason",
+        "why Alertmanager notified, in newer versions (group field)",
+    ),
+    (
+        "routeLabels",
+        "the route's labels, in newer versions (group field)",
+    ),
 ];
 
 /// One alert of Prometheus's `/api/v2/alerts` array.
-const PROMETHEUS: &[&str] = &[
-    "labels",
-    "annotations",
-    "startsAt",
-    "endsAt",
-    "generatorURL",
+const PROMETHEUS: &[Field] = &[
+    (
+        "labels",
+        "the alert's labels: `labels.alertname`, `labels.severity`, ...",
+    ),
+    (
+        "annotations",
+        "the alert's annotations: `annotations.summary`, ...",
+    ),
+    ("startsAt", "when the alert started firing (RFC 3339)"),
+    (
+        "endsAt",
+        "when it ends: a resolved alert's end is in the past",
+    ),
+    ("generatorURL", "a link to the expression in Prometheus"),
 ];
 
 /// What Grafana adds to the Alertmanager shape.
-const GRAFANA_EXTRA: &[&str] = &[
-    "orgId",
-    "state",
-    "title",
-    "message",
-    "appVersion",
-    "values",
-    "valueString",
-    "silenceURL",
-    "dashboardURL",
-    "panelURL",
-    "imageURL",
-    "ruleUID",
-    "enrichments",
+const GRAFANA_EXTRA: &[Field] = &[
+    ("orgId", "the Grafana organization's ID"),
+    ("state", "the group's state: `alerting` or `ok`"),
+    ("title", "the notification's title"),
+    ("message", "the notification's rendered message"),
+    ("appVersion", "the Grafana version that sent it"),
+    (
+        "values",
+        "the values of the query's expressions, by reference ID (`values.B`)",
+    ),
+    (
+        "valueString",
+        "the values as one string: `[ var='B' labels={...} value=95 ]`",
+    ),
+    ("silenceURL", "a link that creates a silence for this alert"),
+    ("dashboardURL", "a link to the alert's dashboard"),
+    ("panelURL", "a link to the alert's panel"),
+    ("imageURL", "a link to a screenshot of the panel"),
+    ("ruleUID", "the alert rule's UID"),
+    (
+        "enrichments",
+        "data added by Grafana's enrichment, in newer versions",
+    ),
 ];
 
-/// The top-level fields a source's alerts may have; `None` for `generic`.
-pub(crate) fn known_fields(source: Source) -> Option<Vec<&'static str>> {
+/// Every field a source's alerts may have, with what it holds; `None` for `generic`.
+pub(crate) fn fields_of(source: Source) -> Option<Vec<Field>> {
     Some(match source {
         Source::Alibaba => ALIBABA.to_vec(),
         Source::Yandex => YANDEX.to_vec(),
@@ -127,9 +242,14 @@ pub(crate) fn known_fields(source: Source) -> Option<Vec<&'static str>> {
     })
 }
 
+/// The top-level fields a source's alerts may have; `None` for `generic`.
+pub(crate) fn known_fields(source: Source) -> Option<Vec<&'static str>> {
+    fields_of(source).map(|fs| fs.into_iter().map(|(name, _)| name).collect())
+}
+
 /// The source a rule is constrained to: `@source == "x"` as the condition or one operand
 /// of its top-level `and`.
-fn constrained_source(c: &Condition) -> Option<Source> {
+pub(crate) fn constrained_source(c: &Condition) -> Option<Source> {
     let is_source = |c: &Condition| match c {
         Condition::Compare(cmp)
             if cmp.op == CmpOp::Eq && cmp.path.meta.as_deref() == Some("source") =>

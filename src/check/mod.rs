@@ -12,6 +12,8 @@
 //! secrets), `fields.rs` (each sender's fields), and test blocks here.
 
 mod fields;
+#[cfg(feature = "lsp")]
+pub(crate) use fields::{constrained_source, fields_of};
 mod inhibit;
 mod memory;
 mod names;

@@ -39,7 +39,7 @@ pub(crate) const MAX_SYNTAX_ERRORS: usize = 30;
 /// `window`, `test` at a line's start). Problems found while decoding tokens (escapes, number
 /// ranges, `${...}`) are all reported.
 pub(crate) fn parse(text: &str, file: FileId) -> Result<ast::File, Vec<Diagnostic>> {
-    prescan(text, file).map_err(|d| vec![d])?;
+    prescan(text, file).map_err(|d| vec![*d])?;
     if let Some(result) = parse_by_item(text, file) {
         return result;
     }
@@ -166,18 +166,20 @@ pub(crate) fn declared_names(text: &str, keyword: &str) -> Vec<String> {
 
 /// Bounds the input before pest sees it: size, bracket depth, and strings or regexes not
 /// closed on their line (pest would only say "expected `\"`" at the end of the file).
-fn prescan(text: &str, file: FileId) -> Result<(), Diagnostic> {
+fn prescan(text: &str, file: FileId) -> Result<(), Box<Diagnostic>> {
     if text.len() > MAX_FILE_BYTES {
-        return Err(Diagnostic::error(
-            codes::BAD_FILE,
-            format!(
-                "rules file is too large ({} bytes, the limit is {} MiB)",
-                text.len(),
-                MAX_FILE_BYTES >> 20
-            ),
-        )
-        .with_primary(Span::new(file, 0, 0), "file starts here")
-        .with_help("split the rules into several files"));
+        return Err(Box::new(
+            Diagnostic::error(
+                codes::BAD_FILE,
+                format!(
+                    "rules file is too large ({} bytes, the limit is {} MiB)",
+                    text.len(),
+                    MAX_FILE_BYTES >> 20
+                ),
+            )
+            .with_primary(Span::new(file, 0, 0), "file starts here")
+            .with_help("split the rules into several files"),
+        ));
     }
     enum State {
         Code,
@@ -202,12 +204,12 @@ fn prescan(text: &str, file: FileId) -> Result<(), Diagnostic> {
                 '(' | '[' | '{' => {
                     depth += 1;
                     if depth > MAX_BRACKET_DEPTH {
-                        return Err(Diagnostic::error(
+                        return Err(Box::new(Diagnostic::error(
                             codes::TOO_DEEP,
                             format!("brackets nested more than {MAX_BRACKET_DEPTH} levels deep"),
                         )
                         .with_primary(Span::new(file, i, i + 1), "too deep")
-                        .with_help("flatten the condition or the JSON; split it across several rules or fields"));
+                        .with_help("flatten the condition or the JSON; split it across several rules or fields")));
                     }
                 }
                 ')' | ']' | '}' => depth = depth.saturating_sub(1),
@@ -231,14 +233,19 @@ fn prescan(text: &str, file: FileId) -> Result<(), Diagnostic> {
                 } else if c == close {
                     state = State::Code;
                 } else if c == '\n' || c == '\r' {
-                    return Err(unclosed(matches!(state, State::Str(_)), file, start, i));
+                    return Err(Box::new(unclosed(
+                        matches!(state, State::Str(_)),
+                        file,
+                        start,
+                        i,
+                    )));
                 }
             }
         }
     }
     match state {
-        State::Str(start) => Err(unclosed(true, file, start, text.len())),
-        State::Regex(start) => Err(unclosed(false, file, start, text.len())),
+        State::Str(start) => Err(Box::new(unclosed(true, file, start, text.len()))),
+        State::Regex(start) => Err(Box::new(unclosed(false, file, start, text.len()))),
         _ => Ok(()),
     }
 }
