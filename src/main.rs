@@ -471,10 +471,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receive { listen } => receive(listen),
         Command::Fmt { paths, check } => fmt(&paths, check),
         #[cfg(feature = "lsp")]
-        Command::Lsp { .. } => {
-            switchyard::lsp::serve_stdio()?;
-            Ok(ExitCode::SUCCESS)
-        }
+        // The protocol's exit codes: 0 after `shutdown` then `exit`, 1 otherwise.
+        Command::Lsp { .. } => match switchyard::lsp::serve_stdio() {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("switchyard lsp: {e}");
+                Ok(ExitCode::from(1))
+            }
+        },
         Command::Check { dir, format } => {
             let set = match load(&dir, format)? {
                 Ok(set) => set,

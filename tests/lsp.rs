@@ -473,3 +473,110 @@ fn hostile_documents_are_answered_without_a_crash_or_a_hang() {
     lsp.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// How long a keystroke takes to come back as diagnostics in a folder of 5,000 rules,
+/// against `switchyard check` of the same folder in the same run (its ceiling: the editor
+/// checks the folder as `check` does, and reads each file's names besides). Prints the
+/// figures; run with `cargo test --release --test lsp -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints figures, asserts only that answers come"]
+fn a_keystroke_in_a_large_folder_costs_about_one_check() {
+    let dir = temp_folder("large");
+    std::fs::write(dir.join("00-targets.rules"), TARGETS).unwrap();
+    let mut rules = String::new();
+    for i in 0..5_000 {
+        let target = if i % 2 == 0 { "pager" } else { "chat" };
+        rules.push_str(&format!(
+            "rule \"r{i}\" when @source == \"alibaba\" and metricName == \"m_{i}\" and curValue > {i} -> post {target}\n"
+        ));
+    }
+    std::fs::write(dir.join("big.rules"), &rules).unwrap();
+    let check = |n: usize| {
+        let started = Instant::now();
+        for _ in 0..n {
+            let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                .arg("check")
+                .arg(&dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+        }
+        started.elapsed() / n as u32
+    };
+    let mut lsp = Client::start(&dir);
+    let edited = uri(&dir.join("edited.rules"));
+    lsp.open(&edited, "when metricName == \"x\" -> post pager\n");
+    lsp.diagnostics(&edited, |_| true);
+    let rounds: i64 = 20;
+    let mut keystrokes = Duration::ZERO;
+    let mut checks = Duration::ZERO;
+    for round in 0..rounds {
+        // A slip, then its repair: two checks, each awaited.
+        let slip = if round % 2 == 0 { "=" } else { "==" };
+        let started = Instant::now();
+        lsp.change(
+            &edited,
+            round + 2,
+            json!([{"text": format!("when metricName {slip} \"x\" -> post pager\n")}]),
+        );
+        lsp.diagnostics(&edited, |ds| ds.is_empty() == (slip == "=="));
+        keystrokes += started.elapsed();
+        checks += check(1);
+    }
+    let per_keystroke = keystrokes / rounds as u32;
+    let per_check = checks / rounds as u32;
+    eprintln!(
+        "5,000 rules: a keystroke to its diagnostics {per_keystroke:?}; `switchyard check` {per_check:?} \
+         (process start included); ratio {:.2}x",
+        per_keystroke.as_secs_f64() / per_check.as_secs_f64()
+    );
+    lsp.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn windows_have_definitions_and_references_and_exit_needs_shutdown_first() {
+    let dir = temp_folder("windows");
+    std::fs::write(
+        dir.join("00-targets.rules"),
+        format!("{TARGETS}window night = daily 22:00-06:00 UTC\n"),
+    )
+    .unwrap();
+    let file = uri(&dir.join("team.rules"));
+    let mut lsp = Client::start(&dir);
+    let first = "rule \"a\" when metricName == \"a\" -> post pager, hold during night";
+    lsp.open(&file, &format!("{first}\nwhen during night -> post chat\n"));
+    lsp.diagnostics(&file, |ds| ds.is_empty());
+    let def = lsp.at("textDocument/definition", &file, 1, 13);
+    assert_eq!(
+        def[0]["range"]["start"],
+        json!({"line": 2, "character": 7}),
+        "{def}"
+    );
+    let refs = lsp.at(
+        "textDocument/references",
+        &file,
+        0,
+        utf16_col(first, "night") + 1,
+    );
+    assert_eq!(refs.as_array().unwrap().len(), 3, "{refs}");
+    let hover = lsp.at("textDocument/hover", &file, 1, 13);
+    let text = hover["contents"]["value"].as_str().unwrap();
+    assert!(
+        text.contains("window night = daily 22:00-06:00 UTC"),
+        "{text}"
+    );
+
+    // `exit` without `shutdown` is a failure, as the protocol says.
+    lsp.notify("exit", Value::Null);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = lsp.child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(1), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "lsp did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -727,3 +727,7 @@ fn inside_braces(item: &str, text: &str) -> bool {
     let closed = text.matches('}').count();
     opened > closed
 }
+
+#[cfg(test)]
+#[path = "features_test.rs"]
+mod tests;

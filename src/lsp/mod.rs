@@ -150,7 +150,15 @@ pub(crate) fn serve(conn: &Connection) -> io::Result<()> {
                     });
                 send(conn, resp.into())?;
             }
-            Message::Notification(n) if n.method == "exit" => return Ok(()),
+            // The protocol's rule: `exit` without `shutdown` first is a failure (exit 1).
+            Message::Notification(n) if n.method == "exit" => {
+                return match shutting_down {
+                    true => Ok(()),
+                    false => Err(io::Error::other(
+                        "the editor said `exit` without `shutdown`",
+                    )),
+                };
+            }
             Message::Notification(n) => {
                 // A notification has no answer: one that cannot be read is left alone.
                 let _ = catch_unwind(AssertUnwindSafe(|| notified(&mut ws, n)));

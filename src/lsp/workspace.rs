@@ -128,7 +128,9 @@ impl Workspace {
             let before = self.published.remove(&key).unwrap_or_default();
             let mut now = BTreeSet::new();
             for (uri, ds) in &analysis.diagnostics {
-                if ds.is_empty() && !before.contains(uri) {
+                // Clean files are published when open (the editor may show what an
+                // earlier server said) or when they had diagnostics.
+                if ds.is_empty() && !before.contains(uri) && !self.docs.contains_key(uri) {
                     continue;
                 }
                 let version = self.docs.get(uri).map(|d| d.version);
