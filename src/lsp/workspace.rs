@@ -71,14 +71,14 @@ pub(crate) struct Published {
 /// What the checker says of one folder, file by file.
 #[derive(Default)]
 pub(crate) struct Analysis {
-    pub(crate) files: Vec<FileFacts>,
+    pub(crate) files: Vec<Arc<FileFacts>>,
     /// By file URI; every file of the folder has an entry (empty when clean).
     pub(crate) diagnostics: BTreeMap<String, Vec<Published>>,
 }
 
 impl Analysis {
     pub(crate) fn file(&self, uri: &str) -> Option<&FileFacts> {
-        self.files.iter().find(|f| f.uri == uri)
+        self.files.iter().find(|f| f.uri == uri).map(|f| &**f)
     }
 }
 
@@ -214,21 +214,30 @@ impl Workspace {
             Ok(set) => Some(set.warnings().clone()),
             Err(e) => e.diagnostics().cloned(),
         };
-        let facts: Vec<FileFacts> = files
+        // A file whose text is what it was at the last analysis keeps its facts: while one
+        // file is edited, the others are not parsed again.
+        let earlier = self.analyses.get(key);
+        let facts: Vec<Arc<FileFacts>> = files
             .into_iter()
             .enumerate()
             .map(|(i, (uri, _, bytes))| {
+                if let Some(same) = earlier
+                    .and_then(|a| a.files.iter().find(|f| f.uri == uri))
+                    .filter(|f| f.text.as_bytes() == bytes.as_slice())
+                {
+                    return Arc::clone(same);
+                }
                 let text: Arc<str> = String::from_utf8_lossy(&bytes).into();
                 let id = FileId(u32::try_from(i).unwrap_or(u32::MAX));
                 let ast = syntax::parse(&text, id).ok();
                 let occurrences = ast.as_ref().map(symbols::occurrences).unwrap_or_default();
-                FileFacts {
+                Arc::new(FileFacts {
                     uri,
                     lines: LineIndex::new(&text),
                     text,
                     ast,
                     occurrences,
-                }
+                })
             })
             .collect();
         let mut by_file: BTreeMap<String, Vec<Published>> =
@@ -253,7 +262,7 @@ impl Workspace {
 
     /// A checker diagnostic as the editor shows it: the message with its `help:` and
     /// `note:` lines, the code, the other labels as related places, and the fixes.
-    fn publish(&self, facts: &[FileFacts], d: &Diagnostic) -> Option<Published> {
+    fn publish(&self, facts: &[Arc<FileFacts>], d: &Diagnostic) -> Option<Published> {
         let enc = self.enc;
         let span = d.primary_span().unwrap_or_default();
         let file = facts.get(span.file.0 as usize)?;
