@@ -549,50 +549,45 @@ impl Diagnostics {
     }
 
     fn diagnostic_json(&self, d: &Diagnostic) -> Value {
+        // A span as `{file, line, column, end_line, end_column}`: labels and fixes.
         let place = |span: Span| {
             let file = self.sources.get(span.file);
             let start = file.map(|f| f.position(span.start));
             let end = file.map(|f| f.position(span.end));
-            (file.map(SourceFile::name), start, end)
+            json!({
+                "file": file.map(SourceFile::name),
+                "line": start.map(|p| p.line),
+                "column": start.map(|p| p.column),
+                "end_line": end.map(|p| p.line),
+                "end_column": end.map(|p| p.column),
+            })
         };
-        let (file, start, _) = d.primary_span().map(place).unwrap_or((None, None, None));
+        let at = d.primary_span().map(place).unwrap_or(Value::Null);
         let labels: Vec<Value> = d
             .labels
             .iter()
             .map(|l| {
-                let (file, start, end) = place(l.span);
-                json!({
-                    "file": file,
-                    "line": start.map(|p| p.line),
-                    "column": start.map(|p| p.column),
-                    "end_line": end.map(|p| p.line),
-                    "end_column": end.map(|p| p.column),
-                    "message": l.message,
-                    "primary": l.primary,
-                })
+                let mut v = place(l.span);
+                v["message"] = json!(l.message);
+                v["primary"] = json!(l.primary);
+                v
             })
             .collect();
         json!({
             "severity": d.severity.as_str(),
             "code": d.code.as_str(),
             "message": d.message,
-            "file": file,
-            "line": start.map(|p| p.line),
-            "column": start.map(|p| p.column),
+            "file": at["file"],
+            "line": at["line"],
+            "column": at["column"],
             "labels": labels,
             "help": d.help,
             "notes": d.notes,
             "fixes": d.fixes.iter().map(|f| {
-                let (file, start, end) = place(f.span);
-                json!({
-                    "file": file,
-                    "line": start.map(|p| p.line),
-                    "column": start.map(|p| p.column),
-                    "end_line": end.map(|p| p.line),
-                    "end_column": end.map(|p| p.column),
-                    "replacement": f.replacement,
-                    "title": f.title,
-                })
+                let mut v = place(f.span);
+                v["replacement"] = json!(f.replacement);
+                v["title"] = json!(f.title);
+                v
             }).collect::<Vec<_>>(),
         })
     }

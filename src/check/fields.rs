@@ -122,26 +122,32 @@ const YANDEX: &[Field] = &[
     ),
 ];
 
+/// The fields Alertmanager and Prometheus alerts share, with what each holds.
+const LABELS: Field = (
+    "labels",
+    "the alert's labels: `labels.alertname`, `labels.severity`, ...",
+);
+const ANNOTATIONS: Field = (
+    "annotations",
+    "the alert's annotations: `annotations.summary`, ...",
+);
+const STARTS_AT: Field = ("startsAt", "when the alert started firing (RFC 3339)");
+const GENERATOR_URL: Field = ("generatorURL", "a link to the expression in Prometheus");
+
 /// One alert of an Alertmanager webhook (after splitting), with the group's fields.
 const ALERTMANAGER: &[Field] = &[
     (
         "status",
         "this alert's `firing` or `resolved`; becomes `@state`",
     ),
-    (
-        "labels",
-        "the alert's labels: `labels.alertname`, `labels.severity`, ...",
-    ),
-    (
-        "annotations",
-        "the alert's annotations: `annotations.summary`, ...",
-    ),
-    ("startsAt", "when the alert started firing (RFC 3339)"),
+    LABELS,
+    ANNOTATIONS,
+    STARTS_AT,
     (
         "endsAt",
         "when it resolved, or `0001-01-01T00:00:00Z` while firing",
     ),
-    ("generatorURL", "a link to the expression in Prometheus"),
+    GENERATOR_URL,
     (
         "fingerprint",
         "Alertmanager's hash of the labels; becomes `@id`",
@@ -188,20 +194,14 @@ const ALERTMANAGER: &[Field] = &[
 
 /// One alert of Prometheus's `/api/v2/alerts` array.
 const PROMETHEUS: &[Field] = &[
-    (
-        "labels",
-        "the alert's labels: `labels.alertname`, `labels.severity`, ...",
-    ),
-    (
-        "annotations",
-        "the alert's annotations: `annotations.summary`, ...",
-    ),
-    ("startsAt", "when the alert started firing (RFC 3339)"),
+    LABELS,
+    ANNOTATIONS,
+    STARTS_AT,
     (
         "endsAt",
         "when it ends: a resolved alert's end is in the past",
     ),
-    ("generatorURL", "a link to the expression in Prometheus"),
+    GENERATOR_URL,
 ];
 
 /// What Grafana adds to the Alertmanager shape.

@@ -18,7 +18,7 @@ use super::text::Encoding;
 use super::workspace::{Analysis, FileFacts, Workspace, parse_uri};
 use crate::alert::{Source, State};
 use crate::check::fields_of;
-use crate::syntax::ast::{FieldPath, Item};
+use crate::syntax::ast::{CmpOp, FieldPath, Item};
 
 /// What hover shows at a position: what the name there is, and the explanation of each
 /// diagnostic's code that covers the position.
@@ -618,28 +618,15 @@ pub(crate) fn completion(ws: &mut Workspace, uri: &str, pos: Position) -> Vec<Co
                 .chars()
                 .all(|c| c.is_alphanumeric() || "_@.[]*\"".contains(c));
         if after_field {
-            return [
-                "==",
-                "!=",
-                "<",
-                "<=",
-                ">",
-                ">=",
-                "=~",
-                "!~",
-                "in",
-                "not in",
-                "contains",
-                "starts_with",
-                "ends_with",
-            ]
-            .into_iter()
-            .map(|w| {
-                let mut c = keyword(w, w);
-                c.kind = Some(CompletionItemKind::OPERATOR);
-                c
-            })
-            .collect();
+            return CmpOp::ALL
+                .iter()
+                .map(|op| op.as_str())
+                .map(|w| {
+                    let mut c = keyword(w, w);
+                    c.kind = Some(CompletionItemKind::OPERATOR);
+                    c
+                })
+                .collect();
         }
         let mut out: Vec<CompletionItem> = ["@source", "@state", "@name", "@id"]
             .into_iter()

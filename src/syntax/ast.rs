@@ -254,6 +254,23 @@ pub(crate) enum CmpOp {
 }
 
 impl CmpOp {
+    /// Every operator, in the order the language reference lists them.
+    pub(crate) const ALL: [CmpOp; 13] = [
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Lt,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Ge,
+        CmpOp::Match,
+        CmpOp::NotMatch,
+        CmpOp::In,
+        CmpOp::NotIn,
+        CmpOp::Contains,
+        CmpOp::StartsWith,
+        CmpOp::EndsWith,
+    ];
+
     /// The operator as written in the language.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
