@@ -40,6 +40,7 @@
 mod alert;
 mod check;
 mod diagnostic;
+mod diff;
 #[cfg(feature = "dispatch")]
 mod dispatch;
 mod engine;
@@ -64,6 +65,7 @@ pub use check::MAX_SILENCE_CONDITION;
 pub use diagnostic::{
     Code, Diagnostic, Diagnostics, Format, Position, Severity, SourceFile, SourceMap,
 };
+pub use diff::{Change, ChangedAlert, DiffBuilder, MAX_LISTED, RulesDiff};
 #[cfg(feature = "dispatch")]
 pub use dispatch::{
     Backoff, DeadLetter, DispatchError, DispatchErrorKind, Outbox, OutboxView, Router,

@@ -85,6 +85,28 @@ enum Command {
         #[arg(long, hide = true)]
         stdio: bool,
     },
+    /// Decide recorded alerts under two rules folders and print the alerts whose decision
+    /// differs, grouped by change (docs/changing-rules.md); exit 0 when none differs, 1 when
+    /// some do, 2 when a folder does not load or the alerts cannot be read.
+    Diff {
+        /// The rules folder as it is (what runs now).
+        old: PathBuf,
+        /// The rules folder as it would be.
+        new: PathBuf,
+        /// The alerts: one JSON document a line (a sender's payload, as recorded), or `-` for
+        /// standard input.
+        #[arg(long)]
+        alerts: PathBuf,
+        /// The sender of every alert; detected from each payload's shape if omitted.
+        #[arg(long, value_parser = source_parser())]
+        source: Option<Source>,
+        /// Decide as if the alerts arrived at this moment (RFC 3339), for `during`.
+        #[arg(long)]
+        at: Option<jiff::Timestamp>,
+        /// How to print the changes.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// Route one alert (JSON) and print the decision as one line of JSON per alert.
     Route {
         /// The rules folder.
@@ -104,6 +126,12 @@ enum Command {
         /// The rules folder.
         #[arg(default_value = "rules")]
         dir: PathBuf,
+        /// Also list the rules that no test makes fire (docs/changing-rules.md).
+        #[arg(long)]
+        coverage: bool,
+        /// How to print the report: `junit` is JUnit XML for CI systems.
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
     },
     /// Route alerts and deliver them durably without a server: queue every delivery in the
     /// outbox (on disk before anything is sent), then send until the outbox is empty or
@@ -259,6 +287,14 @@ enum DeadLetterAction {
 enum OutputFormat {
     Text,
     Json,
+}
+
+/// How `switchyard test` prints its report.
+#[derive(Clone, Copy, ValueEnum)]
+enum TestFormat {
+    Text,
+    Json,
+    Junit,
 }
 
 /// `--source`: one of the senders' names, listed in `--help` and in the error for others.
@@ -496,6 +532,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Diff {
+            old,
+            new,
+            alerts,
+            source,
+            at,
+            format,
+        } => {
+            // Warnings go to standard error, whatever the format: standard output is the diff.
+            let (Ok(old), Ok(new)) = (
+                load(&old, OutputFormat::Text)?,
+                load(&new, OutputFormat::Text)?,
+            ) else {
+                return Ok(ExitCode::from(2));
+            };
+            let diff = diff_recorded(&alerts, source, at, &old, &new)?;
+            match format {
+                OutputFormat::Json => outln!("{}", serde_json::to_string(&diff)?),
+                OutputFormat::Text => out!("{diff}"),
+            }
+            Ok(ExitCode::from(u8::from(!diff.is_empty())))
+        }
         Command::Route {
             rules,
             source,
@@ -567,13 +625,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             token,
             action,
         } => silence(&server, token.as_deref(), action),
-        Command::Test { dir } => {
+        Command::Test {
+            dir,
+            coverage,
+            format,
+        } => {
             let set = match load(&dir, OutputFormat::Text)? {
                 Ok(set) => set,
                 Err(code) => return Ok(code),
             };
             let report = set.run_tests();
-            out!("{report}");
+            let uncovered = coverage.then(|| report.uncovered(&set));
+            match format {
+                TestFormat::Text => {
+                    out!("{report}");
+                    if let Some(u) = &uncovered {
+                        out!("{}", coverage_text(set.rule_count(), u));
+                    }
+                }
+                TestFormat::Json => {
+                    let mut v = serde_json::to_value(&report)?;
+                    v["passed"] = report.passed().into();
+                    v["failed"] = report.failed().into();
+                    if let Some(u) = &uncovered {
+                        v["uncovered"] = serde_json::to_value(u)?;
+                    }
+                    outln!("{v}");
+                }
+                TestFormat::Junit => {
+                    out!("{}", report.to_junit(&dir.display().to_string()));
+                    if let Some(u) = &uncovered {
+                        eprint!("{}", coverage_text(set.rule_count(), u));
+                    }
+                }
+            }
             Ok(if report.failed() == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -612,6 +697,79 @@ fn alert_stream(
         alerts.extend(switchyard::adapt_json_at(source, doc, at).map_err(anyhow::Error::new)?);
     }
     Ok(alerts)
+}
+
+/// `test --coverage`: how many rules a test exercises, and the ones none does.
+fn coverage_text(rules: usize, uncovered: &[switchyard::RuleInfo]) -> String {
+    let mut out = format!(
+        "\ncoverage: {} of {rules} rules are exercised by a test\n",
+        rules - uncovered.len()
+    );
+    for r in uncovered {
+        match &r.name {
+            Some(name) => out.push_str(&format!("  not exercised: `{name}` ({})\n", r.location)),
+            None => out.push_str(&format!("  not exercised: {}\n", r.location)),
+        }
+    }
+    out
+}
+
+/// `diff`: decides the alerts of a recording, one JSON document a line, under both rule
+/// sets as they are read (a recording of any length is read in constant memory; a line is
+/// at most [`MAX_ALERT_BYTES`]).
+fn diff_recorded(
+    file: &Path,
+    source: Option<Source>,
+    at: Option<jiff::Timestamp>,
+    old: &RuleSet,
+    new: &RuleSet,
+) -> anyhow::Result<switchyard::RulesDiff> {
+    use std::io::BufRead as _;
+    let input: Box<dyn std::io::Read> = if file == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            std::fs::File::open(file)
+                .with_context(|| format!("cannot read `{}`", file.display()))?,
+        )
+    };
+    let mut input = std::io::BufReader::new(input);
+    let at = at.unwrap_or_else(jiff::Timestamp::now);
+    let mut diff = switchyard::DiffBuilder::default();
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let n = (&mut input)
+            .take(MAX_ALERT_BYTES + 1)
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read `{}`", file.display()))?;
+        if n == 0 {
+            break;
+        }
+        if n as u64 > MAX_ALERT_BYTES {
+            anyhow::bail!(
+                "{}:{number}: a line is larger than {} MiB; write one alert a line",
+                file.display(),
+                MAX_ALERT_BYTES >> 20
+            );
+        }
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&line).with_context(|| {
+            format!(
+                "{}:{number}: not a JSON document (write one alert a line)",
+                file.display()
+            )
+        })?;
+        let alerts = switchyard::adapt_json_at(source, doc, at)
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("{}:{number}: not an alert", file.display()))?;
+        for alert in &alerts {
+            diff.add(old, new, alert, number);
+        }
+    }
+    Ok(diff.finish())
 }
 
 /// `send`: some deliveries are still pending when `--wait` ran out (kept for the next run).

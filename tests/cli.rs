@@ -672,3 +672,204 @@ fn fmt_formats_in_place_and_check_lists_what_would_change() {
     assert_eq!(missing.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn diff_groups_the_changed_decisions_of_a_recording() {
+    let corpus = root().join("tests/diff");
+    let (old, new, recorded) = (
+        corpus.join("old"),
+        corpus.join("new"),
+        corpus.join("recorded.jsonl"),
+    );
+    let args = |a: &Path, b: &Path, format: &str| {
+        run(&[
+            "diff",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--alerts",
+            recorded.to_str().unwrap(),
+            "--format",
+            format,
+        ])
+    };
+
+    // The known changes, most alerts first.
+    let out = args(&old, &new, "json");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let diff: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (diff["alerts"].as_u64(), diff["changed"].as_u64()),
+        (Some(16), Some(9))
+    );
+    let changes: Vec<(String, String, u64, Vec<u64>)> = diff["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["before"].as_str().unwrap().to_owned(),
+                c["after"].as_str().unwrap().to_owned(),
+                c["count"].as_u64().unwrap(),
+                c["alerts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["line"].as_u64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("pager".into(), "chat".into(), 4, vec![1, 2, 3, 4]),
+            ("pager".into(), "pager".into(), 3, vec![5, 6, 7]),
+            ("dropped".into(), "unrouted".into(), 2, vec![13, 14]),
+        ]
+    );
+    assert_eq!(
+        diff["changes"][0]["rules_after"],
+        serde_json::json!(["db critical to chat"])
+    );
+    assert_eq!(
+        diff["changes"][0]["rules_before"],
+        serde_json::json!(["critical pages"])
+    );
+    assert_eq!(
+        diff["changes"][1]["sent_differently"],
+        serde_json::json!(["pager"])
+    );
+    assert_eq!(diff["changes"][2]["alerts"][0]["name"], "Watchdog");
+
+    // The text form says the same in lines a reviewer reads.
+    let out = args(&old, &new, "text");
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for line in [
+        "4 alerts: pager -> chat, now by `db critical to chat`; no longer by `critical pages`",
+        "3 alerts: pager -> pager (sent differently: pager)",
+        "2 alerts: dropped -> unrouted, no longer by `drop watchdog`",
+        "9 of 16 alerts change (3 ways)",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in:\n{text}"
+        );
+    }
+    assert!(text.contains("    line 1 (prometheus, @id "), "{text}");
+    assert!(text.contains(", @name DbDown0)"), "{text}");
+
+    // No change: exit 0.
+    let out = args(&old, &old, "text");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "no change: all 16 alerts are decided as before\n"
+    );
+
+    // A folder that does not load, and a line that is not JSON: exit 2, with the place.
+    let broken = TempDir::new("diff-broken");
+    broken.write("a.rules", "when x = 1 -> post nowhere\n");
+    let out = args(&old, &broken.0, "text");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("E0103"), "{}", stderr(&out));
+    let bad = TempDir::new("diff-bad-line");
+    bad.write("alerts.jsonl", "[{\"labels\": {}}]\n{not json\n");
+    let out = run(&[
+        "diff",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--alerts",
+        bad.0.join("alerts.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("alerts.jsonl:2: not a JSON document"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn test_lists_what_no_test_exercises_and_writes_junit() {
+    let dir = TempDir::new("coverage");
+    dir.write(
+        "a.rules",
+        "target pager { url = \"https://example.test/p\" }\n\
+         rule \"covered\" when sev == \"high\" -> post pager\n\
+         rule \"never tested\" when sev == \"low\" -> post pager\n\
+         when sev == \"mid\" -> post pager\n\
+         test \"high pages\" { alert { \"sev\": \"high\" } expect post pager }\n\
+         test \"mid <&> \\\"stays\\\" quiet\" { alert { \"sev\": \"mid\" } expect no post pager }\n",
+    );
+    let folder = dir.0.to_str().unwrap();
+
+    let out = run(&["test", folder, "--coverage"]);
+    assert_eq!(out.status.code(), Some(1), "a test fails: {}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("\ncoverage: 2 of 3 rules are exercised by a test\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  not exercised: `never tested` (a.rules:3)\n"),
+        "{text}"
+    );
+
+    let out = run(&["test", folder, "--format", "json", "--coverage"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (report["passed"].as_u64(), report["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(report["uncovered"][0]["name"], "never tested");
+    assert_eq!(
+        report["tests"][1]["rules"],
+        serde_json::json!(["a.rules:4"])
+    );
+
+    // JUnit XML: the elements and attributes CI systems require, well-formed with the
+    // test's name escaped.
+    let out = run(&["test", folder, "--format", "junit"]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = stdout(&out);
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let suites: Vec<_> = root.children().filter(|n| n.is_element()).collect();
+    assert_eq!(suites.len(), 1);
+    let suite = suites[0];
+    assert_eq!(suite.tag_name().name(), "testsuite");
+    for (attr, value) in [
+        ("name", folder),
+        ("tests", "2"),
+        ("failures", "1"),
+        ("errors", "0"),
+    ] {
+        assert_eq!(suite.attribute(attr), Some(value), "{attr} in\n{xml}");
+    }
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[0].attribute("name"), Some("high pages"));
+    assert_eq!(cases[0].attribute("classname"), Some("a.rules"));
+    assert!(
+        cases[0].children().all(|n| !n.is_element()),
+        "a passing case is empty"
+    );
+    assert_eq!(cases[1].attribute("name"), Some("mid <&> \"stays\" quiet"));
+    let failure = cases[1]
+        .children()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("the failing case has a <failure>");
+    assert!(
+        failure.attribute("message").unwrap().contains("pager"),
+        "{xml}"
+    );
+    assert!(
+        failure.text().unwrap().contains("a.rules:4"),
+        "the trace is in the failure: {xml}"
+    );
+}

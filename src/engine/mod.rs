@@ -6,6 +6,7 @@ mod explain;
 pub(crate) mod group;
 mod index;
 mod inhibit;
+mod junit;
 mod memory;
 pub(crate) mod program;
 pub(crate) mod render;

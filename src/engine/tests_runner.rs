@@ -33,6 +33,17 @@ impl TestReport {
     pub fn passed(&self) -> usize {
         self.tests.len() - self.failed()
     }
+
+    /// The rules of `set` that no test makes fire, in file order: what a change could
+    /// break without a test noticing.
+    pub fn uncovered(&self, set: &RuleSet) -> Vec<super::RuleInfo> {
+        set.rules()
+            .filter(|r| {
+                let id = r.name.as_deref().unwrap_or(&r.location);
+                !self.tests.iter().any(|t| t.rules.iter().any(|x| x == id))
+            })
+            .collect()
+    }
 }
 
 /// One test's outcome.
@@ -47,6 +58,9 @@ pub struct TestOutcome {
     /// The rule trace, when the test failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// The rules that fired in any step of the test, by name or `file:line`: what the test
+    /// exercises ([`TestReport::uncovered`]).
+    pub rules: Vec<String>,
 }
 
 /// Runs every `test` block of `set`, in file order; each test's steps share one state,
@@ -60,6 +74,7 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
         let mut next = 0;
         let mut held = Vec::new();
         let mut silences: Vec<super::memory::OfflineSilence> = Vec::new();
+        let mut rules: Vec<String> = Vec::new();
         let timed = t.steps.len() > 1 || t.steps.iter().any(|s| s.label != "0s");
         for step in &t.steps {
             let at = if timed {
@@ -116,6 +131,11 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
             };
             let Some(alert) = alert else { continue };
             let d = set.evaluate(&alert);
+            for id in d.rule_ids() {
+                if !rules.iter().any(|r| r == id) {
+                    rules.push(id.to_owned());
+                }
+            }
             let (posted, verdicts) = super::memory::step_offline(
                 &d, &alert, &silences, &mut state, &mut next, &mut held,
             );
@@ -149,6 +169,7 @@ pub(crate) fn run(set: &RuleSet) -> TestReport {
             location: t.location.clone(),
             failures,
             trace,
+            rules,
         });
     }
     TestReport { tests }
