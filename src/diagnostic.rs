@@ -300,6 +300,17 @@ pub(crate) mod codes {
     pub(crate) const INHIBIT_OVERLAP: Code = Code("W0402");
     /// A group's `repeat` that is not a multiple of its `every`.
     pub(crate) const GROUP_REPEAT_ROUNDED: Code = Code("W0403");
+    /// A rule that can never fire: an earlier rule with `stop` or `drop` takes every alert
+    /// it could match.
+    pub(crate) const UNREACHABLE_RULE: Code = Code("W0501");
+    /// An `and` whose two sides can never both hold: `a == "x" and a == "y"`.
+    pub(crate) const NEVER_HOLDS: Code = Code("W0502");
+    /// A condition that holds for every alert: `a == "x" or a != "x"`.
+    pub(crate) const ALWAYS_HOLDS: Code = Code("W0503");
+    /// A rule with the same condition and actions as an earlier one.
+    pub(crate) const SAME_RULE: Code = Code("W0504");
+    /// A target posted to only by rules that can never fire.
+    pub(crate) const TARGET_UNREACHABLE: Code = Code("W0505");
 }
 
 /// A labelled span: the `^^^` (primary) or `---` (secondary) under some text.

@@ -17,6 +17,7 @@ pub(crate) use fields::{constrained_source, fields_of};
 mod inhibit;
 mod memory;
 mod names;
+mod reach;
 pub(crate) mod silence;
 mod targets;
 mod types;
@@ -258,6 +259,14 @@ pub(crate) fn check(
         warnings: Vec::new(),
     };
     let mut scope = names::Scope::collect(&mut cx, &files);
+    // Analysed before the rules' conditions move into the result; said only when the
+    // folder is otherwise sound (below).
+    let mut analysed = Cx {
+        sources,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    reach::analyse(&mut analysed, &files);
     scope.unparsed = unparsed.targets.to_vec();
     scope.unparsed_windows = unparsed.windows.to_vec();
     let mut out = Checked::default();
@@ -448,6 +457,9 @@ pub(crate) fn check(
         }
     }
 
+    if complete {
+        cx.warnings.extend(analysed.warnings);
+    }
     if cx.errors.is_empty() {
         out.warnings = cx.warnings;
         Ok(out)

@@ -1,0 +1,139 @@
+//! Each analysis warning on the cases it must find, and silent on the ones it must not.
+
+use crate::{Loader, RuleSet};
+
+const TARGETS: &str = "target pager { url = \"https://example.test/p\" }\n\
+                       target chat { url = \"https://example.test/c\" }\n";
+
+/// The analysis codes (W05xx) a folder of one file gets, in order.
+fn codes(rules: &str) -> Vec<String> {
+    let set: RuleSet = Loader::new()
+        .from_files([("a.rules", format!("{TARGETS}{rules}"))])
+        .unwrap_or_else(|e| panic!("{e}"));
+    set.warnings()
+        .iter()
+        .map(|d| d.code().as_str().to_owned())
+        .filter(|c| c.starts_with("W05"))
+        .collect()
+}
+
+#[test]
+fn a_rule_behind_a_stop_that_takes_all_its_alerts_is_unreachable() {
+    // Equal conditions; a subset; a catch-all by `or`; `==` within an earlier `in`; a
+    // tighter bound; each disjunct of the later rule covered.
+    for later in [
+        "when sev == \"high\" -> post pager",
+        "when sev == \"high\" and team == \"db\" -> post pager",
+        "when sev == \"high\" and (team == \"db\" or team == \"web\") -> post pager",
+    ] {
+        let rules = format!(
+            "when sev == \"high\" -> post pager, stop\n{later}\nwhen z == 0 -> post chat\n"
+        );
+        assert_eq!(codes(&rules), ["W0501"], "{rules}");
+    }
+    let rules =
+        "when sev in [\"high\", \"critical\"] -> drop\nwhen sev == \"critical\" -> post chat\n";
+    // Diagnostics come in file order: the target's declaration first.
+    assert_eq!(codes(rules), ["W0505", "W0501"], "{rules}");
+    let rules = "when curValue > 90 -> post pager, stop\nwhen curValue >= 95 -> post pager\nwhen z == 0 -> post chat\n";
+    assert_eq!(codes(rules), ["W0501"]);
+    let rules = "when sev == \"a\" or sev != \"a\" -> post pager, stop\nwhen x == 1 -> post chat\n";
+    assert_eq!(codes(rules), ["W0505", "W0503", "W0501"]);
+}
+
+#[test]
+fn rules_that_can_still_fire_are_not_warned() {
+    for rules in [
+        // No stop: every matching rule fires.
+        "when sev == \"high\" -> post pager\nwhen sev == \"high\" and team == \"db\" -> post chat\n",
+        // The earlier rule is narrower.
+        "when sev == \"high\" and team == \"db\" -> post pager, stop\nwhen sev == \"high\" -> post chat\n",
+        // The later rule comes first.
+        "when sev == \"high\" -> post chat\nwhen sev == \"high\" -> post pager, stop\n",
+        // Bounds that do not include: 95 > 90 but `>= 90` admits 90.
+        "when curValue > 90 -> post pager, stop\nwhen curValue >= 90 -> post chat\n",
+        // One disjunct of the later rule escapes.
+        "when sev == \"high\" -> post pager, stop\nwhen sev == \"high\" or sev == \"low\" -> post chat\n",
+        // A regex is not reasoned about.
+        "when name =~ /cpu/ -> post pager, stop\nwhen name == \"cpu\" -> post chat\n",
+    ] {
+        assert_eq!(codes(rules), Vec::<String>::new(), "{rules}");
+    }
+}
+
+#[test]
+fn conjunctions_that_can_never_hold() {
+    for c in [
+        "a == \"x\" and a == \"y\"",
+        "x > 5 and x < 3",
+        "x >= 5 and x < 5",
+        "x == 7 and x > 10",
+        "a == \"x\" and a != \"x\"",
+        "a == \"x\" and a in [\"y\", \"z\"]",
+        "a in [\"x\"] and a in [\"y\"]",
+        "not exists(a) and a == \"x\"",
+        "@source == \"alibaba\" and @source == \"yandex\"",
+        "a == 5 and a == \"five\"",
+        "b == \"q\" or (a == 1 and a == 2)",
+    ] {
+        let rules = format!("when {c} -> post pager\nwhen z == 0 -> post chat\n");
+        assert_eq!(codes(&rules), ["W0502"], "{c}");
+    }
+}
+
+#[test]
+fn conjunctions_that_can_hold_are_not_warned() {
+    for c in [
+        // A string holding a number equals it: both hold for the number 5.
+        "a == 5 and a == \"5\"",
+        "a == \"5\" and a == \"5.0\"",
+        // Any element: different elements can hold each.
+        "dims[*].id == \"x\" and dims[*].id == \"y\"",
+        "x > 5 and x <= 5.5",
+        "a == \"x\" and b == \"y\"",
+        "a != \"x\" and a != \"y\"",
+        "a == true and a == \"true\"",
+    ] {
+        let rules = format!("when {c} -> post pager\nwhen z == 0 -> post chat\n");
+        assert_eq!(codes(&rules), Vec::<String>::new(), "{c}");
+    }
+}
+
+#[test]
+fn repeated_rules_and_targets_only_unreachable_rules_post_to() {
+    let rules = "when sev == \"high\" -> post pager\nwhen sev == \"high\" -> post pager\nwhen z == 0 -> post chat\n";
+    assert_eq!(codes(rules), ["W0504"]);
+    // The same condition, other actions: not a repeat.
+    let rules = "when sev == \"high\" -> post pager\nwhen sev == \"high\" -> post chat\n";
+    assert_eq!(codes(rules), Vec::<String>::new());
+    // A target that a fallback also reaches is not unreachable.
+    let rules = "target backup { url = \"https://example.test/b\" fallback = chat }\n\
+                 when sev == \"high\" -> drop\nwhen sev == \"high\" and t == 1 -> post chat\n\
+                 when z == 0 -> post pager, post backup\n";
+    assert_eq!(codes(rules), ["W0501"]);
+}
+
+#[test]
+fn the_examples_have_no_analysis_warning() {
+    let set = RuleSet::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/rules")).unwrap();
+    let found: Vec<String> = set
+        .warnings()
+        .iter()
+        .filter(|d| d.code().as_str().starts_with("W05"))
+        .map(|d| d.message().to_owned())
+        .collect();
+    assert_eq!(found, Vec::<String>::new());
+}
+
+#[test]
+fn a_large_first_match_folder_is_analysed_quickly_enough_to_reload() {
+    // 10,000 rules, every one with `stop`: the earlier rules are found by their `==`.
+    let mut rules = String::new();
+    for i in 0..10_000 {
+        rules.push_str(&format!(
+            "when metricName == \"m_{i}\" -> post pager, stop\n"
+        ));
+    }
+    rules.push_str("when metricName == \"m_77\" and x == 1 -> post chat\n");
+    assert_eq!(codes(&rules), ["W0505", "W0501"]);
+}
