@@ -9,8 +9,10 @@
 //! exact opposite, so `a != "x"` holds when `a` is missing; a string holding a number
 //! equals that number. Every warning is certain: where a case is not decided (a `[*]` path,
 //! a regex, a boolean against a string), nothing is said. Never: an error (the folder
-//! loads), or more than [`MAX_PAIRS`] comparisons of rules (a folder larger than that is
-//! analysed up to there).
+//! loads), more than [`MAX_PAIRS`] comparisons of rules (a folder larger than that is
+//! analysed up to there), or reasoning about an `and` of more than [`MAX_ATOMS`] tests or
+//! a condition of more than [`MAX_DISJUNCTS`] ways to hold: the work stays bounded on a
+//! hostile folder.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -23,8 +25,31 @@ use crate::syntax::ast::{Action, CmpOp, Condition, FieldPath, File, Item, Litera
 /// The most rule pairs compared for W0501.
 pub(crate) const MAX_PAIRS: usize = 2_000_000;
 
+/// The most comparisons of two tests the whole analysis makes; past it, what is not
+/// decided yet is not warned about.
+pub(crate) const MAX_WORK: usize = 50_000_000;
+
+/// What is left of [`MAX_WORK`].
+struct Budget(std::cell::Cell<usize>);
+
+impl Budget {
+    /// Takes `n` comparisons; false (and nothing taken) when fewer are left.
+    fn spend(&self, n: usize) -> bool {
+        let left = self.0.get();
+        if n > left {
+            return false;
+        }
+        self.0.set(left - n);
+        true
+    }
+}
+
 /// The most disjuncts a condition is expanded to; a larger one is not reasoned about.
-const MAX_DISJUNCTS: usize = 64;
+pub(crate) const MAX_DISJUNCTS: usize = 64;
+
+/// The most tests in one `and` reasoned about (pairs of them are compared); a longer `and`
+/// is not reasoned about.
+pub(crate) const MAX_ATOMS: usize = 256;
 
 /// A test in its positive form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -345,8 +370,15 @@ fn implies(b: &Atom<'_>, a: &Atom<'_>) -> bool {
     }
 }
 
-/// Two atoms of a conjunction that cannot both hold, if there are.
-fn contradiction<'c, 'a>(atoms: &'c [Atom<'a>]) -> Option<(&'c Atom<'a>, &'c Atom<'a>)> {
+/// Two atoms of a conjunction that cannot both hold, if there are (none found when the
+/// budget cannot pay for the comparisons).
+fn contradiction<'c, 'a>(
+    atoms: &'c [Atom<'a>],
+    budget: &Budget,
+) -> Option<(&'c Atom<'a>, &'c Atom<'a>)> {
+    if !budget.spend(atoms.len() * atoms.len()) {
+        return None;
+    }
     for (i, a) in atoms.iter().enumerate() {
         for b in &atoms[i + 1..] {
             let comparable = match (a.path(), b.path()) {
@@ -420,18 +452,28 @@ fn dnf<'a>(c: &'a Condition, negate: bool) -> Option<Vec<Vec<Atom<'a>>>> {
             } else {
                 let mut acc: Vec<Vec<Atom<'a>>> = vec![Vec::new()];
                 for part in parts {
-                    let mut next = Vec::new();
-                    for a in &acc {
-                        for p in &part {
-                            let mut both = a.clone();
-                            both.extend(p.iter().cloned());
-                            next.push(both);
+                    if let [one] = part.as_slice() {
+                        // One disjunct: each conjunction grows in place.
+                        for a in &mut acc {
+                            a.extend(one.iter().cloned());
                         }
+                    } else {
+                        let mut next = Vec::new();
+                        for a in &acc {
+                            for p in &part {
+                                let mut both = a.clone();
+                                both.extend(p.iter().cloned());
+                                next.push(both);
+                            }
+                        }
+                        if next.len() > MAX_DISJUNCTS {
+                            return None;
+                        }
+                        acc = next;
                     }
-                    if next.len() > MAX_DISJUNCTS {
+                    if acc.iter().any(|a| a.len() > MAX_ATOMS) {
                         return None;
                     }
-                    acc = next;
                 }
                 Some(acc)
             }
@@ -440,9 +482,16 @@ fn dnf<'a>(c: &'a Condition, negate: bool) -> Option<Vec<Vec<Atom<'a>>>> {
 }
 
 /// Whether every alert a condition (as `dj`) matches is matched by another (as `di`).
-fn covered(dj: &[Vec<Atom<'_>>], di: &[Vec<Atom<'_>>]) -> bool {
+fn covered(dj: &[Vec<Atom<'_>>], di: &[Vec<Atom<'_>>], budget: &Budget) -> bool {
+    let cost: usize = dj
+        .iter()
+        .map(|cj| di.iter().map(|ci| ci.len() * cj.len()).sum::<usize>())
+        .sum();
+    if !budget.spend(cost) {
+        return false;
+    }
     dj.iter().all(|cj| {
-        contradiction(cj).is_some()
+        contradiction(cj, budget).is_some()
             || di
                 .iter()
                 .any(|ci| ci.iter().all(|a| cj.iter().any(|b| implies(b, a))))
@@ -450,8 +499,11 @@ fn covered(dj: &[Vec<Atom<'_>>], di: &[Vec<Atom<'_>>]) -> bool {
 }
 
 /// An atom and its negation side by side in one `or`: the condition holds for every alert.
-fn always(c: &Condition) -> Option<Span> {
+fn always(c: &Condition, budget: &Budget) -> Option<Span> {
     let Condition::Any(cs) = c else { return None };
+    if !budget.spend(cs.len() * cs.len()) {
+        return None;
+    }
     let atoms: Vec<Atom<'_>> = cs
         .iter()
         .filter_map(|c| match dnf(c, false) {
@@ -518,6 +570,7 @@ fn text(sources: &SourceMap, span: Span) -> String {
 
 /// Analyses the rules of every file, in load order, and reports what it finds.
 pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
+    let budget = Budget(std::cell::Cell::new(MAX_WORK));
     let mut rules: Vec<Seen<'_>> = Vec::new();
     let mut fallbacks: Vec<&str> = Vec::new();
     let mut declared: Vec<(&str, Span)> = Vec::new();
@@ -586,7 +639,7 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
         for c in whole {
             let Some(d) = dnf(c, false) else { continue };
             if let [only] = d.as_slice()
-                && let Some((a, b)) = contradiction(only)
+                && let Some((a, b)) = contradiction(only, &budget)
             {
                 cx.warnings.push(
                     Diagnostic::warning(
@@ -611,7 +664,7 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
         let mut ors = Vec::new();
         disjunctions(r.condition, &mut ors);
         for c in ors {
-            if let Some(span) = always(c) {
+            if let Some(span) = always(c, &budget) {
                 cx.warnings.push(
                     Diagnostic::warning(codes::ALWAYS_HOLDS, "this condition always holds")
                         .with_primary(span, "true for every alert")
@@ -667,7 +720,7 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
     for (j, r) in rules.iter().enumerate() {
         if let Some(dj) = &r.dnf
             && !repeats[j]
-            && dj.iter().any(|c| contradiction(c).is_none())
+            && dj.iter().any(|c| contradiction(c, &budget).is_none())
         {
             let mut candidates: Vec<usize> = general.clone();
             for c in dj {
@@ -686,7 +739,7 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
                 }
                 let earlier = &rules[i];
                 if let (Some(di), Some(ends)) = (&earlier.dnf, earlier.ends)
-                    && (covered(dj, di) || always(earlier.condition).is_some())
+                    && (covered(dj, di, &budget) || always(earlier.condition, &budget).is_some())
                 {
                     unreachable[j] = true;
                     cx.warnings.push(
@@ -713,8 +766,7 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
         if r.ends.is_some()
             && let Some(d) = &r.dnf
         {
-            let keys: Vec<Option<String>> =
-                d.iter().map(|c| c.iter().find_map(&eq_key)).collect();
+            let keys: Vec<Option<String>> = d.iter().map(|c| c.iter().find_map(&eq_key)).collect();
             if d.len() == 1
                 && let Some(Some(k)) = keys.first()
             {

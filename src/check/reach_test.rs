@@ -137,3 +137,37 @@ fn a_large_first_match_folder_is_analysed_quickly_enough_to_reload() {
     rules.push_str("when metricName == \"m_77\" and x == 1 -> post chat\n");
     assert_eq!(codes(&rules), ["W0505", "W0501"]);
 }
+
+/// Found by `hostile_rules_files` (tests/cli.rs): a rule of 100,000 `and`s made the first
+/// analysis compare every pair of its tests and copy its conjunction at every step.
+#[test]
+fn a_rule_of_a_hundred_thousand_ands_is_not_reasoned_about_past_the_bound() {
+    let ands = vec!["a == 1"; 100_000].join(" and ");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        codes(&format!(
+            "when {ands} -> post pager\nwhen z == 0 -> post chat\n"
+        )),
+        Vec::<String>::new()
+    );
+    // Within the bound, the same `and` is reasoned about: a contradiction is found.
+    let within = vec!["a == 1"; super::MAX_ATOMS - 1].join(" and ");
+    assert_eq!(
+        codes(&format!(
+            "when {within} and a == 2 -> post pager\nwhen z == 0 -> post chat\n"
+        )),
+        ["W0502"]
+    );
+    eprintln!("analysed in {:?}", started.elapsed());
+}
+
+#[test]
+fn a_rule_of_a_hundred_thousand_ors_is_analysed_within_the_budget() {
+    let ors = vec!["a == 1"; 100_000].join(" or ");
+    assert_eq!(
+        codes(&format!(
+            "when {ors} -> post pager, stop\nwhen a == 1 -> post chat\nwhen z == 0 -> post chat\n"
+        )),
+        Vec::<String>::new()
+    );
+}
