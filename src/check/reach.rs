@@ -16,6 +16,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use super::Cx;
 use crate::diagnostic::{Diagnostic, SourceMap, Span, codes};
@@ -416,31 +417,38 @@ fn contradiction<'c, 'a>(
     None
 }
 
+/// A test (or a `not` of one) as an atom; `None` for `and`, `or` and a `not` of those.
+fn atom_of(c: &Condition, negate: bool) -> Option<Atom<'_>> {
+    let (base, span, negated) = match c {
+        Condition::Compare(cmp) => {
+            let (test, negated) = positive(cmp.op);
+            let base = Base::Cmp {
+                path: &cmp.path,
+                test,
+                value: &cmp.value.kind,
+            };
+            (base, cmp.span, negated)
+        }
+        Condition::Exists(p, span) => (Base::Exists(p), *span, false),
+        Condition::During(w, span) => (Base::During(&w.name), *span, false),
+        Condition::Not(inner, _) => return atom_of(inner, !negate),
+        Condition::Any(_) | Condition::All(_) => return None,
+    };
+    Some(Atom {
+        base,
+        negated: negated != negate,
+        span,
+    })
+}
+
 /// A condition as an `or` of `and`s of atoms (`negate`: of its negation, by the contract's
 /// exact negations); `None` when it has more than [`MAX_DISJUNCTS`].
 fn dnf<'a>(c: &'a Condition, negate: bool) -> Option<Vec<Vec<Atom<'a>>>> {
-    let atom = |base: Base<'a>, span: Span, negated: bool| {
-        Some(vec![vec![Atom {
-            base,
-            negated: negated != negate,
-            span,
-        }]])
-    };
+    if let Some(a) = atom_of(c, negate) {
+        return Some(vec![vec![a]]);
+    }
     match c {
-        Condition::Compare(cmp) => {
-            let (test, negated) = positive(cmp.op);
-            atom(
-                Base::Cmp {
-                    path: &cmp.path,
-                    test,
-                    value: &cmp.value.kind,
-                },
-                cmp.span,
-                negated,
-            )
-        }
-        Condition::Exists(p, span) => atom(Base::Exists(p), *span, false),
-        Condition::During(w, span) => atom(Base::During(&w.name), *span, false),
+        Condition::Compare(_) | Condition::Exists(..) | Condition::During(..) => None,
         Condition::Not(inner, _) => dnf(inner, !negate),
         Condition::Any(cs) | Condition::All(cs) => {
             let is_or = matches!(c, Condition::Any(_)) != negate;
@@ -522,17 +530,41 @@ fn always(c: &Condition, budget: &Budget) -> Option<Span> {
     None
 }
 
-/// Every `and` of a condition, nested ones included.
-fn conjunctions<'a>(c: &'a Condition, out: &mut Vec<&'a Condition>) {
-    match c {
-        Condition::All(cs) => {
-            out.push(c);
-            cs.iter().for_each(|c| conjunctions(c, out));
+/// The tests of an `and` of tests (nested `and`s included); `None` when it holds an `or`
+/// or more than [`MAX_ATOMS`] tests.
+fn flat_and(c: &Condition) -> Option<Vec<Atom<'_>>> {
+    fn walk<'a>(c: &'a Condition, out: &mut Vec<Atom<'a>>) -> Option<()> {
+        match c {
+            Condition::All(cs) => cs.iter().try_for_each(|c| walk(c, out)),
+            Condition::Any(_) => None,
+            c => {
+                out.push(atom_of(c, false)?);
+                (out.len() <= MAX_ATOMS).then_some(())
+            }
         }
-        Condition::Any(cs) => cs.iter().for_each(|c| conjunctions(c, out)),
-        Condition::Not(inner, _) => conjunctions(inner, out),
-        _ => {}
     }
+    let mut out = Vec::new();
+    walk(c, &mut out)?;
+    Some(out)
+}
+
+/// Every outermost `and` of a condition (an `and` inside another is part of it), nested
+/// under `or` and `not` included.
+fn conjunctions<'a>(c: &'a Condition, out: &mut Vec<&'a Condition>) {
+    fn walk<'a>(c: &'a Condition, inside_and: bool, out: &mut Vec<&'a Condition>) {
+        match c {
+            Condition::All(cs) => {
+                if !inside_and {
+                    out.push(c);
+                }
+                cs.iter().for_each(|c| walk(c, true, out));
+            }
+            Condition::Any(cs) => cs.iter().for_each(|c| walk(c, false, out)),
+            Condition::Not(inner, _) => walk(inner, false, out),
+            _ => {}
+        }
+    }
+    walk(c, false, out);
 }
 
 /// Every `or` of a condition, nested ones included.
@@ -551,13 +583,60 @@ fn disjunctions<'a>(c: &'a Condition, out: &mut Vec<&'a Condition>) {
 /// A rule as the analysis sees it.
 struct Seen<'a> {
     span: Span,
-    id: String,
+    name: Option<&'a str>,
     condition: &'a Condition,
+    actions: &'a [Action],
     dnf: Option<Vec<Vec<Atom<'a>>>>,
     ends: Option<&'static str>,
     posts: Vec<(&'a str, Span)>,
-    /// Condition and actions as written, spans aside: what "the same rule" means.
-    shape: String,
+    /// A hash of the condition as written, spans aside: rules with equal hashes are
+    /// compared whole for W0504.
+    shape: u64,
+}
+
+impl Seen<'_> {
+    /// How messages name the rule: its name, or `file:line`.
+    fn id(&self, sources: &SourceMap) -> String {
+        self.name
+            .map_or_else(|| sources.file_line(self.span), str::to_owned)
+    }
+
+    /// Whether two rules have the same condition and actions, spans aside.
+    fn same_as(&self, other: &Seen<'_>) -> bool {
+        let shape = |r: &Seen<'_>| serde_json::to_string(&(r.condition, r.actions)).ok();
+        shape(self) == shape(other)
+    }
+}
+
+/// Hashes a condition's structure and values, not its places.
+fn hash_condition(c: &Condition, h: &mut impl Hasher) {
+    match c {
+        Condition::Any(cs) | Condition::All(cs) => {
+            h.write_u8(if matches!(c, Condition::Any(_)) { 0 } else { 1 });
+            h.write_usize(cs.len());
+            cs.iter().for_each(|c| hash_condition(c, h));
+        }
+        Condition::Not(inner, _) => {
+            h.write_u8(2);
+            hash_condition(inner, h);
+        }
+        Condition::Compare(cmp) => {
+            h.write_u8(3);
+            cmp.path.meta.hash(h);
+            cmp.path.segments.hash(h);
+            cmp.op.hash(h);
+            cmp.value.kind.hash(h);
+        }
+        Condition::Exists(p, _) => {
+            h.write_u8(4);
+            p.meta.hash(h);
+            p.segments.hash(h);
+        }
+        Condition::During(w, _) => {
+            h.write_u8(5);
+            w.name.hash(h);
+        }
+    }
 }
 
 fn text(sources: &SourceMap, span: Span) -> String {
@@ -594,19 +673,19 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
                             _ => None,
                         })
                         .collect();
-                    let shape =
-                        serde_json::to_string(&(&r.condition, &r.actions)).unwrap_or_default();
+                    let mut h = rustc_hash::FxHasher::default();
+                    hash_condition(&r.condition, &mut h);
                     rules.push(Seen {
                         span: r.span,
-                        id: r
-                            .name
-                            .as_ref()
-                            .map_or_else(|| cx.sources.file_line(r.span), |n| n.value.clone()),
+                        name: r.name.as_ref().map(|n| n.value.as_str()),
                         condition: &r.condition,
-                        dnf: dnf(&r.condition, false),
+                        actions: &r.actions,
+                        // Needed for the rules after it only when it ends evaluation; the
+                        // others' are made when an earlier such rule is found.
+                        dnf: ends.and_then(|_| dnf(&r.condition, false)),
                         ends,
                         posts,
-                        shape,
+                        shape: h.finish(),
                     });
                 }
                 Item::Target(t) => {
@@ -631,16 +710,9 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
     for r in &rules {
         let mut ands = Vec::new();
         conjunctions(r.condition, &mut ands);
-        let whole = if ands.is_empty() {
-            vec![r.condition]
-        } else {
-            ands
-        };
-        for c in whole {
-            let Some(d) = dnf(c, false) else { continue };
-            if let [only] = d.as_slice()
-                && let Some((a, b)) = contradiction(only, &budget)
-            {
+        for c in ands {
+            let Some(only) = flat_and(c) else { continue };
+            if let Some((a, b)) = contradiction(&only, &budget) {
                 cx.warnings.push(
                     Diagnostic::warning(
                         codes::NEVER_HOLDS,
@@ -654,9 +726,9 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
                     .with_secondary(a.span, "this")
                     .with_help("did you mean `or`? Or remove one of them")
                     .with_note(if std::ptr::eq(c, r.condition) {
-                        format!("so rule `{}` can never fire", r.id)
+                        format!("so rule `{}` can never fire", r.id(cx.sources))
                     } else {
-                        format!("so this part of rule `{}` never holds", r.id)
+                        format!("so this part of rule `{}` never holds", r.id(cx.sources))
                     }),
                 );
             }
@@ -676,51 +748,66 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
     }
 
     // W0504: the same condition and actions as an earlier rule.
-    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    let mut by_shape: HashMap<u64, usize> = HashMap::with_capacity(rules.len());
     let mut repeats = vec![false; rules.len()];
     for (j, r) in rules.iter().enumerate() {
-        match first_of.get(r.shape.as_str()) {
-            Some(&i) => {
-                repeats[j] = true;
-                cx.warnings.push(
-                    Diagnostic::warning(
-                        codes::SAME_RULE,
-                        format!("rule `{}` repeats rule `{}`", r.id, rules[i].id),
-                    )
-                    .with_primary(r.span, "the same condition and actions")
-                    .with_secondary(rules[i].span, "as this rule")
-                    .with_help("remove one of them"),
-                );
-            }
-            None => {
-                first_of.insert(r.shape.as_str(), j);
-            }
+        // Equal hashes are compared whole; two different rules of one hash (rare) are
+        // not compared with a third.
+        let first = *by_shape.entry(r.shape).or_insert(j);
+        if first != j && rules[first].same_as(r) {
+            let i = first;
+            repeats[j] = true;
+            cx.warnings.push(
+                Diagnostic::warning(
+                    codes::SAME_RULE,
+                    format!(
+                        "rule `{}` repeats rule `{}`",
+                        r.id(cx.sources),
+                        rules[i].id(cx.sources)
+                    ),
+                )
+                .with_primary(r.span, "the same condition and actions")
+                .with_secondary(rules[i].span, "as this rule")
+                .with_help("remove one of them"),
+            );
         }
     }
 
     // W0501: an earlier rule that ends evaluation takes every alert this one matches.
     // Earlier rules are found by an atom both must share when the earlier one tests a
     // field for equality; the others are tried for every rule.
-    let mut by_eq: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut by_eq: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut general: Vec<usize> = Vec::new();
+    // A hash of a positive `==` (a collision only adds a candidate, checked in full).
     let eq_key = |a: &Atom<'_>| match &a.base {
         Base::Cmp {
             path,
             test: Test::Eq,
             value,
-        } if !a.negated => Some(format!(
-            "{}={}",
-            serde_json::to_string(path).unwrap_or_default(),
-            serde_json::to_string(value).unwrap_or_default()
-        )),
+        } if !a.negated => {
+            let mut h = rustc_hash::FxHasher::default();
+            path.meta.hash(&mut h);
+            path.segments.hash(&mut h);
+            value.hash(&mut h);
+            Some(h.finish())
+        }
         _ => None,
     };
     let mut unreachable = vec![false; rules.len()];
     let mut pairs = 0usize;
     for (j, r) in rules.iter().enumerate() {
-        if let Some(dj) = &r.dnf
+        // Without an earlier rule that ends evaluation, there is nothing to look for.
+        let made;
+        let dj = if r.ends.is_some() {
+            r.dnf.as_deref()
+        } else if !general.is_empty() || !by_eq.is_empty() {
+            made = dnf(r.condition, false);
+            made.as_deref()
+        } else {
+            None
+        };
+        if let Some(dj) = dj
             && !repeats[j]
-            && dj.iter().any(|c| contradiction(c, &budget).is_none())
         {
             let mut candidates: Vec<usize> = general.clone();
             for c in dj {
@@ -732,6 +819,10 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
             }
             candidates.sort_unstable();
             candidates.dedup();
+            // A condition that can never hold is W0502's, not an earlier rule's doing.
+            if !candidates.is_empty() && dj.iter().all(|c| contradiction(c, &budget).is_some()) {
+                candidates.clear();
+            }
             for i in candidates {
                 pairs += 1;
                 if pairs > MAX_PAIRS {
@@ -745,7 +836,7 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
                     cx.warnings.push(
                         Diagnostic::warning(
                             codes::UNREACHABLE_RULE,
-                            format!("rule `{}` can never fire", r.id),
+                            format!("rule `{}` can never fire", r.id(cx.sources)),
                         )
                         .with_primary(r.span, "every alert it matches is taken earlier")
                         .with_secondary(
@@ -754,7 +845,7 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
                         )
                         .with_help(format!(
                             "move it above rule `{}`, narrow that rule's condition, or remove it",
-                            earlier.id
+                            earlier.id(cx.sources)
                         ))
                         .with_note("rules are tried in order; a rule that fires with `stop` or `drop` ends evaluation"),
                     );
@@ -766,11 +857,12 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
         if r.ends.is_some()
             && let Some(d) = &r.dnf
         {
-            let keys: Vec<Option<String>> = d.iter().map(|c| c.iter().find_map(&eq_key)).collect();
-            if d.len() == 1
-                && let Some(Some(k)) = keys.first()
-            {
-                by_eq.entry(k.clone()).or_default().push(j);
+            let key = match d.as_slice() {
+                [only] => only.iter().find_map(&eq_key),
+                _ => None,
+            };
+            if let Some(k) = key {
+                by_eq.entry(k).or_default().push(j);
             } else {
                 general.push(j);
             }
@@ -778,6 +870,9 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
     }
 
     // W0505: a target every post to which is in a rule that can never fire.
+    if !unreachable.contains(&true) {
+        return;
+    }
     for (name, span) in declared {
         let posts: Vec<usize> = rules
             .iter()

@@ -75,6 +75,8 @@ fn conjunctions_that_can_never_hold() {
         "@source == \"alibaba\" and @source == \"yandex\"",
         "a == 5 and a == \"five\"",
         "b == \"q\" or (a == 1 and a == 2)",
+        // Said once, for the outermost `and`.
+        "a == 1 and (b == 2 and a == 3)",
     ] {
         let rules = format!("when {c} -> post pager\nwhen z == 0 -> post chat\n");
         assert_eq!(codes(&rules), ["W0502"], "{c}");
@@ -169,5 +171,43 @@ fn a_rule_of_a_hundred_thousand_ors_is_analysed_within_the_budget() {
             "when {ors} -> post pager, stop\nwhen a == 1 -> post chat\nwhen z == 0 -> post chat\n"
         )),
         Vec::<String>::new()
+    );
+}
+
+/// What the analysis costs on the engine bench's 10,000-rule set, alone; run with
+/// `cargo test --release --lib reach -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints figures"]
+fn analysis_cost_on_ten_thousand_rules() {
+    let mut text = String::from(TARGETS);
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "when metricName == \"metric_{i}\" and alertState == \"ALARM\" and curValue > {} -> post pager\n",
+            i % 100
+        ));
+    }
+    let mut sources = crate::SourceMap::default();
+    let id = sources.add("a.rules", text.clone());
+    let file = crate::syntax::parse(&text, id).unwrap();
+    let files = [file];
+    let runs = 20;
+    let started = std::time::Instant::now();
+    for _ in 0..runs {
+        let mut cx = super::super::Cx {
+            sources: &sources,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        super::analyse(&mut cx, &files);
+    }
+    let analysis = started.elapsed() / runs;
+    let started = std::time::Instant::now();
+    for _ in 0..runs {
+        let _ = Loader::new().from_files([("a.rules", text.as_str())]);
+    }
+    let load = started.elapsed() / runs;
+    eprintln!(
+        "10,000 rules: analysis {analysis:?}, whole load {load:?} ({:.0}%)",
+        100.0 * analysis.as_secs_f64() / load.as_secs_f64()
     );
 }

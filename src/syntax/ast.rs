@@ -254,7 +254,9 @@ pub(crate) enum CmpOp {
 }
 
 impl CmpOp {
-    /// Every operator, in the order the language reference lists them.
+    /// Every operator, in the order the language reference lists them (completion offers
+    /// them).
+    #[cfg_attr(not(feature = "lsp"), allow(dead_code))]
     pub(crate) const ALL: [CmpOp; 13] = [
         CmpOp::Eq,
         CmpOp::Ne,
