@@ -20,7 +20,7 @@ use crate::engine::{Decision, RuleSet};
 /// The most alerts listed under one change; the rest are counted.
 pub const MAX_LISTED: usize = 10;
 
-/// The alerts whose decision differs between two rule sets ([`diff`]).
+/// The alerts whose decision differs between two rule sets ([`RulesDiff::of`]).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct RulesDiff {
     /// How many alerts were decided.
