@@ -201,11 +201,7 @@ pub(crate) fn definition(ws: &mut Workspace, uri: &str, pos: Position) -> Vec<Lo
     let Some((what, name)) = name_at(a, uri, pos, enc) else {
         return Vec::new();
     };
-    locations(a, enc, |k| match k {
-        Kind::TargetDecl(n) => what == "target" && *n == name,
-        Kind::WindowDecl(n) => what == "window" && *n == name,
-        _ => false,
-    })
+    locations(a, enc, |k| k.named() == Some((what, name.as_str(), true)))
 }
 
 /// Every use of the target or window under the cursor, and its declaration if asked.
@@ -220,13 +216,11 @@ pub(crate) fn references(
     let Some((what, name)) = name_at(a, uri, pos, enc) else {
         return Vec::new();
     };
-    locations(a, enc, |k| match k {
-        Kind::TargetUse(n) => what == "target" && *n == name,
-        Kind::WindowUse(n) => what == "window" && *n == name,
-        Kind::TargetDecl(n) => with_declaration && what == "target" && *n == name,
-        Kind::WindowDecl(n) => with_declaration && what == "window" && *n == name,
-        _ => false,
-    })
+    locations(
+        a,
+        enc,
+        |k| matches!(k.named(), Some((w, n, declared)) if w == what && n == name && (with_declaration || !declared)),
+    )
 }
 
 /// The target or window named at a position: from the file's tree, or (in a file that
@@ -240,11 +234,7 @@ fn name_at(
     let file = a.file(uri)?;
     let offset = file.lines.offset(&file.text, pos, enc);
     if let Some(o) = symbols::at(&file.occurrences, offset) {
-        return match &o.kind {
-            Kind::TargetDecl(n) | Kind::TargetUse(n) => Some(("target", n.clone())),
-            Kind::WindowDecl(n) | Kind::WindowUse(n) => Some(("window", n.clone())),
-            _ => None,
-        };
+        return o.kind.named().map(|(what, n, _)| (what, n.to_owned()));
     }
     if file.ast.is_some() {
         return None;

@@ -33,6 +33,19 @@ pub(crate) enum Kind {
     Source(String),
 }
 
+impl Kind {
+    /// A target's or window's name: `("target" | "window", name, is_declaration)`.
+    pub(crate) fn named(&self) -> Option<(&'static str, &str, bool)> {
+        match self {
+            Kind::TargetDecl(n) => Some(("target", n, true)),
+            Kind::TargetUse(n) => Some(("target", n, false)),
+            Kind::WindowDecl(n) => Some(("window", n, true)),
+            Kind::WindowUse(n) => Some(("window", n, false)),
+            _ => None,
+        }
+    }
+}
+
 /// A name and where it is written.
 #[derive(Clone, Debug)]
 pub(crate) struct Occurrence {
