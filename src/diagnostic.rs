@@ -530,6 +530,45 @@ impl Diagnostics {
             .count()
     }
 
+    /// The files (by [`SourceFile::short_name`], in load order) that hold an error; `None`
+    /// when some error points at no file (the folder itself: no `.rules` files, too large
+    /// as a whole), which no one file can be blamed for.
+    pub fn files_with_errors(&self) -> Option<Vec<String>> {
+        let mut files: Vec<FileId> = Vec::new();
+        for d in self.items.iter().filter(|d| d.severity == Severity::Error) {
+            let span = d.primary_span()?;
+            self.sources.get(span.file)?;
+            if !files.contains(&span.file) {
+                files.push(span.file);
+            }
+        }
+        files.sort_unstable();
+        Some(
+            files
+                .into_iter()
+                .filter_map(|id| self.sources.get(id).map(|f| f.short_name().to_owned()))
+                .collect(),
+        )
+    }
+
+    /// The diagnostics that point into the file named `short_name`.
+    pub fn in_file(&self, short_name: &str) -> Diagnostics {
+        let items = self
+            .items
+            .iter()
+            .filter(|d| {
+                d.primary_span()
+                    .and_then(|s| self.sources.get(s.file))
+                    .is_some_and(|f| f.short_name() == short_name)
+            })
+            .cloned()
+            .collect();
+        Diagnostics {
+            sources: self.sources.clone(),
+            items,
+        }
+    }
+
     /// The file and 1-based position a diagnostic points at.
     pub fn location(&self, d: &Diagnostic) -> Option<(&str, Position)> {
         let span = d.primary_span()?;

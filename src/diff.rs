@@ -54,6 +54,9 @@ pub struct Change {
 /// An alert that changed: where it is in the input, and what names it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct ChangedAlert {
+    /// The recorded file it was read from, when the recording is a folder of files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// The line of the recording it was read from (1-based; the alerts of one webhook
     /// share their line); from [`RulesDiff::of`], its place in the input.
     pub line: usize,
@@ -98,22 +101,27 @@ pub struct DiffBuilder {
     changed: usize,
 }
 
-/// A change: the outcomes before and after, the targets sent differently, and the rules
-/// that fire only before and only after.
-type Key = (String, String, Vec<String>, Vec<String>, Vec<String>);
-
-/// The alerts of one change: how many, the first few, and where the first was.
-struct Group {
-    count: usize,
-    listed: Vec<ChangedAlert>,
-    first: usize,
+/// How one alert's decision differs between two rule sets ([`Difference::of`]): the one
+/// definition of a change, for `switchyard diff`, a dry-run reload and shadow rules.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Difference {
+    /// The outcome under the old (live) set: target names, `dropped`, `unrouted`,
+    /// `no target`.
+    pub before: String,
+    /// The outcome under the new (candidate, shadow) set.
+    pub after: String,
+    /// Targets both post to whose URL, method or body differs.
+    pub sent_differently: Vec<String>,
+    /// Rules that fire only under the old set.
+    pub rules_before: Vec<String>,
+    /// Rules that fire only under the new set.
+    pub rules_after: Vec<String>,
 }
 
-impl DiffBuilder {
-    /// Decides one more alert, read from `line` of the input, under both sets.
-    pub fn add(&mut self, old: &RuleSet, new: &RuleSet, alert: &Alert, line: usize) {
-        let i = self.alerts;
-        self.alerts += 1;
+impl Difference {
+    /// How `alert`'s decision differs from `old` to `new`; `None` when it is the same
+    /// (the same targets, drop and unrouted, and each target sent the same).
+    pub fn of(old: &RuleSet, new: &RuleSet, alert: &Alert) -> Option<Difference> {
         let (a, b) = (old.evaluate(alert), new.evaluate(alert));
         let mut before_targets: Vec<&str> = a.target_names().collect();
         let mut after_targets: Vec<&str> = b.target_names().collect();
@@ -130,9 +138,8 @@ impl DiffBuilder {
             && a.unrouted() == b.unrouted()
             && sent_differently.is_empty();
         if same {
-            return;
+            return None;
         }
-        self.changed += 1;
         let fired_a: Vec<&str> = a.rule_ids().collect();
         let fired_b: Vec<&str> = b.rule_ids().collect();
         let only = |x: &[&str], y: &[&str]| -> Vec<String> {
@@ -141,13 +148,48 @@ impl DiffBuilder {
                 .map(|r| (*r).to_owned())
                 .collect()
         };
-        let key = (
-            outcome(&a),
-            outcome(&b),
+        Some(Difference {
+            before: outcome(&a),
+            after: outcome(&b),
             sent_differently,
-            only(&fired_a, &fired_b),
-            only(&fired_b, &fired_a),
-        );
+            rules_before: only(&fired_a, &fired_b),
+            rules_after: only(&fired_b, &fired_a),
+        })
+    }
+}
+
+/// A change, as the groups are keyed.
+type Key = Difference;
+
+/// The alerts of one change: how many, the first few, and where the first was.
+struct Group {
+    count: usize,
+    listed: Vec<ChangedAlert>,
+    first: usize,
+}
+
+impl DiffBuilder {
+    /// Decides one more alert, read from `line` of the input, under both sets.
+    pub fn add(&mut self, old: &RuleSet, new: &RuleSet, alert: &Alert, line: usize) {
+        self.add_from(old, new, alert, None, line);
+    }
+
+    /// [`DiffBuilder::add`] for an alert read from `line` of `file` (a recording of several
+    /// files).
+    pub fn add_from(
+        &mut self,
+        old: &RuleSet,
+        new: &RuleSet,
+        alert: &Alert,
+        file: Option<&str>,
+        line: usize,
+    ) {
+        let i = self.alerts;
+        self.alerts += 1;
+        let Some(key) = Difference::of(old, new, alert) else {
+            return;
+        };
+        self.changed += 1;
         let group = self.groups.entry(key).or_insert(Group {
             count: 0,
             listed: Vec::new(),
@@ -156,6 +198,7 @@ impl DiffBuilder {
         group.count += 1;
         if group.listed.len() < MAX_LISTED {
             group.listed.push(ChangedAlert {
+                file: file.map(str::to_owned),
                 line,
                 source: alert.source().as_str().to_owned(),
                 id: alert.id().map(str::to_owned),
@@ -170,22 +213,20 @@ impl DiffBuilder {
         let mut changes: Vec<(usize, Change)> = self
             .groups
             .into_iter()
-            .map(
-                |((before, after, sent_differently, rules_before, rules_after), g)| {
-                    (
-                        g.first,
-                        Change {
-                            before,
-                            after,
-                            sent_differently,
-                            rules_before,
-                            rules_after,
-                            count: g.count,
-                            alerts: g.listed,
-                        },
-                    )
-                },
-            )
+            .map(|(d, g)| {
+                (
+                    g.first,
+                    Change {
+                        before: d.before,
+                        after: d.after,
+                        sent_differently: d.sent_differently,
+                        rules_before: d.rules_before,
+                        rules_after: d.rules_after,
+                        count: g.count,
+                        alerts: g.listed,
+                    },
+                )
+            })
             .collect();
         changes.sort_by(|(fa, a), (fb, b)| b.count.cmp(&a.count).then(fa.cmp(fb)));
         RulesDiff {
@@ -266,7 +307,10 @@ impl fmt::Display for RulesDiff {
             }
             writeln!(f)?;
             for a in &c.alerts {
-                write!(f, "    line {} ({}", a.line, a.source)?;
+                match &a.file {
+                    Some(file) => write!(f, "    {file}:{} ({}", a.line, a.source)?,
+                    None => write!(f, "    line {} ({}", a.line, a.source)?,
+                }
                 if let Some(id) = &a.id {
                     write!(f, ", @id {id}")?;
                 }

@@ -49,6 +49,7 @@ mod load;
 #[cfg(feature = "lsp")]
 pub mod lsp;
 mod number;
+pub mod recording;
 #[cfg(feature = "reload")]
 pub mod reload;
 #[cfg(feature = "server")]
@@ -65,7 +66,7 @@ pub use check::MAX_SILENCE_CONDITION;
 pub use diagnostic::{
     Code, Diagnostic, Diagnostics, Format, Position, Severity, SourceFile, SourceMap,
 };
-pub use diff::{Change, ChangedAlert, DiffBuilder, MAX_LISTED, RulesDiff};
+pub use diff::{Change, ChangedAlert, DiffBuilder, Difference, MAX_LISTED, RulesDiff};
 #[cfg(feature = "dispatch")]
 pub use dispatch::{
     Backoff, DeadLetter, DispatchError, DispatchErrorKind, Outbox, OutboxView, Router,

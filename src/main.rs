@@ -93,14 +93,16 @@ enum Command {
         old: PathBuf,
         /// The rules folder as it would be.
         new: PathBuf,
-        /// The alerts: one JSON document a line (a sender's payload, as recorded), or `-` for
+        /// The alerts: a file of one JSON document a line (a sender's payload, or a line
+        /// the server recorded), a folder the server records into (`record:`), or `-` for
         /// standard input.
         #[arg(long)]
         alerts: PathBuf,
         /// The sender of every alert; detected from each payload's shape if omitted.
         #[arg(long, value_parser = source_parser())]
         source: Option<Source>,
-        /// Decide as if the alerts arrived at this moment (RFC 3339), for `during`.
+        /// Decide as if the alerts arrived at this moment (RFC 3339), for `during`; recorded
+        /// lines are otherwise decided at the moment they were received, others now.
         #[arg(long)]
         at: Option<jiff::Timestamp>,
         /// How to print the changes.
@@ -129,6 +131,10 @@ enum Command {
         /// Also list the rules that no test makes fire (docs/changing-rules.md).
         #[arg(long)]
         coverage: bool,
+        /// With `--coverage`, also count what real traffic makes fire: a recording (a file
+        /// of one payload a line, or the folder the server records into).
+        #[arg(long, requires = "coverage")]
+        alerts: Option<PathBuf>,
         /// How to print the report: `junit` is JUnit XML for CI systems.
         #[arg(long, value_enum, default_value_t = TestFormat::Text)]
         format: TestFormat,
@@ -628,6 +634,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test {
             dir,
             coverage,
+            alerts,
             format,
         } => {
             let set = match load(&dir, OutputFormat::Text)? {
@@ -636,11 +643,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let report = set.run_tests();
             let uncovered = coverage.then(|| report.uncovered(&set));
+            let traffic = alerts.map(|path| traffic_hits(&set, &path)).transpose()?;
             match format {
                 TestFormat::Text => {
                     out!("{report}");
                     if let Some(u) = &uncovered {
                         out!("{}", coverage_text(set.rule_count(), u));
+                    }
+                    if let Some(t) = &traffic {
+                        out!("{}", t.text(set.rule_count()));
                     }
                 }
                 TestFormat::Json => {
@@ -650,12 +661,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if let Some(u) = &uncovered {
                         v["uncovered"] = serde_json::to_value(u)?;
                     }
+                    if let Some(t) = &traffic {
+                        v["traffic"] = serde_json::to_value(t)?;
+                    }
                     outln!("{v}");
                 }
                 TestFormat::Junit => {
                     out!("{}", report.to_junit(&dir.display().to_string()));
                     if let Some(u) = &uncovered {
                         eprint!("{}", coverage_text(set.rule_count(), u));
+                    }
+                    if let Some(t) = &traffic {
+                        eprint!("{}", t.text(set.rule_count()));
                     }
                 }
             }
@@ -714,61 +731,93 @@ fn coverage_text(rules: usize, uncovered: &[switchyard::RuleInfo]) -> String {
     out
 }
 
-/// `diff`: decides the alerts of a recording, one JSON document a line, under both rule
-/// sets as they are read (a recording of any length is read in constant memory; a line is
-/// at most [`MAX_ALERT_BYTES`]).
+/// `test --coverage --alerts`: what a recording of real traffic makes fire.
+#[derive(serde::Serialize)]
+struct Traffic {
+    /// How many alerts the recording holds.
+    alerts: usize,
+    /// How many alerts each rule fired for, by name or `file:line`, in file order (rules
+    /// that fired for none included, with 0).
+    hits: Vec<(String, usize)>,
+    /// Lines that are not alerts, skipped (a line the server was writing when read).
+    skipped: usize,
+}
+
+impl Traffic {
+    fn text(&self, rules: usize) -> String {
+        let unhit: Vec<&str> = self
+            .hits
+            .iter()
+            .filter(|(_, n)| *n == 0)
+            .map(|(r, _)| r.as_str())
+            .collect();
+        let mut out = format!(
+            "traffic: {} of {rules} rules fire for the {} recorded alert{}\n",
+            rules - unhit.len(),
+            self.alerts,
+            if self.alerts == 1 { "" } else { "s" }
+        );
+        for r in unhit {
+            out.push_str(&format!("  no recorded alert fires: {r}\n"));
+        }
+        if self.skipped > 0 {
+            out.push_str(&format!("  {} line(s) skipped: not alerts\n", self.skipped));
+        }
+        out
+    }
+}
+
+/// Decides every alert of a recording with `set` and counts what each rule fired for.
+fn traffic_hits(set: &RuleSet, path: &Path) -> anyhow::Result<Traffic> {
+    let ids: Vec<String> = set.rules().map(|r| r.name.unwrap_or(r.location)).collect();
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let (mut alerts, mut skipped) = (0, 0);
+    switchyard::recording::read(path, None, None, |_, _, read| {
+        let Ok(list) = read else {
+            skipped += 1;
+            return Ok(());
+        };
+        for alert in &list {
+            alerts += 1;
+            for id in set.evaluate(alert).rule_ids() {
+                *counts.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        Ok(())
+    })?;
+    let hits = ids
+        .into_iter()
+        .map(|id| {
+            let n = counts.get(&id).copied().unwrap_or(0);
+            (id, n)
+        })
+        .collect();
+    Ok(Traffic {
+        alerts,
+        hits,
+        skipped,
+    })
+}
+
+/// Folds every alert of the recording at `path` (a file of one payload a line, a folder
+/// the server recorded into, or `-`) into a diff; a line that is not an alert stops it with
+/// its `file:line`.
 fn diff_recorded(
-    file: &Path,
+    path: &Path,
     source: Option<Source>,
     at: Option<jiff::Timestamp>,
     old: &RuleSet,
     new: &RuleSet,
 ) -> anyhow::Result<switchyard::RulesDiff> {
-    use std::io::BufRead as _;
-    let input: Box<dyn std::io::Read> = if file == Path::new("-") {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(
-            std::fs::File::open(file)
-                .with_context(|| format!("cannot read `{}`", file.display()))?,
-        )
-    };
-    let mut input = std::io::BufReader::new(input);
-    let at = at.unwrap_or_else(jiff::Timestamp::now);
     let mut diff = switchyard::DiffBuilder::default();
-    let mut line = Vec::new();
-    for number in 1.. {
-        line.clear();
-        let n = (&mut input)
-            .take(MAX_ALERT_BYTES + 1)
-            .read_until(b'\n', &mut line)
-            .with_context(|| format!("cannot read `{}`", file.display()))?;
-        if n == 0 {
-            break;
+    let several = path.is_dir();
+    switchyard::recording::read(path, source, at, |file, number, alerts| {
+        let name = several.then(|| file.file_name().unwrap_or_default().to_string_lossy());
+        for alert in &alerts? {
+            diff.add_from(old, new, alert, name.as_deref(), number);
         }
-        if n as u64 > MAX_ALERT_BYTES {
-            anyhow::bail!(
-                "{}:{number}: a line is larger than {} MiB; write one alert a line",
-                file.display(),
-                MAX_ALERT_BYTES >> 20
-            );
-        }
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
-        let doc: serde_json::Value = serde_json::from_slice(&line).with_context(|| {
-            format!(
-                "{}:{number}: not a JSON document (write one alert a line)",
-                file.display()
-            )
-        })?;
-        let alerts = switchyard::adapt_json_at(source, doc, at)
-            .map_err(anyhow::Error::new)
-            .with_context(|| format!("{}:{number}: not an alert", file.display()))?;
-        for alert in &alerts {
-            diff.add(old, new, alert, number);
-        }
-    }
+        Ok(())
+    })?;
     Ok(diff.finish())
 }
 

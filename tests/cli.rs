@@ -873,3 +873,56 @@ fn test_lists_what_no_test_exercises_and_writes_junit() {
         "the trace is in the failure: {xml}"
     );
 }
+
+#[test]
+fn test_coverage_counts_what_recorded_traffic_makes_fire() {
+    let dir = TempDir::new("traffic");
+    dir.write(
+        "a.rules",
+        "target pager { url = \"https://example.test/p\" }\n\
+         rule \"high\" when sev == \"high\" -> post pager\n\
+         rule \"low\" when sev == \"low\" -> post pager\n\
+         rule \"never\" when sev == \"never\" -> post pager\n",
+    );
+    let recorded = dir.0.join("recorded");
+    std::fs::create_dir_all(&recorded).unwrap();
+    // The server's line format, a plain payload, and a torn last line (skipped, counted).
+    std::fs::write(
+        recorded.join("recorded-0000000001.jsonl"),
+        "{\"@recorded\":{\"source\":\"generic\",\"at\":\"2026-11-30T10:00:00Z\"},\"payload\":{\"sev\":\"high\"}}\n\
+         {\"sev\": \"high\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        recorded.join("recorded-0000000002.jsonl"),
+        "{\"sev\": \"low\"}\n{\"sev\": \"lo",
+    )
+    .unwrap();
+    let folder = dir.0.to_str().unwrap();
+    let alerts = recorded.to_str().unwrap();
+
+    let out = run(&["test", folder, "--coverage", "--alerts", alerts]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("traffic: 2 of 3 rules fire for the 3 recorded alerts\n  no recorded alert fires: never\n  1 line(s) skipped: not alerts\n"),
+        "{text}"
+    );
+    let out = run(&[
+        "test",
+        folder,
+        "--coverage",
+        "--alerts",
+        alerts,
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        report["traffic"],
+        serde_json::json!({"alerts": 3, "hits": [["high", 2], ["low", 1], ["never", 0]], "skipped": 1})
+    );
+    // `--alerts` needs `--coverage`.
+    let out = run(&["test", folder, "--alerts", alerts]);
+    assert_eq!(out.status.code(), Some(2));
+}

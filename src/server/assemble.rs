@@ -145,10 +145,16 @@ impl Server {
                 auth,
             )
             .with_admin(admin)
-            .with_console(&console),
+            .with_console(&console)
+            .with_reload_policy(cfg.reload.policy())
+            .with_recording(&cfg.record, &cfg.data)
+            .map_err(ServeError::Config)?
+            .with_shadow(cfg.shadow_rules.as_deref())
+            .map_err(ServeError::Config)?,
         );
         state.note_loaded(&router.rules());
         let _watcher = watch(&state);
+        let _shadow_watcher = state.watch_shadow();
         let sighup = on_sighup(&state);
         tracing::info!(listen = %addr, rules = %cfg.rules.display(), data = %cfg.data.display(), "switchyard is listening");
         listening(addr);
@@ -194,6 +200,7 @@ fn on_sighup(state: &Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
         Ok(mut hup) => Some(tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 state.reload_now("sighup").await;
+                state.reload_shadow().await;
             }
         })),
         Err(e) => {

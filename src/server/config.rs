@@ -41,6 +41,13 @@ pub struct Config {
     pub state: StateConfig,
     /// The web console at `/ui` (docs/console.md).
     pub console: ConsoleConfig,
+    /// What a reload asks of a changed rules folder (docs/changing-rules.md).
+    pub reload: ReloadConfig,
+    /// Recording a sample of live traffic on disk (docs/changing-rules.md).
+    pub record: super::record::RecordConfig,
+    /// A second rules folder evaluated beside the live one on every alert, delivering
+    /// nothing: its disagreements are counted and shown (docs/changing-rules.md).
+    pub shadow_rules: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -58,6 +65,30 @@ impl Default for Config {
             delivery: Delivery::default(),
             state: StateConfig::default(),
             console: ConsoleConfig::default(),
+            reload: ReloadConfig::default(),
+            record: super::record::RecordConfig::default(),
+            shadow_rules: None,
+        }
+    }
+}
+
+/// `reload:`: what a changed rules folder must pass before it is used.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// A folder whose `test` blocks fail is refused like one with errors (false).
+    pub require_tests: bool,
+    /// `whole` (an error anywhere keeps the running set) or `per_file` (a file with
+    /// errors keeps its last good version; the other files' edits apply).
+    pub isolation: crate::reload::Isolation,
+}
+
+impl ReloadConfig {
+    /// As the reloader takes it.
+    pub fn policy(&self) -> crate::reload::Policy {
+        crate::reload::Policy {
+            require_tests: self.require_tests,
+            isolation: self.isolation,
         }
     }
 }
@@ -365,6 +396,11 @@ impl ConfigError {
             kind,
             failed: crate::error::Failed::caused(what, source),
         }
+    }
+
+    /// A setting that cannot be used, with what to fix.
+    pub(crate) fn invalid(what: impl Into<String>) -> ConfigError {
+        ConfigError::new(ConfigErrorKind::Invalid, what)
     }
 
     /// What kind of failure this is.

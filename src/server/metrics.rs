@@ -34,8 +34,8 @@ struct SourceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RuleLabel {
-    rule: String,
+pub(crate) struct RuleLabel {
+    pub(crate) rule: String,
 }
 
 /// The server's metrics, registered with the router's in one registry.
@@ -224,6 +224,41 @@ impl ServerMetrics {
                 hash: format!("{:016x}", set.content_hash()),
             })
             .set(1);
+    }
+
+    /// The recording's counters (`record:` on).
+    pub(crate) fn recording(&mut self, stats: &super::record::RecordStats) {
+        let sub = self.registry.sub_registry_with_prefix("switchyard");
+        sub.register(
+            "recorded_requests",
+            "Accepted requests written to the recording",
+            stats.written.clone(),
+        );
+        sub.register(
+            "recorded_dropped",
+            "Requests the recording kept but could not write: its queue full, a line larger than a file, a write failed (ingest is not affected)",
+            stats.dropped.clone(),
+        );
+        sub.register(
+            "recorded_redacted",
+            "Secrets replaced before a recorded line was written",
+            stats.redacted.clone(),
+        );
+    }
+
+    /// The shadow rules' counters (`shadow_rules:` set).
+    pub(crate) fn shadow(&mut self, shadow: &super::shadow::Shadow) {
+        let sub = self.registry.sub_registry_with_prefix("switchyard");
+        sub.register(
+            "shadow_alerts",
+            "Alerts decided by the shadow rules beside the live ones",
+            shadow.alerts_total.clone(),
+        );
+        sub.register(
+            "shadow_disagreements",
+            "Alerts the shadow rules decide differently from the live ones, by the rule that fires under one set only (or, sending differently, the shadow rule that fired)",
+            shadow.disagreements_total.clone(),
+        );
     }
 
     /// Every metric, in the OpenMetrics text format.

@@ -24,7 +24,9 @@ mod error;
 mod metrics;
 mod receive;
 mod recent;
+mod record;
 mod run;
+mod shadow;
 mod silences;
 
 use std::path::PathBuf;
@@ -48,11 +50,12 @@ pub use assemble::{ServeError, Server, shutdown_signal};
 pub use auth::{AdminAuth, Credential, IngestAuth, Secret};
 pub use config::{
     Admin, Config, ConfigError, ConfigErrorKind, ConsoleConfig, DEFAULT_LISTEN, Limits, LogFormat,
-    Logging,
+    Logging, ReloadConfig,
 };
 pub use error::ApiError;
 use metrics::ServerMetrics;
 pub use receive::{MAX_RECEIVE_BYTES, receive};
+pub use record::RecordConfig;
 pub use run::serve;
 
 /// What the service needs: the router (rules and delivery), limits, credentials.
@@ -64,8 +67,12 @@ pub struct AppState {
     auth: IngestAuth,
     ready: AtomicBool,
     metrics: ServerMetrics,
-    /// The rejected reload's diagnostics: as JSON, and rendered as in a terminal.
+    /// The rejected reload's diagnostics (or failed tests): as JSON, and rendered as in a
+    /// terminal.
     rejected_reload: std::sync::Mutex<Option<(Value, String)>>,
+    /// `isolation: per_file`: the files running on a last good version (or left out), each
+    /// with when it was first held (ms since the epoch).
+    held: std::sync::Mutex<Vec<(u64, crate::reload::HeldFile)>>,
     admin: AdminAuth,
     /// When the set in use was loaded, in ms since the epoch.
     loaded_at_ms: std::sync::atomic::AtomicU64,
@@ -78,6 +85,12 @@ pub struct AppState {
     permits: tokio::sync::Semaphore,
     /// Bytes of request bodies held, all requests together ([`Limits::body_memory_mb`]).
     body_budget: tokio::sync::Semaphore,
+    /// The recording of accepted requests (`record:`), when on.
+    recorder: Option<record::Recorder>,
+    /// The shadow rules (`shadow_rules:`), when set.
+    shadow: Option<Arc<shadow::Shadow>>,
+    /// Dry-run reloads run one at a time.
+    dry_runs: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -90,29 +103,86 @@ impl AppState {
     ) -> AppState {
         let permits = tokio::sync::Semaphore::new(limits_permits(&limits));
         let body_budget = tokio::sync::Semaphore::new(limits.body_budget_bytes());
-        let router_hash = router.rules().content_hash();
         let metrics = ServerMetrics::new(&router);
+        let rules_folder = rules_dir.map(|dir| Arc::new(RulesFolder::of_set(dir, &router.rules())));
         AppState {
             router,
-            rules_folder: rules_dir.map(|dir| Arc::new(RulesFolder::new(dir, router_hash))),
+            rules_folder,
             limits,
             auth,
             admin: AdminAuth::none(),
             ready: AtomicBool::new(true),
             metrics,
             rejected_reload: std::sync::Mutex::new(None),
+            held: std::sync::Mutex::new(Vec::new()),
             loaded_at_ms: std::sync::atomic::AtomicU64::new(crate::dispatch::now_ms()),
             console_enabled: ConsoleConfig::default().enabled,
             recent: recent::Recent::new(ConsoleConfig::default().recent),
             rates: console::Rates::new(),
             permits,
             body_budget,
+            recorder: None,
+            shadow: None,
+            dry_runs: tokio::sync::Semaphore::new(1),
         }
+    }
+
+    /// Decides every accepted alert with the rules folder `dir` too, delivering nothing,
+    /// and keeps their disagreements (`GET /api/shadow`). The folder is watched by the
+    /// caller ([`AppState::watch_shadow`]).
+    pub fn with_shadow(mut self, dir: Option<&std::path::Path>) -> Result<AppState, ConfigError> {
+        if let Some(dir) = dir {
+            let shadow = shadow::Shadow::load(dir.to_owned()).map_err(ConfigError::invalid)?;
+            self.metrics.shadow(&shadow);
+            self.shadow = Some(Arc::new(shadow));
+        }
+        Ok(self)
+    }
+
+    /// Reloads the shadow rules folder now, if there is one (SIGHUP).
+    pub async fn reload_shadow(&self) {
+        if let Some(shadow) = self.shadow.clone() {
+            let _ = tokio::task::spawn_blocking(move || shadow.reload_now()).await;
+        }
+    }
+
+    /// Watches the shadow rules folder, if there is one; dropping the result stops it.
+    pub fn watch_shadow(&self) -> Option<crate::reload::Reloader> {
+        self.shadow.as_ref().and_then(shadow::Shadow::watch)
+    }
+
+    /// Records a sample of accepted requests as `record` says (none when it is off);
+    /// `data` is the data directory the recording's folder defaults to. An error names the
+    /// setting and the fix.
+    pub fn with_recording(
+        mut self,
+        record: &RecordConfig,
+        data: &std::path::Path,
+    ) -> Result<AppState, ConfigError> {
+        if record.enabled {
+            let recorder = record::Recorder::start(record, record.folder(data))
+                .map_err(ConfigError::invalid)?;
+            self.metrics.recording(&recorder.stats);
+            self.recorder = Some(recorder);
+        }
+        Ok(self)
     }
 
     /// Marks the service ready or not (`GET /readyz`, and ingest answers 503 when not).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Reloads follow `policy` (tests required, per-file isolation; see
+    /// [`crate::reload::Policy`]).
+    pub fn with_reload_policy(mut self, policy: crate::reload::Policy) -> AppState {
+        if let Some(folder) = &self.rules_folder {
+            let dir = folder.dir().to_owned();
+            self.rules_folder = Some(Arc::new(
+                RulesFolder::of_set(dir, &self.router.rules()).with_policy(policy),
+            ));
+        }
+        self
     }
 
     /// Guards the operator endpoints with `admin` (see [`AdminAuth`]).
@@ -218,9 +288,25 @@ impl AppState {
         self.metrics.reload_succeeded();
         self.loaded_at_ms
             .store(crate::dispatch::now_ms(), Ordering::Relaxed);
+        let held = self.held_report();
         if let Ok(mut r) = self.rejected_reload.lock() {
-            *r = None;
+            *r = held;
         }
+    }
+
+    /// The diagnostics of the files held at a last good version, as a rejected reload's
+    /// are kept: the folder holds their errors still. `None` when no file is held.
+    fn held_report(&self) -> Option<(Value, String)> {
+        let held = self.held.lock().ok()?;
+        if held.is_empty() {
+            return None;
+        }
+        let shown = held.iter().map(|(_, f)| f.to_json()).collect();
+        let text = held
+            .iter()
+            .map(|(_, f)| f.diagnostics.render(crate::Format::Text))
+            .collect();
+        Some((Value::Array(shown), text))
     }
 
     /// Records the set in use (at start and after each reload) in the metrics.
@@ -239,40 +325,37 @@ impl AppState {
     ) -> (StatusCode, Value) {
         use crate::reload::Outcome;
         match outcome {
-            Outcome::Loaded(set) => {
-                let summary = rules_summary(&set);
-                let memory = set.memory_changes(&self.router.rules());
-                self.note_loaded(&set);
-                tracing::info!(trigger, rules = set.rule_count(), targets = set.targets().len(), hash = %format!("{:016x}", set.content_hash()), "rules reloaded");
-                if !memory.fresh.is_empty() {
-                    tracing::info!(trigger, rules = ?memory.fresh, "rules whose clauses are new or changed start with no state");
+            Outcome::Loaded(set) => self.swap(set, Vec::new(), trigger),
+            Outcome::Partial(set, held) => self.swap(set, held, trigger),
+            Outcome::TestsFailed(report) => {
+                tracing::warn!(
+                    trigger,
+                    failed = report.failed(),
+                    "reload refused: the new rules' tests fail (reload.require_tests); the running rules stay:\n{report}"
+                );
+                let tests = tests_json(&report);
+                if let Ok(mut r) = self.rejected_reload.lock() {
+                    *r = Some((tests.clone(), report.to_string()));
                 }
-                self.router.set_rules(set);
-                self.metrics.reload("loaded");
+                self.metrics.reload_failed();
+                self.metrics.reload("tests_failed");
                 (
-                    StatusCode::OK,
-                    json!({"status": "reloaded", "rules": summary, "state": memory}),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"status": "tests_failed", "message": "the new rules' tests fail (reload.require_tests); the running rules stay", "tests": tests}),
                 )
             }
             Outcome::Rejected(e) => {
-                let diagnostics = e
-                    .diagnostics()
-                    .map(crate::Diagnostics::to_json)
-                    .unwrap_or_else(|| json!([{"message": e.to_string()}]));
+                let (diagnostics, text) = rejected_diagnostics(&e);
                 match e.diagnostics() {
                     Some(d) => tracing::warn!(
                         trigger,
                         errors = d.error_count(),
-                        "reload rejected; the running rules stay:\n{}",
-                        d.render(crate::Format::Text)
+                        "reload rejected; the running rules stay:\n{text}"
                     ),
                     None => {
                         tracing::warn!(trigger, error = %e, "reload rejected; the running rules stay")
                     }
                 }
-                let text = e
-                    .diagnostics()
-                    .map_or_else(|| e.to_string(), |d| d.render(crate::Format::Text));
                 if let Ok(mut r) = self.rejected_reload.lock() {
                     *r = Some((diagnostics.clone(), text));
                 }
@@ -310,6 +393,206 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Swaps `set` in (a reload's new set; `held`: its files on a last good version) and
+    /// answers as a reload does.
+    fn swap(
+        &self,
+        set: RuleSet,
+        held: Vec<crate::reload::HeldFile>,
+        trigger: &str,
+    ) -> (StatusCode, Value) {
+        let summary = rules_summary(&set);
+        let memory = set.memory_changes(&self.router.rules());
+        self.note_loaded(&set);
+        tracing::info!(trigger, rules = set.rule_count(), targets = set.targets().len(), hash = %format!("{:016x}", set.content_hash()), "rules reloaded");
+        if !memory.fresh.is_empty() {
+            tracing::info!(trigger, rules = ?memory.fresh, "rules whose clauses are new or changed start with no state");
+        }
+        self.router.set_rules(set);
+        let shown: Vec<Value> = held.iter().map(crate::reload::HeldFile::to_json).collect();
+        if held.is_empty() {
+            self.metrics.reload("loaded");
+        } else {
+            for h in &held {
+                tracing::warn!(
+                    trigger,
+                    file = %h.file,
+                    running = if h.last_good { "last_good" } else { "left_out" },
+                    depends_on = ?h.depends_on,
+                    used_by = ?h.used_by,
+                    "a rules file has errors and keeps its last good version; the other files' edits apply:\n{}",
+                    h.diagnostics.render(crate::Format::Text)
+                );
+            }
+            self.metrics.reload("partial");
+        }
+        let now = crate::dispatch::now_ms();
+        if let Ok(mut h) = self.held.lock() {
+            let before = std::mem::take(&mut *h);
+            *h = held
+                .into_iter()
+                .map(|file| {
+                    let since = before
+                        .iter()
+                        .find(|(_, f)| f.file == file.file)
+                        .map_or(now, |(since, _)| *since);
+                    (since, file)
+                })
+                .collect();
+        }
+        let held = self.held_report();
+        if let Ok(mut r) = self.rejected_reload.lock() {
+            *r = held;
+        }
+        let status = if shown.is_empty() {
+            "reloaded"
+        } else {
+            "partial"
+        };
+        (
+            StatusCode::OK,
+            json!({"status": status, "rules": summary, "state": memory, "last_good": shown}),
+        )
+    }
+
+    /// The files running on a last good version, as `GET /api/rules` shows them.
+    fn held_json(&self) -> Vec<Value> {
+        self.held
+            .lock()
+            .map(|h| {
+                h.iter()
+                    .map(|(since, f)| {
+                        let mut v = f.to_json();
+                        v["since_ms"] = json!(since);
+                        v
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl AppState {
+    /// What reloading the folder now would do, changing nothing: `None` when the service
+    /// has no rules folder.
+    async fn dry_run(&self, files: Option<Vec<(String, Vec<u8>)>>) -> Option<(StatusCode, Value)> {
+        use crate::reload::Outcome;
+        let folder = self.rules_folder.clone()?;
+        // One at a time: each may hold a whole candidate folder and read the recording.
+        let Ok(_one) = self.dry_runs.acquire().await else {
+            return Some((
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "stopping", "dry_run": true, "message": "shutting down"}),
+            ));
+        };
+        let live = self.router.rules();
+        let recording = self.recorder.as_ref().map(|r| r.dir().to_owned());
+        let work = move || -> (StatusCode, Value) {
+            let candidate = match files {
+                Some(files) => folder.candidate_of(files),
+                None => folder.candidate(),
+            };
+            let (set, held) = match candidate {
+                Outcome::Loaded(set) => (set, Vec::new()),
+                Outcome::Partial(set, held) => (set, held),
+                Outcome::Rejected(e) => {
+                    let (diagnostics, _) = rejected_diagnostics(&e);
+                    return (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        json!({"status": "rejected", "dry_run": true, "message": "the folder has errors: a reload would keep the running rules", "diagnostics": diagnostics}),
+                    );
+                }
+                Outcome::TestsFailed(report) => {
+                    return (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        json!({"status": "tests_failed", "dry_run": true, "message": "the folder's tests fail (reload.require_tests): a reload would keep the running rules", "tests": tests_json(&report)}),
+                    );
+                }
+                Outcome::Unchanged | Outcome::WatchError(_) => {
+                    return (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"status": "reload_error", "dry_run": true, "message": "the dry run could not read the folder"}),
+                    );
+                }
+            };
+            let mut answer = json!({
+                "status": "dry_run",
+                "would": if held.is_empty() { "reload" } else { "partial" },
+                "unchanged": set.content_hash() == live.content_hash(),
+                "rules": rules_summary(&set),
+                "state": set.memory_changes(&live),
+                "last_good": held.iter().map(crate::reload::HeldFile::to_json).collect::<Vec<_>>(),
+                "recorded": Value::Null,
+                "diff": Value::Null,
+            });
+            match recording {
+                Some(dir) => {
+                    let mut diff = crate::DiffBuilder::default();
+                    let mut skipped = 0usize;
+                    let read = crate::recording::read(&dir, None, None, |file, line, alerts| {
+                        let Ok(alerts) = alerts else {
+                            // A line being written as it was read, or a sender's payload
+                            // this version no longer reads: not a reason to refuse.
+                            skipped += 1;
+                            return Ok(());
+                        };
+                        let name = file.file_name().map(|n| n.to_string_lossy());
+                        for alert in &alerts {
+                            diff.add_from(&live, &set, alert, name.as_deref(), line);
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = read {
+                        return (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            json!({"status": "reload_error", "dry_run": true, "message": format!("the recording cannot be read: {e}")}),
+                        );
+                    }
+                    let diff = diff.finish();
+                    answer["recorded"] = json!({"dir": dir.display().to_string(), "alerts": diff.alerts, "skipped_lines": skipped});
+                    answer["diff"] = serde_json::to_value(&diff).unwrap_or(Value::Null);
+                }
+                None => {
+                    answer["message"] = json!(
+                        "no recorded traffic to diff against: turn on `record:` in the config (docs/changing-rules.md)"
+                    );
+                }
+            }
+            (StatusCode::OK, answer)
+        };
+        Some(
+            tokio::task::spawn_blocking(work)
+                .await
+                .unwrap_or_else(|_| {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"status": "reload_error", "dry_run": true, "message": "the dry run failed unexpectedly"}),
+                    )
+                }),
+        )
+    }
+}
+
+/// A rejected folder's diagnostics: as JSON, and rendered as in a terminal.
+fn rejected_diagnostics(e: &crate::Error) -> (Value, String) {
+    match e.diagnostics() {
+        Some(d) => (d.to_json(), d.render(crate::Format::Text)),
+        None => (json!([{"message": e.to_string()}]), e.to_string()),
+    }
+}
+
+/// A test report as a refused reload shows it: counts, and each failing test.
+fn tests_json(report: &crate::TestReport) -> Value {
+    let failing: Vec<Value> = report
+        .tests
+        .iter()
+        .filter(|t| !t.failures.is_empty())
+        .map(|t| json!({"name": t.name, "location": t.location, "failures": t.failures, "trace": t.trace}))
+        .collect();
+    json!({"passed": report.passed(), "failed": report.failed(), "failing": failing})
+}
+
 /// Handling slots: `limits.max_concurrent_requests`, within what a semaphore can hold.
 fn limits_permits(l: &Limits) -> usize {
     l.max_concurrent_requests
@@ -323,6 +606,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/api/explain", post(explain))
         .route("/api/rules", get(rules))
+        .route("/api/shadow", get(shadow_report))
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/state", get(state_entries))
         .route("/api/dead-letters/{id}/retry", post(retry_dead_letter))
@@ -511,6 +795,17 @@ async fn accept(
     }
     s.recent
         .record(alerts, &submitted, rules_hash, &incoming.body);
+    if let Some(shadow) = &s.shadow {
+        shadow.observe(&s.router.rules(), alerts);
+    }
+    if let (Some(recorder), Some(first)) = (&s.recorder, alerts.first()) {
+        recorder.offer(
+            &incoming.body.bytes,
+            incoming.body.content_type.as_ref(),
+            incoming.body.named.unwrap_or(first.source()),
+            first.received_at(),
+        );
+    }
     let per_alert: Vec<AcceptedAlert> = alerts
         .iter()
         .zip(submitted)
@@ -912,12 +1207,96 @@ async fn rules(State(s): State<Arc<AppState>>) -> Json<Value> {
         .ok()
         .and_then(|r| r.as_ref().map(|(json, _)| json.clone()));
     v["rejected_reload"] = rejected.unwrap_or(Value::Null);
+    v["last_good"] = Value::Array(s.held_json());
     Json(v)
 }
 
-/// `POST /-/reload`: reloads the folder now, through the one reload every trigger uses.
-async fn reload(State(s): State<Arc<AppState>>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (status, body) = s.reload_now("http").await.ok_or_else(|| {
+/// The candidate folder a dry run may be sent: `{"files": {"name.rules": "text", ...}}`,
+/// every file of the folder (an empty body: the rules folder as it is on disk).
+async fn candidate_files(body: Body) -> Result<Option<Vec<(String, Vec<u8>)>>, ApiError> {
+    // The most a folder may hold, and room for JSON's quoting.
+    let limit = crate::MAX_TOTAL_BYTES + (crate::MAX_TOTAL_BYTES >> 2);
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "a candidate folder is at most {} MiB of rules",
+                crate::MAX_TOTAL_BYTES >> 20
+            ),
+        )
+    })?;
+    if bytes.trim_ascii().is_empty() {
+        return Ok(None);
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Candidate {
+        files: std::collections::BTreeMap<String, String>,
+    }
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_candidate", message);
+    let candidate: Candidate = serde_json::from_slice(&bytes).map_err(|e| {
+        bad(format!(
+            "the body is not a candidate folder: {e}; send {{\"files\": {{\"name.rules\": \"text\", ...}}}} with every file of the folder, or no body for the folder on disk"
+        ))
+    })?;
+    if candidate.files.len() > crate::MAX_FILES {
+        return Err(bad(format!(
+            "the candidate folder has more than {} files",
+            crate::MAX_FILES
+        )));
+    }
+    for name in candidate.files.keys() {
+        let plain =
+            !name.starts_with('.') && name.ends_with(".rules") && !name.contains(['/', '\\', '\0']);
+        if !plain {
+            return Err(bad(format!(
+                "`{name}` is not a rules file's name: a name in the folder (no path), not hidden, ending in `.rules`"
+            )));
+        }
+    }
+    Ok(Some(
+        candidate
+            .files
+            .into_iter()
+            .map(|(name, text)| (name, text.into_bytes()))
+            .collect(),
+    ))
+}
+
+/// `GET /api/shadow`: the shadow rules and their disagreements with the live ones.
+async fn shadow_report(State(s): State<Arc<AppState>>) -> Json<Value> {
+    Json(match &s.shadow {
+        Some(shadow) => shadow.to_json(),
+        None => {
+            json!({"enabled": false, "message": "no shadow rules: set shadow_rules in the config to a candidate rules folder (docs/changing-rules.md)"})
+        }
+    })
+}
+
+/// `?dry_run=true` of `POST /-/reload`.
+#[derive(Deserialize)]
+struct ReloadQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /-/reload`: reloads the folder now, through the one reload every trigger uses;
+/// with `?dry_run=true`, answers what the reload would do instead (the candidate checked
+/// under the reload policy, and its decisions diffed against the live set's over the
+/// recorded traffic), changing nothing.
+async fn reload(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<ReloadQuery>,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let answer = if q.dry_run {
+        let files = candidate_files(body).await?;
+        s.dry_run(files).await
+    } else {
+        s.reload_now("http").await
+    };
+    let (status, body) = answer.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "no_rules_dir",
