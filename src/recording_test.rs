@@ -144,3 +144,61 @@ fn a_folder_is_read_in_the_order_written_and_long_lines_are_skipped_not_held() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_payload_is_written_as_it_came_only_when_it_holds_nothing_to_redact() {
+    let plain = br#"{"alertId":"a1","status":"ALARM","labels":{"team":"db"},"n":[1,2.5,null]}"#;
+    let fast = line_from_json(Source::Yandex, at(), plain).unwrap_or_default();
+    let careful = line(
+        Source::Yandex,
+        at(),
+        serde_json::from_slice(plain).unwrap_or_default(),
+    );
+    let parsed = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_default();
+    assert_eq!(parsed(&fast), parsed(&careful));
+    // Everything the careful way would redact sends the payload the careful way.
+    for raw in [
+        r#"{"p_a-s.sword": "x"}"#,
+        r#"{"API KEY": "x"}"#,
+        r#"{"h": "bearer abc"}"#,
+        r#"{"h": "Basic abc"}"#,
+        r#"{"u": "https://u:p@h/"}"#,
+        r#"{"\u0070assword": "x"}"#,
+        "{\"a\":\n1}",
+        r#"{"SessionID": 1}"#,
+    ] {
+        assert_eq!(
+            line_from_json(Source::Generic, at(), raw.as_bytes()),
+            None,
+            "{raw}"
+        );
+    }
+}
+
+#[test]
+fn whatever_the_fast_way_writes_holds_nothing_the_careful_way_would_redact() {
+    // Keys and values built from pieces of secret words, separators and escapes.
+    let pieces = [
+        "pass", "word", "tok", "en", "_", "-", ".", " ", "sig", "nature", "api", "key", "x",
+        "Bearer ", "@", "cookie", "se", "cret", "ID",
+    ];
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) as usize
+    };
+    for _ in 0..5_000 {
+        let mut word = || {
+            let n = 1 + next() % 4;
+            (0..n)
+                .map(|_| pieces[next() % pieces.len()])
+                .collect::<String>()
+        };
+        let payload = serde_json::json!({ word(): word(), "nested": { word(): [word()] } });
+        let raw = payload.to_string();
+        if line_from_json(Source::Generic, at(), raw.as_bytes()).is_some() {
+            let mut v = payload.clone();
+            assert_eq!(redact(&mut v), 0, "{raw}");
+        }
+    }
+}

@@ -191,9 +191,16 @@ impl RulesFolder {
         }
     }
 
-    /// Reloads under `policy` (tests required, per-file isolation).
+    /// Reloads under `policy` (tests required, per-file isolation). The last good
+    /// versions are kept only for `isolation: per_file`, which uses them.
     pub fn with_policy(mut self, policy: Policy) -> RulesFolder {
         self.policy = policy;
+        if policy.isolation == Isolation::Whole {
+            self.loaded
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .good = None;
+        }
         self
     }
 
@@ -262,7 +269,7 @@ impl RulesFolder {
         let (outcome, good) = self.build(files, loaded.good.as_ref());
         if matches!(outcome, Outcome::Loaded(_) | Outcome::Partial(..)) {
             loaded.hash = hash;
-            if loaded.good.is_some() {
+            if good.is_some() {
                 loaded.good = good;
             }
         }
@@ -289,15 +296,19 @@ impl RulesFolder {
             }
             next
         };
+        let (Isolation::PerFile, Some(good)) = (self.policy.isolation, good) else {
+            // Nothing to hold files at: the folder loads whole, or not at all.
+            return match crate::Loader::new().load_files(&self.dir, files) {
+                Ok(set) => (self.tested(set, Vec::new()), None),
+                Err(e) => (Outcome::Rejected(e), None),
+            };
+        };
         let first = match crate::Loader::new().load_files(&self.dir, files.clone()) {
             Ok(set) => {
                 let next = now_good(&files, &[]);
                 return (self.tested(set, Vec::new()), Some(next));
             }
             Err(e) => e,
-        };
-        let (Isolation::PerFile, Some(good)) = (self.policy.isolation, good) else {
-            return (Outcome::Rejected(first), None);
         };
         match isolate(&self.dir, &files, good, &first) {
             Some((set, held)) => {

@@ -1063,29 +1063,7 @@ async fn read_body<'a>(
 /// JSON, or form-encoded (Alibaba CloudMonitor); the content type decides, and a body
 /// without one is read as JSON if it looks like JSON, else as a form.
 fn parse_payload(content_type: Option<&HeaderValue>, bytes: &[u8]) -> Result<Value, ApiError> {
-    let ct = content_type
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    let trimmed = bytes.trim_ascii_start();
-    let form = match mime {
-        "application/x-www-form-urlencoded" => true,
-        "application/json" | "text/json" => false,
-        m if m.ends_with("+json") => false,
-        "" | "text/plain" | "application/octet-stream" => {
-            !(trimmed.starts_with(b"{") || trimmed.starts_with(b"["))
-        }
-        other => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!(
-                    "content type `{other}` is not accepted; send application/json or application/x-www-form-urlencoded"
-                ),
-            ));
-        }
-    };
+    let form = is_form(content_type, bytes)?;
     if form {
         if std::str::from_utf8(bytes).is_err() {
             return Err(ApiError::new(
@@ -1102,6 +1080,35 @@ fn parse_payload(content_type: Option<&HeaderValue>, bytes: &[u8]) -> Result<Val
             "malformed",
             format!("the body is not valid JSON: {e}"),
         )
+    })
+}
+
+/// Whether a body is form-encoded rather than JSON: its content type says, and a body
+/// without one (or `text/plain`) is JSON when it starts with `{` or `[`. Any other
+/// content type is refused (415).
+fn is_form(content_type: Option<&HeaderValue>, bytes: &[u8]) -> Result<bool, ApiError> {
+    let ct = content_type
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    let trimmed = bytes.trim_ascii_start();
+    Ok(match mime {
+        "application/x-www-form-urlencoded" => true,
+        "application/json" | "text/json" => false,
+        m if m.ends_with("+json") => false,
+        "" | "text/plain" | "application/octet-stream" => {
+            !(trimmed.starts_with(b"{") || trimmed.starts_with(b"["))
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "content type `{other}` is not accepted; send application/json or application/x-www-form-urlencoded"
+                ),
+            ));
+        }
     })
 }
 

@@ -87,6 +87,12 @@ impl RecordConfig {
 /// not recorded (counted as dropped).
 const MAX_QUEUED_BYTES: usize = 32 << 20;
 
+/// The most requests waiting for the writer.
+const MAX_QUEUED_REQUESTS: usize = 65_536;
+
+/// How often the writer takes what waits.
+const WRITE_EVERY: Duration = Duration::from_millis(50);
+
 /// How often a failing write is logged again.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -110,9 +116,12 @@ pub(crate) struct RecordStats {
 }
 
 /// The recorder: hands accepted requests to its writer thread. Dropping it stops the
-/// thread once the queue is written.
+/// thread once what waits is written.
 pub(crate) struct Recorder {
-    tx: std::sync::mpsc::SyncSender<Job>,
+    /// Requests waiting for the writer, which takes them every [`WRITE_EVERY`]: a request
+    /// pushes under a lock and wakes no thread (on a busy core, a wake-up per request cost
+    /// more than the writing).
+    queue: Arc<Queue>,
     queued: Arc<AtomicUsize>,
     seen: AtomicU64,
     one_in: u64,
@@ -149,28 +158,33 @@ impl Recorder {
             last_error_log: None,
             paused_until: None,
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(4096);
+        let queue = Arc::new(Queue::default());
         let queued = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(RecordStats::default());
-        let (q, st) = (queued.clone(), stats.clone());
+        let (jobs, q, st) = (queue.clone(), queued.clone(), stats.clone());
         std::thread::Builder::new()
             .name(String::from("switchyard-record"))
             .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    let len = job.body.len();
-                    writer.write(job, &st);
-                    q.fetch_sub(len, Ordering::Relaxed);
-                    // Flushed when nothing waits: a dry run reads what was accepted.
-                    if q.load(Ordering::Relaxed) == 0 {
-                        writer.flush(&st);
+                loop {
+                    let stopping = jobs.stopping.load(Ordering::Acquire);
+                    let batch = std::mem::take(&mut *jobs.lock());
+                    for job in batch {
+                        let len = job.body.len();
+                        writer.write(job, &st);
+                        q.fetch_sub(len, Ordering::Relaxed);
                     }
+                    // Flushed after each batch: a dry run reads what was accepted.
+                    writer.flush(&st);
+                    if stopping {
+                        return;
+                    }
+                    std::thread::sleep(WRITE_EVERY);
                 }
-                writer.flush(&st);
             })
             .map_err(|e| format!("cannot start the recording thread: {e}"))?;
         tracing::info!(dir = %dir.display(), max_mb = cfg.max_mb, files = cfg.files, one_in = cfg.one_in, "recording accepted requests (secrets redacted)");
         Ok(Recorder {
-            tx,
+            queue,
             queued,
             seen: AtomicU64::new(0),
             one_in: cfg.one_in,
@@ -209,10 +223,36 @@ impl Recorder {
             source,
             at,
         };
-        if self.tx.try_send(job).is_err() {
+        let mut jobs = self.queue.lock();
+        if jobs.len() >= MAX_QUEUED_REQUESTS {
+            drop(jobs);
             self.queued.fetch_sub(len, Ordering::Relaxed);
             self.stats.dropped.inc();
+            return;
         }
+        jobs.push(job);
+    }
+}
+
+impl Drop for Recorder {
+    /// The writer writes what waits, then stops.
+    fn drop(&mut self) {
+        self.queue.stopping.store(true, Ordering::Release);
+    }
+}
+
+/// The requests waiting for the writer, and whether it should stop.
+#[derive(Default)]
+struct Queue {
+    jobs: std::sync::Mutex<Vec<Job>>,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -251,18 +291,26 @@ impl Writer {
             stats.dropped.inc();
             return;
         }
-        let value = match super::parse_payload(job.content_type.as_ref(), &job.body) {
-            Ok(v) => v,
-            // Accepted requests parsed before: only a body changed since could fail.
-            Err(_) => {
-                stats.dropped.inc();
-                return;
+        // A JSON body without anything to redact is written as it came; anything else
+        // (a form, a body that may hold a secret) is parsed and redacted first.
+        let json = super::is_form(job.content_type.as_ref(), &job.body).is_ok_and(|form| !form);
+        let fast = json
+            .then(|| crate::recording::line_from_json(job.source, job.at, &job.body))
+            .flatten();
+        let mut line = match fast {
+            Some(line) => line,
+            None => {
+                let Ok(mut value) = super::parse_payload(job.content_type.as_ref(), &job.body)
+                else {
+                    // Accepted requests parsed before: only a body changed since could fail.
+                    stats.dropped.inc();
+                    return;
+                };
+                let redacted = crate::recording::redact(&mut value);
+                stats.redacted.inc_by(redacted as u64);
+                crate::recording::line(job.source, job.at, value)
             }
         };
-        let mut value = value;
-        let redacted = crate::recording::redact(&mut value);
-        stats.redacted.inc_by(redacted as u64);
-        let mut line = crate::recording::line(job.source, job.at, value);
         line.push('\n');
         let len = line.len() as u64;
         if len > self.file_cap || len > crate::recording::MAX_LINE_BYTES {

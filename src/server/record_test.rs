@@ -128,3 +128,32 @@ fn settings_out_of_range_and_an_unwritable_folder_are_refused_with_the_key() {
     assert!(e.starts_with("record.dir: cannot create"), "{e}");
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn a_folder_that_stops_taking_writes_drops_samples_and_counts_them_never_failing_ingest() {
+    let dir = folder("gone");
+    let cfg = RecordConfig {
+        max_mb: 1,
+        files: 2,
+        ..RecordConfig::default()
+    };
+    let r = Recorder::start(&cfg, dir.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let at = jiff::Timestamp::UNIX_EPOCH;
+    let body = Bytes::from(format!("{{\"pad\": \"{}\"}}", "x".repeat(300 << 10)));
+    r.offer(&body, None, Source::Generic, at);
+    wait_written(&r, 1);
+    assert_eq!(r.stats.written.get(), 1);
+    // The folder goes (a disk unmounted, a volume lost): the next file cannot start.
+    let _ = std::fs::remove_dir_all(&dir);
+    for n in 2..=4 {
+        r.offer(&body, None, Source::Generic, at);
+        wait_written(&r, n);
+    }
+    assert_eq!(r.stats.written.get(), 1);
+    assert_eq!(r.stats.dropped.get(), 3, "each sample dropped and counted");
+    // A body larger than one file is never written, whatever the disk.
+    let huge = Bytes::from(format!("{{\"pad\": \"{}\"}}", "x".repeat(600 << 10)));
+    r.offer(&huge, None, Source::Generic, at);
+    wait_written(&r, 5);
+    assert_eq!(r.stats.dropped.get(), 4);
+}

@@ -35,8 +35,9 @@ pub(crate) const LOGS_PER_SECOND: u32 = 10;
 /// One disagreement, as `GET /api/shadow` lists it.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Disagreement {
-    /// When the alert was received (RFC 3339).
-    at: String,
+    /// When the alert was received (RFC 3339), formatted only when shown.
+    #[serde(serialize_with = "rfc3339")]
+    at: jiff::Timestamp,
     source: &'static str,
     alert_id: Option<String>,
     name: Option<String>,
@@ -52,8 +53,9 @@ pub(crate) struct Disagreement {
 /// What the shadow holds besides its set.
 struct Inner {
     recent: VecDeque<Disagreement>,
-    /// Disagreements by rule since the shadow set in use was loaded.
-    by_rule: HashMap<String, u64>,
+    /// Disagreements by rule since the shadow set in use was loaded, with the rule's
+    /// counter since start (found once, not made again for every disagreement).
+    by_rule: HashMap<String, (u64, Counter)>,
     alerts: u64,
     disagreements: u64,
     /// When the shadow set in use was loaded (ms since the epoch).
@@ -198,14 +200,19 @@ impl Shadow {
                     .cloned()
                     .collect()
             };
-            for rule in &blamed {
-                *inner.by_rule.entry(rule.clone()).or_default() += 1;
-                self.disagreements_total
-                    .get_or_create(&RuleLabel { rule: rule.clone() })
-                    .inc();
+            for rule in blamed {
+                let entry = inner.by_rule.entry(rule).or_insert_with_key(|rule| {
+                    let total = self
+                        .disagreements_total
+                        .get_or_create(&RuleLabel { rule: rule.clone() })
+                        .clone();
+                    (0, total)
+                });
+                entry.0 += 1;
+                entry.1.inc();
             }
             let entry = Disagreement {
-                at: alert.received_at().to_string(),
+                at: alert.received_at(),
                 source: alert.source().as_str(),
                 alert_id: alert.id().map(str::to_owned),
                 name: alert.name().map(str::to_owned),
@@ -228,7 +235,11 @@ impl Shadow {
     pub(crate) fn to_json(&self) -> Value {
         let set = self.set.load_full();
         let inner = self.lock();
-        let mut by_rule: Vec<(&String, &u64)> = inner.by_rule.iter().collect();
+        let mut by_rule: Vec<(&String, &u64)> = inner
+            .by_rule
+            .iter()
+            .map(|(rule, (n, _))| (rule, n))
+            .collect();
         by_rule.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         json!({
             "enabled": true,
@@ -246,6 +257,10 @@ impl Shadow {
             "recent": inner.recent.iter().rev().collect::<Vec<_>>(),
         })
     }
+}
+
+fn rfc3339<S: serde::Serializer>(at: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(at)
 }
 
 /// Logs a disagreement within the log's budget.
