@@ -24,4 +24,47 @@ fn main() {
         println!("{n}\t{held}\t{}\t{}", held / n, source_bytes / n);
         drop(set);
     }
+    // The load harness's Alertmanager-style routes (benches/load/gen_rules.py): anchored
+    // regexes, most of them repeated in every fourth rule, one distinct per rule in four.
+    println!(
+        "\nharness routes\theap bytes (rule set)\tper rule\tpeak bytes while loading\tload ms"
+    );
+    for n in [1_000usize, 10_000] {
+        let text = harness_routes(n);
+        let before = dhat::HeapStats::get();
+        let started = std::time::Instant::now();
+        let set = RuleSet::from_files([("routes.rules", text)]).expect("loads");
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let after = dhat::HeapStats::get();
+        let held = after.curr_bytes.saturating_sub(before.curr_bytes);
+        let peak = after.max_bytes.saturating_sub(before.curr_bytes);
+        println!(
+            "{n}\t{held}\t{}\t{peak}\t{ms:.0} (under the counting allocator)",
+            held / n
+        );
+        drop(set);
+    }
+}
+
+/// `n` routes as `benches/load/gen_rules.py` writes them.
+fn harness_routes(n: usize) -> String {
+    const SHAPES: [&str; 4] = [
+        "labels.alertState =~ /^(?:ALERT|CRITICAL)$/ and labels.alertname == \"Rule_{i}\" and labels.metricName =~ /^(?:cpu_.*|memory_.*)$/",
+        "labels.alertState == \"ALERT\" and labels.alertname == \"Rule_{i}\"",
+        "labels.alertState != \"OK\" and labels.alertname =~ /^(?:Rule_{i}|RuleAlt_{i})$/ and labels.metricName =~ /^(?:cpu_.*)$/",
+        "labels.alertState =~ /^(?:ALERT|WARN)$/ and labels.alertname == \"Rule_{i}\" and labels.metricName !~ /^(?:test_.*)$/",
+    ];
+    let mut text = String::new();
+    for j in 0..10 {
+        text.push_str(&format!(
+            "target hook_{j} {{ url = \"http://127.0.0.1:19094/hook/{j}\" }}\n"
+        ));
+    }
+    text.push_str("target hook_default { url = \"http://127.0.0.1:19094/hook/default\" }\n");
+    for i in 0..n {
+        let cond = SHAPES[i % 4].replace("{i}", &i.to_string());
+        text.push_str(&format!("when {cond} -> post hook_{}, stop\n", i % 10));
+    }
+    text.push_str("when @source == \"prometheus\" -> post hook_default\n");
+    text
 }

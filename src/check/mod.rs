@@ -18,6 +18,7 @@ mod inhibit;
 mod memory;
 mod names;
 mod reach;
+mod regex;
 pub(crate) mod silence;
 mod targets;
 mod types;
@@ -34,6 +35,9 @@ use serde_json::Value;
 use crate::alert::Source;
 use crate::diagnostic::{Diagnostic, SourceMap, Span, codes};
 use crate::syntax::ast::{self, CmpOp, FieldPath, Item, Literal};
+pub(crate) use regex::Matcher;
+#[cfg(test)]
+pub(crate) use regex::regex_literals;
 
 pub(crate) use inhibit::CheckedInhibit;
 pub(crate) use memory::{CheckedGate, CheckedMemory};
@@ -70,12 +74,12 @@ pub(crate) enum CheckedCondition {
     },
 }
 
-/// A regex of a rule, compiled, with the text it was compiled from.
+/// A regex of a rule, ready to match, with the text it was made from.
 #[derive(Debug)]
 pub(crate) struct CheckedRegex {
     pub(crate) pattern: String,
     pub(crate) flags: String,
-    pub(crate) regex: regex::Regex,
+    pub(crate) matcher: Matcher,
 }
 
 /// A comparison operator other than `=~` and `!~`, in its positive form.
@@ -253,19 +257,11 @@ pub(crate) fn check(
     sources: &SourceMap,
     env: EnvLookup<'_>,
 ) -> Result<Checked, Vec<Diagnostic>> {
-    let mut cx = Cx {
-        sources,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut cx = Cx::new(sources);
     let mut scope = names::Scope::collect(&mut cx, &files);
     // Analysed before the rules' conditions move into the result; said only when the
     // folder is otherwise sound (below).
-    let mut analysed = Cx {
-        sources,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut analysed = Cx::new(sources);
     reach::analyse(&mut analysed, &files);
     scope.unparsed = unparsed.targets.to_vec();
     scope.unparsed_windows = unparsed.windows.to_vec();
@@ -510,6 +506,20 @@ pub(crate) struct Cx<'a> {
     pub(crate) sources: &'a SourceMap,
     pub(crate) errors: Vec<Diagnostic>,
     pub(crate) warnings: Vec<Diagnostic>,
+    /// The regexes made so far: each distinct pattern once.
+    pub(crate) regexes: regex::Cache,
+}
+
+impl<'a> Cx<'a> {
+    /// A context for checking a folder of `sources`.
+    pub(crate) fn new(sources: &'a SourceMap) -> Cx<'a> {
+        Cx {
+            sources,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            regexes: regex::Cache::default(),
+        }
+    }
 }
 
 impl Cx<'_> {

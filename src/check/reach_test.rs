@@ -193,11 +193,7 @@ fn analysis_cost_on_ten_thousand_rules() {
     let runs = 20;
     let started = std::time::Instant::now();
     for _ in 0..runs {
-        let mut cx = super::super::Cx {
-            sources: &sources,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let mut cx = super::super::Cx::new(&sources);
         super::analyse(&mut cx, &files);
     }
     let analysis = started.elapsed() / runs;

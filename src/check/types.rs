@@ -129,14 +129,18 @@ fn check_comparison(cx: &mut Cx<'_>, cmp: Comparison) -> Option<CheckedCondition
                 // Reported by `report_mismatches`.
                 _ => return None,
             };
-            let regex = compile_regex(cx, &pattern, &flags, cmp.value.span)?;
+            let mut regexes = std::mem::take(&mut cx.regexes);
+            let matcher = regexes.get_or_make(&pattern, &flags, || {
+                compile_regex(cx, &pattern, &flags, cmp.value.span)
+            });
+            cx.regexes = regexes;
             Some(CheckedCondition::Match {
                 path: cmp.path,
                 negate: cmp.op == CmpOp::NotMatch,
                 regex: CheckedRegex {
                     pattern,
                     flags,
-                    regex,
+                    matcher: matcher?,
                 },
                 span: cmp.span,
             })

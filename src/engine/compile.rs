@@ -6,9 +6,6 @@
 //! lowering of checked conditions to predicates. Never: rejects anything (whatever the
 //! checker let through compiles), or reads an alert.
 
-use std::sync::Arc;
-
-use regex::Regex;
 use rustc_hash::FxHashMap;
 
 use super::program::{Atom, NO_MEMO, Pred, path};
@@ -39,8 +36,6 @@ enum AtomOp {
 
 /// Compiles a folder's checked rules one by one, interning as it goes.
 pub(crate) struct Compiler {
-    /// Each distinct regex once, by pattern and flags, shared by every rule that uses it.
-    shared: FxHashMap<(String, String), Arc<Regex>>,
     paths: Vec<Path>,
     /// The ids of one-key paths (most paths), found without building a [`Path`].
     key_ids: FxHashMap<Box<str>, u32>,
@@ -59,7 +54,6 @@ impl Compiler {
     /// A compiler for checked rules.
     pub(crate) fn new() -> Compiler {
         Compiler {
-            shared: FxHashMap::default(),
             paths: Vec::new(),
             key_ids: FxHashMap::default(),
             path_ids: FxHashMap::default(),
@@ -165,15 +159,10 @@ impl Compiler {
                 let CheckedRegex {
                     pattern,
                     flags,
-                    regex,
+                    matcher,
                 } = regex;
-                let shared = self
-                    .shared
-                    .entry((pattern.clone(), flags.clone()))
-                    .or_insert_with(|| Arc::new(regex))
-                    .clone();
                 let literal = LiteralKind::Regex { pattern, flags };
-                let atom = self.atom(path, AtomOp::Match, literal, |_| Test::Regex(shared));
+                let atom = self.atom(path, AtomOp::Match, literal, |_| Test::Regex(matcher));
                 Pred::Test { atom, negate, span }
             }
             CheckedCondition::During(window, span) => Pred::During { window, span },
@@ -219,10 +208,11 @@ impl Compiler {
         let v = &key.2;
         let test = test(v);
         let id = self.atoms.len() as u32;
-        if let (AtomOp::Match, LiteralKind::Regex { pattern, flags }) = (op, v)
-            && let Some(l) = super::index::regex_literals(pattern, flags)
+        if let Test::Regex(m) = &test
+            && let Some(words) = m.strings()
         {
-            self.regex_literals.insert(id, l);
+            self.regex_literals
+                .insert(id, words.iter().map(|w| String::from(&**w)).collect());
         }
         self.atoms.push(Atom {
             path,

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::index::regex_literals;
+use crate::check::regex_literals;
 use crate::{Alert, RuleSet};
 
 const FIELDS: [&str; 7] = ["a", "b", "c", "a[*]", "d.e", "@name", "@state"];

@@ -8,9 +8,6 @@
 //! Never: coerces beyond DSL.md (no truthiness, no string to boolean), or panics on any
 //! JSON an alert can hold.
 
-use std::sync::Arc;
-
-use regex::Regex;
 use serde_json::{Map, Value};
 
 use crate::alert::Alert;
@@ -186,7 +183,7 @@ pub(crate) enum Test {
     Le(Numeric),
     Gt(Numeric),
     Ge(Numeric),
-    Regex(Arc<Regex>),
+    Regex(crate::check::Matcher),
     In(Box<[Scalar]>),
     Contains(Box<str>),
     StartsWith(Box<str>),
