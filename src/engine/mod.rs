@@ -213,6 +213,8 @@ pub(crate) struct Compiled {
     /// firing, which the resolution cancels.
     pub(crate) on_resolve: Box<[u32]>,
     pub(crate) tests: Vec<CheckedTest>,
+    /// [`RuleSet::content_hash`], computed once: the server reads it for every request.
+    pub(crate) content_hash: u64,
     pub(crate) sources: Arc<SourceMap>,
     pub(crate) warnings: Diagnostics,
 }
@@ -292,8 +294,14 @@ impl RuleSet {
             .map(|t| Compiler::target(t, &checked.targets))
             .collect();
         let warnings = Diagnostics::new(sources.clone(), checked.warnings);
+        let content_hash = content_hash(
+            sources
+                .files()
+                .map(|f| (f.short_name(), f.text().as_bytes())),
+        );
         RuleSet {
             inner: Arc::new(Compiled {
+                content_hash,
                 rules,
                 paths: tables.paths,
                 atoms: tables.atoms,
@@ -484,12 +492,7 @@ impl RuleSet {
     /// A hash of the files' names and contents (FNV-1a 64): the same folder content gives
     /// the same hash, so a reload can tell whether anything changed.
     pub fn content_hash(&self) -> u64 {
-        content_hash(
-            self.inner
-                .sources
-                .files()
-                .map(|f| (f.short_name(), f.text().as_bytes())),
-        )
+        self.inner.content_hash
     }
 }
 
