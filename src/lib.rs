@@ -73,7 +73,7 @@ pub use dispatch::{
     RouterBuilder, RouterStats, Submitted, TargetDepth, Waiting,
 };
 #[cfg(feature = "dispatch")]
-pub use dispatch::{MAX_SILENCE_TEXT, NewSilence, SilenceError};
+pub use dispatch::{MAX_SILENCE_TEXT, NewSilence, SilenceError, http_client};
 #[cfg(feature = "nats")]
 pub use dispatch::{NatsAuth, NatsSettings};
 pub use engine::{

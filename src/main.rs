@@ -925,7 +925,7 @@ fn silence(server: &str, token: Option<&str>, action: SilenceAction) -> anyhow::
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = reqwest::Client::builder()
+    let client = switchyard::http_client()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
     let request = match &action {

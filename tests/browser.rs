@@ -83,7 +83,9 @@ fn serve_env(name: &str, config: &str, env: &[(&str, &str)]) -> Server {
 }
 
 async fn post_json(url: &str, body: &str) -> u16 {
-    reqwest::Client::new()
+    switchyard::http_client()
+        .build()
+        .expect("an HTTP client")
         .post(url)
         .header("content-type", "application/json")
         .body(body.to_owned())
@@ -103,7 +105,11 @@ fn shots() -> Option<PathBuf> {
 
 async fn dead_letters(url: &str, n: usize) {
     for _ in 0..200 {
-        let body = reqwest::get(format!("{url}/api/dead-letters"))
+        let body = switchyard::http_client()
+            .build()
+            .expect("an HTTP client")
+            .get(format!("{url}/api/dead-letters"))
+            .send()
             .await
             .unwrap()
             .text()
@@ -216,7 +222,9 @@ async fn an_operator_uses_every_page_in_a_real_browser() {
         format!("{RULES}\nrule \"typo\" when severity = \"x\" -> post pager\n"),
     )
     .unwrap();
-    let reload = reqwest::Client::new()
+    let reload = switchyard::http_client()
+        .build()
+        .expect("an HTTP client")
         .post(format!("{base}/-/reload"))
         .send()
         .await
@@ -262,7 +270,13 @@ async fn without_the_admin_credential_the_console_and_its_changes_are_refused() 
     assert_eq!(statuses, serde_json::json!([401, 401, 401]));
     // The console's own pages ask a browser for the credential (a basic-auth challenge,
     // which a page's script cannot answer): read here as a script would.
-    let page = reqwest::get(format!("{base}/ui/deliveries")).await.unwrap();
+    let page = switchyard::http_client()
+        .build()
+        .expect("an HTTP client")
+        .get(format!("{base}/ui/deliveries"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status().as_u16(), 401);
     assert!(
         page.headers()["www-authenticate"]

@@ -57,7 +57,9 @@ impl Drop for Scratch {
 }
 
 async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
+    let resp = switchyard::http_client()
+        .build()
+        .expect("an HTTP client")
         .post(format!("{base}{path}"))
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -73,7 +75,9 @@ async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
 }
 
 async fn post_empty(base: &str, path: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
+    let resp = switchyard::http_client()
+        .build()
+        .expect("an HTTP client")
         .post(format!("{base}{path}"))
         .send()
         .await
@@ -86,7 +90,11 @@ async fn post_empty(base: &str, path: &str) -> (u16, Value) {
 }
 
 async fn get(base: &str, path: &str) -> Value {
-    let text = reqwest::get(format!("{base}{path}"))
+    let text = switchyard::http_client()
+        .build()
+        .expect("an HTTP client")
+        .get(format!("{base}{path}"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -97,7 +105,11 @@ async fn get(base: &str, path: &str) -> Value {
 
 /// `GET /metrics` as text.
 async fn metrics(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
+    switchyard::http_client()
+        .build()
+        .expect("an HTTP client")
+        .get(format!("{base}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()

@@ -203,7 +203,11 @@ async fn a_damaged_write_ahead_log_is_detected_not_silent() {
         "listening on ",
         Duration::from_secs(30),
     );
-    let metrics = reqwest::get(format!("{}/metrics", base.trim()))
+    let metrics = switchyard::http_client()
+        .build()
+        .expect("an HTTP client")
+        .get(format!("{}/metrics", base.trim()))
+        .send()
         .await
         .unwrap()
         .text()

@@ -113,3 +113,14 @@ fn the_policy_retries_falls_back_or_gives_up() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_http_client_has_tls_without_a_provider_from_the_program() {
+    // reqwest is built without a crypto provider (ring is installed by `http_client`): a
+    // client built before any provider was installed would panic instead.
+    let client = crate::dispatch::http_client().build();
+    assert!(client.is_ok(), "{:?}", client.err());
+    assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    // A second builder finds the provider installed and still builds.
+    assert!(crate::dispatch::http_client().build().is_ok());
+}

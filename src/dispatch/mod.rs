@@ -175,7 +175,7 @@ impl RouterBuilder {
             Some(Box::new(move |records| lanes.push(records)))
         };
         let store = self.open_store(sink).await?;
-        let client = reqwest::Client::builder()
+        let client = http_client()
             .connect_timeout(self.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
@@ -711,6 +711,15 @@ fn spec(t: &Target, fallbacks: &[&Target]) -> Spec {
         retries: t.retries(),
         fallback,
     }
+}
+
+/// A builder for an HTTP client, with TLS ready: reqwest is built without a crypto provider
+/// (rustls on ring is the process's, installed here unless the embedding program installed
+/// one first), so every client comes from here. The router's, and the CLI's.
+pub fn http_client() -> reqwest::ClientBuilder {
+    // `Err`: a provider is installed already, which is what is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }
 
 pub(crate) fn now_ms() -> u64 {

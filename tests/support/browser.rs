@@ -58,7 +58,7 @@ impl Browser {
         let profile =
             std::env::temp_dir().join(format!("switchyard-browser-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
-        let http = reqwest::Client::builder()
+        let http = switchyard::http_client()
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| StartError::Failed(e.to_string()))?;
@@ -295,7 +295,7 @@ impl Drop for Browser {
                 .build();
             if let Ok(rt) = rt {
                 rt.block_on(async {
-                    let client = reqwest::Client::new();
+                    let client = switchyard::http_client().build().expect("an HTTP client");
                     let _ =
                         tokio::time::timeout(Duration::from_secs(10), client.delete(url).send())
                             .await;
