@@ -617,10 +617,9 @@ struct SourceQuery {
 async fn ingest_detect(
     State(s): State<Arc<AppState>>,
     Query(q): Query<SourceQuery>,
-    headers: HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    ingest(&s, None, &q, &headers, body).await
+    ingest(&s, None, &q, req).await
 }
 
 /// `POST /api/v2/alerts`: Prometheus's own path, so `alerting.alertmanagers` can point
@@ -628,10 +627,9 @@ async fn ingest_detect(
 async fn ingest_prometheus(
     State(s): State<Arc<AppState>>,
     Query(q): Query<SourceQuery>,
-    headers: HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    ingest(&s, Some(Source::Prometheus), &q, &headers, body).await
+    ingest(&s, Some(Source::Prometheus), &q, req).await
 }
 
 /// `POST|PUT /alerts/{source}`: the sender named in the path.
@@ -639,11 +637,10 @@ async fn ingest_source(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(q): Query<SourceQuery>,
-    headers: HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let source = Source::from_name(&name).ok_or_else(|| unknown_source(&name))?;
-    ingest(&s, Some(source), &q, &headers, body).await
+    ingest(&s, Some(source), &q, req).await
 }
 
 /// A sender name that is none, in the path or in `?source=`: 404, with the names there are.
@@ -659,16 +656,17 @@ fn unknown_source(name: &str) -> ApiError {
     )
 }
 
-/// One ingest request, counted by sender and status in the metrics whatever its end.
+/// One ingest request, counted by sender and status in the metrics whatever its end. The
+/// request is taken whole, so that its headers are read where they are, not copied.
 async fn ingest(
     s: &AppState,
     source: Option<Source>,
     q: &SourceQuery,
-    headers: &HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let label = source.map_or("detect", Source::as_str);
-    let result = accept(s, source, q, headers, body).await;
+    let (parts, body) = req.into_parts();
+    let result = accept(s, source, q, &parts.headers, body).await;
     let status = result
         .as_ref()
         .map_or_else(ApiError::status, |_| StatusCode::ACCEPTED);
@@ -699,8 +697,9 @@ async fn accept(
     for sub in &submitted {
         s.metrics.fired(&sub.decision.rules);
     }
-    s.recent
-        .record(alerts, &submitted, rules_hash, &incoming.body);
+    let decided = s
+        .recent
+        .record(alerts, submitted, rules_hash, &incoming.body);
     if let Some(shadow) = &s.shadow {
         shadow.observe(&s.router.rules(), alerts);
     }
@@ -712,52 +711,59 @@ async fn accept(
             first.received_at(),
         );
     }
-    let per_alert: Vec<AcceptedAlert> = alerts
-        .iter()
-        .zip(submitted)
-        .map(|(a, sub)| AcceptedAlert {
-            deliveries: sub.deliveries,
-            dropped: sub.decision.dropped,
-            id: a.id().map(str::to_owned),
-            rules: sub.decision.rules,
-            source: a.source().as_str(),
-            state: a.state().as_str(),
-            targets: sub.decision.targets,
-            unrouted: sub.decision.unrouted,
-            verdicts: sub.verdicts,
-        })
-        .collect();
-    Ok(Accepted {
-        accepted: per_alert.len(),
-        alerts: per_alert,
-    })
+    Ok(Accepted(decided))
 }
 
-/// The 202 answer to an ingest request. Written straight from these structs (building a
-/// `serde_json::Value` first cost a map insert per key); fields in alphabetical order, the
-/// order the `Value` answer had, so the bytes are unchanged.
-#[derive(Serialize)]
-struct Accepted {
-    accepted: usize,
-    alerts: Vec<AcceptedAlert>,
+/// The 202 answer to an ingest request: `{"accepted": n, "alerts": [...]}`, written
+/// straight from the decisions the console's ring shares (building a `serde_json::Value`
+/// first cost a map insert per key; copying them, a clone of every list).
+struct Accepted(Vec<Arc<recent::Recorded>>);
+
+impl Serialize for Accepted {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = ser.serialize_struct("Accepted", 2)?;
+        out.serialize_field("accepted", &self.0.len())?;
+        out.serialize_field("alerts", &AcceptedAlerts(&self.0))?;
+        out.end()
+    }
 }
 
-/// What happened to one alert of an ingest request.
+struct AcceptedAlerts<'a>(&'a [Arc<recent::Recorded>]);
+
+impl Serialize for AcceptedAlerts<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_seq(self.0.iter().map(|d| AcceptedAlert {
+            deliveries: &d.deliveries,
+            dropped: d.dropped,
+            id: d.id.as_deref(),
+            rules: &d.rules,
+            source: d.source,
+            state: d.state,
+            targets: &d.targets,
+            unrouted: d.unrouted,
+            verdicts: &d.verdicts,
+        }))
+    }
+}
+
+/// What happened to one alert of an ingest request. Fields in alphabetical order, the
+/// order the answer has always had.
 #[derive(Serialize)]
-struct AcceptedAlert {
-    deliveries: Vec<u64>,
+struct AcceptedAlert<'a> {
+    deliveries: &'a [u64],
     dropped: bool,
-    id: Option<String>,
-    rules: Vec<String>,
+    id: Option<&'a str>,
+    rules: &'a [String],
     source: &'static str,
     state: &'static str,
-    targets: Vec<String>,
+    targets: &'a [String],
     unrouted: bool,
     /// What rules that remember did with each target they chose (absent when none had a
     /// say): `{"rule", "target", "verdict": "delivered" | "duplicate" | "throttled" |
     /// "diverted" | "unannounced", ...}`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    verdicts: Vec<crate::state::Verdict>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    verdicts: &'a [crate::state::Verdict],
 }
 
 /// A request's alerts, read as ingest and explain both read them, and what they hold

@@ -9,6 +9,7 @@
 //! on a reader (the lock is held for a push or a copy of the list's handles).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -45,8 +46,9 @@ pub(crate) const MAX_RECENT: usize = 10_000;
 /// One decision as it was taken.
 #[derive(Debug)]
 pub(crate) struct Recorded {
-    /// Its number since start (1, 2, ...): the console's link to it.
-    pub(crate) seq: u64,
+    /// Its number since start (1, 2, ...), the console's link to it: set when the ring
+    /// takes it, under the ring's lock, before any reader can see it (0: not in the ring).
+    seq: AtomicU64,
     /// When it was stored, in ms since the epoch.
     pub(crate) at_ms: u64,
     pub(crate) source: &'static str,
@@ -67,6 +69,13 @@ pub(crate) struct Recorded {
     pub(crate) rules_hash: u64,
     /// The request's body, to read the alert again; `None` when it was too large to keep.
     pub(crate) kept: Option<Kept>,
+}
+
+impl Recorded {
+    /// Its number since start: the console's link to it.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
 }
 
 /// The ring.
@@ -100,56 +109,66 @@ impl Recent {
     }
 
     /// Records the decisions of one request: `alerts[i]` was decided as `submitted[i]`,
-    /// under the rule set with hash `rules_hash`; `body` is the request's.
+    /// under the rule set with hash `rules_hash`; `body` is the request's. Answers every
+    /// decision, in order, for the ingest answer to be written from: the ring shares the
+    /// newest `capacity` of them (none when it is off), so nothing is copied.
     pub(crate) fn record(
         &self,
         alerts: &[Alert],
-        submitted: &[Submitted],
+        submitted: Vec<Submitted>,
         rules_hash: u64,
         body: &Body,
-    ) {
-        if self.capacity == 0 || alerts.is_empty() {
-            return;
-        }
+    ) -> Vec<Arc<Recorded>> {
         let keep = body.bytes.len() <= MAX_KEPT_BYTES;
         let at_ms = crate::dispatch::now_ms();
-        // Only the newest `capacity` of a large request could stay: build no more.
-        let skip = alerts.len().saturating_sub(self.capacity);
-        let made: Vec<Recorded> = alerts
+        // Only the newest `capacity` of a request can stay in the ring.
+        let ringed = alerts.len().saturating_sub(self.capacity);
+        let made: Vec<Arc<Recorded>> = alerts
             .iter()
             .zip(submitted)
             .enumerate()
-            .skip(skip)
-            .map(|(index, (a, sub))| Recorded {
-                seq: 0,
-                at_ms,
-                source: a.source().as_str(),
-                state: a.state().as_str(),
-                id: a.id().map(str::to_owned),
-                name: a.name().map(str::to_owned),
-                rules: sub.decision.rules.clone(),
-                targets: sub.decision.targets.clone(),
-                dropped: sub.decision.dropped,
-                unrouted: sub.decision.unrouted,
-                deliveries: sub.deliveries.clone(),
-                verdicts: sub.verdicts.clone(),
-                rules_hash,
-                kept: keep.then(|| Kept {
-                    body: body.clone(),
-                    index,
-                    received_at: a.received_at(),
-                }),
+            .map(|(index, (a, sub))| {
+                Arc::new(Recorded {
+                    seq: AtomicU64::new(0),
+                    at_ms,
+                    source: a.source().as_str(),
+                    state: a.state().as_str(),
+                    id: a.id().map(str::to_owned),
+                    name: a.name().map(str::to_owned),
+                    rules: sub.decision.rules,
+                    targets: sub.decision.targets,
+                    dropped: sub.decision.dropped,
+                    unrouted: sub.decision.unrouted,
+                    deliveries: sub.deliveries,
+                    verdicts: sub.verdicts,
+                    rules_hash,
+                    kept: (keep && index >= ringed).then(|| Kept {
+                        body: body.clone(),
+                        index,
+                        received_at: a.received_at(),
+                    }),
+                })
             })
             .collect();
-        let mut ring = self.lock();
-        for mut r in made {
-            ring.next += 1;
-            r.seq = ring.next;
-            if ring.items.len() == self.capacity {
-                ring.items.pop_front();
-            }
-            ring.items.push_back(Arc::new(r));
+        if self.capacity == 0 || made.is_empty() {
+            return made;
         }
+        let mut evicted = Vec::new();
+        {
+            let mut ring = self.lock();
+            for r in &made[ringed..] {
+                ring.next += 1;
+                r.seq.store(ring.next, Ordering::Relaxed);
+                if ring.items.len() == self.capacity {
+                    evicted.extend(ring.items.pop_front());
+                }
+                ring.items.push_back(Arc::clone(r));
+            }
+        }
+        // The oldest decisions are freed after the lock is let go: ingest requests and
+        // console readers do not wait for it.
+        drop(evicted);
+        made
     }
 
     /// The decisions kept, newest first, at most `limit`.
@@ -177,7 +196,7 @@ impl Recent {
     /// Decision `seq`, if it is still kept.
     pub(crate) fn get(&self, seq: u64) -> Option<Arc<Recorded>> {
         let ring = self.lock();
-        let first = ring.items.front()?.seq;
+        let first = ring.items.front()?.seq();
         let at = usize::try_from(seq.checked_sub(first)?).ok()?;
         ring.items.get(at).cloned()
     }

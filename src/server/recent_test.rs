@@ -42,7 +42,7 @@ fn record(r: &Recent, n: usize) {
     let alerts = alerts_of(&b);
     let subs: Vec<Submitted> = (0..=n).map(|i| submitted(&format!("rule {i}"))).collect();
     // Only the last alert of each request is recorded here.
-    r.record(&alerts[n..], &subs[n..], 42, &b);
+    r.record(&alerts[n..], subs[n..].to_vec(), 42, &b);
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn the_ring_keeps_the_newest_capacity_numbered_from_one() {
     let listed: Vec<(u64, String)> = r
         .list(10)
         .iter()
-        .map(|d| (d.seq, d.rules[0].clone()))
+        .map(|d| (d.seq(), d.rules[0].clone()))
         .collect();
     assert_eq!(
         listed,
@@ -84,7 +84,7 @@ fn an_alert_is_read_again_from_its_request_at_its_place_and_moment() {
     let b = body(3, 0);
     let alerts = alerts_of(&b);
     let subs: Vec<Submitted> = (0..3).map(|i| submitted(&format!("rule {i}"))).collect();
-    r.record(&alerts, &subs, 1, &b);
+    r.record(&alerts, subs, 1, &b);
     let second = r.get(2).unwrap();
     let again = Recent::alert(
         second.kept.as_ref().unwrap(),
@@ -103,10 +103,13 @@ fn a_large_request_keeps_its_newest_alerts_and_not_its_body() {
     assert!(b.bytes.len() > MAX_KEPT_BYTES);
     let alerts = alerts_of(&b);
     let subs: Vec<Submitted> = (0..4).map(|n| submitted(&format!("rule {n}"))).collect();
-    r.record(&alerts, &subs, 1, &b);
+    r.record(&alerts, subs, 1, &b);
     let listed = r.list(10);
     assert_eq!(listed.len(), 2);
-    assert_eq!((listed[0].seq, listed[0].rules[0].as_str()), (2, "rule 3"));
+    assert_eq!(
+        (listed[0].seq(), listed[0].rules[0].as_str()),
+        (2, "rule 3")
+    );
     assert!(
         listed.iter().all(|d| d.kept.is_none()),
         "over the cap: decision only"
@@ -119,4 +122,28 @@ fn capacity_zero_keeps_nothing_and_the_capacity_is_bounded() {
     record(&r, 1);
     assert!(r.list(10).is_empty());
     assert_eq!(Recent::new(usize::MAX).capacity(), MAX_RECENT);
+}
+
+#[test]
+fn every_decision_is_answered_in_order_whatever_the_ring_keeps() {
+    // The ingest answer is written from what `record` returns: all of a request's
+    // decisions, also those the ring has no room for, or with the ring off.
+    for capacity in [0, 2, 10] {
+        let r = Recent::new(capacity);
+        let b = body(4, 0);
+        let alerts = alerts_of(&b);
+        let subs: Vec<Submitted> = (0..4).map(|n| submitted(&format!("rule {n}"))).collect();
+        let answered = r.record(&alerts, subs, 1, &b);
+        let rules: Vec<&str> = answered.iter().map(|d| d.rules[0].as_str()).collect();
+        assert_eq!(
+            rules,
+            ["rule 0", "rule 1", "rule 2", "rule 3"],
+            "capacity {capacity}"
+        );
+        assert_eq!(answered[3].deliveries, [7]);
+        assert_eq!(r.list(10).len(), capacity.min(4), "capacity {capacity}");
+        // Only what the ring holds keeps the request's body.
+        let kept = answered.iter().filter(|d| d.kept.is_some()).count();
+        assert_eq!(kept, capacity.min(4), "capacity {capacity}");
+    }
 }

@@ -323,7 +323,7 @@ pub(crate) fn decisions(
                     tbody {
                         @for d in list {
                             tr {
-                                td { a href={ "/ui/decisions/" (d.seq) } { (d.seq) } }
+                                td { a href={ "/ui/decisions/" (d.seq()) } { (d.seq()) } }
                                 td.wide { (moment(d.at_ms)) }
                                 td {
                                     span.badge { (d.source) } " " span.badge { (d.state) } " "
@@ -348,7 +348,7 @@ pub(crate) fn decision(
     rules_changed: bool,
 ) -> Markup {
     html! {
-        h1 { "Decision " (d.seq) }
+        h1 { "Decision " (d.seq()) }
         div.panel {
             p {
                 span.badge { (d.source) } " " span.badge { (d.state) } " "
