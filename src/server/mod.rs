@@ -542,11 +542,9 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
                 "no such endpoint; see docs/server.md",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            head_limit,
-        ))
-        .layer(axum::middleware::map_response(error::json_errors))
+        // One layer around every request (each layer costs a boxed future and a clone of
+        // the service per request): the head's size limit, and errors as JSON.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
@@ -572,10 +570,12 @@ async fn admin_guard(
     next.run(req).await
 }
 
-/// Refuses a request whose head (request line and headers) is over `max_header_bytes`
-/// with the JSON 431. hyper's own buffer is larger (see `run.rs`), so that only a head too
-/// large even for that gets hyper's bare 431.
-async fn head_limit(
+/// What every request passes through: refuses a request whose head (request line and
+/// headers) is over `max_header_bytes` with the JSON 431 (hyper's own buffer is larger,
+/// see `run.rs`, so that only a head too large even for that gets hyper's bare 431), and
+/// turns every other error answer that is not already JSON or a page into JSON
+/// ([`error::json_errors`]).
+async fn edge(
     State(s): State<Arc<AppState>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -602,7 +602,7 @@ async fn head_limit(
         )
         .into_response();
     }
-    next.run(req).await
+    error::json_errors(next.run(req).await).await
 }
 
 /// `?source=NAME` (names the sender instead of detecting it) and `?token=` (a query-token

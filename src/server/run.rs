@@ -32,7 +32,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.request_timeout())
         // Room for heads past the limit, so that the app refuses them with its JSON 431
-        // (`head_limit`); only a head over this gets hyper's own, bare, 431. hyper
+        // (`edge`); only a head over this gets hyper's own, bare, 431. hyper
         // refuses a buffer under 8 KiB.
         .max_buf_size(limits.max_header_bytes.saturating_mul(2).max(64 * 1024));
     tokio::pin!(shutdown);
