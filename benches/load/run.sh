@@ -16,7 +16,7 @@
 #
 # Knobs: HARNESS (default benches/load/harness, the team's harness copied in), OUT
 # (default benches/load/results/latest), PINS ("1 0"), SERVERS ("alertmanager switchyard"),
-# PHASES ("ceiling harness soak"), SOAK_SECONDS (300), SOAK_RATE (5000), INSTALL=1
+# PHASES ("ceiling durable harness soak"), SOAK_SECONDS (300), SOAK_RATE (5000), INSTALL=1
 # (apt-get install wrk and prometheus-alertmanager when missing), QUICK=1.
 set -euo pipefail
 
@@ -26,7 +26,7 @@ HARNESS=${HARNESS:-$here/harness}
 OUT=${OUT:-$here/results/latest}
 PINS=${PINS:-"1 0"}
 SERVERS=${SERVERS:-"alertmanager switchyard"}
-PHASES=${PHASES:-"ceiling harness soak"}
+PHASES=${PHASES:-"ceiling durable harness soak"}
 QUICK=${QUICK:-0}
 SOAK_SECONDS=${SOAK_SECONDS:-300}
 SOAK_RATE=${SOAK_RATE:-5000}
@@ -137,6 +137,18 @@ EOF
     stop_pid "$kp"
   done
   column -t -s $'\t' "$OUT/ceiling.tsv"
+fi
+
+# ---------------------------------------------------------------- durable ingest
+# switchyard's durable ingest against the durable ceiling (durable_server: parse, group
+# commit, one fdatasync per batch), at 32 and 128 connections, alternated (durable.sh).
+if phase durable; then
+  for pin in $PINS; do
+    echo "== durable ingest against the durable ceiling, PIN=$pin"
+    unpinned=""; [[ $pin == 0 ]] && unpinned=1
+    UNPINNED=$unpinned ROUNDS=${DURABLE_ROUNDS:-3} SECONDS_EACH=$DUR \
+      "$here/durable.sh" "$SWITCHYARD_BIN" | tee "$OUT/durable-pin$pin.txt"
+  done
 fi
 
 # ---------------------------------------------------------------- the harness
