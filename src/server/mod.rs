@@ -527,9 +527,24 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
             admin_guard,
         ));
     let console = console::routes(state.clone());
-    axum::Router::new()
+    // `/alerts/{source}` for each sender, as a route of its own: a path parameter costs
+    // every request its extraction (a map of parameters, a string); the parameter route
+    // is left with the names that are no sender's, and answers them 404.
+    let mut ingest_routes = axum::Router::new()
         .route("/alerts", post(ingest_detect))
-        .route("/alerts/{source}", post(ingest_source).put(ingest_source))
+        .route("/alerts/{source}", post(ingest_source).put(ingest_source));
+    for source in Source::ALL {
+        let named = move |State(s): State<Arc<AppState>>,
+                          Query(q): Query<SourceQuery>,
+                          req: axum::extract::Request| async move {
+            ingest(&s, Some(source), &q, req).await
+        };
+        ingest_routes = ingest_routes.route(
+            &format!("/alerts/{}", source.as_str()),
+            post(named).put(named),
+        );
+    }
+    ingest_routes
         .route("/api/v2/alerts", post(ingest_prometheus))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -632,7 +647,8 @@ async fn ingest_prometheus(
     ingest(&s, Some(Source::Prometheus), &q, req).await
 }
 
-/// `POST|PUT /alerts/{source}`: the sender named in the path.
+/// `POST|PUT /alerts/{source}` for a name that no sender has (each sender's own path is a
+/// route of its own, see [`app`]): 404, with the names there are.
 async fn ingest_source(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
