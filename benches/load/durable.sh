@@ -14,8 +14,10 @@
 # Both get the same load: wrk -t1 -c$CONNS -d${SECONDS_EACH:-10}s, one Yandex alert per
 # request (alertIds cycling over 1,000), the server pinned to CPU 1 and wrk to CPU 0 (needs
 # 2 CPUs, wrk, curl, taskset); UNPINNED=1 runs both unpinned. For each run it prints the
-# rate, the server's CPU per request (user+system, from /proc, over the wrk run) and, for
-# the ceiling, the requests per sync; then the medians and switchyard's fraction of the
+# rate, the server's CPU per request (user+system, from /proc, over the wrk run) and the
+# requests per fdatasync (the ceiling's own count; switchyard's from a kernel tracepoint,
+# when perf can count it: SQLite's commits and its checkpoints' syncs, so a little under
+# its requests per commit); then the medians and switchyard's fraction of the
 # ceiling. PROFILE=1 also records switchyard at the first connection count with
 # `perf record` (cpu-clock; needs perf) and prints its top symbols. Everything listens on
 # 127.0.0.1 only; what is started is stopped by PID.
@@ -69,6 +71,8 @@ start() { # which
 }
 stop() { kill $srv; wait $srv 2>/dev/null; srv=; }
 hz=$(getconf CLK_TCK)
+count_syncs=
+command -v perf > /dev/null && perf stat -e syscalls:sys_enter_fdatasync -o /dev/null -- true > /dev/null 2>&1 && count_syncs=1
 which_all="ceiling switchyard"; [ -n "$bin2" ] && which_all="ceiling switchyard switchyard2"
 : > "$work/runs"
 for r in $(seq 1 "$rounds"); do
@@ -82,16 +86,28 @@ for r in $(seq 1 "$rounds"); do
         perf record -e cpu-clock -F 1999 -g -p $srv -o "$work/perf.data" -- sleep "$secs" > /dev/null 2>&1 &
         profiling=$!
       fi
+      # switchyard's fdatasyncs (SQLite's commits and checkpoints), counted by a kernel
+      # tracepoint when perf can (the ceiling counts its own).
+      counting=
+      if [ "$which" != ceiling ] && [ -z "$profiling" ] && [ -n "$count_syncs" ]; then
+        perf stat -e syscalls:sys_enter_fdatasync -p $srv -o "$work/syncs.txt" -- sleep "$secs" > /dev/null 2>&1 &
+        counting=$!
+      fi
       t0=$(ticks $srv)
       out=$("${load_pin[@]}" wrk -t1 -c"$c" -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$port$path")
       t1=$(ticks $srv)
       [ -n "$profiling" ] && wait $profiling
+      [ -n "$counting" ] && wait $counting
       rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
       total=$(echo "$out" | awk '/requests in/ {print $1}')
       non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
       cpu_us=$(python3 -c "print(round(($t1-$t0)/$hz*1e6/max($total,1),1))")
       extra=
       [ "$which" = ceiling ] && extra=" per_sync $(curl -fs "http://127.0.0.1:$port/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["per_sync"])')"
+      if [ -n "$counting" ]; then
+        syncs=$(awk '/sys_enter_fdatasync/ {gsub(",","",$1); print $1}' "$work/syncs.txt")
+        [ -n "$syncs" ] && [ "$syncs" -gt 0 ] && extra=" per_sync $(python3 -c "print(round($total/$syncs,1))")"
+      fi
       stop
       line="round $r conns $c $which $rps req/s cpu_us_per_req $cpu_us${non2xx:+ non2xx $non2xx}$extra"
       echo "$line"; echo "$line" >> "$work/runs"
