@@ -83,9 +83,7 @@ fn serve_env(name: &str, config: &str, env: &[(&str, &str)]) -> Server {
 }
 
 async fn post_json(url: &str, body: &str) -> u16 {
-    switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
+    support::http::client()
         .post(url)
         .header("content-type", "application/json")
         .body(body.to_owned())
@@ -105,13 +103,8 @@ fn shots() -> Option<PathBuf> {
 
 async fn dead_letters(url: &str, n: usize) {
     for _ in 0..200 {
-        let body = switchyard::http_client()
-            .build()
-            .expect("an HTTP client")
-            .get(format!("{url}/api/dead-letters"))
-            .send()
+        let body = support::http::get(format!("{url}/api/dead-letters"))
             .await
-            .unwrap()
             .text()
             .await
             .unwrap();
@@ -222,9 +215,7 @@ async fn an_operator_uses_every_page_in_a_real_browser() {
         format!("{RULES}\nrule \"typo\" when severity = \"x\" -> post pager\n"),
     )
     .unwrap();
-    let reload = switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
+    let reload = support::http::client()
         .post(format!("{base}/-/reload"))
         .send()
         .await
@@ -270,13 +261,7 @@ async fn without_the_admin_credential_the_console_and_its_changes_are_refused() 
     assert_eq!(statuses, serde_json::json!([401, 401, 401]));
     // The console's own pages ask a browser for the credential (a basic-auth challenge,
     // which a page's script cannot answer): read here as a script would.
-    let page = switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
-        .get(format!("{base}/ui/deliveries"))
-        .send()
-        .await
-        .unwrap();
+    let page = support::http::get(format!("{base}/ui/deliveries")).await;
     assert_eq!(page.status().as_u16(), 401);
     assert!(
         page.headers()["www-authenticate"]

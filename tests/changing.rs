@@ -57,9 +57,7 @@ impl Drop for Scratch {
 }
 
 async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
+    let resp = support::http::client()
         .post(format!("{base}{path}"))
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -75,9 +73,7 @@ async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
 }
 
 async fn post_empty(base: &str, path: &str) -> (u16, Value) {
-    let resp = switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
+    let resp = support::http::client()
         .post(format!("{base}{path}"))
         .send()
         .await
@@ -90,13 +86,8 @@ async fn post_empty(base: &str, path: &str) -> (u16, Value) {
 }
 
 async fn get(base: &str, path: &str) -> Value {
-    let text = switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
-        .get(format!("{base}{path}"))
-        .send()
+    let text = support::http::get(format!("{base}{path}"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -105,13 +96,8 @@ async fn get(base: &str, path: &str) -> Value {
 
 /// `GET /metrics` as text.
 async fn metrics(base: &str) -> String {
-    switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
-        .get(format!("{base}/metrics"))
-        .send()
+    support::http::get(format!("{base}/metrics"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap()

@@ -203,13 +203,8 @@ async fn a_damaged_write_ahead_log_is_detected_not_silent() {
         "listening on ",
         Duration::from_secs(30),
     );
-    let metrics = switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
-        .get(format!("{}/metrics", base.trim()))
-        .send()
+    let metrics = support::http::get(format!("{}/metrics", base.trim()))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

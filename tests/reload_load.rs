@@ -73,7 +73,7 @@ async fn rewrites_every_100ms_under_load_lose_nothing_and_never_mix() {
     // Clients: (time sent, version decided).
     let decisions: Arc<Mutex<Vec<(Instant, u8)>>> = Arc::default();
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
-    let client = switchyard::http_client().build().expect("an HTTP client");
+    let client = support::http::client();
     let mut tasks = Vec::new();
     for c in 0..8 {
         let (client, base, decisions, failures) = (

@@ -396,7 +396,7 @@ enum Setup {
 /// `bases`, for `secs` seconds or until `total` were accepted; answers how many were
 /// accepted (202) and the seconds it took.
 async fn load(bases: &[String], conns: usize, secs: u64, total: usize) -> (usize, f64) {
-    let client = switchyard::http_client().build().expect("an HTTP client");
+    let client = support::http::client();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let until = started + Duration::from_secs(secs);

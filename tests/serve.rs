@@ -42,7 +42,7 @@ async fn serve_routes_real_senders_to_a_real_receiver_and_stops_on_sigterm() {
         "--data",
         dir.join("data").to_str().unwrap(),
     ]);
-    let client = switchyard::http_client().build().expect("an HTTP client");
+    let client = support::http::client();
 
     let resp = client
         .post(format!("{base}/alerts/yandex"))
@@ -138,13 +138,7 @@ async fn slow_and_oversized_requests_are_cut_off_without_slowing_others() {
 
     // Meanwhile the server answers others at once.
     let started = std::time::Instant::now();
-    let health = switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let health = support::http::get(format!("{base}/healthz")).await;
     assert_eq!(health.status().as_u16(), 200);
     assert!(
         started.elapsed() < Duration::from_millis(500),
@@ -186,13 +180,7 @@ async fn slow_and_oversized_requests_are_cut_off_without_slowing_others() {
         .unwrap_or(0);
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    let health = switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let health = support::http::get(format!("{base}/healthz")).await;
     assert_eq!(health.status().as_u16(), 200, "still serving");
 
     // A head over the limit is refused with the JSON 431; one too large even for the
@@ -238,13 +226,8 @@ async fn sighup_reloads_and_metrics_say_so() {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
     };
-    let text = switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
-        .get(format!("{base}/metrics"))
-        .send()
+    let text = support::http::get(format!("{base}/metrics"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -281,13 +264,8 @@ async fn sighup_reloads_and_metrics_say_so() {
     let ok = poll_metric(&base, "switchyard_reload_last_success ", |v| v == Some(0.0)).await;
     assert_eq!(ok, Some(0.0));
     let rules: serde_json::Value = serde_json::from_str(
-        &switchyard::http_client()
-            .build()
-            .expect("an HTTP client")
-            .get(format!("{base}/api/rules"))
-            .send()
+        &support::http::get(format!("{base}/api/rules"))
             .await
-            .unwrap()
             .text()
             .await
             .unwrap(),
@@ -308,13 +286,8 @@ async fn poll_metric(base: &str, name: &str, done: impl Fn(Option<f64>) -> bool)
     let mut value = None;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let text = switchyard::http_client()
-            .build()
-            .expect("an HTTP client")
-            .get(format!("{base}/metrics"))
-            .send()
+        let text = support::http::get(format!("{base}/metrics"))
             .await
-            .unwrap()
             .text()
             .await
             .unwrap();
@@ -368,9 +341,7 @@ async fn an_embedder_runs_the_same_server_from_the_library() {
         .await
         .unwrap()
         .unwrap();
-    let resp = switchyard::http_client()
-        .build()
-        .expect("an HTTP client")
+    let resp = support::http::client()
         .post(format!("http://{addr}/alerts/generic"))
         .header("content-type", "application/json")
         .body(r#"{"n": 1}"#)

@@ -33,14 +33,6 @@ printf 'target s { url = "http://127.0.0.1:%s/hook" }\nwhen @source == "yandex" 
 # alertIds cycle over IDS (1,000 by default): one alert's deliveries to one target go one
 # at a time, in order (docs/delivery.md, "Order"), so a single alertId for every request
 # would measure one alert's round trips, not the router. IDS=1 gives that case.
-cat > "$work/post.lua" <<LUA
-local n, space = 0, ${IDS:-1000}
-function request()
-  n = n + 1
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"},
-    '{"alertId":"a' .. (n % space) .. '","alertName":"cpu","folderId":"f1","status":"ALARM"}')
-end
-LUA
 sink_stat() { curl -fs "http://127.0.0.1:$sink_port/stats" | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
 start() { # binary, hold, rules folder
   rm -rf "$work/data"
@@ -63,12 +55,12 @@ for r in $(seq 1 "$rounds"); do
   for which in $order; do
     bin=$before; [ "$which" = after ] && bin=$after
     start "$bin" true "$work/hold"
-    rps=$(taskset -c 0 wrk -t1 -c32 -d10s -s "$work/post.lua" "http://127.0.0.1:$port/alerts/yandex" | awk '/Requests\/sec/ {print $2}')
+    rps=$(taskset -c 0 wrk -t1 -c32 -d10s -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" -- "${IDS:-1000}" | awk '/Requests\/sec/ {print $2}')
     stop
     echo "round $r $which ingest $rps req/s"
     curl -fs -X POST -o /dev/null "http://127.0.0.1:$sink_port/reset"
     start "$bin" false "$work/deliver"
-    total=$(taskset -c 0 wrk -t1 -c32 -d10s -s "$work/post.lua" "http://127.0.0.1:$port/alerts/yandex" | awk '/requests in/ {print $1}')
+    total=$(taskset -c 0 wrk -t1 -c32 -d10s -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" -- "${IDS:-1000}" | awk '/requests in/ {print $1}')
     for _ in $(seq 1 600); do
       [ "$(sink_stat 's["requests"]')" -ge "$total" ] && break
       sleep 0.1

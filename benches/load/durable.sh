@@ -39,14 +39,6 @@ done
 if [ -n "${UNPINNED:-}" ]; then srv_pin=(); load_pin=(); else srv_pin=(taskset -c 1); load_pin=(taskset -c 0); fi
 mkdir -p "$work/rules"
 printf 'target t { url = "http://127.0.0.1:9/x" }\nwhen @source == "yandex" and status == "ALARM" -> post t\n' > "$work/rules/r.rules"
-cat > "$work/post.lua" <<'LUA'
-local n = 0
-function request()
-  n = n + 1
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"},
-    '{"alertId":"a' .. (n % 1000) .. '","alertName":"cpu","folderId":"f1","status":"ALARM"}')
-end
-LUA
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 wait_ready() { # url
   for _ in $(seq 1 100); do
@@ -94,7 +86,7 @@ for r in $(seq 1 "$rounds"); do
         counting=$!
       fi
       t0=$(ticks $srv)
-      out=$("${load_pin[@]}" wrk -t1 -c"$c" -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$port$path")
+      out=$("${load_pin[@]}" wrk -t1 -c"$c" -d"${secs}s" -s "$here/yandex_post.lua" "http://127.0.0.1:$port$path")
       t1=$(ticks $srv)
       [ -n "$profiling" ] && wait $profiling
       [ -n "$counting" ] && wait $counting

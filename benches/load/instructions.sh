@@ -14,6 +14,7 @@
 # in DIR (read them with `callgrind_annotate --inclusive=yes`).
 # Needs valgrind, wrk, curl. Listens on 127.0.0.1 only; stops what it started by PID.
 set -u
+here=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 1 ] || { echo "usage: instructions.sh BINARY [BINARY...]" >&2; exit 2; }
 rounds=${ROUNDS:-2}
 secs=${SECONDS_EACH:-10}
@@ -27,14 +28,6 @@ mkdir -p "$work/rules"
 printf 'target t { url = "http://127.0.0.1:9/x" }\nwhen @source == "yandex" and status == "ALARM" -> post t\n' > "$work/rules/r.rules"
 printf 'listen: 127.0.0.1:%s\nrules: %s\ndata: %s\ndelivery:\n  hold: true\nlogging:\n  level: warn\n' \
   "$port" "$work/rules" "$work/data" > "$work/config.yaml"
-cat > "$work/post.lua" <<'LUA'
-local n = 0
-function request()
-  n = n + 1
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"},
-    '{"alertId":"a' .. (n % 1000) .. '","alertName":"cpu","folderId":"f1","status":"ALARM"}')
-end
-LUA
 for r in $(seq 1 "$rounds"); do
   order=("$@")
   [ $((r % 2)) = 0 ] && order=($(printf '%s\n' "$@" | tac))
@@ -49,7 +42,7 @@ for r in $(seq 1 "$rounds"); do
     done
     [ -n "$ready" ] || { echo "instructions.sh: $bin did not become ready:" >&2; cat "$work/server.log" >&2; exit 1; }
     callgrind_control -z $vg > /dev/null
-    n=$(wrk -t1 -c32 -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$port/alerts/yandex" | awk '/requests in/ {print $1}')
+    n=$(wrk -t1 -c32 -d"${secs}s" -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" | awk '/requests in/ {print $1}')
     callgrind_control -d $vg > /dev/null
     kill $vg; wait $vg 2>/dev/null; vg=
     ir=$(callgrind_annotate "$work"/cg.*.1 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')

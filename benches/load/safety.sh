@@ -13,6 +13,7 @@
 #
 #   benches/load/safety.sh BINARY          # ROUNDS=3 by default
 set -u
+here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:?usage: safety.sh BINARY}
 rounds=${ROUNDS:-3}
 port=${PORT:-19804}
@@ -25,14 +26,6 @@ mkdir -p "$work/rules" "$work/shadow" "$work/agree"
 printf 'target t { url = "http://127.0.0.1:9/x" }\ntarget u { url = "http://127.0.0.1:9/y" }\nwhen @source == "yandex" and status == "ALARM" -> post t\n' > "$work/rules/r.rules"
 printf 'target t { url = "http://127.0.0.1:9/x" }\ntarget u { url = "http://127.0.0.1:9/y" }\nwhen @source == "yandex" and status == "ALARM" -> post u\n' > "$work/shadow/r.rules"
 cp "$work/rules/r.rules" "$work/agree/r.rules"
-cat > "$work/post.lua" <<'LUA'
-local n = 0
-function request()
-  n = n + 1
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"},
-    '{"alertId":"a' .. (n % 1000) .. '","alertName":"cpu","folderId":"f1","status":"ALARM"}')
-end
-LUA
 run() { # extra config lines
   rm -rf "$work/data"
   printf 'listen: 127.0.0.1:%s\nrules: %s\ndata: %s\ndelivery:\n  hold: true\nlogging:\n  level: warn\n%b' \
@@ -43,7 +36,7 @@ run() { # extra config lines
     curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && break
     sleep 0.1
   done
-  taskset -c 0 wrk -t1 -c32 -d10s -s "$work/post.lua" "http://127.0.0.1:$port/alerts/yandex" \
+  taskset -c 0 wrk -t1 -c32 -d10s -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" \
     | awk '/Requests\/sec/ {print $2}'
   kill $srv; wait $srv 2>/dev/null; srv=
 }

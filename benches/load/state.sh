@@ -15,6 +15,7 @@
 #
 #   benches/load/state.sh BINARY          # ROUNDS=3 by default
 set -u
+here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:?usage: state.sh BINARY}
 rounds=${ROUNDS:-3}
 port=${PORT:-19803}
@@ -27,17 +28,6 @@ mkdir -p "$work/plain" "$work/dedup" "$work/group"
 printf 'target t { url = "http://127.0.0.1:9/x" }\nwhen @source == "yandex" and status == "ALARM" -> post t\n' > "$work/plain/r.rules"
 printf 'target t { url = "http://127.0.0.1:9/x" }\nrule "pages" when @source == "yandex" and status == "ALARM" -> post t, dedup for 1h\n' > "$work/dedup/r.rules"
 printf 'target t { url = "http://127.0.0.1:9/x" }\nrule "pages" when @source == "yandex" and status == "ALARM" -> post t, group by alertName wait 30s every 5m\n' > "$work/group/r.rules"
-cat > "$work/post.lua" <<'LUA'
--- args: idspace (0: a new alertId per request; K: alertIds cycle over K)
-local n, space = 0, 0
-function init(args) space = tonumber(args[1]) or 0 end
-function request()
-  n = n + 1
-  local id = space > 0 and (n % space) or n
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"},
-    '{"alertId":"a' .. id .. '","alertName":"cpu","folderId":"f1","status":"ALARM"}')
-end
-LUA
 run() { # rules folder, idspace, silences to add first
   rm -rf "$work/data"
   printf 'listen: 127.0.0.1:%s\nrules: %s\ndata: %s\ndelivery:\n  hold: true\nlogging:\n  level: warn\n' \
@@ -53,7 +43,7 @@ run() { # rules folder, idspace, silences to add first
       -d "{\"condition\": \"folderId == \\\"nope$i\\\"\", \"for\": \"1h\", \"created_by\": \"bench\", \"comment\": \"matches nothing\"}" \
       "http://127.0.0.1:$port/api/silences"
   done
-  taskset -c 0 wrk -t1 -c32 -d10s -s "$work/post.lua" "http://127.0.0.1:$port/alerts/yandex" -- "$2" \
+  taskset -c 0 wrk -t1 -c32 -d10s -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" -- "$2" \
     | awk '/Requests\/sec/ {print $2}'
   kill $srv; wait $srv 2>/dev/null; srv=
 }

@@ -295,7 +295,7 @@ impl Drop for Browser {
                 .build();
             if let Ok(rt) = rt {
                 rt.block_on(async {
-                    let client = switchyard::http_client().build().expect("an HTTP client");
+                    let client = super::http::client();
                     let _ =
                         tokio::time::timeout(Duration::from_secs(10), client.delete(url).send())
                             .await;

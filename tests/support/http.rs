@@ -40,3 +40,16 @@ pub(crate) async fn request(
         .unwrap_or_default();
     (status, body)
 }
+
+/// A reqwest client with TLS ready, built as the router builds its own
+/// (`switchyard::http_client`: reqwest carries no crypto provider of its own).
+#[cfg(feature = "dispatch")]
+pub(crate) fn client() -> reqwest::Client {
+    switchyard::http_client().build().expect("an HTTP client")
+}
+
+/// `GET url` with [`client`], answered (any status).
+#[cfg(feature = "dispatch")]
+pub(crate) async fn get(url: impl reqwest::IntoUrl) -> reqwest::Response {
+    client().get(url).send().await.expect("an answer to GET")
+}
