@@ -532,7 +532,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
     // is left with the names that are no sender's, and answers them 404.
     let mut ingest_routes = axum::Router::new()
         .route("/alerts", post(ingest_detect))
-        .route("/alerts/{source}", post(ingest_source).put(ingest_source));
+        .route("/alerts/{source}", post(no_such_source).put(no_such_source));
     for source in Source::ALL {
         let named = move |State(s): State<Arc<AppState>>,
                           Query(q): Query<SourceQuery>,
@@ -648,15 +648,10 @@ async fn ingest_prometheus(
 }
 
 /// `POST|PUT /alerts/{source}` for a name that no sender has (each sender's own path is a
-/// route of its own, see [`app`]): 404, with the names there are.
-async fn ingest_source(
-    State(s): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Query(q): Query<SourceQuery>,
-    req: axum::extract::Request,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let source = Source::from_name(&name).ok_or_else(|| unknown_source(&name))?;
-    ingest(&s, Some(source), &q, req).await
+/// route of its own, see [`app`]): 404, with the names there are. The query is read first,
+/// as on a sender's path: a malformed one is a 400.
+async fn no_such_source(Path(name): Path<String>, Query(_): Query<SourceQuery>) -> ApiError {
+    unknown_source(&name)
 }
 
 /// A sender name that is none, in the path or in `?source=`: 404, with the names there are.
@@ -727,40 +722,38 @@ async fn accept(
             first.received_at(),
         );
     }
-    Ok(Accepted(decided))
+    Ok(Accepted {
+        accepted: decided.len(),
+        alerts: decided,
+    })
 }
 
 /// The 202 answer to an ingest request: `{"accepted": n, "alerts": [...]}`, written
 /// straight from the decisions the console's ring shares (building a `serde_json::Value`
 /// first cost a map insert per key; copying them, a clone of every list).
-struct Accepted(Vec<Arc<recent::Recorded>>);
-
-impl Serialize for Accepted {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let mut out = ser.serialize_struct("Accepted", 2)?;
-        out.serialize_field("accepted", &self.0.len())?;
-        out.serialize_field("alerts", &AcceptedAlerts(&self.0))?;
-        out.end()
-    }
+#[derive(Serialize)]
+struct Accepted {
+    accepted: usize,
+    #[serde(serialize_with = "answers")]
+    alerts: Vec<Arc<recent::Recorded>>,
 }
 
-struct AcceptedAlerts<'a>(&'a [Arc<recent::Recorded>]);
-
-impl Serialize for AcceptedAlerts<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        ser.collect_seq(self.0.iter().map(|d| AcceptedAlert {
-            deliveries: &d.deliveries,
-            dropped: d.dropped,
-            id: d.id.as_deref(),
-            rules: &d.rules,
-            source: d.source,
-            state: d.state,
-            targets: &d.targets,
-            unrouted: d.unrouted,
-            verdicts: &d.verdicts,
-        }))
-    }
+/// Each decision as the answer shows it ([`AcceptedAlert`]).
+fn answers<S: serde::Serializer>(
+    decided: &[Arc<recent::Recorded>],
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    ser.collect_seq(decided.iter().map(|d| AcceptedAlert {
+        deliveries: &d.deliveries,
+        dropped: d.dropped,
+        id: d.id.as_deref(),
+        rules: &d.rules,
+        source: d.source,
+        state: d.state,
+        targets: &d.targets,
+        unrouted: d.unrouted,
+        verdicts: &d.verdicts,
+    }))
 }
 
 /// What happened to one alert of an ingest request. Fields in alphabetical order, the

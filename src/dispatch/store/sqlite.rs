@@ -24,6 +24,7 @@
 //! connection, which WAL lets run while the writer commits. `benches/outbox-stores`
 //! measured SQLite against redb for this write pattern (docs/delivery.md).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -912,15 +913,15 @@ const COMPACT: u8 = 1;
 /// optional fields being skipped there.
 #[derive(Serialize, serde::Deserialize)]
 struct Compact<'a> {
-    spec: std::borrow::Cow<'a, Spec>,
-    body: std::borrow::Cow<'a, str>,
-    shown_body: Option<std::borrow::Cow<'a, str>>,
-    alert_id: Option<std::borrow::Cow<'a, str>>,
+    spec: Cow<'a, Spec>,
+    body: Cow<'a, str>,
+    shown_body: Option<Cow<'a, str>>,
+    alert_id: Option<Cow<'a, str>>,
     attempts: u32,
     next_at_ms: u64,
-    last_error: Option<std::borrow::Cow<'a, str>>,
+    last_error: Option<Cow<'a, str>>,
     created_ms: u64,
-    fallback_from: Option<std::borrow::Cow<'a, str>>,
+    fallback_from: Option<Cow<'a, str>>,
     recheck: Option<Vec<u8>>,
 }
 
@@ -937,13 +938,13 @@ impl Compact<'_> {
             id: 0,
             spec: self.spec.into_owned(),
             body: self.body.into_owned(),
-            shown_body: self.shown_body.map(std::borrow::Cow::into_owned),
-            alert_id: self.alert_id.map(std::borrow::Cow::into_owned),
+            shown_body: self.shown_body.map(Cow::into_owned),
+            alert_id: self.alert_id.map(Cow::into_owned),
             attempts: self.attempts,
             next_at_ms: self.next_at_ms,
-            last_error: self.last_error.map(std::borrow::Cow::into_owned),
+            last_error: self.last_error.map(Cow::into_owned),
             created_ms: self.created_ms,
-            fallback_from: self.fallback_from.map(std::borrow::Cow::into_owned),
+            fallback_from: self.fallback_from.map(Cow::into_owned),
             recheck,
         })
     }
@@ -960,15 +961,15 @@ fn encode_record(r: &Record) -> rusqlite::Result<Vec<u8>> {
         Some(c) => Some(serde_json::to_vec(c).map_err(|e| failed(Box::new(e)))?),
     };
     let compact = Compact {
-        spec: std::borrow::Cow::Borrowed(&r.spec),
-        body: std::borrow::Cow::Borrowed(&r.body),
-        shown_body: r.shown_body.as_deref().map(std::borrow::Cow::Borrowed),
-        alert_id: r.alert_id.as_deref().map(std::borrow::Cow::Borrowed),
+        spec: Cow::Borrowed(&r.spec),
+        body: Cow::Borrowed(&r.body),
+        shown_body: r.shown_body.as_deref().map(Cow::Borrowed),
+        alert_id: r.alert_id.as_deref().map(Cow::Borrowed),
         attempts: r.attempts,
         next_at_ms: r.next_at_ms,
-        last_error: r.last_error.as_deref().map(std::borrow::Cow::Borrowed),
+        last_error: r.last_error.as_deref().map(Cow::Borrowed),
         created_ms: r.created_ms,
-        fallback_from: r.fallback_from.as_deref().map(std::borrow::Cow::Borrowed),
+        fallback_from: r.fallback_from.as_deref().map(Cow::Borrowed),
         recheck,
     };
     let mut out = Vec::with_capacity(64 + r.body.len() + r.spec.url.len());
