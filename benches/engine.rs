@@ -20,6 +20,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use serde_json::Value;
 use switchyard::{Alert, RuleSet};
 
+#[path = "support/rules.rs"]
+mod rules;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -197,6 +200,20 @@ fn bench_compile(c: &mut Criterion) {
             })
         });
     }
+    // The load harness's Alertmanager-style routes: anchored regexes in every rule.
+    let routes = rules::harness_routes(10_000);
+    g.throughput(Throughput::Elements(10_000));
+    g.bench_with_input(
+        BenchmarkId::new("load_harness_routes", 10_000),
+        &routes,
+        |b, text| {
+            b.iter(|| {
+                RuleSet::from_files([("routes.rules", text.as_str())])
+                    .expect("loads")
+                    .rule_count()
+            })
+        },
+    );
     g.finish();
 }
 

@@ -53,7 +53,7 @@ pub(crate) const MAX_DISJUNCTS: usize = 64;
 pub(crate) const MAX_ATOMS: usize = 256;
 
 /// A test in its positive form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Test {
     Eq,
     Lt,
@@ -647,6 +647,34 @@ fn text(sources: &SourceMap, span: Span) -> String {
         .join(" ")
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Rule pairs the last analysis on this thread compared for W0501.
+    pub(crate) static PAIRS_COMPARED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The key of a test that no other test implies (see `implies`): a positive `==`, `=~`,
+/// `contains`, `startswith` or `endswith`. A hash: a collision only adds a candidate,
+/// which is checked in full.
+fn key_of(a: &Atom<'_>) -> Option<u64> {
+    match &a.base {
+        Base::Cmp {
+            path,
+            test:
+                test @ (Test::Eq | Test::Match | Test::Contains | Test::StartsWith | Test::EndsWith),
+            value,
+        } if !a.negated => {
+            let mut h = rustc_hash::FxHasher::default();
+            path.meta.hash(&mut h);
+            path.segments.hash(&mut h);
+            test.hash(&mut h);
+            value.hash(&mut h);
+            Some(h.finish())
+        }
+        _ => None,
+    }
+}
+
 /// Analyses the rules of every file, in load order, and reports what it finds.
 pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
     let budget = Budget(std::cell::Cell::new(MAX_WORK));
@@ -774,25 +802,24 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
     }
 
     // W0501: an earlier rule that ends evaluation takes every alert this one matches.
-    // Earlier rules are found by an atom both must share when the earlier one tests a
-    // field for equality; the others are tried for every rule.
-    let mut by_eq: HashMap<u64, Vec<usize>> = HashMap::new();
+    // An earlier rule of one conjunction is filed under one of its tests that only the
+    // same test implies (a positive `==`, `=~`, `contains`, `startswith`, `endswith`):
+    // a later rule it takes must hold that test too, so the later rule finds it by its
+    // own tests. Of several such tests, the rarest among those rules is the key, so
+    // `alertState == "ALERT"` in 2,500 routes does not put them all on every later
+    // route's list. The other earlier rules are tried for every rule.
+    let mut by_key: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut general: Vec<usize> = Vec::new();
-    // A hash of a positive `==` (a collision only adds a candidate, checked in full).
-    let eq_key = |a: &Atom<'_>| match &a.base {
-        Base::Cmp {
-            path,
-            test: Test::Eq,
-            value,
-        } if !a.negated => {
-            let mut h = rustc_hash::FxHasher::default();
-            path.meta.hash(&mut h);
-            path.segments.hash(&mut h);
-            value.hash(&mut h);
-            Some(h.finish())
+    let mut seen_keys: HashMap<u64, u32> = HashMap::new();
+    for r in &rules {
+        if r.ends.is_some()
+            && let Some([only]) = r.dnf.as_deref()
+        {
+            for k in only.iter().filter_map(key_of) {
+                *seen_keys.entry(k).or_default() += 1;
+            }
         }
-        _ => None,
-    };
+    }
     let mut unreachable = vec![false; rules.len()];
     let mut pairs = 0usize;
     for (j, r) in rules.iter().enumerate() {
@@ -800,7 +827,7 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
         let made;
         let dj = if r.ends.is_some() {
             r.dnf.as_deref()
-        } else if !general.is_empty() || !by_eq.is_empty() {
+        } else if !general.is_empty() || !by_key.is_empty() {
             made = dnf(r.condition, false);
             made.as_deref()
         } else {
@@ -812,7 +839,7 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
             let mut candidates: Vec<usize> = general.clone();
             for c in dj {
                 for a in c {
-                    if let Some(list) = eq_key(a).and_then(|k| by_eq.get(&k)) {
+                    if let Some(list) = key_of(a).and_then(|k| by_key.get(&k)) {
                         candidates.extend(list);
                     }
                 }
@@ -858,16 +885,22 @@ pub(crate) fn analyse(cx: &mut Cx<'_>, files: &[File]) {
             && let Some(d) = &r.dnf
         {
             let key = match d.as_slice() {
-                [only] => only.iter().find_map(&eq_key),
+                [only] => only
+                    .iter()
+                    .filter_map(key_of)
+                    .min_by_key(|k| seen_keys.get(k).copied().unwrap_or(0)),
                 _ => None,
             };
             if let Some(k) = key {
-                by_eq.entry(k).or_default().push(j);
+                by_key.entry(k).or_default().push(j);
             } else {
                 general.push(j);
             }
         }
     }
+
+    #[cfg(test)]
+    PAIRS_COMPARED.with(|p| p.set(pairs));
 
     // W0505: a target every post to which is in a rule that can never fire.
     if !unreachable.contains(&true) {

@@ -207,3 +207,60 @@ fn analysis_cost_on_ten_thousand_rules() {
         100.0 * analysis.as_secs_f64() / load.as_secs_f64()
     );
 }
+
+#[test]
+fn an_earlier_rule_is_found_by_its_rarest_test_whichever_it_is() {
+    // The key of the earlier rule is its rarest test: `team == "db"` (once) rather than
+    // `sev == "high"` (in every rule), or the regex, or the `contains`; the later rule
+    // holds that test too, so it is still found.
+    let many: String = (0..20)
+        .map(|i| format!("when sev == \"high\" and team == \"t{i}\" -> post chat, stop\n"))
+        .collect();
+    for (earlier, later) in [
+        (
+            "when sev == \"high\" and team == \"db\" -> post pager, stop",
+            "when team == \"db\" and sev == \"high\" and host == \"a\" -> post pager",
+        ),
+        (
+            "when sev == \"high\" and name =~ /^(?:Rule_1|RuleAlt_1)$/ -> post pager, stop",
+            "when name =~ /^(?:Rule_1|RuleAlt_1)$/ and sev == \"high\" and x == 1 -> post pager",
+        ),
+        (
+            "when sev == \"high\" and summary contains \"disk\" -> post pager, stop",
+            "when sev == \"high\" and summary contains \"disk\" and x == 1 -> post pager",
+        ),
+    ] {
+        let rules = format!("{many}{earlier}\n{later}\n");
+        assert_eq!(codes(&rules), ["W0501"], "{rules}");
+    }
+}
+
+#[test]
+fn alertmanager_style_routes_are_compared_with_few_earlier_rules() {
+    // The load harness's routes (benches/support/rules.rs): every route ends evaluation,
+    // shares `alertState == "ALERT"` or a `metricName` regex with a quarter of the others,
+    // and has one test of its own. Filed under a test they all share, each route was
+    // compared with every earlier one of its quarter, and the quarter whose own test is a
+    // regex with every earlier one of that quarter: 374,250 pairs for 2,000 routes, and
+    // most of a 10,000-route load (where MAX_PAIRS stopped it).
+    let mut rules = String::new();
+    for i in 0..2_000 {
+        let cond = match i % 4 {
+            0 => format!(
+                "labels.alertState =~ /^(?:ALERT|CRITICAL)$/ and labels.alertname == \"Rule_{i}\" and labels.metricName =~ /^(?:cpu_.*|memory_.*)$/"
+            ),
+            1 => format!("labels.alertState == \"ALERT\" and labels.alertname == \"Rule_{i}\""),
+            2 => format!(
+                "labels.alertState != \"OK\" and labels.alertname =~ /^(?:Rule_{i}|RuleAlt_{i})$/ and labels.metricName =~ /^(?:cpu_.*)$/"
+            ),
+            _ => format!(
+                "labels.alertState =~ /^(?:ALERT|WARN)$/ and labels.alertname == \"Rule_{i}\" and labels.metricName !~ /^(?:test_.*)$/"
+            ),
+        };
+        rules.push_str(&format!("when {cond} -> post pager, stop\n"));
+    }
+    rules.push_str("when @source == \"prometheus\" -> post chat\n");
+    assert_eq!(codes(&rules), Vec::<String>::new());
+    let pairs = super::PAIRS_COMPARED.with(|p| p.get());
+    assert!(pairs < 2_000, "{pairs} pairs compared");
+}

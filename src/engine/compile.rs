@@ -240,10 +240,7 @@ fn value_test(op: ValueOp, v: &LiteralKind) -> Test {
     match op {
         ValueOp::Eq => Test::Eq(scalar(v)),
         ValueOp::Lt | ValueOp::Le | ValueOp::Gt | ValueOp::Ge => {
-            let n = number(v).unwrap_or(Numeric {
-                float: f64::NAN,
-                int: None,
-            });
+            let n = number(v).unwrap_or(Numeric::float(f64::NAN));
             match op {
                 ValueOp::Lt => Test::Lt(n),
                 ValueOp::Le => Test::Le(n),

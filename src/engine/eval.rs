@@ -53,6 +53,7 @@ pub(crate) fn during(set: &Compiled, window: u32, alert: &Alert) -> bool {
 }
 
 /// The positive test of an atom, plainly.
+#[inline]
 pub(crate) fn atom_holds(set: &Compiled, a: &Atom, alert: &Alert) -> bool {
     match set.paths.get(a.path as usize) {
         Some(path) => path.any(alert, &mut |v| a.test.holds(v)),

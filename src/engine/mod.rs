@@ -324,11 +324,18 @@ impl RuleSet {
     /// index, so only the rules that can match are tried; each field is read once per
     /// alert and a test several rules share runs once. The decision is exactly that of
     /// [`RuleSet::evaluate_unindexed`].
+    #[inline]
     pub fn evaluate(&self, alert: &Alert) -> Decision<'_> {
-        let inner = &*self.inner;
-        if inner.rules.len() <= SCAN_UP_TO {
-            return self.evaluate_unindexed(alert);
+        if self.inner.rules.len() <= SCAN_UP_TO {
+            self.evaluate_unindexed(alert)
+        } else {
+            self.evaluate_indexed(alert)
         }
+    }
+
+    /// [`RuleSet::evaluate`] through the index.
+    fn evaluate_indexed(&self, alert: &Alert) -> Decision<'_> {
+        let inner = &*self.inner;
         let mut d = Decision::new(self);
         let mut cx = eval::Ctx::new(inner, alert);
         let mut lists: SmallVec<[&[u32]; 4]> = SmallVec::new();
@@ -378,6 +385,7 @@ impl RuleSet {
     /// Evaluates an alert the plain way: every rule tried in order, each test reading its
     /// field itself. The reference semantics of [`RuleSet::evaluate`], which gives the same
     /// decision faster; kept for tests, benchmarks and embedders that want to check that.
+    #[inline]
     pub fn evaluate_unindexed(&self, alert: &Alert) -> Decision<'_> {
         let inner = &*self.inner;
         let mut d = Decision::new(self);
@@ -556,6 +564,7 @@ impl<'r> Decision<'r> {
     }
 
     /// Records that rule `i` fired; true when it ends evaluation (`stop` or `drop`).
+    #[inline]
     fn fire(&mut self, i: u32, r: &CompiledRule) -> bool {
         self.rules.push(i);
         for &t in r.posts.iter() {

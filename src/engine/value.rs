@@ -51,6 +51,7 @@ pub(crate) enum Val<'a> {
 }
 
 impl<'a> Val<'a> {
+    #[inline]
     fn of(v: &'a Value) -> Val<'a> {
         match v {
             Value::String(s) => Val::Str(s),
@@ -94,6 +95,7 @@ impl Path {
 
     /// Calls `f` on each value the path reaches until `f` returns true; returns whether it did.
     /// A missing field reaches nothing, so `f` is not called and the result is false.
+    #[inline]
     pub(crate) fn any<'a>(&self, alert: &'a Alert, f: &mut impl FnMut(Val<'a>) -> bool) -> bool {
         match self {
             Path::Meta(m) => {
@@ -159,6 +161,7 @@ impl Scalar {
     }
 
     /// `value == self`.
+    #[inline]
     pub(crate) fn matches(&self, v: Val<'_>) -> bool {
         match (self, v) {
             (Scalar::Str(s, _), Val::Str(x)) => **s == *x,
@@ -193,6 +196,7 @@ pub(crate) enum Test {
 
 impl Test {
     /// Whether one value passes the test.
+    #[inline]
     pub(crate) fn holds(&self, v: Val<'_>) -> bool {
         use std::cmp::Ordering::*;
         let order = |n: &Numeric, ok: &dyn Fn(std::cmp::Ordering) -> bool| {
