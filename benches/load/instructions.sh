@@ -11,7 +11,8 @@
 # instructions of every thread of the server are divided by the requests answered. The
 # kernel's work (sockets, fsync) is not counted: durable.sh measures the whole. Binaries
 # alternate within each round. With PROFILE=DIR the last round's callgrind files are kept
-# in DIR (read them with `callgrind_annotate --inclusive=yes`).
+# in DIR (read them with `callgrind_annotate --inclusive=yes`). CLAUSES adds clauses to the
+# rule (CLAUSES=', dedup for 1h'); IDS sets the alertId space (0: every alert new).
 # Needs valgrind, wrk, curl. Listens on 127.0.0.1 only; stops what it started by PID.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,7 +26,7 @@ for tool in valgrind callgrind_control callgrind_annotate wrk curl; do
   command -v $tool >/dev/null || { echo "instructions.sh: needs $tool" >&2; exit 2; }
 done
 mkdir -p "$work/rules"
-printf 'target t { url = "http://127.0.0.1:9/x" }\nwhen @source == "yandex" and status == "ALARM" -> post t\n' > "$work/rules/r.rules"
+printf 'target t { url = "http://127.0.0.1:9/x" }\nrule "pages" when @source == "yandex" and status == "ALARM" -> post t%s\n' "${CLAUSES:-}" > "$work/rules/r.rules"
 printf 'listen: 127.0.0.1:%s\nrules: %s\ndata: %s\ndelivery:\n  hold: true\nlogging:\n  level: warn\n' \
   "$port" "$work/rules" "$work/data" > "$work/config.yaml"
 for r in $(seq 1 "$rounds"); do
@@ -42,7 +43,7 @@ for r in $(seq 1 "$rounds"); do
     done
     [ -n "$ready" ] || { echo "instructions.sh: $bin did not become ready:" >&2; cat "$work/server.log" >&2; exit 1; }
     callgrind_control -z $vg > /dev/null
-    n=$(wrk -t1 -c32 -d"${secs}s" -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" | awk '/requests in/ {print $1}')
+    n=$(wrk -t1 -c32 -d"${secs}s" -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" -- "${IDS:-1000}" | awk '/requests in/ {print $1}')
     callgrind_control -d $vg > /dev/null
     kill $vg; wait $vg 2>/dev/null; vg=
     ir=$(callgrind_annotate "$work"/cg.*.1 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')

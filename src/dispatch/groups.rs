@@ -81,3 +81,7 @@ pub(crate) async fn clock(core: Arc<RouterCore>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "groups_test.rs"]
+mod tests;

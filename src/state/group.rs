@@ -214,7 +214,7 @@ pub(super) fn join<P>(
                 Some(Entry::Truncated { count }) => count,
                 _ => 0,
             };
-            state.put(&count, &Entry::Truncated { count: n + 1 }, group.expires());
+            state.put(&count, Entry::Truncated { count: n + 1 }, group.expires());
             out.verdict(rule, target, grouped(g, &group));
             return;
         }
@@ -229,11 +229,8 @@ pub(super) fn join<P>(
         }),
     }
     let kind = grouped(g, &group);
-    state.put(
-        &key,
-        &Entry::Group(Box::new(group.clone())),
-        group.expires(),
-    );
+    let expires = group.expires();
+    state.put(&key, Entry::Group(Box::new(group)), expires);
     out.verdict(rule, target, kind);
 }
 
@@ -350,8 +347,10 @@ pub fn flush<P>(
         let every = group.every_ms.max(1);
         let behind = now.saturating_sub(at) / every + 1;
         group.next_flush = at.saturating_add(behind.saturating_mul(every));
-        let entry = Entry::Group(Box::new(group.clone()));
-        state.put(&group.state_key(), &entry, group.expires());
+        let (rule, target) = (group.rule.clone(), group.target.clone());
+        let key = Key::new("group", &rule, group.clauses, &target, group.key.as_bytes());
+        let expires = group.expires();
+        state.put(&key, Entry::Group(Box::new(group)), expires);
     }
     sent
 }

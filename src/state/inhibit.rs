@@ -78,7 +78,7 @@ pub(super) fn note_sources(state: &mut dyn State, alert: &AlertFacts, now: u64) 
             continue;
         }
         match sources.iter().map(|(_, until)| *until).max() {
-            Some(expires) => state.put(&key, &Entry::Inhibitor { sources }, expires),
+            Some(expires) => state.put(&key, Entry::Inhibitor { sources }, expires),
             None => state.delete(&key),
         }
     }

@@ -549,8 +549,9 @@ pub struct Listed {
 pub trait State {
     /// The entry under `key`, unless it expired before `now`.
     fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry>;
-    /// Stores `entry` under `key` until `expires` (ms).
-    fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64);
+    /// Stores `entry` under `key` until `expires` (ms). Taken whole: a group's entry holds
+    /// up to 1,000 alerts, and a copy of it per join was a third of a join's time.
+    fn put(&mut self, key: &Key<'_>, entry: Entry, expires: u64);
     /// Forgets `key`.
     fn delete(&mut self, key: &Key<'_>);
     /// Silence `id` as the store holds it now (an early expiry committed before this step
@@ -1021,11 +1022,11 @@ fn one_rule<P: Clone>(
             }
             times.push(now);
             let expires = now.saturating_add(t.per_ms);
-            state.put(&wkey, &Entry::Window { times }, expires);
+            state.put(&wkey, Entry::Window { times }, expires);
             if !resolved && let Some(k) = &passed {
                 state.put(
                     k,
-                    &Entry::Passed { at: now },
+                    Entry::Passed { at: now },
                     now.saturating_add(RETENTION_MS),
                 );
             }
@@ -1060,7 +1061,7 @@ fn one_rule<P: Clone>(
             Gated::Until(until) => {
                 let delivery = out.hold(&rule, &target, payload, until);
                 if !resolved && let Some(key) = per_alert("held", alert, &rule, clauses, &target) {
-                    state.put(&key, &Entry::Held { delivery, until }, until);
+                    state.put(&key, Entry::Held { delivery, until }, until);
                 }
                 delivery
             }
@@ -1089,7 +1090,7 @@ fn one_rule<P: Clone>(
         {
             state.put(
                 &key,
-                &Entry::Announced { at: now },
+                Entry::Announced { at: now },
                 now.saturating_add(RETENTION_MS),
             );
         }
@@ -1165,9 +1166,9 @@ fn hold_silenced<P>(
         silence,
         until,
     };
-    state.put(&key, &entry, until);
+    state.put(&key, entry, until);
     if gate && let Some(key) = per_alert("held", alert, rule, clauses, target) {
-        state.put(&key, &Entry::Held { delivery, until }, until);
+        state.put(&key, Entry::Held { delivery, until }, until);
     }
     let kind = VerdictKind::Silenced {
         silence,
@@ -1259,7 +1260,7 @@ fn flapping<P>(
         .max(held.map_or(0, |(_, until)| until));
     state.put(
         &key,
-        &Entry::Flap {
+        Entry::Flap {
             state: last,
             changes,
             held,
@@ -1327,7 +1328,7 @@ fn record_dedup(
         delivery,
     };
     let expires = now.saturating_add(window_ms.unwrap_or(RETENTION_MS));
-    state.put(&key, &entry, expires);
+    state.put(&key, entry, expires);
 }
 
 /// State in a map: for `test` blocks, explain, the in-memory store and the step's tests.
@@ -1426,11 +1427,11 @@ impl State for MemoryState {
         }
     }
 
-    fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) {
+    fn put(&mut self, key: &Key<'_>, entry: Entry, expires: u64) {
         self.entries.insert(
             key.bytes.clone(),
             Held {
-                entry: entry.clone(),
+                entry,
                 expires,
                 kind: key.kind,
                 rule: key.rule.to_owned(),

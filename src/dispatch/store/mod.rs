@@ -20,6 +20,7 @@
 //! becomes a dead letter holding its raw bytes), hand out an id twice, or answer a write
 //! before it is as durable as the implementation promises.
 
+mod entry_form;
 mod gather;
 mod ledger;
 pub(crate) mod memory;

@@ -829,14 +829,14 @@ impl State for View<'_> {
             .and_then(|(entry, expires)| (expires > now).then_some(entry))
     }
 
-    fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) {
+    fn put(&mut self, key: &Key<'_>, entry: Entry, expires: u64) {
         let hash = self.secret.hash(key);
         self.meta.entry(hash).or_insert_with(|| Meta {
             k: key.kind.to_owned(),
             r: key.rule.to_owned(),
             t: key.target.to_owned(),
         });
-        self.write(hash, Some((entry.clone(), expires)));
+        self.write(hash, Some((entry, expires)));
     }
 
     fn delete(&mut self, key: &Key<'_>) {

@@ -88,7 +88,7 @@ impl MemoryIndex {
                 let value: Vec<u8> = row.get(3)?;
                 match (
                     Hash::try_from(key.as_slice()),
-                    serde_json::from_slice(&value),
+                    super::entry_form::decode(&value),
                 ) {
                     (Ok(hash), Ok(entry)) => {
                         if let Some(old) = index.entries.insert(
@@ -230,10 +230,10 @@ impl<'t> SqliteState<'t> {
         Ok(())
     }
 
-    fn put_row(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) -> rusqlite::Result<()> {
+    fn put_row(&mut self, key: &Key<'_>, entry: Entry, expires: u64) -> rusqlite::Result<()> {
         let hash = self.hash(key);
         self.delete_row(&hash)?;
-        let value = serde_json::to_vec(entry)
+        let value = super::entry_form::encode(&entry)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         self.txn
             .prepare_cached(
@@ -251,7 +251,7 @@ impl<'t> SqliteState<'t> {
         self.changes.entries.insert(
             hash,
             Some(Held {
-                entry: entry.clone(),
+                entry,
                 expires,
                 rowid,
             }),
@@ -339,9 +339,9 @@ impl State for PreviewState<'_> {
         (expires > now).then_some(entry)
     }
 
-    fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) {
+    fn put(&mut self, key: &Key<'_>, entry: Entry, expires: u64) {
         let hash = self.hash(key);
-        self.overlay.insert(hash, Some((entry.clone(), expires)));
+        self.overlay.insert(hash, Some((entry, expires)));
     }
 
     fn delete(&mut self, key: &Key<'_>) {
@@ -367,7 +367,7 @@ impl State for SqliteState<'_> {
             .map(|h| h.entry.clone())
     }
 
-    fn put(&mut self, key: &Key<'_>, entry: &Entry, expires: u64) {
+    fn put(&mut self, key: &Key<'_>, entry: Entry, expires: u64) {
         if let Err(e) = self.put_row(key, entry, expires) {
             self.fail(e);
         }
@@ -448,7 +448,7 @@ pub(crate) fn list(
     let mut out = Vec::new();
     for row in rows {
         let (rule, kind, target, expires, value) = row?;
-        if let Ok(entry) = serde_json::from_slice(&value) {
+        if let Ok(entry) = super::entry_form::decode(&value) {
             out.push(crate::state::Listed {
                 rule,
                 kind,

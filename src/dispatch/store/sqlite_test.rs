@@ -370,3 +370,55 @@ async fn an_outbox_with_json_rows_from_an_earlier_version_still_delivers_them() 
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The rules' memory moved from JSON rows to the compact form (`entry_form.rs`); an
+/// outbox written by an earlier version keeps what it remembered: a duplicate of an alert
+/// it noted as JSON is still a duplicate after the upgrade.
+#[tokio::test]
+async fn an_outbox_with_json_memory_rows_from_an_earlier_version_still_remembers() {
+    use super::super::conformance::{kind, remembered};
+    use crate::alert::State as AlertState;
+    let dir = std::env::temp_dir().join(format!("switchyard-json-memory-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir).unwrap();
+    let first = store
+        .submit(vec![remembered("a1", AlertState::Firing, 1_000)])
+        .await
+        .unwrap();
+    assert_eq!(kind(&first[0].verdicts[0]), "delivered");
+    drop(store);
+    // Rewrite every memory row as the JSON an earlier version stored.
+    {
+        let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+        let rows: Vec<(i64, Vec<u8>)> = c
+            .prepare("SELECT rowid, value FROM memory")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!rows.is_empty());
+        for (rowid, value) in rows {
+            assert_eq!(value[0], 1, "stored in the compact form");
+            let entry = super::super::entry_form::decode(&value).unwrap();
+            c.execute(
+                "UPDATE memory SET value = ?1 WHERE rowid = ?2",
+                rusqlite::params![serde_json::to_vec(&entry).unwrap(), rowid],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&dir).unwrap();
+    let again = store
+        .submit(vec![remembered("a1", AlertState::Firing, 2_000)])
+        .await
+        .unwrap();
+    assert_eq!(kind(&again[0].verdicts[0]), "duplicate");
+    assert_eq!(
+        store.state_entries().unwrap(),
+        2,
+        "dedup and resolve once, both read"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
