@@ -160,6 +160,23 @@ pub(super) fn join<P>(
         return;
     };
     let key = Key::new("group", rule, clauses, target, g.key.as_bytes());
+    let firing = alert.state != AlertState::Resolved;
+    let inhibits = super::inhibit::target_keys(alert);
+    let until = now.saturating_add(MEMBER_SILENCE_MS);
+    // A re-send that changes nothing (Prometheus every minute): nothing to write, as long
+    // as the member's news is fresh enough; the group is only read.
+    if let Some(Entry::Group(group)) = state.peek(&key, now)
+        && group.members.iter().any(|m| {
+            m.id == id
+                && m.firing == firing
+                && m.data == g.member
+                && m.inhibits == inhibits
+                && m.until.saturating_add(MEMBER_REFRESH_MS) >= until
+        })
+    {
+        out.verdict(rule, target, grouped(g, group));
+        return;
+    }
     let mut group = match state.get(&key, now) {
         Some(Entry::Group(group)) => *group,
         _ => Group {
@@ -176,22 +193,8 @@ pub(super) fn join<P>(
             notified: None,
         },
     };
-    let firing = alert.state != AlertState::Resolved;
-    let inhibits = super::inhibit::target_keys(alert);
     let full = group.members.len() >= MAX_GROUP_MEMBERS;
-    let until = now.saturating_add(MEMBER_SILENCE_MS);
     match group.members.iter_mut().find(|m| m.id == id) {
-        // A re-send that changes nothing (Prometheus every minute): nothing to write, as
-        // long as the member's news is fresh enough.
-        Some(m)
-            if m.firing == firing
-                && m.data == g.member
-                && m.inhibits == inhibits
-                && m.until.saturating_add(MEMBER_REFRESH_MS) >= until =>
-        {
-            out.verdict(rule, target, grouped(g, &group));
-            return;
-        }
         Some(m) => {
             if firing && !m.firing {
                 m.since = now;

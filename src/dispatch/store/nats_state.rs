@@ -808,25 +808,23 @@ impl View<'_> {
 impl View<'_> {
     /// The entry under `hash` as this decision sees it (its own writes first); one not
     /// read yet is noted to be fetched.
-    fn entry(&mut self, hash: Hash) -> Option<(Entry, u64)> {
-        match self.written.get(&hash) {
-            Some(&i) => self.writes[i].1.clone(),
-            None => match self.reads.get(&hash) {
-                Some(read) => read.entry.clone(),
-                None => {
-                    self.note_missing(hash);
-                    None
-                }
-            },
+    fn entry(&mut self, hash: Hash) -> Option<&(Entry, u64)> {
+        if let Some(&i) = self.written.get(&hash) {
+            return self.writes.get(i).and_then(|w| w.1.as_ref());
         }
+        if !self.reads.contains_key(&hash) {
+            self.note_missing(hash);
+            return None;
+        }
+        self.reads.get(&hash).and_then(|read| read.entry.as_ref())
     }
 }
 
 impl State for View<'_> {
-    fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
+    fn peek(&mut self, key: &Key<'_>, now: u64) -> Option<&Entry> {
         let hash = self.secret.hash(key);
         self.entry(hash)
-            .and_then(|(entry, expires)| (expires > now).then_some(entry))
+            .and_then(|(entry, expires)| (*expires > now).then_some(entry))
     }
 
     fn put(&mut self, key: &Key<'_>, entry: Entry, expires: u64) {
@@ -861,7 +859,7 @@ impl State for View<'_> {
         // read yet is fetched first.
         let mut due: Vec<(Entry, u64)> = Vec::new();
         for hash in self.due.clone() {
-            due.extend(self.entry(hash));
+            due.extend(self.entry(hash).cloned());
         }
         crate::state::due_among(due.iter().map(|(e, x)| (e, *x)), now, limit)
     }

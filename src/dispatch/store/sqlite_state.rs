@@ -323,17 +323,17 @@ impl<'t> PreviewState<'t> {
 }
 
 impl State for PreviewState<'_> {
-    fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
+    fn peek(&mut self, key: &Key<'_>, now: u64) -> Option<&Entry> {
         let hash = self.hash(key);
         let (entry, expires) = match self.overlay.get(&hash) {
-            Some(Some((e, x))) => (e.clone(), *x),
+            Some(Some((e, x))) => (e, *x),
             Some(None) => return None,
             None => {
                 let held = match self.changes.entries.get(&hash) {
                     Some(change) => change.as_ref(),
                     None => self.index.entries.get(&hash),
                 }?;
-                (held.entry.clone(), held.expires)
+                (&held.entry, held.expires)
             }
         };
         (expires > now).then_some(entry)
@@ -360,11 +360,11 @@ impl State for PreviewState<'_> {
 }
 
 impl State for SqliteState<'_> {
-    fn get(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
+    fn peek(&mut self, key: &Key<'_>, now: u64) -> Option<&Entry> {
         let hash = self.hash(key);
         self.held(&hash)
             .filter(|h| h.expires > now)
-            .map(|h| h.entry.clone())
+            .map(|h| &h.entry)
     }
 
     fn put(&mut self, key: &Key<'_>, entry: Entry, expires: u64) {
