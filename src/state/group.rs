@@ -163,18 +163,34 @@ pub(super) fn join<P>(
     let firing = alert.state != AlertState::Resolved;
     let inhibits = super::inhibit::target_keys(alert);
     let until = now.saturating_add(MEMBER_SILENCE_MS);
-    // A re-send that changes nothing (Prometheus every minute): nothing to write, as long
-    // as the member's news is fresh enough; the group is only read.
-    if let Some(Entry::Group(group)) = state.peek(&key, now)
-        && group.members.iter().any(|m| {
-            m.id == id
-                && m.firing == firing
-                && m.data == g.member
-                && m.inhibits == inhibits
-                && m.until.saturating_add(MEMBER_REFRESH_MS) >= until
-        })
-    {
-        out.verdict(rule, target, grouped(g, group));
+    // What leaves the group as it is, is decided on the group as stored, without a copy
+    // of its members: a re-send that changes nothing (Prometheus every minute; as long as
+    // the member's news is fresh enough), a resolution of an alert the group does not
+    // hold, an alert a full group only counts. The path below decides the same cases the
+    // same way; this one only spares the copy.
+    let unchanged = match state.peek(&key, now) {
+        Some(Entry::Group(group)) => match group.members.iter().find(|m| m.id == id) {
+            Some(m)
+                if m.firing == firing
+                    && m.data == g.member
+                    && m.inhibits == inhibits
+                    && m.until.saturating_add(MEMBER_REFRESH_MS) >= until =>
+            {
+                Some((grouped(g, group), None))
+            }
+            None if !firing => Some((VerdictKind::Unannounced, None)),
+            None if group.members.len() >= MAX_GROUP_MEMBERS => {
+                Some((grouped(g, group), Some(group.expires())))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some((kind, counted_until)) = unchanged {
+        if let Some(expires) = counted_until {
+            count_truncated(state, (rule, clauses, target), g, expires, now);
+        }
+        out.verdict(rule, target, kind);
         return;
     }
     let mut group = match state.get(&key, now) {
@@ -212,12 +228,7 @@ pub(super) fn join<P>(
         // A full group: the alert is only counted, in an entry of its own, so that a flood
         // into a full group does not rewrite the group for each alert.
         None if full => {
-            let count = Key::new("group-truncated", rule, clauses, target, g.key.as_bytes());
-            let n = match state.get(&count, now) {
-                Some(Entry::Truncated { count }) => count,
-                _ => 0,
-            };
-            state.put(&count, Entry::Truncated { count: n + 1 }, group.expires());
+            count_truncated(state, (rule, clauses, target), g, group.expires(), now);
             out.verdict(rule, target, grouped(g, &group));
             return;
         }
@@ -235,6 +246,22 @@ pub(super) fn join<P>(
     let expires = group.expires();
     state.put(&key, Entry::Group(Box::new(group)), expires);
     out.verdict(rule, target, kind);
+}
+
+/// Counts one alert a full group left out, in an entry of its own (until `expires`).
+fn count_truncated(
+    state: &mut dyn State,
+    (rule, clauses, target): (&str, u64, &str),
+    g: &GroupIntent,
+    expires: u64,
+    now: u64,
+) {
+    let count = Key::new("group-truncated", rule, clauses, target, g.key.as_bytes());
+    let n = match state.peek(&count, now) {
+        Some(Entry::Truncated { count }) => *count,
+        _ => 0,
+    };
+    state.put(&count, Entry::Truncated { count: n + 1 }, expires);
 }
 
 /// The verdict of an alert in `group`.
