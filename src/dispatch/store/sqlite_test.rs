@@ -422,3 +422,80 @@ async fn an_outbox_with_json_memory_rows_from_an_earlier_version_still_remembers
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A commit's new deliveries are written by multi-row statements of 32, 8 and 1 rows:
+/// every one of 45 (32 + 8 + 5 single rows) is stored, each with its own body, read back
+/// after reopening.
+#[tokio::test]
+async fn every_delivery_of_a_commit_written_in_chunks_is_stored() {
+    let dir = std::env::temp_dir().join(format!("switchyard-chunks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir).unwrap();
+    let ids = store.append((0..45).map(record).collect()).await.unwrap();
+    assert_eq!(ids.len(), 45);
+    drop(store);
+    let store = SqliteStore::open(&dir).unwrap();
+    let fresh = store.fresh_records(&ids).await.unwrap();
+    let mut bodies: Vec<(u64, String)> = fresh.into_iter().map(|r| (r.id, r.body)).collect();
+    bodies.sort();
+    let expected: Vec<(u64, String)> = ids
+        .iter()
+        .zip(0..45)
+        .map(|(&id, n)| (id, record(n).body))
+        .collect();
+    assert_eq!(bodies, expected);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The rows of the rules' memory are written together before the commit, with rowids of
+/// their own. In one commit, an alert that fires and resolves puts its `dedup` entry twice
+/// and its `resolve once` announcement, then takes the announcement: one row each is left
+/// for what is still remembered, none for what is not; the rowids go on after reopening.
+#[tokio::test]
+async fn rows_put_twice_or_taken_within_one_commit_leave_one_row_or_none() {
+    use super::super::conformance::{kind, remembered};
+    use crate::alert::State as AlertState;
+    let dir = std::env::temp_dir().join(format!("switchyard-rows-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let table = |dir: &std::path::Path| -> (i64, i64) {
+        let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+        c.query_row(
+            "SELECT count(*), count(DISTINCT key) FROM memory",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let store = SqliteStore::open(&dir).unwrap();
+    let one_commit = store
+        .submit(vec![
+            remembered("a1", AlertState::Firing, 1_000),
+            remembered("a1", AlertState::Resolved, 1_001),
+            remembered("a2", AlertState::Firing, 1_002),
+        ])
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = one_commit.iter().map(|s| kind(&s.verdicts[0])).collect();
+    assert_eq!(kinds, ["delivered", "delivered", "delivered"]);
+    // a1: its dedup entry (resolved); a2: its dedup entry and its announcement.
+    assert_eq!(store.state_entries().unwrap(), 3);
+    assert_eq!(table(&dir), (3, 3));
+    drop(store);
+    let store = SqliteStore::open(&dir).unwrap();
+    let after = store
+        .submit(vec![
+            remembered("a1", AlertState::Resolved, 2_000),
+            remembered("a2", AlertState::Firing, 2_001),
+            remembered("a3", AlertState::Firing, 2_002),
+        ])
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = after.iter().map(|s| kind(&s.verdicts[0])).collect();
+    // a1's announcement was taken: a second resolution has nothing to resolve.
+    assert_eq!(kinds, ["unannounced", "duplicate", "delivered"]);
+    assert_eq!(store.state_entries().unwrap(), 5);
+    assert_eq!(table(&dir), (5, 5));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
