@@ -836,19 +836,42 @@ fn put(txn: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
 #[derive(Default)]
 struct FreshRows(Vec<(i64, String, Vec<u8>)>);
 
-/// The statement that inserts `n` fresh rows, for the sizes [`FreshRows::write`] uses.
-fn fresh_insert(n: usize) -> &'static str {
-    static SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
-        [32, 8, 1].map(|n| {
-            let rows = vec!["(?, ?, ?)"; n].join(", ");
-            format!("INSERT OR REPLACE INTO fresh (id, target, record) VALUES {rows}")
-        })
-    });
-    match n {
-        32 => &SQL[0],
-        8 => &SQL[1],
-        _ => &SQL[2],
+/// The sizes of the multi-row statements a commit's rows are written with, largest first.
+const CHUNKS: [usize; 3] = [32, 8, 1];
+
+/// `insert` (an `INSERT ... VALUES` without its rows) for each size of [`CHUNKS`], with
+/// `columns` parameters per row.
+pub(super) fn chunked(insert: &str, columns: usize) -> [String; 3] {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    CHUNKS.map(|n| format!("{insert} {}", vec![row.as_str(); n].join(", ")))
+}
+
+/// Writes `rows`, in order, with the statements [`chunked`] made (`sql`): as many rows per
+/// statement as [`CHUNKS`] allows. `bind` binds one row's `columns` values from the
+/// parameter it is given.
+pub(super) fn insert_chunked<R>(
+    txn: &rusqlite::Transaction<'_>,
+    sql: &[String; 3],
+    columns: usize,
+    rows: &[R],
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &R) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (k, n) = CHUNKS
+            .into_iter()
+            .enumerate()
+            .find(|&(_, n)| rest.len() >= n)
+            .unwrap_or((CHUNKS.len() - 1, 1));
+        let (chunk, tail) = rest.split_at(n);
+        let mut stmt = txn.prepare_cached(&sql[k])?;
+        for (i, row) in chunk.iter().enumerate() {
+            bind(&mut stmt, columns * i + 1, row)?;
+        }
+        stmt.raw_execute()?;
+        rest = tail;
     }
+    Ok(())
 }
 
 impl FreshRows {
@@ -861,22 +884,17 @@ impl FreshRows {
     /// Inserts every row held, in order (a later row with the same id replaces an earlier
     /// one, as one statement each did).
     fn write(&mut self, txn: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-        let mut rest = self.0.as_slice();
-        while !rest.is_empty() {
-            let n = [32, 8, 1]
-                .into_iter()
-                .find(|&n| rest.len() >= n)
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(n);
-            let mut stmt = txn.prepare_cached(fresh_insert(n))?;
-            for (i, (id, target, bytes)) in chunk.iter().enumerate() {
-                stmt.raw_bind_parameter(3 * i + 1, id)?;
-                stmt.raw_bind_parameter(3 * i + 2, target)?;
-                stmt.raw_bind_parameter(3 * i + 3, bytes)?;
-            }
-            stmt.raw_execute()?;
-            rest = tail;
-        }
+        static SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+            chunked(
+                "INSERT OR REPLACE INTO fresh (id, target, record) VALUES",
+                3,
+            )
+        });
+        insert_chunked(txn, &SQL, 3, &self.0, |stmt, at, (id, target, bytes)| {
+            stmt.raw_bind_parameter(at, id)?;
+            stmt.raw_bind_parameter(at + 1, target)?;
+            stmt.raw_bind_parameter(at + 2, bytes)
+        })?;
         self.0.clear();
         Ok(())
     }

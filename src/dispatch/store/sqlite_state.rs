@@ -215,50 +215,27 @@ struct Row {
     target: String,
 }
 
-/// The statement that inserts `n` rows, for the sizes [`Changes::write_rows`] uses.
-fn memory_insert(n: usize) -> &'static str {
-    static SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
-        [32, 8, 1].map(|n| {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; n].join(", ");
-            format!(
-                "INSERT INTO memory (rowid, key, expires, value, rule, kind, target) VALUES {rows}"
-            )
-        })
-    });
-    match n {
-        32 => &SQL[0],
-        8 => &SQL[1],
-        _ => &SQL[2],
-    }
-}
-
 impl Changes {
     /// Writes the rows put in this commit, in multi-row statements of 32, 8 and 1 rows:
     /// a statement per row (run, bound, reset) was about a tenth of an ingest with
     /// `dedup`. Called once, before the commit.
     pub(crate) fn write_rows(&mut self, txn: &Transaction<'_>) -> rusqlite::Result<()> {
+        static SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+            super::sqlite::chunked(
+                "INSERT INTO memory (rowid, key, expires, value, rule, kind, target) VALUES",
+                7,
+            )
+        });
         let live: Vec<&Row> = self.rows.iter().flatten().collect();
-        let mut rest = live.as_slice();
-        while !rest.is_empty() {
-            let n = [32, 8, 1]
-                .into_iter()
-                .find(|&n| rest.len() >= n)
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(n);
-            let mut stmt = txn.prepare_cached(memory_insert(n))?;
-            for (i, r) in chunk.iter().enumerate() {
-                let at = 7 * i;
-                stmt.raw_bind_parameter(at + 1, r.rowid)?;
-                stmt.raw_bind_parameter(at + 2, &r.key[..])?;
-                stmt.raw_bind_parameter(at + 3, r.expires)?;
-                stmt.raw_bind_parameter(at + 4, &r.value)?;
-                stmt.raw_bind_parameter(at + 5, &r.rule)?;
-                stmt.raw_bind_parameter(at + 6, r.kind)?;
-                stmt.raw_bind_parameter(at + 7, &r.target)?;
-            }
-            stmt.raw_execute()?;
-            rest = tail;
-        }
+        super::sqlite::insert_chunked(txn, &SQL, 7, &live, |stmt, at, r| {
+            stmt.raw_bind_parameter(at, r.rowid)?;
+            stmt.raw_bind_parameter(at + 1, &r.key[..])?;
+            stmt.raw_bind_parameter(at + 2, r.expires)?;
+            stmt.raw_bind_parameter(at + 3, &r.value)?;
+            stmt.raw_bind_parameter(at + 4, &r.rule)?;
+            stmt.raw_bind_parameter(at + 5, r.kind)?;
+            stmt.raw_bind_parameter(at + 6, &r.target)
+        })?;
         self.rows.clear();
         self.first_rowid = None;
         Ok(())
