@@ -112,13 +112,7 @@ pub struct Group {
 
 impl Group {
     fn state_key(&self) -> Key<'_> {
-        Key::new(
-            "group",
-            &self.rule,
-            self.clauses,
-            &self.target,
-            self.key.as_bytes(),
-        )
+        group_key(&self.rule, self.clauses, &self.target, &self.key)
     }
 
     /// Until when the entry is kept: past its next flush, by the retention.
@@ -147,6 +141,20 @@ pub struct GroupNote<'g> {
     pub truncated: u64,
 }
 
+/// What an alert does to its group, decided on the group as stored (borrowed, so that
+/// the cases that leave it as it is never copy its members).
+enum Join {
+    /// Nothing changes: a re-send with nothing new (Prometheus every minute, while the
+    /// member's news is fresh enough), or a resolution of an alert the group does not hold.
+    Answer(VerdictKind),
+    /// A full group only counts the alert, until the group's expiry.
+    Count(VerdictKind, u64),
+    /// Member `i` changes.
+    Update(usize),
+    /// The alert joins the group, which is made if there is none.
+    Add,
+}
+
 /// One alert joins its groups (a rule's targets); answers the verdict for each.
 pub(super) fn join<P>(
     state: &mut dyn State,
@@ -159,80 +167,74 @@ pub(super) fn join<P>(
     let Some(id) = alert.id.as_deref() else {
         return;
     };
-    let key = Key::new("group", rule, clauses, target, g.key.as_bytes());
+    let key = group_key(rule, clauses, target, &g.key);
     let firing = alert.state != AlertState::Resolved;
     let inhibits = super::inhibit::target_keys(alert);
     let until = now.saturating_add(MEMBER_SILENCE_MS);
-    // What leaves the group as it is, is decided on the group as stored, without a copy
-    // of its members: a re-send that changes nothing (Prometheus every minute; as long as
-    // the member's news is fresh enough), a resolution of an alert the group does not
-    // hold, an alert a full group only counts. The path below decides the same cases the
-    // same way; this one only spares the copy.
-    let unchanged = match state.peek(&key, now) {
-        Some(Entry::Group(group)) => match group.members.iter().find(|m| m.id == id) {
+    let stored = match state.peek(&key, now) {
+        Some(Entry::Group(group)) => Some(&**group),
+        _ => None,
+    };
+    let join = match stored.map(|group| (group, group.members.iter().position(|m| m.id == id))) {
+        Some((group, Some(i))) => match group.members.get(i) {
             Some(m)
                 if m.firing == firing
                     && m.data == g.member
                     && m.inhibits == inhibits
                     && m.until.saturating_add(MEMBER_REFRESH_MS) >= until =>
             {
-                Some((grouped(g, group), None))
+                Join::Answer(grouped(g, group))
             }
-            None if !firing => Some((VerdictKind::Unannounced, None)),
-            None if group.members.len() >= MAX_GROUP_MEMBERS => {
-                Some((grouped(g, group), Some(group.expires())))
-            }
-            _ => None,
+            _ => Join::Update(i),
         },
-        _ => None,
-    };
-    if let Some((kind, counted_until)) = unchanged {
-        if let Some(expires) = counted_until {
-            count_truncated(state, (rule, clauses, target), g, expires, now);
-        }
-        out.verdict(rule, target, kind);
-        return;
-    }
-    let mut group = match state.get(&key, now) {
-        Some(Entry::Group(group)) => *group,
-        _ => Group {
-            rule: rule.to_owned(),
-            clauses,
-            target: target.to_owned(),
-            key: g.key.clone(),
-            labels: g.labels.clone(),
-            every_ms: g.every_ms,
-            repeat_ms: g.repeat_ms,
-            members: Vec::new(),
-            truncated: 0,
-            next_flush: now.saturating_add(g.wait_ms),
-            notified: None,
-        },
-    };
-    let full = group.members.len() >= MAX_GROUP_MEMBERS;
-    match group.members.iter_mut().find(|m| m.id == id) {
-        Some(m) => {
-            if firing && !m.firing {
-                m.since = now;
-            }
-            m.firing = firing;
-            m.data = g.member.clone();
-            m.until = until;
-            m.inhibits = inhibits;
-        }
-        // A resolution of an alert the group does not hold: nothing to say.
-        None if !firing => {
-            out.verdict(rule, target, VerdictKind::Unannounced);
-            return;
-        }
+        _ if !firing => Join::Answer(VerdictKind::Unannounced),
         // A full group: the alert is only counted, in an entry of its own, so that a flood
         // into a full group does not rewrite the group for each alert.
-        None if full => {
-            count_truncated(state, (rule, clauses, target), g, group.expires(), now);
-            out.verdict(rule, target, grouped(g, &group));
+        Some((group, None)) if group.members.len() >= MAX_GROUP_MEMBERS => {
+            Join::Count(grouped(g, group), group.expires())
+        }
+        _ => Join::Add,
+    };
+    let mut group = match join {
+        Join::Answer(kind) => {
+            out.verdict(rule, target, kind);
             return;
         }
-        None => group.members.push(Member {
+        Join::Count(kind, expires) => {
+            count_truncated(state, (rule, clauses, target), g, expires, now);
+            out.verdict(rule, target, kind);
+            return;
+        }
+        Join::Update(_) | Join::Add => match state.get(&key, now) {
+            Some(Entry::Group(group)) => *group,
+            _ => Group {
+                rule: rule.to_owned(),
+                clauses,
+                target: target.to_owned(),
+                key: g.key.clone(),
+                labels: g.labels.clone(),
+                every_ms: g.every_ms,
+                repeat_ms: g.repeat_ms,
+                members: Vec::new(),
+                truncated: 0,
+                next_flush: now.saturating_add(g.wait_ms),
+                notified: None,
+            },
+        },
+    };
+    match join {
+        Join::Update(i) => {
+            if let Some(m) = group.members.get_mut(i) {
+                if firing && !m.firing {
+                    m.since = now;
+                }
+                m.firing = firing;
+                m.data = g.member.clone();
+                m.until = until;
+                m.inhibits = inhibits;
+            }
+        }
+        _ => group.members.push(Member {
             id: id.to_owned(),
             name: g.name.clone(),
             firing,
@@ -246,6 +248,12 @@ pub(super) fn join<P>(
     let expires = group.expires();
     state.put(&key, Entry::Group(Box::new(group)), expires);
     out.verdict(rule, target, kind);
+}
+
+/// The state key of the group of `rule`'s clause `clauses`, `target` and `by` values
+/// `key`.
+fn group_key<'a>(rule: &'a str, clauses: u64, target: &'a str, key: &str) -> Key<'a> {
+    Key::new("group", rule, clauses, target, key.as_bytes())
 }
 
 /// Counts one alert a full group left out, in an entry of its own (until `expires`).
@@ -378,7 +386,7 @@ pub fn flush<P>(
         let behind = now.saturating_sub(at) / every + 1;
         group.next_flush = at.saturating_add(behind.saturating_mul(every));
         let (rule, target) = (group.rule.clone(), group.target.clone());
-        let key = Key::new("group", &rule, group.clauses, &target, group.key.as_bytes());
+        let key = group_key(&rule, group.clauses, &target, &group.key);
         let expires = group.expires();
         state.put(&key, Entry::Group(Box::new(group)), expires);
     }
