@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::nats::{
     CommitError, MAX_ROUNDS, Nats, READS_AT_ONCE, Write, delivery_subject, unavailable,
 };
-use super::sqlite_state::{Hash, Secret};
+use super::sqlite_state::{ByHash, Hash, Secret};
 use super::{Kept, Record, Stored, Submission};
 use crate::dispatch::{DispatchError, DispatchErrorKind};
 use crate::state::{Entry, Group, Key, SilenceSpan, State};
@@ -55,10 +55,7 @@ struct Meta {
 }
 
 /// What a decision reads from: the state entries and the silences fetched so far.
-type Reads<'r> = (
-    &'r HashMap<Hash, Read>,
-    &'r HashMap<u64, Option<SilenceSpan>>,
-);
+type Reads<'r> = (&'r ByHash<Read>, &'r HashMap<u64, Option<SilenceSpan>>);
 
 /// What a replica read of one subject: its last sequence (0: none) and the entry.
 #[derive(Clone, Debug)]
@@ -298,7 +295,7 @@ impl Shared {
         want: usize,
         mut decide: impl FnMut(Reads<'_>, &[u64]) -> Decided,
     ) -> Result<Vec<Stored>, DispatchError> {
-        let mut reads: HashMap<Hash, Read> = HashMap::new();
+        let mut reads: ByHash<Read> = ByHash::default();
         let mut silences: HashMap<u64, Option<SilenceSpan>> = HashMap::new();
         let mut ids: Vec<u64> = Vec::new();
         let mut lost = String::new();
@@ -362,10 +359,7 @@ impl Shared {
     /// entries side by side (one round trip's wait for all of them).
     async fn fetch(
         &self,
-        (reads, silences): (
-            &mut HashMap<Hash, Read>,
-            &mut HashMap<u64, Option<SilenceSpan>>,
-        ),
+        (reads, silences): (&mut ByHash<Read>, &mut HashMap<u64, Option<SilenceSpan>>),
         missing: Vec<Hash>,
         missing_silences: Vec<u64>,
     ) -> Result<(), DispatchError> {
@@ -391,7 +385,7 @@ impl Shared {
         &self,
         mut look: impl FnMut(&mut dyn State) -> T,
     ) -> Result<T, DispatchError> {
-        let mut reads: HashMap<Hash, Read> = HashMap::new();
+        let mut reads: ByHash<Read> = ByHash::default();
         let mut silences: HashMap<u64, Option<SilenceSpan>> = HashMap::new();
         for _ in 0..MAX_ROUNDS {
             let mut view = View::new(self.secret(), &reads, &silences);
@@ -614,7 +608,7 @@ struct Decided {
     /// `None` (forgotten).
     writes: Vec<(Hash, Option<(Entry, u64)>)>,
     /// What a listing shows of each written entry's key.
-    meta: HashMap<Hash, Meta>,
+    meta: ByHash<Meta>,
     /// The step's clock, if a step ran: entries' time to live is measured on it.
     now: Option<u64>,
     kept: Vec<Kept>,
@@ -642,7 +636,7 @@ impl Decided {
 
     /// The commit's messages: each changed entry (compare-and-set on what was read, kept
     /// by the server until it expires), then each delivery (on a subject nobody used).
-    fn writes(&self, reads: &HashMap<Hash, Read>) -> Vec<Write> {
+    fn writes(&self, reads: &ByHash<Read>) -> Vec<Write> {
         let mut out = Vec::new();
         let now_ms = crate::dispatch::now_ms();
         // An entry expires on the step's clock (the submit's time, in service).
@@ -726,7 +720,7 @@ fn delivery_write(r: &Record) -> Write {
 /// asked for that was not read.
 struct View<'r> {
     secret: Secret,
-    reads: &'r HashMap<Hash, Read>,
+    reads: &'r ByHash<Read>,
     /// The silences read: each one's span, or `None` (no such silence).
     silences: &'r HashMap<u64, Option<SilenceSpan>>,
     /// The groups a flush was handed: what `due_groups` answers from.
@@ -734,10 +728,10 @@ struct View<'r> {
     missing_silences: Vec<u64>,
     writes: Vec<(Hash, Option<(Entry, u64)>)>,
     /// Index into `writes` by hash.
-    written: HashMap<Hash, usize>,
+    written: ByHash<usize>,
     missing: Vec<Hash>,
     /// What a listing shows of each key written.
-    meta: HashMap<Hash, Meta>,
+    meta: ByHash<Meta>,
     /// The step's clock (its latest `now`): what the entries' expiries are measured on.
     now: Option<u64>,
 }
@@ -746,7 +740,7 @@ impl<'r> View<'r> {
     /// A decision's view of what was read, with nothing written yet.
     fn new(
         secret: Secret,
-        reads: &'r HashMap<Hash, Read>,
+        reads: &'r ByHash<Read>,
         silences: &'r HashMap<u64, Option<SilenceSpan>>,
     ) -> View<'r> {
         View {
@@ -756,9 +750,9 @@ impl<'r> View<'r> {
             due: Vec::new(),
             missing_silences: Vec::new(),
             writes: Vec::new(),
-            written: HashMap::new(),
+            written: ByHash::default(),
             missing: Vec::new(),
-            meta: HashMap::new(),
+            meta: ByHash::default(),
             now: None,
         }
     }

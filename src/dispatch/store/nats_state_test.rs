@@ -96,7 +96,7 @@ async fn a_decision_on_a_stale_read_is_refused_whole_and_decided_again() {
     let alert = || vec![remembered("disk", AlertState::Firing, now)];
     // B reads what the step needs and decides: a delivery.
     let ids = b.take_ids(4).await.unwrap();
-    let mut reads = HashMap::new();
+    let mut reads = super::super::sqlite_state::ByHash::default();
     loop {
         let decided = b.decide(alert(), (&reads, &HashMap::new()), &ids);
         if decided.missing.is_empty() {

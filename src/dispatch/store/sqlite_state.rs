@@ -53,15 +53,16 @@ pub(crate) const MAX_ENTRIES: usize = 50;
 
 pub(crate) type Hash = [u8; 16];
 
-/// A map by [`Hash`], hashed by the hash's first 8 bytes. The key is already a keyed
-/// SipHash of the state key, which nobody can steer into collisions; hashing it again with
-/// the standard map's own SipHash cost about 5% of an ingest with `dedup` (callgrind).
-type ByHash<V> = HashMap<Hash, V, std::hash::BuildHasherDefault<Prehashed>>;
+/// A map by [`Hash`] (both stores' state maps), hashed by the hash's first 8 bytes. The
+/// key is already a keyed SipHash of the state key, which nobody can steer into
+/// collisions; hashing it again with the standard map's own SipHash cost about 5% of an
+/// ingest with `dedup` (callgrind).
+pub(crate) type ByHash<V> = HashMap<Hash, V, std::hash::BuildHasherDefault<Prehashed>>;
 
 /// The [`std::hash::Hasher`] of [`ByHash`]: keeps the first 8 bytes written, ignores the
 /// length prefix.
 #[derive(Default)]
-struct Prehashed(u64);
+pub(crate) struct Prehashed(u64);
 
 impl std::hash::Hasher for Prehashed {
     fn write(&mut self, bytes: &[u8]) {
