@@ -35,6 +35,7 @@ pub(crate) mod nats_state;
 #[cfg(feature = "nats")]
 pub(crate) mod nats_store;
 pub(crate) mod sqlite;
+mod sqlite_record;
 mod sqlite_silence;
 mod sqlite_state;
 

@@ -298,7 +298,7 @@ fn a_record_round_trips_through_the_compact_form_with_every_field_set() {
     }
     for r in [full, bare, no_dedup] {
         let bytes = super::encode_record(&r).unwrap();
-        assert_eq!(bytes[0], super::COMPACT);
+        assert_eq!(bytes[0], super::super::sqlite_record::COMPACT);
         assert_eq!(super::decode(r.id, &bytes).unwrap(), r);
     }
 }
@@ -326,7 +326,7 @@ fn a_damaged_compact_record_is_an_error_not_a_panic() {
         let _ = super::decode(1, &b);
     }
     assert!(super::decode(1, &bytes[..bytes.len() / 2]).is_err());
-    assert!(super::decode(1, &[super::COMPACT]).is_err());
+    assert!(super::decode(1, &[super::super::sqlite_record::COMPACT]).is_err());
 }
 
 /// Rows an earlier version wrote as JSON, read through the store: a pending one is due and
