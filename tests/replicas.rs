@@ -135,13 +135,25 @@ impl Drop for Replica {
 }
 
 fn replicas(name: &str, n: usize, config: &str, rules: &str) -> (Vec<Replica>, std::path::PathBuf) {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_switchyard"));
+    replicas_of(bin, name, n, config, rules)
+}
+
+/// [`replicas`] of the binary at `bin`.
+fn replicas_of(
+    bin: &std::path::Path,
+    name: &str,
+    n: usize,
+    config: &str,
+    rules: &str,
+) -> (Vec<Replica>, std::path::PathBuf) {
     let root = std::env::temp_dir().join(format!("switchyard-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let out = (0..n)
         .map(|i| {
             let dir = root.join(format!("r{i}"));
             std::fs::create_dir_all(&dir).unwrap();
-            let (child, base) = support::process::serve_with(&dir, config, rules);
+            let (child, base) = support::process::serve_bin(bin, &dir, config, rules, &[]);
             Replica { child, base }
         })
         .collect();
@@ -247,9 +259,26 @@ async fn without_a_nats_majority_ingest_answers_503_and_nothing_accepted_is_lost
         "switchyard_nats_redeliveries_total",
         "switchyard_nats_pending_acks",
         "switchyard_nats_conflicts",
+        "switchyard_nats_messages_sent_total",
+        "switchyard_nats_messages_received_total",
     ] {
         assert!(metrics.contains(name), "{name} in {metrics}");
     }
+    // The replica's traffic counts what it did: at least the alert's commit and its answer.
+    let count = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        count("switchyard_nats_messages_sent_total") >= 1,
+        "{metrics}"
+    );
+    assert!(
+        count("switchyard_nats_messages_received_total") >= 1,
+        "{metrics}"
+    );
 
     // The first page's outcome is stored before the outage: killed between the receiver's
     // answer and that commit, it would be sent again after the outage, under the same
@@ -385,17 +414,34 @@ fn nats_messages(c: &Cluster) -> u64 {
         .sum()
 }
 
-/// One set-up of the benchmark: the SQLite outbox, or `n` replicas on NATS.
+/// One set-up of the benchmark: the SQLite outbox, or `n` replicas on NATS (of the
+/// benchmark's binary `b`: see [`bench_bins`]).
 #[derive(Clone, Copy, Debug)]
 enum Setup {
     Sqlite,
-    Nats(usize),
+    Nats(usize, usize),
 }
 
-/// Sends `{"n": i}` alerts, one per request, from `conns` connections spread over
-/// `bases`, for `secs` seconds or until `total` were accepted; answers how many were
+/// The builds a benchmark compares: the paths in `SWITCHYARD_BENCH_BINS`, separated by
+/// commas (a build before a change and after it, alternated in one run), or the one this
+/// test was built with.
+fn bench_bins() -> Vec<std::path::PathBuf> {
+    match std::env::var("SWITCHYARD_BENCH_BINS") {
+        Ok(list) if !list.is_empty() => list.split(',').map(std::path::PathBuf::from).collect(),
+        _ => vec![std::path::PathBuf::from(env!("CARGO_BIN_EXE_switchyard"))],
+    }
+}
+
+/// Sends `{"n": i % cycle}` alerts, one per request, from `conns` connections spread
+/// over `bases`, for `secs` seconds or until `total` were accepted; answers how many were
 /// accepted (202) and the seconds it took.
-async fn load(bases: &[String], conns: usize, secs: u64, total: usize) -> (usize, f64) {
+async fn load(
+    bases: &[String],
+    conns: usize,
+    secs: u64,
+    total: usize,
+    cycle: usize,
+) -> (usize, f64) {
     let client = support::http::client();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
@@ -414,7 +460,7 @@ async fn load(bases: &[String], conns: usize, secs: u64, total: usize) -> (usize
                     let sent = client
                         .post(&url)
                         .header("content-type", "application/json")
-                        .body(format!("{{\"n\": {i}}}"))
+                        .body(format!("{{\"n\": {}}}", i % cycle))
                         .send()
                         .await;
                     if sent.is_ok_and(|r| r.status().as_u16() == 202) {
@@ -432,6 +478,21 @@ async fn load(bases: &[String], conns: usize, secs: u64, total: usize) -> (usize
     (accepted, started.elapsed().as_secs_f64())
 }
 
+/// The messages the replicas at `bases` received from NATS, by their metrics: with
+/// deliveries held, one per request answered (a round trip).
+async fn nats_received(bases: &[String]) -> u64 {
+    let mut sum = 0;
+    for base in bases {
+        let (_, _, body) = request(base, "GET", "/metrics", "").await.unwrap();
+        sum += body
+            .lines()
+            .find_map(|l| l.strip_prefix("switchyard_nats_messages_received_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    sum
+}
+
 /// Starts `setup` with `rules`, held (ingest alone) or not; the replicas and their bases.
 fn start_setup(
     c: &Cluster,
@@ -441,24 +502,204 @@ fn start_setup(
     rules: &str,
 ) -> (Vec<Replica>, std::path::PathBuf) {
     let delivery = format!("delivery:\n  hold: {hold}\n");
-    let (config, n) = match setup {
-        Setup::Sqlite => (delivery, 1),
-        Setup::Nats(n) => (
+    let bins = bench_bins();
+    let (config, n, bin) = match setup {
+        Setup::Sqlite => (delivery, 1, &bins[0]),
+        Setup::Nats(n, b) => (
             format!(
                 "{delivery}{}",
                 config(c).replace("stream: SY", &format!("stream: {stream}"))
             ),
             n,
+            &bins[b],
         ),
     };
-    replicas(stream, n, &config, rules)
+    replicas_of(bin, stream, n, &config, rules)
+}
+
+/// What one ingest of the benchmark measured.
+struct Ingest {
+    rate: f64,
+    /// NATS messages the replicas sent per accepted alert (`/connz`).
+    sent: f64,
+    /// NATS round trips per accepted alert (answers the replicas received).
+    trips: f64,
+    /// CPU time per accepted alert (us): of the NATS nodes together, of the replicas.
+    cpu: (f64, f64),
+}
+
+/// The CPU time (user and system) the processes `pids` have used, in microseconds.
+fn cpu_us(pids: &[u32]) -> f64 {
+    // Clock ticks of 10 ms: Linux's USER_HZ on every common build.
+    const TICK_US: f64 = 10_000.0;
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // The fields after the command's closing parenthesis; utime and stime are the
+            // 14th and 15th of the line, the 12th and 13th after it.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        * TICK_US
+}
+
+/// Ingest alone (stored, not sent) of `setup` for `secs`, alerts cycling over `cycle`
+/// values of `n`.
+async fn ingest(c: &Cluster, setup: Setup, stream: &str, rules: &str, cycle: usize) -> Ingest {
+    const CONNS: usize = 32;
+    const INGEST_SECS: u64 = 5;
+    let (reps, root) = start_setup(c, setup, stream, true, rules);
+    let bases: Vec<String> = reps.iter().map(|r| r.base.clone()).collect();
+    let pids: Vec<u32> = reps.iter().map(|r| r.child.id()).collect();
+    let (sent0, got0) = (nats_messages(c), nats_received(&bases).await);
+    let cpu0 = (cpu_us(&c.pids()), cpu_us(&pids));
+    let (accepted, took) = load(&bases, CONNS, INGEST_SECS, usize::MAX, cycle).await;
+    let n = accepted.max(1) as f64;
+    let out = Ingest {
+        rate: accepted as f64 / took,
+        cpu: (
+            (cpu_us(&c.pids()) - cpu0.0) / n,
+            (cpu_us(&pids) - cpu0.1) / n,
+        ),
+        sent: (nats_messages(c) - sent0) as f64 / n,
+        trips: (nats_received(&bases).await - got0) as f64 / n,
+    };
+    drop(reps);
+    let _ = std::fs::remove_dir_all(root);
+    out
+}
+
+/// The mean size of the messages stream `stream` holds, as a node reports it (`/jsz`).
+fn mean_message_bytes(c: &Cluster, stream: &str) -> Option<usize> {
+    c.nodes.iter().find_map(|n| {
+        let (_, body) = support::nats::get(n.monitor, "/jsz?streams=true")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["account_details"]
+            .as_array()?
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|s| s["name"] == stream)
+            .and_then(|s| {
+                let (bytes, msgs) = (
+                    s["state"]["bytes"].as_u64()?,
+                    s["state"]["messages"].as_u64()?,
+                );
+                (msgs > 0).then(|| (bytes / msgs) as usize)
+            })
+    })
+}
+
+/// What NATS itself does on this machine, beside the replicas' figures: one client in
+/// this process, `conns` requests in flight, on a stream made like the replicas' (file
+/// storage, 3 copies, atomic batches and TTLs allowed). Answers the rate and the NATS
+/// nodes' CPU per operation (us) of publishing `size`-byte messages, each acknowledged
+/// (what a plain ingest does per alert), and of reading the last message of one of 100
+/// subjects from the stream's leader (what a duplicate costs); and publishing with
+/// compare-and-set on a new subject, as the replicas store each delivery.
+async fn nats_ceiling(
+    c: &Cluster,
+    name: &str,
+    size: usize,
+    conns: usize,
+    secs: u64,
+) -> ((f64, f64), (f64, f64), (f64, f64)) {
+    use async_nats::jetstream::stream;
+    let addrs: Vec<async_nats::ServerAddr> = c.urls().iter().map(|u| u.parse().unwrap()).collect();
+    let client = async_nats::ConnectOptions::new()
+        .connect(addrs)
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .create_stream(stream::Config {
+            name: name.to_owned(),
+            subjects: vec![format!("{name}.>")],
+            storage: stream::StorageType::File,
+            num_replicas: 3,
+            max_messages_per_subject: 1,
+            allow_atomic_publish: true,
+            allow_message_ttl: true,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let payload = vec![b'x'; size.max(1)];
+    for k in 0..100 {
+        js.publish(format!("{name}.state.{k}"), payload.clone().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut out = Vec::new();
+    // 0: a publish; 1: a publish on a new subject, compare-and-set on its being empty (as
+    // the replicas store a delivery); 2: a read.
+    for mode in 0..3 {
+        let cpu0 = cpu_us(&c.pids());
+        let started = Instant::now();
+        let until = started + Duration::from_secs(secs);
+        let tasks: Vec<_> = (0..conns)
+            .map(|_| {
+                let (js, stream, next, payload) =
+                    (js.clone(), stream.clone(), next.clone(), payload.clone());
+                let name = name.to_owned();
+                tokio::spawn(async move {
+                    let mut done = 0usize;
+                    while Instant::now() < until {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let subject = format!("{name}.deliver.sink.{mode}.{i}");
+                        let ok = match mode {
+                            0 => match js.publish(subject, payload.clone().into()).await {
+                                Ok(ack) => ack.await.is_ok(),
+                                Err(_) => false,
+                            },
+                            1 => {
+                                let m = async_nats::jetstream::message::PublishMessage::build()
+                                    .payload(payload.clone().into())
+                                    .expected_last_subject_sequence(0);
+                                match js.send_publish(subject, m).await {
+                                    Ok(ack) => ack.await.is_ok(),
+                                    Err(_) => false,
+                                }
+                            }
+                            _ => stream
+                                .get_last_raw_message_by_subject(&format!(
+                                    "{name}.state.{}",
+                                    i % 100
+                                ))
+                                .await
+                                .is_ok(),
+                        };
+                        done += usize::from(ok);
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut done = 0;
+        for t in tasks {
+            done += t.await.unwrap();
+        }
+        let took = started.elapsed().as_secs_f64();
+        let n = done.max(1) as f64;
+        out.push((done as f64 / took, (cpu_us(&c.pids()) - cpu0) / n));
+    }
+    let _ = js.delete_stream(name).await;
+    (out[0], out[1], out[2])
 }
 
 /// Ingest and end-to-end throughput with 1, 2 and 3 replicas on a 3-node NATS cluster,
 /// against the SQLite outbox in the same run, alternated over two rounds; and the messages
-/// the replicas send NATS per accepted alert. Everything (3 NATS nodes, the replicas, the
-/// load and the receiver) shares this machine's cores: the ratios say what the design
-/// costs here, not what a cluster of machines reaches. Release build:
+/// and round trips the replicas spend on NATS per accepted alert, and the CPU time. Ingest
+/// runs three times: plain rules; a `dedup` rule with alerts cycling over 100 keys (almost
+/// all duplicates); the `dedup` rule with every alert new.
+/// Everything (3 NATS nodes, the replicas, the load and the receiver) shares this
+/// machine's cores: the ratios say what the design costs here, not what a cluster of
+/// machines reaches. Release build:
 /// `cargo test --release --all-features --test replicas -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run by hand, with --release"]
@@ -467,46 +708,51 @@ async fn replica_throughput_against_the_embedded_store() {
         return;
     };
     let rx = Receiver::start().await;
-    let rules = format!(
-        "target sink {{ url = \"{}\" retries = 20 }}\nwhen exists(n) -> post sink\n",
+    let sink = format!(
+        "target sink {{ url = \"{}\" retries = 20 }}\n",
         rx.url("/sink")
     );
+    let plain = format!("{sink}when exists(n) -> post sink\n");
+    let dedup = format!("{sink}rule \"d\" when exists(n) -> post sink, dedup by n for 1h\n");
     const CONNS: usize = 32;
-    const INGEST_SECS: u64 = 5;
     const E2E: usize = 3000;
-    let setups = [
-        Setup::Sqlite,
-        Setup::Nats(1),
-        Setup::Nats(2),
-        Setup::Nats(3),
-    ];
+    let bins = bench_bins();
+    let mut setups = vec![Setup::Sqlite];
+    for n in 1..=3 {
+        setups.extend((0..bins.len()).map(|b| Setup::Nats(n, b)));
+    }
     println!(
-        "{} cores; {CONNS} connections; ingest {INGEST_SECS} s held; end to end {E2E} alerts",
+        "{} cores; {CONNS} connections; ingest 5 s held; end to end {E2E} alerts; builds {bins:?}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for round in 0..2 {
-        let mut baseline = (0.0, 0.0);
-        for setup in setups {
+        let mut baseline = (0.0, 0.0, 0.0, 0.0);
+        let mut ceiling = None;
+        for &setup in &setups {
             let stream = match setup {
                 Setup::Sqlite => format!("B{round}s"),
-                Setup::Nats(n) => format!("B{round}n{n}"),
+                Setup::Nats(n, b) => format!("B{round}n{n}b{b}"),
             };
-            // Ingest alone: stored, not sent.
-            let (reps, root) = start_setup(&c, setup, &format!("{stream}i"), true, &rules);
-            let bases: Vec<String> = reps.iter().map(|r| r.base.clone()).collect();
-            let before = nats_messages(&c);
-            let (accepted, took) = load(&bases, CONNS, INGEST_SECS, usize::MAX).await;
-            let per_alert = (nats_messages(&c) - before) as f64 / accepted.max(1) as f64;
-            let ingest = accepted as f64 / took;
-            drop(reps);
-            let _ = std::fs::remove_dir_all(root);
+            let p = ingest(&c, setup, &format!("{stream}i"), &plain, usize::MAX).await;
+            let d = ingest(&c, setup, &format!("{stream}d"), &dedup, 100).await;
+            let u = ingest(&c, setup, &format!("{stream}u"), &dedup, usize::MAX).await;
+            if matches!(setup, Setup::Nats(..)) && ceiling.is_none() {
+                let size = mean_message_bytes(&c, &format!("{stream}i")).unwrap_or(300);
+                let ((publish, publish_cpu), (cas, cas_cpu), (read, read_cpu)) =
+                    nats_ceiling(&c, &format!("C{round}"), size, CONNS, 5).await;
+                println!(
+                    "round {round} NATS alone: publish {publish:.0}/s of {size}-byte messages, CPU {publish_cpu:.0} us; with compare-and-set {cas:.0}/s, CPU {cas_cpu:.0} us; read from the leader {read:.0}/s, CPU {read_cpu:.0} us"
+                );
+                ceiling = Some((publish, read));
+            }
+            let (publish, read) = ceiling.unwrap_or((f64::NAN, f64::NAN));
             // End to end: every alert delivered.
-            let (reps, root) = start_setup(&c, setup, &format!("{stream}e"), false, &rules);
+            let (reps, root) = start_setup(&c, setup, &format!("{stream}e"), false, &plain);
             let bases: Vec<String> = reps.iter().map(|r| r.base.clone()).collect();
             let already = rx.count("/sink");
             let started = Instant::now();
             let before = nats_messages(&c);
-            let (accepted, _) = load(&bases, CONNS, 120, E2E).await;
+            let (accepted, _) = load(&bases, CONNS, 120, E2E, usize::MAX).await;
             let got = rx
                 .wait_for("/sink", already + accepted, Duration::from_secs(120))
                 .await;
@@ -517,12 +763,31 @@ async fn replica_throughput_against_the_embedded_store() {
             drop(reps);
             let _ = std::fs::remove_dir_all(root);
             if matches!(setup, Setup::Sqlite) {
-                baseline = (ingest, e2e);
+                baseline = (p.rate, d.rate, u.rate, e2e);
             }
             println!(
-                "round {round} {setup:?}: ingest {ingest:.0}/s ({:.2}x SQLite), {per_alert:.1} NATS messages per accepted alert; end to end {delivered}/{accepted} delivered, {e2e:.0}/s ({:.2}x SQLite), {e2e_msgs:.1} NATS messages per alert",
-                ingest / baseline.0,
-                e2e / baseline.1
+                "round {round} {setup:?}: ingest {:.0}/s ({:.2}x SQLite, {:.2}x NATS's publish), {:.2} msgs and {:.2} round trips per alert, CPU {:.0} us NATS + {:.0} us replicas; dedup ingest {:.0}/s ({:.2}x SQLite, {:.2}x NATS's read), {:.2} msgs and {:.2} round trips per alert, CPU {:.0} + {:.0} us; dedup of unique alerts {:.0}/s ({:.2}x SQLite), {:.2} msgs and {:.2} round trips per alert, CPU {:.0} + {:.0} us; end to end {delivered}/{accepted} delivered, {e2e:.0}/s ({:.2}x SQLite), {e2e_msgs:.1} msgs per alert",
+                p.rate,
+                p.rate / baseline.0,
+                p.rate / publish,
+                p.sent,
+                p.trips,
+                p.cpu.0,
+                p.cpu.1,
+                d.rate,
+                d.rate / baseline.1,
+                d.rate / read,
+                d.sent,
+                d.trips,
+                d.cpu.0,
+                d.cpu.1,
+                u.rate,
+                u.rate / baseline.2,
+                u.sent,
+                u.trips,
+                u.cpu.0,
+                u.cpu.1,
+                e2e / baseline.3
             );
             assert_eq!(delivered, accepted, "every accepted alert delivered");
         }

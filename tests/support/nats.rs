@@ -195,6 +195,15 @@ impl Cluster {
         }
     }
 
+    /// The process ids of the running nodes.
+    #[allow(dead_code)] // Not every test binary that holds a cluster reads its CPU.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// The client URLs of the running nodes: `nats://127.0.0.1:port`.
     pub(crate) fn urls(&self) -> Vec<String> {
         self.nodes

@@ -59,11 +59,28 @@ pub(crate) fn serve_with_env(
     rules: &str,
     env: &[(&str, &str)],
 ) -> (Child, String) {
+    serve_bin(
+        std::path::Path::new(env!("CARGO_BIN_EXE_switchyard")),
+        dir,
+        config,
+        rules,
+        env,
+    )
+}
+
+/// [`serve_with_env`] with the binary at `bin`: a benchmark that compares two builds.
+pub(crate) fn serve_bin(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    config: &str,
+    rules: &str,
+    env: &[(&str, &str)],
+) -> (Child, String) {
     let rules_dir = dir.join("rules");
     std::fs::create_dir_all(&rules_dir).unwrap();
     std::fs::write(rules_dir.join("r.rules"), rules).unwrap();
     std::fs::write(dir.join("s.yaml"), config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    let mut cmd = Command::new(bin);
     cmd.envs(env.iter().copied()).arg("serve").args([
         "--config",
         dir.join("s.yaml").to_str().unwrap(),

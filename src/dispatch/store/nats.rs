@@ -450,6 +450,10 @@ struct ApiError {
 /// the second; seen in `the_design_holds_on_a_three_node_cluster`).
 const WRONG_LAST_SEQUENCE: [u64; 2] = [10071, 10164];
 
+/// JetStream's error code for an atomic batch refused because the stream has as many
+/// batches in flight as it takes (50 by default): nothing of it was stored.
+const TOO_MANY_BATCHES: u64 = 10210;
+
 impl Nats {
     /// How long a request may take (`Settings::timeout`): also what a whole submit may
     /// take before it is refused.
@@ -559,7 +563,7 @@ impl Nats {
         }
         self.while_unanswered(|| async {
             match self.commit_once(&writes).await {
-                Err(Attempt::NoResponders) => None,
+                Err(Attempt::NotTaken) => None,
                 Err(Attempt::Done(e)) => Some(Err(e)),
                 Ok(seq) => Some(Ok(seq)),
             }
@@ -567,7 +571,7 @@ impl Nats {
         .await
         .unwrap_or_else(|| {
             Err(CommitError::Failed(String::from(
-                "no server took the commit (no responders) within the request timeout",
+                "no server took the commit within the request timeout (no responders, or the stream had too many atomic batches in flight)",
             )))
         })
     }
@@ -619,7 +623,7 @@ impl Nats {
                     )))
                 })?
                 .map_err(|e| match e.kind() {
-                    async_nats::RequestErrorKind::NoResponders => Attempt::NoResponders,
+                    async_nats::RequestErrorKind::NoResponders => Attempt::NotTaken,
                     _ => Attempt::Done(CommitError::Failed(e.to_string())),
                 })?;
                 last = Some(answer.payload);
@@ -636,37 +640,39 @@ impl Nats {
                 && !p.is_empty()
                 && let Err(e) = judge(p)
             {
-                return Err(Attempt::Done(e));
+                return Err(e);
             }
         }
-        judge(&last.unwrap_or_default()).map_err(Attempt::Done)
+        judge(&last.unwrap_or_default())
     }
 }
 
 /// How one try at a commit ended, when it did not store it.
 enum Attempt {
-    /// Nobody took it: nothing was stored; it may be sent again.
-    NoResponders,
+    /// Nobody took it (no responders), or the stream refused it for having too many
+    /// atomic batches in flight: nothing was stored; it may be sent again.
+    NotTaken,
     Done(CommitError),
 }
 
 /// What a publish answer says.
-fn judge(payload: &[u8]) -> Result<u64, CommitError> {
+fn judge(payload: &[u8]) -> Result<u64, Attempt> {
     let answer: PubAnswer = serde_json::from_slice(payload).map_err(|e| {
-        CommitError::Failed(format!(
+        Attempt::Done(CommitError::Failed(format!(
             "an answer that is not JetStream's ({e}): {}",
             String::from_utf8_lossy(payload)
-        ))
+        )))
     })?;
     match answer.error {
         None => Ok(answer.seq),
         Some(e) if WRONG_LAST_SEQUENCE.contains(&e.err_code) => {
-            Err(CommitError::Conflict(e.description))
+            Err(Attempt::Done(CommitError::Conflict(e.description)))
         }
-        Some(e) => Err(CommitError::Failed(format!(
+        Some(e) if e.err_code == TOO_MANY_BATCHES => Err(Attempt::NotTaken),
+        Some(e) => Err(Attempt::Done(CommitError::Failed(format!(
             "{} (code {})",
             e.description, e.err_code
-        ))),
+        )))),
     }
 }
 

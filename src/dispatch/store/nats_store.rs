@@ -312,6 +312,46 @@ impl NatsStore {
             "Commits this replica made again because another replica changed what it read",
             m.conflicts.clone(),
         );
+        registry.register_collector(Box::new(Traffic(self.nats().client.statistics())));
+    }
+}
+
+/// The messages this replica's connection sent to and received from NATS, read from the
+/// client's own counts at each scrape. Each answer to a request is one message received,
+/// so with deliveries held (nothing pulled) the received count is the round trips.
+struct Traffic(Arc<async_nats::Statistics>);
+
+impl std::fmt::Debug for Traffic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Traffic")
+    }
+}
+
+impl prometheus_client::collector::Collector for Traffic {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let counts = [
+            (
+                "switchyard_nats_messages_sent",
+                "Messages this replica sent to NATS: publishes, requests, acknowledgements, pulls",
+                &self.0.out_messages,
+            ),
+            (
+                "switchyard_nats_messages_received",
+                "Messages this replica received from NATS: answers to its requests, deliveries pulled",
+                &self.0.in_messages,
+            ),
+        ];
+        for (name, help, count) in counts {
+            let counter = ConstCounter::new(count.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }
 

@@ -57,21 +57,29 @@ fn every_setup_message_names_a_key_the_configuration_has() {
 }
 
 #[test]
-fn a_publish_answer_is_a_sequence_a_conflict_or_a_failure() {
-    assert_eq!(judge(br#"{"stream":"S","seq":7}"#), Ok(7));
+fn a_publish_answer_is_a_sequence_a_conflict_a_failure_or_not_taken() {
+    assert!(matches!(judge(br#"{"stream":"S","seq":7}"#), Ok(7)));
     assert!(matches!(
         judge(br#"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}"#),
-        Err(CommitError::Conflict(d)) if d == "wrong last sequence: 3"
+        Err(Attempt::Done(CommitError::Conflict(d))) if d == "wrong last sequence: 3"
     ));
     assert!(matches!(
         judge(br#"{"error":{"code":400,"err_code":10164,"description":"wrong last sequence"}}"#),
-        Err(CommitError::Conflict(_))
+        Err(Attempt::Done(CommitError::Conflict(_)))
     ));
     assert!(matches!(
         judge(br#"{"error":{"code":503,"err_code":10077,"description":"no quorum"}}"#),
-        Err(CommitError::Failed(d)) if d.contains("no quorum") && d.contains("10077")
+        Err(Attempt::Done(CommitError::Failed(d))) if d.contains("no quorum") && d.contains("10077")
     ));
-    assert!(matches!(judge(b"<html>"), Err(CommitError::Failed(_))));
+    // Refused before it was stored: sent again.
+    assert!(matches!(
+        judge(br#"{"error":{"code":429,"err_code":10210,"description":"atomic publish too many inflight"}}"#),
+        Err(Attempt::NotTaken)
+    ));
+    assert!(matches!(
+        judge(b"<html>"),
+        Err(Attempt::Done(CommitError::Failed(_)))
+    ));
 }
 
 #[test]
@@ -312,4 +320,57 @@ async fn an_unreachable_deployment_is_said_at_once_with_the_urls() {
         .await,
         Err(SetupError::Unreachable { .. })
     ));
+}
+
+/// More atomic batches in flight at once than the server takes for one stream (it answers
+/// "atomic publish too many inflight", code 10210, past 50) are stored all the same: such
+/// a batch was not stored, so it is sent again after a pause. Found by a test of gathered
+/// commits (measured, not kept: docs/benchmarks.md), where 64 submits sent at once, each
+/// alone, had some refused as unavailable (a 503 to their senders).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_atomic_batches_at_once_than_the_server_takes_are_all_stored_found_by_sixty_four_submits()
+ {
+    let Some(c) = cluster_for("inflight") else {
+        return;
+    };
+    let nats = std::sync::Arc::new(connect(&settings_for(&c)).await.unwrap());
+    const BATCHES: usize = 120;
+    let tasks: Vec<_> = (0..BATCHES)
+        .map(|i| {
+            let nats = nats.clone();
+            tokio::spawn(async move {
+                let writes = (0..3)
+                    .map(|k| Write {
+                        subject: format!("state.inflight{i}x{k}"),
+                        payload: b"x".to_vec(),
+                        expect: Some(0),
+                        ttl_secs: None,
+                    })
+                    .collect();
+                nats.commit(writes).await
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            refused.push(format!("{e:?}"));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} refused: {:?}",
+        refused.len(),
+        &refused[..refused.len().min(3)]
+    );
+    for i in 0..BATCHES {
+        assert!(
+            nats.last(&format!("state.inflight{i}x2"))
+                .await
+                .unwrap()
+                .is_some(),
+            "batch {i} stored"
+        );
+    }
+    drop(c);
 }
