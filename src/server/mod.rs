@@ -15,6 +15,7 @@
 //! `run.rs` (a socket), `assemble.rs` (the whole server: [`Server`]), `receive.rs` (the
 //! printing receiver).
 
+mod answer;
 mod assemble;
 mod auth;
 mod config;
@@ -40,13 +41,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::alert::{AdaptError, Alert, Source, adapt_json_within, form_to_json};
 use crate::dispatch::Router;
 use crate::engine::RuleSet;
 use crate::reload::RulesFolder;
+use answer::Accepted;
 pub use assemble::{ServeError, Server, shutdown_signal};
 pub use auth::{AdminAuth, Credential, IngestAuth, Secret};
 pub use config::{
@@ -633,7 +635,7 @@ async fn ingest_detect(
     State(s): State<Arc<AppState>>,
     Query(q): Query<SourceQuery>,
     req: axum::extract::Request,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<Accepted, ApiError> {
     ingest(&s, None, &q, req).await
 }
 
@@ -643,7 +645,7 @@ async fn ingest_prometheus(
     State(s): State<Arc<AppState>>,
     Query(q): Query<SourceQuery>,
     req: axum::extract::Request,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<Accepted, ApiError> {
     ingest(&s, Some(Source::Prometheus), &q, req).await
 }
 
@@ -674,7 +676,7 @@ async fn ingest(
     source: Option<Source>,
     q: &SourceQuery,
     req: axum::extract::Request,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let label = source.map_or("detect", Source::as_str);
     let (parts, body) = req.into_parts();
     let result = accept(s, source, q, &parts.headers, body).await;
@@ -682,7 +684,7 @@ async fn ingest(
         .as_ref()
         .map_or_else(ApiError::status, |_| StatusCode::ACCEPTED);
     s.metrics.request(label, status.as_u16());
-    result.map(|v| (StatusCode::ACCEPTED, Json(v)))
+    result
 }
 
 /// Reads, routes and stores a request's alerts: the 202's body once every delivery is
@@ -722,57 +724,7 @@ async fn accept(
             first.received_at(),
         );
     }
-    Ok(Accepted {
-        accepted: decided.len(),
-        alerts: decided,
-    })
-}
-
-/// The 202 answer to an ingest request: `{"accepted": n, "alerts": [...]}`, written
-/// straight from the decisions the console's ring shares (building a `serde_json::Value`
-/// first cost a map insert per key; copying them, a clone of every list).
-#[derive(Serialize)]
-struct Accepted {
-    accepted: usize,
-    #[serde(serialize_with = "answers")]
-    alerts: Vec<Arc<recent::Recorded>>,
-}
-
-/// Each decision as the answer shows it ([`AcceptedAlert`]).
-fn answers<S: serde::Serializer>(
-    decided: &[Arc<recent::Recorded>],
-    ser: S,
-) -> Result<S::Ok, S::Error> {
-    ser.collect_seq(decided.iter().map(|d| AcceptedAlert {
-        deliveries: &d.deliveries,
-        dropped: d.dropped,
-        id: d.id.as_deref(),
-        rules: &d.rules,
-        source: d.source,
-        state: d.state,
-        targets: &d.targets,
-        unrouted: d.unrouted,
-        verdicts: &d.verdicts,
-    }))
-}
-
-/// What happened to one alert of an ingest request. Fields in alphabetical order, the
-/// order the answer has always had.
-#[derive(Serialize)]
-struct AcceptedAlert<'a> {
-    deliveries: &'a [u64],
-    dropped: bool,
-    id: Option<&'a str>,
-    rules: &'a [String],
-    source: &'static str,
-    state: &'static str,
-    targets: &'a [String],
-    unrouted: bool,
-    /// What rules that remember did with each target they chose (absent when none had a
-    /// say): `{"rule", "target", "verdict": "delivered" | "duplicate" | "throttled" |
-    /// "diverted" | "unannounced", ...}`.
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    verdicts: &'a [crate::state::Verdict],
+    Ok(Accepted { alerts: decided })
 }
 
 /// A request's alerts, read as ingest and explain both read them, and what they hold

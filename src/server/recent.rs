@@ -72,6 +72,27 @@ pub(crate) struct Recorded {
 }
 
 impl Recorded {
+    /// A decision with nothing in it, outside the ring, for tests to fill in.
+    #[cfg(test)]
+    pub(crate) fn for_test() -> Recorded {
+        Recorded {
+            seq: AtomicU64::new(0),
+            at_ms: 0,
+            source: "generic",
+            state: "firing",
+            id: None,
+            name: None,
+            rules: Vec::new(),
+            targets: Vec::new(),
+            dropped: false,
+            unrouted: false,
+            deliveries: Vec::new(),
+            verdicts: Vec::new(),
+            rules_hash: 0,
+            kept: None,
+        }
+    }
+
     /// Its number since start: the console's link to it.
     pub(crate) fn seq(&self) -> u64 {
         self.seq.load(Ordering::Relaxed)
