@@ -432,7 +432,9 @@ fn bench_bins() -> Vec<std::path::PathBuf> {
     }
 }
 
-/// Sends `{"n": i % cycle}` alerts, one per request, from `conns` connections spread
+/// Sends `{"n": (i / copies) % cycle}` alerts (each `copies` times in a row, so at the
+/// same moment on different connections, as replicated senders do), one per request,
+/// from `conns` connections spread
 /// over `bases`, for `secs` seconds or until `total` were accepted; answers how many were
 /// accepted (202) and the seconds it took.
 async fn load(
@@ -441,6 +443,7 @@ async fn load(
     secs: u64,
     total: usize,
     cycle: usize,
+    copies: usize,
 ) -> (usize, f64) {
     let client = support::http::client();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -460,7 +463,7 @@ async fn load(
                     let sent = client
                         .post(&url)
                         .header("content-type", "application/json")
-                        .body(format!("{{\"n\": {}}}", i % cycle))
+                        .body(format!("{{\"n\": {}}}", (i / copies) % cycle))
                         .send()
                         .await;
                     if sent.is_ok_and(|r| r.status().as_u16() == 202) {
@@ -546,8 +549,14 @@ fn cpu_us(pids: &[u32]) -> f64 {
 }
 
 /// Ingest alone (stored, not sent) of `setup` for `secs`, alerts cycling over `cycle`
-/// values of `n`.
-async fn ingest(c: &Cluster, setup: Setup, stream: &str, rules: &str, cycle: usize) -> Ingest {
+/// values of `n`, each sent `copies` times at once.
+async fn ingest(
+    c: &Cluster,
+    setup: Setup,
+    stream: &str,
+    rules: &str,
+    (cycle, copies): (usize, usize),
+) -> Ingest {
     const CONNS: usize = 32;
     const INGEST_SECS: u64 = 5;
     let (reps, root) = start_setup(c, setup, stream, true, rules);
@@ -555,7 +564,7 @@ async fn ingest(c: &Cluster, setup: Setup, stream: &str, rules: &str, cycle: usi
     let pids: Vec<u32> = reps.iter().map(|r| r.child.id()).collect();
     let (sent0, got0) = (nats_messages(c), nats_received(&bases).await);
     let cpu0 = (cpu_us(&c.pids()), cpu_us(&pids));
-    let (accepted, took) = load(&bases, CONNS, INGEST_SECS, usize::MAX, cycle).await;
+    let (accepted, took) = load(&bases, CONNS, INGEST_SECS, usize::MAX, cycle, copies).await;
     let n = accepted.max(1) as f64;
     let out = Ingest {
         rate: accepted as f64 / took,
@@ -695,8 +704,9 @@ async fn nats_ceiling(
 /// Ingest and end-to-end throughput with 1, 2 and 3 replicas on a 3-node NATS cluster,
 /// against the SQLite outbox in the same run, alternated over two rounds; and the messages
 /// and round trips the replicas spend on NATS per accepted alert, and the CPU time. Ingest
-/// runs three times: plain rules; a `dedup` rule with alerts cycling over 100 keys (almost
-/// all duplicates); the `dedup` rule with every alert new.
+/// runs four times: plain rules; a `dedup` rule with alerts cycling over 100 keys (almost
+/// all duplicates); the same with each alert sent twice at once (as a pair of replicated
+/// Prometheus servers sends it); the `dedup` rule with every alert new.
 /// Everything (3 NATS nodes, the replicas, the load and the receiver) shares this
 /// machine's cores: the ratios say what the design costs here, not what a cluster of
 /// machines reaches. Release build:
@@ -726,16 +736,17 @@ async fn replica_throughput_against_the_embedded_store() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for round in 0..2 {
-        let mut baseline = (0.0, 0.0, 0.0, 0.0);
+        let mut baseline = (0.0, 0.0, 0.0, 0.0, 0.0);
         let mut ceiling = None;
         for &setup in &setups {
             let stream = match setup {
                 Setup::Sqlite => format!("B{round}s"),
                 Setup::Nats(n, b) => format!("B{round}n{n}b{b}"),
             };
-            let p = ingest(&c, setup, &format!("{stream}i"), &plain, usize::MAX).await;
-            let d = ingest(&c, setup, &format!("{stream}d"), &dedup, 100).await;
-            let u = ingest(&c, setup, &format!("{stream}u"), &dedup, usize::MAX).await;
+            let p = ingest(&c, setup, &format!("{stream}i"), &plain, (usize::MAX, 1)).await;
+            let d = ingest(&c, setup, &format!("{stream}d"), &dedup, (100, 1)).await;
+            let t = ingest(&c, setup, &format!("{stream}t"), &dedup, (100, 2)).await;
+            let u = ingest(&c, setup, &format!("{stream}u"), &dedup, (usize::MAX, 1)).await;
             if matches!(setup, Setup::Nats(..)) && ceiling.is_none() {
                 let size = mean_message_bytes(&c, &format!("{stream}i")).unwrap_or(300);
                 let ((publish, publish_cpu), (cas, cas_cpu), (read, read_cpu)) =
@@ -752,7 +763,7 @@ async fn replica_throughput_against_the_embedded_store() {
             let already = rx.count("/sink");
             let started = Instant::now();
             let before = nats_messages(&c);
-            let (accepted, _) = load(&bases, CONNS, 120, E2E, usize::MAX).await;
+            let (accepted, _) = load(&bases, CONNS, 120, E2E, usize::MAX, 1).await;
             let got = rx
                 .wait_for("/sink", already + accepted, Duration::from_secs(120))
                 .await;
@@ -763,10 +774,10 @@ async fn replica_throughput_against_the_embedded_store() {
             drop(reps);
             let _ = std::fs::remove_dir_all(root);
             if matches!(setup, Setup::Sqlite) {
-                baseline = (p.rate, d.rate, u.rate, e2e);
+                baseline = (p.rate, d.rate, u.rate, e2e, t.rate);
             }
             println!(
-                "round {round} {setup:?}: ingest {:.0}/s ({:.2}x SQLite, {:.2}x NATS's publish), {:.2} msgs and {:.2} round trips per alert, CPU {:.0} us NATS + {:.0} us replicas; dedup ingest {:.0}/s ({:.2}x SQLite, {:.2}x NATS's read), {:.2} msgs and {:.2} round trips per alert, CPU {:.0} + {:.0} us; dedup of unique alerts {:.0}/s ({:.2}x SQLite), {:.2} msgs and {:.2} round trips per alert, CPU {:.0} + {:.0} us; end to end {delivered}/{accepted} delivered, {e2e:.0}/s ({:.2}x SQLite), {e2e_msgs:.1} msgs per alert",
+                "round {round} {setup:?}: ingest {:.0}/s ({:.2}x SQLite, {:.2}x NATS's publish), {:.2} msgs and {:.2} round trips per alert, CPU {:.0} us NATS + {:.0} us replicas; dedup ingest {:.0}/s ({:.2}x SQLite, {:.2}x NATS's read), {:.2} msgs and {:.2} round trips per alert, CPU {:.0} + {:.0} us; dedup, each alert sent twice at once {:.0}/s ({:.2}x SQLite, {:.2}x NATS's read), {:.2} round trips per alert, CPU {:.0} + {:.0} us; dedup of unique alerts {:.0}/s ({:.2}x SQLite), {:.2} msgs and {:.2} round trips per alert, CPU {:.0} + {:.0} us; end to end {delivered}/{accepted} delivered, {e2e:.0}/s ({:.2}x SQLite), {e2e_msgs:.1} msgs per alert",
                 p.rate,
                 p.rate / baseline.0,
                 p.rate / publish,
@@ -781,6 +792,12 @@ async fn replica_throughput_against_the_embedded_store() {
                 d.trips,
                 d.cpu.0,
                 d.cpu.1,
+                t.rate,
+                t.rate / baseline.4,
+                t.rate / read,
+                t.trips,
+                t.cpu.0,
+                t.cpu.1,
                 u.rate,
                 u.rate / baseline.2,
                 u.sent,

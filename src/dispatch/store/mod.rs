@@ -27,6 +27,8 @@ pub(crate) mod memory;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
 #[cfg(feature = "nats")]
+mod nats_coalesce;
+#[cfg(feature = "nats")]
 pub(crate) mod nats_queue;
 #[cfg(feature = "nats")]
 pub(crate) mod nats_silence;

@@ -11,6 +11,7 @@
 //! it), or answers a submit before its commit is stored.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::nats::{
     CommitError, MAX_ROUNDS, Nats, READS_AT_ONCE, Write, delivery_subject, unavailable,
 };
+use super::nats_coalesce::Coalesce;
 use super::sqlite_state::{ByHash, Hash, Secret};
 use super::{Kept, Record, Stored, Submission};
 use crate::dispatch::{DispatchError, DispatchErrorKind};
@@ -66,7 +68,9 @@ struct Read {
 
 /// The shared state and deliveries of one deployment, as one replica sees them.
 pub(crate) struct Shared {
-    nats: Nats,
+    nats: Arc<Nats>,
+    /// Reads of one state subject asked for while one is on its way share the next.
+    reads: Arc<Coalesce<Hash, Result<Read, String>>>,
     identity: Identity,
     /// The ids this replica claimed and has not used: `next..end`.
     ids: tokio::sync::Mutex<(u64, u64)>,
@@ -130,7 +134,8 @@ impl Shared {
             }
         };
         Ok(Shared {
-            nats,
+            nats: Arc::new(nats),
+            reads: Arc::default(),
             identity,
             ids: tokio::sync::Mutex::new((0, 0)),
             conflicts: std::sync::atomic::AtomicU64::new(0),
@@ -197,30 +202,48 @@ impl Shared {
         ))
     }
 
-    /// What a state subject holds now, from the stream's leader.
+    /// What a state subject holds now, from the stream's leader, read for this caller
+    /// alone.
+    #[cfg(test)]
     async fn read(&self, hash: &Hash) -> Result<Read, DispatchError> {
-        match self
-            .nats
-            .last(&state_subject(hash))
-            .await
-            .map_err(unavailable)?
-        {
-            None => Ok(Read {
-                seq: 0,
-                entry: None,
-            }),
-            Some((seq, bytes)) if bytes.is_empty() => Ok(Read { seq, entry: None }),
-            Some((seq, bytes)) => {
-                // An entry that cannot be read is forgotten (the SQLite store does the
-                // same): at most one duplicate gets through; no alert is lost.
-                let entry = serde_json::from_slice::<Value>(&bytes)
-                    .ok()
-                    .map(|v| (v.e, v.x));
-                Ok(Read { seq, entry })
-            }
-        }
+        read_entry(&self.nats, hash).await
     }
 
+    /// [`Shared::read`], shared with the submits that ask for the same subject at the same
+    /// moment ([`super::nats_coalesce`]): the answer comes from a read sent after this call.
+    async fn read_shared(&self, hash: Hash) -> Result<Read, DispatchError> {
+        let nats = self.nats.clone();
+        let read = move || {
+            let nats = nats.clone();
+            async move { read_entry(&nats, &hash).await.map_err(|e| e.to_string()) }
+        };
+        let lost = Err(String::from(
+            "the read was abandoned: the replica is stopping",
+        ));
+        self.reads.get(hash, read, lost).await.map_err(unavailable)
+    }
+}
+
+/// What a state subject holds now, from the stream's leader.
+async fn read_entry(nats: &Nats, hash: &Hash) -> Result<Read, DispatchError> {
+    match nats.last(&state_subject(hash)).await.map_err(unavailable)? {
+        None => Ok(Read {
+            seq: 0,
+            entry: None,
+        }),
+        Some((seq, bytes)) if bytes.is_empty() => Ok(Read { seq, entry: None }),
+        Some((seq, bytes)) => {
+            // An entry that cannot be read is forgotten (the SQLite store does the
+            // same): at most one duplicate gets through; no alert is lost.
+            let entry = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .map(|v| (v.e, v.x));
+            Ok(Read { seq, entry })
+        }
+    }
+}
+
+impl Shared {
     /// Stores each submission's deliveries, running the step on those chosen by rules that
     /// remember, against the shared state; answers once the commit is stored. Losing a
     /// race to another replica decides again, from fresh reads.
@@ -367,7 +390,7 @@ impl Shared {
             silences.insert(id, super::nats_silence::span(&self.nats, id).await?);
         }
         let fetched: Vec<Result<(Hash, Read), DispatchError>> = futures_util::stream::iter(missing)
-            .map(|hash| async move { Ok((hash, self.read(&hash).await?)) })
+            .map(|hash| async move { Ok((hash, self.read_shared(hash).await?)) })
             .buffer_unordered(READS_AT_ONCE)
             .collect()
             .await;
