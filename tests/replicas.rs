@@ -17,6 +17,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use support::nats::{Cluster, StartError};
+use support::process::cpu_us;
 use support::receiver::Receiver;
 
 /// Alerts sent in the chaos run.
@@ -529,23 +530,6 @@ struct Ingest {
     trips: f64,
     /// CPU time per accepted alert (us): of the NATS nodes together, of the replicas.
     cpu: (f64, f64),
-}
-
-/// The CPU time (user and system) the processes `pids` have used, in microseconds.
-fn cpu_us(pids: &[u32]) -> f64 {
-    // Clock ticks of 10 ms: Linux's USER_HZ on every common build.
-    const TICK_US: f64 = 10_000.0;
-    pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // The fields after the command's closing parenthesis; utime and stime are the
-            // 14th and 15th of the line, the 12th and 13th after it.
-            let rest = stat.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
-        })
-        .sum::<f64>()
-        * TICK_US
 }
 
 /// Ingest alone (stored, not sent) of `setup` for `secs`, alerts cycling over `cycle`

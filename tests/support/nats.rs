@@ -196,7 +196,6 @@ impl Cluster {
     }
 
     /// The process ids of the running nodes.
-    #[allow(dead_code)] // Not every test binary that holds a cluster reads its CPU.
     pub(crate) fn pids(&self) -> Vec<u32> {
         self.nodes
             .iter()

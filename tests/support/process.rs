@@ -94,6 +94,23 @@ pub(crate) fn serve_bin(
     spawn_until(cmd, "listening on ", Duration::from_secs(30))
 }
 
+/// The CPU time (user and system) the processes `pids` have used, in microseconds.
+pub(crate) fn cpu_us(pids: &[u32]) -> f64 {
+    // Clock ticks of 10 ms: Linux's USER_HZ on every common build.
+    const TICK_US: f64 = 10_000.0;
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // The fields after the command's closing parenthesis; utime and stime are the
+            // 14th and 15th of the line, the 12th and 13th after it.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        * TICK_US
+}
+
 /// The peak resident memory of a process (`VmHWM`), in KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -35,6 +35,13 @@ impl Reads {
     fn sent(&self) -> u64 {
         self.sent.load(Ordering::SeqCst)
     }
+
+    /// A caller of `c` for `key`, on a task of its own; `0` is its answer if its read
+    /// never comes.
+    fn ask(&self, c: &Arc<Coalesce<u8, u64>>, key: u8) -> tokio::task::JoinHandle<u64> {
+        let (c, read) = (c.clone(), self.read());
+        tokio::spawn(async move { c.get(key, read, 0).await })
+    }
 }
 
 /// Waits (at most 5 s) until `done` holds.
@@ -53,18 +60,14 @@ async fn until(mut done: impl FnMut() -> bool) {
 async fn a_caller_never_gets_a_read_sent_before_it_asked() {
     let c: Arc<Coalesce<u8, u64>> = Arc::default();
     let reads = Reads::new();
-    let ask = |c: &Arc<Coalesce<u8, u64>>| {
-        let (c, read) = (c.clone(), reads.read());
-        tokio::spawn(async move { c.get(7, read, 0).await })
-    };
-    let a = ask(&c);
+    let a = reads.ask(&c, 7);
     until(|| reads.sent() == 1).await;
-    let (b, d) = (ask(&c), ask(&c));
+    let (b, d) = (reads.ask(&c, 7), reads.ask(&c, 7));
     until(|| c.waiting(&7) == Some(2)).await;
     reads.gate.add_permits(1);
     assert_eq!(a.await.unwrap(), 1, "the first caller's own read");
     until(|| reads.sent() == 2).await;
-    let e = ask(&c);
+    let e = reads.ask(&c, 7);
     until(|| c.waiting(&7) == Some(1)).await;
     reads.gate.add_permits(1);
     assert_eq!(
@@ -85,15 +88,12 @@ async fn a_caller_never_gets_a_read_sent_before_it_asked() {
 async fn an_abandoned_read_still_sends_the_next_and_keys_are_apart() {
     let c: Arc<Coalesce<u8, u64>> = Arc::default();
     let reads = Reads::new();
-    let (c1, r1) = (c.clone(), reads.read());
-    let first = tokio::spawn(async move { c1.get(1, r1, 0).await });
+    let first = reads.ask(&c, 1);
     until(|| reads.sent() == 1).await;
-    let (c2, r2) = (c.clone(), reads.read());
-    let waiting = tokio::spawn(async move { c2.get(1, r2, 0).await });
+    let waiting = reads.ask(&c, 1);
     until(|| c.waiting(&1) == Some(1)).await;
     // Another key does not wait for key 1.
-    let (c3, r3) = (c.clone(), reads.read());
-    let other = tokio::spawn(async move { c3.get(2, r3, 0).await });
+    let other = reads.ask(&c, 2);
     until(|| reads.sent() == 2).await;
     first.abort();
     let _ = first.await;
@@ -111,12 +111,7 @@ async fn an_abandoned_read_still_sends_the_next_and_keys_are_apart() {
 async fn copies_that_arrive_together_share_one_read() {
     let c: Arc<Coalesce<u8, u64>> = Arc::default();
     let reads = Reads::new();
-    let copies: Vec<_> = (0..3)
-        .map(|_| {
-            let (c, read) = (c.clone(), reads.read());
-            tokio::spawn(async move { c.get(5, read, 0).await })
-        })
-        .collect();
+    let copies: Vec<_> = (0..3).map(|_| reads.ask(&c, 5)).collect();
     until(|| reads.sent() == 1).await;
     reads.gate.add_permits(1);
     for copy in copies {
@@ -132,10 +127,8 @@ async fn copies_that_arrive_together_share_one_read() {
 async fn copies_that_joined_an_abandoned_read_get_the_next_one() {
     let c: Arc<Coalesce<u8, u64>> = Arc::default();
     let reads = Reads::new();
-    let (c1, r1) = (c.clone(), reads.read());
-    let first = tokio::spawn(async move { c1.get(9, r1, 0).await });
-    let (c2, r2) = (c.clone(), reads.read());
-    let copy = tokio::spawn(async move { c2.get(9, r2, 0).await });
+    let first = reads.ask(&c, 9);
+    let copy = reads.ask(&c, 9);
     until(|| reads.sent() == 1).await;
     first.abort();
     let _ = first.await;

@@ -102,6 +102,25 @@ fn timer_subject(hash: &Hash) -> String {
     format!("timer.group.{}", hex(hash))
 }
 
+/// What a state subject holds now, from the stream's leader.
+async fn read_entry(nats: &Nats, hash: &Hash) -> Result<Read, String> {
+    match nats.last(&state_subject(hash)).await? {
+        None => Ok(Read {
+            seq: 0,
+            entry: None,
+        }),
+        Some((seq, bytes)) if bytes.is_empty() => Ok(Read { seq, entry: None }),
+        Some((seq, bytes)) => {
+            // An entry that cannot be read is forgotten (the SQLite store does the
+            // same): at most one duplicate gets through; no alert is lost.
+            let entry = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .map(|v| (v.e, v.x));
+            Ok(Read { seq, entry })
+        }
+    }
+}
+
 impl Shared {
     /// Reads the deployment's identity, or makes it (the first replica to start does).
     pub(crate) async fn open(nats: Nats) -> Result<Shared, DispatchError> {
@@ -206,7 +225,7 @@ impl Shared {
     /// alone.
     #[cfg(test)]
     async fn read(&self, hash: &Hash) -> Result<Read, DispatchError> {
-        read_entry(&self.nats, hash).await
+        read_entry(&self.nats, hash).await.map_err(unavailable)
     }
 
     /// [`Shared::read`], shared with the submits that ask for the same subject at the same
@@ -215,35 +234,14 @@ impl Shared {
         let nats = self.nats.clone();
         let read = move || {
             let nats = nats.clone();
-            async move { read_entry(&nats, &hash).await.map_err(|e| e.to_string()) }
+            async move { read_entry(&nats, &hash).await }
         };
         let lost = Err(String::from(
             "the read was abandoned: the replica is stopping",
         ));
         self.reads.get(hash, read, lost).await.map_err(unavailable)
     }
-}
 
-/// What a state subject holds now, from the stream's leader.
-async fn read_entry(nats: &Nats, hash: &Hash) -> Result<Read, DispatchError> {
-    match nats.last(&state_subject(hash)).await.map_err(unavailable)? {
-        None => Ok(Read {
-            seq: 0,
-            entry: None,
-        }),
-        Some((seq, bytes)) if bytes.is_empty() => Ok(Read { seq, entry: None }),
-        Some((seq, bytes)) => {
-            // An entry that cannot be read is forgotten (the SQLite store does the
-            // same): at most one duplicate gets through; no alert is lost.
-            let entry = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .map(|v| (v.e, v.x));
-            Ok(Read { seq, entry })
-        }
-    }
-}
-
-impl Shared {
     /// Stores each submission's deliveries, running the step on those chosen by rules that
     /// remember, against the shared state; answers once the commit is stored. Losing a
     /// race to another replica decides again, from fresh reads.
