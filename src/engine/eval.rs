@@ -20,17 +20,35 @@ use crate::alert::Alert;
 
 impl Pred {
     /// Whether the condition holds for the alert, evaluated plainly.
+    ///
+    /// A test inside `and` or `or`, the common shape, is run in the loop rather than by a
+    /// call back into this function.
+    #[inline]
     pub(crate) fn eval(&self, set: &Compiled, alert: &Alert) -> bool {
         match self {
-            Pred::All(ps) => ps.iter().all(|p| p.eval(set, alert)),
-            Pred::Any(ps) => ps.iter().any(|p| p.eval(set, alert)),
-            Pred::Not(p, _) => !p.eval(set, alert),
+            Pred::All(ps) => ps.iter().all(|p| p.eval_leaf(set, alert)),
+            Pred::Any(ps) => ps.iter().any(|p| p.eval_leaf(set, alert)),
+            _ => self.eval_leaf(set, alert),
+        }
+    }
+
+    #[inline]
+    fn eval_leaf(&self, set: &Compiled, alert: &Alert) -> bool {
+        match self {
             Pred::Test { atom, negate, .. } => match set.atoms.get(*atom as usize) {
                 Some(a) => atom_holds(set, a, alert) != *negate,
                 None => false,
             },
             Pred::During { window, .. } => during(set, *window, alert),
+            Pred::Not(p, _) => !p.eval_nested(set, alert),
+            _ => self.eval_nested(set, alert),
         }
+    }
+
+    /// [`Pred::eval`] for a nested condition, as a call (the recursion stops inlining).
+    #[inline(never)]
+    fn eval_nested(&self, set: &Compiled, alert: &Alert) -> bool {
+        self.eval(set, alert)
     }
 
     /// Whether the condition holds, with fields and shared tests remembered in `cx`.
