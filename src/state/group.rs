@@ -11,6 +11,7 @@
 //! Owns: the group's lifecycle and when it notifies. Never: builds the notification's body
 //! (the caller renders a [`GroupNote`]), or reads a clock.
 
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use super::{AlertFacts, AlertState, Entry, Key, Out, State, VerdictKind};
@@ -312,56 +313,70 @@ pub fn flush<P>(
                 m.firing = false;
             }
         }
-        // A firing member a firing source inhibits now is left out of this notification
-        // (it stays a member: once the source resolves, it is new to the next one).
-        let inhibited: Vec<String> = group
-            .members
-            .iter()
-            .filter(|m| m.firing)
-            .filter(|m| super::inhibit::inhibitor_among(state, &m.inhibits, &m.id, now).is_some())
-            .map(|m| m.id.clone())
-            .collect();
-        let firing: Vec<String> = group
-            .members
-            .iter()
-            .filter(|m| m.firing && !inhibited.contains(&m.id))
-            .map(|m| m.id.clone())
-            .collect();
-        let last = group.notified.as_ref();
-        let was_firing = |id: &String| last.is_some_and(|n| n.firing.contains(id));
-        // Resolutions go only for members a notification announced firing.
-        let resolved: Vec<String> = group
-            .members
-            .iter()
-            .filter(|m| !m.firing && was_firing(&m.id))
-            .map(|m| m.id.clone())
-            .collect();
-        let needed = match last {
-            None => !firing.is_empty(),
-            Some(n) => {
-                firing.iter().any(|id| !n.firing.contains(id))
-                    || !resolved.is_empty()
-                    // On the schedule, so that a clock that wakes a little late never
-                    // moves a reminder to the flush after.
-                    || (!firing.is_empty() && n.at.saturating_add(group.repeat_ms) <= at)
-            }
+        // Which members this flush announces, by `@id`, in sets: a group holds up to
+        // MAX_GROUP_MEMBERS, and a search of a list per member was quadratic.
+        let (firing, resolved, needed) = {
+            // A firing member a firing source inhibits now is left out of this notification
+            // (it stays a member: once the source resolves, it is new to the next one).
+            let inhibited: FxHashSet<&str> = group
+                .members
+                .iter()
+                .filter(|m| m.firing)
+                .filter(|m| {
+                    super::inhibit::inhibitor_among(state, &m.inhibits, &m.id, now).is_some()
+                })
+                .map(|m| m.id.as_str())
+                .collect();
+            let firing: Vec<String> = group
+                .members
+                .iter()
+                .filter(|m| m.firing && !inhibited.contains(m.id.as_str()))
+                .map(|m| m.id.clone())
+                .collect();
+            let last = group.notified.as_ref();
+            let was_firing: FxHashSet<&str> = last
+                .map(|n| n.firing.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            // Resolutions go only for members a notification announced firing.
+            let resolved: Vec<String> = group
+                .members
+                .iter()
+                .filter(|m| !m.firing && was_firing.contains(m.id.as_str()))
+                .map(|m| m.id.clone())
+                .collect();
+            let needed = match last {
+                None => !firing.is_empty(),
+                Some(n) => {
+                    firing.iter().any(|id| !was_firing.contains(id.as_str()))
+                        || !resolved.is_empty()
+                        // On the schedule, so that a clock that wakes a little late never
+                        // moves a reminder to the flush after.
+                        || (!firing.is_empty() && n.at.saturating_add(group.repeat_ms) <= at)
+                }
+            };
+            (firing, resolved, needed)
         };
         if needed {
+            // The members announced, in the order they joined: `firing` and `resolved` are.
+            let announced = |ids: &[String]| {
+                let mut at = 0;
+                group
+                    .members
+                    .iter()
+                    .filter(|m| {
+                        let hit = ids.get(at) == Some(&m.id);
+                        at += usize::from(hit);
+                        hit
+                    })
+                    .collect::<Vec<&Member>>()
+            };
             let note = GroupNote {
                 rule: &group.rule,
                 target: &group.target,
                 key: &group.key,
                 labels: &group.labels,
-                firing: group
-                    .members
-                    .iter()
-                    .filter(|m| firing.contains(&m.id))
-                    .collect(),
-                resolved: group
-                    .members
-                    .iter()
-                    .filter(|m| resolved.contains(&m.id))
-                    .collect(),
+                firing: announced(&firing),
+                resolved: announced(&resolved),
                 truncated: group.truncated,
             };
             if let Some(payload) = render(&note) {
@@ -370,7 +385,7 @@ pub fn flush<P>(
                 sent += 1;
             }
             group.notified = Some(Notified {
-                firing: firing.clone(),
+                firing,
                 resolved,
                 at,
             });

@@ -216,3 +216,55 @@ fn a_full_group_counts_the_alerts_it_leaves_out_without_rewriting_itself() {
     flush(&mut s, 30_000, &mut sink, &mut render);
     assert_eq!(seen, Some((MAX_GROUP_MEMBERS, 2)));
 }
+
+#[test]
+fn a_large_group_announces_each_member_once_in_the_order_it_joined() {
+    let mut s = MemoryState::default();
+    let mut next = 0;
+    let rule = || group_rule(30_000, 5 * MIN, 60 * MIN);
+    let ids: Vec<String> = (0..300).map(|i| format!("a{i}")).collect();
+    let send = |s: &mut MemoryState, id: &str, state, at, next: &mut u64| {
+        run_gated(s, &facts(id, state), rule(), at, next);
+    };
+    // Joined in an order that is not the ids' sorted order.
+    for id in ids.iter().rev() {
+        send(&mut s, id, AlertState::Firing, 0, &mut next);
+    }
+    let joined: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(
+        flush_at(&mut s, 30_000, &mut next),
+        [(joined.clone(), vec![])]
+    );
+    // Every third resolves; one new member joins.
+    for id in ids.iter().step_by(3) {
+        send(&mut s, id, AlertState::Resolved, MIN, &mut next);
+    }
+    send(&mut s, "late", AlertState::Firing, MIN, &mut next);
+    let resolved: Vec<String> = joined
+        .iter()
+        .filter(|id| ids.iter().step_by(3).any(|r| r == *id))
+        .cloned()
+        .collect();
+    let mut firing: Vec<String> = joined
+        .iter()
+        .filter(|id| !resolved.contains(id))
+        .cloned()
+        .collect();
+    firing.push(String::from("late"));
+    assert_eq!(resolved.len(), 100);
+    assert_eq!(
+        flush_at(&mut s, 30_000 + 5 * MIN, &mut next),
+        [(firing.clone(), resolved)]
+    );
+    // Nothing new: nothing said until the reminder, which names every firing member.
+    for k in 2..13 {
+        assert!(
+            flush_at(&mut s, 30_000 + k * 5 * MIN, &mut next).is_empty(),
+            "flush {k}"
+        );
+    }
+    assert_eq!(
+        flush_at(&mut s, 30_000 + 65 * MIN, &mut next),
+        [(firing, vec![])]
+    );
+}
