@@ -206,7 +206,7 @@ pub(super) fn join<P>(
             out.verdict(rule, target, kind);
             return;
         }
-        Join::Update(_) | Join::Add => match state.get(&key, now) {
+        Join::Update(_) | Join::Add => match state.take(&key, now) {
             Some(Entry::Group(group)) => *group,
             _ => Group {
                 rule: rule.to_owned(),

@@ -475,6 +475,22 @@ impl State for SqliteState<'_> {
         }
     }
 
+    /// An entry this commit put is deleted and handed over; one committed before is copied.
+    fn take(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
+        let hash = self.hash(key);
+        if !matches!(self.changes.entries.get(&hash), Some(Some(held)) if held.expires > now) {
+            return self.get(key, now);
+        }
+        if let Err(e) = self.delete_row(&hash) {
+            self.fail(e);
+        }
+        self.changes
+            .entries
+            .insert(hash, None)
+            .flatten()
+            .map(|held| held.entry)
+    }
+
     fn delete(&mut self, key: &Key<'_>) {
         let hash = self.hash(key);
         match self.delete_row(&hash) {

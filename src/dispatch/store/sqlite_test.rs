@@ -499,3 +499,46 @@ async fn rows_put_twice_or_taken_within_one_commit_leave_one_row_or_none() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Alerts joining one group, many in one commit (each join takes the entry the commit's
+/// previous join put, instead of copying it) and more in a later one (copied from the
+/// committed entry): the memory table holds one row for the group, and after reopening the
+/// group notifies every member, in the order they joined.
+#[tokio::test]
+async fn a_group_joined_many_times_in_one_commit_keeps_one_row_and_every_member() {
+    use super::super::conformance::{grouped, note_render};
+    let dir = std::env::temp_dir().join(format!("switchyard-group-rows-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rows = |dir: &std::path::Path| -> i64 {
+        let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+        c.query_row("SELECT count(*) FROM memory", [], |r| r.get(0))
+            .unwrap()
+    };
+    let names: Vec<String> = (0..120).map(|i| format!("m{i:03}")).collect();
+    let store = SqliteStore::open(&dir).unwrap();
+    let first: Vec<_> = names[..100]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| grouped(n, 1_000 + i as u64))
+        .collect();
+    store.submit(first).await.unwrap();
+    assert_eq!(rows(&dir), 1);
+    let second: Vec<_> = names[100..].iter().map(|n| grouped(n, 1_150)).collect();
+    store.submit(second).await.unwrap();
+    assert_eq!(rows(&dir), 1);
+    assert_eq!(store.state_entries().unwrap(), 1);
+    drop(store);
+    let store = SqliteStore::open(&dir).unwrap();
+    let flushed = store.flush_groups(1_200, note_render()).await.unwrap();
+    assert_eq!(flushed.sent, 1);
+    let mut ids = Vec::new();
+    store
+        .fresh_pending(&mut |id, _| ids.push(id))
+        .await
+        .unwrap();
+    let notes = store.fresh_records(&ids).await.unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].body, names.join(","));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
