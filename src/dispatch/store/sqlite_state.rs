@@ -204,13 +204,15 @@ pub(crate) struct Changes {
     next_rowid: Option<i64>,
 }
 
-/// A row of the `memory` table, to be written.
+/// A row of the `memory` table, to be written. Its value is the entry this commit holds
+/// under `key` (the row of an entry put again is dropped), encoded when the row is
+/// written: an entry put many times in one commit (a group each alert of a burst joins)
+/// is encoded once.
 #[derive(Debug)]
 struct Row {
     rowid: i64,
     key: Hash,
     expires: i64,
-    value: Vec<u8>,
     rule: String,
     kind: &'static str,
     target: String,
@@ -227,12 +229,31 @@ impl Changes {
                 7,
             )
         });
-        let live: Vec<&Row> = self.rows.iter().flatten().collect();
-        super::sqlite::insert_chunked(txn, &SQL, 7, &live, |stmt, at, r| {
+        let live = self
+            .rows
+            .iter()
+            .flatten()
+            .map(|r| {
+                let held = self
+                    .entries
+                    .get(&r.key)
+                    .and_then(Option::as_ref)
+                    .filter(|held| held.rowid == r.rowid)
+                    .ok_or_else(|| {
+                        rusqlite::Error::ToSqlConversionFailure(
+                            "a memory row to write without its entry".into(),
+                        )
+                    })?;
+                let value = super::entry_form::encode(&held.entry)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                Ok((r, value))
+            })
+            .collect::<rusqlite::Result<Vec<(&Row, Vec<u8>)>>>()?;
+        super::sqlite::insert_chunked(txn, &SQL, 7, &live, |stmt, at, (r, value)| {
             stmt.raw_bind_parameter(at, r.rowid)?;
             stmt.raw_bind_parameter(at + 1, &r.key[..])?;
             stmt.raw_bind_parameter(at + 2, r.expires)?;
-            stmt.raw_bind_parameter(at + 3, &r.value)?;
+            stmt.raw_bind_parameter(at + 3, value)?;
             stmt.raw_bind_parameter(at + 4, &r.rule)?;
             stmt.raw_bind_parameter(at + 5, r.kind)?;
             stmt.raw_bind_parameter(at + 6, &r.target)
@@ -336,15 +357,12 @@ impl<'t> SqliteState<'t> {
     fn put_row(&mut self, key: &Key<'_>, entry: Entry, expires: u64) -> rusqlite::Result<()> {
         let hash = self.hash(key);
         self.delete_row(&hash)?;
-        let value = super::entry_form::encode(&entry)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let rowid = self.changes.put(
             self.index,
             Row {
                 rowid: 0,
                 key: hash,
                 expires: i64::try_from(expires).unwrap_or(i64::MAX),
-                value,
                 rule: key.rule.to_owned(),
                 kind: key.kind,
                 target: key.target.to_owned(),
