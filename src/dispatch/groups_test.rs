@@ -14,7 +14,7 @@ use crate::engine::RuleSet;
 
 /// CPU time of every thread of this process so far, in ns (Linux: each thread's
 /// `schedstat`); `None` elsewhere.
-fn process_cpu_ns() -> Option<u64> {
+pub(crate) fn process_cpu_ns() -> Option<u64> {
     let mut total = 0u64;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let path = task.ok()?.path().join("schedstat");

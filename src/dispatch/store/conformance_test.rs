@@ -188,9 +188,47 @@ suite!(
     pending_alerts_are_every_pending_delivery_of_a_target_with_an_alert_id,
     a_silence_holds_deliveries_and_its_early_expiry_releases_them_due_now,
     groups_are_flushed_when_due_in_one_write_and_survive_reopening,
+    a_group_joined_by_many_alerts_of_one_submit_notifies_every_member_once,
     a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it_out,
     the_outbox_view_counts_per_target_and_lists_what_waits_soonest_first,
 );
+
+/// What joining one group costs a replica on NATS: 1,000 alerts in submits of 100, the
+/// CPU of this process (the replica's side; the NATS nodes are not counted), five rounds.
+/// Run: `cargo test --release --all-features --lib nats_group_join_cpu -- --ignored --nocapture`.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by hand, prints figures"]
+async fn nats_group_join_cpu() {
+    let Some(cluster) = super::nats::tests::cluster_for("group-join") else {
+        return;
+    };
+    let mut cpu = Vec::new();
+    for round in 0..5 {
+        let s = Nats::on(&cluster, &format!("group_join_cpu_{round}"))
+            .store()
+            .await;
+        let now = crate::dispatch::now_ms();
+        let before = crate::dispatch::groups::tests::process_cpu_ns();
+        for batch in 0..10 {
+            let subs = (0..100)
+                .map(|i| grouped(&format!("r{round}-b{batch}-a{i}"), now))
+                .collect();
+            s.submit(subs).await.unwrap();
+        }
+        let after = crate::dispatch::groups::tests::process_cpu_ns();
+        s.release().await;
+        if let (Some(b), Some(a)) = (before, after) {
+            let ms = (a - b) as f64 / 1e6;
+            println!("round {round}: joining 1000 alerts to one group: {ms:.1} ms of CPU");
+            cpu.push(ms);
+        }
+    }
+    cpu.sort_by(f64::total_cmp);
+    if let Some(m) = cpu.get(cpu.len() / 2) {
+        println!("median: {m:.1} ms of CPU per 1,000 joins");
+    }
+}
 
 /// The scenarios' time: `t0 + offset` ms, with `t0` the real time the scenario began.
 struct Clock {
@@ -1307,6 +1345,36 @@ async fn notes(s: &dyn Store, now: u64, n: usize) -> Vec<Record> {
     out.sort_by_key(|r| r.id);
     assert_eq!(out.len(), n, "{out:?}");
     out
+}
+
+/// Many alerts of one submit join one group (a store may hand each join the entry the
+/// previous one put), then more in a second submit: the group's notification names every
+/// member once, in the order they joined.
+async fn a_group_joined_by_many_alerts_of_one_submit_notifies_every_member_once(b: &dyn Backend) {
+    let s = b.open(None).await;
+    let c = Clock::of(&*s);
+    let names: Vec<String> = (0..60).map(|i| format!("m{i:02}")).collect();
+    let first = s
+        .submit(names[..50].iter().map(|n| grouped(n, c.at(0))).collect())
+        .await
+        .unwrap();
+    assert!(matches!(
+        first[49].verdicts[0].kind,
+        VerdictKind::Grouped { members: 50, .. }
+    ));
+    let second = s
+        .submit(names[50..].iter().map(|n| grouped(n, c.at(10))).collect())
+        .await
+        .unwrap();
+    assert!(matches!(
+        second[9].verdicts[0].kind,
+        VerdictKind::Grouped { members: 60, .. }
+    ));
+    let flushed = flushed(&*s, c.come(200).await).await;
+    assert_eq!(flushed.sent, 1);
+    let note = notes(&*s, c.at(200), 1).await;
+    assert_eq!(note[0].body, names.join(","));
+    s.release().await;
 }
 
 async fn groups_are_flushed_when_due_in_one_write_and_survive_reopening(b: &dyn Backend) {

@@ -852,6 +852,23 @@ impl State for View<'_> {
         self.write(hash, Some((entry, expires)));
     }
 
+    /// An entry this decision wrote is handed over, deleted until it is put back (a group
+    /// that many alerts of one request join); one read from the stream is copied.
+    fn take(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
+        let hash = self.secret.hash(key);
+        let Some(&i) = self.written.get(&hash) else {
+            return self.get(key, now);
+        };
+        let slot = &mut self.writes.get_mut(i)?.1;
+        match slot.take() {
+            Some((entry, expires)) if expires > now => Some(entry),
+            kept => {
+                *slot = kept;
+                None
+            }
+        }
+    }
+
     fn delete(&mut self, key: &Key<'_>) {
         let hash = self.secret.hash(key);
         self.write(hash, None);
