@@ -32,6 +32,8 @@ impl Pred {
         }
     }
 
+    /// One operand of `and` or `or`: a test, a window or a `not` here; a nested `and` or
+    /// `or` through a call.
     #[inline]
     fn eval_leaf(&self, set: &Compiled, alert: &Alert) -> bool {
         match self {

@@ -359,13 +359,13 @@ pub fn flush<P>(
         if needed {
             // The members announced, in the order they joined: `firing` and `resolved` are.
             let announced = |ids: &[String]| {
-                let mut at = 0;
+                let mut next = 0;
                 group
                     .members
                     .iter()
                     .filter(|m| {
-                        let hit = ids.get(at) == Some(&m.id);
-                        at += usize::from(hit);
+                        let hit = ids.get(next) == Some(&m.id);
+                        next += usize::from(hit);
                         hit
                     })
                     .collect::<Vec<&Member>>()
