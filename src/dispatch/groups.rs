@@ -84,4 +84,4 @@ pub(crate) async fn clock(core: Arc<RouterCore>) {
 
 #[cfg(test)]
 #[path = "groups_test.rs"]
-pub(crate) mod tests;
+mod tests;

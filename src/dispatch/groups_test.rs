@@ -1,6 +1,7 @@
 //! What a group flush costs: CPU of the whole process while the store flushes one group
 //! of 1,000 alerts and renders its notification (issue 24: under 10 ms). Prints figures;
-//! asserts only that each flush notified its group.
+//! asserts only that each flush notified its group. And what joining one group costs a
+//! NATS replica (`nats_group_join_cpu`).
 //!
 //! Run: `cargo test --release --lib group_flush_cpu -- --ignored --nocapture`.
 
@@ -14,7 +15,7 @@ use crate::engine::RuleSet;
 
 /// CPU time of every thread of this process so far, in ns (Linux: each thread's
 /// `schedstat`); `None` elsewhere.
-pub(crate) fn process_cpu_ns() -> Option<u64> {
+fn process_cpu_ns() -> Option<u64> {
     let mut total = 0u64;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let path = task.ok()?.path().join("schedstat");
@@ -123,4 +124,42 @@ async fn group_flush_cpu() {
     }
     router.shutdown(Duration::from_secs(1)).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What joining one group costs a replica on NATS: 1,000 alerts in submits of 100, the
+/// CPU of this process (the replica's side; the NATS nodes are not counted), five rounds.
+/// Run: `cargo test --release --all-features --lib nats_group_join_cpu -- --ignored --nocapture`.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by hand, prints figures"]
+async fn nats_group_join_cpu() {
+    use crate::dispatch::store::conformance::{Nats, grouped};
+    let Some(cluster) = crate::dispatch::store::nats::tests::cluster_for("group-join") else {
+        return;
+    };
+    let mut cpu = Vec::new();
+    for round in 0..5 {
+        let s = Nats::on(&cluster, &format!("group_join_cpu_{round}"))
+            .store()
+            .await;
+        let now = now_ms();
+        let before = process_cpu_ns();
+        for batch in 0..10 {
+            let subs = (0..100)
+                .map(|i| grouped(&format!("r{round}-b{batch}-a{i}"), now))
+                .collect();
+            s.submit(subs).await.unwrap();
+        }
+        let after = process_cpu_ns();
+        s.release().await;
+        if let (Some(b), Some(a)) = (before, after) {
+            let ms = (a - b) as f64 / 1e6;
+            println!("round {round}: joining 1000 alerts to one group: {ms:.1} ms of CPU");
+            cpu.push(ms);
+        }
+    }
+    cpu.sort_by(f64::total_cmp);
+    if let Some(m) = cpu.get(cpu.len() / 2) {
+        println!("median: {m:.1} ms of CPU per 1,000 joins");
+    }
 }

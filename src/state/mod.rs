@@ -555,9 +555,10 @@ pub trait State {
         self.peek(key, now).cloned()
     }
     /// The entry under `key`, unless it expired before `now`, taken to be changed and put
-    /// back: until it is, `key` may read as deleted. A store that holds this step's own
-    /// copy (an entry put earlier in the same commit) hands it over instead of copying it:
-    /// a group joined by many alerts of one commit was copied whole for each.
+    /// back: until it is, `key` may read as deleted. A store that holds its own copy of
+    /// what this write put earlier (the same SQLite commit, the same NATS decision) hands
+    /// it over instead of copying it: a group joined by many alerts at once was copied
+    /// whole for each.
     fn take(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
         self.get(key, now)
     }

@@ -91,13 +91,13 @@ impl Backend for Sqlite {
 /// A NATS deployment of its own (a stream under its own prefix) on the suite's 3-node
 /// JetStream cluster.
 #[cfg(feature = "nats")]
-struct Nats {
+pub(crate) struct Nats {
     settings: super::nats::Settings,
 }
 
 #[cfg(feature = "nats")]
 impl Nats {
-    fn on(cluster: &super::nats::tests::cluster::Cluster, scenario: &str) -> Nats {
+    pub(crate) fn on(cluster: &super::nats::tests::cluster::Cluster, scenario: &str) -> Nats {
         // A stream name is at most 64 characters: the scenario's initials.
         let initials: String = scenario
             .split('_')
@@ -115,7 +115,7 @@ impl Nats {
         }
     }
 
-    async fn store(&self) -> Box<dyn Store> {
+    pub(crate) async fn store(&self) -> Box<dyn Store> {
         Box::new(
             super::nats_store::NatsStore::open(&self.settings)
                 .await
@@ -192,43 +192,6 @@ suite!(
     a_held_firing_keeps_its_inhibit_check_and_a_source_firing_then_keeps_it_out,
     the_outbox_view_counts_per_target_and_lists_what_waits_soonest_first,
 );
-
-/// What joining one group costs a replica on NATS: 1,000 alerts in submits of 100, the
-/// CPU of this process (the replica's side; the NATS nodes are not counted), five rounds.
-/// Run: `cargo test --release --all-features --lib nats_group_join_cpu -- --ignored --nocapture`.
-#[cfg(feature = "nats")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a benchmark: run by hand, prints figures"]
-async fn nats_group_join_cpu() {
-    let Some(cluster) = super::nats::tests::cluster_for("group-join") else {
-        return;
-    };
-    let mut cpu = Vec::new();
-    for round in 0..5 {
-        let s = Nats::on(&cluster, &format!("group_join_cpu_{round}"))
-            .store()
-            .await;
-        let now = crate::dispatch::now_ms();
-        let before = crate::dispatch::groups::tests::process_cpu_ns();
-        for batch in 0..10 {
-            let subs = (0..100)
-                .map(|i| grouped(&format!("r{round}-b{batch}-a{i}"), now))
-                .collect();
-            s.submit(subs).await.unwrap();
-        }
-        let after = crate::dispatch::groups::tests::process_cpu_ns();
-        s.release().await;
-        if let (Some(b), Some(a)) = (before, after) {
-            let ms = (a - b) as f64 / 1e6;
-            println!("round {round}: joining 1000 alerts to one group: {ms:.1} ms of CPU");
-            cpu.push(ms);
-        }
-    }
-    cpu.sort_by(f64::total_cmp);
-    if let Some(m) = cpu.get(cpu.len() / 2) {
-        println!("median: {m:.1} ms of CPU per 1,000 joins");
-    }
-}
 
 /// The scenarios' time: `t0 + offset` ms, with `t0` the real time the scenario began.
 struct Clock {
