@@ -1,4 +1,6 @@
-//! The pipeline: read the folder, parse every file, check them as one set, compile.
+//! The pipeline: read the folder, parse every file, check them as one set, compile. On a
+//! large folder the parse runs on several threads, and the reach analysis and the content
+//! hash on a thread of their own beside the check and the compile.
 //!
 //! Owns: which files of a folder count (`*.rules`, not hidden ones such as an editor's
 //! `.#x.rules`, in name order) and how much is read ([`MAX_FILES`], [`MAX_TOTAL_BYTES`]): the one file list and
@@ -10,7 +12,7 @@ use std::sync::Arc;
 
 use crate::check;
 use crate::diagnostic::{Diagnostic, Diagnostics, FileId, SourceMap, Span, codes};
-use crate::engine::RuleSet;
+use crate::engine::{Beside, RuleSet};
 use crate::error::Error;
 use crate::syntax::{self, MAX_FILE_BYTES};
 
@@ -59,7 +61,9 @@ impl<'e> Loader<'e> {
     /// Parses on at most `n` threads, the calling one included (default: the CPUs
     /// available, at most 8; `1` parses on the calling thread only). Large files are cut at
     /// item boundaries and parsed side by side; a folder under 64 KiB is parsed on the
-    /// calling thread. The result does not depend on `n`.
+    /// calling thread. On a folder that is parsed on several threads, the analysis behind
+    /// W0501-W0505 then runs on one more thread, beside the check and the compile. The
+    /// result, warnings included, does not depend on `n`.
     ///
     /// ```
     /// use switchyard::Loader;
@@ -176,6 +180,8 @@ impl<'e> Loader<'e> {
             .into_iter()
             .filter_map(|id| sources.get(id).map(|f| (id, f.text())))
             .collect();
+        let total = texts.iter().map(|(_, text)| text.len()).sum();
+        let helped = syntax::threads_for(self.threads, total, syntax::PIECE_BYTES) > 1;
         let mut files = Vec::with_capacity(texts.len());
         let mut unparsed_targets = Vec::new();
         let mut unparsed_windows = Vec::new();
@@ -190,28 +196,53 @@ impl<'e> Loader<'e> {
                 }
             }
         }
-        let checked = check::check(
-            files,
-            check::Unparsed {
-                targets: &unparsed_targets,
-                windows: &unparsed_windows,
-                any_file_failed: !problems.is_empty(),
-            },
-            &sources,
-            &*self.env,
-        );
+        drop(texts);
         let sources = Arc::new(sources);
-        match checked {
-            Ok(checked) if problems.is_empty() => Ok(RuleSet::compile(checked, sources)),
-            Ok(checked) => {
-                problems.extend(checked.warnings);
-                Err(Error::rules(Diagnostics::new(sources, problems)))
+        let unparsed = check::Unparsed {
+            targets: &unparsed_targets,
+            windows: &unparsed_windows,
+            any_file_failed: !problems.is_empty(),
+        };
+        std::thread::scope(|s| {
+            // On a folder large enough to parse on several threads, the analysis of what
+            // rules can reach (on a copy of the files: the check moves the rules out of
+            // them) and the content hash are worked out on a thread of their own, while this
+            // one checks and compiles. A thread the system refuses is no error: the check
+            // then analyses here.
+            let helper = helped
+                .then(|| {
+                    let copy = files.clone();
+                    let sources = &*sources;
+                    std::thread::Builder::new()
+                        .name(String::from("switchyard-check"))
+                        .stack_size(syntax::STACK_BYTES)
+                        .spawn_scoped(s, move || Beside {
+                            warnings: check::analyse(&copy, sources),
+                            ..Beside::hash_only(sources)
+                        })
+                        .ok()
+                })
+                .flatten();
+            let analyse_here = helper.is_none();
+            match check::check(files, unparsed, &sources, &*self.env, analyse_here) {
+                Ok(checked) if problems.is_empty() => Ok(RuleSet::compile(
+                    checked,
+                    sources.clone(),
+                    || match helper {
+                        Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        None => Beside::hash_only(&sources),
+                    },
+                )),
+                Ok(checked) => {
+                    problems.extend(checked.warnings);
+                    Err(Error::rules(Diagnostics::new(sources.clone(), problems)))
+                }
+                Err(ds) => {
+                    problems.extend(ds);
+                    Err(Error::rules(Diagnostics::new(sources.clone(), problems)))
+                }
             }
-            Err(ds) => {
-                problems.extend(ds);
-                Err(Error::rules(Diagnostics::new(sources, problems)))
-            }
-        }
+        })
     }
 }
 
@@ -306,3 +337,7 @@ impl RuleSet {
         Loader::new().from_files(files)
     }
 }
+
+#[cfg(test)]
+#[path = "load_test.rs"]
+mod tests;

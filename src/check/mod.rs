@@ -250,19 +250,34 @@ pub(crate) struct Unparsed<'a> {
     pub(crate) any_file_failed: bool,
 }
 
-/// Checks parsed files, given in load order, as one rule set.
+/// The warnings of the analysis of what rules can reach (W0501: a rule that an earlier
+/// `stop` or `drop` takes every alert from; W0502, W0503: a condition that never holds).
+/// It only reads the files, so a large load runs it on a thread of its own, beside the
+/// check and the compile (`load.rs`). Its warnings count only for a folder that loads.
+pub(crate) fn analyse(files: &[ast::File], sources: &SourceMap) -> Vec<Diagnostic> {
+    let mut cx = Cx::new(sources);
+    reach::analyse(&mut cx, files);
+    cx.warnings
+}
+
+/// Checks parsed files, given in load order, as one rule set. With `analyse_here`, the
+/// result's warnings include [`analyse`]'s; without, the caller runs it.
 pub(crate) fn check(
     files: Vec<ast::File>,
     unparsed: Unparsed<'_>,
     sources: &SourceMap,
     env: EnvLookup<'_>,
+    analyse_here: bool,
 ) -> Result<Checked, Vec<Diagnostic>> {
     let mut cx = Cx::new(sources);
     let mut scope = names::Scope::collect(&mut cx, &files);
     // Analysed before the rules' conditions move into the result; said only when the
     // folder is otherwise sound (below).
-    let mut analysed = Cx::new(sources);
-    reach::analyse(&mut analysed, &files);
+    let analysed = if analyse_here {
+        analyse(&files, sources)
+    } else {
+        Vec::new()
+    };
     scope.unparsed = unparsed.targets.to_vec();
     scope.unparsed_windows = unparsed.windows.to_vec();
     let mut out = Checked::default();
@@ -454,7 +469,7 @@ pub(crate) fn check(
     }
 
     if complete {
-        cx.warnings.extend(analysed.warnings);
+        cx.warnings.extend(analysed);
     }
     if cx.errors.is_empty() {
         out.warnings = cx.warnings;

@@ -125,7 +125,7 @@ pub(crate) fn check_silence(
         windows: &[],
         any_file_failed: false,
     };
-    let checked = super::check(vec![ast], unparsed, &sources, &no_env).map_err(rebase)?;
+    let checked = super::check(vec![ast], unparsed, &sources, &no_env, true).map_err(rebase)?;
     let one_rule = checked.rules.len() == 1
         && checked
             .rules

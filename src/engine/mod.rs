@@ -24,7 +24,7 @@ use smallvec::SmallVec;
 use crate::alert::Alert;
 pub(crate) use crate::check::Method;
 use crate::check::{Checked, CheckedTest, SecretText};
-use crate::diagnostic::{Diagnostics, SourceMap};
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceMap};
 use compile::Compiler;
 use index::Index;
 use program::{Atom, Pred};
@@ -256,7 +256,13 @@ impl std::fmt::Debug for RuleSet {
 }
 
 impl RuleSet {
-    pub(crate) fn compile(mut checked: Checked, sources: Arc<SourceMap>) -> RuleSet {
+    /// Compiles a checked folder. `beside` gives what was worked out from the files beside
+    /// the check and the compile; it is asked for last, so that the two overlap.
+    pub(crate) fn compile(
+        mut checked: Checked,
+        sources: Arc<SourceMap>,
+        beside: impl FnOnce() -> Beside,
+    ) -> RuleSet {
         let mut compiler = Compiler::new();
         let mut rules: Vec<CompiledRule> = std::mem::take(&mut checked.rules)
             .into_iter()
@@ -293,12 +299,12 @@ impl RuleSet {
             .iter()
             .map(|t| Compiler::target(t, &checked.targets))
             .collect();
+        let Beside {
+            warnings: analysed,
+            content_hash,
+        } = beside();
+        checked.warnings.extend(analysed);
         let warnings = Diagnostics::new(sources.clone(), checked.warnings);
-        let content_hash = content_hash(
-            sources
-                .files()
-                .map(|f| (f.short_name(), f.text().as_bytes())),
-        );
         RuleSet {
             inner: Arc::new(Compiled {
                 content_hash,
@@ -511,6 +517,30 @@ impl RuleSet {
     /// the same hash, so a reload can tell whether anything changed.
     pub fn content_hash(&self) -> u64 {
         self.inner.content_hash
+    }
+}
+
+/// What a load works out from its files alone, beside the check and the compile: on a
+/// thread of its own for a large folder (`load.rs`).
+pub(crate) struct Beside {
+    /// The warnings of `check::analyse`, for a folder that loads.
+    pub(crate) warnings: Vec<Diagnostic>,
+    /// [`content_hash`] of the folder's sources.
+    pub(crate) content_hash: u64,
+}
+
+impl Beside {
+    /// No warnings, and the content hash of `sources`: for a caller whose check analysed
+    /// (or that has nothing to analyse).
+    pub(crate) fn hash_only(sources: &SourceMap) -> Beside {
+        Beside {
+            warnings: Vec::new(),
+            content_hash: content_hash(
+                sources
+                    .files()
+                    .map(|f| (f.short_name(), f.text().as_bytes())),
+            ),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::alert::Alert;
 use crate::diagnostic::{Diagnostic, Diagnostics, FileId, SourceMap};
 
-use super::RuleSet;
+use super::{Beside, RuleSet};
 
 /// A silence's condition, compiled. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -37,7 +37,7 @@ impl SilenceMatcher {
         let place = crate::check::silence::Place::at(file, offset);
         let (checked, sources) = crate::check::check_silence(condition, &place)?;
         Ok(SilenceMatcher {
-            set: RuleSet::compile(checked, sources),
+            set: RuleSet::compile(checked, sources.clone(), || Beside::hash_only(&sources)),
         })
     }
 

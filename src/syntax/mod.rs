@@ -21,7 +21,7 @@ use std::ops::Range;
 use pest::Parser as _;
 
 use crate::diagnostic::{Diagnostic, FileId, Span, codes};
-pub(crate) use parallel::{PIECE_BYTES, parse_files};
+pub(crate) use parallel::{PIECE_BYTES, STACK_BYTES, parse_files, threads_for};
 use parser::{Rule, RulesParser};
 
 /// The largest rules file accepted, in bytes.

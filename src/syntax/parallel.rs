@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::ast::File;
-use super::{parse, parse_items, prescan};
+use super::{MAX_FILE_BYTES, parse, parse_items, prescan};
 use crate::diagnostic::{Diagnostic, FileId};
 
 /// The smallest piece worth a hand-off to another thread. A piece is a whole number of
@@ -27,7 +27,19 @@ const MAX_THREADS: usize = 8;
 
 /// A helper's stack: as much as a main thread's, for the deepest file the pre-scan lets
 /// through.
-const STACK_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const STACK_BYTES: usize = 8 * 1024 * 1024;
+
+/// How many threads a load of `total` bytes uses, the calling one included: one for a
+/// folder under `piece_bytes`, else `threads` (`None`: the CPUs available), at most
+/// [`MAX_THREADS`]. The parse and the checker's analysis ask the same question.
+pub(crate) fn threads_for(threads: Option<usize>, total: usize, piece_bytes: usize) -> usize {
+    if total < piece_bytes {
+        return 1;
+    }
+    threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, MAX_THREADS)
+}
 
 /// Parses every file, on up to `threads` threads (the calling one included; `None`: the
 /// CPUs available). Gives, file by file, exactly what [`parse`] gives.
@@ -38,20 +50,15 @@ pub(crate) fn parse_files(
 ) -> Vec<Result<File, Vec<Diagnostic>>> {
     let sequential = || files.iter().map(|(id, text)| parse(text, *id)).collect();
     let total: usize = files.iter().map(|(_, text)| text.len()).sum();
-    if total < piece_bytes {
-        return sequential();
-    }
-    let threads = threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, MAX_THREADS);
+    let threads = threads_for(threads, total, piece_bytes);
     if threads == 1 {
         return sequential();
     }
-    // Files that fail the prescan are parsed (and reported) sequentially.
+    // Files over the size limit are parsed (and reported) sequentially.
     let pieces: Vec<(usize, Range<usize>)> = files
         .iter()
         .enumerate()
-        .filter(|(_, (id, text))| prescan(text, *id).is_ok())
+        .filter(|(_, (_, text))| text.len() <= MAX_FILE_BYTES)
         .flat_map(|(i, (_, text))| pieces(text, piece_bytes).into_iter().map(move |r| (i, r)))
         .collect();
     if pieces.len() < 2 {
@@ -66,7 +73,15 @@ pub(crate) fn parse_files(
                 break;
             };
             let (id, text) = files[*i];
-            done.push((n, parse_items(text, range.clone(), id)));
+            // Each piece is pre-scanned on its own, here rather than the whole file before
+            // the hand-out: the parser of a piece reads that piece only, so its pre-scan
+            // bounds the parser's depth as the file's does for the whole file. A piece that
+            // fails it has its file parsed whole, which pre-scans and reports as always.
+            let piece = text
+                .get(range.clone())
+                .filter(|piece| prescan(piece, id).is_ok())
+                .and_then(|_| parse_items(text, range.clone(), id));
+            done.push((n, piece));
         }
         done
     };

@@ -12,7 +12,14 @@ use crate::diagnostic::FileId;
 
 /// Items that put a piece boundary where it must not be trusted, or that fail.
 fn awkward() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![
+    // Brackets nested one level deeper than the pre-scan lets through.
+    let deep = super::MAX_BRACKET_DEPTH + 1;
+    let too_deep = format!(
+        "when {}a == 1{} -> post t",
+        "(".repeat(deep),
+        ")".repeat(deep)
+    );
+    let mut all: Vec<String> = vec![
         // A template line that starts with the field `when`: a boundary inside an item.
         "target t {\n  body = {\n\"a\":\nwhen\n}\n}",
         // A rule's name on one line, its `when` on the next.
@@ -28,8 +35,15 @@ fn awkward() -> impl Strategy<Value = String> {
         "when a == -> post t",
         "when\n",
         "test \"t\" {\nwhen }",
-    ])
-    .prop_map(String::from)
+        // Pre-scan errors: each piece is pre-scanned on its own.
+        "when a == \"open -> post t",
+        "when a =~ /open -> post t",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    all.push(too_deep);
+    prop::sample::select(all)
 }
 
 fn file() -> impl Strategy<Value = String> {
