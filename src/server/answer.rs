@@ -8,10 +8,12 @@
 //! The keys are in alphabetical order, the order the answer has always had; `verdicts`
 //! follows `unrouted` when rules that remember had a say. The fields are written one by
 //! one rather than through serde's generic path. serde cost about 3,500 instructions of a
-//! one-alert request's 50,000, where this writer costs under 1,000 (docs/benchmarks.md).
-//! Strings that need no escaping (ids, rule and target names, almost always) are copied
-//! as they are. The others, and the verdicts, go through serde_json itself, so the answer
-//! is byte for byte what serde_json writes (checked in the tests).
+//! one-alert request's 50,000, where this writer costs under 1,000 (docs/benchmarks.md);
+//! the verdicts of rules that remember went through serde too, about 2,000 more (its
+//! `flatten`), until they were written the same way. Strings that need no escaping (ids,
+//! rule and target names, almost always) are copied as they are. The others go through
+//! serde_json itself, so the answer is byte for byte what serde_json writes (checked in
+//! the tests, for every kind of verdict).
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::recent::Recorded;
+use crate::state::{Verdict, VerdictKind};
 
 /// About how many bytes one alert takes in the answer: the buffer is sized once.
 const BYTES_PER_ALERT: usize = 224;
@@ -87,10 +90,111 @@ fn alert(out: &mut Vec<u8>, d: &Recorded) {
     out.extend_from_slice(b",\"unrouted\":");
     boolean(out, d.unrouted);
     if !d.verdicts.is_empty() {
-        out.extend_from_slice(b",\"verdicts\":");
-        serde(out, &d.verdicts);
+        out.extend_from_slice(b",\"verdicts\":[");
+        for (i, v) in d.verdicts.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            verdict(out, v);
+        }
+        out.push(b']');
     }
     out.push(b'}');
+}
+
+/// One verdict as serde_json writes [`Verdict`]: its kind flattened in, tagged `verdict`,
+/// each kind's fields in their declared order, `key` last and only when there is one.
+fn verdict(out: &mut Vec<u8>, v: &Verdict) {
+    out.extend_from_slice(b"{\"rule\":");
+    string(out, &v.rule);
+    out.extend_from_slice(b",\"target\":");
+    string(out, &v.target);
+    out.extend_from_slice(b",\"verdict\":");
+    match &v.kind {
+        VerdictKind::Delivered { delivery } => {
+            out.extend_from_slice(b"\"delivered\",\"delivery\":");
+            number(out, *delivery);
+        }
+        VerdictKind::Duplicate { of, at, until } => {
+            out.extend_from_slice(b"\"duplicate\",\"of\":");
+            number(out, *of);
+            out.extend_from_slice(b",\"at\":");
+            number(out, *at);
+            out.extend_from_slice(b",\"until\":");
+            maybe(out, *until);
+        }
+        VerdictKind::Throttled { limit, per_ms } => {
+            out.extend_from_slice(b"\"throttled\",\"limit\":");
+            number(out, *limit);
+            out.extend_from_slice(b",\"per_ms\":");
+            number(out, *per_ms);
+        }
+        VerdictKind::Diverted { to, delivery } => {
+            out.extend_from_slice(b"\"diverted\",\"to\":");
+            string(out, to);
+            out.extend_from_slice(b",\"delivery\":");
+            number(out, *delivery);
+        }
+        VerdictKind::Unannounced => out.extend_from_slice(b"\"unannounced\""),
+        VerdictKind::Held { delivery, until } => {
+            out.extend_from_slice(b"\"held\",\"delivery\":");
+            number(out, *delivery);
+            out.extend_from_slice(b",\"until\":");
+            number(out, *until);
+        }
+        VerdictKind::Muted { window, until } => {
+            out.extend_from_slice(b"\"muted\",\"window\":");
+            string(out, window);
+            out.extend_from_slice(b",\"until\":");
+            number(out, *until);
+        }
+        VerdictKind::Cancelled { of } => {
+            out.extend_from_slice(b"\"cancelled\",\"of\":");
+            number(out, *of);
+        }
+        VerdictKind::Inhibited { inhibit, by } => {
+            out.extend_from_slice(b"\"inhibited\",\"inhibit\":");
+            string(out, inhibit);
+            out.extend_from_slice(b",\"by\":");
+            string(out, by);
+        }
+        VerdictKind::Grouped {
+            group,
+            flush,
+            members,
+        } => {
+            out.extend_from_slice(b"\"grouped\",\"group\":");
+            string(out, group);
+            out.extend_from_slice(b",\"flush\":");
+            number(out, *flush);
+            out.extend_from_slice(b",\"members\":");
+            number(out, *members);
+        }
+        VerdictKind::Silenced {
+            silence,
+            until,
+            delivery,
+        } => {
+            out.extend_from_slice(b"\"silenced\",\"silence\":");
+            number(out, *silence);
+            out.extend_from_slice(b",\"until\":");
+            number(out, *until);
+            out.extend_from_slice(b",\"delivery\":");
+            maybe(out, *delivery);
+        }
+    }
+    if let Some(key) = &v.key {
+        out.extend_from_slice(b",\"key\":");
+        string(out, key);
+    }
+    out.push(b'}');
+}
+
+fn maybe(out: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => number(out, n),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 fn number(out: &mut Vec<u8>, n: u64) {

@@ -114,6 +114,83 @@ fn the_answer_is_byte_for_byte_what_serde_json_writes() {
 }
 
 #[test]
+fn every_kind_of_verdict_is_written_byte_for_byte_as_serde_json_writes_it() {
+    let s = |t: &str| t.to_owned();
+    let big = u64::MAX - 1;
+    let kinds = [
+        VerdictKind::Delivered { delivery: 7 },
+        VerdictKind::Duplicate {
+            of: 7,
+            at: 1_796_039_551_710,
+            until: Some(big),
+        },
+        VerdictKind::Duplicate {
+            of: 0,
+            at: 0,
+            until: None,
+        },
+        VerdictKind::Throttled {
+            limit: 5,
+            per_ms: 3_600_000,
+        },
+        VerdictKind::Diverted {
+            to: s("say \"hi\""),
+            delivery: big,
+        },
+        VerdictKind::Unannounced,
+        VerdictKind::Held {
+            delivery: 9,
+            until: 1_796_039_551_710,
+        },
+        VerdictKind::Muted {
+            window: s("über → 警告"),
+            until: 1,
+        },
+        VerdictKind::Cancelled { of: 3 },
+        VerdictKind::Inhibited {
+            inhibit: s("line\nbreak"),
+            by: s("\u{1}\u{1f}"),
+        },
+        VerdictKind::Grouped {
+            group: s("{\"alertname\":\"Disk\"}"),
+            flush: 1_796_039_551_710,
+            members: 1_000,
+        },
+        VerdictKind::Silenced {
+            silence: 4,
+            until: 5,
+            delivery: Some(6),
+        },
+        VerdictKind::Silenced {
+            silence: 4,
+            until: 5,
+            delivery: None,
+        },
+    ];
+    let mut d = Recorded::for_test();
+    d.id = Some(s("a1"));
+    d.verdicts = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| Verdict {
+            rule: [s("pages"), s("back\\slash"), s("")][i % 3].clone(),
+            target: [s("pager"), s("tab\there")][i % 2].clone(),
+            kind: kind.clone(),
+            key: (i % 3 == 1).then(|| [s("labels.team=db"), s("</script>")][i % 2].clone()),
+        })
+        .collect();
+    let alerts = vec![Arc::new(d)];
+    let written = Accepted {
+        alerts: alerts.clone(),
+    }
+    .to_json();
+    assert_eq!(
+        String::from_utf8(written).unwrap(),
+        String::from_utf8(reference(&alerts)).unwrap()
+    );
+}
+
+#[test]
 fn the_answer_is_a_202_with_json() {
     let mut d = Recorded::for_test();
     d.id = Some(String::from("a1"));
