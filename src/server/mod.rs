@@ -1,7 +1,7 @@
 //! The HTTP server (feature `server`): every sender in, decisions out.
 //!
-//! [`app`] builds the whole service from an [`AppState`]; a daemon can mount it in its own
-//! axum or hyper service, and `switchyard serve` is one user of it ([`serve`]). Handlers
+//! [`app`] builds the whole service ([`App`]) from an [`AppState`]; a daemon can mount it in
+//! its own axum or hyper service, and `switchyard serve` is one user of it ([`serve`]). Handlers
 //! turn every failure into one JSON error type ([`ApiError`]) with a status that says what
 //! was wrong: 400 malformed, 401 credentials, 404 unknown source, 413 too large, 415 content
 //! type, 422 rejected rules, 503 not ready.
@@ -11,7 +11,8 @@
 //! within limits), readiness, and applying a reload's outcome. Never: holds a handling slot
 //! while a body drips in, answers 202 before the router has stored every delivery, shows a
 //! secret, or answers an error in any shape but [`ApiError`]'s. The rooms: `auth.rs`
-//! (credentials), `config.rs` (the YAML), `error.rs` (the JSON error), `metrics.rs`,
+//! (credentials), `config.rs` (the YAML), `edge.rs` (what every request passes, and the
+//! ingest endpoints answered before the router), `error.rs` (the JSON error), `metrics.rs`,
 //! `run.rs` (a socket), `assemble.rs` (the whole server: [`Server`]), `receive.rs` (the
 //! printing receiver).
 
@@ -22,6 +23,7 @@ mod config;
 mod console;
 mod csrf;
 mod dry_run;
+mod edge;
 mod error;
 mod metrics;
 mod receive;
@@ -55,6 +57,7 @@ pub use config::{
     Admin, Config, ConfigError, ConfigErrorKind, ConsoleConfig, DEFAULT_LISTEN, Limits, LogFormat,
     Logging, ReloadConfig,
 };
+pub use edge::App;
 pub use error::ApiError;
 use metrics::ServerMetrics;
 pub use receive::{MAX_RECEIVE_BYTES, receive};
@@ -507,8 +510,16 @@ fn limits_permits(l: &Limits) -> usize {
         .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
 }
 
-/// Builds the service: every endpoint of `docs/server.md`.
-pub fn app(state: Arc<AppState>) -> axum::Router {
+/// Builds the service: every endpoint of `docs/server.md`, behind the edge every request
+/// passes (`edge.rs`: the head's size limit, errors as JSON, the ingest endpoints).
+pub fn app(state: Arc<AppState>) -> App {
+    App::new(state.clone(), routes(state))
+}
+
+/// Every endpoint, as axum routes (the edge answers the ingest ones itself; the same
+/// routes here answer their other methods, and hold the edge to the same answers in
+/// tests).
+fn routes(state: Arc<AppState>) -> axum::Router {
     // What an operator uses: guarded by the admin credential, when one is configured.
     let operator = axum::Router::new()
         .route("/metrics", get(metrics))
@@ -559,9 +570,6 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
                 "no such endpoint; see docs/server.md",
             )
         })
-        // One layer around every request (each layer costs a boxed future and a clone of
-        // the service per request): the head's size limit, and errors as JSON.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
@@ -585,41 +593,6 @@ async fn admin_guard(
         return e.into_response();
     }
     next.run(req).await
-}
-
-/// What every request passes through: refuses a request whose head (request line and
-/// headers) is over `max_header_bytes` with the JSON 431 (hyper's own buffer is larger,
-/// see `run.rs`, so that only a head too large even for that gets hyper's bare 431), and
-/// turns every other error answer that is not already JSON or a page into JSON
-/// ([`error::json_errors`]).
-async fn edge(
-    State(s): State<Arc<AppState>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    // Counted without building anything: this runs for every request.
-    let uri = req.uri();
-    let head = req.method().as_str().len()
-        + uri.scheme_str().map_or(0, str::len)
-        + uri.authority().map_or(0, |a| a.as_str().len())
-        + uri.path_and_query().map_or(0, |p| p.as_str().len())
-        + req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    if head > s.limits.max_header_bytes {
-        return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "head_too_large",
-            format!(
-                "the request line and headers are {head} bytes; the limit is {}",
-                s.limits.max_header_bytes
-            ),
-        )
-        .into_response();
-    }
-    error::json_errors(next.run(req).await).await
 }
 
 /// `?source=NAME` (names the sender instead of detecting it) and `?token=` (a query-token

@@ -4,6 +4,7 @@
 //! drips or sends a huge head is cut off before the app sees it), and the graceful end.
 //! Never: reads a body (the app does, under its own budget) or knows an endpoint.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
@@ -18,13 +19,25 @@ use super::Limits;
 /// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish
 /// for up to `grace`. A request head must arrive within `limits.request_timeout()` (a
 /// slowly dripping client is cut off) and fit in `limits.max_header_bytes`.
-pub async fn serve(
+/// `app` is [`super::app`]'s service, or any other that answers every request (an
+/// `axum::Router` of the program's own, say).
+pub async fn serve<S>(
     listener: TcpListener,
-    app: axum::Router,
+    app: S,
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: tower::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
