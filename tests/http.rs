@@ -1197,3 +1197,34 @@ fn config_files_are_checked_with_a_place_and_a_hint() {
         .ingest_auth(&|_| None)
         .expect("the example config starts with an empty environment");
 }
+
+#[tokio::test]
+async fn media_types_are_read_without_regard_to_case() {
+    let f = fixture("media-types", Limits::default(), IngestAuth::none()).await;
+    let yandex = r#"{"alertId":"m1","alertName":"cpu","status":"ALARM","metric":"cpu_usage"}"#;
+    for ct in [
+        "Application/JSON",
+        "application/vnd.sender+JSON; charset=utf-8",
+        "TEXT/JSON",
+        "Text/Plain",
+        "",
+    ] {
+        let (s, v) = send(&f, post("/alerts/yandex", ct, yandex)).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{ct}: {v}");
+    }
+    let form = payload("alibaba/metric-alarm.form.txt");
+    let (s, v) = send(
+        &f,
+        post("/alerts/alibaba", "Application/X-WWW-Form-URLEncoded", form),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let (s, v) = send(
+        &f,
+        post("/alerts/yandex", "Text/XML; charset=utf-8", yandex),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`text/xml`"), "{message}");
+}

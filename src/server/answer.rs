@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -50,16 +51,20 @@ impl Accepted {
 }
 
 impl IntoResponse for Accepted {
+    /// The 202, built in place: its length is known here, so `content-length` is set
+    /// without the generic response parts asking the body for it.
     fn into_response(self) -> Response {
-        (
-            StatusCode::ACCEPTED,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            self.to_json(),
-        )
-            .into_response()
+        let json = self.to_json();
+        let length = HeaderValue::from(json.len());
+        let mut resp = Response::new(Body::from(json));
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CONTENT_LENGTH, length);
+        resp
     }
 }
 

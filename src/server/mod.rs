@@ -933,20 +933,26 @@ fn parse_payload(content_type: Option<&HeaderValue>, bytes: &[u8]) -> Result<Val
 /// without one (or `text/plain`) is JSON when it starts with `{` or `[`. Any other
 /// content type is refused (415).
 fn is_form(content_type: Option<&HeaderValue>, bytes: &[u8]) -> Result<bool, ApiError> {
-    let ct = content_type
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ct = content_type.and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
+    let is = |name: &str| mime.eq_ignore_ascii_case(name);
     let trimmed = bytes.trim_ascii_start();
     Ok(match mime {
-        "application/x-www-form-urlencoded" => true,
-        "application/json" | "text/json" => false,
-        m if m.ends_with("+json") => false,
-        "" | "text/plain" | "application/octet-stream" => {
+        _ if is("application/x-www-form-urlencoded") => true,
+        _ if is("application/json") || is("text/json") => false,
+        m if m
+            .len()
+            .checked_sub(5)
+            .and_then(|at| m.get(at..))
+            .is_some_and(|end| end.eq_ignore_ascii_case("+json")) =>
+        {
+            false
+        }
+        _ if mime.is_empty() || is("text/plain") || is("application/octet-stream") => {
             !(trimmed.starts_with(b"{") || trimmed.starts_with(b"["))
         }
-        other => {
+        _ => {
+            let other = mime.to_ascii_lowercase();
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
