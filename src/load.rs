@@ -22,6 +22,12 @@ pub const MAX_FILES: usize = 10_000;
 /// The most bytes all files of a folder may hold together.
 pub const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 
+/// The largest folder whose reach analysis runs beside the check, on a copy of the parsed
+/// files: the copy holds the whole syntax tree a second time until the analysis ends.
+/// 8 MiB of rules text is about 80,000 rules; a larger folder is analysed by the check, on
+/// the calling thread, as on one thread.
+const MAX_BESIDE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Loads rule sets, with options. [`RuleSet::load_dir`] is `Loader::new().load_dir(..)`.
 ///
 /// ```
@@ -61,8 +67,9 @@ impl<'e> Loader<'e> {
     /// Parses on at most `n` threads, the calling one included (default: the CPUs
     /// available, at most 8; `1` parses on the calling thread only). Large files are cut at
     /// item boundaries and parsed side by side; a folder under 64 KiB is parsed on the
-    /// calling thread. On a folder that is parsed on several threads, the analysis behind
-    /// W0501-W0505 then runs on one more thread, beside the check and the compile. The
+    /// calling thread. On a folder that is parsed on several threads (and holds at most
+    /// 8 MiB), the analysis behind W0501-W0505 then runs on one more thread, beside the
+    /// check and the compile. The
     /// result, warnings included, does not depend on `n`.
     ///
     /// ```
@@ -181,7 +188,8 @@ impl<'e> Loader<'e> {
             .filter_map(|id| sources.get(id).map(|f| (id, f.text())))
             .collect();
         let total = texts.iter().map(|(_, text)| text.len()).sum();
-        let helped = syntax::threads_for(self.threads, total, syntax::PIECE_BYTES) > 1;
+        let helped = total <= MAX_BESIDE_BYTES
+            && syntax::threads_for(self.threads, total, syntax::PIECE_BYTES) > 1;
         let mut files = Vec::with_capacity(texts.len());
         let mut unparsed_targets = Vec::new();
         let mut unparsed_windows = Vec::new();
