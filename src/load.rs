@@ -224,9 +224,8 @@ impl<'e> Loader<'e> {
                     std::thread::Builder::new()
                         .name(String::from("switchyard-check"))
                         .stack_size(syntax::STACK_BYTES)
-                        .spawn_scoped(s, move || Beside {
-                            warnings: check::analyse(&copy, sources),
-                            ..Beside::hash_only(sources)
+                        .spawn_scoped(s, move || {
+                            Beside::of(sources, check::analyse(&copy, sources))
                         })
                         .ok()
                 })
@@ -238,7 +237,7 @@ impl<'e> Loader<'e> {
                     sources.clone(),
                     || match helper {
                         Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                        None => Beside::hash_only(&sources),
+                        None => Beside::of(&sources, Vec::new()),
                     },
                 )),
                 Ok(checked) => {

@@ -530,11 +530,10 @@ pub(crate) struct Beside {
 }
 
 impl Beside {
-    /// No warnings, and the content hash of `sources`: for a caller whose check analysed
-    /// (or that has nothing to analyse).
-    pub(crate) fn hash_only(sources: &SourceMap) -> Beside {
+    /// `warnings`, and the content hash of `sources`.
+    pub(crate) fn of(sources: &SourceMap, warnings: Vec<Diagnostic>) -> Beside {
         Beside {
-            warnings: Vec::new(),
+            warnings,
             content_hash: content_hash(
                 sources
                     .files()

@@ -37,7 +37,9 @@ impl SilenceMatcher {
         let place = crate::check::silence::Place::at(file, offset);
         let (checked, sources) = crate::check::check_silence(condition, &place)?;
         Ok(SilenceMatcher {
-            set: RuleSet::compile(checked, sources.clone(), || Beside::hash_only(&sources)),
+            set: RuleSet::compile(checked, sources.clone(), || {
+                Beside::of(&sources, Vec::new())
+            }),
         })
     }
 

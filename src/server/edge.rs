@@ -11,8 +11,9 @@
 //! unknown sender its 404), and a test holds the two to the same answers
 //! (`edge_test.rs`).
 //!
-//! Owns: which requests skip the router (exactly `POST /alerts`, `POST /api/v2/alerts`,
-//! `POST|PUT /alerts/<sender>`), and what every request passes through. Never: knows
+//! Owns: the list of ingest endpoints (exactly `POST /alerts`, `POST /api/v2/alerts`,
+//! `POST|PUT /alerts/<sender>`: [`ingest_endpoints`], which the router's routes are made
+//! from as well), and what every request passes through. Never: knows
 //! another endpoint, or answers an ingest differently from the router's handler.
 
 use std::convert::Infallible;
@@ -80,24 +81,54 @@ impl App {
     }
 }
 
+/// An ingest endpoint: the one list of them ([`ingest_endpoints`]) makes both the
+/// router's routes and what this service answers itself.
+pub(super) struct IngestEndpoint {
+    pub(super) path: String,
+    /// `PUT` is taken as `POST` (a sender's own path); else `POST` only.
+    pub(super) put: bool,
+    /// The sender; `None`: detected from the payload (or `?source=`).
+    pub(super) source: Option<Source>,
+}
+
+/// Every ingest endpoint: `POST /alerts` (the sender detected), `POST /api/v2/alerts`
+/// (Prometheus's own path, so `alerting.alertmanagers` can point at switchyard
+/// unchanged), and `POST`/`PUT /alerts/<sender>` for each sender.
+pub(super) fn ingest_endpoints() -> Vec<IngestEndpoint> {
+    let mut all = vec![
+        IngestEndpoint {
+            path: String::from("/alerts"),
+            put: false,
+            source: None,
+        },
+        IngestEndpoint {
+            path: String::from("/api/v2/alerts"),
+            put: false,
+            source: Some(Source::Prometheus),
+        },
+    ];
+    all.extend(Source::ALL.iter().map(|&s| IngestEndpoint {
+        path: format!("/alerts/{}", s.as_str()),
+        put: true,
+        source: Some(s),
+    }));
+    all
+}
+
 /// The sender of a request this service answers itself (`Some(None)`: detected from the
-/// payload), or `None` for the router's requests.
+/// payload), or `None` for the router's requests: a look-up in [`ingest_endpoints`], made
+/// once.
 fn ingest_route(method: &Method, path: &str) -> Option<Option<Source>> {
+    static ENDPOINTS: std::sync::LazyLock<Vec<IngestEndpoint>> =
+        std::sync::LazyLock::new(ingest_endpoints);
     let put = *method == Method::PUT;
     if *method != Method::POST && !put {
         return None;
     }
-    match path {
-        "/alerts" if !put => Some(None),
-        "/api/v2/alerts" if !put => Some(Some(Source::Prometheus)),
-        _ => {
-            let name = path.strip_prefix("/alerts/")?;
-            Source::ALL
-                .iter()
-                .find(|s| s.as_str() == name)
-                .map(|s| Some(*s))
-        }
-    }
+    ENDPOINTS
+        .iter()
+        .find(|e| e.path == path && (e.put || !put))
+        .map(|e| e.source)
 }
 
 /// `content-length` from a body of known length, as the router's routes set it.

@@ -542,23 +542,25 @@ fn routes(state: Arc<AppState>) -> axum::Router {
     let console = console::routes(state.clone());
     // `/alerts/{source}` for each sender, as a route of its own: a path parameter costs
     // every request its extraction (a map of parameters, a string); the parameter route
-    // is left with the names that are no sender's, and answers them 404.
-    let mut ingest_routes = axum::Router::new()
-        .route("/alerts", post(ingest_detect))
-        .route("/alerts/{source}", post(no_such_source).put(no_such_source));
-    for source in Source::ALL {
-        let named = move |State(s): State<Arc<AppState>>,
-                          Query(q): Query<SourceQuery>,
-                          req: axum::extract::Request| async move {
-            ingest(&s, Some(source), &q, req).await
+    // is left with the names that are no sender's, and answers them 404. The ingest
+    // routes come from the edge's one list of them, which the edge also answers itself.
+    let mut ingest_routes =
+        axum::Router::new().route("/alerts/{source}", post(no_such_source).put(no_such_source));
+    for endpoint in edge::ingest_endpoints() {
+        let source = endpoint.source;
+        let handler = move |State(s): State<Arc<AppState>>,
+                            Query(q): Query<SourceQuery>,
+                            req: axum::extract::Request| async move {
+            ingest(&s, source, &q, req).await
         };
-        ingest_routes = ingest_routes.route(
-            &format!("/alerts/{}", source.as_str()),
-            post(named).put(named),
-        );
+        let methods = if endpoint.put {
+            post(handler).put(handler)
+        } else {
+            post(handler)
+        };
+        ingest_routes = ingest_routes.route(&endpoint.path, methods);
     }
     ingest_routes
-        .route("/api/v2/alerts", post(ingest_prometheus))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(operator)
@@ -601,25 +603,6 @@ async fn admin_guard(
 struct SourceQuery {
     source: Option<String>,
     token: Option<String>,
-}
-
-/// `POST /alerts`: the sender detected from the payload's shape (or `?source=`).
-async fn ingest_detect(
-    State(s): State<Arc<AppState>>,
-    Query(q): Query<SourceQuery>,
-    req: axum::extract::Request,
-) -> Result<Accepted, ApiError> {
-    ingest(&s, None, &q, req).await
-}
-
-/// `POST /api/v2/alerts`: Prometheus's own path, so `alerting.alertmanagers` can point
-/// at switchyard unchanged.
-async fn ingest_prometheus(
-    State(s): State<Arc<AppState>>,
-    Query(q): Query<SourceQuery>,
-    req: axum::extract::Request,
-) -> Result<Accepted, ApiError> {
-    ingest(&s, Some(Source::Prometheus), &q, req).await
 }
 
 /// `POST|PUT /alerts/{source}` for a name that no sender has (each sender's own path is a
