@@ -104,6 +104,49 @@ async fn serve_routes_real_senders_to_a_real_receiver_and_stops_on_sigterm() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Deliveries go through the proxy the environment names. The server builds its client
+/// without proxies when no proxy variable is set (reqwest asked its empty list about every
+/// request); with `HTTP_PROXY` set, a delivery to a host that does not resolve arrives at
+/// the proxy, in absolute form, with the target's host.
+#[tokio::test]
+async fn deliveries_go_through_the_proxy_the_environment_names() {
+    let proxy = Receiver::start().await;
+    let dir = std::env::temp_dir().join(format!("switchyard-serve-proxy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let proxy_url = proxy.url("");
+    let (mut child, base) = support::process::serve_with_env(
+        &dir,
+        "",
+        "target t { url = \"http://hook.invalid/via-proxy\" }\nwhen alertname == \"Proxied\" -> post t\n",
+        &[
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("http_proxy", proxy_url.as_str()),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+        ],
+    );
+    let answer = support::http::client()
+        .post(format!("{base}/alerts"))
+        .header("content-type", "application/json")
+        .body(r#"{"alertname":"Proxied"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    let got = proxy
+        .wait_for("/via-proxy", 1, Duration::from_secs(10))
+        .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(got.len(), 1, "the delivery reached the proxy");
+    assert_eq!(
+        got[0].headers.get("host").map(String::as_str),
+        Some("hook.invalid")
+    );
+    assert!(got[0].body.contains("Proxied"), "{}", got[0].body);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Starts `serve` with a config file; returns the child and its base URL.
 fn start_with_config(dir: &Path, config: &str) -> (std::process::Child, String) {
     support::process::serve_with(

@@ -124,3 +124,52 @@ fn the_http_client_has_tls_without_a_provider_from_the_program() {
     // A second builder finds the provider installed and still builds.
     assert!(crate::dispatch::http_client().build().is_ok());
 }
+
+/// The client keeps reqwest's proxies whenever one may be set: any of the six variables
+/// with a value; an empty one is no proxy (as reqwest reads it). On macOS and Windows the
+/// system's settings may name one, so there it always keeps them.
+#[test]
+fn the_http_client_looks_for_proxies_only_when_the_environment_may_name_one() {
+    use std::ffi::OsString;
+    let with = |set: &'static str, value: &'static str| {
+        move |name: &str| (name == set).then(|| OsString::from(value))
+    };
+    let system_settings = cfg!(any(target_os = "macos", windows));
+    assert_eq!(crate::dispatch::proxy_may_be_set(|_| None), system_settings);
+    for name in crate::dispatch::PROXY_VARIABLES {
+        assert!(
+            crate::dispatch::proxy_may_be_set(with(name, "http://127.0.0.1:3128")),
+            "{name}"
+        );
+        assert_eq!(
+            crate::dispatch::proxy_may_be_set(with(name, "")),
+            system_settings,
+            "{name}"
+        );
+    }
+    // NO_PROXY alone names no proxy.
+    assert_eq!(
+        crate::dispatch::proxy_may_be_set(with("NO_PROXY", "localhost")),
+        system_settings
+    );
+}
+
+/// The idempotency key written digit by digit is the one `format!` wrote before it (and
+/// receivers have stored): both numbers as 16 lower-case hexadecimal digits, joined by `-`.
+#[test]
+fn the_idempotency_key_is_both_ids_in_sixteen_hexadecimal_digits() {
+    for (store_id, id) in [
+        (0u64, 0u64),
+        (1, 2),
+        (0xdead_beef_0123_4567, 0x89ab_cdef_fedc_ba98),
+        (u64::MAX, u64::MAX),
+        (0x0f, 0xf0),
+    ] {
+        let key = super::idempotency_key(store_id, id);
+        assert_eq!(
+            key.to_str().unwrap(),
+            format!("{store_id:016x}-{id:016x}"),
+            "{store_id} {id}"
+        );
+    }
+}

@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use rustc_hash::FxHashMap;
+
 /// Where a held delivery waits, so that it is taken again when its turn comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum From {
@@ -26,12 +28,14 @@ pub(super) enum From {
 /// The order of one target's deliveries, per alert.
 #[derive(Default)]
 pub(super) struct Order {
-    /// Per alert id, the pending deliveries the worker knows of, by id.
+    /// Per alert id, the pending deliveries the worker knows of, by id. Keyed by what
+    /// senders wrote, so hashed with std's keyed hash (no collisions chosen by a sender).
     pending: HashMap<Box<str>, BTreeSet<u64>>,
-    /// The alert of each delivery in `pending`.
-    alert_of: HashMap<u64, Box<str>>,
+    /// The alert of each delivery in `pending`. Delivery ids are the store's own numbers,
+    /// so these two maps use the cheaper unkeyed hash.
+    alert_of: FxHashMap<u64, Box<str>>,
     /// Deliveries taken but not sent, waiting for an earlier one of their alert.
-    held: HashMap<u64, From>,
+    held: FxHashMap<u64, From>,
 }
 
 impl Order {

@@ -848,14 +848,15 @@ pub(super) fn chunked(insert: &str, columns: usize) -> [String; 3] {
 
 /// Writes `rows`, in order, with the statements [`chunked`] made (`sql`): as many rows per
 /// statement as [`CHUNKS`] allows. `bind` binds one row's `columns` values from the
-/// parameter it is given.
-pub(super) fn insert_chunked<R>(
+/// parameter it is given. Answers how many rows the statements changed.
+pub(super) fn execute_chunked<R>(
     txn: &rusqlite::Transaction<'_>,
     sql: &[String; 3],
     columns: usize,
     rows: &[R],
     bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &R) -> rusqlite::Result<()>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<usize> {
+    let mut changed = 0;
     let mut rest = rows;
     while !rest.is_empty() {
         let (k, n) = CHUNKS
@@ -868,10 +869,51 @@ pub(super) fn insert_chunked<R>(
         for (i, row) in chunk.iter().enumerate() {
             bind(&mut stmt, columns * i + 1, row)?;
         }
-        stmt.raw_execute()?;
+        changed += stmt.raw_execute()?;
         rest = tail;
     }
-    Ok(())
+    Ok(changed)
+}
+
+/// The deliveries a commit found delivered, deleted together: each table's statement is
+/// taken from the cache once for all of them, where taking it and giving it back for each
+/// delivery was a quarter of the delete (a multi-row `DELETE ... WHERE id IN` cost more
+/// than it saved: SQLite builds a temporary index of the list). A delivered delivery was
+/// committed by an earlier commit (a worker only has what is on disk), so the commit's
+/// own new rows never hold one, and a plain submit, which only adds rows under new ids,
+/// may come between; anything else in the commit that reads or deletes deliveries comes
+/// after these are deleted: see [`commit`].
+#[derive(Default)]
+struct Delivered(Vec<u64>);
+
+impl Delivered {
+    /// Deletes every delivery held from whichever table holds it; answers the highest id
+    /// held (no row keeps any of them afterwards), 0 when none was.
+    fn delete(&mut self, txn: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
+        let mut ids = std::mem::take(&mut self.0);
+        let Some(&highest) = ids.iter().max() else {
+            return Ok(0);
+        };
+        // Most were delivered at their first attempt, so are fresh: the other table is
+        // only asked for those not found there.
+        for table in [
+            "DELETE FROM fresh WHERE id = ?1",
+            "DELETE FROM deliveries WHERE id = ?1",
+        ] {
+            if ids.is_empty() {
+                break;
+            }
+            let mut stmt = txn.prepare_cached(table)?;
+            let mut missing = Vec::new();
+            for id in ids {
+                if stmt.execute([to_i64(id)])? == 0 {
+                    missing.push(id);
+                }
+            }
+            ids = missing;
+        }
+        Ok(highest)
+    }
 }
 
 impl FreshRows {
@@ -890,7 +932,7 @@ impl FreshRows {
                 3,
             )
         });
-        insert_chunked(txn, &SQL, 3, &self.0, |stmt, at, (id, target, bytes)| {
+        execute_chunked(txn, &SQL, 3, &self.0, |stmt, at, (id, target, bytes)| {
             stmt.raw_bind_parameter(at, id)?;
             stmt.raw_bind_parameter(at + 1, target)?;
             stmt.raw_bind_parameter(at + 2, bytes)
@@ -1055,9 +1097,19 @@ fn commit(
         // New deliveries not written yet: only submits add to them, and they are written
         // before any other operation, any delete of a delivery, and the end of the batch.
         let mut pending = FreshRows::default();
+        // Deliveries found delivered, not deleted yet: deleted before any operation but
+        // another of them or a plain submit, and before the end of the batch.
+        let mut delivered = Delivered::default();
         for op in batch {
-            if !matches!(op, Op::Submit(..)) {
+            let is_delivered =
+                matches!(&op, Op::Finish(item, _) if matches!(**item, Finish::Delivered(_)));
+            if !matches!(op, Op::Submit(..)) && !is_delivered {
                 pending.write(&txn)?;
+            }
+            let plain =
+                matches!(&op, Op::Submit(subs, _) if subs.iter().all(|s| s.stateful.is_none()));
+            if !is_delivered && !plain {
+                deleted_max = deleted_max.max(delivered.delete(&txn)?);
             }
             match op {
                 Op::Submit(submissions, tx) => {
@@ -1138,10 +1190,13 @@ fn commit(
                 Op::Finish(item, tx) => {
                     let id = item.id();
                     let mut created = None;
-                    // Each applies only to a delivery still fresh or pending.
-                    if remove(&txn, id)? {
+                    if let Finish::Delivered(_) = *item {
+                        delivered.0.push(id);
+                    // Each other applies only to a delivery still fresh or pending.
+                    } else if remove(&txn, id)? {
                         match *item {
-                            Finish::Delivered(_) => deleted_max = deleted_max.max(id),
+                            // Held above, deleted with the others.
+                            Finish::Delivered(_) => {}
                             Finish::Inhibited { check, now, .. } => {
                                 deleted_max = deleted_max.max(id);
                                 let mut state =
@@ -1287,6 +1342,7 @@ fn commit(
             }
         }
         pending.write(&txn)?;
+        deleted_max = deleted_max.max(delivered.delete(&txn)?);
         if collect_before > 0 {
             let mut state = SqliteState::new(&txn, secret, memory, &mut changes);
             let early = state.collect(collect_before);

@@ -128,6 +128,67 @@ async fn an_unreadable_record_becomes_a_dead_letter_not_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Deliveries found delivered are deleted together, one statement per up to 32 ids, from
+/// whichever table holds them. 43 finishes in one commit (first attempts, which are in
+/// `fresh`; retried ones, in `deliveries`; one id twice; one the store never had), with
+/// new deliveries appended in the same commit, leave exactly the others. Then finishing
+/// every other one, the newest among them, leaves the database the mark the ledger needs:
+/// it reopens without reporting a loss, and ids go on.
+#[tokio::test]
+async fn deliveries_delivered_together_are_deleted_from_either_table_and_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("switchyard-delivered-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rows = |dir: &std::path::Path, table: &str| -> Vec<u64> {
+        let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+        let mut stmt = c
+            .prepare(&format!("SELECT id FROM {table} ORDER BY id"))
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(|id| u64::try_from(id.unwrap()).unwrap())
+            .collect()
+    };
+    let store = SqliteStore::open_with(&dir, None, Loss::Refuse).unwrap();
+    let ids = store.append((0..45).map(record).collect()).await.unwrap();
+    for r in store
+        .finish(vec![retry(ids[3], 1), retry(ids[20], 1), retry(ids[39], 2)])
+        .await
+    {
+        r.unwrap();
+    }
+    assert_eq!(rows(&dir, "deliveries"), [ids[3], ids[20], ids[39]]);
+    let delivered = |range: std::ops::Range<usize>| -> Vec<Finish> {
+        ids[range].iter().map(|&id| Finish::Delivered(id)).collect()
+    };
+    let mut second = delivered(17..40);
+    second.push(Finish::Delivered(ids[5]));
+    second.push(Finish::Delivered(ids[44] + 1_000));
+    let (first, added, second) = tokio::join!(
+        store.finish(delivered(0..17)),
+        store.append((100..103).map(record).collect()),
+        store.finish(second),
+    );
+    for r in first.into_iter().chain(second) {
+        assert_eq!(r.unwrap(), None);
+    }
+    let added = added.unwrap();
+    let mut left = ids[40..].to_vec();
+    left.extend(&added);
+    assert_eq!(rows(&dir, "fresh"), left);
+    assert!(rows(&dir, "deliveries").is_empty());
+    assert_eq!(depth(&store), (8, 0));
+    let _ = store
+        .finish(left.iter().map(|&id| Finish::Delivered(id)).collect())
+        .await;
+    assert_eq!(depth(&store), (0, 0));
+    drop(store);
+    let store = SqliteStore::open_with(&dir, None, Loss::Refuse).unwrap();
+    let more = store.append(vec![record(200)]).await.unwrap();
+    assert!(more[0] > added[2], "ids go on past the ledger's");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The ledger raises no false alarm when every delivery was delivered (rows gone, the
 /// database keeps the mark), and catches a database that knows less than the ledger.
 #[tokio::test]
