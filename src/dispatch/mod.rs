@@ -28,7 +28,7 @@ mod silences;
 mod store;
 mod worker;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -370,8 +370,10 @@ impl Router {
         }
         let stored = self.inner.store.submit(batch).await?;
         // Counted once the deliveries are on disk: an alert refused with 503 is not counted.
-        let mut targets: HashSet<String> = HashSet::new();
-        let mut later: HashSet<String> = HashSet::new();
+        // The targets to wake, each once: sorted and deduplicated after, which for the
+        // usual one or two targets costs less than a hash set built per request.
+        let mut targets: Vec<String> = Vec::new();
+        let mut later: Vec<String> = Vec::new();
         let m = &self.inner.metrics;
         let mut out = Vec::with_capacity(alerts.len());
         for ((alert, summary), stored) in alerts.iter().zip(summaries).zip(stored) {
@@ -402,6 +404,10 @@ impl Router {
             });
         }
         m.submit_seconds.observe(started.elapsed().as_secs_f64());
+        for names in [&mut targets, &mut later] {
+            names.sort_unstable();
+            names.dedup();
+        }
         // Every target the store stored a delivery for (a resolution that `resolve once`
         // owed a target no rule chose this time, an `else` target included).
         for t in targets {

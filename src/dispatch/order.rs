@@ -13,6 +13,7 @@
 //! 1,10,2,3,4,5,6,7,9,8, and a receiver showed "firing" for an alert that had resolved.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -30,10 +31,10 @@ pub(super) enum From {
 pub(super) struct Order {
     /// Per alert id, the pending deliveries the worker knows of, by id. Keyed by what
     /// senders wrote, so hashed with std's keyed hash (no collisions chosen by a sender).
-    pending: HashMap<Box<str>, BTreeSet<u64>>,
+    pending: HashMap<Arc<str>, BTreeSet<u64>>,
     /// The alert of each delivery in `pending`. Delivery ids are the store's own numbers,
     /// so these two maps use the cheaper unkeyed hash.
-    alert_of: FxHashMap<u64, Box<str>>,
+    alert_of: FxHashMap<u64, Arc<str>>,
     /// Deliveries taken but not sent, waiting for an earlier one of their alert.
     held: FxHashMap<u64, From>,
 }
@@ -43,17 +44,23 @@ impl Order {
     /// start), so that one accepted before a restart still goes before those after it.
     pub(super) fn know(&mut self, pending: impl IntoIterator<Item = (u64, String)>) {
         for (id, alert) in pending {
-            self.add(id, alert.as_str());
+            let _first = self.add(id, alert.as_str());
         }
     }
 
-    fn add(&mut self, id: u64, alert: &str) {
+    /// Learns of delivery `id` of `alert` (once); answers the first pending delivery of
+    /// its alert. The alert's id is copied once and shared by both maps, and looked up
+    /// once.
+    fn add(&mut self, id: u64, alert: &str) -> Option<u64> {
         if self.alert_of.contains_key(&id) {
-            return;
+            return self.pending.get(alert).and_then(|ids| ids.first().copied());
         }
-        let key: Box<str> = alert.into();
-        self.pending.entry(key.clone()).or_default().insert(id);
+        let key: Arc<str> = alert.into();
+        let ids = self.pending.entry(Arc::clone(&key)).or_default();
+        ids.insert(id);
+        let first = ids.first().copied();
         self.alert_of.insert(id, key);
+        first
     }
 
     /// Whether delivery `id` of `alert` may be sent now. When not, it is held (taken from
@@ -62,9 +69,7 @@ impl Order {
         let Some(alert) = alert else {
             return true;
         };
-        self.add(id, alert);
-        let first = self.pending.get(alert).and_then(|ids| ids.first().copied());
-        if first == Some(id) {
+        if self.add(id, alert) == Some(id) {
             self.held.remove(&id);
             true
         } else {

@@ -7,16 +7,16 @@
 //! Counters move only after an outcome is recorded: whoever reads them never sees a
 //! delivery counted as delivered while the store still holds it as pending.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use rustc_hash::FxHashSet;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::attempt::{AttemptOutcome, attempt, settle};
-use super::metrics::Counted;
+use super::metrics::{Counted, TargetMetrics};
 use super::order::{From, Order};
 use super::store::{Finish, Record};
 use super::{DispatchError, RouterCore, Signal, metrics, now_ms};
@@ -24,7 +24,9 @@ use super::{DispatchError, RouterCore, Signal, metrics, now_ms};
 /// One target's worker: takes its new deliveries from its in-memory queue and its due
 /// retries from the outbox, and sends them, at most `in_flight` at a time.
 pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<Signal>) {
-    let mut in_flight: HashSet<u64> = HashSet::new();
+    // Delivery ids are the store's own numbers: the unkeyed hash is enough.
+    let mut in_flight: FxHashSet<u64> = FxHashSet::default();
+    let mut series = inner.metrics.for_target(&target);
     let busy = inner
         .metrics
         .in_flight
@@ -128,7 +130,7 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         }
         for r in batch {
             let parsed = url.parse(&r.spec.url);
-            send(&inner, r, parsed, &done_tx, &mut sends);
+            send(&inner, &series, r, parsed, &done_tx, &mut sends);
         }
         busy.set(i64::try_from(in_flight.len()).unwrap_or(i64::MAX));
         let sleep = if let Some(until) = stall.until {
@@ -154,7 +156,7 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
                         table_at = table_at.min(*next_at_ms);
                     }
                 }
-                let r = record(&inner, done).await;
+                let r = record(&inner, &mut series, done).await;
                 for id in &r.recorded {
                     in_flight.remove(id);
                 }
@@ -179,7 +181,7 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
     // Shutting down: let requests in flight finish (the router bounds how long).
     drop(done_tx);
     while let Some(done) = done_rx.recv().await {
-        record(&inner, vec![done]).await;
+        record(&inner, &mut series, vec![done]).await;
     }
     busy.set(0);
     while sends.join_next().await.is_some() {}
@@ -285,6 +287,7 @@ impl LastUrl {
 /// Starts one attempt; its outcome comes back on `done`.
 fn send(
     inner: &Arc<RouterCore>,
+    series: &TargetMetrics,
     r: Record,
     url: Option<reqwest::Url>,
     done: &mpsc::Sender<(Record, AttemptOutcome)>,
@@ -292,7 +295,7 @@ fn send(
 ) {
     let (client, backoff, tx) = (inner.client.clone(), inner.backoff, done.clone());
     let store_id = inner.store.store_id();
-    let m = inner.metrics.clone();
+    let (attempts, attempt_seconds) = (series.attempts.clone(), series.attempt_seconds.clone());
     let span = tracing::info_span!(
         "delivery",
         delivery = r.id,
@@ -302,15 +305,10 @@ fn send(
     );
     sends.spawn(tracing::Instrument::instrument(
         async move {
-            let label = metrics::TargetLabel {
-                target: r.spec.target.clone(),
-            };
             let started = std::time::Instant::now();
             let outcome = attempt(&client, &r, url, store_id, backoff).await;
-            m.attempts.get_or_create(&label).inc();
-            m.attempt_seconds
-                .get_or_create(&label)
-                .observe(started.elapsed().as_secs_f64());
+            attempts.inc();
+            attempt_seconds.observe(started.elapsed().as_secs_f64());
             let _ = tx.send((r, outcome)).await;
         },
         span,
@@ -323,7 +321,11 @@ fn send(
 /// The counters move only after the commit, so that whoever reads them (`stats()`,
 /// `/metrics`, a test) never sees a delivery counted as delivered while the outbox still
 /// holds it as pending.
-async fn record(inner: &Arc<RouterCore>, done: Vec<(Record, AttemptOutcome)>) -> Recorded {
+async fn record(
+    inner: &Arc<RouterCore>,
+    series: &mut TargetMetrics,
+    done: Vec<(Record, AttemptOutcome)>,
+) -> Recorded {
     let mut items = Vec::with_capacity(done.len());
     let mut kinds = Vec::with_capacity(done.len());
     for (r, outcome) in done {
@@ -352,7 +354,7 @@ async fn record(inner: &Arc<RouterCore>, done: Vec<(Record, AttemptOutcome)>) ->
                 if settles {
                     out.settled.push(id);
                 }
-                inner.metrics.count(target, kind);
+                series.count(&inner.metrics, target, kind);
                 if let Some(rule) = suppressed {
                     inner.metrics.suppressed(&rule, "inhibited");
                 }
