@@ -8,6 +8,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use std::sync::OnceLock;
+
+use crate::alert::Source;
 use crate::dispatch::Router;
 use crate::engine::RuleSet;
 
@@ -42,13 +45,20 @@ pub(crate) struct RuleLabel {
 pub(crate) struct ServerMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    /// `requests` with status 202, by [`Source`] (then `detect`), each made when first
+    /// counted: found without hashing a label on every request.
+    accepted: [OnceLock<Counter>; Source::ALL.len() + 1],
     alerts: Family<SourceLabel, Counter>,
+    /// `alerts` by [`Source`], the same way.
+    alerts_from: [OnceLock<Counter>; Source::ALL.len()],
     /// `alerts` over every source, for the console's rate (not exported).
     received: Counter,
     /// Alerts each rule fired for, by the rule's name or `file:line`, since start.
     rule_hits: Family<RuleLabel, Counter>,
     /// The same counters by name, found without making a label (an allocation) per hit.
-    hits_by_name: std::sync::RwLock<std::collections::HashMap<String, Counter>>,
+    /// The rules' series by name. Names come from the rules' files, not from senders, so
+    /// the unkeyed hash is safe here.
+    hits_by_name: std::sync::RwLock<rustc_hash::FxHashMap<String, Counter>>,
     reloads: Family<OutcomeLabel, Counter>,
     last_reload_ok: Gauge,
     last_reload_success_seconds: Gauge,
@@ -65,7 +75,9 @@ impl ServerMetrics {
         let m = ServerMetrics {
             registry: Registry::default(),
             requests: Family::default(),
+            accepted: Default::default(),
             alerts: Family::default(),
+            alerts_from: Default::default(),
             received: Counter::default(),
             rule_hits: Family::default(),
             hits_by_name: std::sync::RwLock::default(),
@@ -125,16 +137,41 @@ impl ServerMetrics {
         ServerMetrics { registry, ..m }
     }
 
-    /// An ingest request answered with `status`.
-    pub(crate) fn request(&self, source: &'static str, status: u16) {
-        self.requests
-            .get_or_create(&RequestLabels { source, status })
-            .inc();
+    /// An ingest request for `source` (`None`: detected from the body) answered with
+    /// `status`. An accepted one counts through the series held for its source.
+    pub(crate) fn request(&self, source: Option<Source>, status: u16) {
+        let label = RequestLabels {
+            source: source.map_or("detect", Source::as_str),
+            status,
+        };
+        let held = (status == 202)
+            .then(|| source.map_or(Source::ALL.len(), |s| s as usize))
+            .and_then(|at| self.accepted.get(at));
+        match held {
+            Some(held) => {
+                held.get_or_init(|| self.requests.get_or_create(&label).clone())
+                    .inc();
+            }
+            None => {
+                self.requests.get_or_create(&label).inc();
+            }
+        }
     }
 
-    /// An alert received from `source`.
-    pub(crate) fn alert(&self, source: &'static str) {
-        self.alerts.get_or_create(&SourceLabel { source }).inc();
+    /// An alert received from `source`, counted through the series held for it.
+    pub(crate) fn alert(&self, source: Source) {
+        let label = SourceLabel {
+            source: source.as_str(),
+        };
+        match self.alerts_from.get(source as usize) {
+            Some(held) => {
+                held.get_or_init(|| self.alerts.get_or_create(&label).clone())
+                    .inc();
+            }
+            None => {
+                self.alerts.get_or_create(&label).inc();
+            }
+        }
         self.received.inc();
     }
 
@@ -268,3 +305,7 @@ impl ServerMetrics {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+#[path = "metrics_test.rs"]
+mod tests;

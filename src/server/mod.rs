@@ -633,13 +633,12 @@ async fn ingest(
     q: &SourceQuery,
     req: axum::extract::Request,
 ) -> Result<Accepted, ApiError> {
-    let label = source.map_or("detect", Source::as_str);
     let (parts, body) = req.into_parts();
     let result = accept(s, source, q, &parts.headers, body).await;
     let status = result
         .as_ref()
         .map_or_else(ApiError::status, |_| StatusCode::ACCEPTED);
-    s.metrics.request(label, status.as_u16());
+    s.metrics.request(source, status.as_u16());
     result
 }
 
@@ -655,7 +654,7 @@ async fn accept(
     let incoming = incoming(s, source, q, headers, body, Caller::Sender).await?;
     let alerts = &incoming.alerts;
     for a in alerts {
-        s.metrics.alert(a.source().as_str());
+        s.metrics.alert(a.source());
     }
     let rules_hash = s.router.rules().content_hash();
     let submitted = s

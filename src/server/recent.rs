@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
+use smallvec::SmallVec;
 
 use crate::alert::{Alert, Source};
 use crate::dispatch::Submitted;
@@ -174,7 +175,8 @@ impl Recent {
         if self.capacity == 0 || made.is_empty() {
             return made;
         }
-        let mut evicted = Vec::new();
+        // A request of a few alerts evicts as few: held inline, not allocated.
+        let mut evicted: SmallVec<[Arc<Recorded>; 4]> = SmallVec::new();
         {
             let mut ring = self.lock();
             for r in &made[ringed..] {
