@@ -848,15 +848,14 @@ pub(super) fn chunked(insert: &str, columns: usize) -> [String; 3] {
 
 /// Writes `rows`, in order, with the statements [`chunked`] made (`sql`): as many rows per
 /// statement as [`CHUNKS`] allows. `bind` binds one row's `columns` values from the
-/// parameter it is given. Answers how many rows the statements changed.
-pub(super) fn execute_chunked<R>(
+/// parameter it is given.
+pub(super) fn insert_chunked<R>(
     txn: &rusqlite::Transaction<'_>,
     sql: &[String; 3],
     columns: usize,
     rows: &[R],
     bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &R) -> rusqlite::Result<()>,
-) -> rusqlite::Result<usize> {
-    let mut changed = 0;
+) -> rusqlite::Result<()> {
     let mut rest = rows;
     while !rest.is_empty() {
         let (k, n) = CHUNKS
@@ -869,10 +868,10 @@ pub(super) fn execute_chunked<R>(
         for (i, row) in chunk.iter().enumerate() {
             bind(&mut stmt, columns * i + 1, row)?;
         }
-        changed += stmt.raw_execute()?;
+        stmt.raw_execute()?;
         rest = tail;
     }
-    Ok(changed)
+    Ok(())
 }
 
 /// The deliveries a commit found delivered, deleted together: each table's statement is
@@ -932,7 +931,7 @@ impl FreshRows {
                 3,
             )
         });
-        execute_chunked(txn, &SQL, 3, &self.0, |stmt, at, (id, target, bytes)| {
+        insert_chunked(txn, &SQL, 3, &self.0, |stmt, at, (id, target, bytes)| {
             stmt.raw_bind_parameter(at, id)?;
             stmt.raw_bind_parameter(at + 1, target)?;
             stmt.raw_bind_parameter(at + 2, bytes)

@@ -249,7 +249,7 @@ impl Changes {
                 Ok((r, value))
             })
             .collect::<rusqlite::Result<Vec<(&Row, Vec<u8>)>>>()?;
-        super::sqlite::execute_chunked(txn, &SQL, 7, &live, |stmt, at, (r, value)| {
+        super::sqlite::insert_chunked(txn, &SQL, 7, &live, |stmt, at, (r, value)| {
             stmt.raw_bind_parameter(at, r.rowid)?;
             stmt.raw_bind_parameter(at + 1, &r.key[..])?;
             stmt.raw_bind_parameter(at + 2, r.expires)?;
