@@ -152,7 +152,6 @@ fn shown_location(location: &str) -> String {
     }
 }
 
-/// One attempt at a delivery, and what to do next.
 /// The header that names a delivery, the same on every attempt of it.
 const IDEMPOTENCY_KEY: reqwest::header::HeaderName =
     reqwest::header::HeaderName::from_static("idempotency-key");
@@ -172,6 +171,7 @@ fn idempotency_key(store_id: u64, id: u64) -> reqwest::header::HeaderValue {
         .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("-"))
 }
 
+/// One attempt at a delivery, and what to do next.
 pub(crate) async fn attempt(
     client: &reqwest::Client,
     r: &Record,

@@ -67,6 +67,8 @@ pub(crate) struct TargetMetrics {
     target: String,
     pub(crate) attempts: Counter,
     pub(crate) attempt_seconds: Histogram,
+    /// Deliveries of this target being sent now.
+    pub(crate) in_flight: Gauge,
     /// `deliveries` for this target, by [`Counted`], each made when first counted.
     outcomes: [Option<Counter>; 5],
 }
@@ -158,6 +160,7 @@ impl Metrics {
         TargetMetrics {
             attempts: self.attempts.get_or_create(&label).clone(),
             attempt_seconds: self.attempt_seconds.get_or_create(&label).clone(),
+            in_flight: self.in_flight.get_or_create(&label).clone(),
             target: label.target,
             outcomes: Default::default(),
         }

@@ -19,7 +19,7 @@ use super::attempt::{AttemptOutcome, attempt, settle};
 use super::metrics::{Counted, TargetMetrics};
 use super::order::{From, Order};
 use super::store::{Finish, Record};
-use super::{DispatchError, RouterCore, Signal, metrics, now_ms};
+use super::{DispatchError, RouterCore, Signal, now_ms};
 
 /// One target's worker: takes its new deliveries from its in-memory queue and its due
 /// retries from the outbox, and sends them, at most `in_flight` at a time.
@@ -27,13 +27,6 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
     // Delivery ids are the store's own numbers: the unkeyed hash is enough.
     let mut in_flight: FxHashSet<u64> = FxHashSet::default();
     let mut series = inner.metrics.for_target(&target);
-    let busy = inner
-        .metrics
-        .in_flight
-        .get_or_create(&metrics::TargetLabel {
-            target: target.clone(),
-        })
-        .clone();
     let (done_tx, mut done_rx) = mpsc::channel::<(Record, AttemptOutcome)>(inner.in_flight.max(1));
     let mut shutdown = inner.shutdown.clone();
     let mut sends = JoinSet::new();
@@ -132,7 +125,9 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
             let parsed = url.parse(&r.spec.url);
             send(&inner, &series, r, parsed, &done_tx, &mut sends);
         }
-        busy.set(i64::try_from(in_flight.len()).unwrap_or(i64::MAX));
+        series
+            .in_flight
+            .set(i64::try_from(in_flight.len()).unwrap_or(i64::MAX));
         let sleep = if let Some(until) = stall.until {
             until.saturating_duration_since(tokio::time::Instant::now())
         } else if table_at == u64::MAX || !may_read(in_flight.len()) {
@@ -183,7 +178,7 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
     while let Some(done) = done_rx.recv().await {
         record(&inner, &mut series, vec![done]).await;
     }
-    busy.set(0);
+    series.in_flight.set(0);
     while sends.join_next().await.is_some() {}
 }
 

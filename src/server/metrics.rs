@@ -56,8 +56,7 @@ pub(crate) struct ServerMetrics {
     /// Alerts each rule fired for, by the rule's name or `file:line`, since start.
     rule_hits: Family<RuleLabel, Counter>,
     /// The same counters by name, found without making a label (an allocation) per hit.
-    /// The rules' series by name. Names come from the rules' files, not from senders, so
-    /// the unkeyed hash is safe here.
+    /// Names come from the rules' files, not from senders, so the unkeyed hash is safe.
     hits_by_name: std::sync::RwLock<rustc_hash::FxHashMap<String, Counter>>,
     reloads: Family<OutcomeLabel, Counter>,
     last_reload_ok: Gauge,
@@ -147,15 +146,7 @@ impl ServerMetrics {
         let held = (status == 202)
             .then(|| source.map_or(Source::ALL.len(), |s| s as usize))
             .and_then(|at| self.accepted.get(at));
-        match held {
-            Some(held) => {
-                held.get_or_init(|| self.requests.get_or_create(&label).clone())
-                    .inc();
-            }
-            None => {
-                self.requests.get_or_create(&label).inc();
-            }
-        }
+        count_held(held, &self.requests, &label);
     }
 
     /// An alert received from `source`, counted through the series held for it.
@@ -163,15 +154,7 @@ impl ServerMetrics {
         let label = SourceLabel {
             source: source.as_str(),
         };
-        match self.alerts_from.get(source as usize) {
-            Some(held) => {
-                held.get_or_init(|| self.alerts.get_or_create(&label).clone())
-                    .inc();
-            }
-            None => {
-                self.alerts.get_or_create(&label).inc();
-            }
-        }
+        count_held(self.alerts_from.get(source as usize), &self.alerts, &label);
         self.received.inc();
     }
 
@@ -303,6 +286,23 @@ impl ServerMetrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// Counts one in `family`'s series for `label`, through `held` when there is a slot for
+/// it: the series is looked up by label only the first time.
+fn count_held<L>(held: Option<&OnceLock<Counter>>, family: &Family<L, Counter>, label: &L)
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    match held {
+        Some(held) => {
+            held.get_or_init(|| family.get_or_create(label).clone())
+                .inc();
+        }
+        None => {
+            family.get_or_create(label).inc();
+        }
     }
 }
 

@@ -923,10 +923,9 @@ fn is_form(content_type: Option<&HeaderValue>, bytes: &[u8]) -> Result<bool, Api
         _ if is("application/x-www-form-urlencoded") => true,
         _ if is("application/json") || is("text/json") => false,
         m if m
-            .len()
-            .checked_sub(5)
-            .and_then(|at| m.get(at..))
-            .is_some_and(|end| end.eq_ignore_ascii_case("+json")) =>
+            .as_bytes()
+            .get(m.len().saturating_sub(5)..)
+            .is_some_and(|end| end.eq_ignore_ascii_case(b"+json")) =>
         {
             false
         }

@@ -128,8 +128,8 @@ async fn an_unreadable_record_becomes_a_dead_letter_not_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Deliveries found delivered are deleted together, one statement per up to 32 ids, from
-/// whichever table holds them. 43 finishes in one commit (first attempts, which are in
+/// Deliveries found delivered are deleted together, with one statement per table for the
+/// whole commit, from whichever table holds them. 43 finishes in one commit (first attempts, which are in
 /// `fresh`; retried ones, in `deliveries`; one id twice; one the store never had), with
 /// new deliveries appended in the same commit, leave exactly the others. Then finishing
 /// every other one, the newest among them, leaves the database the mark the ledger needs:
