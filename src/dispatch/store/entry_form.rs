@@ -85,7 +85,15 @@ struct CompactMember<'a> {
 }
 
 /// The entry's stored bytes.
+#[cfg(test)]
 pub(super) fn encode(entry: &Entry) -> Result<Vec<u8>, postcard::Error> {
+    let mut out = Vec::new();
+    encode_into(entry, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the entry's stored bytes to `out` (a page of the rules' memory holds many).
+pub(super) fn encode_into(entry: &Entry, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
     let b = Cow::Borrowed;
     let compact = match entry {
         Entry::Dedup {
@@ -154,13 +162,13 @@ pub(super) fn encode(entry: &Entry) -> Result<Vec<u8>, postcard::Error> {
             until: *until,
         },
     };
-    let mut out = Vec::with_capacity(match entry {
+    out.reserve(match entry {
         Entry::Group(g) => 256 + g.members.iter().map(|m| m.data.len() + 64).sum::<usize>(),
         _ => 32,
     });
     out.push(COMPACT);
-    postcard::to_io(&compact, &mut out)?;
-    Ok(out)
+    postcard::to_io(&compact, out)?;
+    Ok(())
 }
 
 /// The entry stored as `bytes`: the compact form, or JSON from an earlier version.

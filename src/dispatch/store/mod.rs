@@ -24,6 +24,7 @@ mod entry_form;
 mod gather;
 mod ledger;
 pub(crate) mod memory;
+mod memory_page;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
 #[cfg(feature = "nats")]

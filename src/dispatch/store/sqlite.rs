@@ -59,8 +59,7 @@ const SCHEMA: &str = "
     );
     CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS memory (key BLOB NOT NULL, expires INTEGER NOT NULL, value BLOB NOT NULL,
-        rule TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS memory_pages (id INTEGER PRIMARY KEY, items BLOB NOT NULL);
 ";
 
 /// The most operations one group commit takes.
@@ -115,6 +114,9 @@ struct Cells {
     lost: AtomicU64,
     /// State entries forgotten before they expired, because the memory was full.
     evicted: AtomicU64,
+    /// The entries the rules' memory holds, as the writer's index counts them after each
+    /// commit (the pages on disk also hold copies no longer live).
+    entries: AtomicU64,
 }
 
 /// The outbox: reads from any thread, writes through the group-commit thread.
@@ -225,6 +227,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Vec<Op>>();
         let health = Arc::new(Cells::default());
         health.lost.store(ledger.lost, Ordering::Relaxed);
+        health.entries.store(memory.len() as u64, Ordering::Relaxed);
         let writer_health = health.clone();
         let handle = std::thread::Builder::new()
             .name(String::from("switchyard-outbox"))
@@ -526,10 +529,7 @@ impl Store for SqliteStore {
     }
 
     fn state_entries(&self) -> Result<u64, DispatchError> {
-        self.read(|c| {
-            let n: i64 = c.query_row("SELECT count(*) FROM memory", [], |r| r.get(0))?;
-            Ok(from_i64(n))
-        })
+        Ok(self.health.entries.load(Ordering::Acquire))
     }
 
     /// Every operation is queued before any is awaited, so the writer takes them as one
@@ -1128,15 +1128,12 @@ fn commit(
                         }
                         if let Some(st) = sub.stateful {
                             collect_before = collect_before.max(st.now);
-                            let mut state = SqliteState::new(&txn, secret, memory, &mut changes);
+                            let mut state = SqliteState::new(secret, memory, &mut changes);
                             let mut ids = || {
                                 next_id += 1;
                                 next_id - 1
                             };
                             stored.verdicts = super::run_step(&mut state, *st, &mut ids, &mut kept);
-                            if let Some(e) = state.error.take() {
-                                return Err(e);
-                            }
                         }
                         if !kept.cancelled.is_empty() {
                             pending.write(&txn)?;
@@ -1198,12 +1195,8 @@ fn commit(
                             Finish::Delivered(_) => {}
                             Finish::Inhibited { check, now, .. } => {
                                 deleted_max = deleted_max.max(id);
-                                let mut state =
-                                    SqliteState::new(&txn, secret, memory, &mut changes);
+                                let mut state = SqliteState::new(secret, memory, &mut changes);
                                 check.forget(&mut state, id, now);
-                                if let Some(e) = state.error.take() {
-                                    return Err(e);
-                                }
                             }
                             Finish::Retry(r) => put(&txn, &r)?,
                             Finish::FallBack { to: mut r, .. } => {
@@ -1259,15 +1252,12 @@ fn commit(
                 Op::FlushGroups(now, mut render, tx) => {
                     collect_before = collect_before.max(now);
                     let mut kept = super::Kept::default();
-                    let mut state = SqliteState::new(&txn, secret, memory, &mut changes);
+                    let mut state = SqliteState::new(secret, memory, &mut changes);
                     let mut ids = || {
                         next_id += 1;
                         next_id - 1
                     };
                     let sent = super::run_flush(&mut state, now, &mut ids, &mut kept, &mut render);
-                    if let Some(e) = state.error.take() {
-                        return Err(e);
-                    }
                     let next = state.next_group_flush();
                     let mut flushed = super::Flushed {
                         sent,
@@ -1343,11 +1333,8 @@ fn commit(
         pending.write(&txn)?;
         deleted_max = deleted_max.max(delivered.delete(&txn)?);
         if collect_before > 0 {
-            let mut state = SqliteState::new(&txn, secret, memory, &mut changes);
+            let mut state = SqliteState::new(secret, memory, &mut changes);
             let early = state.collect(collect_before);
-            if let Some(e) = state.error.take() {
-                return Err(e);
-            }
             if early > 0 {
                 let before = health.evicted.fetch_add(early as u64, Ordering::Relaxed);
                 // One line per 10,000 entries forgotten early, not one per commit.
@@ -1360,7 +1347,7 @@ fn commit(
                 }
             }
         }
-        changes.write_rows(&txn)?;
+        changes.write(&txn, memory)?;
         // A commit that deletes the newest row (the highest id committed) leaves the
         // database a mark of it, for the ledger's check at the next start. Known from the
         // ids this commit deleted, without a query; only purging every dead letter asks
@@ -1385,6 +1372,7 @@ fn commit(
         }
         txn.commit()?;
         memory.apply(changes);
+        health.entries.store(memory.len() as u64, Ordering::Release);
         *ids = Some(Ids {
             next: next_id,
             reserved,

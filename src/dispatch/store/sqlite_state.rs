@@ -2,27 +2,40 @@
 //! writer's open transaction, so that state and the deliveries it lets through are
 //! committed together.
 //!
-//! Rows are appended to one table, `memory (rowid, key, expires, value)`, in the order they
-//! are written, and looked up through an index held in memory by the writer thread
-//! ([`MemoryIndex`], loaded when the outbox opens). A B-tree keyed by hash would put every
-//! new key on a random page: measured, that made each commit write several times the
-//! pages of its deliveries, and durable ingest with `dedup` on unique alerts ran at 0.44x
-//! the rate without it (docs/benchmarks.md). Appending writes about one row's bytes.
+//! Each commit appends one page to the table `memory_pages (id, items)`: every entry it
+//! put, and a tombstone for each key it forgot that an older page may still hold
+//! (`memory_page.rs` has the form). Entries are looked up through an index held in memory
+//! by the writer thread ([`MemoryIndex`], loaded when the outbox opens, pages oldest
+//! first: a key's newest item is its state). A B-tree keyed by hash would put every new key
+//! on a random page: measured, that made each commit write several times the pages of its
+//! deliveries, and durable ingest with `dedup` on unique alerts ran at 0.44x the rate
+//! without it. A row per entry, appended, cost a statement and seven bound columns per
+//! entry, and another statement when it expired (docs/benchmarks.md, "The rules' memory in
+//! pages").
+//!
+//! The index counts each page's live items (an entry it holds from that page, a tombstone
+//! still needed). A page with none left is deleted; one with under a quarter left is
+//! written again with those only, so the pages hold at most four items per live one. A
+//! tombstone is needed until the latest expiry among the older copies it hides; an entry
+//! forgotten early to make room leaves none (a restart may read it back, until it expires
+//! or is forgotten again).
 //!
 //! The key is a keyed 128-bit SipHash-1-3 of the step's key bytes, with a random secret of
 //! this outbox kept in `meta`: nobody can make two keys collide, and no alert data is
-//! stored in a key. The value is the entry as JSON. Changes are applied to the in-memory
-//! index only once their commit succeeded: a failed commit (a full disk) leaves the index
-//! as the file is. Expired rows are deleted a bounded number per commit. Never: reads the
-//! clock (the step's `now` comes from the submit), or lets an SQLite error pass silently
-//! (the first one fails the commit).
+//! stored in a key. Changes are applied to the in-memory index only once their commit
+//! succeeded: a failed commit (a full disk) leaves the index as the file is. Expired
+//! entries are collected a bounded number per commit. Never: reads the clock (the step's
+//! `now` comes from the submit), or lets an SQLite error pass silently (the first one fails
+//! the commit).
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hasher;
 
 use rusqlite::{Connection, Transaction, params};
+use rustc_hash::FxHashMap;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
+use super::memory_page;
 use crate::state::{Entry, Group, Key, SilenceSpan, State};
 
 /// The secret that keys the hash of state keys.
@@ -78,72 +91,160 @@ impl std::hash::Hasher for Prehashed {
     }
 }
 
-/// One entry as the index holds it: the entry, when it expires, and its row.
+/// One entry as the index holds it: the entry, when it expires, and its page.
 #[derive(Clone, Debug)]
 struct Held {
     entry: Entry,
     expires: u64,
-    rowid: i64,
+    /// The page that holds this entry's copy.
+    page: i64,
+    /// The latest expiry among older copies of this key that older pages may still hold
+    /// (0: none): a key forgotten before then leaves a tombstone, so that a restart does
+    /// not read one of them back.
+    stale: u64,
 }
 
-/// Every live entry of the `memory` table, by key hash, and by expiry for collection.
+/// A tombstone as the index holds it: until `expires`, older pages' copies of its key are
+/// not read.
+#[derive(Clone, Copy, Debug)]
+struct Gone {
+    expires: u64,
+    page: i64,
+}
+
+/// A page's items: how many it holds, and how many of them are live (an entry the index
+/// holds from this page, or a tombstone still needed). A page none of whose items is live
+/// is deleted; one with under a quarter live is written again with those only.
+#[derive(Clone, Copy, Debug, Default)]
+struct PageCount {
+    items: u32,
+    live: u32,
+}
+
+/// Every live entry of the `memory_pages` table, by key hash, and by expiry for
+/// collection.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryIndex {
     entries: ByHash<Held>,
     by_expiry: BTreeSet<(u64, Hash)>,
+    /// Tombstones still needed, by key hash and by expiry. A key has an entry or a
+    /// tombstone, never both.
+    gone: ByHash<Gone>,
+    gone_by_expiry: BTreeSet<(u64, Hash)>,
+    pages: FxHashMap<i64, PageCount>,
     /// Every stored silence's span, by id: what the step asks ([`State::silence`]).
     silences: HashMap<u64, SilenceSpan>,
     /// Every group's next flush, earliest first: what the flush timer reads.
     groups: BTreeSet<(u64, Hash)>,
-    /// The rowid the next row gets: rows are written with their rowid, so that a commit
-    /// writes its rows together ([`Changes::write_rows`]).
-    next_rowid: i64,
+    /// The id of the next commit's page.
+    next_page: i64,
+}
+
+/// Reads `page`'s items into `index` (pages are read oldest first: a later copy of a key
+/// replaces an earlier one, a tombstone forgets it). Answers how many items it holds.
+fn read_page(index: &mut MemoryIndex, id: i64, items: &[memory_page::Item<'_>]) -> u32 {
+    for item in items {
+        let older = index.entries.remove(&item.key);
+        let tomb = index.gone.remove(&item.key);
+        let stale = older
+            .map_or(0, |o| o.expires.max(o.stale))
+            .max(tomb.map_or(0, |t| t.expires));
+        match &item.kept {
+            Some(kept) => match super::entry_form::decode(kept.value) {
+                Ok(entry) => {
+                    index.entries.insert(
+                        item.key,
+                        Held {
+                            entry,
+                            expires: item.expires,
+                            page: id,
+                            stale,
+                        },
+                    );
+                }
+                Err(e) => {
+                    // Forgetting one entry lets at most one duplicate through; it never
+                    // loses an alert. Older copies stay forgotten with it.
+                    tracing::warn!(page = id, error = %e, "a state entry cannot be read; it is forgotten");
+                    index.gone.insert(
+                        item.key,
+                        Gone {
+                            expires: stale.max(item.expires),
+                            page: id,
+                        },
+                    );
+                }
+            },
+            None => {
+                index.gone.insert(
+                    item.key,
+                    Gone {
+                        expires: stale.max(item.expires),
+                        page: id,
+                    },
+                );
+            }
+        }
+    }
+    u32::try_from(items.len()).unwrap_or(u32::MAX)
 }
 
 impl MemoryIndex {
-    /// Reads every row of the table. A row that cannot be read is deleted (forgetting one
-    /// entry lets at most one duplicate through; it never loses an alert).
+    /// Reads every page of the table, oldest first (after moving the rows of an earlier
+    /// version's `memory` table into pages). A page that cannot be read is deleted
+    /// (forgetting entries lets at most one duplicate each through; it never loses an
+    /// alert), as is one none of whose items is live.
     pub(crate) fn load(conn: &Connection) -> rusqlite::Result<MemoryIndex> {
+        migrate_rows(conn)?;
         let mut index = MemoryIndex::default();
         let mut bad = Vec::new();
         {
-            let mut stmt = conn.prepare("SELECT rowid, key, expires, value FROM memory")?;
+            let mut stmt = conn.prepare("SELECT id, items FROM memory_pages ORDER BY id")?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                let rowid: i64 = row.get(0)?;
-                index.next_rowid = index.next_rowid.max(rowid.saturating_add(1));
-                let key: Vec<u8> = row.get(1)?;
-                let expires = u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0);
-                let value: Vec<u8> = row.get(3)?;
-                match (
-                    Hash::try_from(key.as_slice()),
-                    super::entry_form::decode(&value),
-                ) {
-                    (Ok(hash), Ok(entry)) => {
-                        if let Some(old) = index.entries.insert(
-                            hash,
-                            Held {
-                                entry,
-                                expires,
-                                rowid,
-                            },
-                        ) {
-                            bad.push(old.rowid);
-                        }
+                let id: i64 = row.get(0)?;
+                index.next_page = index.next_page.max(id.saturating_add(1));
+                let bytes = row.get_ref(1)?.as_blob()?;
+                match memory_page::items(bytes) {
+                    Ok(items) => {
+                        let n = read_page(&mut index, id, &items);
+                        index.pages.insert(id, PageCount { items: n, live: 0 });
                     }
-                    _ => bad.push(rowid),
+                    Err(e) => {
+                        tracing::warn!(page = id, error = %e, "a page of the rules' memory cannot be read; its entries are forgotten");
+                        bad.push(id);
+                    }
                 }
             }
         }
-        for rowid in bad {
-            tracing::warn!(row = rowid, "a state entry cannot be read; it is forgotten");
-            conn.execute("DELETE FROM memory WHERE rowid = ?1", params![rowid])?;
+        for held in index.entries.values() {
+            if let Some(p) = index.pages.get_mut(&held.page) {
+                p.live += 1;
+            }
         }
+        for g in index.gone.values() {
+            if let Some(p) = index.pages.get_mut(&g.page) {
+                p.live += 1;
+            }
+        }
+        bad.extend(
+            index
+                .pages
+                .iter()
+                .filter(|(_, p)| p.live == 0)
+                .map(|(id, _)| *id),
+        );
+        for id in bad {
+            index.pages.remove(&id);
+            conn.execute("DELETE FROM memory_pages WHERE id = ?1", params![id])?;
+        }
+        index.next_page = index.next_page.max(1);
         index.by_expiry = index
             .entries
             .iter()
             .map(|(h, held)| (held.expires, *h))
             .collect();
+        index.gone_by_expiry = index.gone.iter().map(|(h, g)| (g.expires, *h)).collect();
         index.groups = index
             .entries
             .iter()
@@ -153,15 +254,22 @@ impl MemoryIndex {
         Ok(index)
     }
 
+    /// How many entries the memory holds.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Applies a committed transaction's changes.
     pub(crate) fn apply(&mut self, changes: Changes) {
-        self.next_rowid = self.next_rowid.max(changes.next_rowid.unwrap_or(0));
         for (id, span) in changes.silences {
             match span {
                 Some(span) => self.silences.insert(id, span),
                 None => self.silences.remove(&id),
             };
         }
+        let Some(plan) = changes.plan else {
+            return;
+        };
         for (hash, change) in changes.entries {
             if let Some(old) = self.entries.remove(&hash) {
                 self.by_expiry.remove(&(old.expires, hash));
@@ -169,13 +277,130 @@ impl MemoryIndex {
                     self.groups.remove(&(at, hash));
                 }
             }
-            if let Some(held) = change {
+            if let Change::Put(held) = change {
+                if let Some(t) = self.gone.remove(&hash) {
+                    self.gone_by_expiry.remove(&(t.expires, hash));
+                }
                 self.by_expiry.insert((held.expires, hash));
                 if let Some(at) = group_flush(&held.entry) {
                     self.groups.insert((at, hash));
                 }
                 self.entries.insert(hash, held);
             }
+        }
+        for hash in plan.gone_dropped.into_keys() {
+            if let Some(t) = self.gone.remove(&hash) {
+                self.gone_by_expiry.remove(&(t.expires, hash));
+            }
+        }
+        for (hash, g) in plan.gone_added {
+            if let Some(t) = self.gone.insert(hash, g) {
+                self.gone_by_expiry.remove(&(t.expires, hash));
+            }
+            self.gone_by_expiry.insert((g.expires, hash));
+        }
+        for (id, dead) in plan.dead {
+            if let Some(p) = self.pages.get_mut(&id) {
+                p.live = p.live.saturating_sub(dead);
+            }
+        }
+        for id in plan.deleted {
+            self.pages.remove(&id);
+        }
+        for (id, items) in plan.rewritten {
+            if let Some(p) = self.pages.get_mut(&id) {
+                p.items = items;
+            }
+        }
+        if let Some((id, items)) = plan.written {
+            self.pages.insert(id, PageCount { items, live: items });
+            self.next_page = id + 1;
+        }
+    }
+}
+
+/// Moves the rows of the `memory` table an earlier version kept (one row per entry) into
+/// pages of up to 4,096 entries, in their order, and drops the table; in one transaction.
+fn migrate_rows(conn: &Connection) -> rusqlite::Result<()> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'memory'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let moved = (|| -> rusqlite::Result<usize> {
+        let mut next: i64 = conn.query_row(
+            "SELECT coalesce(max(id), 0) + 1 FROM memory_pages",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn
+            .prepare("SELECT key, expires, value, rule, kind, target FROM memory ORDER BY rowid")?;
+        let mut rows = stmt.query([])?;
+        let mut page = memory_page::PageWriter::new();
+        let mut meta = Vec::new();
+        let mut moved = 0;
+        let flush = |page: &mut memory_page::PageWriter, next: &mut i64| {
+            if page.items() > 0 {
+                conn.execute(
+                    "INSERT INTO memory_pages (id, items) VALUES (?1, ?2)",
+                    params![*next, page.bytes()],
+                )?;
+                *next += 1;
+                *page = memory_page::PageWriter::new();
+            }
+            Ok::<(), rusqlite::Error>(())
+        };
+        while let Some(row) = rows.next()? {
+            let key = row
+                .get_ref(0)?
+                .as_blob()
+                .ok()
+                .and_then(|k| Hash::try_from(k).ok());
+            let expires = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
+            let value = row.get_ref(2)?.as_blob().ok();
+            let names = (
+                row.get_ref(3)?.as_str().ok(),
+                row.get_ref(4)?.as_str().ok(),
+                row.get_ref(5)?.as_str().ok(),
+            );
+            let (Some(key), Some(value), (Some(rule), Some(kind), Some(target))) =
+                (key, value, names)
+            else {
+                tracing::warn!("a state entry of the earlier form cannot be read; it is forgotten");
+                continue;
+            };
+            meta.clear();
+            memory_page::meta(&mut meta, rule, kind, target);
+            page.put_stored(&key, expires, &meta, value);
+            moved += 1;
+            if page.items() >= 4096 {
+                flush(&mut page, &mut next)?;
+            }
+        }
+        flush(&mut page, &mut next)?;
+        drop(rows);
+        drop(stmt);
+        conn.execute_batch("DROP TABLE memory")?;
+        Ok(moved)
+    })();
+    match moved {
+        Ok(n) => {
+            conn.execute_batch("COMMIT")?;
+            if n > 0 {
+                tracing::info!(
+                    entries = n,
+                    "the rules' memory moved from one row per entry to pages"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
         }
     }
 }
@@ -188,104 +413,190 @@ fn group_flush(entry: &Entry) -> Option<u64> {
     }
 }
 
+/// What a transaction does to a key.
+#[derive(Debug)]
+enum Change {
+    /// Keeps this entry.
+    Put(Held),
+    /// Forgets the key: a step deleted it. Older copies are shadowed by a tombstone.
+    Delete,
+    /// Forgets an entry that expired: a tombstone only if an older copy outlives it.
+    Expire,
+    /// Forgets an entry before its time, to make room: no tombstone (a restart may read
+    /// it back, until it expires or is forgotten again).
+    Forget,
+}
+
+impl Change {
+    fn held(&self) -> Option<&Held> {
+        match self {
+            Change::Put(held) => Some(held),
+            _ => None,
+        }
+    }
+}
+
 /// What a transaction changed, to apply once it committed: entries by key hash, silences
 /// by id (`None`: deleted).
 #[derive(Debug, Default)]
 pub(crate) struct Changes {
-    entries: ByHash<Option<Held>>,
+    entries: ByHash<Change>,
     pub(crate) silences: HashMap<u64, Option<SilenceSpan>>,
-    /// Rows put and not written yet, by rowid from `first_rowid` (`None`: deleted before
-    /// it was written): written together before the commit ([`Changes::write_rows`]).
-    /// Nothing in a commit reads the table back.
-    rows: Vec<Option<Row>>,
-    /// The rowid of `rows[0]`.
-    first_rowid: Option<i64>,
-    /// The rowid of this commit's next row, once it has one.
-    next_rowid: Option<i64>,
+    /// Each key put in this commit: where its rule, kind and target are in `meta_bytes`
+    /// (the same for every put of one key: its hash covers them).
+    meta: ByHash<(u32, u32)>,
+    meta_bytes: Vec<u8>,
+    /// Tombstones expired, to drop.
+    gone_expired: Vec<Hash>,
+    /// What [`Changes::write`] did to the pages, for [`MemoryIndex::apply`].
+    plan: Option<Plan>,
 }
 
-/// A row of the `memory` table, to be written. Its value is the entry this commit holds
-/// under `key` (the row of an entry put again is dropped), encoded when the row is
-/// written: an entry put many times in one commit (a group each alert of a burst joins)
-/// is encoded once.
-#[derive(Debug)]
-struct Row {
-    rowid: i64,
-    key: Hash,
-    expires: i64,
-    rule: String,
-    kind: &'static str,
-    target: String,
+/// What a commit did to the pages.
+#[derive(Debug, Default)]
+struct Plan {
+    /// This commit's page and its items.
+    written: Option<(i64, u32)>,
+    /// Items of older pages no longer live, by page.
+    dead: FxHashMap<i64, u32>,
+    /// Pages deleted (none of their items live).
+    deleted: Vec<i64>,
+    /// Pages written again with their live items only, and how many.
+    rewritten: Vec<(i64, u32)>,
+    gone_added: ByHash<Gone>,
+    gone_dropped: ByHash<()>,
 }
 
 impl Changes {
-    /// Writes the rows put in this commit, in multi-row statements of 32, 8 and 1 rows:
-    /// a statement per row (run, bound, reset) was about a tenth of an ingest with
-    /// `dedup`. Called once, before the commit.
-    pub(crate) fn write_rows(&mut self, txn: &Transaction<'_>) -> rusqlite::Result<()> {
-        static SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
-            super::sqlite::chunked(
-                "INSERT INTO memory (rowid, key, expires, value, rule, kind, target) VALUES",
-                7,
-            )
-        });
-        let live = self
-            .rows
-            .iter()
-            .flatten()
-            .map(|r| {
-                let held = self
-                    .entries
-                    .get(&r.key)
-                    .and_then(Option::as_ref)
-                    .filter(|held| held.rowid == r.rowid)
-                    .ok_or_else(|| {
-                        rusqlite::Error::ToSqlConversionFailure(
-                            "a memory row to write without its entry".into(),
-                        )
-                    })?;
-                let value = super::entry_form::encode(&held.entry)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                Ok((r, value))
-            })
-            .collect::<rusqlite::Result<Vec<(&Row, Vec<u8>)>>>()?;
-        super::sqlite::insert_chunked(txn, &SQL, 7, &live, |stmt, at, (r, value)| {
-            stmt.raw_bind_parameter(at, r.rowid)?;
-            stmt.raw_bind_parameter(at + 1, &r.key[..])?;
-            stmt.raw_bind_parameter(at + 2, r.expires)?;
-            stmt.raw_bind_parameter(at + 3, value)?;
-            stmt.raw_bind_parameter(at + 4, &r.rule)?;
-            stmt.raw_bind_parameter(at + 5, r.kind)?;
-            stmt.raw_bind_parameter(at + 6, &r.target)
-        })?;
-        self.rows.clear();
-        self.first_rowid = None;
+    /// Writes this commit's page (every entry it kept, and a tombstone for each key it
+    /// forgot that an older page may still hold), then deletes the older pages none of
+    /// whose items is live and writes again those with under a quarter live. Called once,
+    /// before the commit; nothing in a commit reads the table back before it.
+    pub(crate) fn write(
+        &mut self,
+        txn: &Transaction<'_>,
+        index: &MemoryIndex,
+    ) -> rusqlite::Result<()> {
+        let fail = |e: postcard::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+        let id = index.next_page;
+        let mut page = memory_page::PageWriter::new();
+        let mut plan = Plan::default();
+        for (hash, change) in &mut self.entries {
+            let old = index.entries.get(hash);
+            let tomb = index.gone.get(hash);
+            if let Some(o) = old {
+                *plan.dead.entry(o.page).or_default() += 1;
+            }
+            let shadow = match change {
+                Change::Put(held) => {
+                    if let Some(t) = tomb {
+                        *plan.dead.entry(t.page).or_default() += 1;
+                        plan.gone_dropped.insert(*hash, ());
+                    }
+                    held.page = id;
+                    held.stale = old
+                        .map_or(0, |o| o.expires.max(o.stale))
+                        .max(tomb.map_or(0, |t| t.expires));
+                    let (from, to) = self.meta.get(hash).copied().unwrap_or((0, 0));
+                    let meta =
+                        self.meta_bytes
+                            .get(from as usize..to as usize)
+                            .ok_or_else(|| {
+                                rusqlite::Error::ToSqlConversionFailure(
+                                    "a memory entry to write without its names".into(),
+                                )
+                            })?;
+                    page.put(hash, held.expires, meta, &held.entry)
+                        .map_err(fail)?;
+                    continue;
+                }
+                Change::Delete => old.map_or(0, |o| o.expires.max(o.stale)),
+                Change::Expire => old.map_or(0, |o| o.stale),
+                Change::Forget => 0,
+            };
+            // A key forgotten that a page still holds in an older copy. A tombstone the
+            // index holds already (no entry, so no copy this commit made dead) stays.
+            if shadow > 0 {
+                page.gone(hash, shadow);
+                plan.gone_added.insert(
+                    *hash,
+                    Gone {
+                        expires: shadow,
+                        page: id,
+                    },
+                );
+            }
+        }
+        for hash in &self.gone_expired {
+            if !self.entries.contains_key(hash)
+                && let Some(t) = index.gone.get(hash)
+            {
+                *plan.dead.entry(t.page).or_default() += 1;
+                plan.gone_dropped.insert(*hash, ());
+            }
+        }
+        if page.items() > 0 {
+            txn.prepare_cached("INSERT INTO memory_pages (id, items) VALUES (?1, ?2)")?
+                .execute(params![id, page.bytes()])?;
+            plan.written = Some((id, page.items()));
+        }
+        for (&pid, &dead) in &plan.dead {
+            let Some(count) = index.pages.get(&pid) else {
+                continue;
+            };
+            let live = count.live.saturating_sub(dead);
+            if live == 0 {
+                txn.prepare_cached("DELETE FROM memory_pages WHERE id = ?1")?
+                    .execute(params![pid])?;
+                plan.deleted.push(pid);
+            } else if live.saturating_mul(4) < count.items
+                && let Some(kept) = self.rewrite(txn, index, &plan, pid)?
+            {
+                plan.rewritten.push((pid, kept));
+            }
+        }
+        self.plan = Some(plan);
         Ok(())
     }
 
-    /// Drops row `rowid` if it is one of this commit's not written yet; false if it is not.
-    fn unput(&mut self, rowid: i64) -> bool {
-        let Some(first) = self.first_rowid else {
-            return false;
+    /// Writes page `pid` again with the items live once this commit is applied; answers
+    /// how many. A page that cannot be read is left as it is.
+    fn rewrite(
+        &self,
+        txn: &Transaction<'_>,
+        index: &MemoryIndex,
+        plan: &Plan,
+        pid: i64,
+    ) -> rusqlite::Result<Option<u32>> {
+        let bytes: Vec<u8> = txn
+            .prepare_cached("SELECT items FROM memory_pages WHERE id = ?1")?
+            .query_row(params![pid], |r| r.get(0))?;
+        let Ok(items) = memory_page::items(&bytes) else {
+            return Ok(None);
         };
-        match usize::try_from(rowid - first)
-            .ok()
-            .and_then(|at| self.rows.get_mut(at))
-        {
-            Some(row) => row.take().is_some(),
-            None => false,
+        let mut page = memory_page::PageWriter::new();
+        for item in &items {
+            let live = match &item.kept {
+                // An entry this commit changed is in this commit's page, or gone.
+                Some(_) => {
+                    !self.entries.contains_key(&item.key)
+                        && index.entries.get(&item.key).is_some_and(|h| h.page == pid)
+                }
+                // A tombstone is live while the index keeps it from this page: a key this
+                // commit deletes again, with no entry left to delete, keeps its tombstone.
+                None => {
+                    !plan.gone_added.contains_key(&item.key)
+                        && !plan.gone_dropped.contains_key(&item.key)
+                        && index.gone.get(&item.key).is_some_and(|g| g.page == pid)
+                }
+            };
+            if live {
+                page.copy(item);
+            }
         }
-    }
-
-    /// Holds `row` to be written; answers its rowid.
-    fn put(&mut self, index: &MemoryIndex, mut row: Row) -> i64 {
-        let next = self.next_rowid.unwrap_or(index.next_rowid.max(1));
-        let first = *self.first_rowid.get_or_insert(next);
-        let rowid = first + self.rows.len() as i64;
-        row.rowid = rowid;
-        self.rows.push(Some(row));
-        self.next_rowid = Some(rowid + 1);
-        rowid
+        txn.prepare_cached("UPDATE memory_pages SET items = ?1 WHERE id = ?2")?
+            .execute(params![page.bytes(), pid])?;
+        Ok(Some(page.items()))
     }
 
     /// Silence `id` as the transaction sees it.
@@ -297,29 +608,24 @@ impl Changes {
     }
 }
 
-/// The step's state over an open transaction.
+/// The step's state over an open transaction: reads the index and what the transaction
+/// changed; every change waits in [`Changes`] until [`Changes::write`].
 pub(crate) struct SqliteState<'t> {
-    txn: &'t Transaction<'t>,
     secret: Secret,
     index: &'t MemoryIndex,
     changes: &'t mut Changes,
-    /// The first SQLite error: the commit fails with it once the step returns.
-    pub(crate) error: Option<rusqlite::Error>,
 }
 
 impl<'t> SqliteState<'t> {
     pub(crate) fn new(
-        txn: &'t Transaction<'t>,
         secret: Secret,
         index: &'t MemoryIndex,
         changes: &'t mut Changes,
     ) -> SqliteState<'t> {
         SqliteState {
-            txn,
             secret,
             index,
             changes,
-            error: None,
         }
     }
 
@@ -327,66 +633,22 @@ impl<'t> SqliteState<'t> {
         self.secret.hash(key)
     }
 
-    fn fail(&mut self, e: rusqlite::Error) {
-        if self.error.is_none() {
-            self.error = Some(e);
-        }
-    }
-
     /// The entry under `hash` as this transaction sees it.
     fn held(&self, hash: &Hash) -> Option<&Held> {
         match self.changes.entries.get(hash) {
-            Some(change) => change.as_ref(),
+            Some(change) => change.held(),
             None => self.index.entries.get(hash),
         }
     }
 
-    /// Deletes the row that holds `hash`, if any: a row of this commit not written yet is
-    /// dropped before it is.
-    fn delete_row(&mut self, hash: &Hash) -> rusqlite::Result<()> {
-        if let Some(rowid) = self.held(hash).map(|h| h.rowid)
-            && !self.changes.unput(rowid)
-        {
-            self.txn
-                .prepare_cached("DELETE FROM memory WHERE rowid = ?1")?
-                .execute(params![rowid])?;
-        }
-        Ok(())
-    }
-
-    fn put_row(&mut self, key: &Key<'_>, entry: Entry, expires: u64) -> rusqlite::Result<()> {
-        let hash = self.hash(key);
-        self.delete_row(&hash)?;
-        let rowid = self.changes.put(
-            self.index,
-            Row {
-                rowid: 0,
-                key: hash,
-                expires: i64::try_from(expires).unwrap_or(i64::MAX),
-                rule: key.rule.to_owned(),
-                kind: key.kind,
-                target: key.target.to_owned(),
-            },
-        );
-        self.changes.entries.insert(
-            hash,
-            Some(Held {
-                entry,
-                expires,
-                rowid,
-            }),
-        );
-        Ok(())
-    }
-
-    /// Deletes up to [`COLLECT_PER_COMMIT`] entries that expired before `now`; and, while
-    /// the memory holds more than [`MAX_ENTRIES`], the entries closest to expiring, expired
-    /// or not. Returns how many it deleted before their time.
+    /// Deletes up to [`COLLECT_PER_COMMIT`] entries that expired before `now` (and as many
+    /// tombstones); and, while the memory holds more than [`MAX_ENTRIES`], the entries
+    /// closest to expiring, expired or not. Returns how many it deleted before their time.
     pub(crate) fn collect(&mut self, now: u64) -> usize {
         let held = self.index.entries.len() + self.changes.entries.len();
         let over = held.saturating_sub(MAX_ENTRIES);
         let mut early = 0usize;
-        let victims: Vec<Hash> = self
+        let victims: Vec<(Hash, bool)> = self
             .index
             .by_expiry
             .iter()
@@ -398,17 +660,28 @@ impl<'t> SqliteState<'t> {
                 early += 1;
                 early <= over
             })
-            .map(|(_, h)| *h)
+            .map(|(expires, h)| (*h, *expires <= now))
             .take(COLLECT_PER_COMMIT.max(over.min(4 * COLLECT_PER_COMMIT)))
             .collect();
         let early = early.min(over).min(victims.len());
-        for hash in victims {
-            if let Err(e) = self.delete_row(&hash) {
-                self.fail(e);
-                return 0;
-            }
-            self.changes.entries.insert(hash, None);
+        for (hash, expired) in victims {
+            let change = if expired {
+                Change::Expire
+            } else {
+                Change::Forget
+            };
+            self.changes.entries.insert(hash, change);
         }
+        let gone: Vec<Hash> = self
+            .index
+            .gone_by_expiry
+            .iter()
+            .take_while(|(expires, _)| *expires <= now)
+            .filter(|(_, h)| !self.changes.entries.contains_key(h))
+            .take(COLLECT_PER_COMMIT)
+            .map(|(_, h)| *h)
+            .collect();
+        self.changes.gone_expired.extend(gone);
         early
     }
 }
@@ -450,7 +723,7 @@ impl State for PreviewState<'_> {
             Some(None) => return None,
             None => {
                 let held = match self.changes.entries.get(&hash) {
-                    Some(change) => change.as_ref(),
+                    Some(change) => change.held(),
                     None => self.index.entries.get(&hash),
                 }?;
                 (&held.entry, held.expires)
@@ -488,35 +761,46 @@ impl State for SqliteState<'_> {
     }
 
     fn put(&mut self, key: &Key<'_>, entry: Entry, expires: u64) {
-        if let Err(e) = self.put_row(key, entry, expires) {
-            self.fail(e);
+        let hash = self.hash(key);
+        if !self.changes.meta.contains_key(&hash) {
+            let from = self.changes.meta_bytes.len();
+            memory_page::meta(&mut self.changes.meta_bytes, key.rule, key.kind, key.target);
+            let to = self.changes.meta_bytes.len();
+            self.changes.meta.insert(
+                hash,
+                (
+                    u32::try_from(from).unwrap_or(u32::MAX),
+                    u32::try_from(to).unwrap_or(u32::MAX),
+                ),
+            );
         }
+        self.changes.entries.insert(
+            hash,
+            Change::Put(Held {
+                entry,
+                expires,
+                page: self.index.next_page,
+                stale: 0,
+            }),
+        );
     }
 
     /// An entry this commit put is deleted and handed over; one committed before is copied.
     fn take(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
         let hash = self.hash(key);
-        if !matches!(self.changes.entries.get(&hash), Some(Some(held)) if held.expires > now) {
+        if !matches!(self.changes.entries.get(&hash), Some(Change::Put(held)) if held.expires > now)
+        {
             return self.get(key, now);
         }
-        if let Err(e) = self.delete_row(&hash) {
-            self.fail(e);
+        match self.changes.entries.insert(hash, Change::Delete) {
+            Some(Change::Put(held)) => Some(held.entry),
+            _ => None,
         }
-        self.changes
-            .entries
-            .insert(hash, None)
-            .flatten()
-            .map(|held| held.entry)
     }
 
     fn delete(&mut self, key: &Key<'_>) {
         let hash = self.hash(key);
-        match self.delete_row(&hash) {
-            Ok(()) => {
-                self.changes.entries.insert(hash, None);
-            }
-            Err(e) => self.fail(e),
-        }
+        self.changes.entries.insert(hash, Change::Delete);
     }
 
     fn silence(&mut self, id: u64) -> Option<SilenceSpan> {
@@ -531,7 +815,7 @@ impl State for SqliteState<'_> {
             .take_while(|(at, _)| *at <= now)
             .filter(|(_, h)| !self.changes.entries.contains_key(h))
             .filter_map(|(_, h)| self.index.entries.get(h));
-        let changed = self.changes.entries.values().flatten();
+        let changed = self.changes.entries.values().filter_map(Change::held);
         let entries = stored.chain(changed).map(|h| (&h.entry, h.expires));
         crate::state::due_among(entries, now, limit)
     }
@@ -550,48 +834,49 @@ impl SqliteState<'_> {
             .changes
             .entries
             .values()
-            .flatten()
+            .filter_map(Change::held)
             .filter_map(|held| group_flush(&held.entry))
             .min();
         stored.into_iter().chain(changed).min()
     }
 }
 
-/// Up to `limit` live entries, newest first, for an operator (`GET /api/state`).
+/// Up to `limit` live entries, newest first, for an operator (`GET /api/state`): the pages
+/// are read newest first, and a key's newest item is its state (a tombstone: none).
 pub(crate) fn list(
     conn: &Connection,
     now: u64,
     limit: usize,
 ) -> rusqlite::Result<Vec<crate::state::Listed>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT rule, kind, target, expires, value FROM memory WHERE expires > ?1 ORDER BY rowid DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            i64::try_from(now).unwrap_or(i64::MAX),
-            i64::try_from(limit).unwrap_or(i64::MAX)
-        ],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Vec<u8>>(4)?,
-            ))
-        },
-    )?;
+    let mut stmt = conn.prepare_cached("SELECT items FROM memory_pages ORDER BY id DESC")?;
+    let mut rows = stmt.query([])?;
+    let mut seen: ByHash<()> = ByHash::default();
     let mut out = Vec::new();
-    for row in rows {
-        let (rule, kind, target, expires, value) = row?;
-        if let Ok(entry) = super::entry_form::decode(&value) {
-            out.push(crate::state::Listed {
-                rule,
-                kind,
-                target,
-                expires: u64::try_from(expires).unwrap_or(0),
-                entry,
-            });
+    while out.len() < limit
+        && let Some(row) = rows.next()?
+    {
+        let Ok(items) = memory_page::items(row.get_ref(0)?.as_blob()?) else {
+            continue;
+        };
+        for item in items {
+            if seen.insert(item.key, ()).is_some() {
+                continue;
+            }
+            let Some(kept) = item.kept else {
+                continue;
+            };
+            if item.expires <= now || out.len() >= limit {
+                continue;
+            }
+            if let Ok(entry) = super::entry_form::decode(kept.value) {
+                out.push(crate::state::Listed {
+                    rule: kept.rule.to_owned(),
+                    kind: kept.kind.to_owned(),
+                    target: kept.target.to_owned(),
+                    expires: item.expires,
+                    entry,
+                });
+            }
         }
     }
     Ok(out)

@@ -432,14 +432,38 @@ async fn an_outbox_with_json_rows_from_an_earlier_version_still_delivers_them() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The rules' memory moved from JSON rows to the compact form (`entry_form.rs`); an
-/// outbox written by an earlier version keeps what it remembered: a duplicate of an alert
-/// it noted as JSON is still a duplicate after the upgrade.
+/// The live items of the rules' memory as the outbox holds them: each key's newest item,
+/// and whether it keeps an entry (`false`: a tombstone); with the items on disk in all.
+fn memory_items(dir: &std::path::Path) -> (Vec<([u8; 16], bool)>, usize) {
+    let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+    let pages: Vec<Vec<u8>> = c
+        .prepare("SELECT items FROM memory_pages ORDER BY id DESC")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut newest = std::collections::BTreeMap::new();
+    let mut all = 0;
+    for page in &pages {
+        for item in super::super::memory_page::items(page).unwrap() {
+            all += 1;
+            newest.entry(item.key).or_insert(item.kept.is_some());
+        }
+    }
+    (newest.into_iter().collect(), all)
+}
+
+/// Earlier versions kept the rules' memory as one row per entry in a `memory` table, with
+/// the entry in the compact form or, earlier still, as JSON. An outbox written so keeps
+/// what it remembered: its rows move into a page at the first start, a duplicate of an
+/// alert it noted is still a duplicate, `GET /api/state` lists the entries under their
+/// rule, kind and target, and the old table is gone.
 #[tokio::test]
-async fn an_outbox_with_json_memory_rows_from_an_earlier_version_still_remembers() {
+async fn an_outbox_with_memory_rows_from_an_earlier_version_still_remembers() {
     use super::super::conformance::{kind, remembered};
     use crate::alert::State as AlertState;
-    let dir = std::env::temp_dir().join(format!("switchyard-json-memory-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("switchyard-row-memory-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = SqliteStore::open(&dir).unwrap();
     let first = store
@@ -447,40 +471,68 @@ async fn an_outbox_with_json_memory_rows_from_an_earlier_version_still_remembers
         .await
         .unwrap();
     assert_eq!(kind(&first[0].verdicts[0]), "delivered");
+    let listed = store.state_list(1_500, 10).await.unwrap();
     drop(store);
-    // Rewrite every memory row as the JSON an earlier version stored.
+    // Write the page's entries back as the rows an earlier version kept: the first as
+    // JSON, the others in the compact form.
     {
         let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
-        let rows: Vec<(i64, Vec<u8>)> = c
-            .prepare("SELECT rowid, value FROM memory")
+        c.execute_batch(
+            "CREATE TABLE memory (key BLOB NOT NULL, expires INTEGER NOT NULL, value BLOB NOT NULL,
+                rule TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL)",
+        )
+        .unwrap();
+        let pages: Vec<Vec<u8>> = c
+            .prepare("SELECT items FROM memory_pages")
             .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([], |r| r.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(!rows.is_empty());
-        for (rowid, value) in rows {
-            assert_eq!(value[0], 1, "stored in the compact form");
-            let entry = super::super::entry_form::decode(&value).unwrap();
-            c.execute(
-                "UPDATE memory SET value = ?1 WHERE rowid = ?2",
-                rusqlite::params![serde_json::to_vec(&entry).unwrap(), rowid],
-            )
-            .unwrap();
+        let mut rows = 0;
+        for page in &pages {
+            for item in super::super::memory_page::items(page).unwrap() {
+                let kept = item.kept.unwrap();
+                let value = if rows == 0 {
+                    let entry = super::super::entry_form::decode(kept.value).unwrap();
+                    serde_json::to_vec(&entry).unwrap()
+                } else {
+                    kept.value.to_vec()
+                };
+                c.execute(
+                    "INSERT INTO memory (key, expires, value, rule, kind, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    rusqlite::params![&item.key[..], item.expires as i64, value, kept.rule, kept.kind, kept.target],
+                )
+                .unwrap();
+                rows += 1;
+            }
         }
+        assert_eq!(rows, 2, "dedup and resolve once");
+        c.execute("DELETE FROM memory_pages", []).unwrap();
     }
     let store = SqliteStore::open(&dir).unwrap();
+    assert_eq!(store.state_entries().unwrap(), 2, "both rows read");
+    let mut moved = store.state_list(1_500, 10).await.unwrap();
+    let mut before = listed;
+    let by_kind = |l: &crate::state::Listed| l.kind.clone();
+    moved.sort_by_key(by_kind);
+    before.sort_by_key(by_kind);
+    assert_eq!(moved, before, "listed as before, names and all");
     let again = store
         .submit(vec![remembered("a1", AlertState::Firing, 2_000)])
         .await
         .unwrap();
     assert_eq!(kind(&again[0].verdicts[0]), "duplicate");
-    assert_eq!(
-        store.state_entries().unwrap(),
-        2,
-        "dedup and resolve once, both read"
-    );
     drop(store);
+    let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+    let old: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'memory'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0, "the earlier table is dropped");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -509,25 +561,17 @@ async fn every_delivery_of_a_commit_written_in_chunks_is_stored() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The rows of the rules' memory are written together before the commit, with rowids of
-/// their own. In one commit, an alert that fires and resolves puts its `dedup` entry twice
-/// and its `resolve once` announcement, then takes the announcement: one row each is left
-/// for what is still remembered, none for what is not; the rowids go on after reopening.
+/// The rules' memory is written as one page per commit. In one commit, an alert that fires
+/// and resolves puts its `dedup` entry twice and its `resolve once` announcement, then
+/// takes the announcement: the page keeps one item for what is still remembered, none for
+/// what is not. A later commit that takes an announcement from the first page leaves a
+/// tombstone for it: after another restart, the announcement is still taken.
 #[tokio::test]
-async fn rows_put_twice_or_taken_within_one_commit_leave_one_row_or_none() {
+async fn items_put_twice_or_taken_within_one_commit_leave_one_item_or_none() {
     use super::super::conformance::{kind, remembered};
     use crate::alert::State as AlertState;
     let dir = std::env::temp_dir().join(format!("switchyard-rows-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let table = |dir: &std::path::Path| -> (i64, i64) {
-        let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
-        c.query_row(
-            "SELECT count(*), count(DISTINCT key) FROM memory",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
-    };
     let store = SqliteStore::open(&dir).unwrap();
     let one_commit = store
         .submit(vec![
@@ -541,40 +585,54 @@ async fn rows_put_twice_or_taken_within_one_commit_leave_one_row_or_none() {
     assert_eq!(kinds, ["delivered", "delivered", "delivered"]);
     // a1: its dedup entry (resolved); a2: its dedup entry and its announcement.
     assert_eq!(store.state_entries().unwrap(), 3);
-    assert_eq!(table(&dir), (3, 3));
+    let (live, all) = memory_items(&dir);
+    assert_eq!((live.len(), all), (3, 3));
+    assert!(live.iter().all(|(_, kept)| *kept));
     drop(store);
     let store = SqliteStore::open(&dir).unwrap();
     let after = store
         .submit(vec![
-            remembered("a1", AlertState::Resolved, 2_000),
-            remembered("a2", AlertState::Firing, 2_001),
-            remembered("a3", AlertState::Firing, 2_002),
+            remembered("a2", AlertState::Resolved, 2_000),
+            remembered("a3", AlertState::Firing, 2_001),
         ])
         .await
         .unwrap();
     let kinds: Vec<&str> = after.iter().map(|s| kind(&s.verdicts[0])).collect();
-    // a1's announcement was taken: a second resolution has nothing to resolve.
-    assert_eq!(kinds, ["unannounced", "duplicate", "delivered"]);
-    assert_eq!(store.state_entries().unwrap(), 5);
-    assert_eq!(table(&dir), (5, 5));
+    assert_eq!(kinds, ["delivered", "delivered"]);
+    // a2: its dedup entry put again (resolved), its announcement taken (a tombstone, for
+    // the first page still holds it); a3: its dedup entry and announcement.
+    assert_eq!(store.state_entries().unwrap(), 4);
+    let (live, all) = memory_items(&dir);
+    assert_eq!(live.iter().filter(|(_, kept)| *kept).count(), 4);
+    assert_eq!(live.iter().filter(|(_, kept)| !*kept).count(), 1);
+    assert_eq!(
+        all,
+        3 + 4,
+        "the first page stays whole: a quarter of it or more is live"
+    );
+    drop(store);
+    let store = SqliteStore::open(&dir).unwrap();
+    let resolved_again = store
+        .submit(vec![remembered("a2", AlertState::Resolved, 3_000)])
+        .await
+        .unwrap();
+    assert_eq!(kind(&resolved_again[0].verdicts[0]), "unannounced");
+    assert_eq!(store.state_entries().unwrap(), 4);
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Alerts joining one group, many in one commit (each join takes the entry the commit's
 /// previous join put, instead of copying it) and more in a later one (copied from the
-/// committed entry): the memory table holds one row for the group, and after reopening the
+/// committed entry): the pages hold one copy of the group (the page of the first commit
+/// goes once the second holds the group), and after reopening the
 /// group notifies every member, in the order they joined.
 #[tokio::test]
 async fn a_group_joined_many_times_in_one_commit_keeps_one_row_and_every_member() {
     use super::super::conformance::{grouped, note_render};
     let dir = std::env::temp_dir().join(format!("switchyard-group-rows-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let rows = |dir: &std::path::Path| -> i64 {
-        let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
-        c.query_row("SELECT count(*) FROM memory", [], |r| r.get(0))
-            .unwrap()
-    };
+    let rows = |dir: &std::path::Path| -> usize { memory_items(dir).1 };
     let names: Vec<String> = (0..120).map(|i| format!("m{i:03}")).collect();
     let store = SqliteStore::open(&dir).unwrap();
     let first: Vec<_> = names[..100]
