@@ -896,7 +896,9 @@ fn one_rule<P: Clone>(
     let state_name = alert.state.as_str();
     // Resolutions through `resolve once` go only where a firing went, exactly once, and
     // neither `dedup` nor `at most` holds them back.
-    let mut passing: Vec<(String, P)> = Vec::new();
+    // Each passing target with the bytes of its `dedup` key, made once for the check and
+    // the entry.
+    let mut passing: Vec<(String, P, Option<Vec<u8>>)> = Vec::new();
     for (target, payload) in targets {
         let place = (rule.as_str(), clauses, target.as_str());
         // A resolution while its firing is still held: neither goes out.
@@ -951,6 +953,7 @@ fn one_rule<P: Clone>(
             }
             continue;
         }
+        let mut dedup_key = None;
         if let Some(DedupIntent {
             key: Some(values),
             window_ms,
@@ -978,6 +981,7 @@ fn one_rule<P: Clone>(
                     continue;
                 }
             }
+            dedup_key = Some(key.bytes);
         }
         // A group member's inhibition is decided at each flush, not here: it joins.
         if let Some(g) = &group
@@ -1006,7 +1010,7 @@ fn one_rule<P: Clone>(
             out.verdict(&rule, &target, kind);
             continue;
         }
-        passing.push((target, payload));
+        passing.push((target, payload, dedup_key));
     }
     if passing.is_empty() {
         return;
@@ -1045,7 +1049,7 @@ fn one_rule<P: Clone>(
             }
         }
     }
-    for (target, payload) in passing {
+    for (target, payload, dedup_key) in passing {
         let delivery = match silence(gated(&gate, resolved, now), silenced) {
             Gated::Now => out.send(&rule, &target, payload),
             Gated::Silenced {
@@ -1079,16 +1083,15 @@ fn one_rule<P: Clone>(
                 delivery
             }
         };
-        record_dedup(
-            state,
-            &rule,
-            clauses,
-            &target,
-            dedup.as_ref(),
-            state_name,
-            now,
-            delivery,
-        );
+        if let Some(bytes) = dedup_key {
+            let key = Key {
+                bytes,
+                kind: "dedup",
+                rule: &rule,
+                target: &target,
+            };
+            put_dedup(state, &key, dedup.as_ref(), state_name, now, delivery);
+        }
         // Held: inhibition is decided again when it is due.
         if out.held.last() == Some(&delivery) {
             let place = (rule.as_str(), clauses, target.as_str());
@@ -1288,14 +1291,14 @@ fn flapping<P>(
 fn over_limit<P: Clone>(
     rule: &str,
     t: &ThrottleIntent<P>,
-    passing: Vec<(String, P)>,
+    passing: Vec<(String, P, Option<Vec<u8>>)>,
     out: &mut Out<'_, P>,
 ) {
     match &t.else_post {
         Some((to, payload)) => {
             let delivery = out.sink.id();
             out.sink.deliver(to, payload.clone(), delivery, None);
-            for (target, _) in passing {
+            for (target, ..) in passing {
                 let kind = VerdictKind::Diverted {
                     to: to.clone(),
                     delivery,
@@ -1304,7 +1307,7 @@ fn over_limit<P: Clone>(
             }
         }
         None => {
-            for (target, _) in passing {
+            for (target, ..) in passing {
                 let kind = VerdictKind::Throttled {
                     limit: t.count,
                     per_ms: t.per_ms,
@@ -1328,20 +1331,32 @@ fn record_dedup(
     delivery: u64,
 ) {
     let Some(DedupIntent {
-        key: Some(values),
-        window_ms,
+        key: Some(values), ..
     }) = dedup
     else {
         return;
     };
     let key = Key::new("dedup", rule, clauses, target, values);
+    put_dedup(state, &key, dedup, state_name, now, delivery);
+}
+
+/// Notes `delivery` under the `dedup` key `key`, until the window ends.
+fn put_dedup(
+    state: &mut dyn State,
+    key: &Key<'_>,
+    dedup: Option<&DedupIntent>,
+    state_name: &str,
+    now: u64,
+    delivery: u64,
+) {
     let entry = Entry::Dedup {
         state: state_name.to_owned(),
         at: now,
         delivery,
     };
+    let window_ms = dedup.and_then(|d| d.window_ms);
     let expires = now.saturating_add(window_ms.unwrap_or(RETENTION_MS));
-    state.put(&key, entry, expires);
+    state.put(key, entry, expires);
 }
 
 /// State in a map: for `test` blocks, explain, the in-memory store and the step's tests.

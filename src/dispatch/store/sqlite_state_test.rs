@@ -326,3 +326,28 @@ fn a_tombstone_stays_when_its_page_is_written_again_by_a_commit_that_deletes_its
         [4]
     );
 }
+
+/// The step reads a key, then writes it: the second hash is the one kept from the first,
+/// and only for the same bytes; any other key is hashed afresh.
+#[test]
+fn a_key_hashed_again_is_the_kept_hash_only_for_the_same_bytes() {
+    let index = MemoryIndex::default();
+    let mut changes = Changes::default();
+    let mut st = SqliteState::new(SECRET, &index, &mut changes);
+    let longer = Key {
+        bytes: vec![1, 2],
+        ..key(1)
+    };
+    for k in [key(1), key(1), key(2), longer, key(1), key(2)] {
+        assert_eq!(st.hash(&k), SECRET.hash(&k), "{:?}", k.bytes);
+    }
+    // A key with no bytes is never taken for the empty buffer of a fresh state.
+    let empty = Key {
+        bytes: Vec::new(),
+        ..key(1)
+    };
+    let mut changes = Changes::default();
+    let mut st = SqliteState::new(SECRET, &index, &mut changes);
+    assert_eq!(st.hash(&empty), SECRET.hash(&empty));
+    assert_eq!(st.hash(&empty), SECRET.hash(&empty));
+}
