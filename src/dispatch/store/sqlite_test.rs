@@ -432,17 +432,21 @@ async fn an_outbox_with_json_rows_from_an_earlier_version_still_delivers_them() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The live items of the rules' memory as the outbox holds them: each key's newest item,
-/// and whether it keeps an entry (`false`: a tombstone); with the items on disk in all.
-fn memory_items(dir: &std::path::Path) -> (Vec<([u8; 16], bool)>, usize) {
-    let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
-    let pages: Vec<Vec<u8>> = c
-        .prepare("SELECT items FROM memory_pages ORDER BY id DESC")
+/// The pages of the rules' memory, newest first.
+fn memory_pages(c: &rusqlite::Connection) -> Vec<Vec<u8>> {
+    c.prepare("SELECT items FROM memory_pages ORDER BY id DESC")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
+        .unwrap()
+}
+
+/// The live items of the rules' memory as the outbox holds them: each key's newest item,
+/// and whether it keeps an entry (`false`: a tombstone); with the items on disk in all.
+fn memory_items(dir: &std::path::Path) -> (Vec<([u8; 16], bool)>, usize) {
+    let c = rusqlite::Connection::open(dir.join("outbox.sqlite3")).unwrap();
+    let pages = memory_pages(&c);
     let mut newest = std::collections::BTreeMap::new();
     let mut all = 0;
     for page in &pages {
@@ -482,13 +486,7 @@ async fn an_outbox_with_memory_rows_from_an_earlier_version_still_remembers() {
                 rule TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL)",
         )
         .unwrap();
-        let pages: Vec<Vec<u8>> = c
-            .prepare("SELECT items FROM memory_pages")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let pages = memory_pages(&c);
         let mut rows = 0;
         for page in &pages {
             for item in super::super::memory_page::items(page).unwrap() {
