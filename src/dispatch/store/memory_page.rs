@@ -12,8 +12,10 @@
 //! (`sqlite_state.rs` does), or trusts a length it reads: a page that does not decode to its
 //! last byte is unreadable as a whole.
 
-use super::sqlite_state::Hash;
 use crate::state::Entry;
+
+/// A key as a page stores it: the 16-byte keyed hash the outbox keeps entries under.
+pub(crate) type Hash = [u8; 16];
 
 /// The first byte of a page in this form.
 const VERSION: u8 = 1;

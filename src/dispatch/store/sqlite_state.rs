@@ -64,7 +64,8 @@ pub(crate) const MAX_ENTRIES: usize = 1_000_000;
 #[cfg(test)]
 pub(crate) const MAX_ENTRIES: usize = 50;
 
-pub(crate) type Hash = [u8; 16];
+/// A key's keyed hash: what the index and the pages keep entries under.
+pub(crate) use super::memory_page::Hash;
 
 /// A map by [`Hash`] (both stores' state maps), hashed by the hash's first 8 bytes. The
 /// key is already a keyed SipHash of the state key, which nobody can steer into
