@@ -4,11 +4,11 @@
 # growing index). perf's task-clock of every thread of the server over the load, divided by
 # the requests answered.
 #
-#   benches/load/cpu.sh BINARY [BINARY...]     # ROUNDS=3, IDS=0, CLAUSES=', dedup for 1h'
+#   benches/load/cpu.sh BINARY [BINARY...]     # ROUNDS=3, IDS=0, CLAUSES=', dedup for 1h', CONNECTIONS=32
 #
 # Each binary runs `serve` pinned to CPU 1 with `delivery.hold: true` and one rule that
 # routes every alert, plus CLAUSES (CLAUSES= for none); wrk, pinned to CPU 0, sends one
-# Yandex alert per request for 10 s (-t1 -c32; IDS as yandex_post.lua reads it: 0, every
+# Yandex alert per request for 10 s (-t1 -cCONNECTIONS; IDS as yandex_post.lua reads it: 0, every
 # alert new). Binaries alternate within each round. Needs perf, wrk, curl, taskset.
 # Listens on 127.0.0.1 only; stops what it started by PID.
 set -u
@@ -18,6 +18,7 @@ rounds=${ROUNDS:-3}
 ids=${IDS:-0}
 clauses=${CLAUSES-, dedup for 1h}
 port=${PORT:-19877}
+conns=${CONNECTIONS:-32}
 for tool in perf wrk curl taskset; do
   command -v $tool >/dev/null || { echo "cpu.sh: needs $tool" >&2; exit 2; }
 done
@@ -38,14 +39,14 @@ for r in $(seq 1 "$rounds"); do
       curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && break
       sleep 0.1
     done
-    perf stat -x, -e task-clock -p "$srv" -o "$work/perf.txt" -- sleep 10.5 &
+    perf stat -x, -e task-clock,syscalls:sys_enter_fdatasync -p "$srv" -o "$work/perf.txt" -- sleep 10.5 &
     pp=$!
-    out=$(taskset -c 0 wrk -t1 -c32 -d10s -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" -- "$ids")
+    out=$(taskset -c 0 wrk -t1 -c"$conns" -d10s -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" -- "$ids")
     wait $pp
     n=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     awk -F, -v n="$n" -v rps="$rps" -v r="$r" -v b="$bin" \
-      '/task-clock/ {tc=$1} END {printf "round %s %s requests/s %s cpu_us_per_request %.2f\n", r, b, rps, tc*1000/n}' "$work/perf.txt"
+      '/task-clock/ {tc=$1} /fdatasync/ {fs=$1} END {printf "round %s %s requests/s %s cpu_us_per_request %.2f requests_per_fdatasync %.1f\n", r, b, rps, tc*1000/n, (fs > 0 ? n/fs : 0)}' "$work/perf.txt"
     kill $srv; wait $srv 2>/dev/null; srv=
   done
 done
