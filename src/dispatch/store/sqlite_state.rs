@@ -15,8 +15,14 @@
 //!
 //! The index counts each page's live items (an entry it holds from that page, a tombstone
 //! still needed). A page with none left is deleted; one with under a quarter left is
-//! written again with those only, so the pages hold at most four items per live one. A
-//! tombstone is needed until the latest expiry among the older copies it hides; an entry
+//! written again with those only, so the pages hold at most four items per live one.
+//!
+//! A key a step deletes has its live copy's page written again without it. Older copies
+//! of the key (it was put again since) may stay in older pages: a tombstone hides them
+//! until the latest of their expiries, so tombstones are only as many as deletes of keys
+//! put more than once within their lives (a group's entry), never one per key deleted
+//! (a `resolve once` announcement lives a week; a tombstone per resolution would have
+//! grown the memory by the resolutions of a week). An entry
 //! forgotten early to make room leaves none (a restart may read it back, until it expires
 //! or is forgotten again).
 //!
@@ -469,13 +475,17 @@ struct Plan {
     rewritten: Vec<(i64, u32)>,
     gone_added: ByHash<Gone>,
     gone_dropped: ByHash<()>,
+    /// Pages that held the live copy of a key a step deleted: written again without it,
+    /// however many of their items are live, so that the copy needs no tombstone.
+    rewrite: FxHashMap<i64, ()>,
 }
 
 impl Changes {
     /// Writes this commit's page (every entry it kept, and a tombstone for each key it
-    /// forgot that an older page may still hold), then deletes the older pages none of
-    /// whose items is live and writes again those with under a quarter live. Called once,
-    /// before the commit; nothing in a commit reads the table back before it.
+    /// forgot that an older page may still hold in an older copy), then deletes the older
+    /// pages none of whose items is live and writes again those with under a quarter live,
+    /// and those that held the live copy of a key a step deleted. Called once, before the
+    /// commit; nothing in a commit reads the table back before it.
     pub(crate) fn write(
         &mut self,
         txn: &Transaction<'_>,
@@ -514,7 +524,13 @@ impl Changes {
                         .map_err(fail)?;
                     continue;
                 }
-                Change::Delete => old.map_or(0, |o| o.expires.max(o.stale)),
+                // The live copy's page is written again without it (below), so only
+                // older copies need a tombstone: a key put once and deleted (an
+                // announcement taken, a held delivery cancelled) leaves none.
+                Change::Delete => old.map_or(0, |o| {
+                    plan.rewrite.insert(o.page, ());
+                    o.stale
+                }),
                 Change::Expire => old.map_or(0, |o| o.stale),
                 Change::Forget => 0,
             };
@@ -553,7 +569,7 @@ impl Changes {
                 txn.prepare_cached("DELETE FROM memory_pages WHERE id = ?1")?
                     .execute(params![pid])?;
                 plan.deleted.push(pid);
-            } else if live.saturating_mul(4) < count.items
+            } else if (live.saturating_mul(4) < count.items || plan.rewrite.contains_key(&pid))
                 && let Some(kept) = self.rewrite(txn, index, &plan, pid)?
             {
                 plan.rewritten.push((pid, kept));
