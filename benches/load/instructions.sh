@@ -13,6 +13,8 @@
 # alternate within each round. With PROFILE=DIR the last round's callgrind files are kept
 # in DIR (read them with `callgrind_annotate --inclusive=yes`). CLAUSES adds clauses to the
 # rule (CLAUSES=', dedup for 1h'); IDS sets the alertId space (0: every alert new).
+# PAIRS=1 sends each alert firing, then resolved (yandex_post.lua's `pairs`), and the
+# rule takes both (`status == "ALARM" or status == "OK"`): for `resolve once`.
 # E2E=1 counts end to end instead: the rule posts every alert to this folder's sink
 # (src/bin/sink.rs; `cargo build --release --bins` here), nothing is held, every alert is
 # new, and after the load the server is left to deliver every accepted alert (at most
@@ -41,7 +43,10 @@ if [ "$e2e" = 1 ]; then
 else
   url="http://127.0.0.1:9/x"; hold=true; ids=${IDS:-1000}
 fi
-printf 'target t { url = "%s" }\nrule "pages" when @source == "yandex" and status == "ALARM" -> post t%s\n' "$url" "${CLAUSES:-}" > "$work/rules/r.rules"
+statuses='status == "ALARM"'
+pairs=
+if [ "${PAIRS:-0}" = 1 ]; then statuses='(status == "ALARM" or status == "OK")'; pairs=pairs; fi
+printf 'target t { url = "%s" }\nrule "pages" when @source == "yandex" and %s -> post t%s\n' "$url" "$statuses" "${CLAUSES:-}" > "$work/rules/r.rules"
 printf 'listen: 127.0.0.1:%s\nrules: %s\ndata: %s\ndelivery:\n  hold: %s\nlogging:\n  level: warn\n' \
   "$port" "$work/rules" "$work/data" "$hold" > "$work/config.yaml"
 received() { curl -fs "http://127.0.0.1:$sink_port/stats" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p'; }
@@ -64,7 +69,7 @@ for r in $(seq 1 "$rounds"); do
     [ -n "$ready" ] || { echo "instructions.sh: $bin did not become ready:" >&2; cat "$work/server.log" >&2; exit 1; }
     callgrind_control -z $vg > /dev/null
     [ "$e2e" = 1 ] && before=$(received)
-    n=$(wrk -t1 -c32 -d"${secs}s" -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" -- "$ids" | awk '/requests in/ {print $1}')
+    n=$(wrk -t1 -c32 -d"${secs}s" -s "$here/yandex_post.lua" "http://127.0.0.1:$port/alerts/yandex" -- "$ids" $pairs | awk '/requests in/ {print $1}')
     if [ "$e2e" = 1 ]; then
       for _ in $(seq 1 120); do
         [ "$(( $(received) - before ))" -ge "$n" ] && break
