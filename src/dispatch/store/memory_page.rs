@@ -111,6 +111,21 @@ impl PageWriter {
         self.bytes.extend_from_slice(&expires.to_le_bytes());
     }
 
+    /// The page's length in bytes so far.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Moves the one item written from byte `at` on into a page of its own.
+    pub(crate) fn split_off(&mut self, at: usize) -> PageWriter {
+        let mut own = PageWriter::new();
+        own.bytes.extend_from_slice(&self.bytes[at..]);
+        own.items = 1;
+        self.bytes.truncate(at);
+        self.items = self.items.saturating_sub(1);
+        own
+    }
+
     /// How many items the page holds.
     pub(crate) fn items(&self) -> u32 {
         self.items

@@ -4,7 +4,8 @@
 //!
 //! Each commit appends one page to the table `memory_pages (id, items)`: every entry it
 //! put, and a tombstone for each key it forgot that an older page may still hold
-//! (`memory_page.rs` has the form). Entries are looked up through an index held in memory
+//! (`memory_page.rs` has the form). An entry stored in more than 16 KiB (a group's) gets a
+//! page of its own, so that writing a page again never copies it. Entries are looked up through an index held in memory
 //! by the writer thread ([`MemoryIndex`], loaded when the outbox opens, pages oldest
 //! first: a key's newest item is its state). A B-tree keyed by hash would put every new key
 //! on a random page: measured, that made each commit write several times the pages of its
@@ -319,9 +320,9 @@ impl MemoryIndex {
                 p.items = items;
             }
         }
-        if let Some((id, items)) = plan.written {
+        for (id, items) in plan.written {
             self.pages.insert(id, PageCount { items, live: items });
-            self.next_page = id + 1;
+            self.next_page = self.next_page.max(id + 1);
         }
     }
 }
@@ -462,11 +463,25 @@ pub(crate) struct Changes {
     last_hashed: (Vec<u8>, Hash),
 }
 
+/// An entry stored in more bytes than this is written to a page of its own.
+const OWN_PAGE_BYTES: usize = 16 * 1024;
+
+fn insert_page(
+    txn: &Transaction<'_>,
+    id: i64,
+    page: &memory_page::PageWriter,
+) -> rusqlite::Result<()> {
+    txn.prepare_cached("INSERT INTO memory_pages (id, items) VALUES (?1, ?2)")?
+        .execute(params![id, page.bytes()])?;
+    Ok(())
+}
+
 /// What a commit did to the pages.
 #[derive(Debug, Default)]
 struct Plan {
-    /// This commit's page and its items.
-    written: Option<(i64, u32)>,
+    /// This commit's pages and their items: its page, and a page of its own for each
+    /// large entry.
+    written: Vec<(i64, u32)>,
     /// Items of older pages no longer live, by page.
     dead: FxHashMap<i64, u32>,
     /// Pages deleted (none of their items live).
@@ -520,8 +535,19 @@ impl Changes {
                                     "a memory entry to write without its names".into(),
                                 )
                             })?;
+                    let at = page.len();
                     page.put(hash, held.expires, meta, &held.entry)
                         .map_err(fail)?;
+                    // A large entry (a group's, with its members' alerts) gets a page of its
+                    // own: writing a page again (when a small entry in it is deleted) then
+                    // never copies it.
+                    if page.len() - at > OWN_PAGE_BYTES {
+                        let own = page.split_off(at);
+                        let own_id = id + 1 + plan.written.len() as i64;
+                        insert_page(txn, own_id, &own)?;
+                        plan.written.push((own_id, 1));
+                        held.page = own_id;
+                    }
                     continue;
                 }
                 // The live copy's page is written again without it (below), so only
@@ -556,9 +582,8 @@ impl Changes {
             }
         }
         if page.items() > 0 {
-            txn.prepare_cached("INSERT INTO memory_pages (id, items) VALUES (?1, ?2)")?
-                .execute(params![id, page.bytes()])?;
-            plan.written = Some((id, page.items()));
+            insert_page(txn, id, &page)?;
+            plan.written.push((id, page.items()));
         }
         for (&pid, &dead) in &plan.dead {
             let Some(count) = index.pages.get(&pid) else {

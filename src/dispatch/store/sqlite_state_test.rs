@@ -364,3 +364,43 @@ fn a_key_hashed_again_is_the_kept_hash_only_for_the_same_bytes() {
     assert_eq!(st.hash(&empty), SECRET.hash(&empty));
     assert_eq!(st.hash(&empty), SECRET.hash(&empty));
 }
+
+/// A large entry (a group's holds its members' alerts) is written to a page of its own, so
+/// that writing a page again when a small entry of the same commit is deleted never copies
+/// it; both read back after a restart.
+#[test]
+fn a_large_entry_gets_a_page_of_its_own() {
+    let mut c = conn();
+    let mut index = MemoryIndex::load(&c).unwrap();
+    let big = Entry::Window {
+        times: (0..4_000).map(|i| u64::MAX / 2 + i).collect(),
+    };
+    let txn = c.transaction().unwrap();
+    let mut changes = Changes::default();
+    {
+        let mut st = SqliteState::new(SECRET, &index, &mut changes);
+        st.put(&key(0), Entry::Passed { at: 1 }, 10_000);
+        st.put(&key(1), big.clone(), 10_000);
+        st.put(&key(2), Entry::Passed { at: 2 }, 10_000);
+    }
+    changes.write(&txn, &index).unwrap();
+    txn.commit().unwrap();
+    index.apply(changes);
+    check_pages(&c, &index);
+    let mut sizes: Vec<u32> = index.pages.values().map(|p| p.items).collect();
+    sizes.sort_unstable();
+    assert_eq!(
+        sizes,
+        [1, 2],
+        "the large entry alone, the two small ones together"
+    );
+    let big_page = index.entries[&SECRET.hash(&key(1))].page;
+    assert_eq!(index.pages[&big_page].items, 1);
+    // Deleting a small entry writes its page again; the large entry's page is untouched.
+    commit(&mut c, &mut index, 100, &[Op::Delete { key: 0 }]);
+    check_pages(&c, &index);
+    assert_eq!(index.entries[&SECRET.hash(&key(1))].page, big_page);
+    let reopened = MemoryIndex::load(&c).unwrap();
+    assert_eq!(reopened.entries.len(), 2);
+    assert_eq!(reopened.entries[&SECRET.hash(&key(1))].entry, big);
+}
