@@ -69,27 +69,50 @@ impl PageWriter {
         meta: &[u8],
         entry: &Entry,
     ) -> Result<(), postcard::Error> {
-        self.head(PUT, key, expires);
-        self.bytes.extend_from_slice(meta);
-        let at = self.bytes.len();
-        self.bytes.extend_from_slice(&[0; 4]);
-        super::entry_form::encode_into(entry, &mut self.bytes)?;
-        let len = u32::try_from(self.bytes.len() - at - 4)
-            .map_err(|_| postcard::Error::SerializeBufferFull)?;
-        self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        self.items += 1;
-        Ok(())
+        self.kept(key, expires, meta, |bytes| {
+            super::entry_form::encode_into(entry, bytes)
+        })
     }
 
     /// Adds an entry kept under `key` whose stored form is `value` already (a row of the
     /// earlier form, moved into a page).
     pub(crate) fn put_stored(&mut self, key: &Hash, expires: u64, meta: &[u8], value: &[u8]) {
+        // A blob SQLite held is under 4 GiB: its length always fits.
+        let _ = self.kept(key, expires, meta, |bytes| {
+            bytes.extend_from_slice(value);
+            Ok(())
+        });
+    }
+
+    /// Adds a kept entry whose stored form `value` appends, after its length.
+    fn kept(
+        &mut self,
+        key: &Hash,
+        expires: u64,
+        meta: &[u8],
+        value: impl FnOnce(&mut Vec<u8>) -> Result<(), postcard::Error>,
+    ) -> Result<(), postcard::Error> {
+        let start = self.bytes.len();
         self.head(PUT, key, expires);
         self.bytes.extend_from_slice(meta);
-        let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
-        self.bytes.extend_from_slice(&len.to_le_bytes());
-        self.bytes.extend_from_slice(&value[..len as usize]);
-        self.items += 1;
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; 4]);
+        let written = value(&mut self.bytes).and_then(|()| {
+            u32::try_from(self.bytes.len() - at - 4)
+                .map_err(|_| postcard::Error::SerializeBufferFull)
+        });
+        match written {
+            Ok(len) => {
+                self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
+                self.items += 1;
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing of a failed item stays in the page.
+                self.bytes.truncate(start);
+                Err(e)
+            }
+        }
     }
 
     /// Adds a tombstone: `key` is forgotten, and older pages' copies of it (the latest

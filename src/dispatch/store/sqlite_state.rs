@@ -5,9 +5,9 @@
 //! Each commit appends one page to the table `memory_pages (id, items)`: every entry it
 //! put, and a tombstone for each key it forgot that an older page may still hold
 //! (`memory_page.rs` has the form). An entry stored in more than 16 KiB (a group's) gets a
-//! page of its own, so that writing a page again never copies it. Entries are looked up through an index held in memory
-//! by the writer thread ([`MemoryIndex`], loaded when the outbox opens, pages oldest
-//! first: a key's newest item is its state). A B-tree keyed by hash would put every new key
+//! page of its own, so that writing a page again never copies it. Entries are looked up
+//! through an index held in memory by the writer thread ([`MemoryIndex`], loaded when the
+//! outbox opens, pages oldest first: a key's newest item is its state). A B-tree keyed by hash would put every new key
 //! on a random page: measured, that made each commit write several times the pages of its
 //! deliveries, and durable ingest with `dedup` on unique alerts ran at 0.44x the rate
 //! without it. A row per entry, appended, cost a statement and seven bound columns per
@@ -23,9 +23,8 @@
 //! until the latest of their expiries, so tombstones are only as many as deletes of keys
 //! put more than once within their lives (a group's entry), never one per key deleted
 //! (a `resolve once` announcement lives a week; a tombstone per resolution would have
-//! grown the memory by the resolutions of a week). An entry
-//! forgotten early to make room leaves none (a restart may read it back, until it expires
-//! or is forgotten again).
+//! grown the memory by the resolutions of a week). An entry forgotten early to make room
+//! leaves none (a restart may read it back, until it expires or is forgotten again).
 //!
 //! The key is a keyed 128-bit SipHash-1-3 of the step's key bytes, with a random secret of
 //! this outbox kept in `meta`: nobody can make two keys collide, and no alert data is
@@ -39,7 +38,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::Hasher;
 
 use rusqlite::{Connection, Transaction, params};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 use super::memory_page;
@@ -148,41 +147,43 @@ pub(crate) struct MemoryIndex {
     next_page: i64,
 }
 
+/// The latest expiry among the copies of a key that older pages may still hold once a newer
+/// item is written: the entry it replaces (and that entry's own older copies), or those a
+/// tombstone it replaces hid.
+fn left_behind(old: Option<&Held>, tomb: Option<&Gone>) -> u64 {
+    old.map_or(0, |o| o.expires.max(o.stale))
+        .max(tomb.map_or(0, |t| t.expires))
+}
+
 /// Reads `page`'s items into `index` (pages are read oldest first: a later copy of a key
 /// replaces an earlier one, a tombstone forgets it). Answers how many items it holds.
 fn read_page(index: &mut MemoryIndex, id: i64, items: &[memory_page::Item<'_>]) -> u32 {
     for item in items {
         let older = index.entries.remove(&item.key);
         let tomb = index.gone.remove(&item.key);
-        let stale = older
-            .map_or(0, |o| o.expires.max(o.stale))
-            .max(tomb.map_or(0, |t| t.expires));
-        match &item.kept {
-            Some(kept) => match super::entry_form::decode(kept.value) {
-                Ok(entry) => {
-                    index.entries.insert(
-                        item.key,
-                        Held {
-                            entry,
-                            expires: item.expires,
-                            page: id,
-                            stale,
-                        },
-                    );
-                }
-                Err(e) => {
+        let stale = left_behind(older.as_ref(), tomb.as_ref());
+        let entry = item.kept.and_then(|kept| {
+            super::entry_form::decode(kept.value)
+                .map_err(|e| {
                     // Forgetting one entry lets at most one duplicate through; it never
                     // loses an alert. Older copies stay forgotten with it.
                     tracing::warn!(page = id, error = %e, "a state entry cannot be read; it is forgotten");
-                    index.gone.insert(
-                        item.key,
-                        Gone {
-                            expires: stale.max(item.expires),
-                            page: id,
-                        },
-                    );
-                }
-            },
+                })
+                .ok()
+        });
+        match entry {
+            Some(entry) => {
+                index.entries.insert(
+                    item.key,
+                    Held {
+                        entry,
+                        expires: item.expires,
+                        page: id,
+                        stale,
+                    },
+                );
+            }
+            // A tombstone, or an entry that cannot be read: the key is forgotten.
             None => {
                 index.gone.insert(
                     item.key,
@@ -353,10 +354,7 @@ fn migrate_rows(conn: &Connection) -> rusqlite::Result<()> {
         let mut moved = 0;
         let flush = |page: &mut memory_page::PageWriter, next: &mut i64| {
             if page.items() > 0 {
-                conn.execute(
-                    "INSERT INTO memory_pages (id, items) VALUES (?1, ?2)",
-                    params![*next, page.bytes()],
-                )?;
+                insert_page(conn, *next, page)?;
                 *next += 1;
                 *page = memory_page::PageWriter::new();
             }
@@ -466,12 +464,8 @@ pub(crate) struct Changes {
 /// An entry stored in more bytes than this is written to a page of its own.
 const OWN_PAGE_BYTES: usize = 16 * 1024;
 
-fn insert_page(
-    txn: &Transaction<'_>,
-    id: i64,
-    page: &memory_page::PageWriter,
-) -> rusqlite::Result<()> {
-    txn.prepare_cached("INSERT INTO memory_pages (id, items) VALUES (?1, ?2)")?
+fn insert_page(conn: &Connection, id: i64, page: &memory_page::PageWriter) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO memory_pages (id, items) VALUES (?1, ?2)")?
         .execute(params![id, page.bytes()])?;
     Ok(())
 }
@@ -492,7 +486,7 @@ struct Plan {
     gone_dropped: ByHash<()>,
     /// Pages that held the live copy of a key a step deleted: written again without it,
     /// however many of their items are live, so that the copy needs no tombstone.
-    rewrite: FxHashMap<i64, ()>,
+    rewrite: FxHashSet<i64>,
 }
 
 impl Changes {
@@ -523,9 +517,7 @@ impl Changes {
                         plan.gone_dropped.insert(*hash, ());
                     }
                     held.page = id;
-                    held.stale = old
-                        .map_or(0, |o| o.expires.max(o.stale))
-                        .max(tomb.map_or(0, |t| t.expires));
+                    held.stale = left_behind(old, tomb);
                     let (from, to) = self.meta.get(hash).copied().unwrap_or((0, 0));
                     let meta =
                         self.meta_bytes
@@ -554,7 +546,7 @@ impl Changes {
                 // older copies need a tombstone: a key put once and deleted (an
                 // announcement taken, a held delivery cancelled) leaves none.
                 Change::Delete => old.map_or(0, |o| {
-                    plan.rewrite.insert(o.page, ());
+                    plan.rewrite.insert(o.page);
                     o.stale
                 }),
                 Change::Expire => old.map_or(0, |o| o.stale),
@@ -594,7 +586,7 @@ impl Changes {
                 txn.prepare_cached("DELETE FROM memory_pages WHERE id = ?1")?
                     .execute(params![pid])?;
                 plan.deleted.push(pid);
-            } else if (live.saturating_mul(4) < count.items || plan.rewrite.contains_key(&pid))
+            } else if (live.saturating_mul(4) < count.items || plan.rewrite.contains(&pid))
                 && let Some(kept) = self.rewrite(txn, index, &plan, pid)?
             {
                 plan.rewritten.push((pid, kept));
@@ -831,10 +823,12 @@ impl State for SqliteState<'_> {
         }
         self.changes.entries.insert(
             hash,
+            // Its page and older copies are known when the commit's pages are written
+            // ([`Changes::write`]).
             Change::Put(Held {
                 entry,
                 expires,
-                page: self.index.next_page,
+                page: 0,
                 stale: 0,
             }),
         );
