@@ -112,6 +112,38 @@ async fn delivers_body_headers_and_an_idempotency_key() {
     r.shutdown(Duration::from_secs(1)).await;
 }
 
+/// Found in review of the lingering record: a retry due before the failed attempt's outcome
+/// was recorded was looked for in the outbox while that delivery was still skipped as
+/// unrecorded; the worker then saw nothing due and never read the table again.
+#[tokio::test]
+async fn a_retry_due_before_its_failure_is_recorded_is_still_sent() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("dispatch-retry-early");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" retries = 3 }} when exists(status) -> post t"#,
+        rx.url("/fail/2")
+    ));
+    // Every retry is due within a millisecond: before the outcome before it is on disk.
+    let r = Router::builder()
+        .rules(set)
+        .data_dir(&dir.0)
+        .backoff(Backoff {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(1),
+        })
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for n in 0..5 {
+        let a = Alert::new(json!({"status": "ALARM", "n": n})).with_id(format!("a{n}"));
+        r.submit(&a).await.unwrap();
+    }
+    wait_until(WAIT, || r.stats().delivered == 5).await;
+    let s = r.stats();
+    assert_eq!((s.delivered, s.retried, s.pending), (5, 2, 0), "{s:?}");
+    r.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn retries_5xx_with_the_same_idempotency_key() {
     let rx = Receiver::start().await;

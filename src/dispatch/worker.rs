@@ -1,8 +1,10 @@
 //! One worker per target: takes the target's new deliveries from its in-memory queue and
 //! its due retries from the store, sends them (at most `in_flight` at a time), and
-//! records every finished attempt's outcome in one store write before freeing its slot.
-//! A worker pauses (`Stall`) while outcomes cannot be recorded (a full disk), so nothing
-//! is sent twice in a hurry and nothing is lost.
+//! records finished attempts' outcomes together in one store write ([`Recording`]). A
+//! finished attempt frees its slot at once; its delivery stays out of the worker's reads
+//! until its outcome is recorded, so it is never sent twice. A worker pauses (`Stall`)
+//! while outcomes cannot be recorded (a full disk), so nothing is sent twice in a hurry
+//! and nothing is lost.
 //!
 //! Counters move only after an outcome is recorded: whoever reads them never sees a
 //! delivery counted as delivered while the store still holds it as pending.
@@ -24,8 +26,11 @@ use super::{DispatchError, RouterCore, Signal, now_ms};
 /// One target's worker: takes its new deliveries from its in-memory queue and its due
 /// retries from the outbox, and sends them, at most `in_flight` at a time.
 pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<Signal>) {
-    // Delivery ids are the store's own numbers: the unkeyed hash is enough.
+    // Every delivery this worker has taken and whose outcome is not recorded yet: sent,
+    // finished and waiting in `recording`, or paused. Delivery ids are the store's own
+    // numbers: the unkeyed hash is enough.
     let mut in_flight: FxHashSet<u64> = FxHashSet::default();
+    let mut recording = Recording::default();
     let mut series = inner.metrics.for_target(&target);
     let (done_tx, mut done_rx) = mpsc::channel::<(Record, AttemptOutcome)>(inner.in_flight.max(1));
     let mut shutdown = inner.shutdown.clone();
@@ -66,7 +71,11 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         }
         let stalled = stall.active();
         let mut batch = Vec::new();
-        let free = inner.in_flight.saturating_sub(in_flight.len());
+        // The requests in flight: finished attempts waiting to be recorded hold no slot.
+        let busy = |in_flight: &FxHashSet<u64>, recording: &Recording| {
+            in_flight.len().saturating_sub(recording.len())
+        };
+        let free = inner.in_flight.saturating_sub(busy(&in_flight, &recording));
         if free > 0 && !stalled {
             match take_fresh(&inner, &target, free).await {
                 Ok(fresh) => {
@@ -89,8 +98,8 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
             free > 0 && (busy == 0 || free >= inner.in_flight.div_ceil(4))
         };
         let now = now_ms();
-        if table_at <= now && may_read(in_flight.len()) && !stalled {
-            let free = inner.in_flight.saturating_sub(in_flight.len());
+        if table_at <= now && may_read(busy(&in_flight, &recording)) && !stalled {
+            let free = inner.in_flight.saturating_sub(busy(&in_flight, &recording));
             let skip = |id: u64| in_flight.contains(&id) || order.is_held(id);
             let due = inner.store.due(&target, now, free, &skip).await;
             match due {
@@ -125,12 +134,16 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
             let parsed = url.parse(&r.spec.url);
             send(&inner, &series, r, parsed, &done_tx, &mut sends);
         }
+        let busy_now = busy(&in_flight, &recording);
         series
             .in_flight
-            .set(i64::try_from(in_flight.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(busy_now).unwrap_or(i64::MAX));
+        if let Some(done) = recording.take() {
+            recording.start(&inner, done);
+        }
         let sleep = if let Some(until) = stall.until {
             until.saturating_duration_since(tokio::time::Instant::now())
-        } else if table_at == u64::MAX || !may_read(in_flight.len()) {
+        } else if table_at == u64::MAX || !may_read(busy_now) {
             Duration::from_secs(3600)
         } else {
             Duration::from_millis(table_at.saturating_sub(now_ms()))
@@ -139,19 +152,19 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
             _ = signal.notify.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
             _ = shutdown.changed() => {}
-            Some(first) = done_rx.recv() => {
-                // Take every finished attempt, record them in one commit, and only then
-                // free their slots (so none of them is read back and resent).
-                let mut done = vec![first];
-                while let Ok(more) = done_rx.try_recv() {
-                    done.push(more);
+            Some(first) = done_rx.recv(), if recording.has_room() => {
+                // Take every finished attempt: their slots are free, and their outcomes
+                // wait to be recorded together.
+                recording.push(first);
+                while recording.has_room() && let Ok(more) = done_rx.try_recv() {
+                    recording.push(more);
                 }
-                for (_, outcome) in &done {
-                    if let AttemptOutcome::Retry { next_at_ms, .. } = outcome {
-                        table_at = table_at.min(*next_at_ms);
-                    }
-                }
-                let r = record(&inner, &mut series, done).await;
+                // Free the finished send tasks: a JoinSet keeps each until it is joined.
+                while sends.try_join_next().is_some() {}
+            }
+            (results, kinds, retry_at) = recording.done(), if recording.is_running() => {
+                table_at = table_at.min(retry_at);
+                let r = tally(&inner, &mut series, results, kinds);
                 for id in &r.recorded {
                     in_flight.remove(id);
                 }
@@ -168,14 +181,22 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
                     Some(e) => stall.failed(&target, r.unrecorded, &e),
                     None => stall.recorded(),
                 }
-                // Free the finished send tasks: a JoinSet keeps each until it is joined.
-                while sends.try_join_next().is_some() {}
             }
         }
     }
-    // Shutting down: let requests in flight finish (the router bounds how long).
+    // Shutting down: the outcomes waiting are recorded, then those of the requests in
+    // flight as they finish (the router bounds how long).
+    if recording.is_running() {
+        let (results, kinds, _) = recording.done().await;
+        tally(&inner, &mut series, results, kinds);
+    }
+    let waiting = std::mem::take(&mut recording.waiting);
+    if !waiting.is_empty() {
+        record(&inner, &mut series, waiting).await;
+    }
     drop(done_tx);
     while let Some(done) = done_rx.recv().await {
+        log_outcome(&done.0, &done.1);
         record(&inner, &mut series, vec![done]).await;
     }
     series.in_flight.set(0);
@@ -185,8 +206,9 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
 /// Asks the store whether an inhibit keeps out each held firing that is due for the first
 /// time (inhibition is decided when a delivery would be made); answers the deliveries to
 /// send. One kept out is not attempted: its outcome ([`AttemptOutcome::Inhibited`]) goes
-/// the way of every attempt's, recorded and counted by [`record`]. When the store cannot
-/// answer, the held ones are given back (their ids) to be read again later.
+/// the way of every attempt's, recorded and counted with the rest ([`Recording`]). When
+/// the store cannot answer, the held ones are given back (their ids) to be read again
+/// later.
 async fn recheck(
     inner: &Arc<RouterCore>,
     due: Vec<Record>,
@@ -310,8 +332,111 @@ fn send(
     ));
 }
 
-/// Logs and durably records finished attempts, all in one outbox commit, then counts those
-/// whose outcome is on disk; returns their ids once the commit is done.
+/// The most finished attempts waiting to be recorded: beyond it, finished attempts stay
+/// in the channel and keep their slots, so a slow disk slows the sending instead of
+/// filling memory.
+const MAX_WAITING: usize = 1024;
+
+/// A worker's finished attempts waiting for their outcomes to be recorded, and the one
+/// record in progress. One record at a time: the next one takes every outcome that
+/// finished meanwhile, so a busy target's outcomes share commits (the store may also let
+/// a record wait briefly for others: [`crate::dispatch::store::Store::finish`]).
+#[derive(Default)]
+struct Recording {
+    waiting: Vec<(Record, AttemptOutcome)>,
+    running: Option<Running>,
+}
+
+/// A record in progress.
+struct Running {
+    future: RecordFuture,
+    /// How many outcomes it holds.
+    outcomes: usize,
+    /// The earliest retry it schedules (`u64::MAX` for none): the table is read for it
+    /// once the record is done, not before (a delivery is not read back while its
+    /// outcome is unrecorded).
+    retry_at: u64,
+}
+
+type RecordFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (Vec<Result<Option<Record>, DispatchError>>, Vec<Kind>)>
+            + Send,
+    >,
+>;
+
+impl Recording {
+    /// Outcomes not recorded yet: waiting or in the running record.
+    fn len(&self) -> usize {
+        self.waiting.len() + self.running.as_ref().map_or(0, |r| r.outcomes)
+    }
+
+    /// Whether another finished attempt may wait here.
+    fn has_room(&self) -> bool {
+        self.waiting.len() < MAX_WAITING
+    }
+
+    /// One finished attempt.
+    fn push(&mut self, done: (Record, AttemptOutcome)) {
+        log_outcome(&done.0, &done.1);
+        self.waiting.push(done);
+    }
+
+    /// Every waiting outcome, oldest first, if no record is running and any waits.
+    fn take(&mut self) -> Option<Vec<(Record, AttemptOutcome)>> {
+        if self.running.is_some() || self.waiting.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut self.waiting))
+    }
+
+    /// Starts the record of `done` ([`Recording::take`]'s).
+    fn start(&mut self, inner: &Arc<RouterCore>, done: Vec<(Record, AttemptOutcome)>) {
+        let outcomes = done.len();
+        let retry_at = done
+            .iter()
+            .filter_map(|(_, outcome)| match outcome {
+                AttemptOutcome::Retry { next_at_ms, .. } => Some(*next_at_ms),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(u64::MAX);
+        let (items, kinds) = prepare(done);
+        let inner = Arc::clone(inner);
+        self.running = Some(Running {
+            future: Box::pin(async move {
+                let results = inner.store.finish(items).await;
+                (results, kinds)
+            }),
+            outcomes,
+            retry_at,
+        });
+    }
+
+    fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// The running record's results, and the earliest retry it scheduled. Only while
+    /// [`Recording::is_running`]; the record is done once this answers. Cancel-safe: the
+    /// record goes on if this future is dropped.
+    async fn done(&mut self) -> (Vec<Result<Option<Record>, DispatchError>>, Vec<Kind>, u64) {
+        let Some(running) = &mut self.running else {
+            return std::future::pending().await;
+        };
+        let (results, kinds) = (&mut running.future).await;
+        let retry_at = running.retry_at;
+        self.running = None;
+        (results, kinds, retry_at)
+    }
+}
+
+/// What a finished attempt's outcome counts as, once recorded: its id, target, counter,
+/// whether it settles the delivery, and the rule of an inhibit that kept it out.
+type Kind = (u64, String, Counted, bool, Option<String>);
+
+/// Durably records finished attempts (already logged), all in one outbox commit, then
+/// counts those whose outcome is on disk; returns their ids once the commit is done.
 ///
 /// The counters move only after the commit, so that whoever reads them (`stats()`,
 /// `/metrics`, a test) never sees a delivery counted as delivered while the outbox still
@@ -321,10 +446,16 @@ async fn record(
     series: &mut TargetMetrics,
     done: Vec<(Record, AttemptOutcome)>,
 ) -> Recorded {
+    let (items, kinds) = prepare(done);
+    let results = inner.store.finish(items).await;
+    tally(inner, series, results, kinds)
+}
+
+/// The store's items for finished attempts, and what each counts as once recorded.
+fn prepare(done: Vec<(Record, AttemptOutcome)>) -> (Vec<Finish>, Vec<Kind>) {
     let mut items = Vec::with_capacity(done.len());
     let mut kinds = Vec::with_capacity(done.len());
     for (r, outcome) in done {
-        log_outcome(&r, &outcome);
         let target = r.spec.target.clone();
         let suppressed = match &outcome {
             AttemptOutcome::Inhibited { check, .. } => Some(check.rule.clone()),
@@ -340,7 +471,16 @@ async fn record(
         ));
         items.push(finish);
     }
-    let results = inner.store.finish(items).await;
+    (items, kinds)
+}
+
+/// Counts the outcomes a record wrote; answers which it wrote and which it could not.
+fn tally(
+    inner: &Arc<RouterCore>,
+    series: &mut TargetMetrics,
+    results: Vec<Result<Option<Record>, DispatchError>>,
+    kinds: Vec<Kind>,
+) -> Recorded {
     let mut out = Recorded::default();
     for (result, (id, target, kind, settles, suppressed)) in results.into_iter().zip(kinds) {
         match result {
@@ -366,7 +506,7 @@ async fn record(
     out
 }
 
-/// What [`record`] could write: the ids whose outcome is on disk, and those whose outcome
+/// What a record could write: the ids whose outcome is on disk, and those whose outcome
 /// could not be written (they are still pending in the outbox, as before the attempt).
 #[derive(Default)]
 struct Recorded {

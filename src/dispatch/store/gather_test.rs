@@ -1,6 +1,6 @@
 use std::sync::{Arc, mpsc};
 
-use super::{Gather, MAX_WEIGHT};
+use super::{Gather, LINGER, MAX_WEIGHT};
 
 /// Waits (yielding to the runtime, at most 100 rounds) for the next hand-over.
 async fn next<T>(rx: &mpsc::Receiver<Vec<T>>) -> Vec<T> {
@@ -79,6 +79,66 @@ fn a_runtime_dropped_before_its_round_ends_still_hands_over() {
         .expect("a runtime");
     runtime.block_on(async { assert!(gather.push(7, 1).is_ok()) });
     assert!(rx.try_recv().is_err(), "the round has not ended yet");
+    drop(runtime);
+    assert_eq!(rx.try_recv().ok(), Some(vec![7]));
+}
+
+// The tests of lazy pushes run on a paused clock: the runtime moves it forward only when
+// every task waits, so the linger is exact and no test waits for real time.
+
+#[tokio::test(start_paused = true)]
+async fn a_lazy_push_waits_for_its_linger_and_shares_it_with_later_lazy_ones() {
+    let (tx, rx) = mpsc::channel();
+    let gather = Gather::new(tx);
+    let start = tokio::time::Instant::now();
+    assert!(gather.push_lazy(1, 1).is_ok());
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        rx.try_recv().is_err(),
+        "a round is not enough for a lazy push"
+    );
+    tokio::time::sleep(LINGER / 2).await;
+    assert!(gather.push_lazy(2, 1).is_ok());
+    tokio::time::sleep(LINGER / 2).await;
+    // The first one's timer takes both: one hand-over, at its linger.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(rx.try_recv().ok(), Some(vec![1, 2]));
+    assert_eq!(start.elapsed(), LINGER);
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ordinary_push_takes_the_lazy_ones_along_at_the_end_of_its_round() {
+    let (tx, rx) = mpsc::channel();
+    let gather = Gather::new(tx);
+    let start = tokio::time::Instant::now();
+    assert!(gather.push_lazy("outcome", 1).is_ok());
+    assert!(gather.push("submit", 1).is_ok());
+    assert_eq!(next(&rx).await, vec!["outcome", "submit"]);
+    assert_eq!(start.elapsed(), std::time::Duration::ZERO, "no linger");
+    // The lazy one's timer, still running, hands over nothing when it ends.
+    tokio::time::sleep(LINGER * 2).await;
+    assert!(rx.try_recv().is_err());
+    // A lazy push during a round rides with the round.
+    assert!(gather.push("submit 2", 1).is_ok());
+    assert!(gather.push_lazy("outcome 2", 1).is_ok());
+    assert_eq!(next(&rx).await, vec!["submit 2", "outcome 2"]);
+}
+
+#[test]
+fn a_runtime_dropped_before_a_linger_ends_still_hands_over() {
+    let (tx, rx) = mpsc::channel();
+    let gather = Gather::new(tx);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async { assert!(gather.push_lazy(7, 1).is_ok()) });
+    assert!(rx.try_recv().is_err(), "the linger has not ended yet");
     drop(runtime);
     assert_eq!(rx.try_recv().ok(), Some(vec![7]));
 }

@@ -282,7 +282,14 @@ impl SqliteStore {
                 .sum(),
             _ => 1,
         };
-        self.ops.push(op, weight).map_err(|_| self.closed())
+        // An attempt's outcome waits for others (its worker goes on sending meanwhile), so
+        // that the outcomes of every target share a commit.
+        let pushed = if matches!(op, Op::Finish(..)) {
+            self.ops.push_lazy(op, weight)
+        } else {
+            self.ops.push(op, weight)
+        };
+        pushed.map_err(|_| self.closed())
     }
 
     fn closed(&self) -> DispatchError {
