@@ -30,13 +30,21 @@ fn rules(text: &str) -> RuleSet {
 }
 
 async fn router(rules: RuleSet, dir: &DataDir) -> Router {
+    router_backoff(
+        rules,
+        dir,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+    )
+    .await
+}
+
+/// [`router`] with retries waiting a random time under `base * 2^n`, at most `cap`.
+async fn router_backoff(rules: RuleSet, dir: &DataDir, base: Duration, cap: Duration) -> Router {
     Router::builder()
         .rules(rules)
         .data_dir(&dir.0)
-        .backoff(Backoff {
-            base: Duration::from_millis(20),
-            cap: Duration::from_millis(200),
-        })
+        .backoff(Backoff { base, cap })
         .build()
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -124,16 +132,13 @@ async fn a_retry_due_before_its_failure_is_recorded_is_still_sent() {
         rx.url("/fail/2")
     ));
     // Every retry is due within a millisecond: before the outcome before it is on disk.
-    let r = Router::builder()
-        .rules(set)
-        .data_dir(&dir.0)
-        .backoff(Backoff {
-            base: Duration::from_millis(1),
-            cap: Duration::from_millis(1),
-        })
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = router_backoff(
+        set,
+        &dir,
+        Duration::from_millis(1),
+        Duration::from_millis(1),
+    )
+    .await;
     for n in 0..5 {
         let a = Alert::new(json!({"status": "ALARM", "n": n})).with_id(format!("a{n}"));
         r.submit(&a).await.unwrap();
@@ -477,16 +482,7 @@ async fn honours_retry_after_on_429() {
         r#"target t {{ url = "{}" }} when exists(status) -> post t"#,
         rx.url("/busy/1")
     ));
-    let r = Router::builder()
-        .rules(set)
-        .data_dir(&dir.0)
-        .backoff(Backoff {
-            base: Duration::from_millis(1),
-            cap: Duration::from_secs(5),
-        })
-        .build()
-        .await
-        .unwrap();
+    let r = router_backoff(set, &dir, Duration::from_millis(1), Duration::from_secs(5)).await;
     r.submit(&alert()).await.unwrap();
     let got = rx.wait_for("/busy/1", 2, WAIT).await;
     assert_eq!(got.len(), 2);
