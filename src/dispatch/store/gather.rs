@@ -17,8 +17,10 @@
 //! waits up to [`LINGER`] for others instead, so that the outcomes of every target's
 //! worker share one commit; an ordinary operation pushed meanwhile takes them along at the
 //! end of its round. Measured end to end to one target on one core at 20,000 deliveries a
-//! second (docs/benchmarks.md): commits of about 55 outcomes instead of 12, and the
-//! writer's CPU per delivery from about 10 to 4.5 µs.
+//! second (docs/benchmarks.md): commits of about 46 outcomes instead of 12, and the
+//! writer's CPU per delivery from about 10 to 5 µs. A linger of 2 ms made commits of about
+//! 58, and with ten targets seemed to lengthen the tail of accepted alerts' latency (the
+//! machine's spread was larger than the difference): 1 ms keeps most of the gain.
 //!
 //! Outside a tokio runtime, or once the waiting operations weigh [`MAX_WEIGHT`] (an
 //! operation weighs the deliveries it writes, at least 1), they are handed over at once: a
@@ -38,7 +40,7 @@ const ROUNDS: usize = 3;
 pub(crate) const MAX_WEIGHT: usize = 256;
 
 /// How long an operation pushed with [`Gather::push_lazy`] waits for others.
-pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A channel to a thread that takes operations in groups.
 pub(crate) struct Gather<T> {

@@ -88,24 +88,27 @@ fn a_runtime_dropped_before_its_round_ends_still_hands_over() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lazy_push_waits_for_its_linger_and_shares_it_with_later_lazy_ones() {
+    async fn rounds() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
     let (tx, rx) = mpsc::channel();
     let gather = Gather::new(tx);
     let start = tokio::time::Instant::now();
     assert!(gather.push_lazy(1, 1).is_ok());
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    rounds().await;
     assert!(
         rx.try_recv().is_err(),
         "a round is not enough for a lazy push"
     );
-    tokio::time::sleep(LINGER / 2).await;
+    tokio::time::advance(LINGER / 2).await;
+    rounds().await;
+    assert!(rx.try_recv().is_err(), "half the linger is not enough");
     assert!(gather.push_lazy(2, 1).is_ok());
-    tokio::time::sleep(LINGER / 2).await;
+    tokio::time::advance(LINGER / 2).await;
+    rounds().await;
     // The first one's timer takes both: one hand-over, at its linger.
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
     assert_eq!(rx.try_recv().ok(), Some(vec![1, 2]));
     assert_eq!(start.elapsed(), LINGER);
     assert!(rx.try_recv().is_err());

@@ -655,7 +655,7 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Records what attempts came to, atomically as one write where the store can; one
     /// result per item, in order: a fallback's new delivery for [`Finish::FallBack`]. A
-    /// store may let the write wait a few milliseconds for others (SQLite: up to 2 ms, so
+    /// store may let the write wait a few milliseconds for others (SQLite: up to 1 ms, so
     /// that every target's outcomes share a commit); the worker goes on sending meanwhile.
     fn finish(
         &self,
