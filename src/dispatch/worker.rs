@@ -71,11 +71,7 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         }
         let stalled = stall.active();
         let mut batch = Vec::new();
-        // The requests in flight: finished attempts waiting to be recorded hold no slot.
-        let busy = |in_flight: &FxHashSet<u64>, recording: &Recording| {
-            in_flight.len().saturating_sub(recording.len())
-        };
-        let free = inner.in_flight.saturating_sub(busy(&in_flight, &recording));
+        let free = inner.in_flight.saturating_sub(recording.busy(&in_flight));
         if free > 0 && !stalled {
             match take_fresh(&inner, &target, free).await {
                 Ok(fresh) => {
@@ -98,8 +94,8 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
             free > 0 && (busy == 0 || free >= inner.in_flight.div_ceil(4))
         };
         let now = now_ms();
-        if table_at <= now && may_read(busy(&in_flight, &recording)) && !stalled {
-            let free = inner.in_flight.saturating_sub(busy(&in_flight, &recording));
+        if table_at <= now && may_read(recording.busy(&in_flight)) && !stalled {
+            let free = inner.in_flight.saturating_sub(recording.busy(&in_flight));
             let skip = |id: u64| in_flight.contains(&id) || order.is_held(id);
             let due = inner.store.due(&target, now, free, &skip).await;
             match due {
@@ -134,7 +130,7 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
             let parsed = url.parse(&r.spec.url);
             send(&inner, &series, r, parsed, &done_tx, &mut sends);
         }
-        let busy_now = busy(&in_flight, &recording);
+        let busy_now = recording.busy(&in_flight);
         series
             .in_flight
             .set(i64::try_from(busy_now).unwrap_or(i64::MAX));
@@ -185,19 +181,20 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         }
     }
     // Shutting down: the outcomes waiting are recorded, then those of the requests in
-    // flight as they finish (the router bounds how long).
-    if recording.is_running() {
-        let (results, kinds, _) = recording.done().await;
-        tally(&inner, &mut series, results, kinds);
-    }
-    let waiting = std::mem::take(&mut recording.waiting);
-    if !waiting.is_empty() {
-        record(&inner, &mut series, waiting).await;
-    }
+    // flight as they finish (the router bounds how long), the same way.
     drop(done_tx);
-    while let Some(done) = done_rx.recv().await {
-        log_outcome(&done.0, &done.1);
-        record(&inner, &mut series, vec![done]).await;
+    loop {
+        if let Some(done) = recording.take() {
+            recording.start(&inner, done);
+        }
+        if recording.is_running() {
+            let (results, kinds, _) = recording.done().await;
+            tally(&inner, &mut series, results, kinds);
+        } else if let Some(done) = done_rx.recv().await {
+            recording.push(done);
+        } else {
+            break;
+        }
     }
     series.in_flight.set(0);
     while sends.join_next().await.is_some() {}
@@ -371,6 +368,12 @@ impl Recording {
         self.waiting.len() + self.running.as_ref().map_or(0, |r| r.outcomes)
     }
 
+    /// The requests in flight among the worker's unrecorded deliveries (`in_flight`):
+    /// finished attempts waiting to be recorded hold no slot.
+    fn busy(&self, in_flight: &FxHashSet<u64>) -> usize {
+        in_flight.len().saturating_sub(self.len())
+    }
+
     /// Whether another finished attempt may wait here.
     fn has_room(&self) -> bool {
         self.waiting.len() < MAX_WAITING
@@ -435,22 +438,6 @@ impl Recording {
 /// whether it settles the delivery, and the rule of an inhibit that kept it out.
 type Kind = (u64, String, Counted, bool, Option<String>);
 
-/// Durably records finished attempts (already logged), all in one outbox commit, then
-/// counts those whose outcome is on disk; returns their ids once the commit is done.
-///
-/// The counters move only after the commit, so that whoever reads them (`stats()`,
-/// `/metrics`, a test) never sees a delivery counted as delivered while the outbox still
-/// holds it as pending.
-async fn record(
-    inner: &Arc<RouterCore>,
-    series: &mut TargetMetrics,
-    done: Vec<(Record, AttemptOutcome)>,
-) -> Recorded {
-    let (items, kinds) = prepare(done);
-    let results = inner.store.finish(items).await;
-    tally(inner, series, results, kinds)
-}
-
 /// The store's items for finished attempts, and what each counts as once recorded.
 fn prepare(done: Vec<(Record, AttemptOutcome)>) -> (Vec<Finish>, Vec<Kind>) {
     let mut items = Vec::with_capacity(done.len());
@@ -475,6 +462,10 @@ fn prepare(done: Vec<(Record, AttemptOutcome)>) -> (Vec<Finish>, Vec<Kind>) {
 }
 
 /// Counts the outcomes a record wrote; answers which it wrote and which it could not.
+///
+/// The counters move only after the commit, so that whoever reads them (`stats()`,
+/// `/metrics`, a test) never sees a delivery counted as delivered while the outbox still
+/// holds it as pending.
 fn tally(
     inner: &Arc<RouterCore>,
     series: &mut TargetMetrics,

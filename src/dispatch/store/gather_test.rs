@@ -70,17 +70,24 @@ async fn close_hands_over_what_waits_and_refuses_later_pushes() {
     ));
 }
 
-#[test]
-fn a_runtime_dropped_before_its_round_ends_still_hands_over() {
+/// Pushes 7 with `push` inside a runtime that is dropped before its waiter ends: the item
+/// is handed over then, and not before.
+fn dropped_runtime_hands_over(push: fn(&Gather<i32>) -> Result<(), i32>, waiting: &str) {
     let (tx, rx) = mpsc::channel();
     let gather = Gather::new(tx);
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("a runtime");
-    runtime.block_on(async { assert!(gather.push(7, 1).is_ok()) });
-    assert!(rx.try_recv().is_err(), "the round has not ended yet");
+    runtime.block_on(async { assert!(push(&gather).is_ok()) });
+    assert!(rx.try_recv().is_err(), "{waiting}");
     drop(runtime);
     assert_eq!(rx.try_recv().ok(), Some(vec![7]));
+}
+
+#[test]
+fn a_runtime_dropped_before_its_round_ends_still_hands_over() {
+    dropped_runtime_hands_over(|g| g.push(7, 1), "the round has not ended yet");
 }
 
 // The tests of lazy pushes run on a paused clock: the runtime moves it forward only when
@@ -134,14 +141,5 @@ async fn an_ordinary_push_takes_the_lazy_ones_along_at_the_end_of_its_round() {
 
 #[test]
 fn a_runtime_dropped_before_a_linger_ends_still_hands_over() {
-    let (tx, rx) = mpsc::channel();
-    let gather = Gather::new(tx);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async { assert!(gather.push_lazy(7, 1).is_ok()) });
-    assert!(rx.try_recv().is_err(), "the linger has not ended yet");
-    drop(runtime);
-    assert_eq!(rx.try_recv().ok(), Some(vec![7]));
+    dropped_runtime_hands_over(|g| g.push_lazy(7, 1), "the linger has not ended yet");
 }

@@ -275,19 +275,18 @@ impl SqliteStore {
     }
 
     fn send(&self, op: Op) -> Result<(), DispatchError> {
-        let weight = match &op {
-            Op::Submit(batch, _) => batch
-                .iter()
-                .map(|s| s.plain.len() + s.stateful.as_ref().map_or(0, |st| st.choices.len()))
-                .sum(),
-            _ => 1,
-        };
-        // An attempt's outcome waits for others (its worker goes on sending meanwhile), so
-        // that the outcomes of every target share a commit.
-        let pushed = if matches!(op, Op::Finish(..)) {
-            self.ops.push_lazy(op, weight)
-        } else {
-            self.ops.push(op, weight)
+        let pushed = match &op {
+            Op::Submit(batch, _) => {
+                let weight = batch
+                    .iter()
+                    .map(|s| s.plain.len() + s.stateful.as_ref().map_or(0, |st| st.choices.len()))
+                    .sum();
+                self.ops.push(op, weight)
+            }
+            // An attempt's outcome waits for others (its worker goes on sending
+            // meanwhile), so that the outcomes of every target share a commit.
+            Op::Finish(..) => self.ops.push_lazy(op, 1),
+            _ => self.ops.push(op, 1),
         };
         pushed.map_err(|_| self.closed())
     }

@@ -7,10 +7,10 @@
 //! (`memory_page.rs` has the form). An entry stored in more than 16 KiB (a group's) gets a
 //! page of its own, so that writing a page again never copies it. Entries are looked up
 //! through an index held in memory by the writer thread ([`MemoryIndex`], loaded when the
-//! outbox opens, pages oldest first: a key's newest item is its state). A B-tree keyed by hash would put every new key
-//! on a random page: measured, that made each commit write several times the pages of its
-//! deliveries, and durable ingest with `dedup` on unique alerts ran at 0.44x the rate
-//! without it. A row per entry, appended, cost a statement and seven bound columns per
+//! outbox opens, pages oldest first: a key's newest item is its state). A B-tree keyed by
+//! hash would put every new key on a random page: measured, that made each commit write
+//! several times the pages of its deliveries, and durable ingest with `dedup` on unique
+//! alerts ran at 0.44x the rate without it. A row per entry, appended, cost a statement and seven bound columns per
 //! entry, and another statement when it expired (docs/benchmarks.md, "The rules' memory in
 //! pages").
 //!
