@@ -695,6 +695,61 @@ async fn a_slow_target_does_not_delay_another() {
     r.shutdown(Duration::from_millis(100)).await;
 }
 
+/// The adaptive in-flight limit (src/dispatch/limit.rs) starts at one and is raised by one
+/// for each 5 ms its deliveries wait with every slot busy: a target that never answers
+/// gets more requests at once only that fast, and ends at the most, never past it.
+#[tokio::test]
+async fn a_target_that_never_answers_gets_one_more_request_at_once_per_wait() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("dispatch-limit-ramp");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" timeout = 30s }} when exists(n) -> post t"#,
+        rx.url("/hang")
+    ));
+    let r = router(set, &dir).await;
+    let alerts: Vec<Alert> = (0..100).map(|i| Alert::new(json!({"n": i}))).collect();
+    let started = Instant::now();
+    r.submit_many(&alerts).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (open, elapsed) = (rx.count("/hang"), started.elapsed());
+    // One at first, and at most one more per 5 ms since (one more for the last look).
+    let bound = 2 + elapsed.as_millis() as usize / 5;
+    assert!(
+        open <= bound,
+        "{open} requests open after {elapsed:?}: more than one more per 5 ms"
+    );
+    let got = rx.wait_for("/hang", 32, WAIT).await;
+    assert_eq!(got.len(), 32, "raised to the most (32)");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rx.count("/hang"), 32, "never past the most");
+    r.shutdown(Duration::from_millis(100)).await;
+}
+
+/// A target 100 ms away with a backlog is given as many requests at once as the backlog
+/// needs: its answers keep pace (they take what they always took), so waiting deliveries
+/// raise its limit to the most. At one at a time the 200 would take 20 s.
+#[tokio::test]
+async fn a_slow_target_with_a_backlog_is_sent_many_at_once() {
+    let rx = Receiver::start().await;
+    let dir = DataDir::new("dispatch-limit-slow");
+    let set = rules(&format!(
+        r#"target t {{ url = "{}" }} when exists(n) -> post t"#,
+        rx.url("/slow/100")
+    ));
+    let r = router(set, &dir).await;
+    let alerts: Vec<Alert> = (0..200).map(|i| Alert::new(json!({"n": i}))).collect();
+    let started = Instant::now();
+    r.submit_many(&alerts).await.unwrap();
+    wait_until(WAIT, || r.stats().delivered == 200).await;
+    assert_eq!(r.stats().delivered, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "200 deliveries to a 100 ms target took {:?}",
+        started.elapsed()
+    );
+    r.shutdown(Duration::from_millis(100)).await;
+}
+
 #[tokio::test]
 async fn pending_deliveries_survive_a_restart() {
     let dir = DataDir::new("dispatch-restart");

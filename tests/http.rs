@@ -1130,6 +1130,12 @@ fn config_files_are_checked_with_a_place_and_a_hint() {
     assert_eq!(ok.delivery.queue_memory_mb, 64);
     let queue = Config::parse("delivery:\n  queue_memory_mb: 0\n", "s.yaml").unwrap();
     assert_eq!(queue.delivery.queue_memory_mb, 0, "0: queue ids only");
+    assert!(
+        ok.delivery.adaptive_in_flight,
+        "the in-flight limit adapts by default"
+    );
+    let fixed = Config::parse("delivery:\n  adaptive_in_flight: false\n", "s.yaml").unwrap();
+    assert!(!fixed.delivery.adaptive_in_flight);
 
     let unknown = Config::parse("listen: 127.0.0.1:9999\nlisen: oops\n", "s.yaml")
         .unwrap_err()

@@ -13,12 +13,14 @@
 # from start to the last delivery, with its context switches and fdatasync calls.
 # Printed per run: CPU µs per delivered alert (all threads, then the outbox writer and the
 # runtime's workers), context switches per alert, alerts per fdatasync, the sender's POST
-# p50/p99 and the sink's delivery latency p50/p99 (sent to received).
+# p50/p99, the sink's delivery latency p50/p99 (sent to received) and the connections
+# open to the sink halfway through.
 # RULES=one (default): one target takes every alert; RULES=harness: gen_rules.py's 100
 # routes over 10 targets, as the harness. Binaries alternate within each round.
 # INGEST=1 measures ingest while delivering instead: wrk closed loop (-t1 -c32) for
 # SECONDS_EACH seconds, one Yandex alert per request, printing requests/s, wrk's p50/p99
 # and how many alerts the sink received meanwhile (a backlog grows when that falls behind).
+# SINK_DELAY_MS=N: the sink answers each webhook N ms after it arrives (a remote receiver).
 # Needs perf, python3, wrk (INGEST=1), curl, taskset. Listens on 127.0.0.1 only; stops what
 # it started by PID.
 set -u
@@ -29,6 +31,7 @@ rate=${RATE:-20000}
 secs=${SECONDS_EACH:-8}
 rules=${RULES:-one}
 ingest=${INGEST:-0}
+delay=${SINK_DELAY_MS:-0}
 port=${PORT:-19866}
 sink_port=${SINK_PORT:-19867}
 sink_bin=$here/target/release/sink
@@ -54,7 +57,7 @@ for r in $(seq 1 "$rounds"); do
   [ $((r % 2)) = 0 ] && order=($(printf '%s\n' "$@" | tac))
   for bin in "${order[@]}"; do
     rm -rf "$work/data"
-    taskset -c 0 "$sink_bin" --port "$sink_port" --max-seconds 600 > "$work/sink.log" 2>&1 &
+    taskset -c 0 "$sink_bin" --port "$sink_port" --max-seconds 600 --delay-ms "$delay" > "$work/sink.log" 2>&1 &
     sp=$!
     taskset -c 1 "$bin" serve --config "$work/config.yaml" > "$work/server.log" 2>&1 &
     srv=$!
@@ -72,6 +75,10 @@ for r in $(seq 1 "$rounds"); do
     else
       perf stat --per-thread -e "$events" -p "$srv" -o "$work/stat.txt" &
       pf=$!
+      # Connections open to the sink halfway through the run.
+      echo '?' > "$work/conns"
+      (sleep $(( (secs + 1) / 2 )); ss -tnH state established "( dport = :$sink_port )" 2>/dev/null | wc -l > "$work/conns") &
+      cs=$!
       taskset -c 0 python3 "$here/harness/sender.py" --url "http://127.0.0.1:$port/api/v2/alerts" \
         --rate "$rate" --duration "$secs" --routes 100 > "$work/sender.json"
       n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["accepted"])' "$work/sender.json")
@@ -82,9 +89,10 @@ for r in $(seq 1 "$rounds"); do
       kill -INT $pf; wait $pf 2>/dev/null; pf=
       got=$(( $(received) - before ))
       curl -fs "http://127.0.0.1:$sink_port/stats" > "$work/sink.json"
-      python3 - "$work/stat.txt" "$got" "$work/sender.json" "$work/sink.json" "$r" "$(basename "$bin")" "$n" <<'EOF'
+      wait $cs 2>/dev/null
+      python3 - "$work/stat.txt" "$got" "$work/sender.json" "$work/sink.json" "$r" "$(basename "$bin")" "$n" "$(cat "$work/conns")" <<'EOF'
 import collections, json, re, sys
-stat, got, sender, sink, rnd, name, accepted = sys.argv[1:8]
+stat, got, sender, sink, rnd, name, accepted, conns = sys.argv[1:9]
 got = max(int(got), 1)
 per = collections.defaultdict(collections.Counter)
 for line in open(stat):
@@ -102,7 +110,8 @@ s = json.load(open(sender)); k = json.load(open(sink))['latency_s']
 print(f"round {rnd} {name} accepted {accepted} delivered {got} cpu_us_per_alert {us(total):.1f} "
       f"writer {writer:.1f} runtime {runtime:.1f} switches_per_alert {total['context-switches'] / got:.2f} "
       f"alerts_per_sync {got / syncs if syncs else float('nan'):.1f} post_p50_ms {s['post_p50_s'] * 1000:.1f} "
-      f"post_p99_ms {s['post_p99_s'] * 1000:.1f} delivery_p50_ms {k['p50'] * 1000:.1f} delivery_p99_ms {k['p99'] * 1000:.1f}")
+      f"post_p99_ms {s['post_p99_s'] * 1000:.1f} delivery_p50_ms {k['p50'] * 1000:.1f} delivery_p99_ms {k['p99'] * 1000:.1f} "
+      f"connections {conns}")
 EOF
     fi
     kill $srv; wait $srv 2>/dev/null; srv=

@@ -17,7 +17,8 @@
 # Knobs: HARNESS (default benches/load/harness, the team's harness copied in), OUT
 # (default benches/load/results/latest), PINS ("1 0"), SERVERS ("alertmanager switchyard"),
 # PHASES ("ceiling durable harness soak"), SOAK_SECONDS (300), SOAK_RATE (5000), INSTALL=1
-# (apt-get install wrk and prometheus-alertmanager when missing), QUICK=1.
+# (apt-get install wrk and prometheus-alertmanager when missing), QUICK=1, SWITCHYARD_BIN (a
+# binary to measure instead of building this repository's).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -50,10 +51,13 @@ if ! need wrk || ! need prometheus-alertmanager; then
 fi
 
 echo "== building (release)"
-cargo build --release --manifest-path "$repo/Cargo.toml" --bin switchyard
+if [[ -z ${SWITCHYARD_BIN:-} ]]; then
+  cargo build --release --manifest-path "$repo/Cargo.toml" --bin switchyard
+  SWITCHYARD_BIN="$repo/target/release/switchyard"
+fi
+export SWITCHYARD_BIN
 cargo build --release --manifest-path "$here/Cargo.toml"
 SINK_BIN="$here/target/release/sink"
-export SWITCHYARD_BIN="$repo/target/release/switchyard"
 
 work=$(mktemp -d /tmp/switchyard-load.XXXXXX)
 pids=()
@@ -77,7 +81,7 @@ EOF
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "switchyard: $(git -C "$repo" rev-parse --short HEAD) ($("$SWITCHYARD_BIN" --version 2>/dev/null || echo '?'))"
+  echo "switchyard: $SWITCHYARD_BIN (repository at $(git -C "$repo" rev-parse --short HEAD); $("$SWITCHYARD_BIN" --version 2>/dev/null || echo '?'))"
   echo "alertmanager: $(prometheus-alertmanager --version 2>&1 | head -1)"
   echo "wrk: $(dpkg-query -W -f '${Version}' wrk 2>/dev/null || echo '?')"
   echo "kernel: $(uname -r)"

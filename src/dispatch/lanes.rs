@@ -128,6 +128,14 @@ impl Lanes {
         out
     }
 
+    /// Whether `target`'s queue holds any delivery.
+    pub(crate) fn has(&self, target: &str) -> bool {
+        self.lock()
+            .by_target
+            .get(target)
+            .is_some_and(|lane| !lane.is_empty())
+    }
+
     /// Puts ids back at the front of `target`'s queue, in their order (a failed read).
     pub(crate) fn put_back(&self, target: &str, ids: &[u64]) {
         if let Some(lane) = self.lock().lane(target) {

@@ -69,6 +69,8 @@ pub(crate) struct TargetMetrics {
     pub(crate) attempt_seconds: Histogram,
     /// Deliveries of this target being sent now.
     pub(crate) in_flight: Gauge,
+    /// How many this target may have in flight now (its adaptive limit).
+    pub(crate) in_flight_limit: Gauge,
     /// `deliveries` for this target, by [`Counted`], each made when first counted.
     outcomes: [Option<Counter>; 5],
 }
@@ -105,6 +107,8 @@ pub(crate) struct Metrics {
     pub(crate) attempts: Family<TargetLabel, Counter>,
     /// Deliveries being sent now, per target.
     pub(crate) in_flight: Family<TargetLabel, Gauge>,
+    /// How many each target may have in flight now.
+    in_flight_limit: Family<TargetLabel, Gauge>,
     suppressed: Family<SuppressedLabel, Counter>,
     pub(crate) state_entries: Gauge,
     /// Silences in force.
@@ -127,6 +131,7 @@ impl Default for Metrics {
             totals: Default::default(),
             attempts: Family::default(),
             in_flight: Family::default(),
+            in_flight_limit: Family::default(),
             suppressed: Family::default(),
             state_entries: Gauge::default(),
             silences_active: Gauge::default(),
@@ -161,6 +166,7 @@ impl Metrics {
             attempts: self.attempts.get_or_create(&label).clone(),
             attempt_seconds: self.attempt_seconds.get_or_create(&label).clone(),
             in_flight: self.in_flight.get_or_create(&label).clone(),
+            in_flight_limit: self.in_flight_limit.get_or_create(&label).clone(),
             target: label.target,
             outcomes: Default::default(),
         }
@@ -188,6 +194,11 @@ impl Metrics {
             "deliveries_in_flight",
             "Deliveries being sent now by this process, per target",
             self.in_flight.clone(),
+        );
+        r.register(
+            "deliveries_in_flight_limit",
+            "Deliveries this process may send at once now, per target (the adaptive limit)",
+            self.in_flight_limit.clone(),
         );
         r.register(
             "alerts_submitted",

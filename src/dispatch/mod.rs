@@ -22,6 +22,7 @@ mod attempt;
 mod error;
 mod groups;
 mod lanes;
+mod limit;
 mod metrics;
 mod order;
 mod silences;
@@ -53,6 +54,7 @@ pub struct RouterBuilder {
     rules: Option<RuleSet>,
     data_dir: PathBuf,
     in_flight: usize,
+    adaptive: bool,
     backoff: Backoff,
     connect_timeout: Duration,
     hold: bool,
@@ -119,9 +121,18 @@ impl RouterBuilder {
         self
     }
 
-    /// Requests in flight per target (default 32).
+    /// The most requests in flight per target (default 32).
     pub fn in_flight_per_target(mut self, n: usize) -> Self {
         self.in_flight = n.max(1);
+        self
+    }
+
+    /// Whether each target's limit of requests in flight adapts to its answers, between
+    /// one and [`in_flight_per_target`](Self::in_flight_per_target) (default true): the
+    /// fewest at once that keep its deliveries from waiting (docs/delivery.md,
+    /// "Isolation"). With false, every target may always have the most in flight.
+    pub fn adaptive_in_flight(mut self, adaptive: bool) -> Self {
+        self.adaptive = adaptive;
         self
     }
 
@@ -197,6 +208,7 @@ impl RouterBuilder {
             lanes,
             client,
             in_flight: self.in_flight,
+            adaptive: self.adaptive,
             backoff: self.backoff,
             hold: self.hold,
             workers: Mutex::new(HashMap::new()),
@@ -274,7 +286,10 @@ struct RouterCore {
     /// New deliveries, per target, handed over by the outbox writer.
     lanes: Arc<Lanes>,
     client: reqwest::Client,
+    /// The most requests in flight per target.
     in_flight: usize,
+    /// Whether each target's limit adapts under the most (`limit.rs`).
+    adaptive: bool,
     backoff: Backoff,
     /// Deliveries are stored, not sent ([`RouterBuilder::hold_deliveries`]).
     hold: bool,
@@ -311,6 +326,7 @@ impl Router {
             rules: None,
             data_dir: PathBuf::from("data"),
             in_flight: DEFAULT_IN_FLIGHT,
+            adaptive: true,
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
             hold: false,

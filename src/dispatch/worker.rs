@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::attempt::{AttemptOutcome, attempt, settle};
+use super::limit::{Answer, Limit};
 use super::metrics::{Counted, TargetMetrics};
 use super::order::{From, Order};
 use super::store::{Finish, Record};
@@ -32,7 +33,9 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
     let mut in_flight: FxHashSet<u64> = FxHashSet::default();
     let mut recording = Recording::default();
     let mut series = inner.metrics.for_target(&target);
-    let (done_tx, mut done_rx) = mpsc::channel::<(Record, AttemptOutcome)>(inner.in_flight.max(1));
+    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(inner.in_flight.max(1));
+    let mut limit = Limit::new(inner.in_flight, inner.adaptive, tokio::time::Instant::now());
+    series.in_flight_limit.set(limit_gauge(&limit));
     let mut shutdown = inner.shutdown.clone();
     let mut sends = JoinSet::new();
     let mut url = LastUrl::default();
@@ -71,7 +74,7 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         }
         let stalled = stall.active();
         let mut batch = Vec::new();
-        let free = inner.in_flight.saturating_sub(recording.busy(&in_flight));
+        let free = limit.get().saturating_sub(recording.busy(&in_flight));
         if free > 0 && !stalled {
             match take_fresh(&inner, &target, free).await {
                 Ok(fresh) => {
@@ -89,13 +92,14 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         }
         // Read the table when a quarter of the slots are free (or all are): one query
         // fills several slots instead of one query per finished attempt.
+        let most = limit.get();
         let may_read = |busy: usize| {
-            let free = inner.in_flight.saturating_sub(busy);
-            free > 0 && (busy == 0 || free >= inner.in_flight.div_ceil(4))
+            let free = most.saturating_sub(busy);
+            free > 0 && (busy == 0 || free >= most.div_ceil(4))
         };
         let now = now_ms();
         if table_at <= now && may_read(recording.busy(&in_flight)) && !stalled {
-            let free = inner.in_flight.saturating_sub(recording.busy(&in_flight));
+            let free = most.saturating_sub(recording.busy(&in_flight));
             let skip = |id: u64| in_flight.contains(&id) || order.is_held(id);
             let due = inner.store.due(&target, now, free, &skip).await;
             match due {
@@ -137,13 +141,29 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         if let Some(done) = recording.take() {
             recording.start(&inner, done);
         }
-        let sleep = if let Some(until) = stall.until {
+        // Deliveries wait with every slot busy: new ones queued, or the table due.
+        let waiting = busy_now >= limit.get()
+            && !stalled
+            && (table_at <= now_ms() || inner.lanes.has(&target));
+        let was = limit.get();
+        limit.tick(tokio::time::Instant::now(), waiting);
+        if limit.get() != was {
+            series.in_flight_limit.set(limit_gauge(&limit));
+            if limit.get() > was {
+                // Raised: the new slot takes a waiting delivery now.
+                continue;
+            }
+        }
+        let mut sleep = if let Some(until) = stall.until {
             until.saturating_duration_since(tokio::time::Instant::now())
         } else if table_at == u64::MAX || !may_read(busy_now) {
             Duration::from_secs(3600)
         } else {
             Duration::from_millis(table_at.saturating_sub(now_ms()))
         };
+        if let Some(at) = limit.next_look() {
+            sleep = sleep.min(at.saturating_duration_since(tokio::time::Instant::now()));
+        }
         tokio::select! {
             _ = signal.notify.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
@@ -151,9 +171,13 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
             Some(first) = done_rx.recv(), if recording.has_room() => {
                 // Take every finished attempt: their slots are free, and their outcomes
                 // wait to be recorded together.
-                recording.push(first);
-                while recording.has_room() && let Ok(more) = done_rx.try_recv() {
-                    recording.push(more);
+                let now = tokio::time::Instant::now();
+                let (r, outcome, took) = first;
+                limit.answered(now, answer(&outcome, took));
+                recording.push((r, outcome));
+                while recording.has_room() && let Ok((r, outcome, took)) = done_rx.try_recv() {
+                    limit.answered(now, answer(&outcome, took));
+                    recording.push((r, outcome));
                 }
                 // Free the finished send tasks: a JoinSet keeps each until it is joined.
                 while sends.try_join_next().is_some() {}
@@ -190,8 +214,8 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         if recording.is_running() {
             let (results, kinds, _) = recording.done().await;
             tally(&inner, &mut series, results, kinds);
-        } else if let Some(done) = done_rx.recv().await {
-            recording.push(done);
+        } else if let Some((r, outcome, _)) = done_rx.recv().await {
+            recording.push((r, outcome));
         } else {
             break;
         }
@@ -210,7 +234,7 @@ async fn recheck(
     inner: &Arc<RouterCore>,
     due: Vec<Record>,
     now: u64,
-    done: &mpsc::Sender<(Record, AttemptOutcome)>,
+    done: &mpsc::Sender<Finished>,
     sends: &mut JoinSet<()>,
 ) -> Result<Vec<Record>, (Vec<u64>, DispatchError)> {
     let (held, mut out): (Vec<Record>, Vec<Record>) = due
@@ -241,7 +265,7 @@ async fn recheck(
                     now,
                 };
                 sends.spawn(async move {
-                    let _ = tx.send((r, outcome)).await;
+                    let _ = tx.send((r, outcome, Duration::ZERO)).await;
                 });
             }
         }
@@ -304,7 +328,7 @@ fn send(
     series: &TargetMetrics,
     r: Record,
     url: Option<reqwest::Url>,
-    done: &mpsc::Sender<(Record, AttemptOutcome)>,
+    done: &mpsc::Sender<Finished>,
     sends: &mut JoinSet<()>,
 ) {
     let (client, backoff, tx) = (inner.client.clone(), inner.backoff, done.clone());
@@ -321,12 +345,30 @@ fn send(
         async move {
             let started = std::time::Instant::now();
             let outcome = attempt(&client, &r, url, store_id, backoff).await;
+            let took = started.elapsed();
             attempts.inc();
-            attempt_seconds.observe(started.elapsed().as_secs_f64());
-            let _ = tx.send((r, outcome)).await;
+            attempt_seconds.observe(took.as_secs_f64());
+            let _ = tx.send((r, outcome, took)).await;
         },
         span,
     ));
+}
+
+/// A finished attempt, with how long its request took (zero when none was sent).
+type Finished = (Record, AttemptOutcome, Duration);
+
+/// What a finished attempt tells its target's in-flight limit.
+fn answer(outcome: &AttemptOutcome, took: Duration) -> Answer {
+    match outcome {
+        AttemptOutcome::Delivered => Answer::Took(took),
+        AttemptOutcome::Retry { .. } => Answer::Struggling,
+        AttemptOutcome::GiveUp { .. } | AttemptOutcome::Inhibited { .. } => Answer::Other,
+    }
+}
+
+/// The limit as a gauge's value.
+fn limit_gauge(limit: &Limit) -> i64 {
+    i64::try_from(limit.get()).unwrap_or(i64::MAX)
 }
 
 /// The most finished attempts waiting to be recorded: beyond it, finished attempts stay

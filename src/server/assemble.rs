@@ -114,6 +114,7 @@ impl Server {
             .rules(self.rules)
             .data_dir(&cfg.data)
             .in_flight_per_target(cfg.delivery.in_flight_per_target)
+            .adaptive_in_flight(cfg.delivery.adaptive_in_flight)
             .hold_deliveries(cfg.delivery.hold)
             .queue_memory(cfg.delivery.queue_memory_mb.saturating_mul(1 << 20))
             .accept_outbox_loss(self.accept_outbox_loss);

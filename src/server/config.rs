@@ -179,8 +179,12 @@ impl Limits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Delivery {
-    /// Requests in flight per target (32).
+    /// The most requests in flight per target (32).
     pub in_flight_per_target: usize,
+    /// Whether each target's limit adapts to its answers between one and
+    /// `in_flight_per_target` (true): the fewest requests at once that keep its
+    /// deliveries from waiting. False keeps every target at the most.
+    pub adaptive_in_flight: bool,
     /// Store deliveries without sending them (false): for a downstream in maintenance, or
     /// to measure ingest alone. They go out once the server runs without it.
     pub hold: bool,
@@ -194,6 +198,7 @@ impl Default for Delivery {
     fn default() -> Self {
         Delivery {
             in_flight_per_target: crate::dispatch::DEFAULT_IN_FLIGHT,
+            adaptive_in_flight: true,
             hold: false,
             queue_memory_mb: crate::dispatch::DEFAULT_QUEUE_MEMORY >> 20,
         }

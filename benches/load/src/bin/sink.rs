@@ -7,8 +7,11 @@
 //! per distinct `labels.id` the latency from `annotations.sent_at` to its first arrival.
 //!
 //! ```text
-//! sink [--host 127.0.0.1] [--port 19094] [--no-parse] [--max-seconds 3600]
+//! sink [--host 127.0.0.1] [--port 19094] [--no-parse] [--max-seconds 3600] [--delay-ms 0]
 //! ```
+//!
+//! `--delay-ms N` answers each webhook N ms after it arrives (counted on arrival): a
+//! receiver that far away, for measuring delivery to a remote target.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -159,6 +162,7 @@ impl Stats {
 struct Shared {
     stats: Mutex<Stats>,
     parse: bool,
+    delay: std::time::Duration,
 }
 
 fn json_response(v: &Value) -> Response<Full<Bytes>> {
@@ -200,6 +204,9 @@ async fn handle(
             };
             let t = now();
             lock().record(&path, &body, shared.parse, t);
+            if !shared.delay.is_zero() {
+                tokio::time::sleep(shared.delay).await;
+            }
             Ok(Response::new(Full::new(Bytes::new())))
         }
         _ => {
@@ -215,6 +222,7 @@ fn main() -> Result<(), Error> {
     let mut port: u16 = 19094;
     let mut parse = true;
     let mut max_seconds: f64 = 3600.0;
+    let mut delay_ms: u64 = 0;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -222,6 +230,7 @@ fn main() -> Result<(), Error> {
             "--port" => port = value(&mut args, "--port")?,
             "--no-parse" => parse = false,
             "--max-seconds" => max_seconds = value(&mut args, "--max-seconds")?,
+            "--delay-ms" => delay_ms = value(&mut args, "--delay-ms")?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -244,6 +253,7 @@ fn main() -> Result<(), Error> {
         let shared = Arc::new(Shared {
             stats: Mutex::new(Stats::new()),
             parse,
+            delay: std::time::Duration::from_millis(delay_ms.min(60_000)),
         });
         // Bounded life, as sink.py: it stops by itself after max_seconds.
         serve_for(listener, max_seconds, move |req| {
