@@ -722,6 +722,10 @@ async fn a_target_that_never_answers_gets_one_more_request_at_once_per_wait() {
     assert_eq!(got.len(), 32, "raised to the most (32)");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(rx.count("/hang"), 32, "never past the most");
+    // The console's view of the outbox shows the limit beside the requests in flight.
+    let view = r.outbox_view(10).await.unwrap();
+    let row = view.targets.iter().find(|t| t.target == "t").unwrap();
+    assert_eq!((row.in_flight, row.in_flight_limit), (32, 32), "{row:?}");
     r.shutdown(Duration::from_millis(100)).await;
 }
 

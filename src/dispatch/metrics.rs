@@ -108,7 +108,7 @@ pub(crate) struct Metrics {
     /// Deliveries being sent now, per target.
     pub(crate) in_flight: Family<TargetLabel, Gauge>,
     /// How many each target may have in flight now.
-    in_flight_limit: Family<TargetLabel, Gauge>,
+    pub(crate) in_flight_limit: Family<TargetLabel, Gauge>,
     suppressed: Family<SuppressedLabel, Counter>,
     pub(crate) state_entries: Gauge,
     /// Silences in force.

@@ -532,16 +532,13 @@ impl Router {
     /// the `limit` deliveries due soonest after a retry or a hold: the console's view.
     pub async fn outbox_view(&self, limit: usize) -> Result<OutboxView, DispatchError> {
         let mut view = self.inner.store.outbox_view(limit).await?;
+        let m = &self.inner.metrics;
         for t in &mut view.targets {
-            t.in_flight = self
-                .inner
-                .metrics
-                .in_flight
-                .get_or_create(&metrics::TargetLabel {
-                    target: t.target.clone(),
-                })
-                .get()
-                .max(0) as u64;
+            let label = metrics::TargetLabel {
+                target: t.target.clone(),
+            };
+            t.in_flight = m.in_flight.get_or_create(&label).get().max(0) as u64;
+            t.in_flight_limit = m.in_flight_limit.get_or_create(&label).get().max(0) as u64;
         }
         Ok(view)
     }

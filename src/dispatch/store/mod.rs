@@ -498,6 +498,10 @@ pub struct TargetDepth {
     pub waiting: u64,
     /// Being sent now by this process (filled in by the router, not the store).
     pub in_flight: u64,
+    /// How many this process may send at once now: the target's adaptive limit, or the
+    /// most when it does not adapt; 0 while no worker has started for it (filled in by
+    /// the router).
+    pub in_flight_limit: u64,
 }
 
 /// One delivery due later.

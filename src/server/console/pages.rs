@@ -185,7 +185,7 @@ fn outbox_table(rows: &[crate::dispatch::TargetDepth]) -> Markup {
                 p.muted { "Nothing waits: every delivery went out." }
             } @else {
                 table {
-                    thead { tr { th { "Target" } th.num { "New" } th.num { "Retrying" } th.num { "In flight" } } }
+                    thead { tr { th { "Target" } th.num { "New" } th.num { "Retrying" } th.num { "In flight" } th.num title="How many it may be sent at once now: its adaptive limit" { "Limit" } } }
                     tbody {
                         @for t in rows {
                             tr {
@@ -193,6 +193,7 @@ fn outbox_table(rows: &[crate::dispatch::TargetDepth]) -> Markup {
                                 td.num { (count(t.fresh)) }
                                 td.num { (count(t.waiting)) }
                                 td.num { (count(t.in_flight)) }
+                                td.num { (count(t.in_flight_limit)) }
                             }
                         }
                     }
