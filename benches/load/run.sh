@@ -163,7 +163,7 @@ if phase harness; then
       ingest_matrix="10:1:0 100:1:0 1000:1:0 10:100:0 100:100:0 1000:100:0 100:1:10000"
       if [[ $server == switchyard ]]; then
         hook="$here/hook.sh"
-        e2e="each0:100:1000 each0:100:2000 each0:100:4000 each0:100:8000 each0:100:10500 each0:100:15000 each0:100:25000 each0:100:35000 each0:10:15000 each0:1000:15000"
+        e2e="each0:100:1000 each0:100:2000 each0:100:4000 each0:100:8000 each0:100:10500 each0:100:15000 each0:100:25000 each0:100:30000 each0:100:35000 each0:10:15000 each0:1000:15000"
       else
         e2e="each0:100:1000 each0:100:2000 each0:100:3000 each0:100:4000"
         [[ $pin == 0 ]] && e2e="$e2e each0:100:6000 each0:100:8000"
