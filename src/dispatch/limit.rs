@@ -54,7 +54,7 @@ pub(super) struct Limit {
     /// Since when deliveries have waited with every slot busy (or since the last raise
     /// while they still wait).
     waiting_since: Option<Instant>,
-    /// The last raise, or cut, or lowering: the lowering counts from here.
+    /// The last raise, cut or lowering: the lowering counts from here.
     last_change: Instant,
     /// The last cut: cuts are at least a recent answer time apart.
     last_cut: Option<Instant>,
@@ -166,8 +166,8 @@ impl Limit {
         // One for every period without a change, however long the worker slept.
         let quiet = now.saturating_duration_since(self.last_change);
         if self.now > 1 && quiet >= LOWER_EVERY {
-            let periods = (quiet.as_millis() / LOWER_EVERY.as_millis()).max(1);
-            let periods = usize::try_from(periods).unwrap_or(usize::MAX);
+            let periods =
+                usize::try_from(quiet.as_millis() / LOWER_EVERY.as_millis()).unwrap_or(usize::MAX);
             self.now = self.now.saturating_sub(periods).max(1);
             self.last_change = now;
         }

@@ -11,7 +11,7 @@ fn ms(n: u64) -> Duration {
 }
 
 /// Ticks every millisecond from `from` for `n` milliseconds with deliveries waiting;
-/// answers the instant after the last tick.
+/// returns the instant of the last tick.
 fn wait_for(limit: &mut Limit, from: Instant, n: u64) -> Instant {
     for i in 0..=n {
         limit.tick(from + ms(i), true);

@@ -92,14 +92,15 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
         }
         // Read the table when a quarter of the slots are free (or all are): one query
         // fills several slots instead of one query per finished attempt.
-        let most = limit.get();
+        // The limit of this turn (it moves only at the end of a turn).
+        let cap = limit.get();
         let may_read = |busy: usize| {
-            let free = most.saturating_sub(busy);
-            free > 0 && (busy == 0 || free >= most.div_ceil(4))
+            let free = cap.saturating_sub(busy);
+            free > 0 && (busy == 0 || free >= cap.div_ceil(4))
         };
         let now = now_ms();
         if table_at <= now && may_read(recording.busy(&in_flight)) && !stalled {
-            let free = most.saturating_sub(recording.busy(&in_flight));
+            let free = cap.saturating_sub(recording.busy(&in_flight));
             let skip = |id: u64| in_flight.contains(&id) || order.is_held(id);
             let due = inner.store.due(&target, now, free, &skip).await;
             match due {
@@ -142,27 +143,26 @@ pub(super) async fn worker(inner: Arc<RouterCore>, target: String, signal: Arc<S
             recording.start(&inner, done);
         }
         // Deliveries wait with every slot busy: new ones queued, or the table due.
-        let waiting = busy_now >= limit.get()
-            && !stalled
-            && (table_at <= now_ms() || inner.lanes.has(&target));
-        let was = limit.get();
-        limit.tick(tokio::time::Instant::now(), waiting);
-        if limit.get() != was {
+        let waiting =
+            busy_now >= cap && !stalled && (table_at <= now_ms() || inner.lanes.has(&target));
+        let instant = tokio::time::Instant::now();
+        limit.tick(instant, waiting);
+        if limit.get() != cap {
             series.in_flight_limit.set(limit_gauge(&limit));
-            if limit.get() > was {
+            if limit.get() > cap {
                 // Raised: the new slot takes a waiting delivery now.
                 continue;
             }
         }
         let mut sleep = if let Some(until) = stall.until {
-            until.saturating_duration_since(tokio::time::Instant::now())
+            until.saturating_duration_since(instant)
         } else if table_at == u64::MAX || !may_read(busy_now) {
             Duration::from_secs(3600)
         } else {
             Duration::from_millis(table_at.saturating_sub(now_ms()))
         };
         if let Some(at) = limit.next_look() {
-            sleep = sleep.min(at.saturating_duration_since(tokio::time::Instant::now()));
+            sleep = sleep.min(at.saturating_duration_since(instant));
         }
         tokio::select! {
             _ = signal.notify.notified() => {}
