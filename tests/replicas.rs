@@ -286,7 +286,8 @@ async fn without_a_nats_majority_ingest_answers_503_and_nothing_accepted_is_lost
     // Idempotency-Key (at least once, as documented), which is not what this test is about.
     // The outcome counter moves only once the outcome is recorded; the in-flight gauge,
     // which this waited on first, falls as soon as the answer arrives, before the record
-    // (CI failed so twice, under load: the first page paged again 4 s later).
+    // (failed so once in CI and once in a full local run, both under load: the first page
+    // paged again seconds later).
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (_, _, metrics) = request(&base, "GET", "/metrics", "").await.unwrap();

@@ -208,12 +208,7 @@ fn prescan(text: &str, file: FileId) -> Result<(), Box<Diagnostic>> {
                 b'(' | b'[' | b'{' => {
                     depth += 1;
                     if depth > MAX_BRACKET_DEPTH {
-                        return Err(Box::new(Diagnostic::error(
-                            codes::TOO_DEEP,
-                            format!("brackets nested more than {MAX_BRACKET_DEPTH} levels deep"),
-                        )
-                        .with_primary(Span::new(file, i, i + 1), "too deep")
-                        .with_help("flatten the condition or the JSON; split it across several rules or fields")));
+                        return Err(Box::new(too_deep(file, i)));
                     }
                 }
                 b')' | b']' | b'}' => depth = depth.saturating_sub(1),
@@ -256,6 +251,16 @@ fn prescan(text: &str, file: FileId) -> Result<(), Box<Diagnostic>> {
         State::Regex(start) => Err(Box::new(unclosed(false, file, start, text.len()))),
         _ => Ok(()),
     }
+}
+
+/// The bracket at `at` is nested past [`MAX_BRACKET_DEPTH`].
+fn too_deep(file: FileId, at: usize) -> Diagnostic {
+    Diagnostic::error(
+        codes::TOO_DEEP,
+        format!("brackets nested more than {MAX_BRACKET_DEPTH} levels deep"),
+    )
+    .with_primary(Span::new(file, at, at + 1), "too deep")
+    .with_help("flatten the condition or the JSON; split it across several rules or fields")
 }
 
 fn unclosed(string: bool, file: FileId, start: usize, end: usize) -> Diagnostic {

@@ -4,10 +4,11 @@
 
 use proptest::prelude::*;
 
-use super::{MAX_BRACKET_DEPTH, prescan, unclosed};
-use crate::diagnostic::{Diagnostic, FileId, Span, codes};
+use super::{MAX_BRACKET_DEPTH, prescan, too_deep, unclosed};
+use crate::diagnostic::{Diagnostic, FileId};
 
-/// The pre-scan as it was written first, character by character.
+/// The pre-scan as it was written first, character by character (its diagnostics are the
+/// real ones: only the walk is the reference's own).
 fn by_chars(text: &str, file: FileId) -> Result<(), Box<Diagnostic>> {
     enum State {
         Code,
@@ -30,14 +31,7 @@ fn by_chars(text: &str, file: FileId) -> Result<(), Box<Diagnostic>> {
                 '(' | '[' | '{' => {
                     depth += 1;
                     if depth > MAX_BRACKET_DEPTH {
-                        return Err(Box::new(
-                            Diagnostic::error(
-                                codes::TOO_DEEP,
-                                format!("brackets nested more than {MAX_BRACKET_DEPTH} levels deep"),
-                            )
-                            .with_primary(Span::new(file, i, i + 1), "too deep")
-                            .with_help("flatten the condition or the JSON; split it across several rules or fields"),
-                        ));
+                        return Err(Box::new(too_deep(file, i)));
                     }
                 }
                 ')' | ']' | '}' => depth = depth.saturating_sub(1),
