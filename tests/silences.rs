@@ -115,6 +115,29 @@ fn a_silence_condition_is_checked_with_diagnostics_that_point_into_it() {
     assert!(!m.matches(&firing("a", "web")));
 }
 
+/// A silence's condition comes over HTTP and is parsed on a runtime worker's small stack:
+/// brackets nested as deep as its length allows are refused by the depth limit, not the
+/// stack (pest is built without its own stack probe: Cargo.toml says why).
+#[test]
+fn a_silence_condition_nested_thousands_deep_is_refused_not_a_stack_overflow() {
+    let deep = 8_000;
+    let answer = std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(move || {
+            let nested = format!("{}team == \"db\"{}", "(".repeat(deep), ")".repeat(deep));
+            let e = SilenceMatcher::compile(&nested).unwrap_err();
+            e.render(Format::Text)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(answer.contains("error[E0105]"), "{answer}");
+    assert!(
+        answer.contains("nested more than 64 levels deep"),
+        "{answer}"
+    );
+}
+
 #[tokio::test]
 async fn a_silenced_firing_is_held_and_goes_at_once_when_the_silence_is_expired() {
     let rx = Receiver::start().await;

@@ -280,8 +280,11 @@ fn unclosed(string: bool, file: FileId, start: usize, end: usize) -> Diagnostic 
 }
 
 /// Where `text` stops being one condition of the rule language (a silence's): `None` when
-/// it is exactly one, else the byte offset where the parser gave up.
+/// it is exactly one, else the byte offset where the parser gave up. Text the pre-scan
+/// refuses (nested too deep, a string left open) is not parsed here and answers `None`:
+/// the parse of the whole silence reports why, where it is.
 pub(crate) fn condition_ends_early(text: &str) -> Option<usize> {
+    prescan(text, FileId(0)).ok()?;
     match RulesParser::parse(Rule::silence_condition, text) {
         Ok(_) => None,
         Err(e) => Some(match e.location {
