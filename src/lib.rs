@@ -35,7 +35,14 @@
 //! switchyard turns it on only while it re-parses a rules file that failed (to name the
 //! tokens it expected), under a lock, and turns it off again. switchyard never changes
 //! pest's call limit; it bounds its own input before pest runs (8 MiB per file, 64 levels of
-//! nesting).
+//! nesting). It asks for pest without pest's `std` feature, which leaves out pest's native
+//! stack probe: that depth bound is what keeps its parses shallow. Cargo unifies features,
+//! so an embedder that uses pest with its defaults turns the probe back on for switchyard
+//! too; that is safe, and costs a rules load about a sixth more instructions.
+
+// pest is built without its `std` feature (Cargo.toml says why); its generated parser then
+// names `alloc` by path.
+extern crate alloc;
 
 mod alert;
 mod check;

@@ -1,9 +1,11 @@
 //! Parsing: rules file text to a typed AST with spans, or diagnostics.
 //!
 //! Input is bounded before pest runs ([`prescan`]): size, nesting depth of brackets, and
-//! strings or regexes left open on their line. pest 2.9 guards its own native stack, but a
-//! bound we choose gives a better message and keeps the lowering and every later stage
-//! shallow.
+//! strings or regexes left open on their line. pest is built without its native stack
+//! probe (Cargo.toml says why), so the pre-scan's depth limit is what bounds the parse's
+//! recursion: every text handed to pest passes [`prescan`] first, and `stack_test` proves
+//! the deepest nesting it lets through fits in half the smallest stack a parse runs on. The
+//! same bound gives a better message and keeps the lowering and every later stage shallow.
 //!
 //! Never: looks at names or types (`check/` does), or stops at a file's first syntax
 //! error (each item is parsed on its own, so one run reports them all, up to a cap).
@@ -306,3 +308,5 @@ mod parallel_test;
 mod prescan_test;
 #[cfg(test)]
 mod roundtrip_test;
+#[cfg(test)]
+mod stack_test;
