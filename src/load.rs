@@ -22,12 +22,6 @@ pub const MAX_FILES: usize = 10_000;
 /// The most bytes all files of a folder may hold together.
 pub const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 
-/// The largest folder whose reach analysis runs beside the check, on a copy of the parsed
-/// files: the copy holds the whole syntax tree a second time until the analysis ends.
-/// 8 MiB of rules text is about 80,000 rules; a larger folder is analysed by the check, on
-/// the calling thread, as on one thread.
-const MAX_BESIDE_BYTES: usize = 8 * 1024 * 1024;
-
 /// Loads rule sets, with options. [`RuleSet::load_dir`] is `Loader::new().load_dir(..)`.
 ///
 /// ```
@@ -188,8 +182,7 @@ impl<'e> Loader<'e> {
             .filter_map(|id| sources.get(id).map(|f| (id, f.text())))
             .collect();
         let total = texts.iter().map(|(_, text)| text.len()).sum();
-        let helped = total <= MAX_BESIDE_BYTES
-            && syntax::threads_for(self.threads, total, syntax::PIECE_BYTES) > 1;
+        let helped = syntax::threads_for(self.threads, total, syntax::PIECE_BYTES) > 1;
         let mut files = Vec::with_capacity(texts.len());
         let mut unparsed_targets = Vec::new();
         let mut unparsed_windows = Vec::new();
@@ -213,19 +206,19 @@ impl<'e> Loader<'e> {
         };
         std::thread::scope(|s| {
             // On a folder large enough to parse on several threads, the analysis of what
-            // rules can reach (on a copy of the files: the check moves the rules out of
-            // them) and the content hash are worked out on a thread of their own, while this
-            // one checks and compiles. A thread the system refuses is no error: the check
+            // rules can reach and the content hash are worked out on a thread of their own,
+            // while this one checks and compiles: both only read the files (the checked
+            // rules borrow from them). A thread the system refuses is no error: the check
             // then analyses here.
+            let files = &files;
             let helper = helped
                 .then(|| {
-                    let copy = files.clone();
                     let sources = &*sources;
                     std::thread::Builder::new()
                         .name(String::from("switchyard-check"))
                         .stack_size(syntax::STACK_BYTES)
                         .spawn_scoped(s, move || {
-                            Beside::of(sources, check::analyse(&copy, sources))
+                            Beside::of(sources, check::analyse(files, sources))
                         })
                         .ok()
                 })

@@ -14,25 +14,25 @@ use crate::syntax::ast::{CmpOp, Condition, FieldPath, InhibitDecl, LiteralKind};
 
 /// An `inhibit`, checked.
 #[derive(Debug)]
-pub(crate) struct CheckedInhibit {
+pub(crate) struct CheckedInhibit<'a> {
     /// Its name.
     pub(crate) name: String,
     /// `file:line`.
     pub(crate) location: String,
     /// What it keeps out.
-    pub(crate) target: CheckedCondition,
+    pub(crate) target: CheckedCondition<'a>,
     /// What must be firing.
-    pub(crate) source: CheckedCondition,
+    pub(crate) source: CheckedCondition<'a>,
     /// The fields whose values must be equal (and present) on both.
-    pub(crate) matching: Vec<FieldPath>,
+    pub(crate) matching: &'a [FieldPath],
 }
 
 /// Checks an `inhibit` declaration; `None` when a part of it has an error (reported).
-pub(crate) fn check_inhibit(
+pub(crate) fn check_inhibit<'a>(
     cx: &mut Cx<'_>,
-    i: InhibitDecl,
+    i: &'a InhibitDecl,
     scope: &Scope,
-) -> Option<CheckedInhibit> {
+) -> Option<CheckedInhibit<'a>> {
     for p in &i.matching {
         types::check_path(cx, p);
     }
@@ -52,14 +52,14 @@ pub(crate) fn check_inhibit(
         );
     }
     let location = cx.sources.file_line(i.span);
-    let target = types::check_condition(cx, i.target, scope);
-    let source = types::check_condition(cx, i.source, scope);
+    let target = types::check_condition(cx, &i.target, scope);
+    let source = types::check_condition(cx, &i.source, scope);
     Some(CheckedInhibit {
-        name: i.name.value,
+        name: i.name.value.clone(),
         location,
         target: target?,
         source: source?,
-        matching: i.matching,
+        matching: &i.matching,
     })
 }
 

@@ -46,39 +46,40 @@ pub(crate) use targets::{BodyTemplate, Method, SecretText, TextPart};
 /// Where a rule set reads `${env.NAME}` from. The default reads the process environment.
 pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// A rule's condition once checked. A regex match carries the regex the checker
-/// compiled, so a compiled rule can never have a regex test without its regex.
+/// A rule's condition once checked, borrowing the parsed file's paths and literals. A
+/// regex match carries the regex the checker compiled, so a compiled rule can never have a
+/// regex test without its regex.
 #[derive(Debug)]
-pub(crate) enum CheckedCondition {
-    Any(Vec<CheckedCondition>),
-    All(Vec<CheckedCondition>),
-    Not(Box<CheckedCondition>, Span),
-    Exists(FieldPath, Span),
+pub(crate) enum CheckedCondition<'a> {
+    Any(Vec<CheckedCondition<'a>>),
+    All(Vec<CheckedCondition<'a>>),
+    Not(Box<CheckedCondition<'a>>, Span),
+    Exists(&'a FieldPath, Span),
     /// `during NAME`: window `.0` of [`Checked::windows`].
     During(u32, Span),
     /// A comparison with a value: any operator but `=~` and `!~`.
     Compare {
-        path: FieldPath,
+        path: &'a FieldPath,
         op: ValueOp,
         /// `!=`, `not in`: exactly `not` of the positive operator.
         negate: bool,
-        value: Literal,
+        value: &'a Literal,
         span: Span,
     },
     /// `=~` (`negate`: `!~`), with its regex.
     Match {
-        path: FieldPath,
+        path: &'a FieldPath,
         negate: bool,
-        regex: CheckedRegex,
+        regex: CheckedRegex<'a>,
         span: Span,
     },
 }
 
 /// A regex of a rule, ready to match, with the text it was made from.
 #[derive(Debug)]
-pub(crate) struct CheckedRegex {
-    pub(crate) pattern: String,
-    pub(crate) flags: String,
+pub(crate) struct CheckedRegex<'a> {
+    pub(crate) pattern: &'a str,
+    pub(crate) flags: &'a str,
     pub(crate) matcher: Matcher,
 }
 
@@ -118,12 +119,12 @@ impl ValueOp {
 
 /// A rule, resolved.
 #[derive(Debug)]
-pub(crate) struct CheckedRule {
+pub(crate) struct CheckedRule<'a> {
     /// The rule's name, or `file:line`.
     pub(crate) id: String,
     /// `file:line` of the rule.
     pub(crate) location: String,
-    pub(crate) condition: CheckedCondition,
+    pub(crate) condition: CheckedCondition<'a>,
     /// Indices into `Checked::targets`, in action order.
     pub(crate) posts: Vec<usize>,
     /// `stop`: no later rule is evaluated once this one matches.
@@ -227,13 +228,13 @@ pub(crate) enum CheckedExpect {
 
 /// Everything the engine needs from a checked folder.
 #[derive(Debug, Default)]
-pub(crate) struct Checked {
+pub(crate) struct Checked<'a> {
     pub(crate) targets: Vec<CheckedTarget>,
     /// The windows, in declaration order: `CheckedCondition::During` indexes them.
     pub(crate) windows: Vec<crate::window::Window>,
-    pub(crate) rules: Vec<CheckedRule>,
+    pub(crate) rules: Vec<CheckedRule<'a>>,
     /// The `inhibit` declarations, in load order.
-    pub(crate) inhibits: Vec<CheckedInhibit>,
+    pub(crate) inhibits: Vec<CheckedInhibit<'a>>,
     pub(crate) tests: Vec<CheckedTest>,
     pub(crate) warnings: Vec<Diagnostic>,
 }
@@ -262,19 +263,18 @@ pub(crate) fn analyse(files: &[ast::File], sources: &SourceMap) -> Vec<Diagnosti
 
 /// Checks parsed files, given in load order, as one rule set. With `analyse_here`, the
 /// result's warnings include [`analyse`]'s; without, the caller runs it.
-pub(crate) fn check(
-    files: Vec<ast::File>,
+pub(crate) fn check<'a>(
+    files: &'a [ast::File],
     unparsed: Unparsed<'_>,
     sources: &SourceMap,
     env: EnvLookup<'_>,
     analyse_here: bool,
-) -> Result<Checked, Vec<Diagnostic>> {
+) -> Result<Checked<'a>, Vec<Diagnostic>> {
     let mut cx = Cx::new(sources);
-    let mut scope = names::Scope::collect(&mut cx, &files);
-    // Analysed before the rules' conditions move into the result; said only when the
-    // folder is otherwise sound (below).
+    let mut scope = names::Scope::collect(&mut cx, files);
+    // Said only when the folder is otherwise sound (below).
     let analysed = if analyse_here {
-        analyse(&files, sources)
+        analyse(files, sources)
     } else {
         Vec::new()
     };
@@ -283,7 +283,7 @@ pub(crate) fn check(
     let mut out = Checked::default();
     out.rules.reserve(files.iter().map(|f| f.items.len()).sum());
 
-    for f in &files {
+    for f in files {
         for item in &f.items {
             if let Item::Target(t) = item
                 && let Some(t) = targets::check_target(&mut cx, t, &scope, env)
@@ -294,7 +294,7 @@ pub(crate) fn check(
     }
     // Each window checked once, at its first declaration (a second is an error already).
     let mut windows: Vec<Option<crate::window::Window>> = vec![None; scope.windows.len()];
-    for f in &files {
+    for f in files {
         for item in &f.items {
             if let Item::Window(w) = item
                 && let Some(i) = scope.windows.iter().position(|(_, s)| *s == w.name.span)
@@ -329,14 +329,15 @@ pub(crate) fn check(
             *p = true;
         }
     }
-    // The rules' conditions move into the result: a clone would cost as much as the check.
+    // The checked conditions borrow the files' (nothing is copied), so that a large load
+    // analyses the same files beside the check (`load.rs`).
     for f in files {
-        for item in f.items {
+        for item in &f.items {
             match item {
                 Item::Rule(r) => {
-                    fields::check_rule_fields(&mut cx, &r);
-                    let memory = memory::check_memory(&mut cx, &r, &scope, &mut posted);
-                    let condition = types::check_condition(&mut cx, r.condition, &scope);
+                    fields::check_rule_fields(&mut cx, r);
+                    let memory = memory::check_memory(&mut cx, r, &scope, &mut posted);
+                    let condition = types::check_condition(&mut cx, &r.condition, &scope);
                     let mut posts = Vec::new();
                     let (mut stop, mut drop) = (false, false);
                     for a in &r.actions {
@@ -434,7 +435,7 @@ pub(crate) fn check(
                     }
                 }
                 Item::Test(t) => {
-                    if let Some(t) = check_test(&mut cx, &t, &scope) {
+                    if let Some(t) = check_test(&mut cx, t, &scope) {
                         out.tests.push(t);
                     }
                 }
@@ -698,7 +699,7 @@ fn check_test(cx: &mut Cx<'_>, t: &ast::TestBlock, scope: &names::Scope) -> Opti
                     condition.span.start as usize,
                     cx.sources.snippet(condition.span),
                 );
-                if let Err(ds) = check_silence(&condition.value, &place) {
+                if let Err(ds) = check_silence(&condition.value, &place, |_, _| ()) {
                     ok = false;
                     for d in ds {
                         cx.report(d);

@@ -49,12 +49,14 @@ impl Place {
     }
 }
 
-/// Checks `condition`, written at `place`, where every diagnostic points. On success, the
-/// checked one-rule set (`when <condition> -> drop`) and its sources.
-pub(crate) fn check_silence(
+/// Checks `condition`, written at `place`, where every diagnostic points. On success,
+/// what `then` makes of the checked one-rule set (`when <condition> -> drop`) and its
+/// sources: the checked set borrows the parsed condition, which lives only in here.
+pub(crate) fn check_silence<T>(
     condition: &str,
     place: &Place,
-) -> Result<(Checked, Arc<SourceMap>), Vec<Diagnostic>> {
+    then: impl FnOnce(Checked<'_>, Arc<SourceMap>) -> T,
+) -> Result<T, Vec<Diagnostic>> {
     let (file, offset) = (place.file, place.offset);
     let whole = place.span(0, condition.len());
     if condition.len() > MAX_SILENCE_CONDITION {
@@ -118,14 +120,14 @@ pub(crate) fn check_silence(
             ),
         ]);
     }
-    let ast = parsed.map_err(rebase)?;
+    let ast = [parsed.map_err(rebase)?];
     let no_env = |_: &str| None;
     let unparsed = Unparsed {
         targets: &[],
         windows: &[],
         any_file_failed: false,
     };
-    let checked = super::check(vec![ast], unparsed, &sources, &no_env, true).map_err(rebase)?;
+    let checked = super::check(&ast, unparsed, &sources, &no_env, true).map_err(rebase)?;
     let one_rule = checked.rules.len() == 1
         && checked
             .rules
@@ -146,7 +148,7 @@ pub(crate) fn check_silence(
             ),
         ]);
     }
-    Ok((checked, Arc::new(sources)))
+    Ok(then(checked, Arc::new(sources)))
 }
 
 /// Where a string literal's decoded text is in the file: the [`Place`] of a condition

@@ -27,33 +27,37 @@ pub(crate) const META_FIELDS: [&str; 4] = ["source", "state", "name", "id"];
 /// Checks a condition and gives it back checked: every regex compiled into the test that
 /// uses it. `None` when a part of it could not be checked (a diagnostic says why, so the
 /// folder does not load).
-pub(crate) fn check_condition(
+pub(crate) fn check_condition<'a>(
     cx: &mut Cx<'_>,
-    c: Condition,
+    c: &'a Condition,
     scope: &Scope,
-) -> Option<CheckedCondition> {
+) -> Option<CheckedCondition<'a>> {
     match c {
         Condition::Any(cs) => check_all(cx, cs, scope).map(CheckedCondition::Any),
         Condition::All(cs) => check_all(cx, cs, scope).map(CheckedCondition::All),
         Condition::Not(inner, span) => {
-            check_condition(cx, *inner, scope).map(|i| CheckedCondition::Not(Box::new(i), span))
+            check_condition(cx, inner, scope).map(|i| CheckedCondition::Not(Box::new(i), *span))
         }
         Condition::Exists(p, span) => {
-            check_path(cx, &p);
-            Some(CheckedCondition::Exists(p, span))
+            check_path(cx, p);
+            Some(CheckedCondition::Exists(p, *span))
         }
         Condition::Compare(cmp) => {
             check_path(cx, &cmp.path);
             check_comparison(cx, cmp)
         }
         Condition::During(w, span) => scope
-            .resolve_window(cx, &w)
-            .map(|i| CheckedCondition::During(i as u32, span)),
+            .resolve_window(cx, w)
+            .map(|i| CheckedCondition::During(i as u32, *span)),
     }
 }
 
 /// Every part checked, even after one fails (each reports its own problems).
-fn check_all(cx: &mut Cx<'_>, cs: Vec<Condition>, scope: &Scope) -> Option<Vec<CheckedCondition>> {
+fn check_all<'a>(
+    cx: &mut Cx<'_>,
+    cs: &'a [Condition],
+    scope: &Scope,
+) -> Option<Vec<CheckedCondition<'a>>> {
     let mut out = Vec::with_capacity(cs.len());
     let mut ok = true;
     for c in cs {
@@ -111,31 +115,31 @@ pub(crate) fn check_path(cx: &mut Cx<'_>, p: &FieldPath) {
 
 /// One comparison, checked: a value comparison as it is, a match with its regex compiled
 /// (a string on the right of `=~` is a regex too).
-fn check_comparison(cx: &mut Cx<'_>, cmp: Comparison) -> Option<CheckedCondition> {
-    report_mismatches(cx, &cmp)?;
+fn check_comparison<'a>(cx: &mut Cx<'_>, cmp: &'a Comparison) -> Option<CheckedCondition<'a>> {
+    report_mismatches(cx, cmp)?;
     match ValueOp::of(cmp.op) {
         Some((op, negate)) => Some(CheckedCondition::Compare {
-            path: cmp.path,
+            path: &cmp.path,
             op,
             negate,
-            value: cmp.value,
+            value: &cmp.value,
             span: cmp.span,
         }),
         None => {
             // `=~` or `!~`: a regex, or a string used as one.
-            let (pattern, flags) = match cmp.value.kind {
-                LiteralKind::Regex { pattern, flags } => (pattern, flags),
-                LiteralKind::String(s) => (s, String::new()),
+            let (pattern, flags) = match &cmp.value.kind {
+                LiteralKind::Regex { pattern, flags } => (pattern.as_str(), flags.as_str()),
+                LiteralKind::String(s) => (s.as_str(), ""),
                 // Reported by `report_mismatches`.
                 _ => return None,
             };
             let mut regexes = std::mem::take(&mut cx.regexes);
-            let matcher = regexes.get_or_make(&pattern, &flags, || {
-                compile_regex(cx, &pattern, &flags, cmp.value.span)
+            let matcher = regexes.get_or_make(pattern, flags, || {
+                compile_regex(cx, pattern, flags, cmp.value.span)
             });
             cx.regexes = regexes;
             Some(CheckedCondition::Match {
-                path: cmp.path,
+                path: &cmp.path,
                 negate: cmp.op == CmpOp::NotMatch,
                 regex: CheckedRegex {
                     pattern,

@@ -64,11 +64,10 @@ impl Compiler {
         }
     }
 
-    /// Compiles a rule, consuming it: each condition is freed as soon as it is compiled,
-    /// and its memory serves the next rule's.
+    /// Compiles a rule.
     pub(crate) fn rule(
         &mut self,
-        r: CheckedRule,
+        r: CheckedRule<'_>,
         targets: &[CheckedTarget],
         windows: &[crate::window::Window],
     ) -> CompiledRule {
@@ -120,7 +119,7 @@ impl Compiler {
     }
 
     /// A checked condition as a predicate over atom ids.
-    pub(crate) fn condition(&mut self, c: CheckedCondition) -> Pred {
+    pub(crate) fn condition(&mut self, c: CheckedCondition<'_>) -> Pred {
         match c {
             CheckedCondition::Any(cs) => {
                 Pred::Any(cs.into_iter().map(|c| self.condition(c)).collect())
@@ -130,7 +129,7 @@ impl Compiler {
             }
             CheckedCondition::Not(inner, span) => Pred::Not(Box::new(self.condition(*inner)), span),
             CheckedCondition::Exists(p, span) => {
-                let path = self.path_id(&p);
+                let path = self.path_id(p);
                 let atom = self.atom(path, AtomOp::Exists, LiteralKind::Null, |_| Test::Exists);
                 Pred::Test {
                     atom,
@@ -145,8 +144,10 @@ impl Compiler {
                 value,
                 span,
             } => {
-                let path = self.path_id(&path);
-                let atom = self.atom(path, AtomOp::Value(op), value.kind, |v| value_test(op, v));
+                let path = self.path_id(path);
+                // The key of an atom is its own: the value is copied from the file's syntax tree.
+                let value = value.kind.clone();
+                let atom = self.atom(path, AtomOp::Value(op), value, |v| value_test(op, v));
                 Pred::Test { atom, negate, span }
             }
             CheckedCondition::Match {
@@ -155,13 +156,16 @@ impl Compiler {
                 regex,
                 span,
             } => {
-                let path = self.path_id(&path);
+                let path = self.path_id(path);
                 let CheckedRegex {
                     pattern,
                     flags,
                     matcher,
                 } = regex;
-                let literal = LiteralKind::Regex { pattern, flags };
+                let literal = LiteralKind::Regex {
+                    pattern: pattern.to_owned(),
+                    flags: flags.to_owned(),
+                };
                 let atom = self.atom(path, AtomOp::Match, literal, |_| Test::Regex(matcher));
                 Pred::Test { atom, negate, span }
             }

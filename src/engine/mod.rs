@@ -259,7 +259,7 @@ impl RuleSet {
     /// Compiles a checked folder. `beside` gives what was worked out from the files beside
     /// the check and the compile; it is asked for last, so that the two overlap.
     pub(crate) fn compile(
-        mut checked: Checked,
+        mut checked: Checked<'_>,
         sources: Arc<SourceMap>,
         beside: impl FnOnce() -> Beside,
     ) -> RuleSet {

@@ -35,8 +35,7 @@ impl SilenceMatcher {
         offset: usize,
     ) -> Result<SilenceMatcher, Vec<Diagnostic>> {
         let place = crate::check::silence::Place::at(file, offset);
-        let (checked, sources) = crate::check::check_silence(condition, &place)?;
-        Ok(SilenceMatcher {
+        crate::check::check_silence(condition, &place, |checked, sources| SilenceMatcher {
             set: RuleSet::compile(checked, sources.clone(), || {
                 Beside::of(&sources, Vec::new())
             }),
