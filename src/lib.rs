@@ -38,7 +38,7 @@
 //! nesting). It asks for pest without pest's `std` feature, which leaves out pest's native
 //! stack probe: that depth bound is what keeps its parses shallow. Cargo unifies features,
 //! so an embedder that uses pest with its defaults turns the probe back on for switchyard
-//! too; that is safe, and costs a rules load about a sixth more instructions.
+//! too; that is safe, and costs a rules load about a tenth more instructions.
 
 // pest is built without its `std` feature (Cargo.toml says why); its generated parser then
 // names `alloc` by path.

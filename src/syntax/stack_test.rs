@@ -24,49 +24,28 @@ fn codes_on_a_small_stack(text: String) -> Vec<String> {
 
 /// Shapes nested `depth` brackets deep in all (a target's own braces count as one).
 fn shapes(depth: usize) -> Vec<(&'static str, String)> {
-    let target = "target t { url = \"https://x.test\" }\n";
+    let rule = |open: &str, close: &str| {
+        let target = "target t { url = \"https://x.test\" }";
+        format!(
+            "{target}\nwhen {}a == 1{} -> post t\n",
+            open.repeat(depth),
+            close.repeat(depth)
+        )
+    };
+    let body = |open: &str, close: &str, n: usize| {
+        format!(
+            "target t {{ url = \"https://x.test\", body = {}1{} }}\n",
+            open.repeat(n),
+            close.repeat(n)
+        )
+    };
     let inner = depth - 1;
     vec![
-        (
-            "parentheses",
-            format!(
-                "{target}when {}a == 1{} -> post t\n",
-                "(".repeat(depth),
-                ")".repeat(depth)
-            ),
-        ),
-        (
-            "nots",
-            format!(
-                "{target}when {}a == 1{} -> post t\n",
-                "not (".repeat(depth),
-                ")".repeat(depth)
-            ),
-        ),
-        (
-            "objects",
-            format!(
-                "target t {{ url = \"https://x.test\", body = {}1{} }}\n",
-                "{\"a\": ".repeat(inner),
-                "}".repeat(inner)
-            ),
-        ),
-        (
-            "arrays",
-            format!(
-                "target t {{ url = \"https://x.test\", body = {}1{} }}\n",
-                "[".repeat(inner),
-                "]".repeat(inner)
-            ),
-        ),
-        (
-            "objects and arrays",
-            format!(
-                "target t {{ url = \"https://x.test\", body = {}1{} }}\n",
-                "{\"a\": [".repeat(inner / 2),
-                "]}".repeat(inner / 2)
-            ),
-        ),
+        ("parentheses", rule("(", ")")),
+        ("nots", rule("not (", ")")),
+        ("objects", body("{\"a\": ", "}", inner)),
+        ("arrays", body("[", "]", inner)),
+        ("objects and arrays", body("{\"a\": [", "]}", inner / 2)),
     ]
 }
 
